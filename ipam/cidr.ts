@@ -1,0 +1,69 @@
+/**
+ * Address arithmetic for IPv4 and IPv6 prefixes, on bigints so both families
+ * share one code path. Pure: no I/O.
+ */
+import net from 'node:net';
+
+/** A parsed prefix such as 10.244.0.0/24 or fd00:10::/64. */
+export interface Cidr {
+  family: 4 | 6;
+  /** The network address as a number. */
+  base: bigint;
+  prefixLength: number;
+  /** Total addresses in the prefix, network and broadcast included. */
+  size: bigint;
+  text: string;
+}
+
+const BITS = { 4: 32, 6: 128 } as const;
+
+/** Parses "addr/len"; throws on a malformed prefix or host bits set. */
+export function parseCidr(text: string): Cidr {
+  const slash = text.indexOf('/');
+  const addr = slash < 0 ? '' : text.slice(0, slash);
+  const lenText = slash < 0 ? '' : text.slice(slash + 1);
+  const family = net.isIPv4(addr) ? 4 : net.isIPv6(addr) ? 6 : 0;
+  if (family === 0 || !/^\d{1,3}$/.test(lenText)) throw new Error(`invalid CIDR '${text}': expected address/prefix-length`);
+  const bits = BITS[family];
+  const prefixLength = Number(lenText);
+  if (prefixLength > bits) throw new Error(`invalid CIDR '${text}': prefix length above ${bits}`);
+  const value = ipToBigInt(addr);
+  const hostBits = BigInt(bits - prefixLength);
+  const base = (value >> hostBits) << hostBits;
+  if (base !== value) throw new Error(`invalid CIDR '${text}': host bits are set (did you mean ${bigIntToIp(base, family)}/${prefixLength}?)`);
+  return { family, base, prefixLength, size: 1n << hostBits, text: `${bigIntToIp(base, family)}/${prefixLength}` };
+}
+
+/** Converts an IPv4 or IPv6 address to a number. */
+export function ipToBigInt(ip: string): bigint {
+  if (net.isIPv4(ip)) return ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+  if (!net.isIPv6(ip)) throw new Error(`invalid IP address '${ip}'`);
+  let groups: string[];
+  const [head, tail] = ip.split('::') as [string, string | undefined];
+  const parse = (s: string): string[] => (s === '' ? [] : s.split(':'));
+  const tailGroups = tail === undefined ? [] : parse(tail);
+  // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
+  const expand = (gs: string[]): string[] =>
+    gs.flatMap((g) => (g.includes('.') ? (() => { const v = Number(ipToBigInt(g)); return [(v >>> 16).toString(16), (v & 0xffff).toString(16)]; })() : [g]));
+  const h = expand(parse(head));
+  const t = expand(tailGroups);
+  groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+}
+
+/** Converts a number back to the canonical text of an address of the family. */
+export function bigIntToIp(value: bigint, family: 4 | 6): string {
+  if (family === 4) return [24n, 16n, 8n, 0n].map((s) => String((value >> s) & 0xffn)).join('.');
+  const groups: string[] = [];
+  for (let s = 112n; s >= 0n; s -= 16n) groups.push(((value >> s) & 0xffffn).toString(16));
+  // Let node produce the RFC 5952 short form.
+  return new net.SocketAddress({ address: groups.join(':'), family: 'ipv6' }).address;
+}
+
+/** True when the address lies inside the prefix. */
+export function cidrContains(cidr: Cidr, ip: string): boolean {
+  const family = net.isIPv4(ip) ? 4 : net.isIPv6(ip) ? 6 : 0;
+  if (family !== cidr.family) return false;
+  const v = ipToBigInt(ip);
+  return v >= cidr.base && v < cidr.base + cidr.size;
+}
