@@ -1,0 +1,114 @@
+/**
+ * The agent's API server: HTTP/JSON on a root-only unix socket. Routing is a
+ * table of method + path pattern → handler; handlers throw ApiFailure for
+ * errors a caller should see.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import type { ApiError } from './api-types.ts';
+
+const MAX_BODY_BYTES = 1 << 20;
+
+/** An error with the HTTP status and kind the client receives. */
+export class ApiFailure extends Error {
+  readonly status: number;
+  readonly kind: string;
+  constructor(status: number, kind: string, message: string) {
+    super(message);
+    this.status = status;
+    this.kind = kind;
+  }
+}
+
+/** A route handler: gets path parameters, the query and the parsed body. */
+export type Handler = (req: { params: string[]; query: URLSearchParams; body: unknown }) => unknown | Promise<unknown>;
+
+/** One route: method and a path pattern whose `:name` segments become params. */
+export interface Route {
+  method: string;
+  pattern: string;
+  handler: Handler;
+}
+
+function match(pattern: string, pathname: string): string[] | null {
+  const want = pattern.split('/');
+  const got = pathname.split('/');
+  if (want.length !== got.length) return null;
+  const params: string[] = [];
+  for (let i = 0; i < want.length; i++) {
+    if (want[i]!.startsWith(':')) params.push(decodeURIComponent(got[i]!));
+    else if (want[i] !== got[i]) return null;
+  }
+  return params;
+}
+
+async function readBody(req: http.IncomingMessage): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > MAX_BODY_BYTES) throw new ApiFailure(413, 'BadRequest', 'request body too large');
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString('utf8'));
+  } catch {
+    throw new ApiFailure(400, 'BadRequest', 'request body is not JSON');
+  }
+}
+
+/** Fails when the socket is held by a live process; removes a stale socket file. */
+async function clearStaleSocket(socket: string): Promise<void> {
+  if (!fs.existsSync(socket)) return;
+  const alive = await new Promise<boolean>((resolve) => {
+    const c = net.connect(socket);
+    c.on('connect', () => {
+      c.destroy();
+      resolve(true);
+    });
+    c.on('error', () => resolve(false));
+  });
+  if (alive) throw new Error(`another agent is already serving ${socket}`);
+  fs.unlinkSync(socket);
+}
+
+/** Serves the routes on a unix socket readable and writable by root only; resolves once listening. */
+export async function serveApi(socket: string, routes: Route[], log: (msg: string) => void): Promise<http.Server> {
+  fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
+  await clearStaleSocket(socket);
+  const server = http.createServer(async (req, res) => {
+    const url = new URL(req.url ?? '/', 'http://agent');
+    let status = 200;
+    let body: unknown;
+    try {
+      const route = routes.find((r) => r.method === req.method && match(r.pattern, url.pathname));
+      if (!route) throw new ApiFailure(404, 'NotFound', `no such API: ${req.method} ${url.pathname}`);
+      body = await route.handler({ params: match(route.pattern, url.pathname)!, query: url.searchParams, body: await readBody(req) });
+    } catch (err: unknown) {
+      status = err instanceof ApiFailure ? err.status : 500;
+      const out: ApiError = {
+        error: err instanceof Error ? err.message : String(err),
+        kind: err instanceof ApiFailure ? err.kind : 'Internal',
+      };
+      if (status === 500) log(`API ${req.method} ${url.pathname} failed: ${out.error}`);
+      body = out;
+    }
+    const text = body === undefined ? '' : JSON.stringify(body);
+    res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+    res.end(text);
+  });
+  const oldMask = process.umask(0o177);
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socket, () => resolve());
+    });
+  } finally {
+    process.umask(oldMask);
+  }
+  fs.chmodSync(socket, 0o600);
+  return server;
+}

@@ -1,0 +1,65 @@
+/**
+ * Client of the agent's API: HTTP/JSON over the agent's unix socket. Used by
+ * the CNI plugin (kept light: only node:http) and by the CLI.
+ */
+import http from 'node:http';
+import type { ApiError } from './api-types.ts';
+
+const REQUEST_TIMEOUT_MS = 30_000;
+
+/** The agent answered with an error status. */
+export class AgentError extends Error {
+  readonly status: number;
+  readonly kind: string;
+  constructor(status: number, body: ApiError) {
+    super(body.error);
+    this.name = 'AgentError';
+    this.status = status;
+    this.kind = body.kind;
+  }
+}
+
+/** The agent could not be reached (no socket, refused, timed out). */
+export class AgentUnreachableError extends Error {
+  readonly code: string;
+  constructor(socket: string, cause: NodeJS.ErrnoException) {
+    super(`cannot reach the sluice agent at ${socket}: ${cause.code ?? cause.message} (is sluice-agent running on this node?)`);
+    this.name = 'AgentUnreachableError';
+    this.code = cause.code ?? 'EUNKNOWN';
+  }
+}
+
+/** Sends one request; resolves with the parsed JSON body, rejects with AgentError or AgentUnreachableError. */
+export function agentRequest<T>(socket: string, method: string, path: string, body?: unknown): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const payload = body === undefined ? undefined : JSON.stringify(body);
+    const req = http.request(
+      {
+        socketPath: socket,
+        method,
+        path,
+        timeout: REQUEST_TIMEOUT_MS,
+        headers: payload ? { 'content-type': 'application/json', 'content-length': Buffer.byteLength(payload) } : {},
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          let parsed: unknown;
+          try {
+            parsed = text ? JSON.parse(text) : undefined;
+          } catch {
+            reject(new Error(`agent sent a malformed response to ${method} ${path}`));
+            return;
+          }
+          if ((res.statusCode ?? 500) >= 400) reject(new AgentError(res.statusCode ?? 500, parsed as ApiError));
+          else resolve(parsed as T);
+        });
+      },
+    );
+    req.on('timeout', () => req.destroy(Object.assign(new Error('timed out'), { code: 'ETIMEDOUT' })));
+    req.on('error', (err: NodeJS.ErrnoException) => reject(new AgentUnreachableError(socket, err)));
+    req.end(payload);
+  });
+}

@@ -1,0 +1,127 @@
+/**
+ * The agent's API routes: IPAM, endpoints, status and counters, wired to the
+ * components that do the work.
+ */
+import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
+import type { Datapath } from '../datapath/loader.ts';
+import { ApiFailure, type Route } from './api-server.ts';
+import type { AllocateRequest, AllocateResponse, EndpointSpec, ReleaseRequest, StatusResponse } from './api-types.ts';
+import type { EndpointManager } from './endpoints.ts';
+
+/** What the routes act on. */
+export interface AgentContext {
+  node: string;
+  pinDir: string;
+  ipam: Ipam;
+  endpoints: EndpointManager;
+  datapath: Datapath;
+}
+
+function requireString(body: Record<string, unknown>, field: string, optional = false): string {
+  const value = body[field];
+  if (value === undefined && optional) return '';
+  if (typeof value !== 'string' || (!optional && value === '')) {
+    throw new ApiFailure(400, 'BadRequest', `field '${field}' must be a non-empty string`);
+  }
+  return value;
+}
+
+function requireObject(body: unknown): Record<string, unknown> {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new ApiFailure(400, 'BadRequest', 'request body must be a JSON object');
+  }
+  return body as Record<string, unknown>;
+}
+
+function parseEndpointSpec(raw: unknown): EndpointSpec {
+  const body = requireObject(raw);
+  const hostIfindex = body.hostIfindex;
+  if (typeof hostIfindex !== 'number' || !Number.isInteger(hostIfindex) || hostIfindex <= 0) {
+    throw new ApiFailure(400, 'BadRequest', "field 'hostIfindex' must be a positive integer");
+  }
+  const ips = body.ips;
+  if (!Array.isArray(ips) || ips.length === 0 || !ips.every((ip) => typeof ip === 'string')) {
+    throw new ApiFailure(400, 'BadRequest', "field 'ips' must be a non-empty array of addresses");
+  }
+  return {
+    containerID: requireString(body, 'containerID'),
+    ifname: requireString(body, 'ifname'),
+    namespace: requireString(body, 'namespace', true),
+    pod: requireString(body, 'pod', true),
+    netns: requireString(body, 'netns', true),
+    hostIfname: requireString(body, 'hostIfname'),
+    hostIfindex,
+    mac: requireString(body, 'mac'),
+    hostMac: requireString(body, 'hostMac'),
+    ips: ips as string[],
+  };
+}
+
+/** The route table of the agent's API. */
+export function agentRoutes(ctx: AgentContext): Route[] {
+  return [
+    {
+      method: 'GET',
+      pattern: '/v1/status',
+      handler: (): StatusResponse => ({
+        node: ctx.node,
+        ready: true,
+        podCIDRs: ctx.ipam.pools.map((p) => p.cidr.text),
+        endpoints: ctx.endpoints.list().length,
+        datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted },
+        pools: ctx.ipam.usage(),
+      }),
+    },
+    {
+      method: 'POST',
+      pattern: '/v1/ipam/allocate',
+      handler: ({ body }): AllocateResponse => {
+        const req = requireObject(body);
+        const key: AllocateRequest = {
+          containerID: requireString(req, 'containerID'),
+          ifname: requireString(req, 'ifname'),
+          namespace: requireString(req, 'namespace', true),
+          pod: requireString(req, 'pod', true),
+        };
+        try {
+          const ips = ctx.ipam.allocate(key).map((a) => ({
+            address: `${a.ip}/${a.prefixLength}`,
+            gateway: a.gateway,
+            family: a.family,
+          }));
+          return { ips, datapath: { ...ctx.datapath.progPaths, linksDir: `${ctx.pinDir}/links` } };
+        } catch (err: unknown) {
+          if (err instanceof PoolExhaustedError) throw new ApiFailure(503, 'PoolExhausted', err.message);
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'POST',
+      pattern: '/v1/ipam/release',
+      handler: ({ body }) => {
+        const req = requireObject(body) as Partial<ReleaseRequest>;
+        const released = ctx.ipam.release({
+          containerID: requireString(req, 'containerID'),
+          ifname: requireString(req, 'ifname'),
+        });
+        return { released };
+      },
+    },
+    { method: 'GET', pattern: '/v1/ipam', handler: () => ({ pools: ctx.ipam.usage(), allocations: ctx.ipam.list() }) },
+    { method: 'GET', pattern: '/v1/endpoints', handler: () => ctx.endpoints.list() },
+    { method: 'PUT', pattern: '/v1/endpoints', handler: ({ body }) => ctx.endpoints.register(parseEndpointSpec(body)) },
+    {
+      // Removes the endpoint from the maps and releases its addresses; succeeds when neither exists.
+      method: 'DELETE',
+      pattern: '/v1/endpoints/:containerID/:ifname',
+      handler: ({ params }) => {
+        const [containerID, ifname] = params as [string, string];
+        const endpoint = ctx.endpoints.unregister(containerID, ifname);
+        const released = ctx.ipam.release({ containerID, ifname });
+        return { endpoint, released, linksDir: `${ctx.pinDir}/links` };
+      },
+    },
+    { method: 'GET', pattern: '/v1/counters', handler: () => ctx.datapath.readCounters() },
+  ];
+}

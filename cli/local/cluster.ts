@@ -1,0 +1,79 @@
+/**
+ * The local cluster's on-disk description (cluster.json) and the paths it
+ * implies. Every `sluice local` command after `up` finds the cluster through
+ * `--dir`, $SLUICE_LOCAL_DIR, or the default directory.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import sea from 'node:sea';
+import { LocalDatastore } from '../../agent/local-datastore.ts';
+
+/** Where `sluice local` keeps a cluster unless told otherwise. */
+export const DEFAULT_CLUSTER_DIR = '/var/lib/sluice/local';
+/** Where `ip netns add` bind-mounts named network namespaces. */
+export const NETNS_DIR = '/var/run/netns';
+
+/** What `local up` decided, read by every other local command. */
+export interface ClusterConfig {
+  name: string;
+  dir: string;
+  nodeName: string;
+  podCIDRs: string[];
+  socket: string;
+  stateDir: string;
+  bpfDir: string;
+  agentPid: number;
+  cniBinDir: string;
+  cniConfFile: string;
+}
+
+/** The cluster directory from the flag, the environment, or the default. */
+export function clusterDir(flag?: string): string {
+  return path.resolve(flag ?? process.env.SLUICE_LOCAL_DIR ?? DEFAULT_CLUSTER_DIR);
+}
+
+/** Reads cluster.json; throws a message telling how to bring a cluster up when there is none. */
+export function loadCluster(dir: string): ClusterConfig {
+  const file = path.join(dir, 'cluster.json');
+  if (!fs.existsSync(file)) throw new Error(`no local cluster at ${dir}: run 'sluice local up' first`);
+  return JSON.parse(fs.readFileSync(file, 'utf8')) as ClusterConfig;
+}
+
+/** Writes cluster.json. */
+export function saveCluster(config: ClusterConfig): void {
+  fs.mkdirSync(config.dir, { recursive: true, mode: 0o700 });
+  fs.writeFileSync(path.join(config.dir, 'cluster.json'), JSON.stringify(config, null, 2) + '\n');
+}
+
+/** The cluster's datastore. */
+export function datastoreOf(config: ClusterConfig): LocalDatastore {
+  return new LocalDatastore(path.join(config.dir, 'datastore'));
+}
+
+/** The netns name of a pod: unique per cluster, usable with `ip netns exec`. */
+export function podNetnsName(config: ClusterConfig, namespace: string, name: string): string {
+  return `${config.name}-${namespace}-${name}`;
+}
+
+/** The command line that runs this CLI again (the single executable, or node + script in development). */
+export function selfCommand(): string[] {
+  if (sea.isSea()) return [process.execPath];
+  return [process.execPath, ...process.execArgv, process.argv[1]!];
+}
+
+/** The sluice-cni executable that `local up` installs as the `sluice` plugin. */
+export function defaultCniBinary(): string {
+  if (process.env.SLUICE_CNI_BIN) return path.resolve(process.env.SLUICE_CNI_BIN);
+  const dir = sea.isSea() ? path.dirname(process.execPath) : path.resolve(import.meta.dirname, '../../dist');
+  return path.join(dir, 'sluice-cni');
+}
+
+/** True when a process with this PID exists. */
+export function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}

@@ -1,0 +1,138 @@
+/** `sluice local ...`: argument parsing and dispatch for the local cluster commands. */
+import { parseArgs } from 'node:util';
+import { clusterDir, loadCluster } from './cluster.ts';
+import { localDown } from './down.ts';
+import { connect, probe, serve } from './probe.ts';
+import { createPod, deletePod, listObjects } from './pods.ts';
+import { localUp } from './up.ts';
+
+const USAGE = `usage: sluice local <command> [--dir DIR]
+
+  up [--pod-cidr CIDR]... [--name NAME] [--node-name NAME] [--socket PATH] [--state-dir DIR] [--bpf-dir DIR] [--cni-bin PATH]
+                       start a local cluster: the agent, and the CNI plugin installed as 'sluice'
+  down                 remove every pod, netns, link, pin, process and file of the cluster
+  pod create <ns>/<name> [--label k=v]...
+  pod delete <ns>/<name>
+  get pods|nodes|namespaces -o json
+  probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N] [--timeout-ms N]
+                       exit 0 when the connection succeeds, 1 when it does not
+
+The cluster lives in --dir, $SLUICE_LOCAL_DIR, or /var/lib/sluice/local.`;
+
+const KINDS: Record<string, 'Pod' | 'Node' | 'Namespace'> = {
+  pod: 'Pod', pods: 'Pod', po: 'Pod', node: 'Node', nodes: 'Node', no: 'Node', namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
+};
+
+function parseLabels(values: string[] | undefined): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const kv of values ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0) throw new Error(`--label '${kv}' must be key=value`);
+    labels[kv.slice(0, eq)] = kv.slice(eq + 1);
+  }
+  return labels;
+}
+
+/** Runs one `sluice local` command; returns the exit code. */
+export async function localCommand(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      dir: { type: 'string' },
+      name: { type: 'string' },
+      'node-name': { type: 'string' },
+      'pod-cidr': { type: 'string', multiple: true },
+      socket: { type: 'string' },
+      'state-dir': { type: 'string' },
+      'bpf-dir': { type: 'string' },
+      'cni-bin': { type: 'string' },
+      label: { type: 'string', short: 'l', multiple: true },
+      output: { type: 'string', short: 'o' },
+      protocol: { type: 'string', default: 'tcp' },
+      port: { type: 'string', default: '80' },
+      'timeout-ms': { type: 'string', default: '2000' },
+      once: { type: 'boolean' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  const [cmd, sub, ...rest] = positionals;
+  if (values.help || !cmd) {
+    console.log(USAGE);
+    return cmd ? 0 : 2;
+  }
+  const dir = clusterDir(values.dir);
+  switch (cmd) {
+    case 'up': {
+      const c = await localUp({
+        dir,
+        name: values.name,
+        nodeName: values['node-name'],
+        podCIDRs: values['pod-cidr'],
+        socket: values.socket,
+        stateDir: values['state-dir'],
+        bpfDir: values['bpf-dir'],
+        cniBin: values['cni-bin'],
+      });
+      console.error(`local cluster '${c.name}' is up: node ${c.nodeName}, pod CIDR ${c.podCIDRs.join(', ')}, agent pid ${c.agentPid}, socket ${c.socket}`);
+      return 0;
+    }
+    case 'down': {
+      const problems = await localDown(dir);
+      for (const p of problems) console.error(`warning: ${p}`);
+      console.error('local cluster removed');
+      return 0;
+    }
+    case 'pod': {
+      const ref = rest[0];
+      if (!ref || (sub !== 'create' && sub !== 'delete')) throw new Error('usage: sluice local pod create|delete <ns>/<name>');
+      const config = loadCluster(dir);
+      if (sub === 'create') {
+        const pod = await createPod(config, ref, parseLabels(values.label));
+        console.error(`pod ${ref} created with IP ${String(pod.status?.podIP)}`);
+        return 0;
+      }
+      if (!(await deletePod(config, ref))) {
+        console.error(`pod ${ref} not found`);
+        return 1;
+      }
+      console.error(`pod ${ref} deleted`);
+      return 0;
+    }
+    case 'get': {
+      const kind = KINDS[sub ?? ''];
+      if (!kind) throw new Error('usage: sluice local get pods|nodes|namespaces [-o json]');
+      const list = listObjects(loadCluster(dir), kind);
+      if (values.output === 'json') {
+        console.log(JSON.stringify(list, null, 2));
+      } else {
+        for (const item of list.items) {
+          const ns = item.metadata.namespace ? `${item.metadata.namespace}/` : '';
+          const ip = item.status?.podIP ? `\t${String(item.status.podIP)}` : '';
+          const labels = Object.entries(item.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+          console.log(`${ns}${item.metadata.name}${ip}\t${labels}`);
+        }
+      }
+      return 0;
+    }
+    case 'probe': {
+      const [from, to] = [sub, rest[0]];
+      if (!from || !to) throw new Error('usage: sluice local probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N]');
+      const protocol = values.protocol as 'tcp' | 'udp' | 'icmp';
+      if (!['tcp', 'udp', 'icmp'].includes(protocol)) throw new Error(`--protocol must be tcp, udp or icmp`);
+      const ok = await probe(loadCluster(dir), { from, to, protocol, port: Number(values.port), timeoutMs: Number(values['timeout-ms']) });
+      console.log(`${from} -> ${to} ${protocol}${protocol === 'icmp' ? '' : `/${values.port}`}: ${ok ? 'connected' : 'no connection'}`);
+      return ok ? 0 : 1;
+    }
+    // Helpers the probe runs inside pod namespaces.
+    case 'serve':
+      await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
+      return 0;
+    case 'connect':
+      await connect(sub!, Number(rest[0]), values.protocol as 'tcp' | 'udp', Number(values['timeout-ms']));
+      return 0;
+    default:
+      console.error(USAGE);
+      return 2;
+  }
+}

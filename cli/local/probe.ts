@@ -1,0 +1,106 @@
+/**
+ * `sluice local probe`: does a connection from one pod reach another? TCP and
+ * UDP probes start a one-shot echo server in the target pod's namespace and
+ * connect from the source pod's namespace; ICMP uses ping.
+ */
+import { spawn } from 'node:child_process';
+import dgram from 'node:dgram';
+import net from 'node:net';
+import { datastoreOf, selfCommand, type ClusterConfig } from './cluster.ts';
+import { parsePodRef } from './pods.ts';
+import { run } from './run.ts';
+
+/** What to probe. */
+export interface ProbeSpec {
+  from: string;
+  to: string;
+  protocol: 'tcp' | 'udp' | 'icmp';
+  port: number;
+  timeoutMs: number;
+}
+
+const PROBE_PAYLOAD = 'sluice-probe';
+
+function podNetnsAndIp(config: ClusterConfig, ref: string): { netns: string; ip: string } {
+  const { namespace, name } = parsePodRef(ref);
+  const pod = datastoreOf(config).get('Pod', name, namespace);
+  if (!pod) throw new Error(`no pod ${namespace}/${name}`);
+  return { netns: pod.metadata.annotations!['sluice.dev/netns']!, ip: String(pod.status!.podIP) };
+}
+
+/** Resolves true when the probe connects within the timeout. */
+export async function probe(config: ClusterConfig, spec: ProbeSpec): Promise<boolean> {
+  const from = podNetnsAndIp(config, spec.from);
+  const to = net.isIP(spec.to) ? { netns: '', ip: spec.to } : podNetnsAndIp(config, spec.to);
+  const self = selfCommand();
+  if (spec.protocol === 'icmp') {
+    const waitS = String(Math.max(1, Math.ceil(spec.timeoutMs / 1000)));
+    return run('ip', ['netns', 'exec', from.netns, 'ping', '-c', '1', '-W', waitS, to.ip]).then(() => true, () => false);
+  }
+  if (!to.netns) throw new Error('TCP and UDP probes need a pod as target (it runs the echo server)');
+  const server = spawn('ip', ['netns', 'exec', to.netns, ...self, 'local', 'serve', '--protocol', spec.protocol, '--port', String(spec.port), '--once'], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.stdout.once('data', () => resolve());
+      server.once('exit', (code) => reject(new Error(`echo server in ${spec.to} exited (${code}) before it was ready`)));
+    });
+    const args = ['netns', 'exec', from.netns, ...self, 'local', 'connect', to.ip, String(spec.port), '--protocol', spec.protocol, '--timeout-ms', String(spec.timeoutMs)];
+    return await run('ip', args, spec.timeoutMs + 10_000).then(() => true, () => false);
+  } finally {
+    if (server.exitCode === null) server.kill('SIGKILL');
+  }
+}
+
+/** Echo server for probes (runs inside the target netns): prints "ready" once listening. */
+export async function serve(protocol: 'tcp' | 'udp', port: number, once: boolean): Promise<void> {
+  if (protocol === 'tcp') {
+    const server = net.createServer((sock) => {
+      sock.pipe(sock);
+      sock.on('error', () => undefined);
+      if (once) sock.on('close', () => server.close());
+    });
+    await new Promise<void>((resolve) => server.listen(port, '0.0.0.0', resolve));
+    process.stdout.write('ready\n');
+    await new Promise((resolve) => server.on('close', resolve));
+    return;
+  }
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg, rinfo) => {
+    sock.send(msg, rinfo.port, rinfo.address, () => {
+      if (once) sock.close();
+    });
+  });
+  await new Promise<void>((resolve) => sock.bind(port, '0.0.0.0', resolve));
+  process.stdout.write('ready\n');
+  await new Promise((resolve) => sock.on('close', resolve));
+}
+
+/** Probe client (runs inside the source netns): resolves when the echo comes back, rejects on timeout. */
+export function connect(ip: string, port: number, protocol: 'tcp' | 'udp', timeoutMs: number): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no answer from ${ip}:${port}/${protocol} within ${timeoutMs} ms`)), timeoutMs);
+    const done = (err?: Error) => {
+      clearTimeout(timer);
+      if (err) reject(err);
+      else resolve();
+    };
+    if (protocol === 'tcp') {
+      const sock = net.connect({ host: ip, port }, () => sock.write(PROBE_PAYLOAD));
+      sock.on('data', () => {
+        sock.end();
+        done();
+      });
+      sock.on('error', (err) => done(err));
+      return;
+    }
+    const sock = dgram.createSocket('udp4');
+    sock.on('message', () => {
+      sock.close();
+      done();
+    });
+    sock.on('error', (err) => done(err));
+    sock.send(PROBE_PAYLOAD, port, ip);
+  });
+}
