@@ -1,0 +1,143 @@
+// Network namespaces: validate a netns path, open it, and run a synchronous function inside it.
+//
+// setns(2) with CLONE_NEWNET switches only the calling thread, so Node's main thread can enter a pod's
+// namespace, create sockets there, and come straight back: a socket stays bound to the namespace it was
+// created in. Nothing asynchronous may run while we are inside (the callback is synchronous), and the
+// libuv thread pool never moves. open/close/statfs come from node:fs; only setns needs FFI (koffi, loaded
+// on first use so that importing this module stays cheap).
+import { closeSync, fstatSync, openSync, statfsSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { getSystemErrorName } from 'node:util';
+
+/** statfs f_type of nsfs, where namespace files (and their bind mounts) live (NSFS_MAGIC). */
+export const NSFS_MAGIC = 0x6e736673;
+/** statfs f_type of procfs (PROC_SUPER_MAGIC): what older kernels report for /proc/<pid>/ns/net. */
+export const PROC_SUPER_MAGIC = 0x9fa0;
+/** setns(2) nstype for network namespaces. */
+export const CLONE_NEWNET = 0x40000000;
+/** The calling thread's own network namespace file. */
+export const THREAD_NETNS_PATH = '/proc/thread-self/ns/net';
+
+const PROC_NETNS_PATH_RE = /^\/proc\/(?:self|thread-self|\d+(?:\/task\/\d+)?)\/ns\/net$/;
+
+/** An open network namespace file; `close()` is idempotent. */
+export interface NetnsHandle {
+  /** The open file descriptor (O_RDONLY|O_CLOEXEC). */
+  readonly fd: number;
+  /** The path it was opened from (for messages). */
+  readonly path: string;
+  /** Closes the descriptor. */
+  close(): void;
+}
+
+/** An error from entering or leaving a namespace, with the errno name in `.code`. */
+export class NetnsError extends Error {
+  code: string;
+  errno: number;
+  constructor(message: string, code: string, errno: number) {
+    super(message);
+    this.name = 'NetnsError';
+    this.code = code;
+    this.errno = errno;
+  }
+}
+
+/**
+ * Returns true when `path` looks like a network namespace: a file on nsfs (/proc/<pid>/ns/net, or a bind
+ * mount of one such as /var/run/netns/<name>), or a /proc/<pid>/ns/net path that reports procfs (older
+ * kernels). Like the reference plugins it does not tell a net namespace from another kind; entering one
+ * of another kind fails with EINVAL. Never throws.
+ */
+export function isNetnsPath(path: string): boolean {
+  let type: number;
+  try {
+    type = Number(statfsSync(path).type);
+  } catch {
+    return false;
+  }
+  if (type === NSFS_MAGIC) return true;
+  return type === PROC_SUPER_MAGIC && PROC_NETNS_PATH_RE.test(path);
+}
+
+/** Opens a network namespace file; throws (with the fs error's `.code`, e.g. ENOENT) when it cannot be opened. */
+export function openNetns(path: string): NetnsHandle {
+  const fd = openSync(path, 'r');
+  let open = true;
+  return {
+    fd,
+    path,
+    close(): void {
+      if (!open) return;
+      open = false;
+      closeSync(fd);
+    },
+  };
+}
+
+/** Returns the inode of the calling thread's network namespace (identifies the namespace). */
+export function currentNetnsInode(): number {
+  const fd = openSync(THREAD_NETNS_PATH, 'r');
+  try {
+    return fstatSync(fd).ino;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * Runs `fn` synchronously with the main thread inside the given network namespace, then switches back
+ * and closes what it opened (a passed handle stays open). Restores even when `fn` throws. `fn` must be
+ * synchronous: use it to create sockets, which keep working in that namespace afterwards. Throws
+ * NetnsError when the namespace cannot be entered; if switching back fails the thread is left in the
+ * wrong namespace, which is unrecoverable: the error says so and callers should exit.
+ */
+export function withNetns<T>(netns: string | NetnsHandle, fn: () => T): T {
+  const target = typeof netns === 'string' ? openNetns(netns) : netns;
+  try {
+    const original = openNetns(THREAD_NETNS_PATH);
+    try {
+      callSetns(target.fd, `enter network namespace ${target.path}`);
+      try {
+        const result = fn();
+        if (typeof (result as { then?: unknown } | null)?.then === 'function') {
+          throw new TypeError('withNetns: fn must be synchronous (its async part would run in the original namespace)');
+        }
+        return result;
+      } finally {
+        callSetns(original.fd, `return from network namespace ${target.path} (process left in the wrong namespace; exit now)`);
+      }
+    } finally {
+      original.close();
+    }
+  } finally {
+    if (target !== netns) target.close();
+  }
+}
+
+type SetnsFn = (fd: number, nstype: number) => number;
+interface Libc {
+  setns: SetnsFn;
+  errno: () => number;
+}
+let libc: Libc | undefined;
+
+function loadLibc(): Libc {
+  if (libc !== undefined) return libc;
+  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
+  const lib = koffi.load('libc.so.6');
+  libc = { setns: lib.func('int setns(int fd, int nstype)') as SetnsFn, errno: () => koffi.errno() };
+  return libc;
+}
+
+function callSetns(fd: number, what: string): void {
+  const c = loadLibc();
+  if (c.setns(fd, CLONE_NEWNET) === 0) return;
+  const errno = c.errno();
+  let code = `E${errno}`;
+  try {
+    code = getSystemErrorName(-errno);
+  } catch {
+    // unknown errno: keep the number
+  }
+  throw new NetnsError(`${what}: setns: ${code}`, code, errno);
+}
