@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util';
 import { clusterDir, loadCluster } from './cluster.ts';
 import { localDown } from './down.ts';
-import { connect, probe, serve } from './probe.ts';
+import { connect, holdConnection, probe, serve } from './probe.ts';
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
 
@@ -53,6 +53,8 @@ export async function localCommand(argv: string[]): Promise<number> {
       port: { type: 'string', default: '80' },
       'timeout-ms': { type: 'string', default: '2000' },
       once: { type: 'boolean' },
+      'hold-ms': { type: 'string' },
+      'interval-ms': { type: 'string', default: '20' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -129,6 +131,11 @@ export async function localCommand(argv: string[]): Promise<number> {
       await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
       return 0;
     case 'connect':
+      if (values['hold-ms']) {
+        const echoes = await holdConnection(sub!, Number(rest[0]), Number(values['hold-ms']), Number(values['interval-ms']), Number(values['timeout-ms']));
+        console.log(`connection held, ${echoes} echoes`);
+        return 0;
+      }
       await connect(sub!, Number(rest[0]), values.protocol as 'tcp' | 'udp', Number(values['timeout-ms']));
       return 0;
     default:

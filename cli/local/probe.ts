@@ -77,6 +77,43 @@ export async function serve(protocol: 'tcp' | 'udp', port: number, once: boolean
   await new Promise((resolve) => sock.on('close', resolve));
 }
 
+/**
+ * Keeps one TCP connection open for holdMs, sending a message every intervalMs
+ * and waiting for its echo; rejects when the connection breaks or an echo is
+ * late by more than timeoutMs. Shows that a connection survives (e.g. an agent restart).
+ */
+export function holdConnection(ip: string, port: number, holdMs: number, intervalMs: number, timeoutMs: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    let echoes = 0;
+    let pending = 0;
+    let lastEcho = Date.now();
+    const sock = net.connect({ host: ip, port });
+    const fail = (err: Error) => {
+      clearInterval(ticker);
+      sock.destroy();
+      reject(err);
+    };
+    const ticker = setInterval(() => {
+      if (Date.now() - lastEcho > timeoutMs) return fail(new Error(`no echo for ${timeoutMs} ms after ${echoes} echoes`));
+      if (pending === 0) {
+        pending = 1;
+        sock.write(PROBE_PAYLOAD);
+      }
+    }, intervalMs);
+    setTimeout(() => {
+      clearInterval(ticker);
+      sock.end();
+      resolve(echoes);
+    }, holdMs);
+    sock.on('data', () => {
+      echoes++;
+      pending = 0;
+      lastEcho = Date.now();
+    });
+    sock.on('error', (err) => fail(err));
+  });
+}
+
 /** Probe client (runs inside the source netns): resolves when the echo comes back, rejects on timeout. */
 export function connect(ip: string, port: number, protocol: 'tcp' | 'udp', timeoutMs: number): Promise<void> {
   return new Promise((resolve, reject) => {
