@@ -1,0 +1,28 @@
+/**
+ * Where the compiled eBPF object comes from: an asset of the single
+ * executable in production, dist/sluice.bpf.o (or $SLUICE_BPF_OBJECT) in a
+ * source checkout.
+ */
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import sea from 'node:sea';
+
+/** Name of the object among the single executable's assets (see sea-config.json). */
+export const BPF_OBJECT_ASSET = 'sluice.bpf.o';
+/** Environment variable that overrides the object's path outside a single executable. */
+export const BPF_OBJECT_ENV = 'SLUICE_BPF_OBJECT';
+
+/** The bytes of the eBPF object; throws ENOENT if it was not built (`make`). */
+export function bpfObjectBytes(): Buffer {
+  if (sea.isSea()) return Buffer.from(sea.getAsset(BPF_OBJECT_ASSET));
+  return readFileSync(bpfObjectPath());
+}
+
+/** The object's path when running from source: $SLUICE_BPF_OBJECT or <repo>/dist/sluice.bpf.o. */
+export function bpfObjectPath(): string {
+  const fromEnv = process.env[BPF_OBJECT_ENV];
+  if (fromEnv) return fromEnv;
+  // Only reached outside a single executable: the SEA bundle is CommonJS,
+  // where import.meta does not exist.
+  return join(import.meta.dirname, '..', 'dist', BPF_OBJECT_ASSET);
+}

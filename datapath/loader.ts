@@ -1,0 +1,180 @@
+/**
+ * Loads the datapath into the kernel, or adopts the one a previous agent left
+ * pinned, so that traffic keeps flowing across agent restarts.
+ *
+ * Layout under pinDir:
+ *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
+ *   progs/from_pod    the programs the CNI attaches to each host veth
+ *   progs/to_pod
+ *   links/            TCX links, pinned there by the CNI
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import {
+  COUNTER_KEY_SIZE,
+  COUNTER_NAMES,
+  COUNTER_VALUE,
+  Counter,
+  DEVICE_KEY_SIZE,
+  ENDPOINT_INFO,
+  ENDPOINT_KEY,
+  decodeCounterValue,
+  encodeU32,
+  type CounterName,
+  type CounterTotal,
+} from './abi.ts';
+import { BpfMap } from './bpf-map.ts';
+import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
+
+const OBJECT_NAME = 'sluice';
+const MAPS_DIR = 'maps';
+const PROGS_DIR = 'progs';
+const LINKS_DIR = 'links';
+const PROG_FROM_POD = 'from_pod';
+const PROG_TO_POD = 'to_pod';
+
+/** The datapath's maps, open in this process. */
+export interface DatapathMaps {
+  endpoints: BpfMap;
+  devices: BpfMap;
+  counters: BpfMap;
+}
+
+/** A loaded (or adopted) datapath. */
+export interface Datapath {
+  /** True if the pinned programs and maps of a previous load were re-used as they were. */
+  adopted: boolean;
+  maps: DatapathMaps;
+  /** Pinned programs, for attachTcx. */
+  progPaths: { fromPod: string; toPod: string };
+  /** Where the CNI pins TCX links. */
+  linksDir: string;
+  /** Every counter summed over CPUs. */
+  readCounters(): Record<CounterName, CounterTotal>;
+  /** Closes this process's map fds; everything pinned stays in the kernel. */
+  close(): void;
+}
+
+/** Options for loadDatapath. */
+export interface LoadDatapathOptions {
+  /** A directory on bpffs, e.g. /sys/fs/bpf/sluice. */
+  pinDir: string;
+  /** The compiled eBPF object (see bpfObjectBytes()). */
+  objectBytes: Buffer;
+}
+
+interface MapSpec {
+  keySize: number;
+  valueSize: number;
+  perCpu: boolean;
+}
+
+const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
+  endpoints: { keySize: ENDPOINT_KEY.size, valueSize: ENDPOINT_INFO.size, perCpu: false },
+  devices: { keySize: DEVICE_KEY_SIZE, valueSize: ENDPOINT_INFO.size, perCpu: false },
+  counters: { keySize: COUNTER_KEY_SIZE, valueSize: COUNTER_VALUE.size, perCpu: true },
+};
+
+/**
+ * Adopts the pinned datapath under pinDir if it is complete, else loads
+ * objectBytes (re-using any maps already pinned) and pins its programs,
+ * replacing stale program pins. Throws BpfError on a kernel or libbpf failure.
+ */
+export function loadDatapath(options: LoadDatapathOptions): Datapath {
+  const { pinDir } = options;
+  const mapsDir = join(pinDir, MAPS_DIR);
+  const progsDir = join(pinDir, PROGS_DIR);
+  const linksDir = join(pinDir, LINKS_DIR);
+  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+
+  const progPaths = { fromPod: join(progsDir, PROG_FROM_POD), toPod: join(progsDir, PROG_TO_POD) };
+  const mapPaths = Object.keys(MAP_SPECS).map((name) => join(mapsDir, name));
+  const adopted = [progPaths.fromPod, progPaths.toPod, ...mapPaths].every((path) => existsSync(path));
+  if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPaths);
+
+  const maps = openMaps(mapsDir);
+  return {
+    adopted,
+    maps,
+    progPaths,
+    linksDir,
+    readCounters: () => readCounters(maps.counters),
+    close: () => {
+      for (const map of Object.values(maps)) map.close();
+    },
+  };
+}
+
+/** Unpins everything under pinDir (detaching pinned TCX links) and removes its directories; absent → no-op. */
+export function removeDatapath(pinDir: string): void {
+  removeTree(pinDir);
+}
+
+function loadAndPin(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths']): void {
+  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
+  try {
+    loadObject(obj, OBJECT_NAME);
+    pinFresh(obj, PROG_FROM_POD, progPaths.fromPod);
+    pinFresh(obj, PROG_TO_POD, progPaths.toPod);
+  } finally {
+    // Pins keep programs and maps alive; the object's own fds are not needed.
+    closeObject(obj);
+  }
+}
+
+/**
+ * A leftover pin (half-finished earlier load) is replaced. Links already
+ * attached keep the program they were created with; both share the maps.
+ */
+function pinFresh(obj: BpfObjectHandle, name: string, path: string): void {
+  if (existsSync(path)) unlinkSync(path);
+  pinProgram(findProgram(obj, name), name, path);
+}
+
+function openMaps(mapsDir: string): DatapathMaps {
+  const opened: BpfMap[] = [];
+  const open = (name: keyof DatapathMaps): BpfMap => {
+    const spec = MAP_SPECS[name];
+    const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
+    opened.push(map);
+    return map;
+  };
+  try {
+    return { endpoints: open('endpoints'), devices: open('devices'), counters: open('counters') };
+  } catch (err: unknown) {
+    for (const map of opened) map.close();
+    throw err;
+  }
+}
+
+function readCounters(counters: BpfMap): Record<CounterName, CounterTotal> {
+  const result = {} as Record<CounterName, CounterTotal>;
+  for (const name of COUNTER_NAMES) {
+    let packets = 0n;
+    let bytes = 0n;
+    for (const slot of counters.lookupPerCpu(encodeU32(Counter[name]))) {
+      const value = decodeCounterValue(slot);
+      packets += value.packets;
+      bytes += value.bytes;
+    }
+    result[name] = { packets: Number(packets), bytes: Number(bytes) };
+  }
+  return result;
+}
+
+/** rm -r for bpffs: unlink pins depth-first, then rmdir. */
+function removeTree(path: string): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stat.isDirectory()) {
+    unlinkSync(path);
+    return;
+  }
+  for (const entry of readdirSync(path)) removeTree(join(path, entry));
+  rmdirSync(path);
+}

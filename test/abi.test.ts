@@ -1,0 +1,154 @@
+// The TS mirror (datapath/abi.ts) must match bpf/sluice.h as the compiler laid it out: read
+// back through the BTF of the compiled object, so a change on either side alone fails here.
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { beforeAll, describe, expect, it } from 'vitest';
+import {
+  COUNTER_NAMES,
+  COUNTER_VALUE,
+  Counter,
+  ENDPOINT_INFO,
+  ENDPOINT_KEY,
+  decodeEndpointInfo,
+  decodeEndpointKey,
+  encodeEndpointInfo,
+  encodeEndpointKey,
+  type EndpointInfo,
+  type StructLayout,
+} from '../datapath/abi.ts';
+
+const REPO_ROOT = join(import.meta.dirname, '..');
+const OBJECT_PATH = join(REPO_ROOT, 'dist', 'sluice.bpf.o');
+const BITS_PER_BYTE = 8;
+
+interface BtfType {
+  kind: string;
+  name: string;
+  size?: number;
+  members?: { name: string; bits_offset: number }[];
+  values?: { name: string; val: number }[];
+}
+
+let btfTypes: BtfType[] = [];
+
+/** Builds the object exactly as the Makefile does. */
+function compileObject(): void {
+  mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
+  execFileSync(
+    'clang',
+    ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', 'bpf/datapath.c', '-o', OBJECT_PATH],
+    { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+}
+
+function btfType(kind: string, name: string): BtfType {
+  const found = btfTypes.find((t) => t.kind === kind && t.name === name);
+  if (!found) throw new Error(`${kind} ${name} not in the BTF of ${OBJECT_PATH}`);
+  return found;
+}
+
+/** The layout of a struct as the compiler produced it, in the shape of abi.ts's StructLayout. */
+function layoutFromBtf(name: string): StructLayout {
+  const struct = btfType('STRUCT', name);
+  const members: Record<string, number> = {};
+  for (const m of struct.members ?? []) {
+    expect(m.bits_offset % BITS_PER_BYTE, `${name}.${m.name} is a bit field`).toBe(0);
+    members[m.name] = m.bits_offset / BITS_PER_BYTE;
+  }
+  return { name, size: struct.size ?? -1, members };
+}
+
+/** Fails unless the two layouts agree on size, member names, order and offsets. */
+function expectSameLayout(actual: StructLayout, mirror: StructLayout): void {
+  expect(mirror.name).toBe(actual.name);
+  expect(mirror.size, `sizeof(struct ${actual.name})`).toBe(actual.size);
+  expect(Object.keys(mirror.members), `members of struct ${actual.name}`).toEqual(Object.keys(actual.members));
+  expect(mirror.members, `offsets in struct ${actual.name}`).toEqual(actual.members);
+}
+
+beforeAll(() => {
+  compileObject();
+  const json = execFileSync('bpftool', ['btf', 'dump', 'file', OBJECT_PATH, 'format', 'raw', '-j'], {
+    encoding: 'utf8',
+  });
+  btfTypes = (JSON.parse(json) as { types: BtfType[] }).types;
+});
+
+describe('abi.ts mirrors bpf/sluice.h', () => {
+  for (const mirror of [ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE]) {
+    it(`struct ${mirror.name} has the same size, members and offsets`, () => {
+      expectSameLayout(layoutFromBtf(mirror.name), mirror);
+    });
+  }
+
+  it('enum sluice_counter has the same names and values as Counter', () => {
+    const fromBtf = Object.fromEntries(
+      (btfType('ENUM', 'sluice_counter').values ?? []).map((v) => [v.name.replace(/^SLUICE_CTR_/, ''), v.val]),
+    );
+    expect(Counter).toEqual(fromBtf);
+  });
+
+  it('a layout that differs from the compiled one fails the comparison', () => {
+    const actual = layoutFromBtf('endpoint_info');
+    const shifted = { ...ENDPOINT_INFO, members: { ...ENDPOINT_INFO.members, ipv4: 27 } };
+    const renamed = { ...COUNTER_VALUE, members: { pkts: 0, bytes: 8 } };
+    expect(() => expectSameLayout(actual, shifted)).toThrow();
+    expect(() => expectSameLayout(actual, { ...ENDPOINT_INFO, size: 36 })).toThrow();
+    expect(() => expectSameLayout(layoutFromBtf('counter_value'), renamed)).toThrow();
+  });
+
+  it('COUNTER_NAMES lists every counter but MAX in index order', () => {
+    expect(COUNTER_NAMES.map((name) => Counter[name])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(COUNTER_NAMES).not.toContain('MAX');
+  });
+});
+
+describe('encoding', () => {
+  const info: EndpointInfo = {
+    ifindex: 0x01020304,
+    endpointId: 42,
+    identity: 70000,
+    flags: 0,
+    mac: '02:aa:bb:cc:dd:0e',
+    hostMac: 'ee:ee:ee:ee:ee:01',
+    ipv4: '10.250.1.2',
+  };
+
+  it('endpoint_info round-trips and puts each field at its C offset', () => {
+    const buf = encodeEndpointInfo(info);
+    expect(buf.length).toBe(ENDPOINT_INFO.size);
+    expect(decodeEndpointInfo(buf)).toEqual(info);
+    expect(buf.readUInt32LE(ENDPOINT_INFO.members.endpoint_id!)).toBe(42);
+    expect(buf.subarray(28, 32)).toEqual(Buffer.from([10, 250, 1, 2]));
+    expect(buf.subarray(16, 22).toString('hex')).toBe('02aabbccdd0e');
+  });
+
+  it('an endpoint without IPv4 decodes to ipv4 null', () => {
+    expect(decodeEndpointInfo(encodeEndpointInfo({ ...info, ipv4: null })).ipv4).toBeNull();
+  });
+
+  it('endpoint keys hold the family and the address in network order, zero-padded', () => {
+    const v4 = encodeEndpointKey({ family: 4, address: '10.250.1.2' });
+    expect(v4.toString('hex')).toBe('04000000' + '0afa0102' + '00'.repeat(12));
+    expect(decodeEndpointKey(v4)).toEqual({ family: 4, address: '10.250.1.2' });
+  });
+
+  it.each([
+    ['fd00::1', 'fd000000000000000000000000000001', 'fd00::1'],
+    ['::', '00'.repeat(16), '::'],
+    ['2001:db8:0:0:1:0:0:1', '20010db8000000000001000000000001', '2001:db8::1:0:0:1'],
+    ['::ffff:10.0.0.1', '00000000000000000000ffff0a000001', '::ffff:a00:1'],
+    ['fe80::', 'fe800000000000000000000000000000', 'fe80::'],
+  ])('IPv6 key %s', (address, hex, canonical) => {
+    const key = encodeEndpointKey({ family: 6, address });
+    expect(key.subarray(4).toString('hex')).toBe(hex);
+    expect(decodeEndpointKey(key)).toEqual({ family: 6, address: canonical });
+  });
+
+  it('rejects malformed MACs and addresses of the wrong family', () => {
+    expect(() => encodeEndpointInfo({ ...info, mac: '02:aa:bb' })).toThrow(/MAC/);
+    expect(() => encodeEndpointKey({ family: 4, address: 'fd00::1' })).toThrow(/IPv4/);
+    expect(() => encodeEndpointKey({ family: 6, address: '10.0.0.1' })).toThrow(/IPv6/);
+  });
+});
