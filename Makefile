@@ -1,5 +1,7 @@
 # Sluice build. `make` compiles the eBPF object, type-checks the TypeScript and
 # writes two single executables: dist/sluice-cni and dist/sluice.
+# Node 26 from the pinned `node` package runs every tool; the machine's own Node only runs npm.
+export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE   := node_modules/.bin/node
 CLANG  ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
@@ -16,7 +18,7 @@ dist/sluice.bpf.o: bpf/datapath.c $(wildcard bpf/*.h)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 typecheck: node_modules/.bin/tsc
-	node_modules/.bin/tsc -p .
+	tsc -p .
 
 dist/sluice-cni: $(TS_SOURCES) tools/build-sea.ts
 	$(NODE) tools/build-sea.ts cni/main.ts $@
@@ -25,7 +27,7 @@ dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o
 	$(NODE) tools/build-sea.ts cli/main.ts $@ --bpf
 
 test: all
-	node_modules/.bin/vitest run
+	vitest run
 
 demo: all
 	dist/sluice demo
