@@ -5,6 +5,7 @@
  */
 import { parseArgs } from 'node:util';
 import { agentRequest } from '../agent/client.ts';
+import type { Endpoint } from '../agent/api-types.ts';
 import { localDown } from './local/down.ts';
 import { probe } from './local/probe.ts';
 import { createPod } from './local/pods.ts';
@@ -53,11 +54,10 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
     const web = (await run('ip', ['netns', 'exec', 'demo-shop-web', 'ip', '-o', 'link', 'show', 'eth0'])).trim();
     console.log(`  inside shop/web: ${web.split(' ').slice(0, 2).join(' ')} ...`);
-    const attached = await run('bpftool', ['net', 'show']).catch(() => '');
-    const tcx = attached.split('\n').filter((l) => l.includes('lxc'));
-    if (tcx.length > 0) {
-      say('The programs are attached to each host veth with TCX links (bpftool net show)');
-      for (const l of tcx) console.log(`  ${l.trim()}`);
+    say('Each host veth carries the two programs through pinned TCX links (they outlive any process)');
+    const endpoints = await agentRequest<Endpoint[]>(c.socket, 'GET', '/v1/endpoints');
+    for (const e of endpoints) {
+      console.log(`  ${`${e.namespace}/${e.pod}`.padEnd(12)} ${e.hostIfname} (ifindex ${e.hostIfindex}): ${c.bpfDir}/links/${e.hostIfname}_{ingress,egress}`);
     }
 
     const before = await counters(c);
