@@ -27,7 +27,8 @@ dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o
 	$(NODE) tools/build-sea.ts cli/main.ts $@ --bpf
 
 test: all
-	vitest run
+	vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json; \
+	  status=$$?; $(NODE) tools/test-summary.ts dist/test-results.json && exit $$status
 
 demo: all
 	dist/sluice demo
