@@ -41,14 +41,14 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
 
     // A retried ADD finds what an interrupted one left under the same names: start clean.
     const pins = linkPins(alloc.datapath.linksDir, hostIfname);
+    await deleteLink(host, hostIfname);
     detachTcx(pins.ingress);
     detachTcx(pins.egress);
-    const stale = await linkByName(host, hostIfname);
-    if (stale) await deleteLink(host, stale.index);
 
     await createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: netns.fd, mtu }).catch((err: unknown) => {
       throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${message(err)}`);
     });
+    // Deleting the veth also detaches whatever TCX links a later step attached.
     undo.push(() => deleteLink(host, hostIfname));
 
     podNl = openRtnl(env.netns!);

@@ -96,13 +96,15 @@ async function main(): Promise<void> {
     seaConfig,
     JSON.stringify({
       main: bundle,
-      output: path.resolve(output),
+      // Written beside and renamed over: a running agent keeps its old executable.
+      output: `${path.resolve(output)}.tmp`,
       disableExperimentalSEAWarning: true,
       useCodeCache: true,
       assets,
     }),
   );
   execFileSync(process.execPath, ['--build-sea', seaConfig], { stdio: 'inherit' });
+  fs.renameSync(`${path.resolve(output)}.tmp`, path.resolve(output));
 }
 
 main().catch((err: unknown) => {
