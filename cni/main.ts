@@ -51,9 +51,30 @@ async function run(env: CniEnv, conf: NetConf): Promise<unknown> {
   }
 }
 
+/** Appends one line per invocation to the config's log file; logging never fails the verb. */
+function logInvocation(conf: NetConf | undefined, started: number, outcome: string): void {
+  if (!conf?.logFile) return;
+  // JSON, so whatever a runtime put in CNI_* cannot forge a line.
+  const line = JSON.stringify({
+    time: new Date().toISOString(),
+    verb: process.env.CNI_COMMAND ?? '',
+    containerID: process.env.CNI_CONTAINERID ?? '',
+    ifname: process.env.CNI_IFNAME ?? '',
+    ms: Number((performance.now() - started).toFixed(1)),
+    outcome,
+  }) + '\n';
+  try {
+    fs.appendFileSync(conf.logFile, line);
+  } catch {
+    // The log is for people; the runtime only reads stdout.
+  }
+}
+
 async function main(): Promise<number> {
+  const started = performance.now();
   let stdin = '';
   let version: string = CURRENT_VERSION;
+  let conf: NetConf | undefined;
   try {
     stdin = fs.readFileSync(0, 'utf8');
     version = requestedVersion(stdin);
@@ -62,14 +83,16 @@ async function main(): Promise<number> {
       process.stdout.write(JSON.stringify(versionResult(version)) + '\n');
       return 0;
     }
-    const conf = parseNetConf(stdin);
+    conf = parseNetConf(stdin);
     checkVerbAllowed(env.command, conf.cniVersion);
     const result = await run(env, conf);
     if (result !== undefined) process.stdout.write(JSON.stringify(result) + '\n');
+    logInvocation(conf, started, 'ok');
     return 0;
   } catch (err: unknown) {
     const cniErr = err instanceof CniError ? err : new CniError(CNI_ERR.IO, err instanceof Error ? err.message : String(err));
     process.stdout.write(JSON.stringify(cniErr.toJSON(version)) + '\n');
+    logInvocation(conf, started, `error ${cniErr.code}: ${cniErr.message}`);
     return 1;
   }
 }

@@ -3,10 +3,10 @@
 // setns(2) with CLONE_NEWNET switches only the calling thread, so Node's main thread can enter a pod's
 // namespace, create sockets there, and come straight back: a socket stays bound to the namespace it was
 // created in. Nothing asynchronous may run while we are inside (the callback is synchronous), and the
-// libuv thread pool never moves. open/close/statfs come from node:fs; only setns needs FFI (koffi, loaded
-// on first use so that importing this module stays cheap).
+// libuv thread pool never moves. open/close/statfs come from node:fs; only setns needs FFI (koffi, imported
+// statically so the single executable bundles it; the libc binding itself is made on first use).
 import { closeSync, fstatSync, openSync, statfsSync } from 'node:fs';
-import { createRequire } from 'node:module';
+import koffi from 'koffi';
 import { getSystemErrorName } from 'node:util';
 
 /** statfs f_type of nsfs, where namespace files (and their bind mounts) live (NSFS_MAGIC). */
@@ -123,7 +123,6 @@ let libc: Libc | undefined;
 
 function loadLibc(): Libc {
   if (libc !== undefined) return libc;
-  const koffi = createRequire(import.meta.url)('koffi') as typeof import('koffi');
   const lib = koffi.load('libc.so.6');
   libc = { setns: lib.func('int setns(int fd, int nstype)') as SetnsFn, errno: () => koffi.errno() };
   return libc;

@@ -95,7 +95,8 @@ export async function localUp(opts: UpOptions): Promise<ClusterConfig> {
   const conflist = {
     cniVersion: '1.1.0',
     name: 'sluice',
-    plugins: [{ type: 'sluice', socket: config.socket, logFile: path.join(dir, 'cni.log') }],
+    // The standard fields are enough against the default socket; name another only when used.
+    plugins: [{ type: 'sluice', ...(config.socket === AGENT_DEFAULTS.socket ? {} : { socket: config.socket }), logFile: path.join(dir, 'cni.log') }],
   };
   fs.writeFileSync(config.cniConfFile, JSON.stringify(conflist, null, 2) + '\n');
 
