@@ -7,7 +7,7 @@
  * Multi-byte integers are in host order (little-endian on x86_64 and arm64,
  * the only targets); addresses and MACs are bytes in network order.
  */
-import { isIPv4, isIPv6 } from 'node:net';
+import { formatIp, formatMac, parseIp, parseMac } from './ip-bytes.ts';
 
 /** SLUICE_FAMILY_IPV4. */
 export const FAMILY_IPV4 = 4;
@@ -114,7 +114,7 @@ export interface CounterTotal {
 export function encodeEndpointKey(key: EndpointKey): Buffer {
   const buf = Buffer.alloc(ENDPOINT_KEY.size);
   buf.writeUInt8(key.family, ENDPOINT_KEY.members.family);
-  const addr = key.family === FAMILY_IPV4 ? parseIpv4(key.address) : parseIpv6(key.address);
+  const addr = key.family === FAMILY_IPV4 ? parseFamily(key.address, 4) : parseFamily(key.address, 6);
   addr.copy(buf, ENDPOINT_KEY.members.addr);
   return buf;
 }
@@ -124,8 +124,8 @@ export function decodeEndpointKey(buf: Buffer): EndpointKey {
   checkSize(buf, ENDPOINT_KEY);
   const family = buf.readUInt8(ENDPOINT_KEY.members.family);
   const at = ENDPOINT_KEY.members.addr;
-  if (family === FAMILY_IPV4) return { family, address: formatIpv4(buf.subarray(at, at + IPV4_LEN_BYTES)) };
-  if (family === FAMILY_IPV6) return { family, address: formatIpv6(buf.subarray(at, at + IPV6_LEN_BYTES)) };
+  if (family === FAMILY_IPV4) return { family, address: formatIp(buf.subarray(at, at + IPV4_LEN_BYTES)) };
+  if (family === FAMILY_IPV6) return { family, address: formatIp(buf.subarray(at, at + IPV6_LEN_BYTES)) };
   throw new Error(`decode endpoint key: unknown address family ${family}`);
 }
 
@@ -139,7 +139,7 @@ export function encodeEndpointInfo(info: EndpointInfo): Buffer {
   buf.writeUInt32LE(info.flags, m.flags);
   parseMac(info.mac).copy(buf, m.mac);
   parseMac(info.hostMac).copy(buf, m.host_mac);
-  if (info.ipv4 !== null) parseIpv4(info.ipv4).copy(buf, m.ipv4);
+  if (info.ipv4 !== null) parseFamily(info.ipv4, 4).copy(buf, m.ipv4);
   return buf;
 }
 
@@ -155,7 +155,7 @@ export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
     flags: buf.readUInt32LE(m.flags),
     mac: formatMac(buf.subarray(m.mac, m.mac + MAC_LEN_BYTES)),
     hostMac: formatMac(buf.subarray(m.host_mac, m.host_mac + MAC_LEN_BYTES)),
-    ipv4: ipv4.every((b) => b === 0) ? null : formatIpv4(ipv4),
+    ipv4: ipv4.every((b) => b === 0) ? null : formatIp(ipv4),
   };
 }
 
@@ -186,61 +186,9 @@ function checkSize(buf: Buffer, layout: StructLayout): void {
   }
 }
 
-function parseMac(mac: string): Buffer {
-  const parts = mac.split(':');
-  if (parts.length !== MAC_LEN_BYTES || !parts.every((p) => /^[0-9a-fA-F]{2}$/.test(p))) {
-    throw new Error(`invalid MAC address ${JSON.stringify(mac)}`);
-  }
-  return Buffer.from(parts.map((p) => parseInt(p, 16)));
-}
-
-function formatMac(bytes: Buffer): string {
-  return [...bytes].map((b) => b.toString(16).padStart(2, '0')).join(':');
-}
-
-function parseIpv4(address: string): Buffer {
-  if (!isIPv4(address)) throw new Error(`invalid IPv4 address ${JSON.stringify(address)}`);
-  return Buffer.from(address.split('.').map(Number));
-}
-
-function formatIpv4(bytes: Buffer): string {
-  return [...bytes].join('.');
-}
-
-/** Parses any RFC 4291 text form, including '::' and an embedded dotted IPv4 tail. */
-function parseIpv6(address: string): Buffer {
-  if (!isIPv6(address)) throw new Error(`invalid IPv6 address ${JSON.stringify(address)}`);
-  let text = address;
-  const tail: number[] = [];
-  const lastColon = text.lastIndexOf(':');
-  if (text.includes('.', lastColon)) {
-    const v4 = parseIpv4(text.slice(lastColon + 1));
-    tail.push((v4[0]! << 8) | v4[1]!, (v4[2]! << 8) | v4[3]!);
-    text = text.slice(0, lastColon + 1) + '0';
-  }
-  const [head, rest] = text.split('::') as [string, string | undefined];
-  const groups = (s: string): number[] => (s === '' ? [] : s.split(':').map((g) => parseInt(g, 16)));
-  const left = groups(head);
-  const right = rest === undefined ? [] : groups(rest);
-  if (tail.length > 0) (rest === undefined ? left : right).splice(-1, 1, ...tail);
-  const zeros = rest === undefined ? [] : new Array<number>(8 - left.length - right.length).fill(0);
-  const words = [...left, ...zeros, ...right];
-  const buf = Buffer.alloc(IPV6_LEN_BYTES);
-  words.forEach((w, i) => buf.writeUInt16BE(w, i * 2));
-  return buf;
-}
-
-function formatIpv6(bytes: Buffer): string {
-  const words: string[] = [];
-  for (let i = 0; i < IPV6_LEN_BYTES; i += 2) words.push(bytes.readUInt16BE(i).toString(16));
-  // Compress the longest run of zero groups (RFC 5952), if it spans two or more.
-  let best = { at: -1, len: 0 };
-  for (let i = 0; i < 8; ) {
-    let j = i;
-    while (j < 8 && words[j] === '0') j++;
-    if (j - i > best.len) best = { at: i, len: j - i };
-    i = j === i ? i + 1 : j;
-  }
-  if (best.len < 2) return words.join(':');
-  return `${words.slice(0, best.at).join(':')}::${words.slice(best.at + best.len).join(':')}`;
+/** Parses an address of the family, which it must be. */
+function parseFamily(address: string, family: 4 | 6): Buffer {
+  const ip = parseIp(address);
+  if (ip.family !== family) throw new Error(`invalid IPv${family} address ${JSON.stringify(address)}`);
+  return Buffer.from(ip.bytes);
 }

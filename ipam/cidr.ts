@@ -3,6 +3,7 @@
  * share one code path. Pure: no I/O.
  */
 import net from 'node:net';
+import { parseIp } from '../datapath/ip-bytes.ts';
 
 /** A parsed prefix such as 10.244.0.0/24 or fd00:10::/64. */
 export interface Cidr {
@@ -34,21 +35,10 @@ export function parseCidr(text: string): Cidr {
   return { family, base, prefixLength, size: 1n << hostBits, text: `${bigIntToIp(base, family)}/${prefixLength}` };
 }
 
-/** Converts an IPv4 or IPv6 address to a number. */
+/** Converts an IPv4 or IPv6 address to a number; throws on anything else. */
 export function ipToBigInt(ip: string): bigint {
-  if (net.isIPv4(ip)) return ip.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
-  if (!net.isIPv6(ip)) throw new Error(`invalid IP address '${ip}'`);
-  let groups: string[];
-  const [head, tail] = ip.split('::') as [string, string | undefined];
-  const parse = (s: string): string[] => (s === '' ? [] : s.split(':'));
-  const tailGroups = tail === undefined ? [] : parse(tail);
-  // An embedded IPv4 tail (::ffff:1.2.3.4) counts as two groups.
-  const expand = (gs: string[]): string[] =>
-    gs.flatMap((g) => (g.includes('.') ? (() => { const v = Number(ipToBigInt(g)); return [(v >>> 16).toString(16), (v & 0xffff).toString(16)]; })() : [g]));
-  const h = expand(parse(head));
-  const t = expand(tailGroups);
-  groups = tail === undefined ? h : [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
-  return groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n);
+  // ip-bytes is pure text/bytes conversion (no kernel), shared with the datapath's map encoders.
+  return parseIp(ip).bytes.reduce((acc, byte) => (acc << 8n) | BigInt(byte), 0n);
 }
 
 /** Converts a number back to the canonical text of an address of the family. */
