@@ -138,6 +138,7 @@ function endpointInfo(ep: Endpoint): Buffer {
     mac: ep.mac,
     hostMac: ep.hostMac,
     ipv4: ep.ips.find((ip) => !ip.includes(':')) ?? null,
+    ipv6: ep.ips.find((ip) => ip.includes(':')) ?? null,
   };
   return encodeEndpointInfo(info);
 }

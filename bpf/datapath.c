@@ -3,17 +3,27 @@
  * The Sluice datapath: two tc programs on every pod's host-side veth.
  *
  *   from_pod  host veth ingress: what the pod sends. Answers ARP for the
- *             gateway, drops spoofed packets, delivers pod-to-pod traffic on
- *             this node straight into the destination pod, hands the rest to
- *             the host stack.
- *   to_pod    host veth egress: what the host stack sends to the pod.
+ *             gateway, drops spoofed packets, enforces the pod's egress
+ *             policy (and a local destination's ingress policy), delivers
+ *             pod-to-pod traffic on this node straight into the destination
+ *             pod, hands the rest to the host stack.
+ *   to_pod    host veth egress: what the host stack sends to the pod (the
+ *             host itself, other nodes, the world): ingress policy.
+ *
+ * Policy is checked once per flow: connection tracking lets the rest of a
+ * flow, and its replies, through. A peer's identity comes from the ipcache
+ * (or, for a local source pod, from its endpoint); ipBlock peers and named
+ * ports resolved per remote pod go through cidr_policy, which turns an
+ * address into a selector that is looked up like an identity.
  *
  * Both are attached as TCX links; TC_ACT_* verdicts equal the TCX verdicts.
  * Map layouts live in sluice.h, mirrored by datapath/abi.ts.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/pkt_cls.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
@@ -49,6 +59,64 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } counters SEC(".maps");
 
+
+/* Address prefix -> identity of every pod of the cluster and of this node's addresses. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SLUICE_MAX_IPCACHE);
+	__type(key, struct ipcache_key);
+	__type(value, struct ipcache_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ipcache SEC(".maps");
+
+/* (endpoint, direction, peer, protocol, port prefix) -> allowed. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SLUICE_MAX_POLICY);
+	__type(key, struct policy_key);
+	__type(value, struct policy_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} policy SEC(".maps");
+
+/* (endpoint, direction, peer address prefix) -> selector looked up as a peer in `policy`. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, SLUICE_MAX_CIDR_POLICY);
+	__type(key, struct cidr_policy_key);
+	__type(value, struct cidr_policy_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} cidr_policy SEC(".maps");
+
+/* Flows a policy check allowed; replies match their reversed key. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_CONNTRACK);
+	__type(key, struct ct_key);
+	__type(value, struct ct_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} conntrack SEC(".maps");
+
+/* Ports of fragmented datagrams, from their first fragment. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_FRAGMENTS);
+	__type(key, struct frag_key);
+	__type(value, struct frag_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} fragments SEC(".maps");
+
+/* Per-endpoint counters (allowed, dropped by reason). */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);
+	__uint(max_entries, SLUICE_MAX_ENDPOINTS * 4);
+	__type(key, struct ep_counter_key);
+	__type(value, struct counter_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ep_counters SEC(".maps");
+
 /*
  * Keeps `enum sluice_counter` in the object's BTF (types only reachable from
  * inlined code are not emitted), so test/abi.test.ts can compare it with
@@ -63,6 +131,12 @@ const volatile enum sluice_counter sluice_counter_btf_anchor = SLUICE_CTR_MAX;
 #define ARPHRD_ETHER 1
 #define ARPOP_REQUEST 1
 #define ARPOP_REPLY 2
+
+/* Likewise linux/icmp.h (it includes linux/if.h): the ICMP types we read. */
+#define ICMP_ECHOREPLY 0
+#define ICMP_ECHO 8
+#define ICMPV6_ECHO_REQUEST 128
+#define ICMPV6_ECHO_REPLY 129
 
 /* An Ethernet/IPv4 ARP packet: the fixed header and the addresses after it. */
 struct arp_ipv4 {
@@ -88,10 +162,35 @@ static __always_inline void count(enum sluice_counter ctr, struct __sk_buff *skb
 	value->bytes += skb->len;
 }
 
+/* Adds the packet to one of the endpoint's own counters. */
+static __always_inline void ep_count(__u32 endpoint_id, enum sluice_counter ctr, struct __sk_buff *skb)
+{
+	struct ep_counter_key key = { .endpoint_id = endpoint_id, .counter = ctr };
+	struct counter_value *value = bpf_map_lookup_elem(&ep_counters, &key);
+
+	if (!value) {
+		struct counter_value zero = {};
+
+		bpf_map_update_elem(&ep_counters, &key, &zero, BPF_NOEXIST);
+		value = bpf_map_lookup_elem(&ep_counters, &key);
+		if (!value)
+			return;
+	}
+	value->packets += 1;
+	value->bytes += skb->len;
+}
+
 static __always_inline int drop(enum sluice_counter reason, struct __sk_buff *skb)
 {
 	count(reason, skb);
 	return TC_ACT_SHOT;
+}
+
+/* Drops a packet of a known endpoint, counting it globally and for the endpoint. */
+static __always_inline int ep_drop(__u32 endpoint_id, enum sluice_counter reason, struct __sk_buff *skb)
+{
+	ep_count(endpoint_id, reason, skb);
+	return drop(reason, skb);
 }
 
 /* clang 14 turns __builtin_memcmp into a call to an undefined memcmp: compare by hand. */
@@ -179,30 +278,384 @@ static __always_inline int deliver_local(struct __sk_buff *skb, struct ethhdr *e
 	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
-static __always_inline int handle_ipv4(struct __sk_buff *skb, const struct endpoint_info *ep)
+/* A packet's flow: addresses, protocol and ports, as policy and conntrack see it. */
+struct flow {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
+	__u8 pad;
+};
+
+/* Extension headers walked before giving up on an IPv6 packet. */
+#define IPV6_MAX_EXT_HEADERS 8
+#define IPV6_FRAG_HDR_BYTES 8
+#define TCP_HDR_MIN_BYTES 20
+#define UDP_HDR_BYTES 8
+#define SCTP_COMMON_HDR_BYTES 12
+#define ICMP_ECHO_HDR_BYTES 8
+#define IPV4_FRAG_OFFSET_MASK 0x1fff
+#define IPV4_FRAG_MORE 0x2000
+#define IPV6_FRAG_OFFSET_SHIFT 3
+#define IPV6_FRAG_MORE 0x0001
+#define PARSE_OK 0
+
+/*
+ * Reads the ports (or the ICMP echo id) at l4_off. A first fragment must hold
+ * the whole transport header: a tiny first fragment could otherwise hide the
+ * real ports in a later one (RFC 1858).
+ */
+static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct flow *f)
+{
+	__u8 buf[ICMP_ECHO_HDR_BYTES];
+
+	switch (f->protocol) {
+	case IPPROTO_TCP:
+		/* Bounds-check the full minimum header, read the ports. */
+		if (bpf_skb_load_bytes(skb, l4_off + TCP_HDR_MIN_BYTES - 1, buf, 1) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		/* fall through */
+	case IPPROTO_UDP:
+	case IPPROTO_SCTP:
+		if (bpf_skb_load_bytes(skb, l4_off, buf, 4) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		__builtin_memcpy(&f->sport, buf, 2);
+		__builtin_memcpy(&f->dport, buf + 2, 2);
+		if (f->protocol == IPPROTO_UDP && bpf_skb_load_bytes(skb, l4_off + UDP_HDR_BYTES - 1, buf, 1) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		if (f->protocol == IPPROTO_SCTP && bpf_skb_load_bytes(skb, l4_off + SCTP_COMMON_HDR_BYTES - 1, buf, 1) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		return PARSE_OK;
+	case IPPROTO_ICMP:
+	case IPPROTO_ICMPV6: {
+		__u8 type;
+		__be16 id;
+
+		if (bpf_skb_load_bytes(skb, l4_off, buf, ICMP_ECHO_HDR_BYTES) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		type = buf[0];
+		__builtin_memcpy(&id, buf + 4, 2);
+		/* Echo request (id, 0), reply (0, id): a reply's reversed key is its request's. */
+		if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHO) ||
+		    (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REQUEST))
+			f->sport = id;
+		else if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHOREPLY) ||
+			 (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REPLY))
+			f->dport = id;
+		/* Router/neighbour solicitation and advertisement, redirect; MLD. */
+		if (f->protocol == IPPROTO_ICMPV6 && ((type >= 130 && type <= 137) || type == 143))
+			f->is_ndp = 1;
+		return PARSE_OK;
+	}
+	default:
+		/* Other protocols carry no ports: only rules without ports can allow them. */
+		return PARSE_OK;
+	}
+}
+
+/*
+ * A fragmented datagram's ports are in its first fragment only: remember them
+ * from there, and give later fragments the same verdict through the same
+ * ports. A later fragment whose first fragment was not seen is dropped, so no
+ * fragment passes a port rule the datagram would not pass.
+ */
+static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f, __u32 id, __u32 offset_bytes,
+					  int more, __u32 l4_off)
+{
+	struct frag_key key = { .id = id, .protocol = f->protocol, .family = f->family };
+	struct frag_value *known;
+	int err;
+
+	__builtin_memcpy(key.saddr, f->saddr, 16);
+	__builtin_memcpy(key.daddr, f->daddr, 16);
+	if (offset_bytes != 0) {
+		/* A later fragment may not overlap the transport header of the first one. */
+		if (f->protocol == IPPROTO_TCP && offset_bytes < TCP_HDR_MIN_BYTES)
+			return SLUICE_CTR_DROP_FRAGMENT;
+		known = bpf_map_lookup_elem(&fragments, &key);
+		if (!known)
+			return SLUICE_CTR_DROP_FRAGMENT;
+		f->sport = known->sport;
+		f->dport = known->dport;
+		return PARSE_OK;
+	}
+	err = parse_l4(skb, l4_off, f);
+	if (err == PARSE_OK && more) {
+		struct frag_value ports = { .sport = f->sport, .dport = f->dport };
+
+		bpf_map_update_elem(&fragments, &key, &ports, BPF_ANY);
+	}
+	return err;
+}
+
+static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;
-	struct ethhdr *eth = data;
-	struct iphdr *ip = (void *)(eth + 1);
-	struct endpoint_key key = { .family = SLUICE_FAMILY_IPV4 };
-	struct endpoint_info *dst;
+	struct iphdr *ip = data + sizeof(struct ethhdr);
+	__u32 l4_off, frag;
 
 	if ((void *)(ip + 1) > data_end)
-		return drop(SLUICE_CTR_DROP_MALFORMED, skb);
-	if (ip->version != 4 || ip->ihl < 5 || (void *)ip + ip->ihl * 4 > data_end)
-		return drop(SLUICE_CTR_DROP_MALFORMED, skb);
+		return SLUICE_CTR_DROP_MALFORMED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return SLUICE_CTR_DROP_MALFORMED;
+	f->family = SLUICE_FAMILY_IPV4;
+	f->protocol = ip->protocol;
+	__builtin_memcpy(f->saddr, &ip->saddr, 4);
+	__builtin_memcpy(f->daddr, &ip->daddr, 4);
+	/* IP options are skipped by honouring the header length. */
+	l4_off = sizeof(struct ethhdr) + ip->ihl * 4;
+	frag = bpf_ntohs(ip->frag_off);
+	if (frag & (IPV4_FRAG_OFFSET_MASK | IPV4_FRAG_MORE))
+		return parse_fragment(skb, f, bpf_ntohs(ip->id), (frag & IPV4_FRAG_OFFSET_MASK) * 8,
+				      frag & IPV4_FRAG_MORE, l4_off);
+	return parse_l4(skb, l4_off, f);
+}
 
-	/* A pod may only send as itself: its own MAC and its own IPv4 address. */
-	if (!mac_equal(eth->h_source, ep->mac) ||
-	    ip->saddr != endpoint_ipv4(ep))
-		return drop(SLUICE_CTR_DROP_SPOOF, skb);
+/* Walks IPv6 extension headers to the transport header; fragments as for IPv4. */
+static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
+	__u32 off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+	__u8 nexthdr;
 
-	__builtin_memcpy(key.addr, &ip->daddr, sizeof(ip->daddr));
-	dst = bpf_map_lookup_elem(&endpoints, &key);
-	if (dst)
+	if ((void *)(ip6 + 1) > data_end)
+		return SLUICE_CTR_DROP_MALFORMED;
+	if (ip6->version != 6)
+		return SLUICE_CTR_DROP_MALFORMED;
+	f->family = SLUICE_FAMILY_IPV6;
+	__builtin_memcpy(f->saddr, &ip6->saddr, 16);
+	__builtin_memcpy(f->daddr, &ip6->daddr, 16);
+	nexthdr = ip6->nexthdr;
+
+#pragma unroll
+	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
+		__u8 hdr[IPV6_FRAG_HDR_BYTES];
+
+		switch (nexthdr) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+		case IPPROTO_AH:
+			if (bpf_skb_load_bytes(skb, off, hdr, 2) < 0)
+				return SLUICE_CTR_DROP_MALFORMED;
+			off += nexthdr == IPPROTO_AH ? (hdr[1] + 2) * 4 : (hdr[1] + 1) * 8;
+			nexthdr = hdr[0];
+			break;
+		case IPPROTO_FRAGMENT: {
+			__be16 frag_be;
+			__be32 id_be;
+			__u16 frag;
+
+			if (bpf_skb_load_bytes(skb, off, hdr, IPV6_FRAG_HDR_BYTES) < 0)
+				return SLUICE_CTR_DROP_MALFORMED;
+			__builtin_memcpy(&frag_be, hdr + 2, 2);
+			__builtin_memcpy(&id_be, hdr + 4, 4);
+			frag = bpf_ntohs(frag_be);
+			f->protocol = hdr[0];
+			off += IPV6_FRAG_HDR_BYTES;
+			/* An atomic fragment (offset 0, no more) is a whole datagram. */
+			if ((frag >> IPV6_FRAG_OFFSET_SHIFT) == 0 && !(frag & IPV6_FRAG_MORE))
+				return parse_l4(skb, off, f);
+			return parse_fragment(skb, f, bpf_ntohl(id_be), (frag >> IPV6_FRAG_OFFSET_SHIFT) * 8,
+					      frag & IPV6_FRAG_MORE, off);
+		}
+		default:
+			f->protocol = nexthdr;
+			return parse_l4(skb, off, f);
+		}
+	}
+	/* More extension headers than any sane packet carries. */
+	return SLUICE_CTR_DROP_MALFORMED;
+}
+
+/* Identity of an address from the ipcache; the world when nobody claims it. */
+static __always_inline __u32 lookup_identity(__u8 family, const __u8 *addr)
+{
+	struct ipcache_key key = { .family = family };
+	struct ipcache_value *value;
+
+	key.prefixlen = 32 + (family == SLUICE_FAMILY_IPV4 ? 32 : 128);
+	__builtin_memcpy(key.addr, addr, 16);
+	value = bpf_map_lookup_elem(&ipcache, &key);
+	return value ? value->identity : SLUICE_ID_WORLD;
+}
+
+/* Does one peer (identity or selector) have an entry for the flow's protocol and port? */
+static __always_inline int peer_allowed(struct policy_key *key, __u32 peer, const struct flow *f)
+{
+	key->peer = peer;
+	key->prefixlen = 96;
+	key->protocol = f->protocol;
+	key->port = f->dport;
+	if (bpf_map_lookup_elem(&policy, key))
+		return 1;
+	/* Rules without ports allow every protocol. */
+	key->protocol = SLUICE_PROTO_ANY;
+	key->port = 0;
+	return bpf_map_lookup_elem(&policy, key) != NULL;
+}
+
+/*
+ * May endpoint_id open this flow in this direction with a peer of this
+ * identity at peer_addr? Tries the peer's identity, any peer, and the
+ * address-based selector of the peer address (ipBlock, per-pod named ports).
+ */
+static __noinline int policy_allows(__u32 endpoint_id, __u8 direction, __u32 peer_identity, const struct flow *f,
+				    const __u8 *peer_addr)
+{
+	struct policy_key key = { .endpoint_id = endpoint_id, .direction = direction };
+	struct cidr_policy_key ckey = { .endpoint_id = endpoint_id, .direction = direction, .family = f->family };
+	struct cidr_policy_value *sel;
+
+	if (peer_allowed(&key, peer_identity, f) || peer_allowed(&key, SLUICE_ID_ANY, f))
+		return 1;
+	ckey.prefixlen = 64 + (f->family == SLUICE_FAMILY_IPV4 ? 32 : 128);
+	__builtin_memcpy(ckey.addr, peer_addr, 16);
+	sel = bpf_map_lookup_elem(&cidr_policy, &ckey);
+	return sel && peer_allowed(&key, sel->selector, f);
+}
+
+enum ct_state { CT_NEW, CT_ESTABLISHED };
+
+static __always_inline void ct_key_of(const struct flow *f, struct ct_key *key, int reverse)
+{
+	__builtin_memcpy(key->saddr, reverse ? f->daddr : f->saddr, 16);
+	__builtin_memcpy(key->daddr, reverse ? f->saddr : f->daddr, 16);
+	key->sport = reverse ? f->dport : f->sport;
+	key->dport = reverse ? f->sport : f->dport;
+	key->protocol = f->protocol;
+	key->family = f->family;
+}
+
+/* A packet of a flow seen before, in either direction, is established. */
+static __always_inline enum ct_state ct_lookup(const struct flow *f)
+{
+	struct ct_key key = {};
+	struct ct_value *entry;
+
+	ct_key_of(f, &key, 0);
+	entry = bpf_map_lookup_elem(&conntrack, &key);
+	if (!entry) {
+		ct_key_of(f, &key, 1);
+		entry = bpf_map_lookup_elem(&conntrack, &key);
+	}
+	if (!entry)
+		return CT_NEW;
+	entry->last_seen_ns = bpf_ktime_get_ns();
+	entry->packets += 1;
+	return CT_ESTABLISHED;
+}
+
+static __always_inline void ct_create(const struct flow *f)
+{
+	struct ct_key key = {};
+	struct ct_value entry = {};
+
+	ct_key_of(f, &key, 0);
+	entry.created_ns = bpf_ktime_get_ns();
+	entry.last_seen_ns = entry.created_ns;
+	entry.packets = 1;
+	bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
+}
+
+static __always_inline int addr_equal(const __u8 *a, const __u8 *b, int len)
+{
+	__u8 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		if (i < len)
+			diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/* fe80::/10 and the unspecified address: what neighbour discovery uses before an address is up. */
+static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
+{
+	__u8 any = 0;
+
+	if (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80)
+		return 1;
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		any |= addr[i];
+	return any == 0;
+}
+
+/* A pod may only send as itself: its own MAC and its own address. */
+static __always_inline int spoofed(const struct ethhdr *eth, const struct endpoint_info *ep, const struct flow *f)
+{
+	if (!mac_equal(eth->h_source, ep->mac))
+		return 1;
+	if (f->family == SLUICE_FAMILY_IPV4)
+		return !addr_equal(f->saddr, ep->ipv4, 4);
+	if (addr_equal(f->saddr, ep->ipv6, 16))
+		return 0;
+	/* Link-local and unspecified sources only for neighbour discovery. */
+	return !(f->is_ndp && ipv6_link_local_or_unspecified(f->saddr));
+}
+
+/*
+ * Everything from_pod does for an IP packet: anti-spoofing, then conntrack,
+ * then (for a new flow) the source's egress policy and, when the destination
+ * is a pod on this node, its ingress policy; then delivery.
+ */
+static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto)
+{
+	struct endpoint_key dkey = {};
+	struct endpoint_info *dst;
+	struct flow f = {};
+	struct ethhdr *eth;
+	int err;
+
+	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
+	if (err != PARSE_OK)
+		return ep_drop(ep->endpoint_id, err, skb);
+
+	eth = (void *)(long)skb->data;
+	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
+	if (spoofed(eth, ep, &f))
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, skb);
+	/* Neighbour discovery is the link's business: the host answers it. */
+	if (f.is_ndp)
+		return TC_ACT_OK;
+
+	dkey.family = f.family;
+	__builtin_memcpy(dkey.addr, f.daddr, 16);
+	dst = bpf_map_lookup_elem(&endpoints, &dkey);
+
+	if (ct_lookup(&f) == CT_ESTABLISHED) {
+		count(SLUICE_CTR_CT_ESTABLISHED, skb);
+	} else {
+		if (ep->flags & SLUICE_EP_EGRESS_ISOLATED) {
+			__u32 peer = dst ? dst->identity : lookup_identity(f.family, f.daddr);
+
+			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_EGRESS, peer, &f, f.daddr))
+				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
+		}
+		if (dst && (dst->flags & SLUICE_EP_INGRESS_ISOLATED) &&
+		    !policy_allows(dst->endpoint_id, SLUICE_DIR_INGRESS, ep->identity, &f, f.saddr)) {
+			ep_count(dst->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+			return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+		}
+		count(SLUICE_CTR_POLICY_ALLOWED, skb);
+		ct_create(&f);
+	}
+
+	if (dst) {
+		/* Re-derive the header pointer: the verifier forgets it across helper calls. */
+		eth = (void *)(long)skb->data;
+		if ((void *)(eth + 1) > (void *)(long)skb->data_end)
+			return drop(SLUICE_CTR_DROP_MALFORMED, skb);
 		return deliver_local(skb, eth, dst);
-
+	}
 	/* Other nodes, the host, Services (kube-proxy), the world: the stack routes them. */
 	count(SLUICE_CTR_TO_STACK, skb);
 	return TC_ACT_OK;
@@ -224,23 +677,64 @@ int from_pod(struct __sk_buff *skb)
 		return drop(SLUICE_CTR_DROP_UNKNOWN_EP, skb);
 
 	if ((void *)(eth + 1) > data_end)
-		return drop(SLUICE_CTR_DROP_MALFORMED, skb);
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_ARP):
 		return handle_arp(skb, ep);
 	case bpf_htons(ETH_P_IP):
-		return handle_ipv4(skb, ep);
+	case bpf_htons(ETH_P_IPV6):
+		return forward_from_pod(skb, ep, eth->h_proto);
 	default:
-		/* IPv6 (and its anti-spoofing and policy) comes with a later change. */
-		return TC_ACT_OK;
+		/* VLAN tags, raw frames and the like have no business leaving a pod. */
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	}
 }
 
+/*
+ * Traffic the host stack hands to a pod: from this node (always allowed, as
+ * kubelet probes need), from other nodes' pods and from the world (the pod's
+ * ingress policy, with the source identity from the ipcache), and replies to
+ * the pod's own flows (conntrack).
+ */
 SEC("tc")
 int to_pod(struct __sk_buff *skb)
 {
-	/* Ingress policy for traffic from the stack comes with a later change. */
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	__u32 ifindex = skb->ifindex;
+	struct endpoint_info *ep;
+	struct flow f = {};
+	__u32 peer;
+	int err;
+
 	count(SLUICE_CTR_TO_POD, skb);
+	ep = bpf_map_lookup_elem(&devices, &ifindex);
+	/* Not registered yet (ADD in progress) or already gone: nothing may reach the pod. */
+	if (!ep)
+		return drop(SLUICE_CTR_DROP_UNKNOWN_EP, skb);
+	if ((void *)(eth + 1) > data_end)
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
+	if (eth->h_proto == bpf_htons(ETH_P_ARP))
+		return TC_ACT_OK;
+	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
+
+	err = eth->h_proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
+	if (err != PARSE_OK)
+		return ep_drop(ep->endpoint_id, err, skb);
+	if (f.is_ndp)
+		return TC_ACT_OK;
+	if (ct_lookup(&f) == CT_ESTABLISHED) {
+		count(SLUICE_CTR_CT_ESTABLISHED, skb);
+		return TC_ACT_OK;
+	}
+	peer = lookup_identity(f.family, f.saddr);
+	if (peer != SLUICE_ID_HOST && (ep->flags & SLUICE_EP_INGRESS_ISOLATED) &&
+	    !policy_allows(ep->endpoint_id, SLUICE_DIR_INGRESS, peer, &f, f.saddr))
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+	count(SLUICE_CTR_POLICY_ALLOWED, skb);
+	ct_create(&f);
 	return TC_ACT_OK;
 }

@@ -13,6 +13,32 @@
 #define SLUICE_FAMILY_IPV6 6
 
 #define SLUICE_MAX_ENDPOINTS 65536
+#define SLUICE_MAX_IPCACHE 262144
+#define SLUICE_MAX_POLICY 1048576
+#define SLUICE_MAX_CIDR_POLICY 262144
+#define SLUICE_MAX_CONNTRACK 262144
+#define SLUICE_MAX_FRAGMENTS 8192
+
+/* Reserved security identities; pods get SLUICE_ID_FIRST_POD and up. */
+#define SLUICE_ID_ANY 0             /* in policy keys: any peer */
+#define SLUICE_ID_HOST 1            /* this node's own addresses */
+#define SLUICE_ID_WORLD 2           /* every address the ipcache does not know */
+#define SLUICE_ID_UNMANAGED 3       /* a pod Sluice does not manage */
+#define SLUICE_ID_REMOTE_NODE 4     /* other nodes' addresses */
+#define SLUICE_ID_FIRST_POD 256
+/* Peers selected by address (ipBlock, named ports resolved per remote pod): see cidr_policy. */
+#define SLUICE_ID_FIRST_CIDR_SELECTOR (1u << 24)
+
+/* struct endpoint_info.flags */
+#define SLUICE_EP_INGRESS_ISOLATED (1u << 0)
+#define SLUICE_EP_EGRESS_ISOLATED (1u << 1)
+
+/* Policy directions, as seen from the endpoint the policy belongs to. */
+#define SLUICE_DIR_INGRESS 1
+#define SLUICE_DIR_EGRESS 2
+
+/* In policy keys: any protocol (the port is then a 0-bit prefix). */
+#define SLUICE_PROTO_ANY 0
 
 /* endpoints map key: one address of a local pod. */
 struct endpoint_key {
@@ -30,6 +56,106 @@ struct endpoint_info {
 	__u8 mac[6];       /* the pod interface's MAC */
 	__u8 host_mac[6];  /* the host veth's MAC: the gateway as the pod sees it */
 	__u8 ipv4[4];      /* the pod's IPv4 address (network order), zero if none */
+	__u8 ipv6[16];     /* the pod's IPv6 address (network order), zero if none */
+};
+
+/*
+ * ipcache key: an address prefix (LPM trie). prefixlen counts the bits after
+ * it: 32 for family + pad, then the address bits.
+ */
+struct ipcache_key {
+	__u32 prefixlen;
+	__u8 family;
+	__u8 pad[3];
+	__u8 addr[16];
+};
+
+/* What is known of the addresses of a prefix. */
+struct ipcache_value {
+	__u32 identity;
+	__u32 flags; /* reserved, zero */
+};
+
+/*
+ * policy key (LPM trie): may the endpoint exchange new flows in this
+ * direction with this peer, protocol and port? Every field up to the port is
+ * always matched in full (80 bits); port ranges are a prefix over the port
+ * (network order) of 0..16 bits. A rule with no ports has protocol
+ * SLUICE_PROTO_ANY and a 0-bit port prefix.
+ */
+struct policy_key {
+	__u32 prefixlen;
+	__u32 endpoint_id;
+	__u32 peer;      /* identity, CIDR selector, or SLUICE_ID_ANY */
+	__u8 direction;  /* SLUICE_DIR_* */
+	__u8 protocol;   /* IPPROTO_* or SLUICE_PROTO_ANY */
+	__be16 port;     /* destination port, network order */
+};
+
+struct policy_value {
+	__u32 flags; /* reserved, zero: presence allows */
+};
+
+/*
+ * cidr_policy key (LPM trie): peers selected by address rather than identity.
+ * The longest prefix containing the peer address gives a selector that is
+ * then looked up as a peer in the policy map. 64 fixed bits, then address bits.
+ */
+struct cidr_policy_key {
+	__u32 prefixlen;
+	__u32 endpoint_id;
+	__u8 direction;
+	__u8 family;
+	__u8 pad[2];
+	__u8 addr[16];
+};
+
+struct cidr_policy_value {
+	__u32 selector; /* >= SLUICE_ID_FIRST_CIDR_SELECTOR */
+};
+
+/*
+ * Connection tracking key: one direction of a flow, as the packet that opened
+ * it carried it. ICMP echo uses (id, 0) for requests and (0, id) for replies,
+ * so a reply's reversed key is its request's key.
+ */
+struct ct_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct ct_value {
+	__u64 created_ns;
+	__u64 last_seen_ns;
+	__u64 packets;
+	__u32 flags; /* reserved */
+	__u32 pad;
+};
+
+/* Ports of a fragmented datagram, remembered from its first fragment. */
+struct frag_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__u32 id;
+	__u8 protocol;
+	__u8 family;
+	__u8 pad[2];
+};
+
+struct frag_value {
+	__be16 sport;
+	__be16 dport;
+};
+
+/* Per-endpoint counters: key of the per-CPU ep_counters hash. */
+struct ep_counter_key {
+	__u32 endpoint_id;
+	__u32 counter; /* enum sluice_counter */
 };
 
 /* Global datapath counters: index into the per-CPU `counters` array. */
@@ -40,8 +166,13 @@ enum sluice_counter {
 	SLUICE_CTR_ARP_REPLY = 3,      /* from-pod: ARP requests answered for the gateway */
 	SLUICE_CTR_TO_POD = 4,         /* packets seen by to-pod */
 	SLUICE_CTR_DROP_SPOOF = 5,     /* dropped: source IP or MAC not the pod's own */
-	SLUICE_CTR_DROP_UNKNOWN_EP = 6,/* dropped: from-pod on a device with no endpoint */
+	SLUICE_CTR_DROP_UNKNOWN_EP = 6,/* dropped: a device with no endpoint (not yet, or no longer) */
 	SLUICE_CTR_DROP_MALFORMED = 7, /* dropped: truncated or malformed headers */
+	SLUICE_CTR_DROP_POLICY_INGRESS = 8, /* dropped: the destination's ingress policy denies it */
+	SLUICE_CTR_DROP_POLICY_EGRESS = 9,  /* dropped: the source's egress policy denies it */
+	SLUICE_CTR_DROP_FRAGMENT = 10,  /* dropped: a fragment whose first fragment was not seen */
+	SLUICE_CTR_POLICY_ALLOWED = 11, /* new flows a policy check allowed */
+	SLUICE_CTR_CT_ESTABLISHED = 12, /* packets of known flows (either direction) */
 	SLUICE_CTR_MAX = 16,
 };
 

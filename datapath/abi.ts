@@ -16,6 +16,32 @@ export const FAMILY_IPV6 = 6;
 /** SLUICE_MAX_ENDPOINTS: capacity of the endpoints and devices maps. */
 export const MAX_ENDPOINTS = 65536;
 
+/** Reserved identities (SLUICE_ID_*); pods get FIRST_POD and up, address selectors FIRST_CIDR_SELECTOR and up. */
+export const Identity = {
+  ANY: 0,
+  HOST: 1,
+  WORLD: 2,
+  UNMANAGED: 3,
+  REMOTE_NODE: 4,
+  FIRST_POD: 256,
+  FIRST_CIDR_SELECTOR: 2 ** 24,
+} as const;
+
+/** struct endpoint_info.flags bits (SLUICE_EP_*). */
+export const EndpointFlag = {
+  INGRESS_ISOLATED: 1 << 0,
+  EGRESS_ISOLATED: 1 << 1,
+} as const;
+
+/** Policy directions (SLUICE_DIR_*), seen from the endpoint the policy belongs to. */
+export const Direction = {
+  INGRESS: 1,
+  EGRESS: 2,
+} as const;
+
+/** SLUICE_PROTO_ANY: a policy entry for every protocol. */
+export const PROTO_ANY = 0;
+
 const MAC_LEN_BYTES = 6;
 const IPV4_LEN_BYTES = 4;
 const IPV6_LEN_BYTES = 16;
@@ -37,9 +63,73 @@ export const ENDPOINT_KEY: StructLayout = {
 /** struct endpoint_info. */
 export const ENDPOINT_INFO: StructLayout = {
   name: 'endpoint_info',
-  size: 32,
-  members: { ifindex: 0, endpoint_id: 4, identity: 8, flags: 12, mac: 16, host_mac: 22, ipv4: 28 },
+  size: 48,
+  members: { ifindex: 0, endpoint_id: 4, identity: 8, flags: 12, mac: 16, host_mac: 22, ipv4: 28, ipv6: 32 },
 };
+
+/** struct ipcache_key (LPM trie key). */
+export const IPCACHE_KEY: StructLayout = {
+  name: 'ipcache_key',
+  size: 24,
+  members: { prefixlen: 0, family: 4, pad: 5, addr: 8 },
+};
+
+/** struct ipcache_value. */
+export const IPCACHE_VALUE: StructLayout = { name: 'ipcache_value', size: 8, members: { identity: 0, flags: 4 } };
+
+/** struct policy_key (LPM trie key). */
+export const POLICY_KEY: StructLayout = {
+  name: 'policy_key',
+  size: 16,
+  members: { prefixlen: 0, endpoint_id: 4, peer: 8, direction: 12, protocol: 13, port: 14 },
+};
+
+/** struct policy_value. */
+export const POLICY_VALUE: StructLayout = { name: 'policy_value', size: 4, members: { flags: 0 } };
+
+/** struct cidr_policy_key (LPM trie key). */
+export const CIDR_POLICY_KEY: StructLayout = {
+  name: 'cidr_policy_key',
+  size: 28,
+  members: { prefixlen: 0, endpoint_id: 4, direction: 8, family: 9, pad: 10, addr: 12 },
+};
+
+/** struct cidr_policy_value. */
+export const CIDR_POLICY_VALUE: StructLayout = { name: 'cidr_policy_value', size: 4, members: { selector: 0 } };
+
+/** struct ct_key. */
+export const CT_KEY: StructLayout = {
+  name: 'ct_key',
+  size: 40,
+  members: { saddr: 0, daddr: 16, sport: 32, dport: 34, protocol: 36, family: 37, pad: 38 },
+};
+
+/** struct ct_value. */
+export const CT_VALUE: StructLayout = {
+  name: 'ct_value',
+  size: 32,
+  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, pad: 28 },
+};
+
+/** struct frag_key. */
+export const FRAG_KEY: StructLayout = {
+  name: 'frag_key',
+  size: 40,
+  members: { saddr: 0, daddr: 16, id: 32, protocol: 36, family: 37, pad: 38 },
+};
+
+/** struct frag_value. */
+export const FRAG_VALUE: StructLayout = { name: 'frag_value', size: 4, members: { sport: 0, dport: 2 } };
+
+/** struct ep_counter_key. */
+export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, members: { endpoint_id: 0, counter: 4 } };
+
+/** Bits of an LPM key that are matched in full before the prefix: ipcache family+pad. */
+const IPCACHE_FIXED_BITS = 32;
+/** policy_key: endpoint_id, peer, direction, protocol. */
+const POLICY_FIXED_BITS = 80;
+/** cidr_policy_key: endpoint_id, direction, family, pad. */
+const CIDR_POLICY_FIXED_BITS = 64;
 
 /** struct counter_value. */
 export const COUNTER_VALUE: StructLayout = {
@@ -63,6 +153,11 @@ export const Counter = {
   DROP_SPOOF: 5,
   DROP_UNKNOWN_EP: 6,
   DROP_MALFORMED: 7,
+  DROP_POLICY_INGRESS: 8,
+  DROP_POLICY_EGRESS: 9,
+  DROP_FRAGMENT: 10,
+  POLICY_ALLOWED: 11,
+  CT_ESTABLISHED: 12,
   MAX: 16,
 } as const;
 
@@ -93,6 +188,8 @@ export interface EndpointInfo {
   hostMac: string;
   /** The pod's IPv4 address, or null if it has none. */
   ipv4: string | null;
+  /** The pod's IPv6 address, or null if it has none. */
+  ipv6: string | null;
 }
 
 /** One CPU's struct counter_value. */
@@ -140,6 +237,7 @@ export function encodeEndpointInfo(info: EndpointInfo): Buffer {
   parseMac(info.mac).copy(buf, m.mac);
   parseMac(info.hostMac).copy(buf, m.host_mac);
   if (info.ipv4 !== null) parseFamily(info.ipv4, 4).copy(buf, m.ipv4);
+  if (info.ipv6 !== null) parseFamily(info.ipv6, 6).copy(buf, m.ipv6);
   return buf;
 }
 
@@ -148,6 +246,7 @@ export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
   checkSize(buf, ENDPOINT_INFO);
   const m = ENDPOINT_INFO.members;
   const ipv4 = buf.subarray(m.ipv4, m.ipv4 + IPV4_LEN_BYTES);
+  const ipv6 = buf.subarray(m.ipv6, m.ipv6 + IPV6_LEN_BYTES);
   return {
     ifindex: buf.readUInt32LE(m.ifindex),
     endpointId: buf.readUInt32LE(m.endpoint_id),
@@ -156,6 +255,7 @@ export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
     mac: formatMac(buf.subarray(m.mac, m.mac + MAC_LEN_BYTES)),
     hostMac: formatMac(buf.subarray(m.host_mac, m.host_mac + MAC_LEN_BYTES)),
     ipv4: ipv4.every((b) => b === 0) ? null : formatIp(ipv4),
+    ipv6: ipv6.every((b) => b === 0) ? null : formatIp(ipv6),
   };
 }
 
@@ -178,6 +278,128 @@ export function decodeCounterValue(buf: Buffer): CounterValue {
     packets: buf.readBigUInt64LE(COUNTER_VALUE.members.packets),
     bytes: buf.readBigUInt64LE(COUNTER_VALUE.members.bytes),
   };
+}
+
+/** An address prefix: an ipcache key, or the address part of a cidr_policy key. */
+export interface Prefix {
+  family: 4 | 6;
+  address: string;
+  prefixLength: number;
+}
+
+function addressBytes(p: Prefix): Buffer {
+  const bytes = Buffer.alloc(IPV6_LEN_BYTES);
+  parseFamily(p.address, p.family).copy(bytes);
+  return bytes;
+}
+
+/** Encodes an ipcache key for a prefix. */
+export function encodeIpcacheKey(p: Prefix): Buffer {
+  const buf = Buffer.alloc(IPCACHE_KEY.size);
+  buf.writeUInt32LE(IPCACHE_FIXED_BITS + p.prefixLength, IPCACHE_KEY.members.prefixlen);
+  buf.writeUInt8(p.family, IPCACHE_KEY.members.family);
+  addressBytes(p).copy(buf, IPCACHE_KEY.members.addr);
+  return buf;
+}
+
+/** Encodes an ipcache value. */
+export function encodeIpcacheValue(identity: number): Buffer {
+  const buf = Buffer.alloc(IPCACHE_VALUE.size);
+  buf.writeUInt32LE(identity, IPCACHE_VALUE.members.identity);
+  return buf;
+}
+
+/** Decodes an ipcache key to its prefix. */
+export function decodeIpcacheKey(buf: Buffer): Prefix {
+  checkSize(buf, IPCACHE_KEY);
+  const family = buf.readUInt8(IPCACHE_KEY.members.family) as 4 | 6;
+  const len = family === FAMILY_IPV4 ? IPV4_LEN_BYTES : IPV6_LEN_BYTES;
+  const at = IPCACHE_KEY.members.addr;
+  return { family, address: formatIp(buf.subarray(at, at + len)), prefixLength: buf.readUInt32LE(0) - IPCACHE_FIXED_BITS };
+}
+
+/** One policy map entry: the endpoint may open flows with the peer on the port prefix. */
+export interface PolicyEntry {
+  endpointId: number;
+  direction: number;
+  peer: number;
+  /** IPPROTO_* or PROTO_ANY. */
+  protocol: number;
+  /** Port prefix: the first portPrefixLength bits of port (0 with PROTO_ANY). */
+  port: number;
+  portPrefixLength: number;
+}
+
+/** Encodes a policy map key. */
+export function encodePolicyKey(e: PolicyEntry): Buffer {
+  const m = POLICY_KEY.members;
+  const buf = Buffer.alloc(POLICY_KEY.size);
+  buf.writeUInt32LE(POLICY_FIXED_BITS + e.portPrefixLength, m.prefixlen);
+  buf.writeUInt32LE(e.endpointId, m.endpoint_id);
+  buf.writeUInt32LE(e.peer, m.peer);
+  buf.writeUInt8(e.direction, m.direction);
+  buf.writeUInt8(e.protocol, m.protocol);
+  buf.writeUInt16BE(e.port, m.port);
+  return buf;
+}
+
+/** Decodes a policy map key. */
+export function decodePolicyKey(buf: Buffer): PolicyEntry {
+  checkSize(buf, POLICY_KEY);
+  const m = POLICY_KEY.members;
+  return {
+    endpointId: buf.readUInt32LE(m.endpoint_id),
+    direction: buf.readUInt8(m.direction),
+    peer: buf.readUInt32LE(m.peer),
+    protocol: buf.readUInt8(m.protocol),
+    port: buf.readUInt16BE(m.port),
+    portPrefixLength: buf.readUInt32LE(m.prefixlen) - POLICY_FIXED_BITS,
+  };
+}
+
+/** The (allowing) policy map value. */
+export function encodePolicyValue(): Buffer {
+  return Buffer.alloc(POLICY_VALUE.size);
+}
+
+/** One cidr_policy entry: peers of the endpoint in this prefix are the selector. */
+export interface CidrPolicyEntry extends Prefix {
+  endpointId: number;
+  direction: number;
+  selector: number;
+}
+
+/** Encodes a cidr_policy key. */
+export function encodeCidrPolicyKey(e: Omit<CidrPolicyEntry, 'selector'>): Buffer {
+  const m = CIDR_POLICY_KEY.members;
+  const buf = Buffer.alloc(CIDR_POLICY_KEY.size);
+  buf.writeUInt32LE(CIDR_POLICY_FIXED_BITS + e.prefixLength, m.prefixlen);
+  buf.writeUInt32LE(e.endpointId, m.endpoint_id);
+  buf.writeUInt8(e.direction, m.direction);
+  buf.writeUInt8(e.family, m.family);
+  addressBytes(e).copy(buf, m.addr);
+  return buf;
+}
+
+/** Encodes a cidr_policy value. */
+export function encodeCidrPolicyValue(selector: number): Buffer {
+  const buf = Buffer.alloc(CIDR_POLICY_VALUE.size);
+  buf.writeUInt32LE(selector, CIDR_POLICY_VALUE.members.selector);
+  return buf;
+}
+
+/** Encodes a per-endpoint counter key. */
+export function encodeEpCounterKey(endpointId: number, counter: number): Buffer {
+  const buf = Buffer.alloc(EP_COUNTER_KEY.size);
+  buf.writeUInt32LE(endpointId, EP_COUNTER_KEY.members.endpoint_id);
+  buf.writeUInt32LE(counter, EP_COUNTER_KEY.members.counter);
+  return buf;
+}
+
+/** Decodes a per-endpoint counter key. */
+export function decodeEpCounterKey(buf: Buffer): { endpointId: number; counter: number } {
+  checkSize(buf, EP_COUNTER_KEY);
+  return { endpointId: buf.readUInt32LE(0), counter: buf.readUInt32LE(4) };
 }
 
 function checkSize(buf: Buffer, layout: StructLayout): void {

@@ -11,13 +11,24 @@
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
+  CIDR_POLICY_KEY,
+  CIDR_POLICY_VALUE,
   COUNTER_KEY_SIZE,
   COUNTER_NAMES,
   COUNTER_VALUE,
+  CT_KEY,
+  CT_VALUE,
   Counter,
   DEVICE_KEY_SIZE,
   ENDPOINT_INFO,
   ENDPOINT_KEY,
+  EP_COUNTER_KEY,
+  FRAG_KEY,
+  FRAG_VALUE,
+  IPCACHE_KEY,
+  IPCACHE_VALUE,
+  POLICY_KEY,
+  POLICY_VALUE,
   decodeCounterValue,
   encodeU32,
   type CounterName,
@@ -38,6 +49,12 @@ export interface DatapathMaps {
   endpoints: BpfMap;
   devices: BpfMap;
   counters: BpfMap;
+  ipcache: BpfMap;
+  policy: BpfMap;
+  cidr_policy: BpfMap;
+  conntrack: BpfMap;
+  fragments: BpfMap;
+  ep_counters: BpfMap;
 }
 
 /** A loaded (or adopted) datapath. */
@@ -73,6 +90,12 @@ const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
   endpoints: { keySize: ENDPOINT_KEY.size, valueSize: ENDPOINT_INFO.size, perCpu: false },
   devices: { keySize: DEVICE_KEY_SIZE, valueSize: ENDPOINT_INFO.size, perCpu: false },
   counters: { keySize: COUNTER_KEY_SIZE, valueSize: COUNTER_VALUE.size, perCpu: true },
+  ipcache: { keySize: IPCACHE_KEY.size, valueSize: IPCACHE_VALUE.size, perCpu: false },
+  policy: { keySize: POLICY_KEY.size, valueSize: POLICY_VALUE.size, perCpu: false },
+  cidr_policy: { keySize: CIDR_POLICY_KEY.size, valueSize: CIDR_POLICY_VALUE.size, perCpu: false },
+  conntrack: { keySize: CT_KEY.size, valueSize: CT_VALUE.size, perCpu: false },
+  fragments: { keySize: FRAG_KEY.size, valueSize: FRAG_VALUE.size, perCpu: false },
+  ep_counters: { keySize: EP_COUNTER_KEY.size, valueSize: COUNTER_VALUE.size, perCpu: true },
 };
 
 /**
@@ -140,7 +163,8 @@ function openMaps(mapsDir: string): DatapathMaps {
     return map;
   };
   try {
-    return { endpoints: open('endpoints'), devices: open('devices'), counters: open('counters') };
+    const names = Object.keys(MAP_SPECS) as (keyof DatapathMaps)[];
+    return Object.fromEntries(names.map((name) => [name, open(name)])) as unknown as DatapathMaps;
   } catch (err: unknown) {
     for (const map of opened) map.close();
     throw err;

@@ -1,15 +1,34 @@
 // The TS mirror (datapath/abi.ts) must match bpf/sluice.h as the compiler laid it out: read
 // back through the BTF of the compiled object, so a change on either side alone fails here.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import {
+  CIDR_POLICY_KEY,
+  CIDR_POLICY_VALUE,
   COUNTER_NAMES,
   COUNTER_VALUE,
+  CT_KEY,
+  CT_VALUE,
   Counter,
+  Direction,
   ENDPOINT_INFO,
   ENDPOINT_KEY,
+  EP_COUNTER_KEY,
+  EndpointFlag,
+  FRAG_KEY,
+  FRAG_VALUE,
+  IPCACHE_KEY,
+  IPCACHE_VALUE,
+  Identity,
+  POLICY_KEY,
+  POLICY_VALUE,
+  PROTO_ANY,
+  decodeIpcacheKey,
+  decodePolicyKey,
+  encodeIpcacheKey,
+  encodePolicyKey,
   decodeEndpointInfo,
   decodeEndpointKey,
   encodeEndpointInfo,
@@ -76,7 +95,11 @@ beforeAll(() => {
 });
 
 describe('abi.ts mirrors bpf/sluice.h', () => {
-  for (const mirror of [ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE]) {
+  const layouts = [
+    ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
+    CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY,
+  ];
+  for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
       expectSameLayout(layoutFromBtf(mirror.name), mirror);
     });
@@ -89,6 +112,30 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
     expect(Counter).toEqual(fromBtf);
   });
 
+  // #defines leave no trace in BTF: read them from the header itself.
+  it('the identity, flag, direction and protocol constants match the header', () => {
+    const header = readFileSync(join(import.meta.dirname, '../bpf/sluice.h'), 'utf8');
+    const defines = new Map<string, number>();
+    for (const m of header.matchAll(/^#define (SLUICE_\w+) (\(1u << (\d+)\)|\d+)/gm)) {
+      defines.set(m[1]!, m[3] !== undefined ? 2 ** Number(m[3]) : Number(m[2]));
+    }
+    const want: Record<string, number> = {
+      SLUICE_ID_ANY: Identity.ANY,
+      SLUICE_ID_HOST: Identity.HOST,
+      SLUICE_ID_WORLD: Identity.WORLD,
+      SLUICE_ID_UNMANAGED: Identity.UNMANAGED,
+      SLUICE_ID_REMOTE_NODE: Identity.REMOTE_NODE,
+      SLUICE_ID_FIRST_POD: Identity.FIRST_POD,
+      SLUICE_ID_FIRST_CIDR_SELECTOR: Identity.FIRST_CIDR_SELECTOR,
+      SLUICE_EP_INGRESS_ISOLATED: EndpointFlag.INGRESS_ISOLATED,
+      SLUICE_EP_EGRESS_ISOLATED: EndpointFlag.EGRESS_ISOLATED,
+      SLUICE_DIR_INGRESS: Direction.INGRESS,
+      SLUICE_DIR_EGRESS: Direction.EGRESS,
+      SLUICE_PROTO_ANY: PROTO_ANY,
+    };
+    for (const [name, value] of Object.entries(want)) expect(defines.get(name), name).toBe(value);
+  });
+
   it('a layout that differs from the compiled one fails the comparison', () => {
     const actual = layoutFromBtf('endpoint_info');
     const shifted = { ...ENDPOINT_INFO, members: { ...ENDPOINT_INFO.members, ipv4: 27 } };
@@ -99,7 +146,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   });
 
   it('COUNTER_NAMES lists every counter but MAX in index order', () => {
-    expect(COUNTER_NAMES.map((name) => Counter[name])).toEqual([0, 1, 2, 3, 4, 5, 6, 7]);
+    expect(COUNTER_NAMES.map((name) => Counter[name])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
     expect(COUNTER_NAMES).not.toContain('MAX');
   });
 });
@@ -113,6 +160,7 @@ describe('encoding', () => {
     mac: '02:aa:bb:cc:dd:0e',
     hostMac: 'ee:ee:ee:ee:ee:01',
     ipv4: '10.250.1.2',
+    ipv6: null,
   };
 
   it('endpoint_info round-trips and puts each field at its C offset', () => {
@@ -150,5 +198,21 @@ describe('encoding', () => {
     expect(() => encodeEndpointInfo({ ...info, mac: '02:aa:bb' })).toThrow(/MAC/);
     expect(() => encodeEndpointKey({ family: 4, address: 'fd00::1' })).toThrow(/IPv4/);
     expect(() => encodeEndpointKey({ family: 6, address: '10.0.0.1' })).toThrow(/IPv6/);
+  });
+});
+
+describe('LPM keys', () => {
+  it('an ipcache key counts the family word in its prefix length and round-trips', () => {
+    const key = encodeIpcacheKey({ family: 4, address: '10.1.0.0', prefixLength: 16 });
+    expect(key.readUInt32LE(0)).toBe(48);
+    expect(decodeIpcacheKey(key)).toEqual({ family: 4, address: '10.1.0.0', prefixLength: 16 });
+    expect(decodeIpcacheKey(encodeIpcacheKey({ family: 6, address: 'fd00::5', prefixLength: 128 }))).toMatchObject({ address: 'fd00::5', prefixLength: 128 });
+  });
+  it('a policy key puts the port in network order so port prefixes run from its high bit', () => {
+    const entry = { endpointId: 7, direction: Direction.INGRESS, peer: 300, protocol: 6, port: 0x1f90, portPrefixLength: 12 };
+    const key = encodePolicyKey(entry);
+    expect(key.readUInt32LE(0)).toBe(92);
+    expect([key[14], key[15]]).toEqual([0x1f, 0x90]);
+    expect(decodePolicyKey(key)).toEqual(entry);
   });
 });
