@@ -1,16 +1,12 @@
 /**
  * The endpoint manager: the agent's record of every local pod interface,
- * persisted in SQLite, and its mirror in the datapath's endpoints and devices
- * maps. A registration returns only once the maps hold the endpoint.
+ * persisted in SQLite. Every change calls back into the datapath sync, which
+ * writes the endpoint (with its identity and isolation) and its policy to the
+ * maps before the change returns.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { encodeEndpointInfo, encodeEndpointKey, type EndpointInfo } from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
 import { openStore } from '../ipam/store.ts';
 import type { Endpoint, EndpointSpec } from './api-types.ts';
-
-/** Identity of endpoints until the policy engine assigns label-set identities. */
-const IDENTITY_UNASSIGNED = 0;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -23,33 +19,23 @@ CREATE TABLE IF NOT EXISTS endpoints (
   UNIQUE (container_id, ifname)
 );`;
 
-/** The maps the endpoint manager writes. */
-export interface EndpointMaps {
-  endpoints: BpfMap;
-  devices: BpfMap;
-}
+/** Brings the datapath in line with the endpoints (see agent/datapath-sync.ts). */
+export type SyncEndpoints = (endpoints: Endpoint[]) => void;
 
-/** Encodes a host ifindex as the devices map key (host byte order __u32). */
-export function deviceKey(ifindex: number): Buffer {
-  const key = Buffer.alloc(4);
-  key.writeUInt32LE(ifindex);
-  return key;
-}
-
-/** Local endpoints: store plus maps. */
+/** Local endpoints: the store, and the datapath kept in step with it. */
 export class EndpointManager {
   private readonly db: DatabaseSync;
-  private readonly maps: EndpointMaps;
+  private readonly sync: SyncEndpoints;
   private readonly stmts: Record<string, StatementSync>;
 
-  constructor(dbFile: string, maps: EndpointMaps) {
+  constructor(dbFile: string, sync: SyncEndpoints) {
     this.db = openStore(dbFile);
     this.db.exec(SCHEMA);
-    this.maps = maps;
+    this.sync = sync;
     this.stmts = {
       upsert: this.db.prepare(
-        `INSERT INTO endpoints (container_id, ifname, spec, identity, created_at) VALUES (?, ?, ?, ?, ?)
-         ON CONFLICT (container_id, ifname) DO UPDATE SET spec = excluded.spec RETURNING id, identity, created_at`,
+        `INSERT INTO endpoints (container_id, ifname, spec, identity, created_at) VALUES (?, ?, ?, 0, ?)
+         ON CONFLICT (container_id, ifname) DO UPDATE SET spec = excluded.spec RETURNING id`,
       ),
       get: this.db.prepare('SELECT * FROM endpoints WHERE container_id = ? AND ifname = ?'),
       delete: this.db.prepare('DELETE FROM endpoints WHERE container_id = ? AND ifname = ?'),
@@ -57,93 +43,45 @@ export class EndpointManager {
     };
   }
 
-  /** Records the endpoint and writes it to the maps; returns it with its id. */
+  /** Records the endpoint and syncs the datapath; returns it with its id and identity. */
   register(spec: EndpointSpec): Endpoint {
-    const row = this.stmts.upsert!.get(spec.containerID, spec.ifname, JSON.stringify(spec), IDENTITY_UNASSIGNED, Date.now()) as {
-      id: number;
-      identity: number;
-      created_at: number;
-    };
-    const endpoint: Endpoint = { ...spec, id: row.id, identity: row.identity, createdAt: row.created_at };
-    this.writeMaps(endpoint);
-    return endpoint;
+    const row = this.stmts.upsert!.get(spec.containerID, spec.ifname, JSON.stringify(spec), Date.now()) as { id: number };
+    this.sync(this.list());
+    return this.list().find((e) => e.id === row.id)!;
   }
 
-  /** Removes the endpoint from the maps and the store; returns it, or null when unknown. */
+  /** Removes the endpoint and syncs the datapath; returns it, or null when unknown. */
   unregister(containerID: string, ifname: string): Endpoint | null {
     const row = this.stmts.get!.get(containerID, ifname) as Record<string, unknown> | undefined;
     if (!row) return null;
-    const endpoint = toEndpoint(row);
-    this.removeFromMaps(endpoint);
     this.stmts.delete!.run(containerID, ifname);
-    return endpoint;
+    this.sync(this.list());
+    return toEndpoint(row, this.identityOf);
   }
 
-  /** Every local endpoint. */
+  /** Every local endpoint, with the identity the last sync gave it. */
   list(): Endpoint[] {
-    return this.stmts.list!.all().map((row) => toEndpoint(row as Record<string, unknown>));
+    return this.stmts.list!.all().map((row) => toEndpoint(row as Record<string, unknown>, this.identityOf));
   }
 
-  /**
-   * Makes the maps match the store after a (re)start: writes every endpoint and
-   * removes map entries of endpoints the store no longer has.
-   */
+  /** Syncs the datapath with the store after a (re)start; returns how many endpoints there are. */
   resync(): { written: number; removed: number } {
     const endpoints = this.list();
-    const wantKeys = new Set<string>();
-    const wantDevices = new Set<string>();
-    for (const ep of endpoints) {
-      this.writeMaps(ep);
-      for (const ip of ep.ips) wantKeys.add(endpointKey(ip).toString('hex'));
-      wantDevices.add(deviceKey(ep.hostIfindex).toString('hex'));
-    }
-    let removed = 0;
-    for (const key of this.maps.endpoints.keys()) {
-      if (!wantKeys.has(key.toString('hex'))) removed += Number(this.maps.endpoints.delete(key));
-    }
-    for (const key of this.maps.devices.keys()) {
-      if (!wantDevices.has(key.toString('hex'))) removed += Number(this.maps.devices.delete(key));
-    }
-    return { written: endpoints.length, removed };
+    this.sync(endpoints);
+    return { written: endpoints.length, removed: 0 };
   }
+
+  /** Looks up identities assigned by the datapath sync (set by the agent once both exist). */
+  identityOf: (endpointId: number) => number = () => 0;
 
   /** Closes the store. */
   close(): void {
     this.db.close();
   }
-
-  private writeMaps(ep: Endpoint): void {
-    const info = endpointInfo(ep);
-    // devices first: from-pod must know the sender before others can reach it.
-    this.maps.devices.update(deviceKey(ep.hostIfindex), info);
-    for (const ip of ep.ips) this.maps.endpoints.update(endpointKey(ip), info);
-  }
-
-  private removeFromMaps(ep: Endpoint): void {
-    for (const ip of ep.ips) this.maps.endpoints.delete(endpointKey(ip));
-    this.maps.devices.delete(deviceKey(ep.hostIfindex));
-  }
 }
 
-function endpointKey(ip: string): Buffer {
-  return encodeEndpointKey({ family: ip.includes(':') ? 6 : 4, address: ip });
-}
-
-function endpointInfo(ep: Endpoint): Buffer {
-  const info: EndpointInfo = {
-    ifindex: ep.hostIfindex,
-    endpointId: ep.id,
-    identity: ep.identity,
-    flags: 0,
-    mac: ep.mac,
-    hostMac: ep.hostMac,
-    ipv4: ep.ips.find((ip) => !ip.includes(':')) ?? null,
-    ipv6: ep.ips.find((ip) => ip.includes(':')) ?? null,
-  };
-  return encodeEndpointInfo(info);
-}
-
-function toEndpoint(row: Record<string, unknown>): Endpoint {
+function toEndpoint(row: Record<string, unknown>, identityOf: (id: number) => number): Endpoint {
   const spec = JSON.parse(String(row.spec)) as EndpointSpec;
-  return { ...spec, id: Number(row.id), identity: Number(row.identity), createdAt: Number(row.created_at) };
+  const id = Number(row.id);
+  return { ...spec, id, identity: identityOf(id), createdAt: Number(row.created_at) };
 }

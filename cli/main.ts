@@ -10,6 +10,10 @@ const USAGE = `usage: sluice <command>
   agent [flags]        run the node agent (see 'sluice agent --help')
   status [--socket P]  agent health, pools, endpoints and datapath counters
   endpoints [-o json]  local endpoints
+  identities [-o json] security identities and their labels
+  policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
+  ipam [-o json] [--socket P]
+                       address pools, their use, and every allocation with its pod
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
   demo                 a guided tour on a local cluster`;
 
@@ -46,6 +50,64 @@ async function endpoints(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function identities(argv: string[]): Promise<number> {
+  const list = await agentRequest<{ identity: number; reserved?: string; namespace?: string; labels?: Record<string, string> }[]>(
+    socketFlag(argv),
+    'GET',
+    '/v1/identities',
+  );
+  if (argv.includes('json')) {
+    console.log(JSON.stringify(list, null, 2));
+    return 0;
+  }
+  console.log('IDENTITY\tLABELS');
+  for (const i of list) {
+    const labels = i.reserved ?? `${i.namespace}: ${Object.entries(i.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',') || '(no labels)'}`;
+    console.log(`${i.identity}\t${labels}`);
+  }
+  return 0;
+}
+
+interface ReadablePolicy {
+  endpoint: number;
+  ips: string[];
+  identity: number;
+  ingressIsolated: boolean;
+  egressIsolated: boolean;
+  policies: string[];
+  allow: { direction: string; peer: string; port: string }[];
+  allowAddresses: { direction: string; prefix: string; ports: string[] }[];
+  counters: Record<string, { packets: number }>;
+}
+
+async function policy(argv: string[]): Promise<number> {
+  const ref = argv.find((a) => a.includes('/'));
+  if (!ref) throw new Error('usage: sluice policy <namespace>/<pod> [--socket PATH] [-o json]');
+  const [ns, pod] = ref.split('/', 2) as [string, string];
+  const eps = await agentRequest<ReadablePolicy[]>(socketFlag(argv), 'GET', `/v1/policy/${encodeURIComponent(ns)}/${encodeURIComponent(pod)}`);
+  if (argv.includes('json')) {
+    console.log(JSON.stringify(eps, null, 2));
+    return 0;
+  }
+  for (const ep of eps) {
+    console.log(`${ref} endpoint ${ep.endpoint} (${ep.ips.join(', ')}), identity ${ep.identity}`);
+    console.log(`  policies: ${ep.policies.join(', ') || '(none)'}`);
+    for (const dir of ['ingress', 'egress']) {
+      const isolated = dir === 'ingress' ? ep.ingressIsolated : ep.egressIsolated;
+      console.log(`  ${dir}: ${isolated ? 'isolated, allowed:' : 'not isolated (everything allowed)'}`);
+      if (!isolated) continue;
+      const rows = [
+        ...ep.allow.filter((a) => a.direction === dir).map((a) => `${a.peer} ${a.port}`),
+        ...ep.allowAddresses.filter((a) => a.direction === dir).map((a) => `${a.prefix} ${a.ports.join(' ') || '(excepted: nothing)'}`),
+      ];
+      for (const row of rows.length ? rows : ['(nothing)']) console.log(`    ${row}`);
+    }
+    const counters = Object.entries(ep.counters).map(([k, v]) => `${k}=${v.packets}`).join(' ');
+    if (counters) console.log(`  counters: ${counters}`);
+  }
+  return 0;
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -58,6 +120,14 @@ async function main(argv: string[]): Promise<number> {
       return status(rest);
     case 'endpoints':
       return endpoints(rest);
+    case 'identities':
+      return identities(rest);
+    case 'policy':
+      return policy(rest);
+    case 'ipam': {
+      const { ipamCommand } = await import('./ipam.ts');
+      return ipamCommand(rest);
+    }
     case 'local': {
       const { localCommand } = await import('./local/command.ts');
       return localCommand(rest);

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import { removeDatapath } from '../../datapath/loader.ts';
 import { clusterDir, datastoreOf, loadCluster, NETNS_DIR, processAlive } from './cluster.ts';
-import { deletePod } from './pods.ts';
+import { deletePod, stopServers } from './pods.ts';
 import { run } from './run.ts';
 
 const AGENT_STOP_TIMEOUT_MS = 5_000;
@@ -32,6 +32,7 @@ export async function localDown(dirFlag?: string): Promise<string[]> {
       await deletePod(config, ref);
     } catch (err: unknown) {
       problems.push(`delete pod ${ref}: ${err instanceof Error ? err.message : String(err)}`);
+      stopServers(pod);
       // The agent may be gone: remove the netns so the veth pair goes with it.
       const netns = pod.metadata.annotations?.['sluice.dev/netns'];
       if (netns && fs.existsSync(`${NETNS_DIR}/${netns}`)) await run('ip', ['netns', 'del', netns]).catch(() => undefined);

@@ -3,11 +3,12 @@
  * /var/run/netns, wired by running the CNI plugins of the cluster's conflist
  * exactly as a container runtime does, and recorded in the local datastore.
  */
+import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import type { KubeObject } from '../../agent/local-datastore.ts';
-import { datastoreOf, NETNS_DIR, podNetnsName, type ClusterConfig } from './cluster.ts';
+import { datastoreOf, NETNS_DIR, podNetnsName, selfCommand, type ClusterConfig } from './cluster.ts';
 import { execConflist, type CniInvocation } from './cni-exec.ts';
 import { run } from './run.ts';
 
@@ -49,15 +50,60 @@ function invocation(pod: KubeObject, command: CniInvocation['command']): CniInvo
   };
 }
 
-/** Creates the pod: netns, CNI ADD, datastore record. Rolls back the netns when ADD fails. */
-export async function createPod(config: ClusterConfig, ref: string, labels: Record<string, string>): Promise<KubeObject> {
-  const { namespace, name } = parsePodRef(ref);
+/** A container port as a Pod manifest declares it. */
+export interface ManifestPort {
+  name?: string;
+  containerPort: number;
+  protocol?: 'TCP' | 'UDP' | 'SCTP';
+}
+
+/** The container ports of a Pod object, in declaration order. */
+export function containerPorts(pod: KubeObject): ManifestPort[] {
+  const containers = ((pod.spec ?? {}) as { containers?: { ports?: ManifestPort[] }[] }).containers ?? [];
+  return containers.flatMap((c) => c.ports ?? []);
+}
+
+/** Starts the pod's "containers": an echo server on each declared TCP and UDP port, inside its netns. */
+function startServers(netnsName: string, ports: ManifestPort[]): number | null {
+  const served = ports.filter((p) => (p.protocol ?? 'TCP') !== 'SCTP').map((p) => `${p.containerPort}/${p.protocol ?? 'TCP'}`);
+  if (served.length === 0) return null;
+  const [cmd, ...pre] = selfCommand();
+  const child = spawn('ip', ['netns', 'exec', netnsName, cmd!, ...pre, 'local', 'serve', '--ports', served.join(',')], {
+    detached: true,
+    stdio: 'ignore',
+  });
+  child.unref();
+  return child.pid ?? null;
+}
+
+/** Stops the pod's servers: only the PID we started, and only while it still runs our server. */
+export function stopServers(pod: KubeObject): void {
+  const pid = Number(pod.metadata.annotations?.['sluice.dev/server-pid'] ?? 0);
+  if (pid <= 0) return;
+  let cmdline = '';
+  try {
+    cmdline = fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8');
+  } catch {
+    return;
+  }
+  if (cmdline.includes('serve') && cmdline.includes(String(pod.metadata.annotations?.['sluice.dev/netns']))) {
+    process.kill(pid, 'SIGKILL');
+  }
+}
+
+/**
+ * Creates the pod from its manifest as a kubelet would: the Pod is recorded
+ * first (Pending, as the API server has it before the sandbox exists), then
+ * netns, CNI ADD, servers for its ports, and the record updated to Running
+ * with its addresses. A failure removes the netns and the record.
+ */
+export async function createPodFromManifest(config: ClusterConfig, manifest: KubeObject): Promise<KubeObject> {
+  const { namespace, name } = parsePodRef(`${manifest.metadata.namespace ?? 'default'}/${manifest.metadata.name}`);
   const store = datastoreOf(config);
   if (store.get('Pod', name, namespace)) throw new Error(`pod ${namespace}/${name} already exists`);
-  if (!store.get('Namespace', namespace)) {
-    store.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'kubernetes.io/metadata.name': namespace } } });
-  }
+  if (!store.get('Namespace', namespace)) throw new Error(`namespace ${namespace} does not exist: create it first`);
   const netnsName = podNetnsName(config, namespace, name);
+  const spec = (manifest.spec ?? {}) as Record<string, unknown>;
   const pod: KubeObject = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -65,30 +111,48 @@ export async function createPod(config: ClusterConfig, ref: string, labels: Reco
       namespace,
       name,
       uid: randomUUID(),
-      labels,
-      annotations: { 'sluice.dev/netns': netnsName, 'sluice.dev/container-id': randomBytes(32).toString('hex') },
+      labels: manifest.metadata.labels ?? {},
+      annotations: {
+        ...(manifest.metadata.annotations ?? {}),
+        'sluice.dev/netns': netnsName,
+        'sluice.dev/container-id': randomBytes(32).toString('hex'),
+      },
       creationTimestamp: new Date().toISOString(),
     },
-    spec: { nodeName: config.nodeName, containers: [{ name: 'main', image: 'none' }] },
+    spec: { ...spec, nodeName: config.nodeName, containers: (spec.containers as unknown[] | undefined) ?? [{ name: 'main', image: 'none' }] },
     status: { phase: 'Pending' },
   };
-  await run('ip', ['netns', 'add', netnsName]);
+  store.put(pod);
   try {
+    await run('ip', ['netns', 'add', netnsName]);
     await run('ip', ['-n', netnsName, 'link', 'set', 'lo', 'up']);
     const result = (await execConflist(config.cniConfFile, config.cniBinDir, invocation(pod, 'ADD'))) as {
       ips?: { address: string }[];
     };
     const ips = (result.ips ?? []).map((ip) => ip.address.split('/')[0]!);
+    const serverPid = startServers(netnsName, containerPorts(pod));
+    if (serverPid) pod.metadata.annotations!['sluice.dev/server-pid'] = String(serverPid);
     pod.status = { phase: 'Running', podIP: ips[0], podIPs: ips.map((ip) => ({ ip })) };
     store.put(pod);
     return pod;
   } catch (err: unknown) {
     await run('ip', ['netns', 'del', netnsName]).catch(() => undefined);
+    store.delete('Pod', name, namespace);
     throw err;
   }
 }
 
-/** Deletes the pod: CNI DEL, netns removed, record removed. Returns false when there is no such pod. */
+/** Creates a pod with only a name and labels (`sluice local pod create`); its namespace is created when missing. */
+export async function createPod(config: ClusterConfig, ref: string, labels: Record<string, string>): Promise<KubeObject> {
+  const { namespace, name } = parsePodRef(ref);
+  const store = datastoreOf(config);
+  if (!store.get('Namespace', namespace)) {
+    store.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'kubernetes.io/metadata.name': namespace } } });
+  }
+  return createPodFromManifest(config, { apiVersion: 'v1', kind: 'Pod', metadata: { namespace, name, labels } });
+}
+
+/** Deletes the pod: CNI DEL, servers stopped, netns removed, record removed. Returns false when there is no such pod. */
 export async function deletePod(config: ClusterConfig, ref: string): Promise<boolean> {
   const { namespace, name } = parsePodRef(ref);
   const store = datastoreOf(config);
@@ -96,6 +160,7 @@ export async function deletePod(config: ClusterConfig, ref: string): Promise<boo
   if (!pod) return false;
   const inv = invocation(pod, 'DEL');
   await execConflist(config.cniConfFile, config.cniBinDir, inv);
+  stopServers(pod);
   if (fs.existsSync(inv.netns)) await run('ip', ['netns', 'del', path.basename(inv.netns)]);
   store.delete('Pod', name, namespace);
   return true;

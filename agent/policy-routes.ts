@@ -1,0 +1,126 @@
+/**
+ * API routes of the policy side: sync on demand (what `sluice local apply`
+ * waits for), identities, and one pod's computed policy in readable form.
+ */
+import { COUNTER_NAMES, Counter, Direction, Identity, PROTO_ANY, decodeCounterValue, encodeEpCounterKey } from '../datapath/abi.ts';
+import type { BpfMap } from '../datapath/bpf-map.ts';
+import type { CompiledEndpoint, CompiledState } from '../policy/compile.ts';
+import { ApiFailure, type Route } from './api-server.ts';
+import type { EndpointManager } from './endpoints.ts';
+import type { PolicyState } from './policy-state.ts';
+
+/** What the policy routes act on. */
+export interface PolicyRoutesContext {
+  endpoints: EndpointManager;
+  policy: PolicyState;
+  datapath: { maps: { ep_counters: BpfMap } };
+}
+
+const RESERVED: Record<number, string> = {
+  [Identity.ANY]: 'any peer',
+  [Identity.HOST]: 'reserved:host',
+  [Identity.WORLD]: 'reserved:world',
+  [Identity.UNMANAGED]: 'reserved:unmanaged',
+  [Identity.REMOTE_NODE]: 'reserved:remote-node',
+};
+const PROTOCOL_NAMES: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP', 1: 'ICMP', 58: 'ICMPv6' };
+
+function labelText(labels: Record<string, string>): string {
+  return Object.entries(labels).map(([k, v]) => `${k}=${v}`).sort().join(',');
+}
+
+function peerText(state: CompiledState, peer: number): string {
+  if (RESERVED[peer]) return RESERVED[peer]!;
+  if (peer >= Identity.FIRST_CIDR_SELECTOR) return `addresses:${peer}`;
+  const id = state.identities.get(peer);
+  return id ? `${id.namespace}/{${labelText(id.podLabels)}}` : `identity:${peer}`;
+}
+
+function portText(protocol: number, port: number, prefixLength: number): string {
+  if (protocol === PROTO_ANY) return 'any';
+  const name = PROTOCOL_NAMES[protocol] ?? String(protocol);
+  if (prefixLength === 0) return `${name}/*`;
+  const last = port + 2 ** (16 - prefixLength) - 1;
+  return last === port ? `${name}/${port}` : `${name}/${port}-${last}`;
+}
+
+/** One endpoint's compiled policy as people read it. */
+export function readablePolicy(state: CompiledState, c: CompiledEndpoint) {
+  const dir = (d: number) => (d === Direction.INGRESS ? 'ingress' : 'egress');
+  return {
+    identity: c.identity,
+    ingressIsolated: c.ingressIsolated,
+    egressIsolated: c.egressIsolated,
+    policies: c.policies,
+    allow: c.entries
+      .filter((e) => e.peer < Identity.FIRST_CIDR_SELECTOR)
+      .map((e) => ({ direction: dir(e.direction), peer: peerText(state, e.peer), peerId: e.peer, port: portText(e.protocol, e.port, e.portPrefixLength) })),
+    allowAddresses: c.cidrEntries.map((a) => ({
+      direction: dir(a.direction),
+      prefix: `${a.address}/${a.prefixLength}`,
+      ports: (state.selectors.get(a.selector) ?? []).map((spec) => spec.replace(/^6:/, 'TCP/').replace(/^17:/, 'UDP/').replace(/^132:/, 'SCTP/')),
+    })),
+  };
+}
+
+function endpointCounters(map: BpfMap, endpointId: number): Record<string, { packets: number; bytes: number }> {
+  const out: Record<string, { packets: number; bytes: number }> = {};
+  for (const name of COUNTER_NAMES) {
+    const perCpu = map.lookupPerCpu(encodeEpCounterKey(endpointId, Counter[name]));
+    if (perCpu.length === 0) continue;
+    let packets = 0n;
+    let bytes = 0n;
+    for (const v of perCpu) {
+      const c = decodeCounterValue(v);
+      packets += c.packets;
+      bytes += c.bytes;
+    }
+    if (packets > 0n) out[name] = { packets: Number(packets), bytes: Number(bytes) };
+  }
+  return out;
+}
+
+/** The policy routes. */
+export function policyRoutes(ctx: PolicyRoutesContext): Route[] {
+  return [
+    {
+      method: 'POST',
+      pattern: '/v1/datastore/sync',
+      handler: () => {
+        const stats = ctx.policy.apply(ctx.endpoints.list());
+        return { revision: ctx.policy.revision, ...stats };
+      },
+    },
+    {
+      method: 'GET',
+      pattern: '/v1/identities',
+      handler: () => {
+        const state = ctx.policy.sync.state();
+        const reserved = Object.entries(RESERVED)
+          .filter(([id]) => Number(id) !== Identity.ANY)
+          .map(([id, name]) => ({ identity: Number(id), reserved: name }));
+        const ids = [...(state?.identities ?? new Map()).entries()].map(([identity, l]) => ({
+          identity,
+          namespace: l.namespace,
+          labels: l.podLabels,
+          namespaceLabels: l.namespaceLabels,
+        }));
+        return [...reserved, ...ids.sort((a, b) => a.identity - b.identity)];
+      },
+    },
+    {
+      method: 'GET',
+      pattern: '/v1/policy/:namespace/:pod',
+      handler: ({ params }) => {
+        const [namespace, pod] = params as [string, string];
+        const state = ctx.policy.sync.state();
+        const eps = ctx.endpoints.list().filter((e) => e.namespace === namespace && e.pod === pod);
+        if (!state || eps.length === 0) throw new ApiFailure(404, 'NotFound', `no endpoint of pod ${namespace}/${pod} on this node`);
+        return eps.map((ep) => {
+          const c = state.endpoints.find((x) => x.endpointId === ep.id)!;
+          return { endpoint: ep.id, ifname: ep.ifname, ips: ep.ips, ...readablePolicy(state, c), counters: endpointCounters(ctx.datapath.maps.ep_counters, ep.id) };
+        });
+      },
+    },
+  ];
+}

@@ -1,0 +1,80 @@
+/**
+ * Wires the datastore, the endpoint store and the datapath sync together: a
+ * sync re-reads the datastore (cheaply, only when files changed), compiles
+ * and writes the diff. Runs on every endpoint change, on demand
+ * (POST /v1/datastore/sync), when the datastore or the host's addresses
+ * change, and periodically as a safety net.
+ */
+import type { DatapathMaps } from '../datapath/loader.ts';
+import type { Endpoint } from './api-types.ts';
+import { clusterView } from './cluster-view.ts';
+import type { Datastore } from './datastore.ts';
+import { DatapathSync, type SyncStats } from './datapath-sync.ts';
+import { hostAddresses } from './host-addresses.ts';
+import type { NumberingStore } from './numbering-store.ts';
+
+const WATCH_INTERVAL_MS = 500;
+const HOST_ADDRESS_INTERVAL_MS = 5_000;
+
+/** The policy side of the agent. */
+export class PolicyState {
+  readonly datastore: Datastore;
+  readonly sync: DatapathSync;
+  private hostAddrs: string[] = [];
+  private endpoints: () => Endpoint[] = () => [];
+  private timers: NodeJS.Timeout[] = [];
+  lastSync: SyncStats | null = null;
+  revision = 0;
+
+  constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore) {
+    this.datastore = datastore;
+    this.sync = new DatapathSync(maps, numbering);
+  }
+
+  /** Reads the host's addresses once; call before the first sync. */
+  async init(listEndpoints: () => Endpoint[]): Promise<void> {
+    this.endpoints = listEndpoints;
+    this.hostAddrs = await hostAddresses();
+  }
+
+  /** Re-reads the datastore and writes what changed for these endpoints. */
+  apply(endpoints: Endpoint[]): SyncStats {
+    this.datastore.refresh();
+    this.lastSync = this.sync.apply(clusterView(this.datastore.objects()), endpoints, this.hostAddrs);
+    this.revision++;
+    return this.lastSync;
+  }
+
+  /** The identity the last sync gave an endpoint (0 before). */
+  identityOf(endpointId: number): number {
+    return this.sync.state()?.endpoints.find((e) => e.endpointId === endpointId)?.identity ?? 0;
+  }
+
+  /** Starts watching the datastore and the host's addresses; log gets a line per change applied. */
+  watch(log: (msg: string) => void): void {
+    this.timers.push(
+      setInterval(() => {
+        if (!this.datastore.refresh()) return;
+        const stats = this.apply(this.endpoints());
+        log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+      }, WATCH_INTERVAL_MS),
+      setInterval(() => {
+        hostAddresses().then(
+          (addrs) => {
+            if (addrs.join() === this.hostAddrs.join()) return;
+            this.hostAddrs = addrs;
+            this.apply(this.endpoints());
+            log(`host addresses changed: ${addrs.join(', ')}`);
+          },
+          (err: unknown) => log(`list host addresses: ${err instanceof Error ? err.message : String(err)}`),
+        );
+      }, HOST_ADDRESS_INTERVAL_MS),
+    );
+    for (const t of this.timers) t.unref();
+  }
+
+  /** Stops the watchers. */
+  stop(): void {
+    for (const t of this.timers) clearInterval(t);
+  }
+}
