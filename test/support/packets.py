@@ -1,0 +1,70 @@
+"""Crafted packets for datapath tests, sent from inside a pod's netns.
+
+usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which has scapy)
+
+  spoof-ip   DST PORT FAKE_SRC     UDP with a source address that is not the pod's
+  spoof-mac  DST PORT              UDP from the pod's address with a forged MAC
+  frag       DST PORT [SPORT]      a UDP datagram in 4 fragments; prints the echo or 'none'
+  frag-tail  DST PORT              only the later fragments of a datagram
+  options    DST PORT              UDP behind IPv4 options; prints the echo or 'none'
+  syn-hammer DST PORT SECONDS      SYNs every 2 ms; prints how many TCP answers came back
+"""
+import sys
+import time
+
+from scapy.all import (IP, UDP, TCP, Ether, AsyncSniffer, IPOption_NOP, Raw, conf,
+                       fragment, get_if_hwaddr, send, sendp)
+
+conf.verb = 0
+IFACE = "eth0"
+PAYLOAD = b"sluice-fragment-test-" * 10  # 210 bytes: several 64-byte fragments
+
+
+def echo_of(dst, port, packets, timeout=2.0):
+    """Sends the packets and returns whether a UDP answer from dst:port came back."""
+    sniffer = AsyncSniffer(iface=IFACE, lfilter=lambda p: IP in p and p[IP].src == dst and UDP in p and p[UDP].sport == port)
+    sniffer.start()
+    time.sleep(0.3)
+    send(packets)
+    time.sleep(timeout)
+    got = sniffer.stop()
+    return len(got) > 0
+
+
+def main():
+    case, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    if case == "spoof-ip":
+        send(IP(src=sys.argv[4], dst=dst) / UDP(sport=40000, dport=port) / Raw(b"spoofed"))
+        print("sent")
+    elif case == "spoof-mac":
+        sendp(Ether(src="02:de:ad:be:ef:01", dst="ff:ff:ff:ff:ff:ff") / IP(dst=dst) / UDP(sport=40000, dport=port) / Raw(b"x"), iface=IFACE)
+        print("sent")
+    elif case == "frag":
+        sport = int(sys.argv[4]) if len(sys.argv) > 4 else 40001
+        frags = fragment(IP(dst=dst, id=sport) / UDP(sport=sport, dport=port) / Raw(PAYLOAD), fragsize=64)
+        print("echo" if echo_of(dst, port, frags) else "none")
+    elif case == "frag-tail":
+        frags = fragment(IP(dst=dst, id=4343) / UDP(sport=40002, dport=port) / Raw(PAYLOAD), fragsize=64)
+        send(frags[1:])
+        print("sent", len(frags) - 1)
+    elif case == "options":
+        pkt = IP(dst=dst, options=[IPOption_NOP()] * 4) / UDP(sport=40003, dport=port) / Raw(b"options")
+        print("echo" if echo_of(dst, port, [pkt]) else "none")
+    elif case == "syn-hammer":
+        seconds = float(sys.argv[4])
+        sniffer = AsyncSniffer(iface=IFACE, lfilter=lambda p: IP in p and p[IP].src == dst and TCP in p)
+        sniffer.start()
+        deadline = time.time() + seconds
+        sport = 20000
+        while time.time() < deadline:
+            send(IP(dst=dst) / TCP(sport=sport, dport=port, flags="S"))
+            sport = 20000 + (sport + 1) % 20000
+            time.sleep(0.002)
+        time.sleep(0.5)
+        print(len(sniffer.stop()))
+    else:
+        raise SystemExit(__doc__)
+
+
+if __name__ == "__main__":
+    main()
