@@ -6,6 +6,7 @@
 import { parseArgs } from 'node:util';
 import { agentRequest } from '../agent/client.ts';
 import type { Endpoint } from '../agent/api-types.ts';
+import { applyManifests } from './local/apply.ts';
 import { localDown } from './local/down.ts';
 import { probe } from './local/probe.ts';
 import { createPod } from './local/pods.ts';
@@ -30,6 +31,76 @@ function say(text: string): void {
 
 async function counters(c: ClusterConfig): Promise<Counters> {
   return agentRequest<Counters>(c.socket, 'GET', '/v1/counters');
+}
+
+type Check = [label: string, spec: Parameters<typeof probe>[1], expected: boolean];
+
+/** Probes each check and prints what passed and what was dropped; returns how many did not go as expected. */
+async function runChecks(c: ClusterConfig, checks: Check[]): Promise<number> {
+  let wrong = 0;
+  for (const [label, spec, expected] of checks) {
+    const ok = await probe(c, spec);
+    if (ok !== expected) wrong++;
+    const verdict = ok ? 'passes' : 'dropped';
+    console.log(`  ${label.padEnd(26)} ${verdict.padEnd(8)} ${ok === expected ? '(as the policy says)' : 'UNEXPECTED'}`);
+  }
+  return wrong;
+}
+
+const tcp = (from: string, to: string, port: number) => ({ from, to, protocol: 'tcp' as const, port, timeoutMs: 1500 });
+
+function policy(name: string, spec: Record<string, unknown>) {
+  return { apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: 'shop', name }, spec };
+}
+
+/** The NetworkPolicy chapter: default deny, then allow rules, and what passes and what is dropped. */
+async function policyChapter(c: ClusterConfig): Promise<number> {
+  let wrong = 0;
+  say('NetworkPolicy: deny all ingress in namespace shop');
+  console.log('  podSelector: {}  policyTypes: [Ingress]  (no rules: nothing may come in)');
+  await applyManifests(c, [policy('default-deny', { podSelector: {}, policyTypes: ['Ingress'] })]);
+  wrong += await runChecks(c, [
+    ['client -> web  TCP/80', tcp('shop/client', 'shop/web', 80), false],
+    ['web    -> db   TCP/5432', tcp('shop/web', 'shop/db', 5432), false],
+  ]);
+  const hostOk = await run('ping', ['-c', '1', '-W', '2', (await podIp(c, 'web'))]).then(() => true, () => false);
+  console.log(`  ${'host   -> web  ICMP'.padEnd(26)} ${hostOk ? 'passes  (the node always reaches its pods: kubelet probes)' : 'dropped UNEXPECTED'}`);
+  if (!hostOk) wrong++;
+
+  say('NetworkPolicy: allow client -> web on 80, and web -> db on 5432');
+  await applyManifests(c, [
+    policy('web-from-client', {
+      podSelector: { matchLabels: { app: 'web' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ protocol: 'TCP', port: 80 }] }],
+    }),
+    policy('db-from-web', {
+      podSelector: { matchLabels: { app: 'db' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'web' } } }], ports: [{ protocol: 'TCP', port: 5432 }] }],
+    }),
+  ]);
+  const before = (await counters(c)).DROP_POLICY_INGRESS?.packets ?? 0;
+  wrong += await runChecks(c, [
+    ['client -> web  TCP/80', tcp('shop/client', 'shop/web', 80), true],
+    ['web    -> db   TCP/5432', tcp('shop/web', 'shop/db', 5432), true],
+    ['client -> db   TCP/5432', tcp('shop/client', 'shop/db', 5432), false],
+    ['client -> web  TCP/22', tcp('shop/client', 'shop/web', 22), false],
+  ]);
+  const dropped = ((await counters(c)).DROP_POLICY_INGRESS?.packets ?? 0) - before;
+  console.log(`  drop_policy_ingress +${dropped} packets: the SYNs the datapath refused`);
+  say('What the agent compiled for shop/db (sluice policy shop/db)');
+  const [db] = await agentRequest<{ ingressIsolated: boolean; policies: string[]; allow: { direction: string; peer: string; port: string }[] }[]>(
+    c.socket,
+    'GET',
+    '/v1/policy/shop/db',
+  );
+  console.log(`  policies: ${db!.policies.join(', ')}`);
+  for (const a of db!.allow) console.log(`  ${a.direction} allow ${a.peer} ${a.port}`);
+  return wrong;
+}
+
+async function podIp(c: ClusterConfig, name: string): Promise<string> {
+  const eps = await agentRequest<Endpoint[]>(c.socket, 'GET', '/v1/endpoints');
+  return eps.find((e) => e.pod === name)!.ips[0]!;
 }
 
 /** Runs the tour; returns non-zero when something that should work did not. */
@@ -84,6 +155,8 @@ export async function runDemo(argv: string[]): Promise<number> {
       if (delta > 0) console.log(`  ${name.padEnd(20)} +${delta} packets`);
     }
     console.log('  redirect_local counts packets handed from one pod to another by the programs, never touching host routing or iptables');
+
+    failures += await policyChapter(c);
     if (values.keep) {
       say(`The cluster stays up. Try: sluice local --dir ${DEMO.dir} get pods; remove it with: sluice local --dir ${DEMO.dir} down`);
       return failures ? 1 : 0;
