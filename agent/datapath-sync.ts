@@ -20,7 +20,7 @@ import {
   type EndpointInfo,
 } from '../datapath/abi.ts';
 import type { BpfMap } from '../datapath/bpf-map.ts';
-import { compile, type CompiledState } from '../policy/compile.ts';
+import { compile, CompileCache, type CompiledEndpoint, type CompiledState } from '../policy/compile.ts';
 import type { Numbering } from '../policy/identity.ts';
 import type { ClusterView } from '../policy/types.ts';
 import type { Endpoint } from './api-types.ts';
@@ -66,6 +66,9 @@ export class DatapathSync {
   private readonly numbering: Numbering;
   private readonly current = new Map<MapName, Contents>();
   private compiled: CompiledState | null = null;
+  private readonly cache = new CompileCache();
+  /** Encoded policy entries of a compiled endpoint: the compiler hands back the same object while it is unchanged. */
+  private readonly encoded = new WeakMap<CompiledEndpoint, { policy: [string, string][]; cidr: [string, string][] }>();
 
   constructor(maps: SyncedMaps, numbering: Numbering) {
     this.maps = maps;
@@ -91,7 +94,7 @@ export class DatapathSync {
   apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[]): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
-    const compiled = compile(view, local, this.numbering);
+    const compiled = compile(view, local, this.numbering, this.cache);
     const desired = this.desired(compiled, endpoints, hostAddresses);
     let written = 0;
     let deleted = 0;
@@ -144,10 +147,27 @@ export class DatapathSync {
       const value = encodeEndpointInfo(info);
       put('devices', deviceKey(ep.hostIfindex), value);
       for (const ip of ep.ips) put('endpoints', encodeEndpointKey({ family: ip.includes(':') ? 6 : 4, address: ip }), value);
-      for (const e of c.entries) put('policy', encodePolicyKey({ ...e, endpointId: ep.id, portPrefixLength: e.portPrefixLength }), encodePolicyValue());
-      for (const e of c.cidrEntries) put('cidr_policy', encodeCidrPolicyKey({ ...e, endpointId: ep.id }), encodeCidrPolicyValue(e.selector));
+      const encoded = this.encodedEntries(c);
+      for (const [k, v] of encoded.policy) out.get('policy')!.set(k, v);
+      for (const [k, v] of encoded.cidr) out.get('cidr_policy')!.set(k, v);
     }
     return out;
+  }
+
+  private encodedEntries(c: CompiledEndpoint): { policy: [string, string][]; cidr: [string, string][] } {
+    let hit = this.encoded.get(c);
+    if (!hit) {
+      const allow = encodePolicyValue().toString('hex');
+      hit = {
+        policy: c.entries.map((e) => [encodePolicyKey({ ...e, endpointId: c.endpointId }).toString('hex'), allow]),
+        cidr: c.cidrEntries.map((e) => [
+          encodeCidrPolicyKey({ ...e, endpointId: c.endpointId }).toString('hex'),
+          encodeCidrPolicyValue(e.selector).toString('hex'),
+        ]),
+      };
+      this.encoded.set(c, hit);
+    }
+    return hit;
   }
 }
 

@@ -17,6 +17,7 @@
  *   itself, for egress each remote pod (so those become per-address entries),
  *   and the protocol must match the container port's.
  */
+import { createHash } from 'node:crypto';
 import { Direction, Identity, PROTO_ANY } from '../datapath/abi.ts';
 import { cidrContains, parseCidr } from '../ipam/cidr.ts';
 import { addressPrefixes, type AddressPrefix, type AddressRule } from './address-rules.ts';
@@ -53,6 +54,8 @@ export interface CompiledCidrEntry {
   address: string;
   prefixLength: number;
   selector: number;
+  /** The port specs the selector allows (empty: an except, nothing). */
+  ports: string[];
 }
 
 /** The compiled policy of one local endpoint. */
@@ -125,24 +128,38 @@ function isNamed(port: NetworkPolicyPort): boolean {
   return typeof port.port === 'string' && !/^\d+$/.test(port.port);
 }
 
+/** One entry of a port spec, before a peer is known. */
+interface PortTemplate {
+  protocol: number;
+  port: number;
+  portPrefixLength: number;
+}
+
+/** Spec → its entries; a spec's expansion never changes, so it is computed once per process. */
+const TEMPLATES = new Map<PortSpec, PortTemplate[]>();
+
+function templatesOf(spec: PortSpec): PortTemplate[] {
+  let out = TEMPLATES.get(spec);
+  if (out) return out;
+  if (spec === ALL) {
+    out = [{ protocol: PROTO_ANY, port: 0, portPrefixLength: 0 }];
+  } else {
+    const [proto, range] = spec.split(':') as [string, string];
+    if (range === '*') {
+      out = [{ protocol: Number(proto), port: 0, portPrefixLength: 0 }];
+    } else {
+      const [lo, hi] = range.split('-').map(Number) as [number, number];
+      out = portRangePrefixes(lo, Math.max(lo, hi)).map((p) => ({ protocol: Number(proto), port: p.port, portPrefixLength: p.prefixLength }));
+    }
+  }
+  TEMPLATES.set(spec, out);
+  return out;
+}
+
 /** Policy map entries allowing these port specs to one peer. */
 function entriesFor(direction: number, peer: number, specs: PortSpec[]): CompiledEntry[] {
   const out: CompiledEntry[] = [];
-  for (const spec of specs) {
-    if (spec === ALL) {
-      out.push({ direction, peer, protocol: PROTO_ANY, port: 0, portPrefixLength: 0 });
-      continue;
-    }
-    const [proto, range] = spec.split(':') as [string, string];
-    if (range === '*') {
-      out.push({ direction, peer, protocol: Number(proto), port: 0, portPrefixLength: 0 });
-      continue;
-    }
-    const [lo, hi] = range.split('-').map(Number) as [number, number];
-    for (const p of portRangePrefixes(lo, Math.max(lo, hi))) {
-      out.push({ direction, peer, protocol: Number(proto), port: p.port, portPrefixLength: p.prefixLength });
-    }
-  }
+  for (const spec of specs) for (const t of templatesOf(spec)) out.push({ direction, peer, ...t });
   return out;
 }
 
@@ -162,6 +179,12 @@ function hostPrefix(ip: string): string {
   return ip.includes(':') ? `${ip}/128` : `${ip}/32`;
 }
 
+/** What one rule allows one endpoint: entries by identity, and rules by address. */
+interface RuleResult {
+  entries: CompiledEntry[];
+  addressRules: AddressRule[];
+}
+
 interface RuleContext {
   direction: number;
   policy: NetworkPolicy;
@@ -169,13 +192,12 @@ interface RuleContext {
   self: PolicyPod;
   identities: IdentityInfo[];
   allPods: PolicyPod[];
-  entries: CompiledEntry[];
-  addressRules: AddressRule[];
 }
 
-/** Adds what one ingress or egress rule allows to the endpoint's entries and address rules. */
-function compileRule(ctx: RuleContext): void {
+/** What one ingress or egress rule allows the endpoint. */
+function compileRule(ctx: RuleContext): RuleResult {
   const { direction, rule, self } = ctx;
+  const result: RuleResult = { entries: [], addressRules: [] };
   const peers = (direction === Direction.INGRESS ? rule.from : rule.to) ?? [];
   const ports = rule.ports ?? [];
   // Named ports on egress resolve per remote pod; everything else resolves here.
@@ -190,18 +212,18 @@ function compileRule(ctx: RuleContext): void {
     for (const pod of pods) {
       const named = namedSpecsFor(pod);
       if (named.length === 0) continue;
-      for (const ip of pod.ips) if (!inBlock || inBlock(ip)) ctx.addressRules.push({ cidr: hostPrefix(ip), except: [], ports: named });
+      for (const ip of pod.ips) if (!inBlock || inBlock(ip)) result.addressRules.push({ cidr: hostPrefix(ip), except: [], ports: named });
     }
   };
 
   if (peers.length === 0) {
-    if (specs.length > 0) ctx.entries.push(...entriesFor(direction, Identity.ANY, specs));
+    if (specs.length > 0) result.entries.push(...entriesFor(direction, Identity.ANY, specs));
     addNamedFor(ctx.allPods);
-    return;
+    return result;
   }
   for (const peer of peers) {
     if (peer.ipBlock) {
-      if (specs.length > 0) ctx.addressRules.push({ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [], ports: specs });
+      if (specs.length > 0) result.addressRules.push({ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [], ports: specs });
       if (namedEgress.length > 0) {
         // Named ports of pods inside the block (and outside its excepts), per pod address.
         const block = addressPrefixes([{ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [], ports: [ALL] }]);
@@ -210,9 +232,53 @@ function compileRule(ctx: RuleContext): void {
       continue;
     }
     const matched = peerIdentities(peer, ctx.policy.namespace, ctx.identities);
-    if (specs.length > 0) for (const id of matched) ctx.entries.push(...entriesFor(direction, id.id, specs));
+    if (specs.length > 0) for (const id of matched) result.entries.push(...entriesFor(direction, id.id, specs));
     if (namedEgress.length > 0) addNamedFor(matched.flatMap((id) => id.pods));
   }
+  return result;
+}
+
+/**
+ * Rule results kept across compiles. A rule's result depends only on the
+ * rule, its namespace, the endpoint's named ports (if the rule names ports),
+ * the set of identities, and (for egress named ports) every pod's ports: the
+ * key holds exactly that, so an unchanged rule is not recompiled when a pod
+ * comes or goes with a label set the cluster already has.
+ */
+export class CompileCache {
+  private readonly rules = new Map<string, RuleResult>();
+  private endpoints = new Map<string, CompiledEndpoint>();
+  private static readonly MAX_RULES = 20_000;
+
+  /** The cached result for key, or the computed one (then cached). */
+  get(key: string, compute: () => RuleResult): RuleResult {
+    let hit = this.rules.get(key);
+    if (!hit) {
+      if (this.rules.size >= CompileCache.MAX_RULES) this.rules.clear();
+      this.rules.set(key, (hit = compute()));
+    }
+    return hit;
+  }
+
+  /**
+   * A whole endpoint's result, reused when nothing it depends on changed (the
+   * same object, so the agent can skip re-encoding it). Only the endpoints of
+   * the latest compile are kept.
+   */
+  endpoint(key: string, next: Map<string, CompiledEndpoint>, compute: () => CompiledEndpoint): CompiledEndpoint {
+    const hit = this.endpoints.get(key) ?? compute();
+    next.set(key, hit);
+    return hit;
+  }
+
+  /** Ends a compile: endpoints not seen in it are forgotten. */
+  finish(next: Map<string, CompiledEndpoint>): void {
+    this.endpoints = next;
+  }
+}
+
+function fingerprint(parts: string[]): string {
+  return createHash('sha1').update(parts.join('\n')).digest('hex');
 }
 
 /** True when the longest prefix containing ip allows anything (ip is in the block, not in an except). */
@@ -231,7 +297,7 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
 }
 
 /** Compiles the cluster's policies for the local endpoints. */
-export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Numbering): CompiledState {
+export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Numbering, cache = new CompileCache()): CompiledState {
   const localByPod = new Map(local.map((ep) => [`${ep.namespace}/${ep.pod}`, ep]));
   // Local endpoints' addresses are authoritative; a local endpoint with no pod object still gets an identity.
   const pods: PolicyPod[] = view.pods.map((p) => {
@@ -255,6 +321,15 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
     podIdentity.set(pod, info);
   }
   const identities = [...byKey.values()];
+  const identityPrint = fingerprint([...byKey.entries()].map(([key, info]) => `${info.id}=${key}`));
+  let podsPrintMemo: string | undefined;
+  const podsPrint = () => (podsPrintMemo ??= fingerprint(pods.map((p) => `${p.namespace}/${p.name}=${p.ips.join(',')}:${JSON.stringify(p.ports)}`)));
+  const ruleTexts = new WeakMap<NetworkPolicyRule, string>();
+  const ruleText = (rule: NetworkPolicyRule): string => {
+    let text = ruleTexts.get(rule);
+    if (text === undefined) ruleTexts.set(rule, (text = JSON.stringify(rule)));
+    return text;
+  };
 
   const ipcache: IpcacheEntry[] = dedupe(
     pods.flatMap((pod) =>
@@ -265,9 +340,25 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
 
   const selectors = new Map<number, string[]>();
   const endpoints: CompiledEndpoint[] = [];
+  const seen = new Map<string, CompiledEndpoint>();
+  const policyTexts = new Map<NetworkPolicy, string>();
+  const policyText = (p: NetworkPolicy) => policyTexts.get(p) ?? (policyTexts.set(p, JSON.stringify(p)), policyTexts.get(p)!);
   for (const ep of local) {
     const self = pods.find((p) => p.namespace === ep.namespace && p.name === ep.pod)!;
     const selecting = view.policies.filter((p) => p.namespace === self.namespace && selectorMatches(p.podSelector, self.labels));
+    const namedEgress = selecting.some((p) => (p.egress ?? []).some((r) => (r.ports ?? []).some(isNamed)));
+    const endpointKey = [
+      ep.endpointId,
+      JSON.stringify([self.namespace, self.labels, self.ports]),
+      selecting.map(policyText).join('\n'),
+      identityPrint,
+      namedEgress ? podsPrint() : '',
+    ].join('|');
+    endpoints.push(cache.endpoint(endpointKey, seen, () => compileEndpoint(ep, self, selecting)));
+  }
+  cache.finish(seen);
+
+  function compileEndpoint(ep: LocalEndpoint, self: PolicyPod, selecting: NetworkPolicy[]): CompiledEndpoint {
     let ingressIsolated = false;
     let egressIsolated = false;
     const entries: CompiledEntry[] = [];
@@ -283,20 +374,30 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
         if (isIngress) ingressIsolated = true;
         else egressIsolated = true;
         for (const rule of (isIngress ? policy.ingress : policy.egress) ?? []) {
-          compileRule({ direction, policy, rule, self, identities, allPods: pods, entries, addressRules });
+          const named = (rule.ports ?? []).some(isNamed);
+          const key = [
+            direction,
+            policy.namespace,
+            ruleText(rule),
+            named && isIngress ? JSON.stringify(self.ports) : '',
+            identityPrint,
+            named && !isIngress ? podsPrint() : '',
+          ].join('|');
+          const result = cache.get(key, () => compileRule({ direction, policy, rule, self, identities, allPods: pods }));
+          for (const e of result.entries) entries.push(e);
+          for (const a of result.addressRules) addressRules.push(a);
         }
       }
       for (const prefix of addressPrefixes(addressRules)) {
         let selector = NOTHING_SELECTOR;
         if (prefix.ports.length > 0) {
           selector = numbering.selector(prefix.ports.join(','));
-          selectors.set(selector, prefix.ports);
           entries.push(...entriesFor(direction, selector, prefix.ports));
         }
-        cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector });
+        cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector, ports: prefix.ports });
       }
     }
-    endpoints.push({
+    return {
       endpointId: ep.endpointId,
       identity: podIdentity.get(self)!.id,
       ingressIsolated,
@@ -304,7 +405,9 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
       policies: selecting.map((p) => `${p.namespace}/${p.name}`),
       entries: dedupe(entries, (e) => `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`),
       cidrEntries,
-    });
+    };
   }
+  // Selector numbers are stable per port set, so they can be listed from any endpoint's entries.
+  for (const c of endpoints) for (const a of c.cidrEntries) selectors.set(a.selector, a.ports);
   return { identities: new Map(identities.map((i) => [i.id, i.labels])), ipcache, endpoints, selectors };
 }
