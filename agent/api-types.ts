@@ -12,6 +12,8 @@ export interface AllocateRequest {
   ifname: string;
   namespace?: string;
   pod?: string;
+  /** The pod's netns path (CNI_NETNS), so reconciliation can tell when the container is gone. */
+  netns?: string;
 }
 
 /** One address of a pod, with its gateway. */
@@ -65,6 +67,16 @@ export interface Endpoint extends EndpointSpec {
   createdAt: number;
 }
 
+/** GET /v1/endpoints/:containerID/:ifname: one attachment as the agent knows it. */
+export interface AttachmentResponse {
+  /** The registered endpoint, or null when none is registered. */
+  endpoint: Endpoint | null;
+  /** Plain addresses the attachment holds in IPAM (empty when none). */
+  addresses: string[];
+  /** Where the attachment's TCX links are pinned. */
+  linksDir: string;
+}
+
 /** GET /v1/status */
 export interface StatusResponse {
   node: string;
@@ -80,4 +92,53 @@ export interface ApiError {
   error: string;
   /** Machine-readable kind, e.g. 'PoolExhausted', 'BadRequest', 'NotFound'. */
   kind: string;
+}
+
+/** One allocation as GET /v1/ipam lists it. */
+export interface IpamAllocation {
+  containerID: string;
+  ifname: string;
+  ip: string;
+  namespace: string;
+  pod: string;
+  netns: string;
+  /** The pod CIDR it was allocated from. */
+  pool: string;
+  createdAt: number;
+  /** Set when the current pools would not have made it: 'outside-pod-cidrs', 'reserved', 'gateway', ... */
+  stale?: string;
+}
+
+/** GET /v1/ipam: pools and every allocation; `stale` repeats the allocations the current pools would not have made. */
+export interface IpamResponse {
+  pools: { cidr: string; size: number; used: number; family: 4 | 6; gateway: string; reserved: string[] }[];
+  allocations: IpamAllocation[];
+  stale: (IpamAllocation & { stale: string })[];
+}
+
+/** POST /v1/ipam/reconcile: release allocations whose container is gone (CNI GC passes validAttachments). */
+export interface ReconcileRequest {
+  /** When given, every attachment not listed (and past the grace period) is released. */
+  validAttachments?: { containerID: string; ifname: string }[];
+  /** Attachments allocated more recently than this are kept (default: the agent's --ipam-gc-grace-ms). */
+  graceMs?: number;
+  /** Report what would be released, release nothing. */
+  dryRun?: boolean;
+}
+
+/** One attachment released (or, on failure, not) by POST /v1/ipam/reconcile. */
+export interface ReconciledAttachment {
+  containerID: string;
+  ifname: string;
+  namespace: string;
+  pod: string;
+  ips: string[];
+  reason: string;
+}
+
+/** Response of POST /v1/ipam/reconcile. */
+export interface ReconcileResponse {
+  released: ReconciledAttachment[];
+  kept: number;
+  failed: (ReconciledAttachment & { error: string })[];
 }

@@ -12,7 +12,13 @@ import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api-server.ts';
 import { DEFAULT_SOCKET } from './api-types.ts';
 import { EndpointManager } from './endpoints.ts';
+import { DEL_QUEUE_SUBDIR } from './del-queue.ts';
+import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, startIpamReconciler } from './ipam-reconcile.ts';
+import { startDelQueueDrain } from './del-queue-drain.ts';
 import { log } from './log.ts';
+import { LocalDirDatastore, NoDatastore } from './datastore.ts';
+import { NumberingStore } from './numbering-store.ts';
+import { PolicyState } from './policy-state.ts';
 import { agentRoutes } from './routes.ts';
 
 /** Defaults of every path the agent uses; each is a flag so several agents can coexist. */
@@ -29,7 +35,22 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
   --socket PATH     root-only API socket (default ${AGENT_DEFAULTS.socket})
   --bpf-dir DIR     bpffs directory for pinned programs, maps and links (default ${AGENT_DEFAULTS.bpfDir})
   --node-name NAME  this node's name (default: the hostname)
-  --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})`;
+  --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})
+  --datastore-dir DIR
+                    the local datastore (a directory of Kubernetes objects); none: no policies
+  --ipam-reserved CIDR|FIRST-LAST|IP
+                    addresses never handed to pods; repeatable
+  --ipam-gc-grace-ms MS
+                    allocations younger than this are never reclaimed (default ${DEFAULT_IPAM_GC_GRACE_MS})
+  --ipam-gc-interval-ms MS
+                    period of reclaiming allocations of vanished containers (default ${DEFAULT_IPAM_GC_INTERVAL_MS})`;
+
+function msFlag(name: string, value: string | undefined, fallback: number): number {
+  if (value === undefined) return fallback;
+  const ms = Number(value);
+  if (!Number.isFinite(ms) || ms < 0) throw new Error(`--${name} '${value}' must be a non-negative number of milliseconds`);
+  return ms;
+}
 
 /** Runs the agent until SIGTERM or SIGINT. */
 export async function runAgent(argv: string[]): Promise<void> {
@@ -41,6 +62,10 @@ export async function runAgent(argv: string[]): Promise<void> {
       'bpf-dir': { type: 'string', default: AGENT_DEFAULTS.bpfDir },
       'node-name': { type: 'string', default: os.hostname() },
       'pod-cidr': { type: 'string', multiple: true },
+      'ipam-reserved': { type: 'string', multiple: true },
+      'datastore-dir': { type: 'string' },
+      'ipam-gc-grace-ms': { type: 'string' },
+      'ipam-gc-interval-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -50,18 +75,35 @@ export async function runAgent(argv: string[]): Promise<void> {
   }
   const stateDir = values['state-dir'];
   const pinDir = values['bpf-dir'];
+  // Kubernetes mode will read Node.spec.podCIDRs through ipam/pod-cidrs.ts podCIDRsOfNode() and fall back to the flags.
   const podCIDRs = values['pod-cidr'] ?? [AGENT_DEFAULTS.podCIDR];
+  const ipamGcGraceMs = msFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS);
+  const ipamGcIntervalMs = msFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS);
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
   ensureBpffs();
   const datapath = loadDatapath({ pinDir, objectBytes: bpfObjectBytes() });
   log(`datapath ${datapath.adopted ? 'adopted from' : 'loaded and pinned at'} ${pinDir}`);
-  const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs);
-  const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, datapath.maps);
+  const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });
+  const datastoreDir = values['datastore-dir'];
+  const numbering = new NumberingStore(`${stateDir}/numbering.db`);
+  const policy = new PolicyState(datastoreDir ? new LocalDirDatastore(datastoreDir) : new NoDatastore(), datapath.maps, numbering);
+  const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, (eps) => policy.apply(eps));
+  endpoints.identityOf = (id) => policy.identityOf(id);
+  await policy.init(() => endpoints.list());
   const sync = endpoints.resync();
-  log(`endpoints restored: ${sync.written} written, ${sync.removed} stale map entries removed`);
+  log(`endpoints restored: ${sync.written}; datastore ${policy.datastore.describe()}; ${policy.lastSync?.written ?? 0} map entries written, ${policy.lastSync?.deleted ?? 0} deleted`);
+  policy.watch(log);
+  // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
+  const stopDelQueue = startDelQueueDrain({ ipam, endpoints, linksDir: `${pinDir}/links` }, `${stateDir}/${DEL_QUEUE_SUBDIR}`, log);
+  reportStaleAllocations(ipam, log);
 
-  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath };
+  const podExists = datastoreDir
+    ? (namespace: string, name: string) => policy.datastore.objects().pods.some((p) => p.metadata.namespace === namespace && p.metadata.name === name)
+    : undefined;
+  // Without a datastore (podExists undefined) reconciliation skips the "pod exists" criterion.
+  const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
+  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists };
   const server = await serveApi(values.socket, agentRoutes(ctx), log);
   log(`serving ${values.socket}; node ${ctx.node}, pod CIDRs ${podCIDRs.join(', ')}`);
 
@@ -73,10 +115,14 @@ export async function runAgent(argv: string[]): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  policy.stop();
+  stopDelQueue();
+  stopIpamReconciler();
   server.close();
   server.closeAllConnections();
   fs.rmSync(values.socket, { force: true });
   endpoints.close();
+  numbering.close();
   ipam.close();
   datapath.close();
 }

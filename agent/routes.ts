@@ -5,8 +5,11 @@
 import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
 import type { Datapath } from '../datapath/loader.ts';
 import { ApiFailure, type Route } from './api-server.ts';
-import type { AllocateRequest, AllocateResponse, EndpointSpec, ReleaseRequest, StatusResponse } from './api-types.ts';
+import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest, StatusResponse } from './api-types.ts';
 import type { EndpointManager } from './endpoints.ts';
+import { ipamRoutes } from './ipam-routes.ts';
+import { policyRoutes } from './policy-routes.ts';
+import type { PolicyState } from './policy-state.ts';
 
 /** What the routes act on. */
 export interface AgentContext {
@@ -15,6 +18,12 @@ export interface AgentContext {
   ipam: Ipam;
   endpoints: EndpointManager;
   datapath: Datapath;
+  /** The datastore's answer to "does this pod exist" for IPAM reconciliation; undefined until the agent has a datastore. */
+  podExists?: (namespace: string, name: string) => boolean;
+  /** Grace period of IPAM reconciliation (--ipam-gc-grace-ms). */
+  ipamGcGraceMs?: number;
+  /** Datastore, identities and the policy maps. */
+  policy: PolicyState;
 }
 
 function requireString(body: Record<string, unknown>, field: string, optional = false): string {
@@ -82,6 +91,7 @@ export function agentRoutes(ctx: AgentContext): Route[] {
           ifname: requireString(req, 'ifname'),
           namespace: requireString(req, 'namespace', true),
           pod: requireString(req, 'pod', true),
+          netns: requireString(req, 'netns', true),
         };
         try {
           const ips = ctx.ipam.allocate(key).map((a) => ({
@@ -108,9 +118,21 @@ export function agentRoutes(ctx: AgentContext): Route[] {
         return { released };
       },
     },
-    { method: 'GET', pattern: '/v1/ipam', handler: () => ({ pools: ctx.ipam.usage(), allocations: ctx.ipam.list() }) },
+    ...ipamRoutes(ctx),
+    ...policyRoutes(ctx),
     { method: 'GET', pattern: '/v1/endpoints', handler: () => ctx.endpoints.list() },
     { method: 'PUT', pattern: '/v1/endpoints', handler: ({ body }) => ctx.endpoints.register(parseEndpointSpec(body)) },
+    {
+      // One attachment as the agent knows it (CNI CHECK): its endpoint (null when unregistered) and its addresses.
+      method: 'GET',
+      pattern: '/v1/endpoints/:containerID/:ifname',
+      handler: ({ params }): AttachmentResponse => {
+        const [containerID, ifname] = params as [string, string];
+        const endpoint = ctx.endpoints.list().find((e) => e.containerID === containerID && e.ifname === ifname) ?? null;
+        const addresses = ctx.ipam.list().filter((a) => a.containerID === containerID && a.ifname === ifname).map((a) => a.ip);
+        return { endpoint, addresses, linksDir: `${ctx.pinDir}/links` };
+      },
+    },
     {
       // Removes the endpoint from the maps and releases its addresses; succeeds when neither exists.
       method: 'DELETE',

@@ -230,6 +230,11 @@ export function parseNetConf(stdin: string | Buffer): NetConf {
     if (logFile === '') throw invalidConfig('logFile', 'must be a file path, not empty');
     conf.logFile = logFile;
   }
+  const delQueueDir = optionalString(raw, 'delQueueDir');
+  if (delQueueDir !== undefined) {
+    if (!delQueueDir.startsWith('/')) throw invalidConfig('delQueueDir', `(${JSON.stringify(delQueueDir)}) must be an absolute path: the agent's <state-dir>/del-queue`);
+    conf.delQueueDir = delQueueDir;
+  }
   if (raw['dns'] !== undefined) conf.dns = parseDns(raw['dns'], 'dns');
   const prevResult = optionalObject(raw, 'prevResult');
   if (prevResult !== undefined) conf.prevResult = prevResult;

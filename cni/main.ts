@@ -20,34 +20,58 @@ function requestedVersion(stdin: string): string {
   }
 }
 
-const CNI_ERR_NOT_IMPLEMENTED = 100;
+/** What a verb printed (undefined: nothing) and what the log line should add. */
+interface Outcome {
+  result?: unknown;
+  note?: string;
+}
 
-async function run(env: CniEnv, conf: NetConf): Promise<unknown> {
+/** Throws code 4 unless CNI_NETNS is a network namespace other than the plugin's own (the host's). */
+async function requirePodNetns(env: CniEnv): Promise<void> {
+  const { isNetnsPath, isOwnNetns } = await import('../datapath/netns.ts');
+  if (!isNetnsPath(env.netns)) {
+    throw new CniError(CNI_ERR.INVALID_ENV, `CNI_NETNS '${env.netns}' is not a network namespace: the runtime must pass the pod sandbox's netns path`);
+  }
+  if (isOwnNetns(env.netns)) {
+    throw new CniError(CNI_ERR.INVALID_ENV, `CNI_NETNS '${env.netns}' is the host's own network namespace: pods with hostNetwork need no CNI; the runtime must pass the pod sandbox's netns path`);
+  }
+}
+
+async function run(env: CniEnv, conf: NetConf): Promise<Outcome> {
   switch (env.command) {
     case 'ADD': {
-      const { isNetnsPath } = await import('../datapath/netns.ts');
-      if (!isNetnsPath(env.netns)) {
-        throw new CniError(CNI_ERR.INVALID_ENV, `CNI_NETNS '${env.netns}' is not a network namespace: the runtime must pass the pod sandbox's netns path`);
-      }
+      await requirePodNetns(env);
       const { cmdAdd } = await import('./add.ts');
-      return formatResult(await cmdAdd(env, conf), conf.cniVersion);
+      return { result: formatResult(await cmdAdd(env, conf), conf.cniVersion) };
     }
     case 'DEL': {
       const { cmdDel } = await import('./del.ts');
-      await cmdDel(env, conf);
-      return undefined;
+      try {
+        const note = await cmdDel(env, conf);
+        return note === undefined ? {} : { note };
+      } catch (err: unknown) {
+        // Kubelet retries DEL until it succeeds: report every failure as one a retry may fix.
+        if (err instanceof CniError) throw err;
+        throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `DEL ${env.containerId}/${env.ifname}: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    case 'CHECK': {
+      await requirePodNetns(env);
+      const { cmdCheck } = await import('./check.ts');
+      await cmdCheck(env, conf);
+      return {};
     }
     case 'STATUS': {
       const { cmdStatus } = await import('./status.ts');
       await cmdStatus(conf);
-      return undefined;
+      return {};
     }
-    case 'CHECK':
-    case 'GC':
-      // Codes 100 and up are plugin-specific; the spec has none for "not implemented".
-      throw new CniError(CNI_ERR_NOT_IMPLEMENTED, `${env.command} is not implemented by this version of sluice-cni yet`);
+    case 'GC': {
+      const { cmdGc } = await import('./gc.ts');
+      return { note: await cmdGc(conf) };
+    }
     case 'VERSION':
-      return versionResult(conf.cniVersion);
+      return { result: versionResult(conf.cniVersion) };
   }
 }
 
@@ -85,9 +109,9 @@ async function main(): Promise<number> {
     }
     conf = parseNetConf(stdin);
     checkVerbAllowed(env.command, conf.cniVersion);
-    const result = await run(env, conf);
+    const { result, note } = await run(env, conf);
     if (result !== undefined) process.stdout.write(JSON.stringify(result) + '\n');
-    logInvocation(conf, started, 'ok');
+    logInvocation(conf, started, note === undefined ? 'ok' : `ok: ${note}`);
     return 0;
   } catch (err: unknown) {
     const cniErr = err instanceof CniError ? err : new CniError(CNI_ERR.IO, err instanceof Error ? err.message : String(err));

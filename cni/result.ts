@@ -199,7 +199,8 @@ export function parsePrevResult(prev: unknown, cniVersion: string): CniResult {
     const address = cidr(str(e, 'address', where, true) as string, `${where}.address`);
     const out: CniIp = { address };
     const declared = e['version'];
-    if (declared !== undefined && declared !== ipVersion(address)) {
+    // Some plugins (the reference loopback, through libcni's 0.x converters) emit "version": "": accept it.
+    if (declared !== undefined && declared !== '' && declared !== ipVersion(address)) {
       throw badPrev(`${where}.version`, `is ${JSON.stringify(declared)} but the address ${address} is IPv${ipVersion(address)}`);
     }
     const gateway = ipAddress(str(e, 'gateway', where, false), `${where}.gateway`);

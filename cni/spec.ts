@@ -110,6 +110,8 @@ export interface NetConf {
   mtu?: number;
   /** Where sluice-cni appends its log lines; stderr only when absent. */
   logFile?: string;
+  /** Where DEL queues releases while the agent is down; the agent's `<state-dir>/del-queue` (default /var/lib/sluice/del-queue). */
+  delQueueDir?: string;
   dns?: CniDns;
   /** The previous plugin's result (chaining, CHECK, DEL), as received: parse it with parsePrevResult. */
   prevResult?: Record<string, unknown>;

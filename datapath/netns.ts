@@ -5,7 +5,7 @@
 // created in. Nothing asynchronous may run while we are inside (the callback is synchronous), and the
 // libuv thread pool never moves. open/close/statfs come from node:fs; only setns needs FFI (koffi, imported
 // statically so the single executable bundles it; the libc binding itself is made on first use).
-import { closeSync, fstatSync, openSync, statfsSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, statSync, statfsSync } from 'node:fs';
 import koffi from 'koffi';
 import { getSystemErrorName } from 'node:util';
 
@@ -42,11 +42,14 @@ export class NetnsError extends Error {
   }
 }
 
+/** ioctl on a namespace file: which kind of namespace it is (_IO(0xb7, 0x3), Linux 4.11+). */
+export const NS_GET_NSTYPE = 0xb703;
+
 /**
- * Returns true when `path` looks like a network namespace: a file on nsfs (/proc/<pid>/ns/net, or a bind
- * mount of one such as /var/run/netns/<name>), or a /proc/<pid>/ns/net path that reports procfs (older
- * kernels). Like the reference plugins it does not tell a net namespace from another kind; entering one
- * of another kind fails with EINVAL. Never throws.
+ * Returns true when `path` is a NETWORK namespace: a file on nsfs (/proc/<pid>/ns/net, or a bind mount of
+ * one such as /var/run/netns/<name>; /proc/<pid>/ns/net may report procfs on older kernels) that the
+ * kernel, asked with ioctl(NS_GET_NSTYPE), says is of type CLONE_NEWNET. A mount, pid or user namespace
+ * file is refused, as is anything else. Never throws.
  */
 export function isNetnsPath(path: string): boolean {
   let type: number;
@@ -55,8 +58,29 @@ export function isNetnsPath(path: string): boolean {
   } catch {
     return false;
   }
-  if (type === NSFS_MAGIC) return true;
-  return type === PROC_SUPER_MAGIC && PROC_NETNS_PATH_RE.test(path);
+  if (type !== NSFS_MAGIC && !(type === PROC_SUPER_MAGIC && PROC_NETNS_PATH_RE.test(path))) return false;
+  let fd: number;
+  try {
+    fd = openSync(path, 'r');
+  } catch {
+    return false;
+  }
+  try {
+    return loadLibc().ioctl(fd, NS_GET_NSTYPE) === CLONE_NEWNET;
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/** True when `path` is the network namespace this process runs in (the host's, for the CNI plugin). Never throws. */
+export function isOwnNetns(path: string): boolean {
+  try {
+    const target = statSync(path);
+    const own = statSync(THREAD_NETNS_PATH);
+    return target.dev === own.dev && target.ino === own.ino;
+  } catch {
+    return false;
+  }
 }
 
 /** Opens a network namespace file; throws (with the fs error's `.code`, e.g. ENOENT) when it cannot be opened. */
@@ -115,8 +139,10 @@ export function withNetns<T>(netns: string | NetnsHandle, fn: () => T): T {
 }
 
 type SetnsFn = (fd: number, nstype: number) => number;
+type IoctlFn = (fd: number, request: number) => number;
 interface Libc {
   setns: SetnsFn;
+  ioctl: IoctlFn;
   errno: () => number;
 }
 let libc: Libc | undefined;
@@ -124,7 +150,9 @@ let libc: Libc | undefined;
 function loadLibc(): Libc {
   if (libc !== undefined) return libc;
   const lib = koffi.load('libc.so.6');
-  libc = { setns: lib.func('int setns(int fd, int nstype)') as SetnsFn, errno: () => koffi.errno() };
+  // ioctl is variadic in C; NS_GET_NSTYPE takes no third argument.
+  const ioctl = lib.func('int ioctl(int fd, unsigned long request, ...)') as (fd: number, request: number) => number;
+  libc = { setns: lib.func('int setns(int fd, int nstype)') as SetnsFn, ioctl, errno: () => koffi.errno() };
   return libc;
 }
 

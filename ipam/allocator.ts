@@ -1,16 +1,31 @@
 /**
  * Hands out pod addresses from the node's pools, one per pool (one per family
  * when dual stack), idempotently per (container ID, ifname).
+ *
+ * Reuse order, per pool: first every address never handed out (a frontier
+ * walks the pool upwards), then released addresses in release order, the one
+ * released longest ago first, so a just-released address comes back as late
+ * as the pool allows. Frontier, free list and allocations change in the same
+ * transaction, so a crash cannot leave them disagreeing.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { addressAt, makePool, poolCapacity, type Pool } from './pool.ts';
-import { inTransaction, openStore, toRecord, type AllocationKey, type AllocationRecord } from './store.ts';
+import { bigIntToIp, ipToBigInt, parseAddressRange } from './cidr.ts';
+import { makePool, nextAllocatable, notAllocatable, offsetOf, poolCapacity, type NotAllocatableReason, type Pool } from './pool.ts';
+import { validatePodCIDRs } from './pod-cidrs.ts';
+import { inTransaction, ipKey, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
+
+/**
+ * Released addresses remembered for reuse order. A pool of up to this many
+ * addresses keeps its exact order; beyond it the oldest entries are dropped,
+ * which only matters once the frontier has swept a pool larger than this.
+ */
+const MAX_RELEASED_ROWS = 65_536;
 
 /** Thrown when a pool has no free address; the CNI turns it into "try again later". */
 export class PoolExhaustedError extends Error {
   readonly pool: string;
-  constructor(pool: string) {
-    super(`pod CIDR ${pool} is exhausted: every address is allocated (delete pods, or give the node a larger pod CIDR)`);
+  constructor(pool: string, capacity: bigint) {
+    super(`allocate in pod CIDR ${pool}: exhausted, all ${capacity} assignable addresses are allocated (delete pods, or give the node a larger pod CIDR)`);
     this.name = 'PoolExhaustedError';
     this.pool = pool;
   }
@@ -28,8 +43,29 @@ export interface Allocation {
 /** Pool usage for status output. */
 export interface PoolUsage {
   cidr: string;
+  family: 4 | 6;
+  /** Addresses the pool can hand out (network, gateway, broadcast and reserved excluded). */
   size: number;
+  /** Of those, how many are allocated. */
   used: number;
+  gateway: string;
+  /** Reserved ranges from config that overlap the pool. */
+  reserved: string[];
+}
+
+/** Why an allocation is no longer valid under the current pools. */
+export type StaleReason = 'outside-pod-cidrs' | NotAllocatableReason;
+
+/** An allocation the current configuration would not have made: reported, never silently kept or reused. */
+export interface StaleAllocation extends AllocationRecord {
+  reason: StaleReason;
+}
+
+/** Options of the IPAM beyond its pod CIDRs. */
+export interface IpamOptions {
+  /** Extra addresses never handed out: CIDRs, "first-last" ranges or single addresses. */
+  reserved?: string[];
+  synchronous?: SynchronousMode;
 }
 
 /** The node's IPAM: pools plus the SQLite store behind them. */
@@ -38,50 +74,83 @@ export class Ipam {
   private readonly db: DatabaseSync;
   private readonly stmts: Record<string, StatementSync>;
 
-  constructor(dbFile: string, cidrs: string[]) {
-    if (cidrs.length === 0) throw new Error('IPAM needs at least one pod CIDR');
-    this.pools = cidrs.map(makePool);
-    this.db = openStore(dbFile);
+  /** Opens the store and builds the pools; throws on a malformed CIDR or range, or two pools of one family. */
+  constructor(dbFile: string, cidrs: string[], opts: IpamOptions = {}) {
+    const reserved = (opts.reserved ?? []).map(parseAddressRange);
+    this.pools = validatePodCIDRs(cidrs).map((c) => makePool(c, reserved));
+    this.db = openIpamStore(dbFile, opts.synchronous);
     this.stmts = {
-      findKey: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? AND pool = ?'),
-      isUsed: this.db.prepare('SELECT 1 FROM allocations WHERE ip = ?'),
+      findInRange: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? AND ip_key BETWEEN ? AND ? LIMIT 1'),
+      isUsed: this.db.prepare('SELECT 1 FROM allocations WHERE ip_key = ?'),
+      isReleased: this.db.prepare('SELECT 1 FROM released WHERE ip_key = ?'),
       insert: this.db.prepare(
-        'INSERT INTO allocations (ip, pool, container_id, ifname, namespace, pod, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       cursor: this.db.prepare('SELECT last_offset FROM pool_cursor WHERE pool = ?'),
       setCursor: this.db.prepare(
         'INSERT INTO pool_cursor (pool, last_offset) VALUES (?, ?) ON CONFLICT (pool) DO UPDATE SET last_offset = excluded.last_offset',
       ),
-      release: this.db.prepare('DELETE FROM allocations WHERE container_id = ? AND ifname = ? RETURNING ip'),
-      list: this.db.prepare('SELECT * FROM allocations ORDER BY pool, created_at'),
-      count: this.db.prepare('SELECT COUNT(*) AS n FROM allocations WHERE pool = ?'),
+      releasedInRange: this.db.prepare('SELECT ip_key, ip FROM released WHERE ip_key BETWEEN ? AND ? ORDER BY seq'),
+      forgetReleased: this.db.prepare('DELETE FROM released WHERE ip_key = ?'),
+      remember: this.db.prepare('INSERT OR REPLACE INTO released (ip_key, ip, released_at) VALUES (?, ?, ?)'),
+      pruneReleased: this.db.prepare('DELETE FROM released WHERE seq <= (SELECT MAX(seq) FROM released) - ?'),
+      usedInRange: this.db.prepare('SELECT ip FROM allocations WHERE ip_key BETWEEN ? AND ? ORDER BY ip_key'),
+      countInRange: this.db.prepare('SELECT COUNT(*) AS n FROM allocations WHERE ip_key BETWEEN ? AND ?'),
+      release: this.db.prepare('DELETE FROM allocations WHERE container_id = ? AND ifname = ? RETURNING ip, ip_key'),
+      list: this.db.prepare('SELECT * FROM allocations ORDER BY ip_key'),
     };
   }
 
-  /** Returns the key's addresses, allocating in every pool where it holds none; throws PoolExhaustedError. */
+  /** Returns the key's addresses, allocating in every pool where it holds none; all or nothing; throws PoolExhaustedError. */
   allocate(key: AllocationKey): Allocation[] {
     return inTransaction(this.db, () => this.pools.map((pool) => this.allocateIn(pool, key)));
   }
 
-  /** Releases every address the key holds; returns them (empty when it held none). */
+  /** Releases every address the key holds (in any pool, stale ones included); returns them, empty when it held none. */
   release(key: Pick<AllocationKey, 'containerID' | 'ifname'>): string[] {
-    return inTransaction(this.db, () =>
-      this.stmts.release!.all(key.containerID, key.ifname).map((row) => String(row.ip)),
-    );
+    return inTransaction(this.db, () => {
+      const rows = this.stmts.release!.all(key.containerID, key.ifname);
+      const now = Date.now();
+      for (const row of rows) this.stmts.remember!.run(String(row.ip_key), String(row.ip), now);
+      if (rows.length > 0) this.stmts.pruneReleased!.run(MAX_RELEASED_ROWS);
+      return rows.map((row) => String(row.ip));
+    });
   }
 
-  /** Every allocation in the store. */
+  /** Every allocation in the store, in address order. */
   list(): AllocationRecord[] {
     return this.stmts.list!.all().map((row) => toRecord(row as Record<string, unknown>));
   }
 
-  /** Size and use of each pool. */
+  /** Allocations outside every current pool, or on an address a pool may not hand out (e.g. newly reserved). */
+  stale(): StaleAllocation[] {
+    const out: StaleAllocation[] = [];
+    for (const rec of this.list()) {
+      const value = ipToBigInt(rec.ip);
+      const family = rec.ip.includes(':') ? 6 : 4;
+      const pool = this.pools.find((p) => p.cidr.family === family && offsetOf(p, value) !== null);
+      const reason = pool ? notAllocatable(pool, offsetOf(pool, value)!) : 'outside-pod-cidrs';
+      if (reason) out.push({ ...rec, reason });
+    }
+    return out;
+  }
+
+  /** Size and use of each pool; `used` counts only addresses the pool may hand out, so used === size means exhausted. */
   usage(): PoolUsage[] {
-    return this.pools.map((pool) => ({
-      cidr: pool.cidr.text,
-      size: Number(poolCapacity(pool)),
-      used: Number((this.stmts.count!.get(pool.cidr.text) as { n: number }).n),
-    }));
+    return this.pools.map((pool) => {
+      const count = (first: bigint, last: bigint): number =>
+        first > last ? 0 : Number((this.stmts.countInRange!.get(this.key(pool, first), this.key(pool, last)) as { n: number }).n);
+      let notAssignable = count(0n, pool.firstOffset - 1n) + count(pool.lastOffset + 1n, pool.cidr.size - 1n);
+      for (const r of pool.reserved) notAssignable += count(r.first, r.last);
+      return {
+        cidr: pool.cidr.text,
+        family: pool.cidr.family,
+        size: Number(poolCapacity(pool)),
+        used: count(0n, pool.cidr.size - 1n) - notAssignable,
+        gateway: pool.gateway,
+        reserved: pool.reservedText,
+      };
+    });
   }
 
   /** Closes the store. */
@@ -89,21 +158,57 @@ export class Ipam {
     this.db.close();
   }
 
+  private key(pool: Pool, offset: bigint): string {
+    return ipKey(pool.cidr.family, pool.cidr.base + offset);
+  }
+
   private allocateIn(pool: Pool, key: AllocationKey): Allocation {
-    const existing = this.stmts.findKey!.get(key.containerID, key.ifname, pool.cidr.text) as { ip: string } | undefined;
+    const existing = this.stmts.findInRange!.get(key.containerID, key.ifname, this.key(pool, 0n), this.key(pool, pool.cidr.size - 1n)) as
+      | { ip: string }
+      | undefined;
     if (existing) return this.describe(pool, existing.ip);
-    const cursorRow = this.stmts.cursor!.get(pool.cidr.text) as { last_offset: string } | undefined;
-    const span = poolCapacity(pool);
-    let offset = cursorRow ? BigInt(cursorRow.last_offset) : pool.lastOffset;
-    for (let tried = 0n; tried < span; tried++) {
-      offset = offset >= pool.lastOffset || offset < pool.firstOffset ? pool.firstOffset : offset + 1n;
-      const ip = addressAt(pool.cidr, offset);
-      if (this.stmts.isUsed!.get(ip)) continue;
-      this.stmts.insert!.run(ip, pool.cidr.text, key.containerID, key.ifname, key.namespace ?? '', key.pod ?? '', Date.now());
-      this.stmts.setCursor!.run(pool.cidr.text, offset.toString());
-      return this.describe(pool, ip);
+    const offset = this.fromFrontier(pool) ?? this.fromReleased(pool) ?? this.fromScan(pool);
+    if (offset === null) throw new PoolExhaustedError(pool.cidr.text, poolCapacity(pool));
+    const ip = bigIntToIp(pool.cidr.base + offset, pool.cidr.family);
+    const ipk = this.key(pool, offset);
+    this.stmts.forgetReleased!.run(ipk);
+    this.stmts.insert!.run(ip, ipk, pool.cidr.text, key.containerID, key.ifname, key.namespace ?? '', key.pod ?? '', key.netns ?? '', Date.now());
+    return this.describe(pool, ip);
+  }
+
+  /** The next never-used address above the frontier, advancing it; null once the frontier has reached the end. */
+  private fromFrontier(pool: Pool): bigint | null {
+    const row = this.stmts.cursor!.get(pool.cidr.text) as { last_offset: string } | undefined;
+    let offset = nextAllocatable(pool, row ? BigInt(row.last_offset) + 1n : pool.firstOffset);
+    // Addresses above the frontier can still be taken (allocated under an earlier pod CIDR) or remembered as released.
+    while (offset !== null && (this.stmts.isUsed!.get(this.key(pool, offset)) || this.stmts.isReleased!.get(this.key(pool, offset)))) {
+      offset = nextAllocatable(pool, offset + 1n);
     }
-    throw new PoolExhaustedError(pool.cidr.text);
+    this.stmts.setCursor!.run(pool.cidr.text, (offset ?? pool.lastOffset).toString());
+    return offset;
+  }
+
+  /** The free address released longest ago, or null. */
+  private fromReleased(pool: Pool): bigint | null {
+    for (const row of this.stmts.releasedInRange!.iterate(this.key(pool, 0n), this.key(pool, pool.cidr.size - 1n))) {
+      const offset = offsetOf(pool, ipToBigInt(String(row.ip)))!;
+      if (notAllocatable(pool, offset)) continue; // reserved now; kept in case the reservation goes away
+      if (!this.stmts.isUsed!.get(String(row.ip_key))) return offset;
+      this.stmts.forgetReleased!.run(String(row.ip_key));
+    }
+    return null;
+  }
+
+  /** The lowest free address by a full walk: covers addresses below the frontier that no release recorded. */
+  private fromScan(pool: Pool): bigint | null {
+    let candidate = nextAllocatable(pool, pool.firstOffset);
+    for (const row of this.stmts.usedInRange!.iterate(this.key(pool, 0n), this.key(pool, pool.cidr.size - 1n))) {
+      if (candidate === null) return null;
+      const used = offsetOf(pool, ipToBigInt(String(row.ip)))!;
+      if (used > candidate) return candidate;
+      if (used === candidate) candidate = nextAllocatable(pool, candidate + 1n);
+    }
+    return candidate;
   }
 
   private describe(pool: Pool, ip: string): Allocation {

@@ -57,3 +57,35 @@ export function cidrContains(cidr: Cidr, ip: string): boolean {
   const v = ipToBigInt(ip);
   return v >= cidr.base && v < cidr.base + cidr.size;
 }
+
+/** An inclusive range of addresses of one family, e.g. from a reserved-range flag. */
+export interface AddressRange {
+  family: 4 | 6;
+  first: bigint;
+  last: bigint;
+  text: string;
+}
+
+/** Parses "CIDR", "first-last" or a single address; throws naming the text when malformed. */
+export function parseAddressRange(text: string): AddressRange {
+  const trimmed = text.trim();
+  if (trimmed.includes('/')) {
+    const c = parseCidr(trimmed);
+    return { family: c.family, first: c.base, last: c.base + c.size - 1n, text: c.text };
+  }
+  const [a = '', b, extra] = trimmed.split('-');
+  const fa = addressFamily(a);
+  const fb = b === undefined ? fa : addressFamily(b);
+  if (extra !== undefined || fa === 0 || fb !== fa) {
+    throw new Error(`invalid address range '${text}': expected a CIDR, an address, or first-last of one family`);
+  }
+  const first = ipToBigInt(a);
+  const last = b === undefined ? first : ipToBigInt(b);
+  if (last < first) throw new Error(`invalid address range '${text}': ${b} comes before ${a}`);
+  return { family: fa, first, last, text: b === undefined ? a : `${a}-${b}` };
+}
+
+/** The address family of a textual address, or 0 when it is not one. */
+export function addressFamily(ip: string): 0 | 4 | 6 {
+  return net.isIPv4(ip) ? 4 : net.isIPv6(ip) ? 6 : 0;
+}

@@ -1,11 +1,12 @@
 /**
  * The allocation store: SQLite (node:sqlite) in WAL mode, one IMMEDIATE
  * transaction per allocation or release, so a kill -9 at any moment leaves
- * either the whole allocation or none of it.
+ * either the whole allocation (addresses, cursor, free list) or none of it.
  */
 import { DatabaseSync } from 'node:sqlite';
 import fs from 'node:fs';
 import path from 'node:path';
+import { ipToBigInt } from './cidr.ts';
 
 /** Who holds an address: the CNI attachment key plus the pod it belongs to. */
 export interface AllocationKey {
@@ -13,18 +14,51 @@ export interface AllocationKey {
   ifname: string;
   namespace?: string;
   pod?: string;
+  /** The pod's netns path when the caller knows it; lets reconciliation see a vanished container. */
+  netns?: string;
 }
 
 /** One address held by one attachment. */
 export interface AllocationRecord {
   ip: string;
+  /** The pod CIDR the address was allocated from. */
   pool: string;
   containerID: string;
   ifname: string;
   namespace: string;
   pod: string;
+  netns: string;
+  /** Milliseconds since the epoch. */
   createdAt: number;
 }
+
+/** How hard a COMMIT waits for the disk; see STORE_SYNCHRONOUS. */
+export type SynchronousMode = 'FULL' | 'NORMAL';
+
+/**
+ * The IPAM store's synchronous mode: NORMAL, measured against FULL in bench/ipam-alloc.ts. In WAL mode a
+ * COMMIT with NORMAL has written the transaction to the WAL file (the kernel's
+ * page cache) before it returns; only the fsync is deferred to checkpoints.
+ * A kill -9 of the agent therefore loses nothing that was committed: the
+ * kernel still writes the page cache out. Only a power loss or kernel crash
+ * can drop the last transactions (never corrupt the file), and then the node
+ * has rebooted: every pod netns is gone, the runtime runs ADD again for every
+ * pod sandbox, and reconciliation releases what the old boot held. An
+ * allocation lost that way was held by a container that no longer exists, so
+ * no address ends up with two live holders. FULL would add an fsync to every
+ * ADD and DEL for a guarantee nothing here needs: measured on the dev VM
+ * (bench/ipam-alloc.ts), the store alone does 3.4k allocations/s with FULL
+ * and 14.5k/s with NORMAL, i.e. FULL adds ~0.23 ms per allocation to an API
+ * round trip of 0.34 ms (p50), and far more on disks with slow flushes.
+ * The crash tests (test/ipam-crash.test.ts) run against this setting.
+ */
+export const STORE_SYNCHRONOUS: SynchronousMode = 'NORMAL';
+
+/** How long a writer waits for another connection's lock before failing. */
+const BUSY_TIMEOUT_MS = 5_000;
+
+/** Schema version written to PRAGMA user_version after migrations. */
+const SCHEMA_VERSION = 1;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS allocations (
@@ -37,20 +71,58 @@ CREATE TABLE IF NOT EXISTS allocations (
   created_at INTEGER NOT NULL,
   UNIQUE (container_id, ifname, pool)
 );
--- The offset handed out last in each pool: allocation continues after it, so a
--- just-released address is the last to be reused.
+-- The pool's fresh-address frontier: the highest offset handed out since the
+-- pool was first used. Addresses above it have never been handed out.
 CREATE TABLE IF NOT EXISTS pool_cursor (
   pool TEXT PRIMARY KEY,
   last_offset TEXT NOT NULL
 );
 `;
 
-/** Opens (creating if needed) the store at `file`; the directory is made root-only. */
-export function openStore(file: string): DatabaseSync {
+/** Columns and tables added by schema version 1 (sortable address key, netns, released FIFO). */
+const SCHEMA_V1 = `
+CREATE UNIQUE INDEX IF NOT EXISTS allocations_by_ip_key ON allocations (ip_key);
+CREATE INDEX IF NOT EXISTS allocations_by_attachment ON allocations (container_id, ifname);
+-- Released addresses in release order: once a pool's frontier reaches its end,
+-- the address released longest ago is reused first.
+CREATE TABLE IF NOT EXISTS released (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  ip_key TEXT NOT NULL UNIQUE,
+  ip TEXT NOT NULL,
+  released_at INTEGER NOT NULL
+);
+`;
+
+/** Opens (creating if needed) an SQLite file in WAL mode (FULL unless told otherwise); the directory is made root-only. */
+export function openStore(file: string, synchronous: SynchronousMode = 'FULL'): DatabaseSync {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
   const db = new DatabaseSync(file);
-  db.exec('PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;');
-  db.exec(SCHEMA);
+  db.exec(`PRAGMA journal_mode = WAL; PRAGMA synchronous = ${synchronous}; PRAGMA busy_timeout = ${BUSY_TIMEOUT_MS};`);
+  return db;
+}
+
+/** Opens the IPAM store at `file`, creating or migrating its schema; throws naming the file when it is newer than this code. */
+export function openIpamStore(file: string, synchronous: SynchronousMode = STORE_SYNCHRONOUS): DatabaseSync {
+  const db = openStore(file, synchronous);
+  try {
+    inTransaction(db, () => {
+      const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
+      if (version > SCHEMA_VERSION) throw new Error(`IPAM store ${file} has schema version ${version}, newer than this agent's ${SCHEMA_VERSION}`);
+      db.exec(SCHEMA);
+      const columns = new Set(db.prepare('PRAGMA table_info(allocations)').all().map((c) => String(c.name)));
+      if (!columns.has('ip_key')) db.exec('ALTER TABLE allocations ADD COLUMN ip_key TEXT');
+      if (!columns.has('netns')) db.exec("ALTER TABLE allocations ADD COLUMN netns TEXT NOT NULL DEFAULT ''");
+      const update = db.prepare('UPDATE allocations SET ip_key = ? WHERE ip = ?');
+      for (const row of db.prepare('SELECT ip FROM allocations WHERE ip_key IS NULL').all()) {
+        update.run(ipKeyOfText(String(row.ip)), String(row.ip));
+      }
+      db.exec(SCHEMA_V1);
+      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+    });
+  } catch (err: unknown) {
+    db.close();
+    throw err;
+  }
   return db;
 }
 
@@ -67,6 +139,18 @@ export function inTransaction<T>(db: DatabaseSync, fn: () => T): T {
   }
 }
 
+/**
+ * A text key that sorts like the address: family digit and 32 hex digits.
+ * SQLite integers stop at 63 bits, IPv6 offsets do not.
+ */
+export function ipKey(family: 4 | 6, value: bigint): string {
+  return `${family}:${value.toString(16).padStart(32, '0')}`;
+}
+
+function ipKeyOfText(ip: string): string {
+  return ipKey(ip.includes(':') ? 6 : 4, ipToBigInt(ip));
+}
+
 /** Maps a row of the allocations table to a record. */
 export function toRecord(row: Record<string, unknown>): AllocationRecord {
   return {
@@ -76,6 +160,7 @@ export function toRecord(row: Record<string, unknown>): AllocationRecord {
     ifname: String(row.ifname),
     namespace: String(row.namespace),
     pod: String(row.pod),
+    netns: String(row.netns ?? ''),
     createdAt: Number(row.created_at),
   };
 }

@@ -10,6 +10,7 @@ APT_PACKAGES=(
   iproute2 iputils-ping              # netns, veth, routes; ping for probes and tests
   iptables nftables                  # tests check that Sluice adds no rules
   containernetworking-plugins        # reference plugins, peers in benchmarks
+  golang-go golang-github-appc-cni-dev  # CNI conformance driver built on libcni (conformance/cni)
   iperf3 python3 python3-scapy       # benchmarks, crafted packets
 )
 

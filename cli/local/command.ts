@@ -2,7 +2,8 @@
 import { parseArgs } from 'node:util';
 import { clusterDir, loadCluster } from './cluster.ts';
 import { localDown } from './down.ts';
-import { connect, holdConnection, probe, serve } from './probe.ts';
+import { connect, holdConnection, probe, serve, servePorts } from './probe.ts';
+import { applyManifests, deleteManifests, readManifests } from './apply.ts';
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
 
@@ -14,7 +15,9 @@ const USAGE = `usage: sluice local <command> [--dir DIR]
   pod create <ns>/<name> [--label k=v]...
   pod delete <ns>/<name>
   get pods|nodes|namespaces -o json
-  probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N] [--timeout-ms N]
+  apply -f FILE        create or update Namespaces, Pods and NetworkPolicies (YAML or JSON, many documents)
+  delete -f FILE [--ignore-not-found]
+  probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N] [--timeout-ms N] [--family 4|6]
                        exit 0 when the connection succeeds, 1 when it does not
 
 The cluster lives in --dir, $SLUICE_LOCAL_DIR, or /var/lib/sluice/local.`;
@@ -53,6 +56,10 @@ export async function localCommand(argv: string[]): Promise<number> {
       port: { type: 'string', default: '80' },
       'timeout-ms': { type: 'string', default: '2000' },
       once: { type: 'boolean' },
+      ports: { type: 'string' },
+      filename: { type: 'string', short: 'f', multiple: true },
+      'ignore-not-found': { type: 'boolean' },
+      family: { type: 'string' },
       'hold-ms': { type: 'string' },
       'interval-ms': { type: 'string', default: '20' },
       help: { type: 'boolean', short: 'h' },
@@ -122,12 +129,27 @@ export async function localCommand(argv: string[]): Promise<number> {
       if (!from || !to) throw new Error('usage: sluice local probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N]');
       const protocol = values.protocol as 'tcp' | 'udp' | 'icmp';
       if (!['tcp', 'udp', 'icmp'].includes(protocol)) throw new Error(`--protocol must be tcp, udp or icmp`);
-      const ok = await probe(loadCluster(dir), { from, to, protocol, port: Number(values.port), timeoutMs: Number(values['timeout-ms']) });
+      const family = values.family === '6' ? 6 : values.family === '4' ? 4 : undefined;
+      const ok = await probe(loadCluster(dir), { from, to, protocol, port: Number(values.port), timeoutMs: Number(values['timeout-ms']), family });
       console.log(`${from} -> ${to} ${protocol}${protocol === 'icmp' ? '' : `/${values.port}`}: ${ok ? 'connected' : 'no connection'}`);
       return ok ? 0 : 1;
     }
-    // Helpers the probe runs inside pod namespaces.
+    case 'apply':
+    case 'delete': {
+      const files = values.filename ?? [];
+      if (files.length === 0) throw new Error(`usage: sluice local ${cmd} -f FILE [-f FILE]...`);
+      const objects = files.flatMap(readManifests);
+      const config = loadCluster(dir);
+      const lines = cmd === 'apply' ? await applyManifests(config, objects) : await deleteManifests(config, objects, values['ignore-not-found'] ?? false);
+      for (const line of lines) console.error(line);
+      return 0;
+    }
+    // Helpers the probe and the pods run inside pod namespaces.
     case 'serve':
+      if (values.ports) {
+        await servePorts(values.ports);
+        return 0;
+      }
       await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
       return 0;
     case 'connect':

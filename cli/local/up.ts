@@ -9,6 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { agentRequest } from '../../agent/client.ts';
 import { AGENT_DEFAULTS } from '../../agent/main.ts';
+import { DEL_QUEUE_SUBDIR } from '../../agent/del-queue.ts';
 import type { StatusResponse } from '../../agent/api-types.ts';
 import { clusterDir, datastoreOf, defaultCniBinary, loadCluster, processAlive, saveCluster, selfCommand, type ClusterConfig } from './cluster.ts';
 
@@ -55,6 +56,7 @@ export function startAgent(config: ClusterConfig): number {
   const log = fs.openSync(logFile, 'a');
   const [cmd, ...pre] = selfCommand();
   const args = [...pre, 'agent', '--state-dir', config.stateDir, '--socket', config.socket, '--bpf-dir', config.bpfDir, '--node-name', config.nodeName];
+  args.push('--datastore-dir', path.join(config.dir, 'datastore'));
   for (const cidr of config.podCIDRs) args.push('--pod-cidr', cidr);
   const child = spawn(cmd!, args, { detached: true, stdio: ['ignore', log, log] });
   fs.closeSync(log);
@@ -96,7 +98,15 @@ export async function localUp(opts: UpOptions): Promise<ClusterConfig> {
     cniVersion: '1.1.0',
     name: 'sluice',
     // The standard fields are enough against the default socket; name another only when used.
-    plugins: [{ type: 'sluice', ...(config.socket === AGENT_DEFAULTS.socket ? {} : { socket: config.socket }), logFile: path.join(dir, 'cni.log') }],
+    plugins: [
+      {
+        type: 'sluice',
+        ...(config.socket === AGENT_DEFAULTS.socket ? {} : { socket: config.socket }),
+        // DEL queues releases here while the agent is down; the agent drains <state-dir>/del-queue.
+        ...(config.stateDir === AGENT_DEFAULTS.stateDir ? {} : { delQueueDir: path.join(config.stateDir, DEL_QUEUE_SUBDIR) }),
+        logFile: path.join(dir, 'cni.log'),
+      },
+    ],
   };
   fs.writeFileSync(config.cniConfFile, JSON.stringify(conflist, null, 2) + '\n');
 

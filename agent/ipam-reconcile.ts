@@ -1,0 +1,105 @@
+/**
+ * The effectful side of IPAM reconciliation: gathers the facts (allocations,
+ * endpoint records, which netns paths exist, the datastore's pods), lets
+ * ipam/reconcile.ts decide, then removes each released attachment's endpoint
+ * from the maps and its addresses from the store. Runs at start, on a timer,
+ * and on POST /v1/ipam/reconcile (the CNI GC verb).
+ */
+import fs from 'node:fs';
+import type { Ipam } from '../ipam/allocator.ts';
+import { decideReleases, type AttachmentDecision } from '../ipam/reconcile.ts';
+import type { EndpointManager } from './endpoints.ts';
+
+/** Default grace period: longer than kubelet's 2-minute runtime request timeout, so no running ADD loses its address. */
+export const DEFAULT_IPAM_GC_GRACE_MS = 5 * 60_000;
+/** Default period of the background reconciliation. */
+export const DEFAULT_IPAM_GC_INTERVAL_MS = 60_000;
+
+/** What reconciliation acts on. */
+export interface IpamReconcileDeps {
+  ipam: Ipam;
+  endpoints: Pick<EndpointManager, 'list' | 'unregister'>;
+  /** The datastore's answer to "does this pod exist"; undefined while the agent has no datastore. */
+  podExists?: ((namespace: string, name: string) => boolean) | undefined;
+  log: (message: string) => void;
+}
+
+/** One reconciliation request. */
+export interface IpamReconcileOptions {
+  graceMs: number;
+  validAttachments?: { containerID: string; ifname: string }[] | undefined;
+  /** Decide and report only; release nothing. */
+  dryRun?: boolean;
+}
+
+/** What one reconciliation did. */
+export interface IpamReconcileReport {
+  released: AttachmentDecision[];
+  kept: number;
+  /** Attachments whose release failed, with the error. */
+  failed: (AttachmentDecision & { error: string })[];
+}
+
+/** Runs one reconciliation now; synchronous, so no allocation interleaves with it. */
+export function reconcileIpam(deps: IpamReconcileDeps, opts: IpamReconcileOptions): IpamReconcileReport {
+  const decision = decideReleases({
+    allocations: deps.ipam.list(),
+    endpoints: deps.endpoints.list(),
+    netnsExists: (netns) => fs.existsSync(netns),
+    podExists: deps.podExists,
+    validAttachments: opts.validAttachments,
+    graceMs: opts.graceMs,
+    now: Date.now(),
+  });
+  const report: IpamReconcileReport = { released: [], kept: decision.keep.length, failed: [] };
+  for (const d of decision.release) {
+    if (opts.dryRun) {
+      report.released.push(d);
+      continue;
+    }
+    try {
+      // The endpoint first: its addresses must leave the maps before another pod can get them.
+      if (d.hasEndpoint) deps.endpoints.unregister(d.containerID, d.ifname);
+      deps.ipam.release({ containerID: d.containerID, ifname: d.ifname });
+      report.released.push(d);
+      deps.log(`IPAM reconcile: released ${d.ips.join(', ')} of ${describe(d)}: ${d.reason}`);
+    } catch (err: unknown) {
+      const error = err instanceof Error ? err.message : String(err);
+      report.failed.push({ ...d, error });
+      deps.log(`IPAM reconcile: release ${d.ips.join(', ')} of ${describe(d)} failed: ${error}`);
+    }
+  }
+  return report;
+}
+
+/** Reconciles now and then every intervalMs; returns a function that stops the timer. */
+export function startIpamReconciler(deps: IpamReconcileDeps, opts: { graceMs: number; intervalMs: number }): () => void {
+  const runOnce = (): void => {
+    try {
+      reconcileIpam(deps, { graceMs: opts.graceMs });
+    } catch (err: unknown) {
+      deps.log(`IPAM reconcile failed: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  };
+  runOnce();
+  const timer = setInterval(runOnce, opts.intervalMs);
+  timer.unref();
+  return () => clearInterval(timer);
+}
+
+/** Logs every allocation the current pools would not have made; returns how many there are. */
+export function reportStaleAllocations(ipam: Ipam, log: (message: string) => void): number {
+  const stale = ipam.stale();
+  for (const s of stale) {
+    log(
+      `IPAM: allocation ${s.ip} of ${s.namespace || '?'}/${s.pod || '?'} (container ${s.containerID.slice(0, 12)}, ${s.ifname}) is ${
+        s.reason === 'outside-pod-cidrs' ? `outside the pod CIDRs ${ipam.pools.map((p) => p.cidr.text).join(', ')}` : `on a ${s.reason} address`
+      }: kept until its pod is deleted, never handed out again; recreate the pod to move it`,
+    );
+  }
+  return stale.length;
+}
+
+function describe(d: AttachmentDecision): string {
+  return `${d.namespace || '?'}/${d.pod || '?'} (container ${d.containerID.slice(0, 12)}, ${d.ifname})`;
+}

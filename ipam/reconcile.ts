@@ -1,0 +1,127 @@
+/**
+ * Which allocations belong to containers that no longer exist. A pure
+ * decision over facts the caller gathers (allocations, endpoint records, which
+ * netns paths exist, which pods the datastore knows); the agent's runner
+ * (agent/ipam-reconcile.ts) does the releasing. No I/O here.
+ *
+ * An attachment (container ID + ifname, holding one address per family) is
+ * released when it is older than the grace period and:
+ * - the caller gave the runtime's list of valid attachments (CNI GC) and it
+ *   is not in it; otherwise
+ * - its netns (from its endpoint record, else from the allocation) is known
+ *   and gone; or
+ * - it has no endpoint, no known netns, and no pod in the datastore (the
+ *   datastore criterion is skipped when there is no datastore).
+ * An endpoint whose netns still exists keeps its addresses even when its pod
+ * is gone: the runtime still owes it a DEL.
+ */
+import type { AllocationRecord } from './store.ts';
+
+/** What the decision needs to know about an endpoint. */
+export interface EndpointFacts {
+  containerID: string;
+  ifname: string;
+  /** Netns path, '' when unknown. */
+  netns: string;
+}
+
+/** Input of decideReleases. */
+export interface ReconcileInput {
+  allocations: AllocationRecord[];
+  endpoints: EndpointFacts[];
+  /** True when the netns path exists now. */
+  netnsExists: (netns: string) => boolean;
+  /** True when the datastore has the pod; undefined when there is no datastore yet (criterion skipped). */
+  podExists?: ((namespace: string, name: string) => boolean) | undefined;
+  /** The runtime's valid attachments (CNI GC); when given, everything else past the grace period goes. */
+  validAttachments?: { containerID: string; ifname: string }[] | undefined;
+  /** Attachments younger than this are never released: an ADD may still be running. */
+  graceMs: number;
+  /** Milliseconds since the epoch. */
+  now: number;
+}
+
+/** Why an attachment is released or kept. */
+export type ReconcileReason =
+  | 'within-grace'
+  | 'valid-attachment'
+  | 'not-in-valid-attachments'
+  | 'netns-exists'
+  | 'netns-gone'
+  | 'endpoint-exists'
+  | 'pod-exists'
+  | 'pod-gone'
+  | 'no-endpoint';
+
+/** The decision for one attachment. */
+export interface AttachmentDecision {
+  containerID: string;
+  ifname: string;
+  namespace: string;
+  pod: string;
+  ips: string[];
+  /** True when an endpoint record exists: the runner removes it with the addresses. */
+  hasEndpoint: boolean;
+  reason: ReconcileReason;
+}
+
+/** Output of decideReleases. */
+export interface ReconcileDecision {
+  release: AttachmentDecision[];
+  keep: AttachmentDecision[];
+}
+
+/** Splits the allocations' attachments into those to release and those to keep, with the reason for each. */
+export function decideReleases(input: ReconcileInput): ReconcileDecision {
+  const attachKey = (containerID: string, ifname: string): string => `${containerID}\u0000${ifname}`;
+  const endpoints = new Map(input.endpoints.map((e) => [attachKey(e.containerID, e.ifname), e]));
+  const valid = input.validAttachments ? new Set(input.validAttachments.map((a) => attachKey(a.containerID, a.ifname))) : undefined;
+  const byAttachment = new Map<string, AllocationRecord[]>();
+  for (const a of input.allocations) {
+    const k = attachKey(a.containerID, a.ifname);
+    byAttachment.set(k, [...(byAttachment.get(k) ?? []), a]);
+  }
+
+  const out: ReconcileDecision = { release: [], keep: [] };
+  for (const [k, allocs] of byAttachment) {
+    const first = allocs[0]!;
+    const endpoint = endpoints.get(k);
+    const newest = Math.max(...allocs.map((a) => a.createdAt));
+    const decide = (release: boolean, reason: ReconcileReason): void => {
+      const d: AttachmentDecision = {
+        containerID: first.containerID,
+        ifname: first.ifname,
+        namespace: first.namespace,
+        pod: first.pod,
+        ips: allocs.map((a) => a.ip),
+        hasEndpoint: endpoint !== undefined,
+        reason,
+      };
+      (release ? out.release : out.keep).push(d);
+    };
+    if (input.now - newest < input.graceMs) {
+      decide(false, 'within-grace');
+      continue;
+    }
+    if (valid) {
+      if (valid.has(k)) decide(false, 'valid-attachment');
+      else decide(true, 'not-in-valid-attachments');
+      continue;
+    }
+    const netns = endpoint?.netns || allocs.find((a) => a.netns !== '')?.netns || '';
+    if (netns !== '') {
+      if (input.netnsExists(netns)) decide(false, 'netns-exists');
+      else decide(true, 'netns-gone');
+      continue;
+    }
+    if (endpoint) {
+      // An endpoint without a netns path cannot be checked: keep it until its DEL or a GC.
+      decide(false, 'endpoint-exists');
+      continue;
+    }
+    if (input.podExists === undefined) decide(true, 'no-endpoint');
+    else if (input.podExists(first.namespace, first.pod)) decide(false, 'pod-exists');
+    else decide(true, 'pod-gone');
+  }
+  return out;
+}
