@@ -137,6 +137,35 @@ const volatile enum sluice_counter sluice_counter_btf_anchor = SLUICE_CTR_MAX;
 #define ICMP_ECHO 8
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
+#define NDISC_NEIGHBOUR_SOLICITATION 135
+#define NDISC_NEIGHBOUR_ADVERTISEMENT 136
+#define ND_OPT_SOURCE_LL_ADDR 1
+#define ND_OPT_TARGET_LL_ADDR 2
+/* Neighbour advertisement flags: Router, Solicited, Override. */
+#define ND_NA_FLAGS_RSO 0xe0
+
+/* A neighbour solicitation or advertisement with one link-layer address option (RFC 4861). */
+struct nd_msg_ll {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__u8 flags;         /* advertisements: R, S, O; solicitations: reserved */
+	__u8 reserved[3];
+	__u8 target[16];
+	__u8 opt_type;      /* ND_OPT_*_LL_ADDR */
+	__u8 opt_len;       /* in units of 8 bytes: 1 */
+	__u8 opt_mac[ETH_ALEN];
+} __attribute__((packed));
+
+/* What the ICMPv6 checksum covers: the pseudo-header and the message. */
+struct nd_csum_buf {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be32 len;
+	__u8 zero[3];
+	__u8 nexthdr;
+	struct nd_msg_ll msg;
+} __attribute__((packed));
 
 /* An Ethernet/IPv4 ARP packet: the fixed header and the addresses after it. */
 struct arp_ipv4 {
@@ -213,9 +242,37 @@ static __always_inline __be32 endpoint_ipv4(const struct endpoint_info *ep)
 	return addr;
 }
 
+static __always_inline int addr_equal(const __u8 *a, const __u8 *b, int len)
+{
+	__u8 diff = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		if (i < len)
+			diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/* ::, the source of duplicate address detection. */
+static __always_inline int ipv6_unspecified(const __u8 *addr)
+{
+	__u8 any = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		any |= addr[i];
+	return any == 0;
+}
+
+/* fe80::/10 and the unspecified address: what neighbour discovery uses before an address is up. */
+static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
+{
+	return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || ipv6_unspecified(addr);
+}
+
 /*
- * The pod routes everything via a link-local gateway (169.254.1.1) and ARPs
- * for it on eth0. No host address backs it: we answer every ARP request for
+ * The pod routes everything via a gateway address that no interface holds
+ * (the pool's first address) and ARPs for it on eth0. No host address backs it: we answer every ARP request for
  * an address other than the pod's own with the host veth's MAC, so all the
  * pod's traffic arrives here. The reply is built in place and sent back out
  * of the same veth, towards the pod.
@@ -253,6 +310,65 @@ static __always_inline int handle_arp(struct __sk_buff *skb, const struct endpoi
 
 	count(SLUICE_CTR_ARP_REPLY, skb);
 	/* Egress of the host veth is the way back into the pod. */
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/*
+ * IPv6 counterpart of handle_arp: the pod's gateway is an address nobody
+ * holds, so a neighbour solicitation from the pod for any address but its
+ * own is answered with the host veth's MAC, built in place and sent back to
+ * the pod. Returns -1 when the packet is not such a solicitation.
+ */
+static __always_inline int handle_ndp(struct __sk_buff *skb, const struct endpoint_info *ep)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	struct nd_msg_ll *nd = (void *)(ip6 + 1);
+	struct nd_csum_buf buf = {};
+	__u8 pod_mac[ETH_ALEN];
+	__s64 sum;
+	__u32 csum;
+
+	if ((void *)(nd + 1) > data_end)
+		return -1;
+	if (ip6->nexthdr != IPPROTO_ICMPV6 || nd->type != NDISC_NEIGHBOUR_SOLICITATION || nd->code != 0 ||
+	    nd->opt_type != ND_OPT_SOURCE_LL_ADDR || nd->opt_len != 1 ||
+	    bpf_ntohs(ip6->payload_len) != sizeof(struct nd_msg_ll))
+		return -1;
+	/* Duplicate address detection (from ::) and the pod asking for itself get no answer. */
+	if (ipv6_unspecified(ip6->saddr.in6_u.u6_addr8))
+		return -1;
+	if (addr_equal(nd->target, ep->ipv6, 16))
+		return -1;
+
+	__builtin_memcpy(pod_mac, eth->h_source, ETH_ALEN);
+	__builtin_memcpy(eth->h_dest, pod_mac, ETH_ALEN);
+	__builtin_memcpy(eth->h_source, ep->host_mac, ETH_ALEN);
+	__builtin_memcpy(&ip6->daddr, &ip6->saddr, 16);
+	__builtin_memcpy(&ip6->saddr, nd->target, 16);
+	ip6->hop_limit = 255;
+	nd->type = NDISC_NEIGHBOUR_ADVERTISEMENT;
+	nd->checksum = 0;
+	nd->flags = ND_NA_FLAGS_RSO;
+	nd->opt_type = ND_OPT_TARGET_LL_ADDR;
+	__builtin_memcpy(nd->opt_mac, ep->host_mac, ETH_ALEN);
+
+	__builtin_memcpy(buf.saddr, &ip6->saddr, 16);
+	__builtin_memcpy(buf.daddr, &ip6->daddr, 16);
+	buf.len = bpf_htonl(sizeof(struct nd_msg_ll));
+	buf.nexthdr = IPPROTO_ICMPV6;
+	__builtin_memcpy(&buf.msg, nd, sizeof(buf.msg));
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&buf, sizeof(buf), 0);
+	if (sum < 0)
+		return -1;
+	csum = (__u32)sum;
+	csum = (csum & 0xffff) + (csum >> 16);
+	csum = (csum & 0xffff) + (csum >> 16);
+	nd->checksum = ~csum & 0xffff;
+
+	count(SLUICE_CTR_ARP_REPLY, skb);
 	return bpf_redirect(skb->ifindex, 0);
 }
 
@@ -564,30 +680,6 @@ static __always_inline void ct_create(const struct flow *f)
 	bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
 }
 
-static __always_inline int addr_equal(const __u8 *a, const __u8 *b, int len)
-{
-	__u8 diff = 0;
-
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		if (i < len)
-			diff |= a[i] ^ b[i];
-	return diff == 0;
-}
-
-/* fe80::/10 and the unspecified address: what neighbour discovery uses before an address is up. */
-static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
-{
-	__u8 any = 0;
-
-	if (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80)
-		return 1;
-#pragma unroll
-	for (int i = 0; i < 16; i++)
-		any |= addr[i];
-	return any == 0;
-}
-
 /* A pod may only send as itself: its own MAC and its own address. */
 static __always_inline int spoofed(const struct ethhdr *eth, const struct endpoint_info *ep, const struct flow *f)
 {
@@ -682,8 +774,14 @@ int from_pod(struct __sk_buff *skb)
 	switch (eth->h_proto) {
 	case bpf_htons(ETH_P_ARP):
 		return handle_arp(skb, ep);
+	case bpf_htons(ETH_P_IPV6): {
+		int ret = handle_ndp(skb, ep);
+
+		if (ret >= 0)
+			return ret;
+		return forward_from_pod(skb, ep, bpf_htons(ETH_P_IPV6));
+	}
 	case bpf_htons(ETH_P_IP):
-	case bpf_htons(ETH_P_IPV6):
 		return forward_from_pod(skb, ep, eth->h_proto);
 	default:
 		/* VLAN tags, raw frames and the like have no business leaving a pod. */
