@@ -729,6 +729,14 @@ describe('parsePrevResult', () => {
     });
   });
 
+  it('accepts an empty ip version field, as the reference loopback plugin emits through libcni', () => {
+    const r = parsePrevResult(
+      { cniVersion: '0.4.0', interfaces: [{ name: 'lo', sandbox: '/var/run/netns/x' }], ips: [{ version: '', address: '127.0.0.1/8', interface: 0 }] },
+      '0.4.0',
+    );
+    expect(r.ips).toEqual([{ address: '127.0.0.1/8', interface: 0 }]);
+  });
+
   it('reads a 1.1.0 result with the 1.1.0 fields', () => {
     const r = parsePrevResult(
       {
