@@ -738,6 +738,9 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
 		}
 		count(SLUICE_CTR_POLICY_ALLOWED, skb);
+		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+		if (dst)
+			ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 		ct_create(&f);
 	}
 
@@ -833,6 +836,7 @@ int to_pod(struct __sk_buff *skb)
 	    !policy_allows(ep->endpoint_id, SLUICE_DIR_INGRESS, peer, &f, f.saddr))
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
 	count(SLUICE_CTR_POLICY_ALLOWED, skb);
+	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 	ct_create(&f);
 	return TC_ACT_OK;
 }

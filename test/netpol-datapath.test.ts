@@ -88,6 +88,19 @@ spec:
     expect((await counter('DROP_POLICY_INGRESS')) - denied).toBeGreaterThanOrEqual(5);
   });
 
+  it('enforces SCTP ports (the pod, having no SCTP, answers what passes with ICMP)', async () => {
+    await apply(`
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: sctp-9000}
+spec:
+  podSelector: {matchLabels: {pod: a}}
+  ingress: [{ports: [{protocol: SCTP, port: 9000}]}]
+`);
+    expect(await packets('x/b', 'sctp', podIp['x/a']!, '9000')).toBe('answer');
+    expect(await packets('x/b', 'sctp', podIp['x/a']!, '9001')).toBe('none');
+  });
+
   it('drops later fragments whose first fragment was never seen', async () => {
     const before = await counter('DROP_FRAGMENT');
     await packets('x/b', 'frag-tail', podIp['x/a']!, '81');

@@ -8,11 +8,12 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   frag-tail  DST PORT              only the later fragments of a datagram
   options    DST PORT              UDP behind IPv4 options; prints the echo or 'none'
   syn-hammer DST PORT SECONDS      SYNs every 2 ms; prints how many TCP answers came back
+  sctp       DST PORT              an SCTP INIT; prints 'answer' if anything (ICMP included) came back, else 'none'
 """
 import sys
 import time
 
-from scapy.all import (IP, UDP, TCP, Ether, AsyncSniffer, IPOption_NOP, Raw, conf,
+from scapy.all import (IP, UDP, TCP, ICMP, Ether, AsyncSniffer, IPOption_NOP, Raw, conf,
                        fragment, get_if_hwaddr, send, sendp)
 
 conf.verb = 0
@@ -62,6 +63,14 @@ def main():
             time.sleep(0.002)
         time.sleep(0.5)
         print(len(sniffer.stop()))
+    elif case == "sctp":
+        from scapy.layers.sctp import SCTP, SCTPChunkInit
+        sniffer = AsyncSniffer(iface=IFACE, lfilter=lambda p: IP in p and p[IP].src == dst)
+        sniffer.start()
+        time.sleep(0.3)
+        send(IP(dst=dst) / SCTP(sport=5000, dport=port) / SCTPChunkInit(init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1))
+        time.sleep(1.5)
+        print("answer" if len(sniffer.stop()) > 0 else "none")
     else:
         raise SystemExit(__doc__)
 
