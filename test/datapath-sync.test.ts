@@ -1,0 +1,116 @@
+/**
+ * The agent writes only the map entries a change affects, in an order that
+ * never opens a window: allow entries before isolation, removal after.
+ */
+import { describe, expect, it } from 'vitest';
+import type { Endpoint } from '../agent/api-types.ts';
+import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
+import { Identity, decodeEndpointInfo } from '../datapath/abi.ts';
+import type { BpfMap } from '../datapath/bpf-map.ts';
+import { MemoryNumbering } from '../policy/identity.ts';
+import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
+
+/** An in-memory stand-in for a BPF map that logs every write. */
+class FakeMap {
+  readonly entries = new Map<string, Buffer>();
+  constructor(
+    readonly name: string,
+    readonly log: string[],
+  ) {}
+  update(key: Buffer, value: Buffer): void {
+    this.entries.set(key.toString('hex'), Buffer.from(value));
+    this.log.push(`update ${this.name}`);
+  }
+  delete(key: Buffer): boolean {
+    this.log.push(`delete ${this.name}`);
+    return this.entries.delete(key.toString('hex'));
+  }
+  lookup(key: Buffer): Buffer | null {
+    return this.entries.get(key.toString('hex')) ?? null;
+  }
+  keys(): Buffer[] {
+    return [...this.entries.keys()].map((k) => Buffer.from(k, 'hex'));
+  }
+}
+
+function setup() {
+  const log: string[] = [];
+  const names = ['endpoints', 'devices', 'ipcache', 'policy', 'cidr_policy'] as const;
+  const maps = Object.fromEntries(names.map((n) => [n, new FakeMap(n, log)])) as unknown as Record<(typeof names)[number], FakeMap>;
+  const sync = new DatapathSync(maps as unknown as SyncedMaps, new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+  const endpoints: Endpoint[] = ['a', 'b', 'c'].map((name, i) => ({
+    id: i + 1,
+    identity: 0,
+    createdAt: 0,
+    containerID: `c${i}`,
+    ifname: 'eth0',
+    namespace: 'x',
+    pod: name,
+    netns: `/var/run/netns/${name}`,
+    hostIfname: `lxc${i}`,
+    hostIfindex: 100 + i,
+    mac: `02:00:00:00:00:0${i}`,
+    hostMac: `02:00:00:00:01:0${i}`,
+    ips: [`10.0.0.${i + 1}`],
+  }));
+  const pods = (labels: Record<string, Record<string, string>>): PolicyPod[] =>
+    endpoints.map((e) => ({ namespace: 'x', name: e.pod, labels: labels[e.pod] ?? { app: e.pod }, ips: e.ips, ports: [] }));
+  const view = (podLabels: Record<string, Record<string, string>>, policies: NetworkPolicy[]): ClusterView => ({
+    namespaces: new Map([['x', {}]]),
+    pods: pods(podLabels),
+    policies,
+  });
+  return { log, maps, sync, endpoints, view };
+}
+
+const aFromB: NetworkPolicy = {
+  namespace: 'x',
+  name: 'a-from-b',
+  podSelector: { matchLabels: { app: 'a' } },
+  ingress: [{ from: [{ podSelector: { matchLabels: { app: 'b' } } }], ports: [{ port: 80 }] }],
+};
+
+describe('DatapathSync', () => {
+  it('writes nothing when nothing changed', () => {
+    const { sync, endpoints, view } = setup();
+    sync.apply(view({}, [aFromB]), endpoints, ['192.0.2.1']);
+    expect(sync.apply(view({}, [aFromB]), endpoints, ['192.0.2.1'])).toMatchObject({ written: 0, deleted: 0 });
+  });
+
+  it('relabelling a pod no policy refers to rewrites only its address and endpoint entries', () => {
+    const { sync, endpoints, view } = setup();
+    sync.apply(view({}, [aFromB]), endpoints, []);
+    expect(sync.apply(view({ c: { app: 'c2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 3, deleted: 0 });
+  });
+
+  it('relabelling a pod into a policy peer adds exactly the allow entry for its identity', () => {
+    const { sync, endpoints, view } = setup();
+    sync.apply(view({}, [aFromB]), endpoints, []);
+    // c becomes {app: b, v: 2}: a new identity that a-from-b selects, so a gains one entry.
+    expect(sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 4, deleted: 0 });
+  });
+
+  it('writes allow entries before isolating, and removes them after un-isolating', () => {
+    const { sync, endpoints, view, log, maps } = setup();
+    sync.apply(view({}, []), endpoints, []);
+    log.length = 0;
+    sync.apply(view({}, [aFromB]), endpoints, []);
+    expect(log.indexOf('update policy')).toBeGreaterThanOrEqual(0);
+    expect(log.indexOf('update policy')).toBeLessThan(log.indexOf('update devices'));
+    const aInfo = decodeEndpointInfo(maps.devices.lookup(Buffer.from([100, 0, 0, 0]))!);
+    expect(aInfo.flags).toBe(1);
+
+    log.length = 0;
+    sync.apply(view({}, []), endpoints, []);
+    expect(log.lastIndexOf('update devices')).toBeLessThan(log.indexOf('delete policy'));
+    expect(maps.policy.entries.size).toBe(0);
+  });
+
+  it('puts this node\'s addresses in the ipcache as the host identity', () => {
+    const { sync, endpoints, view, maps } = setup();
+    sync.apply(view({}, []), endpoints, ['192.0.2.1']);
+    const identities = [...maps.ipcache.entries.values()].map((v) => v.readUInt32LE(0));
+    expect(identities).toContain(Identity.HOST);
+    expect(maps.ipcache.entries.size).toBe(4);
+  });
+});
