@@ -6,17 +6,18 @@ import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../agent/api-types.ts';
 import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
 import { Identity, decodeEndpointInfo } from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
 
 /** An in-memory stand-in for a BPF map that logs every write. */
 class FakeMap {
   readonly entries = new Map<string, Buffer>();
-  constructor(
-    readonly name: string,
-    readonly log: string[],
-  ) {}
+  readonly name: string;
+  readonly log: string[];
+  constructor(name: string, log: string[]) {
+    this.name = name;
+    this.log = log;
+  }
   update(key: Buffer, value: Buffer): void {
     this.entries.set(key.toString('hex'), Buffer.from(value));
     this.log.push(`update ${this.name}`);
