@@ -22,6 +22,18 @@ export class ApiFailure extends Error {
   }
 }
 
+/**
+ * A streaming answer (e.g. the monitor): the handler returns one of these and
+ * the server keeps the response open, writing NDJSON lines until the client
+ * goes away, when `stop` runs.
+ */
+export class StreamResponse {
+  readonly start: (writeLine: (value: unknown) => void) => () => void;
+  constructor(start: (writeLine: (value: unknown) => void) => () => void) {
+    this.start = start;
+  }
+}
+
 /** A route handler: gets path parameters, the query and the parsed body. */
 export type Handler = (req: { params: string[]; query: URLSearchParams; body: unknown }) => unknown | Promise<unknown>;
 
@@ -95,6 +107,12 @@ export async function serveApi(socket: string, routes: Route[], log: (msg: strin
       };
       if (status === 500) log(`API ${req.method} ${url.pathname} failed: ${out.error}`);
       body = out;
+    }
+    if (body instanceof StreamResponse) {
+      res.writeHead(200, { 'content-type': 'application/x-ndjson' });
+      const stop = body.start((value) => res.write(JSON.stringify(value) + '\n'));
+      res.on('close', stop);
+      return;
     }
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });

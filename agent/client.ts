@@ -67,3 +67,29 @@ export function agentRequest<T>(socket: string, method: string, path: string, bo
     req.end(payload);
   });
 }
+
+/** Opens a streaming (NDJSON) request; calls onValue per line until the returned function is called or the agent closes. */
+export function agentStream(socket: string, path: string, onValue: (value: unknown) => void, onEnd: (err?: Error) => void): () => void {
+  const req = http.request({ createConnection: () => net.connect(socket), host: 'sluice-agent', method: 'GET', path }, (res) => {
+    if ((res.statusCode ?? 500) >= 400) {
+      onEnd(new Error(`agent answered ${res.statusCode} to GET ${path}`));
+      res.resume();
+      return;
+    }
+    let pending = '';
+    res.setEncoding('utf8');
+    res.on('data', (chunk: string) => {
+      pending += chunk;
+      let nl: number;
+      while ((nl = pending.indexOf('\n')) >= 0) {
+        const line = pending.slice(0, nl);
+        pending = pending.slice(nl + 1);
+        if (line) onValue(JSON.parse(line));
+      }
+    });
+    res.on('end', () => onEnd());
+  });
+  req.on('error', (err: NodeJS.ErrnoException) => onEnd(new AgentUnreachableError(socket, err)));
+  req.end();
+  return () => req.destroy();
+}

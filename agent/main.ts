@@ -19,6 +19,8 @@ import { log } from './log.ts';
 import { LocalDirDatastore, NoDatastore } from './datastore.ts';
 import { NumberingStore } from './numbering-store.ts';
 import { PolicyState } from './policy-state.ts';
+import { Monitor } from './monitor.ts';
+import { makeResolver } from './monitor-routes.ts';
 import { agentRoutes } from './routes.ts';
 
 /** Defaults of every path the agent uses; each is a flag so several agents can coexist. */
@@ -94,6 +96,8 @@ export async function runAgent(argv: string[]): Promise<void> {
   const sync = endpoints.resync();
   log(`endpoints restored: ${sync.written}; datastore ${policy.datastore.describe()}; ${policy.lastSync?.written ?? 0} map entries written, ${policy.lastSync?.deleted ?? 0} deleted`);
   policy.watch(log);
+  const monitor = new Monitor(makeResolver(endpoints, policy));
+  monitor.start(datapath.eventsPath, log);
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
   const stopDelQueue = startDelQueueDrain({ ipam, endpoints, linksDir: `${pinDir}/links` }, `${stateDir}/${DEL_QUEUE_SUBDIR}`, log);
   reportStaleAllocations(ipam, log);
@@ -103,7 +107,7 @@ export async function runAgent(argv: string[]): Promise<void> {
     : undefined;
   // Without a datastore (podExists undefined) reconciliation skips the "pod exists" criterion.
   const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
-  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists };
+  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, monitor };
   const server = await serveApi(values.socket, agentRoutes(ctx), log);
   log(`serving ${values.socket}; node ${ctx.node}, pod CIDRs ${podCIDRs.join(', ')}`);
 
@@ -116,6 +120,7 @@ export async function runAgent(argv: string[]): Promise<void> {
     process.once('SIGINT', () => stop('SIGINT'));
   });
   policy.stop();
+  monitor.stop();
   stopDelQueue();
   stopIpamReconciler();
   server.close();

@@ -45,6 +45,11 @@ export class PolicyState {
     return this.lastSync;
   }
 
+  /** This node's addresses as last read. */
+  hostAddresses(): string[] {
+    return this.hostAddrs;
+  }
+
   /** The identity the last sync gave an endpoint (0 before). */
   identityOf(endpointId: number): number {
     return this.sync.state()?.endpoints.find((e) => e.endpointId === endpointId)?.identity ?? 0;

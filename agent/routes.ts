@@ -9,6 +9,8 @@ import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpe
 import type { EndpointManager } from './endpoints.ts';
 import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
+import { monitorRoutes } from './monitor-routes.ts';
+import type { Monitor } from './monitor.ts';
 import type { PolicyState } from './policy-state.ts';
 
 /** What the routes act on. */
@@ -24,6 +26,8 @@ export interface AgentContext {
   ipamGcGraceMs?: number;
   /** Datastore, identities and the policy maps. */
   policy: PolicyState;
+  /** Datapath events. */
+  monitor: Monitor;
 }
 
 function requireString(body: Record<string, unknown>, field: string, optional = false): string {
@@ -120,6 +124,7 @@ export function agentRoutes(ctx: AgentContext): Route[] {
     },
     ...ipamRoutes(ctx),
     ...policyRoutes(ctx),
+    ...monitorRoutes(ctx),
     { method: 'GET', pattern: '/v1/endpoints', handler: () => ctx.endpoints.list() },
     { method: 'PUT', pattern: '/v1/endpoints', handler: ({ body }) => ctx.endpoints.register(parseEndpointSpec(body)) },
     {

@@ -117,6 +117,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ep_counters SEC(".maps");
 
+/* Monitor events for the agent: verdicts on new flows and drops. */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SLUICE_EVENTS_RINGBUF_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} events SEC(".maps");
+
+/* Token bucket per CPU: a flood of drops must not turn into a flood of events. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct event_rate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} event_rate SEC(".maps");
+
+/* Keeps struct event in the BTF for test/abi.test.ts (ring buffers carry no value type). */
+const volatile struct event sluice_event_btf_anchor = {};
+
 /*
  * Keeps `enum sluice_counter` in the object's BTF (types only reachable from
  * inlined code are not emitted), so test/abi.test.ts can compare it with
@@ -221,6 +240,41 @@ static __always_inline int ep_drop(__u32 endpoint_id, enum sluice_counter reason
 	ep_count(endpoint_id, reason, skb);
 	return drop(reason, skb);
 }
+
+/* Takes one token from this CPU's bucket; false when the event must be dropped as lost. */
+static __always_inline int event_allowed(void)
+{
+	__u32 key = 0;
+	struct event_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 refill;
+
+	if (!rate)
+		return 0;
+	refill = (now - rate->last_ns) * SLUICE_EVENTS_PER_SEC / 1000000000ull;
+	if (refill > 0) {
+		rate->tokens += refill;
+		if (rate->tokens > SLUICE_EVENTS_BURST)
+			rate->tokens = SLUICE_EVENTS_BURST;
+		rate->last_ns = now;
+	}
+	if (rate->tokens == 0)
+		return 0;
+	rate->tokens -= 1;
+	return 1;
+}
+
+/* What an event says beyond the flow. */
+struct event_meta {
+	__u32 type;
+	__u32 reason;
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 src_endpoint;
+	__u32 dst_endpoint;
+	__u8 direction;
+	__u8 verdict;
+};
 
 /* clang 14 turns __builtin_memcmp into a call to an undefined memcmp: compare by hand. */
 static __always_inline int mac_equal(const __u8 *a, const __u8 *b)
@@ -405,6 +459,57 @@ struct flow {
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
 	__u8 pad;
 };
+
+/* Sends one monitor event, within the rate limit; counts what it cannot send. */
+static __noinline void emit_event(struct __sk_buff *skb, const struct event_meta *m, const struct flow *f)
+{
+	struct event *e;
+
+	if (!event_allowed()) {
+		count(SLUICE_CTR_EVENTS_LOST, skb);
+		return;
+	}
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e) {
+		count(SLUICE_CTR_EVENTS_LOST, skb);
+		return;
+	}
+	e->timestamp_ns = bpf_ktime_get_ns();
+	e->type = m->type;
+	e->reason = m->reason;
+	e->src_identity = m->src_identity;
+	e->dst_identity = m->dst_identity;
+	e->src_endpoint = m->src_endpoint;
+	e->dst_endpoint = m->dst_endpoint;
+	__builtin_memcpy(e->saddr, f->saddr, 16);
+	__builtin_memcpy(e->daddr, f->daddr, 16);
+	e->sport = f->sport;
+	e->dport = f->dport;
+	e->protocol = f->protocol;
+	e->family = f->family;
+	e->direction = m->direction;
+	e->verdict = m->verdict;
+	e->ifindex = skb->ifindex;
+	e->len = skb->len;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Drops a packet of a known endpoint with an event saying why. */
+static __always_inline int ep_drop_event(struct __sk_buff *skb, __u32 endpoint_id, enum sluice_counter reason,
+					 const struct flow *f, __u32 src_identity, __u32 dst_identity, int from_endpoint)
+{
+	struct event_meta m = {
+		.type = SLUICE_EVENT_DROP,
+		.reason = reason,
+		.src_identity = src_identity,
+		.dst_identity = dst_identity,
+		.src_endpoint = from_endpoint ? endpoint_id : 0,
+		.dst_endpoint = from_endpoint ? 0 : endpoint_id,
+	};
+
+	emit_event(skb, &m, f);
+	return ep_drop(endpoint_id, reason, skb);
+}
 
 /* Extension headers walked before giving up on an IPv6 packet. */
 #define IPV6_MAX_EXT_HEADERS 8
@@ -708,13 +813,13 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 
 	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
 	if (err != PARSE_OK)
-		return ep_drop(ep->endpoint_id, err, skb);
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 
 	eth = (void *)(long)skb->data;
 	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	if (spoofed(eth, ep, &f))
-		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, skb);
+		return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, &f, ep->identity, 0, 1);
 	/* Neighbour discovery is the link's business: the host answers it. */
 	if (f.is_ndp)
 		return TC_ACT_OK;
@@ -726,17 +831,36 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	if (ct_lookup(&f) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 	} else {
-		if (ep->flags & SLUICE_EP_EGRESS_ISOLATED) {
-			__u32 peer = dst ? dst->identity : lookup_identity(f.family, f.daddr);
+		struct event_meta m = {
+			.type = SLUICE_EVENT_VERDICT,
+			.reason = SLUICE_CTR_POLICY_ALLOWED,
+			.src_identity = ep->identity,
+			.dst_identity = dst ? dst->identity : lookup_identity(f.family, f.daddr),
+			.src_endpoint = ep->endpoint_id,
+			.dst_endpoint = dst ? dst->endpoint_id : 0,
+			.verdict = SLUICE_VERDICT_ALLOWED,
+		};
 
-			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_EGRESS, peer, &f, f.daddr))
+		if (ep->flags & SLUICE_EP_EGRESS_ISOLATED) {
+			m.direction = SLUICE_DIR_EGRESS;
+			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_EGRESS, m.dst_identity, &f, f.daddr)) {
+				m.reason = SLUICE_CTR_DROP_POLICY_EGRESS;
+				m.verdict = SLUICE_VERDICT_DENIED;
+				emit_event(skb, &m, &f);
 				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
+			}
 		}
-		if (dst && (dst->flags & SLUICE_EP_INGRESS_ISOLATED) &&
-		    !policy_allows(dst->endpoint_id, SLUICE_DIR_INGRESS, ep->identity, &f, f.saddr)) {
-			ep_count(dst->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
-			return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+		if (dst && (dst->flags & SLUICE_EP_INGRESS_ISOLATED)) {
+			m.direction = SLUICE_DIR_INGRESS;
+			if (!policy_allows(dst->endpoint_id, SLUICE_DIR_INGRESS, ep->identity, &f, f.saddr)) {
+				m.reason = SLUICE_CTR_DROP_POLICY_INGRESS;
+				m.verdict = SLUICE_VERDICT_DENIED;
+				emit_event(skb, &m, &f);
+				ep_count(dst->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+			}
 		}
+		emit_event(skb, &m, &f);
 		count(SLUICE_CTR_POLICY_ALLOWED, skb);
 		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 		if (dst)
@@ -824,7 +948,7 @@ int to_pod(struct __sk_buff *skb)
 
 	err = eth->h_proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
 	if (err != PARSE_OK)
-		return ep_drop(ep->endpoint_id, err, skb);
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
 	if (f.is_ndp)
 		return TC_ACT_OK;
 	if (ct_lookup(&f) == CT_ESTABLISHED) {
@@ -832,9 +956,27 @@ int to_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	}
 	peer = lookup_identity(f.family, f.saddr);
-	if (peer != SLUICE_ID_HOST && (ep->flags & SLUICE_EP_INGRESS_ISOLATED) &&
-	    !policy_allows(ep->endpoint_id, SLUICE_DIR_INGRESS, peer, &f, f.saddr))
-		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+	{
+		struct event_meta m = {
+			.type = SLUICE_EVENT_VERDICT,
+			.reason = SLUICE_CTR_POLICY_ALLOWED,
+			.src_identity = peer,
+			.dst_identity = ep->identity,
+			.dst_endpoint = ep->endpoint_id,
+			.verdict = SLUICE_VERDICT_ALLOWED,
+		};
+
+		if (peer != SLUICE_ID_HOST && (ep->flags & SLUICE_EP_INGRESS_ISOLATED)) {
+			m.direction = SLUICE_DIR_INGRESS;
+			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_INGRESS, peer, &f, f.saddr)) {
+				m.reason = SLUICE_CTR_DROP_POLICY_INGRESS;
+				m.verdict = SLUICE_VERDICT_DENIED;
+				emit_event(skb, &m, &f);
+				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
+			}
+		}
+		emit_event(skb, &m, &f);
+	}
 	count(SLUICE_CTR_POLICY_ALLOWED, skb);
 	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 	ct_create(&f);

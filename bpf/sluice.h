@@ -152,6 +152,45 @@ struct frag_value {
 	__be16 dport;
 };
 
+/* Monitor events (ring buffer `events`). */
+#define SLUICE_EVENT_VERDICT 1 /* a new flow met a policy decision */
+#define SLUICE_EVENT_DROP 2    /* a packet was dropped; reason says why */
+
+#define SLUICE_VERDICT_ALLOWED 1
+#define SLUICE_VERDICT_DENIED 2
+
+/* Events each CPU may emit per second; the rest are counted as lost. */
+#define SLUICE_EVENTS_PER_SEC 2000
+#define SLUICE_EVENTS_BURST 500
+#define SLUICE_EVENTS_RINGBUF_BYTES (1 << 20)
+
+/* One monitor event: a verdict on a new flow, or a drop. */
+struct event {
+	__u64 timestamp_ns;   /* bpf_ktime_get_ns() */
+	__u32 type;           /* SLUICE_EVENT_* */
+	__u32 reason;         /* enum sluice_counter of a drop; the verdict's counter otherwise */
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 src_endpoint;   /* local endpoint id, or 0 */
+	__u32 dst_endpoint;
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 protocol;
+	__u8 family;
+	__u8 direction;       /* SLUICE_DIR_* of the policy that decided, 0 if none */
+	__u8 verdict;         /* SLUICE_VERDICT_* */
+	__u32 ifindex;
+	__u32 len;            /* packet length */
+};
+
+/* Per-CPU token bucket of the event rate limit. */
+struct event_rate {
+	__u64 last_ns;
+	__u64 tokens;
+};
+
 /* Per-endpoint counters: key of the per-CPU ep_counters hash. */
 struct ep_counter_key {
 	__u32 endpoint_id;
@@ -173,6 +212,7 @@ enum sluice_counter {
 	SLUICE_CTR_DROP_FRAGMENT = 10,  /* dropped: a fragment whose first fragment was not seen */
 	SLUICE_CTR_POLICY_ALLOWED = 11, /* new flows a policy check allowed */
 	SLUICE_CTR_CT_ESTABLISHED = 12, /* packets of known flows (either direction) */
+	SLUICE_CTR_EVENTS_LOST = 13,    /* monitor events not emitted: rate limit or full ring buffer */
 	SLUICE_CTR_MAX = 16,
 };
 

@@ -2,7 +2,8 @@
  * sluice: the operator's CLI, and the agent (`sluice agent`). One executable
  * so a node needs only it and sluice-cni.
  */
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest, agentStream } from '../agent/client.ts';
+import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET, type Endpoint, type StatusResponse } from '../agent/api-types.ts';
 
 const USAGE = `usage: sluice <command>
@@ -12,6 +13,8 @@ const USAGE = `usage: sluice <command>
   endpoints [-o json]  local endpoints
   identities [-o json] security identities and their labels
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
+  monitor [--namespace NS] [--pod NS/NAME] [--verdict allowed|denied|dropped] [--type verdict|drop] [-o json]
+                       live policy verdicts and drops, with pod names
   ipam [-o json] [--socket P]
                        address pools, their use, and every allocation with its pod
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
@@ -108,6 +111,42 @@ async function policy(argv: string[]): Promise<number> {
   return 0;
 }
 
+async function monitor(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      socket: { type: 'string' },
+      namespace: { type: 'string', short: 'n' },
+      pod: { type: 'string' },
+      verdict: { type: 'string' },
+      type: { type: 'string' },
+      output: { type: 'string', short: 'o' },
+    },
+  });
+  const query = new URLSearchParams();
+  for (const key of ['namespace', 'pod', 'verdict', 'type'] as const) if (values[key]) query.set(key, values[key]!);
+  const socket = values.socket ?? process.env.SLUICE_SOCKET ?? DEFAULT_SOCKET;
+  if (values.output !== 'json') console.error(`listening for datapath events on ${socket} (Ctrl-C to stop)`);
+  return new Promise((resolve) => {
+    const stop = agentStream(
+      socket,
+      `/v1/monitor?${query}`,
+      (value) => {
+        const e = value as { time: string; summary: string };
+        console.log(values.output === 'json' ? JSON.stringify(value) : `${e.time.slice(11, 23)} ${e.summary}`);
+      },
+      (err) => {
+        if (err) console.error(`sluice monitor: ${err.message}`);
+        resolve(err ? 1 : 0);
+      },
+    );
+    process.once('SIGINT', () => {
+      stop();
+      resolve(0);
+    });
+  });
+}
+
 async function main(argv: string[]): Promise<number> {
   const [cmd, ...rest] = argv;
   switch (cmd) {
@@ -124,6 +163,8 @@ async function main(argv: string[]): Promise<number> {
       return identities(rest);
     case 'policy':
       return policy(rest);
+    case 'monitor':
+      return monitor(rest);
     case 'ipam': {
       const { ipamCommand } = await import('./ipam.ts');
       return ipamCommand(rest);

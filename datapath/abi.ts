@@ -124,6 +124,86 @@ export const FRAG_VALUE: StructLayout = { name: 'frag_value', size: 4, members: 
 /** struct ep_counter_key. */
 export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, members: { endpoint_id: 0, counter: 4 } };
 
+/** struct event: one monitor event from the ring buffer. */
+export const EVENT: StructLayout = {
+  name: 'event',
+  size: 80,
+  members: {
+    timestamp_ns: 0,
+    type: 8,
+    reason: 12,
+    src_identity: 16,
+    dst_identity: 20,
+    src_endpoint: 24,
+    dst_endpoint: 28,
+    saddr: 32,
+    daddr: 48,
+    sport: 64,
+    dport: 66,
+    protocol: 68,
+    family: 69,
+    direction: 70,
+    verdict: 71,
+    ifindex: 72,
+    len: 76,
+  },
+};
+
+/** SLUICE_EVENT_*. */
+export const EventType = { VERDICT: 1, DROP: 2 } as const;
+/** SLUICE_VERDICT_*. */
+export const Verdict = { ALLOWED: 1, DENIED: 2 } as const;
+
+/** A decoded monitor event. */
+export interface DatapathEvent {
+  timestampNs: bigint;
+  type: number;
+  /** A Counter index: the drop reason, or POLICY_ALLOWED. */
+  reason: number;
+  srcIdentity: number;
+  dstIdentity: number;
+  srcEndpoint: number;
+  dstEndpoint: number;
+  family: 4 | 6;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  protocol: number;
+  direction: number;
+  verdict: number;
+  ifindex: number;
+  len: number;
+}
+
+/** Decodes one struct event. */
+export function decodeEvent(buf: Buffer): DatapathEvent {
+  checkSize(buf, EVENT);
+  const m = EVENT.members;
+  const family = buf.readUInt8(m.family) === FAMILY_IPV6 ? 6 : 4;
+  const len = family === 4 ? IPV4_LEN_BYTES : IPV6_LEN_BYTES;
+  const addr = (at: number) => (buf.subarray(at, at + len).every((b) => b === 0) ? '' : formatIp(buf.subarray(at, at + len)));
+  return {
+    timestampNs: buf.readBigUInt64LE(m.timestamp_ns),
+    type: buf.readUInt32LE(m.type),
+    reason: buf.readUInt32LE(m.reason),
+    srcIdentity: buf.readUInt32LE(m.src_identity),
+    dstIdentity: buf.readUInt32LE(m.dst_identity),
+    srcEndpoint: buf.readUInt32LE(m.src_endpoint),
+    dstEndpoint: buf.readUInt32LE(m.dst_endpoint),
+    family,
+    src: addr(m.saddr),
+    dst: addr(m.daddr),
+    sport: buf.readUInt16BE(m.sport),
+    dport: buf.readUInt16BE(m.dport),
+    protocol: buf.readUInt8(m.protocol),
+    direction: buf.readUInt8(m.direction),
+    verdict: buf.readUInt8(m.verdict),
+    ifindex: buf.readUInt32LE(m.ifindex),
+    len: buf.readUInt32LE(m.len),
+  };
+}
+
 /** Bits of an LPM key that are matched in full before the prefix: ipcache family+pad. */
 const IPCACHE_FIXED_BITS = 32;
 /** policy_key: endpoint_id, peer, direction, protocol. */
@@ -158,6 +238,7 @@ export const Counter = {
   DROP_FRAGMENT: 10,
   POLICY_ALLOWED: 11,
   CT_ESTABLISHED: 12,
+  EVENTS_LOST: 13,
   MAX: 16,
 } as const;
 

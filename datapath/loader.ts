@@ -43,6 +43,8 @@ const PROGS_DIR = 'progs';
 const LINKS_DIR = 'links';
 const PROG_FROM_POD = 'from_pod';
 const PROG_TO_POD = 'to_pod';
+/** Pinned maps read by other means: `events` by the monitor's ring buffer reader. */
+const UNOPENED_MAPS = ['events', 'event_rate'];
 
 /** The datapath's maps, open in this process. */
 export interface DatapathMaps {
@@ -66,6 +68,8 @@ export interface Datapath {
   progPaths: { fromPod: string; toPod: string };
   /** Where the CNI pins TCX links. */
   linksDir: string;
+  /** The pinned ring buffer of monitor events. */
+  eventsPath: string;
   /** Every counter summed over CPUs. */
   readCounters(): Record<CounterName, CounterTotal>;
   /** Closes this process's map fds; everything pinned stays in the kernel. */
@@ -111,7 +115,8 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
 
   const progPaths = { fromPod: join(progsDir, PROG_FROM_POD), toPod: join(progsDir, PROG_TO_POD) };
-  const mapPaths = Object.keys(MAP_SPECS).map((name) => join(mapsDir, name));
+  // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
+  const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
   const adopted = [progPaths.fromPod, progPaths.toPod, ...mapPaths].every((path) => existsSync(path));
   if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPaths);
 
@@ -121,6 +126,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     maps,
     progPaths,
     linksDir,
+    eventsPath: join(mapsDir, 'events'),
     readCounters: () => readCounters(maps.counters),
     close: () => {
       for (const map of Object.values(maps)) map.close();

@@ -16,7 +16,10 @@ import {
   ENDPOINT_INFO,
   ENDPOINT_KEY,
   EP_COUNTER_KEY,
+  EVENT,
   EndpointFlag,
+  EventType,
+  Verdict,
   FRAG_KEY,
   FRAG_VALUE,
   IPCACHE_KEY,
@@ -97,7 +100,7 @@ beforeAll(() => {
 describe('abi.ts mirrors bpf/sluice.h', () => {
   const layouts = [
     ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
-    CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY,
+    CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT,
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
@@ -132,6 +135,10 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_DIR_INGRESS: Direction.INGRESS,
       SLUICE_DIR_EGRESS: Direction.EGRESS,
       SLUICE_PROTO_ANY: PROTO_ANY,
+      SLUICE_EVENT_VERDICT: EventType.VERDICT,
+      SLUICE_EVENT_DROP: EventType.DROP,
+      SLUICE_VERDICT_ALLOWED: Verdict.ALLOWED,
+      SLUICE_VERDICT_DENIED: Verdict.DENIED,
     };
     for (const [name, value] of Object.entries(want)) expect(defines.get(name), name).toBe(value);
   });
@@ -146,7 +153,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   });
 
   it('COUNTER_NAMES lists every counter but MAX in index order', () => {
-    expect(COUNTER_NAMES.map((name) => Counter[name])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+    expect(COUNTER_NAMES.map((name) => Counter[name])).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]);
     expect(COUNTER_NAMES).not.toContain('MAX');
   });
 });

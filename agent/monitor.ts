@@ -1,0 +1,174 @@
+/**
+ * The monitor: reads the datapath's event ring buffer, names the pods behind
+ * addresses, endpoints and identities, keeps the latest drops for `status`,
+ * and fans events out to subscribers (`sluice monitor`).
+ */
+import { COUNTER_NAMES, Counter, Direction, EventType, Identity, Verdict, decodeEvent, type DatapathEvent } from '../datapath/abi.ts';
+import { closeFd, objGet } from '../datapath/libbpf.ts';
+import { RingBufferReader } from '../datapath/ringbuf.ts';
+
+const POLL_INTERVAL_MS = 100;
+const RECENT_DROPS = 50;
+const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
+const REASONS: Partial<Record<number, string>> = {
+  [Counter.DROP_POLICY_INGRESS]: 'policy',
+  [Counter.DROP_POLICY_EGRESS]: 'policy',
+  [Counter.DROP_SPOOF]: 'spoofing',
+  [Counter.DROP_MALFORMED]: 'malformed',
+  [Counter.DROP_FRAGMENT]: 'fragment without its first',
+  [Counter.DROP_UNKNOWN_EP]: 'no endpoint',
+  [Counter.POLICY_ALLOWED]: 'policy',
+};
+const RESERVED_NAMES: Record<number, string> = {
+  [Identity.HOST]: 'host',
+  [Identity.WORLD]: 'world',
+  [Identity.UNMANAGED]: 'unmanaged',
+  [Identity.REMOTE_NODE]: 'remote-node',
+};
+
+/** One side of a monitored flow. */
+export interface MonitorPeer {
+  ip: string;
+  port: number;
+  identity: number;
+  /** ns/name when the address is a pod's, 'host', 'world', ... otherwise. */
+  name: string;
+  namespace?: string;
+  pod?: string;
+}
+
+/** An event as `sluice monitor -o json` prints it. */
+export interface MonitorEvent {
+  time: string;
+  type: 'verdict' | 'drop';
+  verdict: 'ALLOWED' | 'DENIED' | 'DROPPED';
+  reason: string;
+  /** The counter the datapath counted it in (e.g. DROP_POLICY_INGRESS). */
+  counter: string;
+  direction: 'ingress' | 'egress' | '';
+  protocol: string;
+  src: MonitorPeer;
+  dst: MonitorPeer;
+  bytes: number;
+  summary: string;
+}
+
+/** Filters of a subscription; each given one must match. */
+export interface MonitorFilter {
+  namespace?: string;
+  /** ns/name or name. */
+  pod?: string;
+  verdict?: string;
+  type?: string;
+}
+
+/** Names addresses and identities; supplied by the agent from its endpoints and datastore. */
+export interface Resolver {
+  podOfIp(ip: string): { namespace: string; pod: string } | undefined;
+  podOfEndpoint(endpointId: number): { namespace: string; pod: string } | undefined;
+  hostAddresses(): string[];
+}
+
+function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoint: number): MonitorPeer {
+  const pod = (endpoint && r.podOfEndpoint(endpoint)) || (ip ? r.podOfIp(ip) : undefined);
+  if (pod) return { ip, port, identity, name: `${pod.namespace}/${pod.pod}`, namespace: pod.namespace, pod: pod.pod };
+  if (ip && r.hostAddresses().includes(ip)) return { ip, port, identity, name: 'host' };
+  return { ip, port, identity, name: RESERVED_NAMES[identity] ?? (ip || 'unknown') };
+}
+
+/** Turns a datapath event into what people read. */
+export function describeEvent(e: DatapathEvent, r: Resolver, bootOffsetMs: number): MonitorEvent {
+  const src = peerOf(r, e.src, e.sport, e.srcIdentity, e.srcEndpoint);
+  const dst = peerOf(r, e.dst, e.dport, e.dstIdentity, e.dstEndpoint);
+  const protocol = PROTOCOL_NAMES[e.protocol] ?? String(e.protocol);
+  const verdict = e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
+  const direction = e.direction === Direction.INGRESS ? 'ingress' : e.direction === Direction.EGRESS ? 'egress' : '';
+  const reason = REASONS[e.reason] ?? COUNTER_NAMES[e.reason]?.toLowerCase() ?? String(e.reason);
+  const hasPorts = e.protocol === 6 || e.protocol === 17 || e.protocol === 132;
+  const end = (p: MonitorPeer) => (hasPorts ? `${p.name}:${p.port}` : p.name);
+  const why = verdict === 'ALLOWED' && !direction ? '(no policy)' : `(${reason})`;
+  return {
+    time: new Date(bootOffsetMs + Number(e.timestampNs / 1_000_000n)).toISOString(),
+    type: e.type === EventType.DROP ? 'drop' : 'verdict',
+    verdict,
+    reason,
+    counter: COUNTER_NAMES[e.reason] ?? String(e.reason),
+    direction,
+    protocol,
+    src,
+    dst,
+    bytes: e.len,
+    summary: `${end(src)} -> ${end(dst)} ${protocol} ${verdict}${direction ? ` ${direction}` : ''} ${why}`,
+  };
+}
+
+/** True when the event passes every filter given. */
+export function matchesFilter(e: MonitorEvent, f: MonitorFilter): boolean {
+  const onPod = (p: MonitorPeer, ref: string) => (ref.includes('/') ? p.name === ref : p.pod === ref);
+  if (f.namespace && e.src.namespace !== f.namespace && e.dst.namespace !== f.namespace) return false;
+  if (f.pod && !onPod(e.src, f.pod) && !onPod(e.dst, f.pod)) return false;
+  if (f.verdict && e.verdict !== f.verdict.toUpperCase()) return false;
+  if (f.type && e.type !== f.type.toLowerCase()) return false;
+  return true;
+}
+
+/** Reads events while the agent runs. */
+export class Monitor {
+  private reader: RingBufferReader | null = null;
+  private fd = -1;
+  private timer: NodeJS.Timeout | null = null;
+  private readonly subscribers = new Set<{ filter: MonitorFilter; send: (e: MonitorEvent) => void }>();
+  private readonly drops: MonitorEvent[] = [];
+  private readonly resolver: Resolver;
+  /** Wall-clock ms at boot: event timestamps are bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC. */
+  private readonly bootOffsetMs: number;
+  received = 0;
+
+  constructor(resolver: Resolver) {
+    this.resolver = resolver;
+    this.bootOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
+  }
+
+  /** Opens the ring buffer pinned at eventsPath and polls it. */
+  start(eventsPath: string, log: (msg: string) => void): void {
+    this.fd = objGet(eventsPath, 'events ring buffer');
+    this.reader = new RingBufferReader(this.fd, (record) => this.deliver(record));
+    this.timer = setInterval(() => {
+      try {
+        this.reader?.poll();
+      } catch (err: unknown) {
+        log(`monitor: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }, POLL_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Sends matching events to send until the returned function is called. */
+  subscribe(filter: MonitorFilter, send: (e: MonitorEvent) => void): () => void {
+    const sub = { filter, send };
+    this.subscribers.add(sub);
+    return () => this.subscribers.delete(sub);
+  }
+
+  /** The latest drops and denials, newest last. */
+  recentDrops(): MonitorEvent[] {
+    return [...this.drops];
+  }
+
+  /** Stops polling and releases the ring buffer. */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.reader?.close();
+    if (this.fd >= 0) closeFd(this.fd);
+  }
+
+  private deliver(record: Buffer): void {
+    this.received++;
+    const e = describeEvent(decodeEvent(record), this.resolver, this.bootOffsetMs);
+    if (e.verdict !== 'ALLOWED') {
+      this.drops.push(e);
+      if (this.drops.length > RECENT_DROPS) this.drops.shift();
+    }
+    for (const sub of this.subscribers) if (matchesFilter(e, sub.filter)) sub.send(e);
+  }
+}
