@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath } from '../datapath/loader.ts';
+import { encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api-server.ts';
 import { DEFAULT_SOCKET } from './api-types.ts';
@@ -40,6 +41,8 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
   --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})
   --datastore-dir DIR
                     the local datastore (a directory of Kubernetes objects); none: no policies
+  --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
+                    idle time after which a TCP (default 21600) or other (default 60) flow must pass policy again
   --ipam-reserved CIDR|FIRST-LAST|IP
                     addresses never handed to pods; repeatable
   --ipam-gc-grace-ms MS
@@ -47,11 +50,11 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
   --ipam-gc-interval-ms MS
                     period of reclaiming allocations of vanished containers (default ${DEFAULT_IPAM_GC_INTERVAL_MS})`;
 
-function msFlag(name: string, value: string | undefined, fallback: number): number {
+function nonNegativeFlag(name: string, value: string | undefined, fallback: number, unit: string): number {
   if (value === undefined) return fallback;
-  const ms = Number(value);
-  if (!Number.isFinite(ms) || ms < 0) throw new Error(`--${name} '${value}' must be a non-negative number of milliseconds`);
-  return ms;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} '${value}' must be a non-negative number of ${unit}`);
+  return n;
 }
 
 /** Runs the agent until SIGTERM or SIGINT. */
@@ -66,6 +69,8 @@ export async function runAgent(argv: string[]): Promise<void> {
       'pod-cidr': { type: 'string', multiple: true },
       'ipam-reserved': { type: 'string', multiple: true },
       'datastore-dir': { type: 'string' },
+      'ct-timeout-tcp-sec': { type: 'string' },
+      'ct-timeout-other-sec': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
       'ipam-gc-interval-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -79,13 +84,20 @@ export async function runAgent(argv: string[]): Promise<void> {
   const pinDir = values['bpf-dir'];
   // Kubernetes mode will read Node.spec.podCIDRs through ipam/pod-cidrs.ts podCIDRsOfNode() and fall back to the flags.
   const podCIDRs = values['pod-cidr'] ?? [AGENT_DEFAULTS.podCIDR];
-  const ipamGcGraceMs = msFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS);
-  const ipamGcIntervalMs = msFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS);
+  const ipamGcGraceMs = nonNegativeFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS, 'milliseconds');
+  const ipamGcIntervalMs = nonNegativeFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS, 'milliseconds');
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
   ensureBpffs();
   const datapath = loadDatapath({ pinDir, objectBytes: bpfObjectBytes() });
   log(`datapath ${datapath.adopted ? 'adopted from' : 'loaded and pinned at'} ${pinDir}`);
+  datapath.maps.config.update(
+    encodeU32(0),
+    encodeDatapathConfig({
+      ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
+      ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
+    }),
+  );
   const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });
   const datastoreDir = values['datastore-dir'];
   const numbering = new NumberingStore(`${stateDir}/numbering.db`);

@@ -117,6 +117,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ep_counters SEC(".maps");
 
+/* Runtime settings (struct datapath_config), written by the agent. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct datapath_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} config SEC(".maps");
+
 /* Monitor events for the agent: verdicts on new flows and drops. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -457,7 +466,7 @@ struct flow {
 	__u8 protocol;
 	__u8 family;
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
-	__u8 pad;
+	__u8 tcp_flags;
 };
 
 /* Sends one monitor event, within the rate limit; counts what it cannot send. */
@@ -518,6 +527,10 @@ static __always_inline int ep_drop_event(struct __sk_buff *skb, __u32 endpoint_i
 #define UDP_HDR_BYTES 8
 #define SCTP_COMMON_HDR_BYTES 12
 #define ICMP_ECHO_HDR_BYTES 8
+#define TCP_FLAGS_OFFSET 13
+#define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_RST 0x04
+#define NSEC_PER_SEC 1000000000ull
 #define IPV4_FRAG_OFFSET_MASK 0x1fff
 #define IPV4_FRAG_MORE 0x2000
 #define IPV6_FRAG_OFFSET_SHIFT 3
@@ -535,8 +548,10 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 
 	switch (f->protocol) {
 	case IPPROTO_TCP:
-		/* Bounds-check the full minimum header, read the ports. */
+		/* Bounds-check the full minimum header; the flags say when a flow ends. */
 		if (bpf_skb_load_bytes(skb, l4_off + TCP_HDR_MIN_BYTES - 1, buf, 1) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		if (bpf_skb_load_bytes(skb, l4_off + TCP_FLAGS_OFFSET, &f->tcp_flags, 1) < 0)
 			return SLUICE_CTR_DROP_MALFORMED;
 		/* fall through */
 	case IPPROTO_UDP:
@@ -754,11 +769,30 @@ static __always_inline void ct_key_of(const struct flow *f, struct ct_key *key, 
 	key->family = f->family;
 }
 
-/* A packet of a flow seen before, in either direction, is established. */
+/* The idle timeout of a flow: the agent's setting, or the compiled-in default. */
+static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
+{
+	__u32 zero = 0;
+	struct datapath_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 tcp = cfg && cfg->ct_timeout_tcp_sec ? cfg->ct_timeout_tcp_sec : SLUICE_CT_TIMEOUT_TCP_SEC;
+	__u32 closing = cfg && cfg->ct_timeout_closing_sec ? cfg->ct_timeout_closing_sec : SLUICE_CT_TIMEOUT_CLOSING_SEC;
+	__u32 other = cfg && cfg->ct_timeout_other_sec ? cfg->ct_timeout_other_sec : SLUICE_CT_TIMEOUT_OTHER_SEC;
+
+	if (protocol != IPPROTO_TCP)
+		return other;
+	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
+}
+
+/*
+ * A packet of a flow seen before, in either direction and not idle for longer
+ * than its timeout, is established. A RST ends the flow after this packet; a
+ * FIN shortens its timeout.
+ */
 static __always_inline enum ct_state ct_lookup(const struct flow *f)
 {
 	struct ct_key key = {};
 	struct ct_value *entry;
+	__u64 now, timeout_sec;
 
 	ct_key_of(f, &key, 0);
 	entry = bpf_map_lookup_elem(&conntrack, &key);
@@ -768,8 +802,19 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f)
 	}
 	if (!entry)
 		return CT_NEW;
-	entry->last_seen_ns = bpf_ktime_get_ns();
+	now = bpf_ktime_get_ns();
+	timeout_sec = ct_timeout_sec(f->protocol, entry->flags);
+	if (now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC) {
+		/* Idle too long: the flow must pass policy again. */
+		bpf_map_delete_elem(&conntrack, &key);
+		return CT_NEW;
+	}
+	entry->last_seen_ns = now;
 	entry->packets += 1;
+	if (f->tcp_flags & TCP_FLAG_RST)
+		bpf_map_delete_elem(&conntrack, &key);
+	else if (f->tcp_flags & TCP_FLAG_FIN)
+		entry->flags |= SLUICE_CT_CLOSING;
 	return CT_ESTABLISHED;
 }
 

@@ -133,8 +133,27 @@ struct ct_value {
 	__u64 created_ns;
 	__u64 last_seen_ns;
 	__u64 packets;
-	__u32 flags; /* reserved */
+	__u32 flags; /* SLUICE_CT_* */
 	__u32 pad;
+};
+
+/* struct ct_value.flags: a FIN was seen, the flow is winding down. */
+#define SLUICE_CT_CLOSING (1u << 0)
+
+/*
+ * Idle time after which a flow must pass policy again: a peer that a new
+ * policy denies cannot keep an old flow alive forever by reusing its ports.
+ */
+#define SLUICE_CT_TIMEOUT_TCP_SEC 21600   /* 6 h, an open TCP connection */
+#define SLUICE_CT_TIMEOUT_CLOSING_SEC 10  /* after a FIN */
+#define SLUICE_CT_TIMEOUT_OTHER_SEC 60    /* UDP, ICMP, everything else */
+
+/* Settings the agent writes at start (array `config`, one entry); 0 means the default. */
+struct datapath_config {
+	__u32 ct_timeout_tcp_sec;
+	__u32 ct_timeout_closing_sec;
+	__u32 ct_timeout_other_sec;
+	__u32 reserved;
 };
 
 /* Ports of a fragmented datagram, remembered from its first fragment. */

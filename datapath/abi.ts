@@ -124,6 +124,30 @@ export const FRAG_VALUE: StructLayout = { name: 'frag_value', size: 4, members: 
 /** struct ep_counter_key. */
 export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, members: { endpoint_id: 0, counter: 4 } };
 
+/** struct datapath_config: the one entry of the `config` array. */
+export const DATAPATH_CONFIG: StructLayout = {
+  name: 'datapath_config',
+  size: 16,
+  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, reserved: 12 },
+};
+
+/** Runtime settings of the datapath; 0 (or absent) keeps the compiled-in default. */
+export interface DatapathConfig {
+  ctTimeoutTcpSec?: number;
+  ctTimeoutClosingSec?: number;
+  ctTimeoutOtherSec?: number;
+}
+
+/** Encodes the config entry. */
+export function encodeDatapathConfig(c: DatapathConfig): Buffer {
+  const m = DATAPATH_CONFIG.members;
+  const buf = Buffer.alloc(DATAPATH_CONFIG.size);
+  buf.writeUInt32LE(c.ctTimeoutTcpSec ?? 0, m.ct_timeout_tcp_sec);
+  buf.writeUInt32LE(c.ctTimeoutClosingSec ?? 0, m.ct_timeout_closing_sec);
+  buf.writeUInt32LE(c.ctTimeoutOtherSec ?? 0, m.ct_timeout_other_sec);
+  return buf;
+}
+
 /** struct event: one monitor event from the ring buffer. */
 export const EVENT: StructLayout = {
   name: 'event',

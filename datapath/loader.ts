@@ -18,6 +18,7 @@ import {
   COUNTER_VALUE,
   CT_KEY,
   CT_VALUE,
+  DATAPATH_CONFIG,
   Counter,
   DEVICE_KEY_SIZE,
   ENDPOINT_INFO,
@@ -57,6 +58,7 @@ export interface DatapathMaps {
   conntrack: BpfMap;
   fragments: BpfMap;
   ep_counters: BpfMap;
+  config: BpfMap;
 }
 
 /** A loaded (or adopted) datapath. */
@@ -100,6 +102,7 @@ const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
   conntrack: { keySize: CT_KEY.size, valueSize: CT_VALUE.size, perCpu: false },
   fragments: { keySize: FRAG_KEY.size, valueSize: FRAG_VALUE.size, perCpu: false },
   ep_counters: { keySize: EP_COUNTER_KEY.size, valueSize: COUNTER_VALUE.size, perCpu: true },
+  config: { keySize: COUNTER_KEY_SIZE, valueSize: DATAPATH_CONFIG.size, perCpu: false },
 };
 
 /**

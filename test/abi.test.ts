@@ -17,6 +17,7 @@ import {
   ENDPOINT_KEY,
   EP_COUNTER_KEY,
   EVENT,
+  DATAPATH_CONFIG,
   EndpointFlag,
   EventType,
   Verdict,
@@ -100,7 +101,7 @@ beforeAll(() => {
 describe('abi.ts mirrors bpf/sluice.h', () => {
   const layouts = [
     ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
-    CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT,
+    CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT, DATAPATH_CONFIG,
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {

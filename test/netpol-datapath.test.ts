@@ -33,8 +33,10 @@ describe('datapath guarantees', () => {
     netns = Object.fromEntries(pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.annotations['sluice.dev/netns']!]));
   };
 
+  // A short idle timeout for non-TCP flows, so expiry can be watched.
+  const CT_TIMEOUT_OTHER_SEC = 5;
   beforeAll(async () => {
-    await cluster.up();
+    await cluster.up(`--agent-arg=--ct-timeout-other-sec=${CT_TIMEOUT_OTHER_SEC}`);
     await apply(`
 apiVersion: v1
 kind: Namespace
@@ -99,6 +101,15 @@ spec:
 `);
     expect(await packets('x/b', 'sctp', podIp['x/a']!, '9000')).toBe('answer');
     expect(await packets('x/b', 'sctp', podIp['x/a']!, '9001')).toBe('none');
+  });
+
+  it('keeps an established flow across a policy change, and makes it pass policy again once idle', async () => {
+    // only-81 allows UDP 81 to x/a (from the fragments test); this flow is established under it.
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000')).toBe('echo');
+    await must(SLUICE, ['local', '--dir', cluster.dir, 'delete', '-f', write('only-81.yaml', 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: x, name: only-81}\n')]);
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'established flow after the change').toBe('echo');
+    await new Promise((r) => setTimeout(r, (CT_TIMEOUT_OTHER_SEC + 1.5) * 1000));
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'the same flow once idle').toBe('none');
   });
 
   it('drops later fragments whose first fragment was never seen', async () => {

@@ -25,6 +25,8 @@ export interface ClusterConfig {
   agentPid: number;
   cniBinDir: string;
   cniConfFile: string;
+  /** Extra flags for the agent (`local up --agent-arg`), e.g. shorter conntrack timeouts in tests. */
+  agentArgs?: string[];
 }
 
 /** The cluster directory from the flag, the environment, or the default. */

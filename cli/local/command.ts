@@ -10,6 +10,7 @@ import { localUp } from './up.ts';
 const USAGE = `usage: sluice local <command> [--dir DIR]
 
   up [--pod-cidr CIDR]... [--name NAME] [--node-name NAME] [--socket PATH] [--state-dir DIR] [--bpf-dir DIR] [--cni-bin PATH]
+     [--agent-arg=--FLAG[=VALUE]]...
                        start a local cluster: the agent, and the CNI plugin installed as 'sluice'
   down                 remove every pod, netns, link, pin, process and file of the cluster
   pod create <ns>/<name> [--label k=v]...
@@ -50,6 +51,7 @@ export async function localCommand(argv: string[]): Promise<number> {
       'state-dir': { type: 'string' },
       'bpf-dir': { type: 'string' },
       'cni-bin': { type: 'string' },
+      'agent-arg': { type: 'string', multiple: true },
       label: { type: 'string', short: 'l', multiple: true },
       output: { type: 'string', short: 'o' },
       protocol: { type: 'string', default: 'tcp' },
@@ -82,6 +84,7 @@ export async function localCommand(argv: string[]): Promise<number> {
         stateDir: values['state-dir'],
         bpfDir: values['bpf-dir'],
         cniBin: values['cni-bin'],
+        agentArgs: values['agent-arg'],
       });
       console.error(`local cluster '${c.name}' is up: node ${c.nodeName}, pod CIDR ${c.podCIDRs.join(', ')}, agent pid ${c.agentPid}, socket ${c.socket}`);
       return 0;

@@ -26,6 +26,7 @@ export interface UpOptions {
   stateDir?: string;
   bpfDir?: string;
   cniBin?: string;
+  agentArgs?: string[];
 }
 
 /** Waits until the agent answers on its socket, or its process has died. */
@@ -58,6 +59,7 @@ export function startAgent(config: ClusterConfig): number {
   const args = [...pre, 'agent', '--state-dir', config.stateDir, '--socket', config.socket, '--bpf-dir', config.bpfDir, '--node-name', config.nodeName];
   args.push('--datastore-dir', path.join(config.dir, 'datastore'));
   for (const cidr of config.podCIDRs) args.push('--pod-cidr', cidr);
+  args.push(...(config.agentArgs ?? []));
   const child = spawn(cmd!, args, { detached: true, stdio: ['ignore', log, log] });
   fs.closeSync(log);
   child.unref();
@@ -88,6 +90,7 @@ export async function localUp(opts: UpOptions): Promise<ClusterConfig> {
     agentPid: 0,
     cniBinDir: path.join(dir, 'cni', 'bin'),
     cniConfFile: path.join(dir, 'cni', 'net.d', '10-sluice.conflist'),
+    agentArgs: opts.agentArgs ?? [],
   };
   fs.mkdirSync(config.cniBinDir, { recursive: true, mode: 0o700 });
   fs.mkdirSync(path.dirname(config.cniConfFile), { recursive: true });

@@ -48,9 +48,9 @@ export class TestCluster {
   readonly podCIDR = `10.${200 + (parseInt(this.id.slice(0, 2), 16) % 50)}.${parseInt(this.id.slice(2, 4), 16)}.0/24`;
   private readonly children: ChildProcess[] = [];
 
-  /** `sluice local up` with this cluster's names. */
-  async up(): Promise<void> {
-    await must(SLUICE, ['local', 'up', '--dir', this.dir, '--name', this.name, '--socket', this.socket, '--state-dir', this.stateDir, '--bpf-dir', this.bpfDir, '--pod-cidr', this.podCIDR]);
+  /** `sluice local up` with this cluster's names; extra arguments go to `local up` (e.g. --agent-arg=...). */
+  async up(...extra: string[]): Promise<void> {
+    await must(SLUICE, ['local', 'up', '--dir', this.dir, '--name', this.name, '--socket', this.socket, '--state-dir', this.stateDir, '--bpf-dir', this.bpfDir, '--pod-cidr', this.podCIDR, ...extra]);
   }
 
   /** Runs `sluice local <args> --dir <dir>`. */
