@@ -5,9 +5,9 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE   := node_modules/.bin/node
 CLANG  ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
-TS_SOURCES := $(shell find agent cli cni datapath ipam policy tools -name '*.ts' 2>/dev/null)
+TS_SOURCES := $(shell find agent cli cni datapath install ipam policy tools -name '*.ts' 2>/dev/null)
 
-.PHONY: all bpf typecheck test demo clean
+.PHONY: all bpf typecheck test demo clean conformance conformance-netpol image e2e e2e-down
 
 all: bpf typecheck dist/sluice-cni dist/sluice
 
@@ -33,5 +33,40 @@ test: all
 demo: all
 	dist/sluice demo
 
+# NetworkPolicy conformance against a local cluster of its own: every fixed case
+# and a short generated run; `make test` runs it too (test/conformance-netpol.test.ts).
+# Nightly, a longer generated run: make conformance NETPOL_ARGS='--no-fixed --count 300 --seed 20251124'
+conformance: conformance-netpol
+
+conformance-netpol: dist/sluice.bpf.o dist/sluice-cni dist/sluice
+	$(NODE) conformance/netpol/main.ts $(NETPOL_ARGS)
+
+# OCI image archive of the agent and the CNI plugin, named as install/30-daemonset.yaml names it;
+# no registry and no container engine: `ctr -n k8s.io images import dist/sluice-image.tar` loads it.
+image: dist/sluice-image.tar
+
+dist/sluice-image.tar: dist/sluice dist/sluice-cni tools/image.ts install/30-daemonset.yaml
+	$(NODE) tools/image.ts --out $@ --ref-from install/30-daemonset.yaml \
+	  --add dist/sluice:/usr/bin/sluice --add dist/sluice-cni:/usr/bin/sluice-cni \
+	  --lib /lib/$(shell uname -m)-linux-gnu/libbpf.so.1 \
+	  --ldd node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node \
+	  --ldd node_modules/netlink/prebuilds/linux-x64/node.napi.node \
+	  --dir var/cache/sluice --entrypoint /usr/bin/sluice
+
+# A real single-node Kubernetes 1.20 (Debian's source package, built once into /var/cache/sluice-k8s)
+# in its own network and mount namespaces; Sluice installed with kubectl apply -f install/ only;
+# the upstream NetworkPolicy e2e specs. E2E_KEEP=1 leaves the cluster up (make e2e-down removes it).
+e2e: dist/sluice-image.tar
+	e2e/run.sh
+
+e2e-down:
+	e2e/cluster-down.sh
+
 clean:
 	rm -rf dist
+
+# Benchmarks beside their peers (bench/README.md): the short version, under 10 minutes;
+# `make bench BENCH_FLAGS="--full --write-readme"` runs the full sizes and records them in bench/README.md.
+.PHONY: bench
+bench: all
+	$(NODE) bench/run-all.ts $(BENCH_FLAGS)

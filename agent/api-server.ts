@@ -87,16 +87,26 @@ async function clearStaleSocket(socket: string): Promise<void> {
   fs.unlinkSync(socket);
 }
 
+/** Observes each answered (non-streaming) request: the route pattern matched (null: none), status and handling time. */
+export type RequestObserver = (method: string, pattern: string | null, status: number, durationMs: number) => void;
+
 /** Serves the routes on a unix socket readable and writable by root only; resolves once listening. */
-export async function serveApi(socket: string, routes: Route[], log: (msg: string) => void): Promise<http.Server> {
+export async function serveApi(
+  socket: string,
+  routes: Route[],
+  log: (msg: string) => void,
+  options: { onRequest?: RequestObserver } = {},
+): Promise<http.Server> {
   fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
   await clearStaleSocket(socket);
   const server = http.createServer(async (req, res) => {
+    const startedMs = performance.now();
     const url = new URL(req.url ?? '/', 'http://agent');
     let status = 200;
     let body: unknown;
+    let route: Route | undefined;
     try {
-      const route = routes.find((r) => r.method === req.method && match(r.pattern, url.pathname));
+      route = routes.find((r) => r.method === req.method && match(r.pattern, url.pathname));
       if (!route) throw new ApiFailure(404, 'NotFound', `no such API: ${req.method} ${url.pathname}`);
       body = await route.handler({ params: match(route.pattern, url.pathname)!, query: url.searchParams, body: await readBody(req) });
     } catch (err: unknown) {
@@ -117,6 +127,7 @@ export async function serveApi(socket: string, routes: Route[], log: (msg: strin
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
     res.end(text);
+    options.onRequest?.(req.method ?? '', route?.pattern ?? null, status, performance.now() - startedMs);
   });
   const oldMask = process.umask(0o177);
   try {

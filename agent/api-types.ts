@@ -35,6 +35,8 @@ export interface DatapathPins {
 export interface AllocateResponse {
   ips: PodAddress[];
   datapath: DatapathPins;
+  /** The MTU the pod's interface must have (e.g. lowered for a VXLAN overlay); absent: the CNI's configured or default MTU. */
+  mtu?: number;
 }
 
 /** POST /v1/ipam/release */
@@ -75,9 +77,11 @@ export interface AttachmentResponse {
   addresses: string[];
   /** Where the attachment's TCX links are pinned. */
   linksDir: string;
+  /** The MTU ADD gives pods when the network config names none (see AllocateResponse.mtu). */
+  mtu?: number;
 }
 
-/** GET /v1/status */
+/** GET /v1/status (cheap: CNI STATUS calls it); GET /v1/status?maps=true adds `maps`, counted in the kernel. */
 export interface StatusResponse {
   node: string;
   ready: boolean;
@@ -85,6 +89,41 @@ export interface StatusResponse {
   endpoints: number;
   datapath: { pinDir: string; adopted: boolean };
   pools: { cidr: string; size: number; used: number }[];
+  /** The agent process. */
+  agent?: { pid: number; version: string; startedAt: string; uptimeSeconds: number };
+  /** Where cluster objects come from and the last sync of them into the maps. */
+  datastore?: StatusDatastore;
+  /** Pod identities (reserved ones not counted). */
+  identities?: number;
+  /** Policy syncs since the agent started. */
+  policyRevision?: number;
+  /** Metrics endpoint: address null when disabled; listening false when it could not be bound. */
+  metrics?: { address: string | null; listening: boolean };
+  /** Datapath map fill, only with ?maps=true. */
+  maps?: StatusMapFill[];
+}
+
+/** StatusResponse.datastore. */
+export interface StatusDatastore {
+  /** e.g. 'local:/var/lib/sluice/local/datastore', 'none'. */
+  backend: string;
+  /** Same as policyRevision: syncs since start. */
+  revision: number;
+  lastSync: { at: string; durationMs: number; written: number; deleted: number } | null;
+  pods: number;
+  namespaces: number;
+  policies: number;
+  nodes: number;
+}
+
+/** One datapath map's fill in StatusResponse.maps. */
+export interface StatusMapFill {
+  name: string;
+  /** Entries counted (a lower bound when truncated). */
+  entries: number;
+  maxEntries: number;
+  /** True when counting stopped at the agent's limit (conntrack may hold more). */
+  truncated: boolean;
 }
 
 /** Error body of every failed request. */

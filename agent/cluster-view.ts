@@ -40,5 +40,30 @@ export function clusterView(objects: ClusterObjects): ClusterView {
   };
 }
 
+/** A cluster node as routing reads it: its pod CIDRs and its InternalIP addresses. */
+export interface ClusterNode {
+  name: string;
+  podCIDRs: string[];
+  internalIPs: string[];
+}
+
+/** The nodes of the cluster: Node.spec.podCIDRs (or spec.podCIDR) and the InternalIPs of Node.status.addresses. */
+export function clusterNodes(objects: ClusterObjects): ClusterNode[] {
+  return objects.nodes.map((obj) => {
+    const spec = (obj.spec ?? {}) as { podCIDR?: string; podCIDRs?: string[] };
+    const status = (obj.status ?? {}) as { addresses?: { type?: string; address?: string }[] };
+    return {
+      name: obj.metadata.name,
+      podCIDRs: spec.podCIDRs?.length ? spec.podCIDRs : spec.podCIDR ? [spec.podCIDR] : [],
+      internalIPs: (status.addresses ?? []).filter((a) => a.type === 'InternalIP' && typeof a.address === 'string').map((a) => a.address!),
+    };
+  });
+}
+
+/** Every node's InternalIPs: the ipcache gives those of other nodes the remote-node identity. */
+export function nodeAddresses(objects: ClusterObjects): string[] {
+  return clusterNodes(objects).flatMap((n) => n.internalIPs);
+}
+
 /** An empty cluster: the agent without a datastore (CNI and IPAM only, no policies). */
 export const EMPTY_OBJECTS: ClusterObjects = { pods: [], namespaces: [], networkPolicies: [], nodes: [] };

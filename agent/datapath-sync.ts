@@ -91,11 +91,11 @@ export class DatapathSync {
   }
 
   /** Compiles the desired state and writes its difference from the maps. */
-  apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[]): SyncStats {
+  apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
     const compiled = compile(view, local, this.numbering, this.cache);
-    const desired = this.desired(compiled, endpoints, hostAddresses);
+    const desired = this.desired(compiled, endpoints, hostAddresses, nodeAddresses);
     let written = 0;
     let deleted = 0;
     for (const name of UPSERT_ORDER) {
@@ -121,11 +121,15 @@ export class DatapathSync {
     return { written, deleted, durationMs: performance.now() - started };
   }
 
-  private desired(compiled: CompiledState, endpoints: Endpoint[], hostAddresses: string[]): Map<MapName, Contents> {
+  private desired(compiled: CompiledState, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[]): Map<MapName, Contents> {
     const out = new Map<MapName, Contents>(UPSERT_ORDER.map((n) => [n, new Map()]));
     const put = (name: MapName, key: Buffer, value: Buffer) => out.get(name)!.set(key.toString('hex'), value.toString('hex'));
 
     for (const e of compiled.ipcache) put('ipcache', encodeIpcacheKey(e), encodeIpcacheValue(e.identity));
+    // Every node's addresses are remote nodes; this node's own are overwritten with the host identity just below.
+    for (const ip of nodeAddresses) {
+      put('ipcache', encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.REMOTE_NODE));
+    }
     // This node's own addresses: traffic from them to local pods is always allowed.
     for (const ip of hostAddresses) {
       put('ipcache', encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.HOST));

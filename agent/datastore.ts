@@ -1,7 +1,7 @@
 /**
  * The agent's datastore: one interface over the local directory of objects
- * (the embedded default) and, later, the Kubernetes API. Everything above it
- * is backend-agnostic.
+ * (the embedded default) and the Kubernetes API (datastore-kubernetes.ts).
+ * Everything above it is backend-agnostic.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -16,6 +16,12 @@ export interface Datastore {
   objects(): ClusterObjects;
   /** Says where the objects come from, for status output. */
   describe(): string;
+  /** False until the first complete read (a remote store's initial lists); absent: always ready. */
+  ready?(): boolean;
+  /** Registers a push hook called soon after the objects change; absent: only polling sees changes. */
+  onChange?(listener: () => void): void;
+  /** Makes sure the pod is known (fetches it when the store has not seen it yet); absent: nothing to fetch. */
+  ensurePod?(namespace: string, name: string): Promise<void>;
 }
 
 /** No datastore: no pods but the local endpoints, no policies. */

@@ -17,12 +17,20 @@ import { DEL_QUEUE_SUBDIR } from './del-queue.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, startIpamReconciler } from './ipam-reconcile.ts';
 import { startDelQueueDrain } from './del-queue-drain.ts';
 import { log } from './log.ts';
-import { LocalDirDatastore, NoDatastore } from './datastore.ts';
+import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore.ts';
+import type { KubernetesMode } from './datastore-kubernetes-agent.ts';
 import { NumberingStore } from './numbering-store.ts';
 import { PolicyState } from './policy-state.ts';
 import { Monitor } from './monitor.ts';
 import { makeResolver } from './monitor-routes.ts';
 import { agentRoutes } from './routes.ts';
+import { clusterNodes } from './cluster-view.ts';
+import { NodeRouting } from './routing.ts';
+import { ROUTING_MODES, type RoutingMode } from './routing-plan.ts';
+import { AgentMetrics } from './metrics.ts';
+import { MapFillReader } from './metrics-map-fill.ts';
+import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics-server.ts';
+import { AGENT_VERSION } from './status-route.ts';
 
 /** Defaults of every path the agent uses; each is a flag so several agents can coexist. */
 export const AGENT_DEFAULTS = {
@@ -41,6 +49,17 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
   --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})
   --datastore-dir DIR
                     the local datastore (a directory of Kubernetes objects); none: no policies
+  --datastore kubernetes [--kubeconfig PATH]
+                    the cluster's API (in-cluster service account unless --kubeconfig): waits for the
+                    initial lists and takes the pod CIDRs from this node's Node (--pod-cidr: fallback)
+  --cni-conf FILE [--cni-conf-template FILE] [--daemonset NAMESPACE/NAME]
+                    (kubernetes) write the CNI conflist once serving; remove it on SIGTERM only when
+                    the DaemonSet or its namespace is being deleted (uninstall), never on a restart
+  --routing native|vxlan
+                    how pods reach other nodes' pods: routes via each node's InternalIP (default native),
+                    or a VXLAN overlay over them (pod MTU lowered by the encapsulation)
+  --metrics-address HOST:PORT
+                    Prometheus metrics at http://HOST:PORT/metrics (default ${DEFAULT_METRICS_ADDRESS}; 0 disables)
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
                     idle time after which a TCP (default 21600) or other (default 60) flow must pass policy again
   --ipam-reserved CIDR|FIRST-LAST|IP
@@ -69,6 +88,13 @@ export async function runAgent(argv: string[]): Promise<void> {
       'pod-cidr': { type: 'string', multiple: true },
       'ipam-reserved': { type: 'string', multiple: true },
       'datastore-dir': { type: 'string' },
+      datastore: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'cni-conf': { type: 'string' },
+      'cni-conf-template': { type: 'string' },
+      daemonset: { type: 'string' },
+      routing: { type: 'string', default: 'native' },
+      'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
       'ct-timeout-tcp-sec': { type: 'string' },
       'ct-timeout-other-sec': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
@@ -82,10 +108,30 @@ export async function runAgent(argv: string[]): Promise<void> {
   }
   const stateDir = values['state-dir'];
   const pinDir = values['bpf-dir'];
-  // Kubernetes mode will read Node.spec.podCIDRs through ipam/pod-cidrs.ts podCIDRsOfNode() and fall back to the flags.
-  const podCIDRs = values['pod-cidr'] ?? [AGENT_DEFAULTS.podCIDR];
+  if (values.datastore !== undefined && values.datastore !== 'kubernetes' && values.datastore !== 'local') {
+    throw new Error(`--datastore '${values.datastore}' must be kubernetes or local (with --datastore-dir)`);
+  }
+  // Kubernetes mode: nothing is synced or served before the initial lists and this node's pod CIDRs are in.
+  let kube: KubernetesMode | null = null;
+  if (values.datastore === 'kubernetes') {
+    const { startKubernetesMode } = await import('./datastore-kubernetes-agent.ts');
+    kube = await startKubernetesMode({
+      kubeconfig: values.kubeconfig,
+      nodeName: values['node-name'],
+      podCIDRFlags: values['pod-cidr'],
+      cniConf: values['cni-conf'],
+      cniConfTemplate: values['cni-conf-template'],
+      daemonSet: values.daemonset,
+      log,
+    });
+  }
+  const podCIDRs = kube?.podCIDRs ?? values['pod-cidr'] ?? [AGENT_DEFAULTS.podCIDR];
+  const routingMode = values.routing as RoutingMode;
+  if (!ROUTING_MODES.includes(routingMode)) throw new Error(`--routing '${values.routing}' must be one of ${ROUTING_MODES.join(', ')}`);
   const ipamGcGraceMs = nonNegativeFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS, 'milliseconds');
   const ipamGcIntervalMs = nonNegativeFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS, 'milliseconds');
+  const metricsAddress = parseMetricsAddress(values['metrics-address']);
+  const startedAtMs = Date.now() - Math.round(process.uptime() * 1000);
   fs.mkdirSync(stateDir, { recursive: true, mode: 0o700 });
 
   ensureBpffs();
@@ -101,27 +147,54 @@ export async function runAgent(argv: string[]): Promise<void> {
   const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });
   const datastoreDir = values['datastore-dir'];
   const numbering = new NumberingStore(`${stateDir}/numbering.db`);
-  const policy = new PolicyState(datastoreDir ? new LocalDirDatastore(datastoreDir) : new NoDatastore(), datapath.maps, numbering);
+  const datastore: Datastore = kube?.datastore ?? (datastoreDir ? new LocalDirDatastore(datastoreDir) : new NoDatastore());
+  const policy = new PolicyState(datastore, datapath.maps, numbering);
   const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, (eps) => policy.apply(eps));
   endpoints.identityOf = (id) => policy.identityOf(id);
+  const mapFill = new MapFillReader(datapath.maps);
+  const metrics = new AgentMetrics({
+    node: values['node-name'],
+    version: AGENT_VERSION,
+    startedAtMs,
+    readCounters: () => datapath.readCounters(),
+    epCounters: datapath.maps.ep_counters,
+    mapFill: () => mapFill.read(),
+    endpoints: () => endpoints.list(),
+    identities: () => policy.sync.state()?.identities.size ?? 0,
+    policies: () => policy.datastore.objects().networkPolicies.length,
+    policyRevision: () => policy.revision,
+    ipam,
+    monitorReceived: () => monitor.received,
+  }, metricsAddress !== null);
+  policy.onSynced = (stats, propagationMs) => metrics.observePolicySync(stats, propagationMs);
   await policy.init(() => endpoints.list());
   const sync = endpoints.resync();
   log(`endpoints restored: ${sync.written}; datastore ${policy.datastore.describe()}; ${policy.lastSync?.written ?? 0} map entries written, ${policy.lastSync?.deleted ?? 0} deleted`);
   policy.watch(log);
+  // Routes to other nodes' pods (and in VXLAN mode the pod MTU) are in place before the first ADD is served.
+  const routing = new NodeRouting({ nodeName: values['node-name'], mode: routingMode, nodes: () => clusterNodes(policy.datastore.objects()), log });
+  routing.logChanges(await routing.reconcile(true));
+  routing.start();
   const monitor = new Monitor(makeResolver(endpoints, policy));
   monitor.start(datapath.eventsPath, log);
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
   const stopDelQueue = startDelQueueDrain({ ipam, endpoints, linksDir: `${pinDir}/links` }, `${stateDir}/${DEL_QUEUE_SUBDIR}`, log);
   reportStaleAllocations(ipam, log);
 
-  const podExists = datastoreDir
+  const podExists = kube
+    ? (namespace: string, name: string) => kube.datastore.podExists(namespace, name)
+    : datastoreDir
     ? (namespace: string, name: string) => policy.datastore.objects().pods.some((p) => p.metadata.namespace === namespace && p.metadata.name === name)
     : undefined;
   // Without a datastore (podExists undefined) reconciliation skips the "pod exists" criterion.
   const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
-  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, monitor };
-  const server = await serveApi(values.socket, agentRoutes(ctx), log);
+  const metricsServer = metricsAddress ? await serveMetrics(metricsAddress, metrics, log) : null;
+  if (metricsServer) log(`metrics at http://${formatMetricsAddress(metricsServer.bound)}/metrics`);
+  const metricsStatus = { address: metricsAddress && formatMetricsAddress(metricsServer?.bound ?? metricsAddress), listening: metricsServer !== null };
+  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, monitor, podMtu: () => routing.podMtu(), startedAtMs, mapFill: () => mapFill.read(), metrics: metricsStatus };
+  const server = await serveApi(values.socket, agentRoutes(ctx), log, { onRequest: (...a) => metrics.observeApiRequest(...a) });
   log(`serving ${values.socket}; node ${ctx.node}, pod CIDRs ${podCIDRs.join(', ')}`);
+  kube?.serving();
 
   await new Promise<void>((resolve) => {
     const stop = (signal: string) => {
@@ -131,12 +204,16 @@ export async function runAgent(argv: string[]): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  await kube?.stop();
   policy.stop();
+  routing.stop();
   monitor.stop();
   stopDelQueue();
   stopIpamReconciler();
   server.close();
   server.closeAllConnections();
+  metricsServer?.server.close();
+  metricsServer?.server.closeAllConnections();
   fs.rmSync(values.socket, { force: true });
   endpoints.close();
   numbering.close();

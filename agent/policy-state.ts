@@ -7,7 +7,7 @@
  */
 import type { DatapathMaps } from '../datapath/loader.ts';
 import type { Endpoint } from './api-types.ts';
-import { clusterView } from './cluster-view.ts';
+import { clusterView, nodeAddresses } from './cluster-view.ts';
 import type { Datastore } from './datastore.ts';
 import { DatapathSync, type SyncStats } from './datapath-sync.ts';
 import { hostAddresses } from './host-addresses.ts';
@@ -23,8 +23,13 @@ export class PolicyState {
   private hostAddrs: string[] = [];
   private endpoints: () => Endpoint[] = () => [];
   private timers: NodeJS.Timeout[] = [];
+  private stopped = false;
   lastSync: SyncStats | null = null;
+  /** Wall-clock ms when the last sync finished (0 before the first). */
+  lastSyncAtMs = 0;
   revision = 0;
+  /** Called after every sync; propagationMs is set when the sync carried a datastore change (change noticed → maps written). */
+  onSynced: ((stats: SyncStats, propagationMs: number | null) => void) | null = null;
 
   constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore) {
     this.datastore = datastore;
@@ -37,11 +42,18 @@ export class PolicyState {
     this.hostAddrs = await hostAddresses();
   }
 
-  /** Re-reads the datastore and writes what changed for these endpoints. */
-  apply(endpoints: Endpoint[]): SyncStats {
-    this.datastore.refresh();
-    this.lastSync = this.sync.apply(clusterView(this.datastore.objects()), endpoints, this.hostAddrs);
+  /**
+   * Re-reads the datastore and writes what changed for these endpoints.
+   * noticedAtMs (performance.now()) is when a caller saw the datastore change.
+   */
+  apply(endpoints: Endpoint[], noticedAtMs?: number): SyncStats {
+    const startedMs = noticedAtMs ?? performance.now();
+    const changed = this.datastore.refresh() || noticedAtMs !== undefined;
+    const objects = this.datastore.objects();
+    this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
+    this.lastSyncAtMs = Date.now();
     this.revision++;
+    this.onSynced?.(this.lastSync, changed ? performance.now() - startedMs : null);
     return this.lastSync;
   }
 
@@ -57,12 +69,17 @@ export class PolicyState {
 
   /** Starts watching the datastore and the host's addresses; log gets a line per change applied. */
   watch(log: (msg: string) => void): void {
+    const syncIfChanged = () => {
+      if (this.stopped) return;
+      const noticedAtMs = performance.now();
+      if (!this.datastore.refresh()) return;
+      const stats = this.apply(this.endpoints(), noticedAtMs);
+      log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+    };
+    // A datastore that pushes (Kubernetes watches) is applied on the event; the poll stays as a safety net.
+    this.datastore.onChange?.(syncIfChanged);
     this.timers.push(
-      setInterval(() => {
-        if (!this.datastore.refresh()) return;
-        const stats = this.apply(this.endpoints());
-        log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
-      }, WATCH_INTERVAL_MS),
+      setInterval(syncIfChanged, WATCH_INTERVAL_MS),
       setInterval(() => {
         hostAddresses().then(
           (addrs) => {
@@ -80,6 +97,7 @@ export class PolicyState {
 
   /** Stops the watchers. */
   stop(): void {
+    this.stopped = true;
     for (const t of this.timers) clearInterval(t);
   }
 }

@@ -5,13 +5,15 @@
 import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
 import type { Datapath } from '../datapath/loader.ts';
 import { ApiFailure, type Route } from './api-server.ts';
-import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest, StatusResponse } from './api-types.ts';
+import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from './api-types.ts';
 import type { EndpointManager } from './endpoints.ts';
 import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { monitorRoutes } from './monitor-routes.ts';
 import type { Monitor } from './monitor.ts';
 import type { PolicyState } from './policy-state.ts';
+import type { MapFill } from './metrics-map-fill.ts';
+import { statusRoute } from './status-route.ts';
 
 /** What the routes act on. */
 export interface AgentContext {
@@ -28,6 +30,14 @@ export interface AgentContext {
   policy: PolicyState;
   /** Datapath events. */
   monitor: Monitor;
+  /** The MTU pods must use (VXLAN overlay), undefined when the CNI's own is right. */
+  podMtu?: () => number | undefined;
+  /** Wall-clock ms when the agent started (status). */
+  startedAtMs?: number;
+  /** Counts the datapath maps' entries now (status ?maps=true). */
+  mapFill?: () => Promise<MapFill[]>;
+  /** The metrics endpoint (status). */
+  metrics?: { address: string | null; listening: boolean };
 }
 
 function requireString(body: Record<string, unknown>, field: string, optional = false): string {
@@ -73,18 +83,7 @@ function parseEndpointSpec(raw: unknown): EndpointSpec {
 /** The route table of the agent's API. */
 export function agentRoutes(ctx: AgentContext): Route[] {
   return [
-    {
-      method: 'GET',
-      pattern: '/v1/status',
-      handler: (): StatusResponse => ({
-        node: ctx.node,
-        ready: true,
-        podCIDRs: ctx.ipam.pools.map((p) => p.cidr.text),
-        endpoints: ctx.endpoints.list().length,
-        datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted },
-        pools: ctx.ipam.usage(),
-      }),
-    },
+    statusRoute(ctx),
     {
       method: 'POST',
       pattern: '/v1/ipam/allocate',
@@ -103,7 +102,8 @@ export function agentRoutes(ctx: AgentContext): Route[] {
             gateway: a.gateway,
             family: a.family,
           }));
-          return { ips, datapath: { ...ctx.datapath.progPaths, linksDir: `${ctx.pinDir}/links` } };
+          const mtu = ctx.podMtu?.();
+          return { ips, datapath: { ...ctx.datapath.progPaths, linksDir: `${ctx.pinDir}/links` }, ...(mtu === undefined ? {} : { mtu }) };
         } catch (err: unknown) {
           if (err instanceof PoolExhaustedError) throw new ApiFailure(503, 'PoolExhausted', err.message);
           throw err;
@@ -126,7 +126,16 @@ export function agentRoutes(ctx: AgentContext): Route[] {
     ...policyRoutes(ctx),
     ...monitorRoutes(ctx),
     { method: 'GET', pattern: '/v1/endpoints', handler: () => ctx.endpoints.list() },
-    { method: 'PUT', pattern: '/v1/endpoints', handler: ({ body }) => ctx.endpoints.register(parseEndpointSpec(body)) },
+    {
+      // The pod's labels must be known before its policy is synced: a remote datastore fetches a pod it has not seen yet.
+      method: 'PUT',
+      pattern: '/v1/endpoints',
+      handler: async ({ body }) => {
+        const spec = parseEndpointSpec(body);
+        await ctx.policy.datastore.ensurePod?.(spec.namespace, spec.pod);
+        return ctx.endpoints.register(spec);
+      },
+    },
     {
       // One attachment as the agent knows it (CNI CHECK): its endpoint (null when unregistered) and its addresses.
       method: 'GET',
@@ -135,7 +144,8 @@ export function agentRoutes(ctx: AgentContext): Route[] {
         const [containerID, ifname] = params as [string, string];
         const endpoint = ctx.endpoints.list().find((e) => e.containerID === containerID && e.ifname === ifname) ?? null;
         const addresses = ctx.ipam.list().filter((a) => a.containerID === containerID && a.ifname === ifname).map((a) => a.ip);
-        return { endpoint, addresses, linksDir: `${ctx.pinDir}/links` };
+        const mtu = ctx.podMtu?.();
+        return { endpoint, addresses, linksDir: `${ctx.pinDir}/links`, ...(mtu === undefined ? {} : { mtu }) };
       },
     },
     {

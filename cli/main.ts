@@ -4,12 +4,14 @@
  */
 import { agentRequest, agentStream } from '../agent/client.ts';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SOCKET, type Endpoint, type StatusResponse } from '../agent/api-types.ts';
+import { DEFAULT_SOCKET, type Endpoint } from '../agent/api-types.ts';
+import { statusCommand } from './status.ts';
 
 const USAGE = `usage: sluice <command>
 
   agent [flags]        run the node agent (see 'sluice agent --help')
-  status [--socket P]  agent health, pools, endpoints and datapath counters
+  status [--socket P] [-o json]
+                       agent, datastore, policy, map fill, endpoints, pools, counters, recent drops
   endpoints [-o json]  local endpoints
   identities [-o json] security identities and their labels
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
@@ -18,28 +20,12 @@ const USAGE = `usage: sluice <command>
   ipam [-o json] [--socket P]
                        address pools, their use, and every allocation with its pod
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
-  demo                 a guided tour on a local cluster`;
+  demo                 a guided tour on a local cluster
+  install-cni [flags]  copy the CNI plugin into the node's CNI bin directory (the DaemonSet's init step)`;
 
 function socketFlag(argv: string[]): string {
   const i = argv.indexOf('--socket');
   return i >= 0 && argv[i + 1] ? argv[i + 1]! : (process.env.SLUICE_SOCKET ?? DEFAULT_SOCKET);
-}
-
-async function status(argv: string[]): Promise<number> {
-  const socket = socketFlag(argv);
-  const s = await agentRequest<StatusResponse>(socket, 'GET', '/v1/status');
-  const counters = await agentRequest<Record<string, { packets: number; bytes: number }>>(socket, 'GET', '/v1/counters');
-  if (argv.includes('-o') && argv.includes('json')) {
-    console.log(JSON.stringify({ ...s, counters }, null, 2));
-    return 0;
-  }
-  console.log(`node:       ${s.node} (${s.ready ? 'ready' : 'not ready'})`);
-  console.log(`datapath:   ${s.datapath.pinDir} (${s.datapath.adopted ? 'adopted pinned programs' : 'loaded at start'})`);
-  for (const p of s.pools) console.log(`pool:       ${p.cidr} ${p.used}/${p.size} used`);
-  console.log(`endpoints:  ${s.endpoints}`);
-  console.log('counters:');
-  for (const [name, v] of Object.entries(counters)) console.log(`  ${name.padEnd(22)} ${String(v.packets).padStart(10)} pkts ${String(v.bytes).padStart(12)} bytes`);
-  return 0;
 }
 
 async function endpoints(argv: string[]): Promise<number> {
@@ -156,7 +142,7 @@ async function main(argv: string[]): Promise<number> {
       return 0;
     }
     case 'status':
-      return status(rest);
+      return statusCommand(rest);
     case 'endpoints':
       return endpoints(rest);
     case 'identities':
@@ -172,6 +158,10 @@ async function main(argv: string[]): Promise<number> {
     case 'local': {
       const { localCommand } = await import('./local/command.ts');
       return localCommand(rest);
+    }
+    case 'install-cni': {
+      const { installCniCommand } = await import('../install/install-cni.ts');
+      return installCniCommand(rest);
     }
     case 'demo': {
       const { runDemo } = await import('./demo.ts');

@@ -46,7 +46,6 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
   const socket = agentSocket(conf);
   const pod = podIdentity(env, conf);
   const hostIfname = hostVethName(env.containerId, env.ifname);
-  const mtu = conf.mtu ?? DEFAULT_MTU;
   // A chained plugin's result is validated before anything is created.
   const prev = conf.prevResult === undefined ? undefined : parsePrevResult(conf.prevResult, conf.cniVersion);
   const undo: Undo[] = [];
@@ -68,6 +67,8 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
     failPoint('allocate');
     if (alloc.ips.length === 0) throw new CniError(CNI_ERR.IO, 'allocate an address: the agent returned no address (does it have a pod CIDR?)');
     const ips = alloc.ips.map(splitAddress);
+    // The network config wins; else the agent's (a VXLAN overlay needs room for its headers).
+    const mtu = conf.mtu ?? alloc.mtu ?? DEFAULT_MTU;
 
     // A retried ADD finds what an interrupted one left under the same names: start clean.
     const pins = linkPins(alloc.datapath.linksDir, hostIfname);

@@ -44,7 +44,6 @@ function hasRoute(routes: RouteInfo[], index: number, dst: string, gateway?: str
 export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
   const socket = agentSocket(conf);
   const hostIfname = hostVethName(env.containerId, env.ifname);
-  const mtu = conf.mtu ?? DEFAULT_MTU;
   const attachment = `${env.containerId}/${env.ifname}`;
   let agent: AttachmentResponse;
   try {
@@ -62,6 +61,8 @@ export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
   }
 
   const drift: string[] = [];
+  // As ADD chose it: the network config, else the agent's (VXLAN overlay), else the default.
+  const mtu = conf.mtu ?? agent.mtu ?? DEFAULT_MTU;
   const want = agent.addresses;
   if (agent.endpoint === null) drift.push('the endpoint is not registered with the agent (the datapath does not know the pod): run DEL and ADD again');
   else if (!sameSet(agent.endpoint.ips, want)) drift.push(`the agent's endpoint has addresses ${agent.endpoint.ips.join(', ')} but IPAM holds ${want.join(', ')}`);

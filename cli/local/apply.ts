@@ -12,6 +12,7 @@ import { agentRequest } from '../../agent/client.ts';
 import type { KubeObject } from '../../agent/local-datastore.ts';
 import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
+import { clusterNodes } from './nodes.ts';
 
 const KINDS = ['Namespace', 'Pod', 'NetworkPolicy'] as const;
 type Kind = (typeof KINDS)[number];
@@ -51,9 +52,9 @@ function check(obj: KubeObject): { kind: Kind; namespace: string; name: string }
   return { kind: obj.kind as Kind, namespace, name };
 }
 
-/** Asks the agent to apply the datastore now; resolves once the maps hold it. */
+/** Asks every node's agent to apply the datastore now; resolves once all their maps hold it. */
 export async function syncAgent(config: ClusterConfig): Promise<void> {
-  await agentRequest(config.socket, 'POST', '/v1/datastore/sync');
+  await Promise.all(clusterNodes(config).map((node) => agentRequest(node.socket, 'POST', '/v1/datastore/sync')));
 }
 
 function samePorts(a: KubeObject, b: KubeObject): boolean {

@@ -7,6 +7,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sea from 'node:sea';
 import { LocalDatastore } from '../../agent/local-datastore.ts';
+import type { RoutingMode } from '../../agent/routing-plan.ts';
+import type { LocalNode, Underlay } from './nodes.ts';
 
 /** Where `sluice local` keeps a cluster unless told otherwise. */
 export const DEFAULT_CLUSTER_DIR = '/var/lib/sluice/local';
@@ -27,6 +29,14 @@ export interface ClusterConfig {
   cniConfFile: string;
   /** Extra flags for the agent (`local up --agent-arg`), e.g. shorter conntrack timeouts in tests. */
   agentArgs?: string[];
+  /** The agent's --metrics-address; absent or '0': metrics off (several local clusters may run at once). */
+  metricsAddress?: string;
+  /** `up --nodes N` (N ≥ 2): every node, each a netns with its own agent; absent: this host is the one node (the fields above). */
+  nodes?: LocalNode[];
+  /** The bridge joining the nodes (with `nodes`). */
+  underlay?: Underlay;
+  /** How pods reach pods on other nodes (`up --routing`; the agent's default, native, when absent). */
+  routing?: RoutingMode;
 }
 
 /** The cluster directory from the flag, the environment, or the default. */

@@ -25,8 +25,11 @@ export class CniExecError extends Error {
   }
 }
 
-/** Runs every plugin of the conflist in order (ADD) or in reverse (DEL); returns the last result. */
-export async function execConflist(conflistFile: string, binDir: string, inv: CniInvocation): Promise<unknown> {
+/**
+ * Runs every plugin of the conflist in order (ADD) or in reverse (DEL); returns the last result.
+ * `runner` prefixes each plugin's command line, e.g. nsenter into the node's network namespace.
+ */
+export async function execConflist(conflistFile: string, binDir: string, inv: CniInvocation, runner: string[] = []): Promise<unknown> {
   const conflist = JSON.parse(fs.readFileSync(conflistFile, 'utf8')) as {
     cniVersion: string;
     name: string;
@@ -36,13 +39,13 @@ export async function execConflist(conflistFile: string, binDir: string, inv: Cn
   let prevResult: unknown;
   for (const plugin of plugins) {
     const conf = { cniVersion: conflist.cniVersion, name: conflist.name, ...plugin, ...(prevResult ? { prevResult } : {}) };
-    const result = await execPlugin(path.join(binDir, String(plugin.type)), binDir, conf, inv);
+    const result = await execPlugin(path.join(binDir, String(plugin.type)), binDir, conf, inv, runner);
     if (inv.command === 'ADD') prevResult = result;
   }
   return prevResult;
 }
 
-function execPlugin(bin: string, binDir: string, conf: unknown, inv: CniInvocation): Promise<unknown> {
+function execPlugin(bin: string, binDir: string, conf: unknown, inv: CniInvocation, runner: string[]): Promise<unknown> {
   const env = {
     PATH: process.env.PATH ?? '/usr/sbin:/usr/bin:/sbin:/bin',
     CNI_COMMAND: inv.command,
@@ -55,7 +58,8 @@ function execPlugin(bin: string, binDir: string, conf: unknown, inv: CniInvocati
       .join(';'),
   };
   return new Promise((resolve, reject) => {
-    const child = spawn(bin, [], { env, stdio: ['pipe', 'pipe', 'pipe'] });
+    const [cmd, ...args] = [...runner, bin];
+    const child = spawn(cmd!, args, { env, stdio: ['pipe', 'pipe', 'pipe'] });
     const out: Buffer[] = [];
     const err: Buffer[] = [];
     child.stdout.on('data', (c: Buffer) => out.push(c));

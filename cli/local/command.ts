@@ -6,15 +6,20 @@ import { connect, holdConnection, probe, serve, servePorts } from './probe.ts';
 import { applyManifests, deleteManifests, readManifests } from './apply.ts';
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
+import { removeNode } from './nodes-remove.ts';
+import { ROUTING_MODES, type RoutingMode } from '../../agent/routing-plan.ts';
 
 const USAGE = `usage: sluice local <command> [--dir DIR]
 
   up [--pod-cidr CIDR]... [--name NAME] [--node-name NAME] [--socket PATH] [--state-dir DIR] [--bpf-dir DIR] [--cni-bin PATH]
-     [--agent-arg=--FLAG[=VALUE]]...
+     [--agent-arg=--FLAG[=VALUE]]... [--metrics-address HOST:PORT] [--nodes N] [--routing native|vxlan]
                        start a local cluster: the agent, and the CNI plugin installed as 'sluice'
+                       --nodes N (N >= 2): N nodes, each a netns with its own agent, joined by an underlay
+                       bridge; the pod CIDR (default 10.244.0.0/16) is split into one slice per node
   down                 remove every pod, netns, link, pin, process and file of the cluster
-  pod create <ns>/<name> [--label k=v]...
+  pod create <ns>/<name> [--label k=v]... [--node NAME]
   pod delete <ns>/<name>
+  node delete <name>   remove a node of a multi-node cluster, with its pods, agent and namespace
   get pods|nodes|namespaces -o json
   apply -f FILE        create or update Namespaces, Pods and NetworkPolicies (YAML or JSON, many documents)
   delete -f FILE [--ignore-not-found]
@@ -37,6 +42,19 @@ function parseLabels(values: string[] | undefined): Record<string, string> {
   return labels;
 }
 
+function parseNodeCount(value: string | undefined): number | undefined {
+  if (value === undefined) return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1) throw new Error(`--nodes '${value}' must be a positive whole number`);
+  return n;
+}
+
+function parseRouting(value: string | undefined): RoutingMode | undefined {
+  if (value === undefined) return undefined;
+  if (!(ROUTING_MODES as readonly string[]).includes(value)) throw new Error(`--routing '${value}' must be one of ${ROUTING_MODES.join(', ')}`);
+  return value as RoutingMode;
+}
+
 /** Runs one `sluice local` command; returns the exit code. */
 export async function localCommand(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -52,6 +70,10 @@ export async function localCommand(argv: string[]): Promise<number> {
       'bpf-dir': { type: 'string' },
       'cni-bin': { type: 'string' },
       'agent-arg': { type: 'string', multiple: true },
+      nodes: { type: 'string' },
+      routing: { type: 'string' },
+      node: { type: 'string' },
+      'metrics-address': { type: 'string' },
       label: { type: 'string', short: 'l', multiple: true },
       output: { type: 'string', short: 'o' },
       protocol: { type: 'string', default: 'tcp' },
@@ -85,7 +107,15 @@ export async function localCommand(argv: string[]): Promise<number> {
         bpfDir: values['bpf-dir'],
         cniBin: values['cni-bin'],
         agentArgs: values['agent-arg'],
+        metricsAddress: values['metrics-address'],
+        nodes: parseNodeCount(values.nodes),
+        routing: parseRouting(values.routing),
       });
+      if (c.nodes) {
+        const list = c.nodes.map((n) => `${n.name} (${n.address}, pod CIDR ${n.podCIDRs.join(', ')}, agent pid ${n.agentPid}, socket ${n.socket})`);
+        console.error(`local cluster '${c.name}' is up with ${c.nodes.length} nodes, ${c.routing ?? 'native'} routing: ${list.join('; ')}`);
+        return 0;
+      }
       console.error(`local cluster '${c.name}' is up: node ${c.nodeName}, pod CIDR ${c.podCIDRs.join(', ')}, agent pid ${c.agentPid}, socket ${c.socket}`);
       return 0;
     }
@@ -100,7 +130,7 @@ export async function localCommand(argv: string[]): Promise<number> {
       if (!ref || (sub !== 'create' && sub !== 'delete')) throw new Error('usage: sluice local pod create|delete <ns>/<name>');
       const config = loadCluster(dir);
       if (sub === 'create') {
-        const pod = await createPod(config, ref, parseLabels(values.label));
+        const pod = await createPod(config, ref, parseLabels(values.label), values.node);
         console.error(`pod ${ref} created with IP ${String(pod.status?.podIP)}`);
         return 0;
       }
@@ -109,6 +139,13 @@ export async function localCommand(argv: string[]): Promise<number> {
         return 1;
       }
       console.error(`pod ${ref} deleted`);
+      return 0;
+    }
+    case 'node': {
+      const name = rest[0];
+      if (sub !== 'delete' || !name) throw new Error('usage: sluice local node delete <name>');
+      const pods = await removeNode(loadCluster(dir), name);
+      console.error(`node ${name} deleted${pods.length ? ` with its pods ${pods.join(', ')}` : ''}`);
       return 0;
     }
     case 'get': {

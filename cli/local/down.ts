@@ -7,6 +7,7 @@ import fs from 'node:fs';
 import { removeDatapath } from '../../datapath/loader.ts';
 import { clusterDir, datastoreOf, loadCluster, NETNS_DIR, processAlive } from './cluster.ts';
 import { deletePod, stopServers } from './pods.ts';
+import { removeNetns } from './nodes-network.ts';
 import { run } from './run.ts';
 
 const AGENT_STOP_TIMEOUT_MS = 5_000;
@@ -38,10 +39,20 @@ export async function localDown(dirFlag?: string): Promise<string[]> {
       if (netns && fs.existsSync(`${NETNS_DIR}/${netns}`)) await run('ip', ['netns', 'del', netns]).catch(() => undefined);
     }
   }
+  for (const node of config.nodes ?? []) {
+    await stopProcess(node.agentPid);
+    removeDatapath(node.bpfDir);
+    fs.rmSync(node.socket, { force: true });
+    fs.rmSync(node.stateDir, { recursive: true, force: true });
+  }
   await stopProcess(config.agentPid);
   removeDatapath(config.bpfDir);
   fs.rmSync(config.socket, { force: true });
   fs.rmSync(config.stateDir, { recursive: true, force: true });
+  // A node's namespace takes its interfaces with it: underlay veth, VXLAN device, routes.
+  for (const netns of [...(config.nodes ?? []).map((n) => n.netns), config.underlay?.netns]) {
+    if (netns) await removeNetns(netns).catch((err: unknown) => problems.push(`remove netns ${netns}: ${err instanceof Error ? err.message : String(err)}`));
+  }
   fs.rmSync(dir, { recursive: true, force: true });
   return problems;
 }

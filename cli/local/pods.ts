@@ -11,6 +11,8 @@ import type { KubeObject } from '../../agent/local-datastore.ts';
 import { datastoreOf, NETNS_DIR, podNetnsName, selfCommand, type ClusterConfig } from './cluster.ts';
 import { execConflist, type CniInvocation } from './cni-exec.ts';
 import { run } from './run.ts';
+import { nodeOfPod, scheduleNode } from './nodes.ts';
+import { inNodeNetns } from './nodes-network.ts';
 
 /** The pod's interface name inside its namespace, as kubelet uses. */
 const POD_IFNAME = 'eth0';
@@ -104,6 +106,7 @@ export async function createPodFromManifest(config: ClusterConfig, manifest: Kub
   if (!store.get('Namespace', namespace)) throw new Error(`namespace ${namespace} does not exist: create it first`);
   const netnsName = podNetnsName(config, namespace, name);
   const spec = (manifest.spec ?? {}) as Record<string, unknown>;
+  const node = scheduleNode(config, typeof spec.nodeName === 'string' ? spec.nodeName : undefined, store.list('Pod'));
   const pod: KubeObject = {
     apiVersion: 'v1',
     kind: 'Pod',
@@ -119,14 +122,15 @@ export async function createPodFromManifest(config: ClusterConfig, manifest: Kub
       },
       creationTimestamp: new Date().toISOString(),
     },
-    spec: { ...spec, nodeName: config.nodeName, containers: (spec.containers as unknown[] | undefined) ?? [{ name: 'main', image: 'none' }] },
+    spec: { ...spec, nodeName: node.name, containers: (spec.containers as unknown[] | undefined) ?? [{ name: 'main', image: 'none' }] },
     status: { phase: 'Pending' },
   };
   store.put(pod);
   try {
     await run('ip', ['netns', 'add', netnsName]);
     await run('ip', ['-n', netnsName, 'link', 'set', 'lo', 'up']);
-    const result = (await execConflist(config.cniConfFile, config.cniBinDir, invocation(pod, 'ADD'))) as {
+    // The CNI plugin runs where kubelet would: in the node's network namespace.
+    const result = (await execConflist(node.cniConfFile, config.cniBinDir, invocation(pod, 'ADD'), inNodeNetns(node))) as {
       ips?: { address: string }[];
     };
     const ips = (result.ips ?? []).map((ip) => ip.address.split('/')[0]!);
@@ -143,13 +147,13 @@ export async function createPodFromManifest(config: ClusterConfig, manifest: Kub
 }
 
 /** Creates a pod with only a name and labels (`sluice local pod create`); its namespace is created when missing. */
-export async function createPod(config: ClusterConfig, ref: string, labels: Record<string, string>): Promise<KubeObject> {
+export async function createPod(config: ClusterConfig, ref: string, labels: Record<string, string>, nodeName?: string): Promise<KubeObject> {
   const { namespace, name } = parsePodRef(ref);
   const store = datastoreOf(config);
   if (!store.get('Namespace', namespace)) {
     store.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels: { 'kubernetes.io/metadata.name': namespace } } });
   }
-  return createPodFromManifest(config, { apiVersion: 'v1', kind: 'Pod', metadata: { namespace, name, labels } });
+  return createPodFromManifest(config, { apiVersion: 'v1', kind: 'Pod', metadata: { namespace, name, labels }, ...(nodeName ? { spec: { nodeName } } : {}) });
 }
 
 /** Deletes the pod: CNI DEL, servers stopped, netns removed, record removed. Returns false when there is no such pod. */
@@ -159,7 +163,8 @@ export async function deletePod(config: ClusterConfig, ref: string): Promise<boo
   const pod = store.get('Pod', name, namespace);
   if (!pod) return false;
   const inv = invocation(pod, 'DEL');
-  await execConflist(config.cniConfFile, config.cniBinDir, inv);
+  const node = nodeOfPod(config, pod);
+  await execConflist(node.cniConfFile, config.cniBinDir, inv, inNodeNetns(node));
   stopServers(pod);
   if (fs.existsSync(inv.netns)) await run('ip', ['netns', 'del', path.basename(inv.netns)]);
   store.delete('Pod', name, namespace);

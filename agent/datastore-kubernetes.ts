@@ -1,0 +1,222 @@
+/**
+ * The Kubernetes datastore: Pods, Namespaces, Nodes and NetworkPolicies kept
+ * in memory by list+watch reflectors, served through the agent's Datastore
+ * interface as plain Kubernetes objects (only the fields the agent reads).
+ * A watch event calls the change listeners at once, so a new policy reaches
+ * the maps in milliseconds rather than at the next poll.
+ */
+import type { ClusterObjects } from './cluster-view.ts';
+import type { Datastore } from './datastore.ts';
+import type { KubeObject } from './local-datastore.ts';
+import { ApiStatusError, KubeClient, loadKubeConfig } from './datastore-kubernetes-client.ts';
+import { Reflector, type ReflectorStats } from './datastore-kubernetes-reflector.ts';
+
+/** A direct GET of a pod the watch has not delivered yet gives up after this long. */
+const FETCH_POD_TIMEOUT_MS = 5_000;
+
+/** Tunables, mostly for tests. */
+export interface KubernetesDatastoreOptions {
+  log?: (msg: string) => void;
+  watchTimeoutMinSec?: number;
+  initialBackoffMs?: number;
+  maxBackoffMs?: number;
+}
+
+type Meta = KubeObject['metadata'] & { resourceVersion?: string; deletionTimestamp?: string };
+
+function meta(obj: KubeObject): Meta {
+  const m = obj.metadata as Meta;
+  const out: Meta = { name: m.name };
+  if (m.namespace) out.namespace = m.namespace;
+  if (m.uid) out.uid = m.uid;
+  if (m.labels) out.labels = m.labels;
+  if (m.resourceVersion) out.resourceVersion = m.resourceVersion;
+  if (m.deletionTimestamp) out.deletionTimestamp = m.deletionTimestamp;
+  return out;
+}
+
+function pick(from: Record<string, unknown> | undefined, keys: string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const k of keys) if (from?.[k] !== undefined) out[k] = from[k];
+  return out;
+}
+
+/** The fields of a Pod the agent reads: labels, node, host networking, container ports, phase and addresses. */
+export function projectPod(obj: KubeObject): KubeObject {
+  const spec = (obj.spec ?? {}) as { containers?: { name?: string; ports?: unknown[] }[] };
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    metadata: meta(obj),
+    spec: {
+      ...pick(obj.spec, ['nodeName', 'hostNetwork']),
+      containers: (spec.containers ?? []).map((c) => ({ name: c.name, ...(c.ports ? { ports: c.ports } : {}) })),
+    },
+    status: pick(obj.status, ['phase', 'podIP', 'podIPs', 'hostIP']),
+  };
+}
+
+function projectNamespace(obj: KubeObject): KubeObject {
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj) };
+}
+
+function projectNode(obj: KubeObject): KubeObject {
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj), spec: pick(obj.spec, ['podCIDR', 'podCIDRs']), status: pick(obj.status, ['addresses']) };
+}
+
+function projectPolicy(obj: KubeObject): KubeObject {
+  return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj), spec: obj.spec ?? {} };
+}
+
+/**
+ * Pods whose addresses identify them: not host-networked (those share the
+ * node's address, which must stay the host's) and not finished (a finished
+ * pod's address may already belong to a new pod).
+ */
+export function podHoldsItsAddress(pod: KubeObject): boolean {
+  const spec = (pod.spec ?? {}) as { hostNetwork?: boolean };
+  const phase = (pod.status ?? {}) as { phase?: string };
+  return spec.hostNetwork !== true && phase.phase !== 'Succeeded' && phase.phase !== 'Failed';
+}
+
+function sorted(items: Iterable<KubeObject>): KubeObject[] {
+  const key = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+  return [...items].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+}
+
+/** The cluster's objects from its API server, kept current by watches. */
+export class KubernetesDatastore implements Datastore {
+  readonly client: KubeClient;
+  private readonly pods: Reflector;
+  private readonly namespaces: Reflector;
+  private readonly nodes: Reflector;
+  private readonly policies: Reflector;
+  private readonly listeners: (() => void)[] = [];
+  private readonly log: (msg: string) => void;
+  private dirty = true;
+  private notifyScheduled = false;
+  private current: ClusterObjects = { pods: [], namespaces: [], networkPolicies: [], nodes: [] };
+
+  constructor(client: KubeClient, opts: KubernetesDatastoreOptions = {}) {
+    this.client = client;
+    this.log = opts.log ?? (() => {});
+    const common = {
+      onChange: () => this.changed(),
+      log: this.log,
+      watchTimeoutMinSec: opts.watchTimeoutMinSec,
+      initialBackoffMs: opts.initialBackoffMs,
+      maxBackoffMs: opts.maxBackoffMs,
+    };
+    this.pods = new Reflector(client, { ...common, path: '/api/v1/pods', kind: 'Pod', apiVersion: 'v1', project: projectPod });
+    this.namespaces = new Reflector(client, { ...common, path: '/api/v1/namespaces', kind: 'Namespace', apiVersion: 'v1', project: projectNamespace });
+    this.nodes = new Reflector(client, { ...common, path: '/api/v1/nodes', kind: 'Node', apiVersion: 'v1', project: projectNode });
+    this.policies = new Reflector(client, {
+      ...common,
+      path: '/apis/networking.k8s.io/v1/networkpolicies',
+      kind: 'NetworkPolicy',
+      apiVersion: 'networking.k8s.io/v1',
+      project: projectPolicy,
+    });
+  }
+
+  /** A datastore for the cluster of a kubeconfig file, or the in-cluster service account when none is given. */
+  static fromKubeconfig(kubeconfig: string | undefined, opts: KubernetesDatastoreOptions = {}): KubernetesDatastore {
+    return new KubernetesDatastore(new KubeClient(loadKubeConfig(kubeconfig)), opts);
+  }
+
+  private reflectors(): Reflector[] {
+    return [this.namespaces, this.nodes, this.pods, this.policies];
+  }
+
+  /** Starts listing and watching. */
+  start(): void {
+    for (const r of this.reflectors()) r.start();
+  }
+
+  /** Stops every watch. */
+  stop(): void {
+    for (const r of this.reflectors()) r.stop();
+  }
+
+  /** True once every collection has been listed. */
+  ready(): boolean {
+    return this.reflectors().every((r) => r.synced);
+  }
+
+  /** Resolves once every collection has been listed. */
+  async whenReady(): Promise<void> {
+    await Promise.all(this.reflectors().map((r) => r.whenSynced()));
+  }
+
+  /** Calls the listener (coalesced, on a later tick) whenever the objects change. */
+  onChange(listener: () => void): void {
+    this.listeners.push(listener);
+  }
+
+  private changed(): void {
+    this.dirty = true;
+    if (this.notifyScheduled) return;
+    this.notifyScheduled = true;
+    setImmediate(() => {
+      this.notifyScheduled = false;
+      for (const l of this.listeners) l();
+    });
+  }
+
+  refresh(): boolean {
+    if (!this.dirty) return false;
+    this.dirty = false;
+    this.current = {
+      pods: sorted(this.pods.items.values()).filter(podHoldsItsAddress),
+      namespaces: sorted(this.namespaces.items.values()),
+      networkPolicies: sorted(this.policies.items.values()),
+      nodes: sorted(this.nodes.items.values()),
+    };
+    return true;
+  }
+
+  objects(): ClusterObjects {
+    return this.current;
+  }
+
+  describe(): string {
+    return `kubernetes:${this.client.server()}${this.ready() ? '' : ' (syncing)'}`;
+  }
+
+  /** The Node of that name as last seen. */
+  node(name: string): KubeObject | undefined {
+    return this.nodes.items.get(name);
+  }
+
+  /** The Namespace of that name as last seen. */
+  namespace(name: string): KubeObject | undefined {
+    return this.namespaces.items.get(name);
+  }
+
+  /** Whether the pod exists (as last seen, finished pods included). */
+  podExists(namespace: string, name: string): boolean {
+    return this.pods.items.has(`${namespace}/${name}`);
+  }
+
+  /**
+   * Makes sure the pod is known before its endpoint is synced: a CNI ADD can
+   * come before the watch delivers the pod, and its labels must not be guessed.
+   * GETs it when missing; a pod that does not exist (or an API failure) leaves
+   * the cache as it is.
+   */
+  async ensurePod(namespace: string, name: string): Promise<void> {
+    if (!namespace || !name || this.podExists(namespace, name)) return;
+    try {
+      const pod = await this.client.getJson<KubeObject>(`/api/v1/namespaces/${encodeURIComponent(namespace)}/pods/${encodeURIComponent(name)}`, {}, FETCH_POD_TIMEOUT_MS);
+      if (this.pods.addIfAbsent(pod)) this.log(`pod ${namespace}/${name} fetched directly: the watch had not delivered it yet`);
+    } catch (err: unknown) {
+      if (err instanceof ApiStatusError && err.statusCode === 404) return;
+      this.log(`fetch pod ${namespace}/${name}: ${err instanceof Error ? err.message : String(err)}`);
+    }
+  }
+
+  /** List and watch counters per collection. */
+  stats(): Record<string, ReflectorStats> {
+    return { pods: this.pods.stats, namespaces: this.namespaces.stats, nodes: this.nodes.stats, networkPolicies: this.policies.stats };
+  }
+}

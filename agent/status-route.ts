@@ -1,0 +1,78 @@
+/**
+ * GET /v1/status: the agent's health at a glance. Cheap by default (the CNI
+ * plugin's STATUS and GC verbs call it); `?maps=true` adds the datapath map
+ * fill, which walks the maps' keys in the kernel.
+ */
+import pkg from '../package.json' with { type: 'json' };
+import type { Ipam } from '../ipam/allocator.ts';
+import type { Route } from './api-server.ts';
+import type { StatusResponse } from './api-types.ts';
+import type { EndpointManager } from './endpoints.ts';
+import type { MapFill } from './metrics-map-fill.ts';
+import type { PolicyState } from './policy-state.ts';
+
+/** The version this agent was built from (package.json). */
+export const AGENT_VERSION: string = pkg.version;
+
+/** What the status route reads. */
+export interface StatusContext {
+  node: string;
+  pinDir: string;
+  ipam: Ipam;
+  endpoints: Pick<EndpointManager, 'list'>;
+  datapath: { adopted: boolean };
+  policy: PolicyState;
+  /** Wall-clock ms when the agent started. */
+  startedAtMs?: number;
+  /** The map fill, counted now; absent: `maps` is never reported. */
+  mapFill?: () => Promise<MapFill[]>;
+  /** The metrics endpoint as configured (null: disabled) and whether it is listening. */
+  metrics?: { address: string | null; listening: boolean };
+}
+
+/** The agent's status; maps only when asked (they cost a walk of every map). */
+export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promise<StatusResponse> {
+  const startedAtMs = ctx.startedAtMs ?? Date.now();
+  const objects = ctx.policy.datastore.objects();
+  const last = ctx.policy.lastSync;
+  const status: StatusResponse = {
+    node: ctx.node,
+    // A remote datastore is ready once its initial lists are in.
+    ready: ctx.policy.datastore.ready?.() ?? true,
+    podCIDRs: ctx.ipam.pools.map((p) => p.cidr.text),
+    endpoints: ctx.endpoints.list().length,
+    datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted },
+    pools: ctx.ipam.usage(),
+    agent: {
+      pid: process.pid,
+      version: AGENT_VERSION,
+      startedAt: new Date(startedAtMs).toISOString(),
+      uptimeSeconds: Math.round((Date.now() - startedAtMs) / 1000),
+    },
+    datastore: {
+      backend: ctx.policy.datastore.describe(),
+      revision: ctx.policy.revision,
+      lastSync: last
+        ? { at: new Date(ctx.policy.lastSyncAtMs).toISOString(), durationMs: Number(last.durationMs.toFixed(3)), written: last.written, deleted: last.deleted }
+        : null,
+      pods: objects.pods.length,
+      namespaces: objects.namespaces.length,
+      policies: objects.networkPolicies.length,
+      nodes: objects.nodes.length,
+    },
+    identities: ctx.policy.sync.state()?.identities.size ?? 0,
+    policyRevision: ctx.policy.revision,
+    metrics: ctx.metrics ?? { address: null, listening: false },
+  };
+  if (withMaps && ctx.mapFill) status.maps = await ctx.mapFill();
+  return status;
+}
+
+/** The GET /v1/status route. */
+export function statusRoute(ctx: StatusContext): Route {
+  return {
+    method: 'GET',
+    pattern: '/v1/status',
+    handler: ({ query }): Promise<StatusResponse> => agentStatus(ctx, query.get('maps') === 'true'),
+  };
+}

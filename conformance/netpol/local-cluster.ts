@@ -1,0 +1,121 @@
+/**
+ * The suite's local cluster, driven only through the dist/sluice executable
+ * and its documented contracts (`local up/down/apply/delete/get`), with names
+ * of its own so it never collides with other clusters on the machine, and a
+ * teardown that removes everything even after a failure.
+ */
+import { execFile } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import fs from 'node:fs';
+import path from 'node:path';
+import YAML from 'yaml';
+import type { Manifest, ObjectRef } from './types.ts';
+
+/** The repository root. */
+export const ROOT = path.resolve(import.meta.dirname, '../..');
+const SLUICE = path.join(ROOT, 'dist/sluice');
+const COMMAND_TIMEOUT_MS = 60_000;
+const NETNS_DIR = '/var/run/netns';
+
+/** A pod as `get pods -o json` lists it (the fields the suite reads). */
+export interface ListedPod {
+  metadata: { namespace: string; name: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  status?: { podIP?: string };
+}
+
+/** Runs a command; resolves with its output, rejects with it on a non-zero exit. */
+export function run(cmd: string, args: string[], timeoutMs = COMMAND_TIMEOUT_MS): Promise<string> {
+  return new Promise((resolve, reject) => {
+    execFile(cmd, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`${path.basename(cmd)} ${args.join(' ')} failed: ${stderr.trim() || err.message}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** A process's command line, or '' when there is no such process. */
+function processCmdline(pid: number): string {
+  try {
+    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
+  } catch {
+    return '';
+  }
+}
+
+/** A local cluster with unique names. */
+export class NetpolCluster {
+  readonly id = randomBytes(3).toString('hex');
+  readonly name = `np${this.id}`;
+  readonly dir = `/tmp/sluice-netpol-${this.id}`;
+  readonly stateDir = `/tmp/sluice-netpol-${this.id}-state`;
+  readonly socket = `/run/sluice/netpol-${this.id}.sock`;
+  readonly bpfDir = `/sys/fs/bpf/sluice-netpol-${this.id}`;
+  // 10.150-199.x.0/24: away from the ranges the other integration tests draw from.
+  readonly podCIDR = `10.${150 + (parseInt(this.id.slice(0, 2), 16) % 50)}.${parseInt(this.id.slice(2, 4), 16)}.0/24`;
+  private manifestSeq = 0;
+
+  /** `sluice local up` with this cluster's names. */
+  async up(): Promise<void> {
+    fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
+    await run(SLUICE, ['local', 'up', '--dir', this.dir, '--name', this.name, '--socket', this.socket, '--state-dir', this.stateDir, '--bpf-dir', this.bpfDir, '--pod-cidr', this.podCIDR]);
+  }
+
+  /** `sluice local <args>` against this cluster. */
+  local(...args: string[]): Promise<string> {
+    return run(SLUICE, ['local', '--dir', this.dir, ...args]);
+  }
+
+  /** Writes the manifests as one multi-document YAML file and returns its path (kept for the record). */
+  writeManifests(objects: object[]): string {
+    const file = path.join(this.dir, 'manifests', `${String(++this.manifestSeq).padStart(5, '0')}.yaml`);
+    fs.mkdirSync(path.dirname(file), { recursive: true });
+    fs.writeFileSync(file, objects.map((o) => YAML.stringify(o)).join('---\n'));
+    return file;
+  }
+
+  /** `apply -f`: returns once the change is in the datapath. */
+  async apply(objects: Manifest[]): Promise<void> {
+    if (objects.length > 0) await this.local('apply', '-f', this.writeManifests(objects));
+  }
+
+  /** `delete -f --ignore-not-found`. */
+  async delete(refs: ObjectRef[]): Promise<void> {
+    const docs = refs.map((r) => ({ apiVersion: r.kind === 'NetworkPolicy' ? 'networking.k8s.io/v1' : 'v1', kind: r.kind, metadata: { name: r.name, ...(r.namespace ? { namespace: r.namespace } : {}) } }));
+    if (docs.length > 0) await this.local('delete', '-f', this.writeManifests(docs), '--ignore-not-found');
+  }
+
+  /** The cluster's pods. */
+  async pods(): Promise<ListedPod[]> {
+    return (JSON.parse(await this.local('get', 'pods', '-o', 'json')) as { items: ListedPod[] }).items;
+  }
+
+  /** `sluice policy ns/pod`: the agent's view of a pod's policy, for diagnosis. */
+  policyDump(pod: string): Promise<string> {
+    return run(SLUICE, ['policy', pod, '--socket', this.socket]).catch((err: unknown) => String(err));
+  }
+
+  /** Removes everything of this cluster, whatever state it is in. */
+  async teardown(): Promise<string[]> {
+    const problems: string[] = [];
+    const clusterFile = path.join(this.dir, 'cluster.json');
+    if (fs.existsSync(clusterFile)) {
+      const agentPid = (JSON.parse(fs.readFileSync(clusterFile, 'utf8')) as { agentPid?: number }).agentPid ?? 0;
+      await this.local('down').catch((err: unknown) => problems.push(String(err)));
+      // `down` stops the agent; should it still run, end it, but only while that PID is still our agent.
+      if (agentPid > 0 && processCmdline(agentPid).includes(this.socket)) {
+        try {
+          process.kill(agentPid, 'SIGKILL');
+        } catch {
+          // gone meanwhile
+        }
+      }
+    }
+    const leftNetns = fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).filter((n) => n.startsWith(`${this.name}-`)) : [];
+    for (const ns of leftNetns) await run('ip', ['netns', 'del', ns]).catch((err: unknown) => problems.push(String(err)));
+    fs.rmSync(this.bpfDir, { recursive: true, force: true });
+    fs.rmSync(this.stateDir, { recursive: true, force: true });
+    fs.rmSync(this.dir, { recursive: true, force: true });
+    fs.rmSync(this.socket, { force: true });
+    return problems;
+  }
+}
