@@ -529,7 +529,9 @@ static __always_inline int ep_drop_event(struct __sk_buff *skb, __u32 endpoint_i
 #define ICMP_ECHO_HDR_BYTES 8
 #define TCP_FLAGS_OFFSET 13
 #define TCP_FLAG_FIN 0x01
+#define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
+#define TCP_FLAG_ACK 0x10
 #define NSEC_PER_SEC 1000000000ull
 #define IPV4_FRAG_OFFSET_MASK 0x1fff
 #define IPV4_FRAG_MORE 0x2000
@@ -785,8 +787,8 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 
 /*
  * A packet of a flow seen before, in either direction and not idle for longer
- * than its timeout, is established. A RST ends the flow after this packet; a
- * FIN shortens its timeout.
+ * than its timeout, is established, unless it opens a new TCP connection. A
+ * RST ends the flow after this packet; a FIN shortens its timeout.
  */
 static __always_inline enum ct_state ct_lookup(const struct flow *f)
 {
@@ -804,8 +806,12 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f)
 		return CT_NEW;
 	now = bpf_ktime_get_ns();
 	timeout_sec = ct_timeout_sec(f->protocol, entry->flags);
-	if (now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC) {
-		/* Idle too long: the flow must pass policy again. */
+	/*
+	 * Idle too long, or a new connection (SYN without ACK) reusing the ports
+	 * of an old one: either way the flow must pass policy again.
+	 */
+	if (now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC ||
+	    (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
 		bpf_map_delete_elem(&conntrack, &key);
 		return CT_NEW;
 	}
