@@ -173,7 +173,10 @@ export async function runAgent(argv: string[]): Promise<void> {
   policy.watch(log);
   // Routes to other nodes' pods (and in VXLAN mode the pod MTU) are in place before the first ADD is served.
   const routing = new NodeRouting({ nodeName: values['node-name'], mode: routingMode, nodes: () => clusterNodes(policy.datastore.objects()), log });
-  routing.logChanges(await routing.reconcile(true));
+  await routing.reconcile(true).then(
+    (changes) => routing.logChanges(changes),
+    (err: unknown) => log(`node routes (retried): ${err instanceof Error ? err.message : String(err)}`),
+  );
   routing.start();
   const monitor = new Monitor(makeResolver(endpoints, policy));
   monitor.start(datapath.eventsPath, log);

@@ -50,6 +50,7 @@ export class NodeRouting {
   /** Forwarding entries and neighbours put on the VXLAN device, by VTEP MAC and next hop. */
   private readonly vteps = new Map<string, { gateways: Set<string> }>();
   private timer: NodeJS.Timeout | null = null;
+  private lastFailures = '';
   private running: Promise<unknown> = Promise.resolve();
 
   constructor(opts: NodeRoutingOptions) {
@@ -84,11 +85,13 @@ export class NodeRouting {
     if (this.timer) clearInterval(this.timer);
   }
 
-  /** Logs what a reconciliation changed, if anything. */
+  /** Logs what a reconciliation changed, if anything; a failure that repeats is logged once. */
   logChanges(c: RoutingChanges): void {
     if (c.added.length) this.opts.log(`node routes added: ${c.added.join('; ')}`);
     if (c.removed.length) this.opts.log(`node routes removed: ${c.removed.join('; ')}`);
-    if (c.failed.length) this.opts.log(`node routes failed (retried): ${c.failed.join('; ')}`);
+    const failures = c.failed.join('; ');
+    if (failures && failures !== this.lastFailures) this.opts.log(`node routes failed (retried every ${ROUTING_CHECK_INTERVAL_MS} ms): ${failures}`);
+    this.lastFailures = failures;
   }
 
   private async reconcileNow(force: boolean): Promise<RoutingChanges> {
@@ -98,6 +101,8 @@ export class NodeRouting {
     const now = Date.now();
     if (!force && key === this.lastPlan && now - this.lastFullMs < ROUTING_RESYNC_INTERVAL_MS) return changes;
     if (key !== this.lastPlan) for (const s of plan.skipped) this.opts.log(`node routes: cannot route ${s}`);
+    // Until this pass completes without a failure, the next check tries again.
+    this.lastPlan = '';
     const rtnl = openRtnl();
     try {
       await this.ensureDevice(rtnl, plan, changes);
@@ -106,9 +111,10 @@ export class NodeRouting {
       for (const route of plan.routes) {
         const have = owned.find((r) => r.dst === route.dst);
         const index = route.vtep ? this.vxlanIndex : undefined;
-        if (route.vtep) this.rememberVtep(route.vtep.mac, route.gateway);
-        if (have && have.gateway === route.gateway && (index === undefined || have.index === index)) continue;
         try {
+          // Forwarding entry and neighbour are replaced on every pass (cheap, and restores what someone flushed).
+          if (route.vtep) await this.installVtep(rtnl, route.vtep.mac, route.vtep.remote, route.gateway);
+          if (have && have.gateway === route.gateway && (index === undefined || have.index === index)) continue;
           await this.install(rtnl, route);
           changes.added.push(`${route.dst} via ${route.gateway} (${route.node})`);
         } catch (err: unknown) {
@@ -124,8 +130,7 @@ export class NodeRouting {
     } finally {
       rtnl.close();
     }
-    // A failure is tried again at the next check.
-    this.lastPlan = changes.failed.length === 0 ? key : '';
+    if (changes.failed.length === 0) this.lastPlan = key;
     this.lastFullMs = now;
     return changes;
   }
@@ -142,10 +147,8 @@ export class NodeRouting {
       this.mtu = undefined;
       return;
     }
-    if (!plan.localAddress) {
-      changes.failed.push(`${VXLAN_DEVICE}: this node (${this.opts.nodeName}) has no IPv4 InternalIP to send VXLAN from`);
-      return;
-    }
+    // Without an address of its own the node cannot tunnel; the plan has said so (skipped) and routes nothing.
+    if (!plan.localAddress) return;
     let link = existing;
     if (!link) {
       const local = plan.localAddress;
@@ -167,18 +170,17 @@ export class NodeRouting {
 
   private async install(rtnl: Rtnl, route: NodeRoute): Promise<void> {
     const spec: RouteSpec = { dst: route.dst, gateway: route.gateway };
-    if (route.vtep) {
-      await addFdbEntry(rtnl, this.vxlanIndex, route.vtep.mac, route.vtep.remote);
-      await addNeighbor(rtnl, { index: this.vxlanIndex, ip: route.gateway, mac: route.vtep.mac, dev: VXLAN_DEVICE });
-      Object.assign(spec, { index: this.vxlanIndex, onlink: true, dev: VXLAN_DEVICE });
-    }
+    if (route.vtep) Object.assign(spec, { index: this.vxlanIndex, onlink: true, dev: VXLAN_DEVICE });
     // addRoute with our protocol number, so that we recognise the route as ours later.
     const parts = encodeRoute(spec);
     parts[0]!.writeUInt8(RTPROT_SLUICE, RTPROT_BYTE_OFFSET);
     await rtnl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, parts, `add route ${route.dst} via ${route.gateway}`);
   }
 
-  private rememberVtep(mac: string, gateway: string): void {
+  /** The remote VTEP's MAC goes to its node's underlay address; the next hop resolves to that MAC. */
+  private async installVtep(rtnl: Rtnl, mac: string, remote: string, gateway: string): Promise<void> {
+    await addFdbEntry(rtnl, this.vxlanIndex, mac, remote);
+    await addNeighbor(rtnl, { index: this.vxlanIndex, ip: gateway, mac, dev: VXLAN_DEVICE });
     const entry = this.vteps.get(mac) ?? { gateways: new Set<string>() };
     entry.gateways.add(gateway);
     this.vteps.set(mac, entry);

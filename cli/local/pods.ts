@@ -88,8 +88,17 @@ export function stopServers(pod: KubeObject): void {
   } catch {
     return;
   }
-  if (cmdline.includes('serve') && cmdline.includes(String(pod.metadata.annotations?.['sluice.dev/netns']))) {
+  // `ip netns exec` execs the server, so its command line does not name the netns: compare namespaces instead.
+  if (cmdline.includes('serve') && inPodNetns(pid, String(pod.metadata.annotations?.['sluice.dev/netns']))) {
     process.kill(pid, 'SIGKILL');
+  }
+}
+
+function inPodNetns(pid: number, netnsName: string): boolean {
+  try {
+    return fs.statSync(`/proc/${pid}/ns/net`).ino === fs.statSync(path.join(NETNS_DIR, netnsName)).ino;
+  } catch {
+    return false;
   }
 }
 
