@@ -42,6 +42,12 @@ function processCmdline(pid: number): string {
   }
 }
 
+/** How the model cluster is laid out: one node (the host) or several node namespaces. */
+export interface Layout {
+  nodes: number;
+  routing?: 'native' | 'vxlan';
+}
+
 /** A local cluster with unique names. */
 export class NetpolCluster {
   readonly id = randomBytes(3).toString('hex');
@@ -53,11 +59,24 @@ export class NetpolCluster {
   // 10.150-199.x.0/24: away from the ranges the other integration tests draw from.
   readonly podCIDR = `10.${150 + (parseInt(this.id.slice(0, 2), 16) % 50)}.${parseInt(this.id.slice(2, 4), 16)}.0/24`;
   private manifestSeq = 0;
+  readonly layout: Layout;
 
-  /** `sluice local up` with this cluster's names. */
+  constructor(layout: Layout = { nodes: 1 }) {
+    this.layout = layout;
+  }
+
+  /** `sluice local up` with this cluster's names (and nodes; pods without a node spread over them). */
   async up(): Promise<void> {
     fs.mkdirSync(this.dir, { recursive: true, mode: 0o700 });
-    await run(SLUICE, ['local', 'up', '--dir', this.dir, '--name', this.name, '--socket', this.socket, '--state-dir', this.stateDir, '--bpf-dir', this.bpfDir, '--pod-cidr', this.podCIDR]);
+    const nodes = this.layout.nodes > 1 ? ['--nodes', String(this.layout.nodes), ...(this.layout.routing ? ['--routing', this.layout.routing] : [])] : [];
+    await run(SLUICE, ['local', 'up', '--dir', this.dir, '--name', this.name, '--socket', this.socket, '--state-dir', this.stateDir, '--bpf-dir', this.bpfDir, '--pod-cidr', this.podCIDR, ...nodes]);
+  }
+
+  /** The agent sockets: one, or one per node. */
+  private sockets(): string[] {
+    if (this.layout.nodes <= 1) return [this.socket];
+    const config = JSON.parse(fs.readFileSync(path.join(this.dir, 'cluster.json'), 'utf8')) as { nodes?: { socket: string }[] };
+    return (config.nodes ?? []).map((n) => n.socket);
   }
 
   /** `sluice local <args>` against this cluster. */
@@ -89,9 +108,17 @@ export class NetpolCluster {
     return (JSON.parse(await this.local('get', 'pods', '-o', 'json')) as { items: ListedPod[] }).items;
   }
 
-  /** `sluice policy ns/pod`: the agent's view of a pod's policy, for diagnosis. */
-  policyDump(pod: string): Promise<string> {
-    return run(SLUICE, ['policy', pod, '--socket', this.socket]).catch((err: unknown) => String(err));
+  /** `sluice policy ns/pod`: the view of the agent on the pod's node, for diagnosis. */
+  async policyDump(pod: string): Promise<string> {
+    let last = '';
+    for (const socket of this.sockets()) {
+      try {
+        return await run(SLUICE, ['policy', pod, '--socket', socket]);
+      } catch (err: unknown) {
+        last = String(err);
+      }
+    }
+    return last;
   }
 
   /** Removes everything of this cluster, whatever state it is in. */

@@ -27,6 +27,8 @@ const USAGE = `usage: node conformance/netpol/main.ts [options]
   --start I          first generated iteration (default 0)
   --timeout-ms N     probe timeout (default ${DEFAULT_TIMEOUT_MS}); a probe expected to connect is retried with ${RETRY_TIMEOUT_MS} ms
   --flow-reuse       also check that a revoked peer cannot reconnect by reusing an old flow's source port
+  --nodes N          spread the 9 pods over N nodes of the local cluster (default 1: the host)
+  --routing MODE     with --nodes: native (default) or vxlan
   --list             print the fixed cases and exit`;
 
 function print(result: CaseResult, legendShown: { done: boolean }): void {
@@ -54,6 +56,8 @@ async function main(): Promise<number> {
       start: { type: 'string', default: '0' },
       'timeout-ms': { type: 'string', default: String(DEFAULT_TIMEOUT_MS) },
       'flow-reuse': { type: 'boolean' },
+      nodes: { type: 'string', default: '1' },
+      routing: { type: 'string' },
       list: { type: 'boolean' },
       help: { type: 'boolean', short: 'h' },
     },
@@ -76,7 +80,11 @@ async function main(): Promise<number> {
     if (!Number.isInteger(n) || n < 0) throw new Error(`${flag} must be a non-negative integer`);
   }
 
-  const runner = new ModelRunner({ timeoutMs, retryTimeoutMs: Math.max(RETRY_TIMEOUT_MS, timeoutMs) });
+  const nodes = Number(values.nodes);
+  if (!Number.isInteger(nodes) || nodes < 1) throw new Error('--nodes must be a positive integer');
+  if (values.routing && values.routing !== 'native' && values.routing !== 'vxlan') throw new Error('--routing must be native or vxlan');
+  const routing = values.routing as 'native' | 'vxlan' | undefined;
+  const runner = new ModelRunner({ timeoutMs, retryTimeoutMs: Math.max(RETRY_TIMEOUT_MS, timeoutMs) }, { nodes, routing });
   const stop = async (signal: string) => {
     console.error(`${signal}: removing the cluster`);
     await runner.tearDown();

@@ -8,7 +8,7 @@
 import YAML from 'yaml';
 import type { Case, CaseContext, Step } from './case.ts';
 import { expectedByEvaluator } from './expected-by-evaluator.ts';
-import { NetpolCluster } from './local-cluster.ts';
+import { NetpolCluster, type Layout } from './local-cluster.ts';
 import {
   COMBOS,
   NAMESPACES,
@@ -56,15 +56,16 @@ const sameLabels = (a: Record<string, string>, b: Record<string, string>) => JSO
 
 /** A model cluster ready to run cases. */
 export class ModelRunner {
-  readonly cluster = new NetpolCluster();
+  readonly cluster: NetpolCluster;
   private readonly pool = new ProbePool();
   private state: ClusterState | null = null;
   private readonly ips = new Map<string, string>();
 
   private readonly options: ProbeOptions;
 
-  constructor(options: ProbeOptions) {
+  constructor(options: ProbeOptions, layout?: Layout) {
     this.options = options;
+    this.cluster = new NetpolCluster(layout);
   }
 
   /** Brings the cluster and the model up and starts the probers. */
