@@ -1,0 +1,83 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Connection tracking: replies and the rest of an allowed flow pass without a policy check. Included by datapath.c only. */
+#ifndef SLUICE_CONNTRACK_H
+#define SLUICE_CONNTRACK_H
+
+enum ct_state { CT_NEW, CT_ESTABLISHED };
+
+static __always_inline void ct_key_of(const struct flow *f, struct ct_key *key, int reverse)
+{
+	__builtin_memcpy(key->saddr, reverse ? f->daddr : f->saddr, 16);
+	__builtin_memcpy(key->daddr, reverse ? f->saddr : f->daddr, 16);
+	key->sport = reverse ? f->dport : f->sport;
+	key->dport = reverse ? f->sport : f->dport;
+	key->protocol = f->protocol;
+	key->family = f->family;
+}
+
+/* The idle timeout of a flow: the agent's setting, or the compiled-in default. */
+static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
+{
+	__u32 zero = 0;
+	struct datapath_config *cfg = bpf_map_lookup_elem(&config, &zero);
+	__u32 tcp = cfg && cfg->ct_timeout_tcp_sec ? cfg->ct_timeout_tcp_sec : SLUICE_CT_TIMEOUT_TCP_SEC;
+	__u32 closing = cfg && cfg->ct_timeout_closing_sec ? cfg->ct_timeout_closing_sec : SLUICE_CT_TIMEOUT_CLOSING_SEC;
+	__u32 other = cfg && cfg->ct_timeout_other_sec ? cfg->ct_timeout_other_sec : SLUICE_CT_TIMEOUT_OTHER_SEC;
+
+	if (protocol != IPPROTO_TCP)
+		return other;
+	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
+}
+
+/*
+ * A packet of a flow seen before, in either direction and not idle for longer
+ * than its timeout, is established, unless it opens a new TCP connection. A
+ * RST ends the flow after this packet; a FIN shortens its timeout.
+ */
+static __always_inline enum ct_state ct_lookup(const struct flow *f)
+{
+	struct ct_key key = {};
+	struct ct_value *entry;
+	__u64 now, timeout_sec;
+
+	ct_key_of(f, &key, 0);
+	entry = bpf_map_lookup_elem(&conntrack, &key);
+	if (!entry) {
+		ct_key_of(f, &key, 1);
+		entry = bpf_map_lookup_elem(&conntrack, &key);
+	}
+	if (!entry)
+		return CT_NEW;
+	now = bpf_ktime_get_ns();
+	timeout_sec = ct_timeout_sec(f->protocol, entry->flags);
+	/*
+	 * Idle too long, or a new connection (SYN without ACK) reusing the ports
+	 * of an old one: either way the flow must pass policy again.
+	 */
+	if (now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC ||
+	    (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+		bpf_map_delete_elem(&conntrack, &key);
+		return CT_NEW;
+	}
+	entry->last_seen_ns = now;
+	entry->packets += 1;
+	if (f->tcp_flags & TCP_FLAG_RST)
+		bpf_map_delete_elem(&conntrack, &key);
+	else if (f->tcp_flags & TCP_FLAG_FIN)
+		entry->flags |= SLUICE_CT_CLOSING;
+	return CT_ESTABLISHED;
+}
+
+static __always_inline void ct_create(const struct flow *f)
+{
+	struct ct_key key = {};
+	struct ct_value entry = {};
+
+	ct_key_of(f, &key, 0);
+	entry.created_ns = bpf_ktime_get_ns();
+	entry.last_seen_ns = entry.created_ns;
+	entry.packets = 1;
+	bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
+}
+
+#endif
