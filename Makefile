@@ -57,10 +57,10 @@ dist/sluice-image.tar: dist/sluice dist/sluice-cni tools/image.ts install/30-dae
 # in its own network and mount namespaces; Sluice installed with kubectl apply -f install/ only;
 # the upstream NetworkPolicy e2e specs. E2E_KEEP=1 leaves the cluster up (make e2e-down removes it).
 e2e: dist/sluice-image.tar
-	e2e/run.sh
+	bash e2e/run.sh
 
 e2e-down:
-	e2e/cluster-down.sh
+	bash e2e/cluster-down.sh
 
 clean:
 	rm -rf dist

@@ -70,9 +70,13 @@ export class DatapathSync {
   /** Encoded policy entries of a compiled endpoint: the compiler hands back the same object while it is unchanged. */
   private readonly encoded = new WeakMap<CompiledEndpoint, { policy: [string, string][]; cidr: [string, string][] }>();
 
-  constructor(maps: SyncedMaps, numbering: Numbering) {
+  /** The cluster's Service (ClusterIP) ranges: the ipcache names them so from-pod leaves their egress check to the backend. */
+  private readonly serviceCidrs: string[];
+
+  constructor(maps: SyncedMaps, numbering: Numbering, serviceCidrs: string[] = []) {
     this.maps = maps;
     this.numbering = numbering;
+    this.serviceCidrs = serviceCidrs;
     // The maps may outlive agents: start from what they hold, so the first sync is a diff too.
     for (const name of UPSERT_ORDER) {
       const contents: Contents = new Map();
@@ -125,6 +129,10 @@ export class DatapathSync {
     const out = new Map<MapName, Contents>(UPSERT_ORDER.map((n) => [n, new Map()]));
     const put = (name: MapName, key: Buffer, value: Buffer) => out.get(name)!.set(key.toString('hex'), value.toString('hex'));
 
+    for (const cidr of this.serviceCidrs) {
+      const [address, len] = cidr.split('/') as [string, string];
+      put('ipcache', encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: Number(len) }), encodeIpcacheValue(Identity.SERVICE));
+    }
     for (const e of compiled.ipcache) put('ipcache', encodeIpcacheKey(e), encodeIpcacheValue(e.identity));
     // Every node's addresses are remote nodes; this node's own are overwritten with the host identity just below.
     for (const ip of nodeAddresses) {

@@ -32,6 +32,9 @@ import { MapFillReader } from './metrics-map-fill.ts';
 import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics-server.ts';
 import { AGENT_VERSION } from './status-route.ts';
 
+/** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
+const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
+
 /** Defaults of every path the agent uses; each is a flag so several agents can coexist. */
 export const AGENT_DEFAULTS = {
   stateDir: '/var/lib/sluice',
@@ -60,6 +63,8 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
                     or a VXLAN overlay over them (pod MTU lowered by the encapsulation)
   --metrics-address HOST:PORT
                     Prometheus metrics at http://HOST:PORT/metrics (default ${DEFAULT_METRICS_ADDRESS}; 0 disables)
+  --service-cidr CIDR
+                    the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
                     idle time after which a TCP (default 21600) or other (default 60) flow must pass policy again
   --ipam-reserved CIDR|FIRST-LAST|IP
@@ -96,6 +101,7 @@ export async function runAgent(argv: string[]): Promise<void> {
       routing: { type: 'string', default: 'native' },
       'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
       'ct-timeout-tcp-sec': { type: 'string' },
+      'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
       'ipam-gc-interval-ms': { type: 'string' },
@@ -148,7 +154,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const datastoreDir = values['datastore-dir'];
   const numbering = new NumberingStore(`${stateDir}/numbering.db`);
   const datastore: Datastore = kube?.datastore ?? (datastoreDir ? new LocalDirDatastore(datastoreDir) : new NoDatastore());
-  const policy = new PolicyState(datastore, datapath.maps, numbering);
+  const policy = new PolicyState(datastore, datapath.maps, numbering, values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR]);
   const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, (eps) => policy.apply(eps));
   endpoints.identityOf = (id) => policy.identityOf(id);
   const mapFill = new MapFillReader(datapath.maps);

@@ -24,6 +24,7 @@ const RESERVED_NAMES: Record<number, string> = {
   [Identity.WORLD]: 'world',
   [Identity.UNMANAGED]: 'unmanaged',
   [Identity.REMOTE_NODE]: 'remote-node',
+  [Identity.SERVICE]: 'service',
 };
 
 /** One side of a monitored flow. */

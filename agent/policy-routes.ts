@@ -22,6 +22,7 @@ const RESERVED: Record<number, string> = {
   [Identity.WORLD]: 'reserved:world',
   [Identity.UNMANAGED]: 'reserved:unmanaged',
   [Identity.REMOTE_NODE]: 'reserved:remote-node',
+  [Identity.SERVICE]: 'reserved:service',
 };
 const PROTOCOL_NAMES: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP', 1: 'ICMP', 58: 'ICMPv6' };
 

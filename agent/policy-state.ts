@@ -31,9 +31,9 @@ export class PolicyState {
   /** Called after every sync; propagationMs is set when the sync carried a datastore change (change noticed → maps written). */
   onSynced: ((stats: SyncStats, propagationMs: number | null) => void) | null = null;
 
-  constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore) {
+  constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore, serviceCidrs: string[] = []) {
     this.datastore = datastore;
-    this.sync = new DatapathSync(maps, numbering);
+    this.sync = new DatapathSync(maps, numbering, serviceCidrs);
   }
 
   /** Reads the host's addresses once; call before the first sync. */

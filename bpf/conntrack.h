@@ -34,7 +34,7 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
  * than its timeout, is established, unless it opens a new TCP connection. A
  * RST ends the flow after this packet; a FIN shortens its timeout.
  */
-static __always_inline enum ct_state ct_lookup(const struct flow *f)
+static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 *flags_out)
 {
 	struct ct_key key = {};
 	struct ct_value *entry;
@@ -61,6 +61,7 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f)
 	}
 	entry->last_seen_ns = now;
 	entry->packets += 1;
+	*flags_out = entry->flags;
 	if (f->tcp_flags & TCP_FLAG_RST)
 		bpf_map_delete_elem(&conntrack, &key);
 	else if (f->tcp_flags & TCP_FLAG_FIN)
@@ -68,7 +69,7 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f)
 	return CT_ESTABLISHED;
 }
 
-static __always_inline void ct_create(const struct flow *f)
+static __always_inline void ct_create(const struct flow *f, __u32 flags)
 {
 	struct ct_key key = {};
 	struct ct_value entry = {};
@@ -77,6 +78,7 @@ static __always_inline void ct_create(const struct flow *f)
 	entry.created_ns = bpf_ktime_get_ns();
 	entry.last_seen_ns = entry.created_ns;
 	entry.packets = 1;
+	entry.flags = flags;
 	bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
 }
 

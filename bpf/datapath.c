@@ -89,6 +89,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	struct endpoint_info *dst;
 	struct flow f = {};
 	struct ethhdr *eth;
+	__u32 ct_flags = 0;
 	int err;
 
 	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
@@ -108,8 +109,16 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(dkey.addr, f.daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);
 
-	if (ct_lookup(&f) == CT_ESTABLISHED) {
+	if (ct_lookup(&f, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
+		/*
+		 * A reply of a flow that reached this pod through the stack (a Service's
+		 * DNAT): the stack must see it to undo the translation, so no shortcut.
+		 */
+		if (ct_flags & SLUICE_CT_VIA_STACK) {
+			count(SLUICE_CTR_TO_STACK, skb);
+			return TC_ACT_OK;
+		}
 	} else {
 		struct event_meta m = {
 			.type = SLUICE_EVENT_VERDICT,
@@ -121,7 +130,11 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			.verdict = SLUICE_VERDICT_ALLOWED,
 		};
 
-		if (ep->flags & SLUICE_EP_EGRESS_ISOLATED) {
+		/*
+		 * A Service address is only a name for its backends: the stack translates
+		 * it after this, and to_pod checks egress against the real backend.
+		 */
+		if ((ep->flags & SLUICE_EP_EGRESS_ISOLATED) && m.dst_identity != SLUICE_ID_SERVICE) {
 			m.direction = SLUICE_DIR_EGRESS;
 			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_EGRESS, m.dst_identity, &f, f.daddr)) {
 				m.reason = SLUICE_CTR_DROP_POLICY_EGRESS;
@@ -145,7 +158,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 		if (dst)
 			ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-		ct_create(&f);
+		ct_create(&f, 0);
 	}
 
 	if (dst) {
@@ -209,8 +222,10 @@ int to_pod(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	__u32 ifindex = skb->ifindex;
-	struct endpoint_info *ep;
+	struct endpoint_info *ep, *src;
+	struct endpoint_key skey = {};
 	struct flow f = {};
+	__u32 ct_flags = 0;
 	__u32 peer;
 	int err;
 
@@ -231,11 +246,35 @@ int to_pod(struct __sk_buff *skb)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
 	if (f.is_ndp)
 		return TC_ACT_OK;
-	if (ct_lookup(&f) == CT_ESTABLISHED) {
+	if (ct_lookup(&f, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		return TC_ACT_OK;
 	}
-	peer = lookup_identity(f.family, f.saddr);
+	skey.family = f.family;
+	__builtin_memcpy(skey.addr, f.saddr, 16);
+	src = bpf_map_lookup_elem(&endpoints, &skey);
+	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
+	/*
+	 * A local pod's packet that came through the stack (to a Service address,
+	 * now translated to this backend): its egress policy was left for here.
+	 */
+	if (src && (src->flags & SLUICE_EP_EGRESS_ISOLATED) &&
+	    !policy_allows(src->endpoint_id, SLUICE_DIR_EGRESS, ep->identity, &f, f.daddr)) {
+		struct event_meta m = {
+			.type = SLUICE_EVENT_VERDICT,
+			.reason = SLUICE_CTR_DROP_POLICY_EGRESS,
+			.src_identity = src->identity,
+			.dst_identity = ep->identity,
+			.src_endpoint = src->endpoint_id,
+			.dst_endpoint = ep->endpoint_id,
+			.direction = SLUICE_DIR_EGRESS,
+			.verdict = SLUICE_VERDICT_DENIED,
+		};
+
+		emit_event(skb, &m, &f);
+		ep_count(src->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
+		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
+	}
 	{
 		struct event_meta m = {
 			.type = SLUICE_EVENT_VERDICT,
@@ -259,6 +298,6 @@ int to_pod(struct __sk_buff *skb)
 	}
 	count(SLUICE_CTR_POLICY_ALLOWED, skb);
 	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-	ct_create(&f);
+	ct_create(&f, SLUICE_CT_VIA_STACK);
 	return TC_ACT_OK;
 }

@@ -25,6 +25,7 @@
 #define SLUICE_ID_WORLD 2           /* every address the ipcache does not know */
 #define SLUICE_ID_UNMANAGED 3       /* a pod Sluice does not manage */
 #define SLUICE_ID_REMOTE_NODE 4     /* other nodes' addresses */
+#define SLUICE_ID_SERVICE 5         /* Service (ClusterIP) addresses: the stack translates them after from-pod */
 #define SLUICE_ID_FIRST_POD 256
 /* Peers selected by address (ipBlock, named ports resolved per remote pod): see cidr_policy. */
 #define SLUICE_ID_FIRST_CIDR_SELECTOR (1u << 24)
@@ -139,6 +140,8 @@ struct ct_value {
 
 /* struct ct_value.flags: a FIN was seen, the flow is winding down. */
 #define SLUICE_CT_CLOSING (1u << 0)
+/* The flow reached the pod through the host stack (e.g. a Service's DNAT): replies go back through it. */
+#define SLUICE_CT_VIA_STACK (1u << 1)
 
 /*
  * Idle time after which a flow must pass policy again: a peer that a new

@@ -23,6 +23,7 @@ export const Identity = {
   WORLD: 2,
   UNMANAGED: 3,
   REMOTE_NODE: 4,
+  SERVICE: 5,
   FIRST_POD: 256,
   FIRST_CIDR_SELECTOR: 2 ** 24,
 } as const;

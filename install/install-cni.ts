@@ -40,7 +40,7 @@ export async function installCniCommand(argv: string[]): Promise<number> {
   }
   if (values['mount-bpffs']) {
     ensureBpffs(values['mount-bpffs']);
-    console.error(`install-cni: bpffs mounted at ${values['mount-bpffs']}`);
+    console.error(`install-cni: bpffs at ${values['mount-bpffs']}`);
   }
   const dest = path.join(values['bin-dir'], values.name);
   const changed = writeFileAtomic(dest, fs.readFileSync(values.source), 0o755);

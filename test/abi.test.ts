@@ -129,6 +129,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_ID_WORLD: Identity.WORLD,
       SLUICE_ID_UNMANAGED: Identity.UNMANAGED,
       SLUICE_ID_REMOTE_NODE: Identity.REMOTE_NODE,
+      SLUICE_ID_SERVICE: Identity.SERVICE,
       SLUICE_ID_FIRST_POD: Identity.FIRST_POD,
       SLUICE_ID_FIRST_CIDR_SELECTOR: Identity.FIRST_CIDR_SELECTOR,
       SLUICE_EP_INGRESS_ISOLATED: EndpointFlag.INGRESS_ISOLATED,
