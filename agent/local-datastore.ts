@@ -36,6 +36,15 @@ function kindInfo(kind: string): { plural: string; namespaced: boolean } {
   return info;
 }
 
+function readdirIfPresent(dir: string): string[] {
+  try {
+    return fs.readdirSync(dir);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+}
+
 /** A directory of Kubernetes objects. */
 export class LocalDatastore {
   readonly dir: string;
@@ -85,11 +94,17 @@ export class LocalDatastore {
     const root = path.join(this.dir, info.plural);
     if (!fs.existsSync(root)) return [];
     const files = info.namespaced
-      ? fs.readdirSync(root).flatMap((ns) => fs.readdirSync(path.join(root, ns)).map((f) => path.join(root, ns, f)))
+      ? fs.readdirSync(root).flatMap((ns) => readdirIfPresent(path.join(root, ns)).map((f) => path.join(root, ns, f)))
       : fs.readdirSync(root).map((f) => path.join(root, f));
-    return files
-      .filter((f) => f.endsWith('.yaml'))
-      .sort()
-      .map((f) => YAML.parse(fs.readFileSync(f, 'utf8')) as KubeObject);
+    const objects: KubeObject[] = [];
+    for (const f of files.filter((name) => name.endsWith('.yaml')).sort()) {
+      try {
+        objects.push(YAML.parse(fs.readFileSync(f, 'utf8')) as KubeObject);
+      } catch (err: unknown) {
+        // Deleted between the listing and the read: it is simply gone.
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+    }
+    return objects;
   }
 }

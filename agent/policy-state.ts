@@ -71,10 +71,15 @@ export class PolicyState {
   watch(log: (msg: string) => void): void {
     const syncIfChanged = () => {
       if (this.stopped) return;
-      const noticedAtMs = performance.now();
-      if (!this.datastore.refresh()) return;
-      const stats = this.apply(this.endpoints(), noticedAtMs);
-      log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+      try {
+        const noticedAtMs = performance.now();
+        if (!this.datastore.refresh()) return;
+        const stats = this.apply(this.endpoints(), noticedAtMs);
+        log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+      } catch (err: unknown) {
+        // A timer must never take the agent down; the next tick retries.
+        log(`datastore sync failed (retrying): ${err instanceof Error ? err.message : String(err)}`);
+      }
     };
     // A datastore that pushes (Kubernetes watches) is applied on the event; the poll stays as a safety net.
     this.datastore.onChange?.(syncIfChanged);

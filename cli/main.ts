@@ -178,10 +178,13 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
-  (err: unknown) => {
-    console.error(`sluice: ${err instanceof Error ? err.message : String(err)}`);
-    process.exit(1);
-  },
-);
+/** Exits once stdout has flushed: a pipe reader must get every byte of a large -o json document. */
+function exitAfterFlush(code: number): void {
+  if (process.stdout.writableLength === 0) process.exit(code);
+  process.stdout.once('drain', () => process.exit(code));
+}
+
+main(process.argv.slice(2)).then(exitAfterFlush, (err: unknown) => {
+  console.error(`sluice: ${err instanceof Error ? err.message : String(err)}`);
+  exitAfterFlush(1);
+});
