@@ -181,7 +181,11 @@ async function main(argv: string[]): Promise<number> {
 /** Exits once stdout has flushed: a pipe reader must get every byte of a large -o json document. */
 function exitAfterFlush(code: number): void {
   if (process.stdout.writableLength === 0) process.exit(code);
-  process.stdout.once('drain', () => process.exit(code));
+  const exit = () => process.exit(code);
+  process.stdout.once('drain', exit);
+  // A reader that went away (`| head`) never drains: leave then too.
+  process.stdout.once('error', exit);
+  process.stdout.once('close', exit);
 }
 
 main(process.argv.slice(2)).then(exitAfterFlush, (err: unknown) => {
