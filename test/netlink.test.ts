@@ -36,7 +36,8 @@ const SUBNET_OCTET = 1 + (randomBytes(1)[0] ?? 0) % 254;
 const POD_IP = `10.251.${SUBNET_OCTET}.2`;
 const GATEWAY_IP = '169.254.1.1';
 const POD_MAC = '02:51:00:00:00:02';
-const POD_IP6 = `fd51:${TAG.slice(0, 4)}::2`;
+// Canonical text (RFC 5952): a random group such as 0ef2 comes back from the kernel as ef2.
+const POD_IP6 = formatIp(parseIp(`fd51:${TAG.slice(0, 4)}::2`).bytes);
 const TCP_PORT = 40_000 + ((randomBytes(2).readUInt16LE(0) ?? 0) % 20_000);
 
 function ip(...args: string[]): string {
