@@ -7,6 +7,7 @@
 import fs from 'node:fs';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentRequest } from '../agent/client.ts';
+import { parseCidr } from '../ipam/cidr.ts';
 import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../agent/api-types.ts';
 import { must, sh, SLUICE, TestCluster } from './support/local-cluster.ts';
 
@@ -104,7 +105,8 @@ describe('IPAM and the pods in the kernel', () => {
   it('local up with an IPv4 and an IPv6 pod CIDR gives each pod one address of each family, shown by sluice ipam -o json', async () => {
     const c = new TestCluster();
     cluster = c;
-    const v6 = `fd00:${c.id.slice(0, 4)}::/120`;
+    // Canonical text, as the agent prints it (a group like 0a1b prints as a1b).
+    const v6 = parseCidr(`fd00:${c.id.slice(0, 4)}::/120`).text;
     await must(SLUICE, ['local', 'up', '--dir', c.dir, '--name', c.name, '--socket', c.socket, '--state-dir', c.stateDir, '--bpf-dir', c.bpfDir, '--pod-cidr', c.podCIDR, '--pod-cidr', v6]);
 
     const alloc = await agentRequest<AllocateResponse>(c.socket, 'POST', '/v1/ipam/allocate', { containerID: 'ds1', ifname: 'eth0', namespace: 'x', pod: 'a' });

@@ -4,6 +4,7 @@
  * and the agent. Every netns it makes carries the cluster's name and is
  * removed by cleanup().
  */
+import { parseCidr } from '../../ipam/cidr.ts';
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostVethName } from '../../cni/names.ts';
@@ -28,7 +29,7 @@ export class CniHarness {
 
   constructor(dualStack = true) {
     this.dualStack = dualStack;
-    this.podCIDR6 = `fd5e:${this.cluster.id.slice(0, 4)}::/112`;
+    this.podCIDR6 = parseCidr(`fd5e:${this.cluster.id.slice(0, 4)}::/112`).text;
   }
 
   /** `sluice local up` with this cluster's names: its pod CIDR, plus an IPv6 one when dual stack, unless `cidrs` are given. */
