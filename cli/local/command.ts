@@ -3,7 +3,7 @@ import { parseArgs } from 'node:util';
 import { clusterDir, loadCluster } from './cluster.ts';
 import { localDown } from './down.ts';
 import { connect, holdConnection, probe, serve, servePorts } from './probe.ts';
-import { applyManifests, deleteManifests, readManifests } from './apply.ts';
+import { applyManifests, deleteManifests, readManifests, syncAgent } from './apply.ts';
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
 import { removeNode } from './nodes-remove.ts';
@@ -131,6 +131,8 @@ export async function localCommand(argv: string[]): Promise<number> {
       const config = loadCluster(dir);
       if (sub === 'create') {
         const pod = await createPod(config, ref, parseLabels(values.label), values.node);
+        // Every node's agent knows the pod (its address in their ipcache) before this returns, as with apply.
+        await syncAgent(config);
         console.error(`pod ${ref} created with IP ${String(pod.status?.podIP)}`);
         return 0;
       }
@@ -138,6 +140,7 @@ export async function localCommand(argv: string[]): Promise<number> {
         console.error(`pod ${ref} not found`);
         return 1;
       }
+      await syncAgent(config);
       console.error(`pod ${ref} deleted`);
       return 0;
     }
