@@ -6,7 +6,6 @@
  * an endpoint becomes isolated, and come out only after it stops being.
  */
 import {
-  Direction,
   EndpointFlag,
   Identity,
   encodeCidrPolicyKey,
@@ -183,7 +182,3 @@ export class DatapathSync {
   }
 }
 
-/** Readable direction name. */
-export function directionName(direction: number): string {
-  return direction === Direction.INGRESS ? 'ingress' : 'egress';
-}

@@ -65,10 +65,10 @@ export class EndpointManager {
   }
 
   /** Syncs the datapath with the store after a (re)start; returns how many endpoints there are. */
-  resync(): { written: number; removed: number } {
+  resync(): number {
     const endpoints = this.list();
     this.sync(endpoints);
-    return { written: endpoints.length, removed: 0 };
+    return endpoints.length;
   }
 
   /** Looks up identities assigned by the datapath sync (set by the agent once both exist). */

@@ -174,8 +174,8 @@ export async function runAgent(argv: string[]): Promise<void> {
   }, metricsAddress !== null);
   policy.onSynced = (stats, propagationMs) => metrics.observePolicySync(stats, propagationMs);
   await policy.init(() => endpoints.list());
-  const sync = endpoints.resync();
-  log(`endpoints restored: ${sync.written}; datastore ${policy.datastore.describe()}; ${policy.lastSync?.written ?? 0} map entries written, ${policy.lastSync?.deleted ?? 0} deleted`);
+  const restored = endpoints.resync();
+  log(`endpoints restored: ${restored}; datastore ${policy.datastore.describe()}; ${policy.lastSync?.written ?? 0} map entries written, ${policy.lastSync?.deleted ?? 0} deleted`);
   policy.watch(log);
   // Routes to other nodes' pods (and in VXLAN mode the pod MTU) are in place before the first ADD is served.
   const routing = new NodeRouting({ nodeName: values['node-name'], mode: routingMode, nodes: () => clusterNodes(policy.datastore.objects()), log });

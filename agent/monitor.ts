@@ -3,13 +3,13 @@
  * addresses, endpoints and identities, keeps the latest drops for `status`,
  * and fans events out to subscribers (`sluice monitor`).
  */
-import { COUNTER_NAMES, Counter, Direction, EventType, Identity, Verdict, decodeEvent, type DatapathEvent } from '../datapath/abi.ts';
+import { COUNTER_NAMES, Counter, Direction, EventType, Verdict, decodeEvent, type DatapathEvent } from '../datapath/abi.ts';
 import { closeFd, objGet } from '../datapath/libbpf.ts';
 import { RingBufferReader } from '../datapath/ringbuf.ts';
+import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from './names.ts';
 
 const POLL_INTERVAL_MS = 100;
 const RECENT_DROPS = 50;
-const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };
 const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_POLICY_INGRESS]: 'policy',
   [Counter.DROP_POLICY_EGRESS]: 'policy',
@@ -18,13 +18,6 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_FRAGMENT]: 'fragment without its first',
   [Counter.DROP_UNKNOWN_EP]: 'no endpoint',
   [Counter.POLICY_ALLOWED]: 'policy',
-};
-const RESERVED_NAMES: Record<number, string> = {
-  [Identity.HOST]: 'host',
-  [Identity.WORLD]: 'world',
-  [Identity.UNMANAGED]: 'unmanaged',
-  [Identity.REMOTE_NODE]: 'remote-node',
-  [Identity.SERVICE]: 'service',
 };
 
 /** One side of a monitored flow. */
@@ -74,7 +67,7 @@ function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoin
   const pod = (endpoint && r.podOfEndpoint(endpoint)) || (ip ? r.podOfIp(ip) : undefined);
   if (pod) return { ip, port, identity, name: `${pod.namespace}/${pod.pod}`, namespace: pod.namespace, pod: pod.pod };
   if (ip && r.hostAddresses().includes(ip)) return { ip, port, identity, name: 'host' };
-  return { ip, port, identity, name: RESERVED_NAMES[identity] ?? (ip || 'unknown') };
+  return { ip, port, identity, name: RESERVED_IDENTITY_NAMES[identity] ?? (ip || 'unknown') };
 }
 
 /** Turns a datapath event into what people read. */

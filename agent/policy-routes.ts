@@ -5,6 +5,7 @@
 import { COUNTER_NAMES, Counter, Direction, Identity, PROTO_ANY, decodeCounterValue, encodeEpCounterKey } from '../datapath/abi.ts';
 import type { BpfMap } from '../datapath/bpf-map.ts';
 import type { CompiledEndpoint, CompiledState } from '../policy/compile.ts';
+import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from './names.ts';
 import { ApiFailure, type Route } from './api-server.ts';
 import type { EndpointManager } from './endpoints.ts';
 import type { PolicyState } from './policy-state.ts';
@@ -18,13 +19,8 @@ export interface PolicyRoutesContext {
 
 const RESERVED: Record<number, string> = {
   [Identity.ANY]: 'any peer',
-  [Identity.HOST]: 'reserved:host',
-  [Identity.WORLD]: 'reserved:world',
-  [Identity.UNMANAGED]: 'reserved:unmanaged',
-  [Identity.REMOTE_NODE]: 'reserved:remote-node',
-  [Identity.SERVICE]: 'reserved:service',
+  ...Object.fromEntries(Object.entries(RESERVED_IDENTITY_NAMES).map(([id, name]) => [id, `reserved:${name}`])),
 };
-const PROTOCOL_NAMES: Record<number, string> = { 6: 'TCP', 17: 'UDP', 132: 'SCTP', 1: 'ICMP', 58: 'ICMPv6' };
 
 function labelText(labels: Record<string, string>): string {
   return Object.entries(labels).map(([k, v]) => `${k}=${v}`).sort().join(',');
