@@ -31,30 +31,38 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 
 /*
  * A packet of a flow seen before, in either direction and not idle for longer
- * than its timeout, is established, unless it opens a new TCP connection. A
- * RST ends the flow after this packet; a FIN shortens its timeout.
+ * than its timeout, is established, unless it opens a new TCP connection or
+ * its addresses now belong to other endpoints than the ones the flow was
+ * judged for (src_ep, dst_ep: the local endpoints of this packet's source and
+ * destination, 0 for none). A RST ends the flow after this packet; a FIN
+ * shortens its timeout.
  */
-static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 *flags_out)
+static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 src_ep, __u32 dst_ep, __u32 *flags_out)
 {
 	struct ct_key key = {};
 	struct ct_value *entry;
 	__u64 now, timeout_sec;
+	int bound;
 
 	ct_key_of(f, &key, 0);
 	entry = bpf_map_lookup_elem(&conntrack, &key);
-	if (!entry) {
+	if (entry) {
+		bound = entry->src_endpoint == src_ep && entry->dst_endpoint == dst_ep;
+	} else {
 		ct_key_of(f, &key, 1);
 		entry = bpf_map_lookup_elem(&conntrack, &key);
+		if (!entry)
+			return CT_NEW;
+		bound = entry->src_endpoint == dst_ep && entry->dst_endpoint == src_ep;
 	}
-	if (!entry)
-		return CT_NEW;
 	now = bpf_ktime_get_ns();
 	timeout_sec = ct_timeout_sec(f->protocol, entry->flags);
 	/*
-	 * Idle too long, or a new connection (SYN without ACK) reusing the ports
-	 * of an old one: either way the flow must pass policy again.
+	 * Idle too long, a new connection (SYN without ACK) reusing the ports of
+	 * an old one, or an address that changed hands: the flow must pass policy
+	 * again.
 	 */
-	if (now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC ||
+	if (!bound || now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC ||
 	    (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
 		bpf_map_delete_elem(&conntrack, &key);
 		return CT_NEW;
@@ -69,10 +77,11 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 *flag
 	return CT_ESTABLISHED;
 }
 
-static __always_inline void ct_create(const struct flow *f, __u32 flags)
+/* Records a flow that passed policy, bound to the endpoints it was judged for. */
+static __always_inline void ct_create(const struct flow *f, __u32 flags, __u32 src_ep, __u32 dst_ep)
 {
 	struct ct_key key = {};
-	struct ct_value entry = {};
+	struct ct_value entry = { .src_endpoint = src_ep, .dst_endpoint = dst_ep };
 
 	ct_key_of(f, &key, 0);
 	entry.created_ns = bpf_ktime_get_ns();

@@ -101,6 +101,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	if (spoofed(eth, ep, &f))
 		return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, &f, ep->identity, 0, 1);
+	frag_remember(&f);
 	/* Neighbour discovery is the link's business: the host answers it. */
 	if (f.is_ndp)
 		return TC_ACT_OK;
@@ -109,7 +110,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(dkey.addr, f.daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);
 
-	if (ct_lookup(&f, &ct_flags) == CT_ESTABLISHED) {
+	if (ct_lookup(&f, ep->endpoint_id, dst ? dst->endpoint_id : 0, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		/*
 		 * A reply of a flow that reached this pod through the stack (a Service's
@@ -158,7 +159,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 		if (dst)
 			ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-		ct_create(&f, 0);
+		ct_create(&f, 0, ep->endpoint_id, dst ? dst->endpoint_id : 0);
 	}
 
 	if (dst) {
@@ -244,15 +245,16 @@ int to_pod(struct __sk_buff *skb)
 	err = eth->h_proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
 	if (err != PARSE_OK)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
+	frag_remember(&f);
 	if (f.is_ndp)
 		return TC_ACT_OK;
-	if (ct_lookup(&f, &ct_flags) == CT_ESTABLISHED) {
-		count(SLUICE_CTR_CT_ESTABLISHED, skb);
-		return TC_ACT_OK;
-	}
 	skey.family = f.family;
 	__builtin_memcpy(skey.addr, f.saddr, 16);
 	src = bpf_map_lookup_elem(&endpoints, &skey);
+	if (ct_lookup(&f, src ? src->endpoint_id : 0, ep->endpoint_id, &ct_flags) == CT_ESTABLISHED) {
+		count(SLUICE_CTR_CT_ESTABLISHED, skb);
+		return TC_ACT_OK;
+	}
 	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
 	/*
 	 * A local pod's packet that came through the stack (to a Service address,
@@ -298,6 +300,6 @@ int to_pod(struct __sk_buff *skb)
 	}
 	count(SLUICE_CTR_POLICY_ALLOWED, skb);
 	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-	ct_create(&f, SLUICE_CT_VIA_STACK);
+	ct_create(&f, SLUICE_CT_VIA_STACK, src ? src->endpoint_id : 0, ep->endpoint_id);
 	return TC_ACT_OK;
 }

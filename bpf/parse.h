@@ -13,6 +13,9 @@ struct flow {
 	__u8 family;
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
 	__u8 tcp_flags;
+	__u8 first_fragment; /* the first of several fragments: frag_remember() keeps its ports */
+	__u8 pad[3];
+	__u32 frag_id;
 };
 
 /* Extension headers walked before giving up on an IPv6 packet. */
@@ -117,11 +120,27 @@ static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f,
 	}
 	err = parse_l4(skb, l4_off, f);
 	if (err == PARSE_OK && more) {
-		struct frag_value ports = { .sport = f->sport, .dport = f->dport };
-
-		bpf_map_update_elem(&fragments, &key, &ports, BPF_ANY);
+		f->first_fragment = 1;
+		f->frag_id = id;
 	}
 	return err;
+}
+
+/*
+ * Keeps the ports of a first fragment for the ones after it. Called only once
+ * the packet's source is known to be genuine (from_pod: after the spoofing
+ * check), so a pod cannot write or evict entries under another's addresses.
+ */
+static __always_inline void frag_remember(const struct flow *f)
+{
+	struct frag_key key = { .id = f->frag_id, .protocol = f->protocol, .family = f->family };
+	struct frag_value ports = { .sport = f->sport, .dport = f->dport };
+
+	if (!f->first_fragment)
+		return;
+	__builtin_memcpy(key.saddr, f->saddr, 16);
+	__builtin_memcpy(key.daddr, f->daddr, 16);
+	bpf_map_update_elem(&fragments, &key, &ports, BPF_ANY);
 }
 
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)

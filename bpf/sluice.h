@@ -130,11 +130,21 @@ struct ct_key {
 	__u8 pad[2];
 };
 
+/*
+ * A flow is bound to the local endpoints it was judged for: the endpoint ids
+ * (0: not a pod of this node) of the address that opened it and of the one it
+ * went to. A packet matches the entry only while those addresses still belong
+ * to the same endpoints (ids are never reused), so an entry seeded toward an
+ * address before its pod existed, or left by a deleted pod, grants nothing to
+ * the address's next owner: that flow passes the new owner's policy first.
+ */
 struct ct_value {
 	__u64 created_ns;
 	__u64 last_seen_ns;
 	__u64 packets;
-	__u32 flags; /* SLUICE_CT_* */
+	__u32 flags;        /* SLUICE_CT_* */
+	__u32 src_endpoint; /* local endpoint of the opening packet's source, or 0 */
+	__u32 dst_endpoint; /* local endpoint of its destination, or 0 */
 	__u32 pad;
 };
 

@@ -108,8 +108,8 @@ export const CT_KEY: StructLayout = {
 /** struct ct_value. */
 export const CT_VALUE: StructLayout = {
   name: 'ct_value',
-  size: 32,
-  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, pad: 28 },
+  size: 40,
+  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, pad: 36 },
 };
 
 /** struct frag_key. */

@@ -9,6 +9,13 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   options    DST PORT              UDP behind IPv4 options; prints the echo or 'none'
   syn-hammer DST PORT SECONDS      SYNs every 2 ms; prints how many TCP answers came back
   sctp       DST PORT              an SCTP INIT; prints 'answer' if anything (ICMP included) came back, else 'none'
+  spoof-frag DST PORT FAKE_SRC     the first fragment of a UDP datagram, from a source address not the pod's
+  stream     DST PORT SPORT SECONDS PROTO
+                                   udp: UDP from one source port, icmp: echo requests with id SPORT,
+                                   ten a second; prints how many were sent
+  count      SRC PORT SECONDS PROTO
+                                   counts the UDP packets to PORT (or echo requests) from SRC that reach
+                                   this pod within SECONDS; prints the count
 """
 import sys
 import time
@@ -30,6 +37,13 @@ def echo_of(dst, port, packets, timeout=2.0):
     time.sleep(timeout)
     got = sniffer.stop()
     return len(got) > 0
+
+
+def sniff_count(match, seconds):
+    sniffer = AsyncSniffer(iface=IFACE, lfilter=match)
+    sniffer.start()
+    time.sleep(seconds)
+    return len(sniffer.stop())
 
 
 def main():
@@ -71,6 +85,26 @@ def main():
         send(IP(dst=dst) / SCTP(sport=5000, dport=port) / SCTPChunkInit(init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1))
         time.sleep(1.5)
         print("answer" if len(sniffer.stop()) > 0 else "none")
+    elif case == "spoof-frag":
+        frags = fragment(IP(src=sys.argv[4], dst=dst, id=4545) / UDP(sport=40004, dport=port) / Raw(PAYLOAD), fragsize=64)
+        send(frags[0])
+        print("sent")
+    elif case == "stream":
+        sport, seconds, proto = int(sys.argv[4]), float(sys.argv[5]), sys.argv[6]
+        l4 = UDP(sport=sport, dport=port) / Raw(b"seed") if proto == "udp" else ICMP(type=8, id=sport, seq=1)
+        sent, deadline = 0, time.time() + seconds
+        while time.time() < deadline:
+            send(IP(dst=dst) / l4)
+            sent += 1
+            time.sleep(0.1)
+        print(sent)
+    elif case == "count":
+        src, seconds, proto = dst, float(sys.argv[4]), sys.argv[5]
+        if proto == "udp":
+            match = lambda p: IP in p and p[IP].src == src and UDP in p and p[UDP].dport == port
+        else:
+            match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == 8
+        print(sniff_count(match, seconds))
     else:
         raise SystemExit(__doc__)
 
