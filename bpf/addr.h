@@ -51,4 +51,13 @@ static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
 	return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || ipv6_unspecified(addr);
 }
 
+/*
+ * Destinations no router forwards: link-local unicast (fe80::/10) and
+ * link-scope multicast (ffx2::/16, e.g. solicited-node, all-routers, MLDv2).
+ */
+static __always_inline int ipv6_on_link_destination(const __u8 *addr)
+{
+	return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || (addr[0] == 0xff && (addr[1] & 0x0f) == 0x02);
+}
+
 #endif

@@ -102,9 +102,16 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	if (spoofed(eth, ep, &f))
 		return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, &f, ep->identity, 0, 1);
 	frag_remember(&f);
-	/* Neighbour discovery is the link's business: the host answers it. */
-	if (f.is_ndp)
+	/*
+	 * Neighbour discovery and MLD are the link's business: the host answers
+	 * them. Only toward on-link destinations, though: sent to a routable
+	 * address they would be forwarded to other pods past every policy.
+	 */
+	if (f.is_ndp) {
+		if (!ipv6_on_link_destination(f.daddr))
+			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, &f, ep->identity, 0, 1);
 		return TC_ACT_OK;
+	}
 
 	dkey.family = f.family;
 	__builtin_memcpy(dkey.addr, f.daddr, 16);
@@ -246,8 +253,16 @@ int to_pod(struct __sk_buff *skb)
 	if (err != PARSE_OK)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
 	frag_remember(&f);
-	if (f.is_ndp)
+	/*
+	 * Neighbour discovery from the link itself: a hop limit of 255 proves it
+	 * was not forwarded (RFC 4861); otherwise only on-link destinations, which
+	 * no router forwards. A pod elsewhere cannot use it as a channel.
+	 */
+	if (f.is_ndp) {
+		if (f.hop_limit != 255 && !ipv6_on_link_destination(f.daddr))
+			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, &f, 0, ep->identity, 0);
 		return TC_ACT_OK;
+	}
 	skey.family = f.family;
 	__builtin_memcpy(skey.addr, f.saddr, 16);
 	src = bpf_map_lookup_elem(&endpoints, &skey);

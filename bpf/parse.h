@@ -14,7 +14,8 @@ struct flow {
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
 	__u8 tcp_flags;
 	__u8 first_fragment; /* the first of several fragments: frag_remember() keeps its ports */
-	__u8 pad[3];
+	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery must arrive with 255, MLD with 1) */
+	__u8 pad[2];
 	__u32 frag_id;
 };
 
@@ -184,14 +185,21 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 	__builtin_memcpy(f->saddr, &ip6->saddr, 16);
 	__builtin_memcpy(f->daddr, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
+	f->hop_limit = ip6->hop_limit;
 
 #pragma unroll
 	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
 		__u8 hdr[IPV6_FRAG_HDR_BYTES];
 
 		switch (nexthdr) {
-		case IPPROTO_HOPOPTS:
 		case IPPROTO_ROUTING:
+			/*
+			 * The packet's real destination is the last segment, not daddr:
+			 * judging it by daddr would let a pod bounce traffic past policy.
+			 * No pod needs source routing, so none passes.
+			 */
+			return SLUICE_CTR_DROP_MALFORMED;
+		case IPPROTO_HOPOPTS:
 		case IPPROTO_DSTOPTS:
 		case IPPROTO_AH:
 			if (bpf_skb_load_bytes(skb, off, hdr, 2) < 0)

@@ -9,6 +9,9 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   options    DST PORT              UDP behind IPv4 options; prints the echo or 'none'
   syn-hammer DST PORT SECONDS      SYNs every 2 ms; prints how many TCP answers came back
   sctp       DST PORT              an SCTP INIT; prints 'answer' if anything (ICMP included) came back, else 'none'
+  v6-stream  DST KIND SECONDS      IPv6, ten a second: ndp (neighbour advertisements, hop limit 255),
+                                   rh (UDP to port 80 behind a Routing header) or udp (plain UDP to port 80)
+  v6-count   SRC KIND SECONDS      counts the v6-stream packets of KIND from SRC that reach this pod
   spoof-frag DST PORT FAKE_SRC     the first fragment of a UDP datagram, from a source address not the pod's
   stream     DST PORT SPORT SECONDS PROTO
                                    udp: UDP from one source port, icmp: echo requests with id SPORT,
@@ -47,7 +50,8 @@ def sniff_count(match, seconds):
 
 
 def main():
-    case, dst, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    case, dst = sys.argv[1], sys.argv[2]
+    port = int(sys.argv[3]) if len(sys.argv) > 3 and sys.argv[3].isdigit() else 0
     if case == "spoof-ip":
         send(IP(src=sys.argv[4], dst=dst) / UDP(sport=40000, dport=port) / Raw(b"spoofed"))
         print("sent")
@@ -85,6 +89,26 @@ def main():
         send(IP(dst=dst) / SCTP(sport=5000, dport=port) / SCTPChunkInit(init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1))
         time.sleep(1.5)
         print("answer" if len(sniffer.stop()) > 0 else "none")
+    elif case == "v6-stream":
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrRouting, ICMPv6ND_NA
+        kind, seconds = sys.argv[3], float(sys.argv[4])
+        l3 = IPv6(dst=dst, hlim=255)
+        pkt = {"ndp": l3 / ICMPv6ND_NA(tgt=dst, R=0, S=0, O=0) / Raw(b"covert"),
+               "rh": l3 / IPv6ExtHdrRouting(segleft=0, addresses=[dst]) / UDP(sport=40600, dport=80) / Raw(b"rh"),
+               "udp": l3 / UDP(sport=40601, dport=80) / Raw(b"plain")}[kind]
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            send(pkt)
+            time.sleep(0.1)
+        print("sent")
+    elif case == "v6-count":
+        from scapy.layers.inet6 import IPv6, ICMPv6ND_NA
+        kind, seconds = sys.argv[3], float(sys.argv[4])
+        if kind == "ndp":
+            match = lambda p: IPv6 in p and p[IPv6].src == dst and ICMPv6ND_NA in p
+        else:
+            match = lambda p: IPv6 in p and p[IPv6].src == dst and UDP in p and p[UDP].dport == 80 and p[UDP].sport == (40600 if kind == "rh" else 40601)
+        print(sniff_count(match, seconds))
     elif case == "spoof-frag":
         frags = fragment(IP(src=sys.argv[4], dst=dst, id=4545) / UDP(sport=40004, dport=port) / Raw(PAYLOAD), fragsize=64)
         send(frags[0])
