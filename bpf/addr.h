@@ -45,10 +45,15 @@ static __always_inline int ipv6_unspecified(const __u8 *addr)
 	return any == 0;
 }
 
+static __always_inline int ipv6_link_local(const __u8 *addr)
+{
+	return addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80;
+}
+
 /* fe80::/10 and the unspecified address: what neighbour discovery uses before an address is up. */
 static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
 {
-	return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || ipv6_unspecified(addr);
+	return ipv6_link_local(addr) || ipv6_unspecified(addr);
 }
 
 /*
@@ -57,7 +62,7 @@ static __always_inline int ipv6_link_local_or_unspecified(const __u8 *addr)
  */
 static __always_inline int ipv6_on_link_destination(const __u8 *addr)
 {
-	return (addr[0] == 0xfe && (addr[1] & 0xc0) == 0x80) || (addr[0] == 0xff && (addr[1] & 0x0f) == 0x02);
+	return ipv6_link_local(addr) || (addr[0] == 0xff && (addr[1] & 0x0f) == 0x02);
 }
 
 #endif

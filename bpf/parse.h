@@ -14,9 +14,9 @@ struct flow {
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
 	__u8 tcp_flags;
 	__u8 first_fragment; /* the first of several fragments: frag_remember() keeps its ports */
-	__u8 hop_limit;      /* IPv6 hop limit (neighbour discovery must arrive with 255, MLD with 1) */
+	__u8 hop_limit;      /* IPv6 hop limit: 255 on neighbour discovery proves it was not forwarded */
 	__u8 pad[2];
-	__u32 frag_id;
+	__u32 frag_id;       /* of a fragment: its datagram's identification */
 };
 
 /* Extension headers walked before giving up on an IPv6 packet. */
@@ -99,15 +99,24 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
  * ports. A later fragment whose first fragment was not seen is dropped, so no
  * fragment passes a port rule the datagram would not pass.
  */
+static __always_inline void frag_key_of(const struct flow *f, struct frag_key *key)
+{
+	__builtin_memcpy(key->saddr, f->saddr, 16);
+	__builtin_memcpy(key->daddr, f->daddr, 16);
+	key->id = f->frag_id;
+	key->protocol = f->protocol;
+	key->family = f->family;
+}
+
 static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f, __u32 id, __u32 offset_bytes,
 					  int more, __u32 l4_off)
 {
-	struct frag_key key = { .id = id, .protocol = f->protocol, .family = f->family };
+	struct frag_key key = {};
 	struct frag_value *known;
 	int err;
 
-	__builtin_memcpy(key.saddr, f->saddr, 16);
-	__builtin_memcpy(key.daddr, f->daddr, 16);
+	f->frag_id = id;
+	frag_key_of(f, &key);
 	if (offset_bytes != 0) {
 		/* A later fragment may not overlap the transport header of the first one. */
 		if (f->protocol == IPPROTO_TCP && offset_bytes < TCP_HDR_MIN_BYTES)
@@ -120,10 +129,8 @@ static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f,
 		return PARSE_OK;
 	}
 	err = parse_l4(skb, l4_off, f);
-	if (err == PARSE_OK && more) {
+	if (err == PARSE_OK && more)
 		f->first_fragment = 1;
-		f->frag_id = id;
-	}
 	return err;
 }
 
@@ -134,13 +141,12 @@ static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f,
  */
 static __always_inline void frag_remember(const struct flow *f)
 {
-	struct frag_key key = { .id = f->frag_id, .protocol = f->protocol, .family = f->family };
+	struct frag_key key = {};
 	struct frag_value ports = { .sport = f->sport, .dport = f->dport };
 
 	if (!f->first_fragment)
 		return;
-	__builtin_memcpy(key.saddr, f->saddr, 16);
-	__builtin_memcpy(key.daddr, f->daddr, 16);
+	frag_key_of(f, &key);
 	bpf_map_update_elem(&fragments, &key, &ports, BPF_ANY);
 }
 

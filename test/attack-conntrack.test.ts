@@ -9,8 +9,6 @@
  * sender, the same stream does.
  */
 import { execFileSync } from 'node:child_process';
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
@@ -26,26 +24,19 @@ function nextAddress(ips: string[]): string {
 
 describe('hostile pod: conntrack and fragments', () => {
   const cluster = new TestCluster();
-  const manifests = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-attack-'));
   let podIp: Record<string, string> = {};
   let netns: Record<string, string> = {};
 
-  const apply = (yaml: string) => {
-    const file = path.join(manifests, `m${Date.now()}.yaml`);
-    fs.writeFileSync(file, yaml);
-    return must(SLUICE, ['local', '--dir', cluster.dir, 'apply', '-f', file]);
-  };
   const packets = async (from: string, ...args: string[]) => (await must('ip', ['netns', 'exec', netns[from]!, PYTHON, PACKETS, ...args])).trim();
   const refresh = async () => {
-    const pods = await cluster.pods();
-    podIp = Object.fromEntries(pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.status.podIP]));
-    netns = Object.fromEntries(pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, p.metadata.annotations['sluice.dev/netns']!]));
+    const pods = Object.entries(await cluster.podsByName());
+    podIp = Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!]));
+    netns = Object.fromEntries(pods.map(([key, p]) => [key, p.netns]));
   };
   /** Streams from x/m toward the next address, creates the victim there, and counts what reaches it. */
   const preseed = async (victim: string, proto: 'udp' | 'icmp', sport: string) => {
     const target = nextAddress(Object.values(podIp));
-    const stream = cluster.spawn('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', target, '7000', sport, '9', proto]);
-    const streamDone = new Promise((resolve) => stream.on('exit', resolve));
+    const streamDone = cluster.background('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', target, '7000', sport, '9', proto]);
     await new Promise((r) => setTimeout(r, 1500)); // the stream has written its entry by now
     await must(SLUICE, ['local', '--dir', cluster.dir, 'pod', 'create', `x/${victim}`, '--label', 'role=victim']);
     await refresh();
@@ -57,7 +48,7 @@ describe('hostile pod: conntrack and fragments', () => {
 
   beforeAll(async () => {
     await cluster.up();
-    await apply(`
+    await cluster.apply(`
 apiVersion: v1
 kind: Namespace
 metadata: {name: x, labels: {ns: x}}
@@ -77,10 +68,7 @@ spec: {podSelector: {matchLabels: {role: victim}}, policyTypes: [Ingress]}
 `);
     await refresh();
   }, 120_000);
-  afterAll(async () => {
-    await cluster.teardown();
-    fs.rmSync(manifests, { recursive: true, force: true });
-  });
+  afterAll(() => cluster.teardown());
 
   it('an ICMP echo stream seeded before the victim existed reaches it 0 times', async () => {
     expect(await preseed('v1', 'icmp', '4242')).toBe(0);
@@ -88,7 +76,7 @@ spec: {podSelector: {matchLabels: {role: victim}}, policyTypes: [Ingress]}
 
   it('a UDP stream seeded before the victim existed reaches it 0 times, and passes once a policy admits it', async () => {
     expect(await preseed('v2', 'udp', '41000')).toBe(0);
-    await apply(`
+    await cluster.apply(`
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {namespace: x, name: victims-from-m}
@@ -97,8 +85,7 @@ spec:
   policyTypes: [Ingress]
   ingress: [{from: [{podSelector: {matchLabels: {pod: m}}}]}]
 `);
-    const stream = cluster.spawn('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', podIp['x/v2']!, '7000', '41000', '5', 'udp']);
-    const streamDone = new Promise((resolve) => stream.on('exit', resolve));
+    const streamDone = cluster.background('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', podIp['x/v2']!, '7000', '41000', '5', 'udp']);
     const received = Number(await packets('x/v2', 'count', podIp['x/m']!, '7000', '3', 'udp'));
     await streamDone;
     expect(received).toBeGreaterThan(10);

@@ -5,11 +5,9 @@
  * the packet really goes) never passes. Plain UDP between the same pods is the
  * control: it arrives.
  */
-import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
+import { must, TestCluster } from './support/local-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
@@ -17,23 +15,20 @@ const PYTHON = '/usr/bin/python3';
 describe('hostile pod: IPv6', () => {
   const cluster = new TestCluster();
   const v6CIDR = `fd00:${cluster.id.slice(0, 4)}::/120`;
-  const manifests = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-attack6-'));
   let ip6: Record<string, string> = {};
   let netns: Record<string, string> = {};
 
   /** Streams KIND from `from` to `to` for 4 s and returns how many reached `to`. */
   const delivered = async (from: string, to: string, kind: 'ndp' | 'rh' | 'udp') => {
-    const stream = cluster.spawn('ip', ['netns', 'exec', netns[from]!, PYTHON, PACKETS, 'v6-stream', ip6[to]!, kind, '4']);
-    const done = new Promise((resolve) => stream.on('exit', resolve));
+    const done = cluster.background('ip', ['netns', 'exec', netns[from]!, PYTHON, PACKETS, 'v6-stream', ip6[to]!, kind, '4']);
     const count = await must('ip', ['netns', 'exec', netns[to]!, PYTHON, PACKETS, 'v6-count', ip6[from]!, kind, '3.5']);
     await done;
     return Number(count.trim());
   };
 
   beforeAll(async () => {
-    await must(SLUICE, ['local', 'up', '--dir', cluster.dir, '--name', cluster.name, '--socket', cluster.socket, '--state-dir', cluster.stateDir, '--bpf-dir', cluster.bpfDir, '--pod-cidr', cluster.podCIDR, '--pod-cidr', v6CIDR]);
-    const file = path.join(manifests, 'pods.yaml');
-    fs.writeFileSync(file, `
+    await cluster.up('--pod-cidr', v6CIDR);
+    await cluster.apply(`
 apiVersion: v1
 kind: Namespace
 metadata: {name: x}
@@ -55,21 +50,12 @@ kind: NetworkPolicy
 metadata: {namespace: x, name: victim-deny-all}
 spec: {podSelector: {matchLabels: {role: victim}}, policyTypes: [Ingress]}
 `);
-    await must(SLUICE, ['local', '--dir', cluster.dir, 'apply', '-f', file]);
-    const pods = JSON.parse(await must(SLUICE, ['local', '--dir', cluster.dir, 'get', 'pods', '-o', 'json'])).items as {
-      metadata: { namespace: string; name: string; annotations: Record<string, string> };
-      status: { podIPs: { ip: string }[] };
-    }[];
-    for (const p of pods) {
-      const key = `${p.metadata.namespace}/${p.metadata.name}`;
-      ip6[key] = p.status.podIPs.map((x) => x.ip).find((ip) => ip.includes(':'))!;
-      netns[key] = p.metadata.annotations['sluice.dev/netns']!;
+    for (const [key, p] of Object.entries(await cluster.podsByName())) {
+      ip6[key] = p.ips.find((ip) => ip.includes(':'))!;
+      netns[key] = p.netns;
     }
   }, 120_000);
-  afterAll(async () => {
-    await cluster.teardown();
-    fs.rmSync(manifests, { recursive: true, force: true });
-  });
+  afterAll(() => cluster.teardown());
 
   it('plain UDP between pods without policy arrives (the control)', async () => {
     expect(await delivered('x/m', 'x/open', 'udp')).toBeGreaterThan(10);

@@ -47,6 +47,7 @@ export class TestCluster {
   readonly bpfDir = `/sys/fs/bpf/sluice-test-${this.id}`;
   readonly podCIDR = `10.${200 + (parseInt(this.id.slice(0, 2), 16) % 50)}.${parseInt(this.id.slice(2, 4), 16)}.0/24`;
   private readonly children: ChildProcess[] = [];
+  private manifests = 0;
 
   /** `sluice local up` with this cluster's names; extra arguments go to `local up` (e.g. --agent-arg=...). */
   async up(...extra: string[]): Promise<void> {
@@ -73,11 +74,32 @@ export class TestCluster {
     return JSON.parse((await this.local('get', 'pods', '-o', 'json')).stdout).items;
   }
 
+  /** `sluice local apply -f` of a YAML text, written into the cluster's directory (removed by teardown). */
+  async apply(yaml: string): Promise<string> {
+    const file = path.join(this.dir, `manifest-${++this.manifests}.yaml`);
+    fs.writeFileSync(file, yaml);
+    return must(SLUICE, ['local', '--dir', this.dir, 'apply', '-f', file]);
+  }
+
+  /** Each pod's addresses and netns name, by "namespace/name". */
+  async podsByName(): Promise<Record<string, { ips: string[]; netns: string }>> {
+    const pods = (await this.pods()) as { metadata: { namespace: string; name: string; annotations: Record<string, string> }; status: { podIP: string; podIPs?: { ip: string }[] } }[];
+    return Object.fromEntries(
+      pods.map((p) => [`${p.metadata.namespace}/${p.metadata.name}`, { ips: p.status.podIPs?.map((x) => x.ip) ?? [p.status.podIP], netns: p.metadata.annotations['sluice.dev/netns']! }]),
+    );
+  }
+
   /** Starts a background process that teardown kills (by this PID) if it is still running. */
   spawn(cmd: string, args: string[]): ChildProcess {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     this.children.push(child);
     return child;
+  }
+
+  /** Runs a command in the background (teardown kills it if need be); resolves when it exits. */
+  background(cmd: string, args: string[]): Promise<void> {
+    const child = this.spawn(cmd, args);
+    return new Promise((resolve) => child.on('exit', () => resolve()));
   }
 
   /** Netns names of this cluster that exist now. */
