@@ -13,10 +13,11 @@ import type { CounterName } from '../datapath/abi.ts';
  * - drop: the packet was dropped; reason (and direction, when the counter says it) labels why
  * - allowed: a policy check allowed a new flow
  * - established: a packet of a known (conntrack) flow
+ * - related: an ICMP error about a known flow
  * - arp: ARP requests for the gateway answered
  * - events-lost: monitor events not emitted (rate limit or full ring buffer)
  */
-export type CounterFamily = 'seen' | 'forward' | 'drop' | 'allowed' | 'established' | 'arp' | 'events-lost';
+export type CounterFamily = 'seen' | 'forward' | 'drop' | 'allowed' | 'established' | 'related' | 'arp' | 'events-lost';
 
 /** A counter's family and labels; direction is absent when the counter does not tell. */
 export interface CounterMeaning {
@@ -43,5 +44,7 @@ export const COUNTER_MEANINGS: Record<CounterName, CounterMeaning> = {
   DROP_FRAGMENT: { family: 'drop', labels: { reason: 'fragment' } },
   POLICY_ALLOWED: { family: 'allowed', labels: {} },
   CT_ESTABLISHED: { family: 'established', labels: {} },
+  CT_RELATED: { family: 'related', labels: {} },
+  DROP_ICMP_UNRELATED: { family: 'drop', labels: { reason: 'icmp_unrelated' } },
   EVENTS_LOST: { family: 'events-lost', labels: {} },
 };

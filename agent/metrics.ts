@@ -84,6 +84,7 @@ export class AgentMetrics {
     this.counter('drop_packets_total', 'Packets dropped, by reason and (when the counter tells) direction.', ['reason', 'direction'], global('drop', 'packets', ['reason', 'direction']));
     this.counter('drop_bytes_total', 'Bytes dropped, by reason and (when the counter tells) direction.', ['reason', 'direction'], global('drop', 'bytes', ['reason', 'direction']));
     this.counter('conntrack_established_packets_total', 'Packets of known flows (conntrack hits, either direction).', [], global('established', 'packets', []));
+    this.counter('conntrack_related_packets_total', 'ICMP errors about known flows (e.g. fragmentation needed), passed without a policy check.', [], global('related', 'packets', []));
     this.counter('arp_replies_total', 'ARP requests for the gateway answered by from-pod.', [], global('arp', 'packets', []));
     this.counter('monitor_events_lost_total', 'Monitor events the datapath did not emit: rate limit or full ring buffer.', [], global('events-lost', 'packets', []));
     this.counter('monitor_events_received_total', 'Monitor events the agent read from the ring buffer.', [], (emit) => emit({}, sources.monitorReceived()));

@@ -17,6 +17,7 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_MALFORMED]: 'malformed',
   [Counter.DROP_FRAGMENT]: 'fragment without its first',
   [Counter.DROP_UNKNOWN_EP]: 'no endpoint',
+  [Counter.DROP_ICMP_UNRELATED]: 'ICMP error about no known flow',
   [Counter.POLICY_ALLOWED]: 'policy',
 };
 

@@ -30,44 +30,63 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 }
 
 /*
+ * Finds the entry of the flow in either orientation. Returns 1 when it is
+ * still bound to these endpoints (src_ep, dst_ep: the local endpoints of this
+ * packet's source and destination, 0 for none) and not idle for longer than
+ * its timeout, -1 when it exists but is not (key then holds it, to delete), 0
+ * when there is none.
+ */
+static __always_inline int ct_find(const struct flow *f, __u32 src_ep, __u32 dst_ep, struct ct_key *key,
+				   struct ct_value **out)
+{
+	struct ct_value *entry;
+	int bound;
+
+	ct_key_of(f, key, 0);
+	entry = bpf_map_lookup_elem(&conntrack, key);
+	if (entry) {
+		bound = entry->src_endpoint == src_ep && entry->dst_endpoint == dst_ep;
+	} else {
+		ct_key_of(f, key, 1);
+		entry = bpf_map_lookup_elem(&conntrack, key);
+		if (!entry)
+			return 0;
+		bound = entry->src_endpoint == dst_ep && entry->dst_endpoint == src_ep;
+	}
+	*out = entry;
+	if (!bound || bpf_ktime_get_ns() - entry->last_seen_ns > ct_timeout_sec(f->protocol, entry->flags) * NSEC_PER_SEC)
+		return -1;
+	return 1;
+}
+
+/*
  * A packet of a flow seen before, in either direction and not idle for longer
  * than its timeout, is established, unless it opens a new TCP connection or
  * its addresses now belong to other endpoints than the ones the flow was
- * judged for (src_ep, dst_ep: the local endpoints of this packet's source and
- * destination, 0 for none). A RST ends the flow after this packet; a FIN
- * shortens its timeout.
+ * judged for. A RST ends the flow after this packet; a FIN shortens its
+ * timeout.
  */
 static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 src_ep, __u32 dst_ep, __u32 *flags_out)
 {
 	struct ct_key key = {};
-	struct ct_value *entry;
-	__u64 now, timeout_sec;
-	int bound;
+	struct ct_value *entry = NULL;
+	int found;
 
-	ct_key_of(f, &key, 0);
-	entry = bpf_map_lookup_elem(&conntrack, &key);
-	if (entry) {
-		bound = entry->src_endpoint == src_ep && entry->dst_endpoint == dst_ep;
-	} else {
-		ct_key_of(f, &key, 1);
-		entry = bpf_map_lookup_elem(&conntrack, &key);
-		if (!entry)
-			return CT_NEW;
-		bound = entry->src_endpoint == dst_ep && entry->dst_endpoint == src_ep;
-	}
-	now = bpf_ktime_get_ns();
-	timeout_sec = ct_timeout_sec(f->protocol, entry->flags);
+	if (f->untracked)
+		return CT_NEW;
+	found = ct_find(f, src_ep, dst_ep, &key, &entry);
+	if (found == 0 || !entry)
+		return CT_NEW;
 	/*
 	 * Idle too long, a new connection (SYN without ACK) reusing the ports of
 	 * an old one, or an address that changed hands: the flow must pass policy
 	 * again.
 	 */
-	if (!bound || now - entry->last_seen_ns > timeout_sec * NSEC_PER_SEC ||
-	    (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
+	if (found < 0 || (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
 		bpf_map_delete_elem(&conntrack, &key);
 		return CT_NEW;
 	}
-	entry->last_seen_ns = now;
+	entry->last_seen_ns = bpf_ktime_get_ns();
 	entry->packets += 1;
 	*flags_out = entry->flags;
 	if (f->tcp_flags & TCP_FLAG_RST)
@@ -83,6 +102,8 @@ static __always_inline void ct_create(const struct flow *f, __u32 flags, __u32 s
 	struct ct_key key = {};
 	struct ct_value entry = { .src_endpoint = src_ep, .dst_endpoint = dst_ep };
 
+	if (f->untracked)
+		return;
 	ct_key_of(f, &key, 0);
 	entry.created_ns = bpf_ktime_get_ns();
 	entry.last_seen_ns = entry.created_ns;

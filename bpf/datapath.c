@@ -42,6 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "neigh.h"
 #include "policy.h"
 #include "conntrack.h"
+#include "icmp.h"
 
 /*
  * Delivers to a pod on this node without a trip through the host stack.
@@ -117,7 +118,15 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 	__builtin_memcpy(dkey.addr, f.daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);
 
-	if (ct_lookup(&f, ep->endpoint_id, dst ? dst->endpoint_id : 0, &ct_flags) == CT_ESTABLISHED) {
+	if (f.icmp_error) {
+		if (!icmp_error_related(skb, &f, &ct_flags))
+			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_ICMP_UNRELATED, &f, ep->identity, 0, 1);
+		count(SLUICE_CTR_CT_RELATED, skb);
+		if (ct_flags & SLUICE_CT_VIA_STACK) {
+			count(SLUICE_CTR_TO_STACK, skb);
+			return TC_ACT_OK;
+		}
+	} else if (ct_lookup(&f, ep->endpoint_id, dst ? dst->endpoint_id : 0, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		/*
 		 * A reply of a flow that reached this pod through the stack (a Service's
@@ -266,6 +275,12 @@ int to_pod(struct __sk_buff *skb)
 	skey.family = f.family;
 	__builtin_memcpy(skey.addr, f.saddr, 16);
 	src = bpf_map_lookup_elem(&endpoints, &skey);
+	if (f.icmp_error) {
+		if (!icmp_error_related(skb, &f, &ct_flags))
+			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_ICMP_UNRELATED, &f, 0, ep->identity, 0);
+		count(SLUICE_CTR_CT_RELATED, skb);
+		return TC_ACT_OK;
+	}
 	if (ct_lookup(&f, src ? src->endpoint_id : 0, ep->endpoint_id, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		return TC_ACT_OK;

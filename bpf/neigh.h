@@ -52,7 +52,7 @@ static __always_inline int handle_arp(struct __sk_buff *skb, const struct endpoi
  * own is answered with the host veth's MAC, built in place and sent back to
  * the pod. Returns -1 when the packet is not such a solicitation.
  */
-static __always_inline int handle_ndp(struct __sk_buff *skb, const struct endpoint_info *ep)
+static __noinline int handle_ndp(struct __sk_buff *skb, const struct endpoint_info *ep)
 {
 	void *data = (void *)(long)skb->data;
 	void *data_end = (void *)(long)skb->data_end;

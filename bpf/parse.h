@@ -15,8 +15,10 @@ struct flow {
 	__u8 tcp_flags;
 	__u8 first_fragment; /* the first of several fragments: frag_remember() keeps its ports */
 	__u8 hop_limit;      /* IPv6 hop limit: 255 on neighbour discovery proves it was not forwarded */
-	__u8 pad[2];
+	__u8 icmp_error;     /* an ICMP error: passes only as related to the flow it quotes (icmp.h) */
+	__u8 untracked;      /* ICMP other than echo and errors: every packet meets policy, none is a flow */
 	__u32 frag_id;       /* of a fragment: its datagram's identification */
+	__u32 l4_off;        /* where the transport header starts */
 };
 
 /* Extension headers walked before giving up on an IPv6 packet. */
@@ -37,6 +39,15 @@ struct flow {
 #define IPV6_FRAG_OFFSET_SHIFT 3
 #define IPV6_FRAG_MORE 0x0001
 #define PARSE_OK 0
+
+/* ICMP messages that report a problem with a packet and quote its start (RFC 792, RFC 4443). */
+static __always_inline int icmp_is_error(__u8 protocol, __u8 type)
+{
+	if (protocol == IPPROTO_ICMP)
+		return type == ICMP_DEST_UNREACH || type == ICMP_SOURCE_QUENCH || type == ICMP_REDIRECT ||
+		       type == ICMP_TIME_EXCEEDED || type == ICMP_PARAMETERPROB;
+	return type >= ICMPV6_DEST_UNREACH && type <= ICMPV6_PARAMPROB;
+}
 
 /*
  * Reads the ports (or the ICMP echo id) at l4_off. A first fragment must hold
@@ -75,16 +86,31 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 			return SLUICE_CTR_DROP_MALFORMED;
 		type = buf[0];
 		__builtin_memcpy(&id, buf + 4, 2);
+		f->l4_off = l4_off;
 		/* Echo request (id, 0), reply (0, id): a reply's reversed key is its request's. */
 		if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHO) ||
-		    (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REQUEST))
+		    (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REQUEST)) {
 			f->sport = id;
-		else if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHOREPLY) ||
-			 (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REPLY))
+			return PARSE_OK;
+		}
+		if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHOREPLY) ||
+		    (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REPLY)) {
 			f->dport = id;
+			return PARSE_OK;
+		}
+		if (icmp_is_error(f->protocol, type)) {
+			f->icmp_error = 1;
+			return PARSE_OK;
+		}
 		/* Router/neighbour solicitation and advertisement, redirect; MLD. */
 		if (f->protocol == IPPROTO_ICMPV6 && ((type >= 130 && type <= 137) || type == 143))
 			f->is_ndp = 1;
+		/*
+		 * Any other type and code, as both "ports": never 0, so no key of an
+		 * echo matches it, and untracked, so it opens nothing for another.
+		 */
+		f->sport = f->dport = bpf_htons((__u16)type << 8 | buf[1]);
+		f->untracked = 1;
 		return PARSE_OK;
 	}
 	default:

@@ -14,6 +14,15 @@
 /* Likewise linux/icmp.h (it includes linux/if.h): the ICMP types we read. */
 #define ICMP_ECHOREPLY 0
 #define ICMP_ECHO 8
+#define ICMP_DEST_UNREACH 3
+#define ICMP_SOURCE_QUENCH 4
+#define ICMP_REDIRECT 5
+#define ICMP_TIME_EXCEEDED 11
+#define ICMP_PARAMETERPROB 12
+#define ICMPV6_DEST_UNREACH 1
+#define ICMPV6_PARAMPROB 4
+/* An ICMP error's own header before the packet it quotes: type, code, checksum, 4 more bytes. */
+#define ICMP_ERROR_HDR_BYTES 8
 #define ICMPV6_ECHO_REQUEST 128
 #define ICMPV6_ECHO_REPLY 129
 #define NDISC_NEIGHBOUR_SOLICITATION 135

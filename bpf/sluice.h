@@ -118,7 +118,9 @@ struct cidr_policy_value {
 /*
  * Connection tracking key: one direction of a flow, as the packet that opened
  * it carried it. ICMP echo uses (id, 0) for requests and (0, id) for replies,
- * so a reply's reversed key is its request's key.
+ * so a reply's reversed key is its request's key. ICMP errors are never keys:
+ * they pass as related to the flow they quote. Other ICMP messages are not
+ * tracked at all (every one meets policy), so none opens the way for another.
  */
 struct ct_key {
 	__u8 saddr[16];
@@ -245,6 +247,8 @@ enum sluice_counter {
 	SLUICE_CTR_POLICY_ALLOWED = 11, /* new flows a policy check allowed */
 	SLUICE_CTR_CT_ESTABLISHED = 12, /* packets of known flows (either direction) */
 	SLUICE_CTR_EVENTS_LOST = 13,    /* monitor events not emitted: rate limit or full ring buffer */
+	SLUICE_CTR_CT_RELATED = 14,     /* ICMP errors about a known flow, passed without a policy check */
+	SLUICE_CTR_DROP_ICMP_UNRELATED = 15, /* dropped: an ICMP error about no flow this node let through */
 	SLUICE_CTR_MAX = 16,
 };
 

@@ -264,6 +264,8 @@ export const Counter = {
   POLICY_ALLOWED: 11,
   CT_ESTABLISHED: 12,
   EVENTS_LOST: 13,
+  CT_RELATED: 14,
+  DROP_ICMP_UNRELATED: 15,
   MAX: 16,
 } as const;
 

@@ -19,6 +19,12 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   count      SRC PORT SECONDS PROTO
                                    counts the UDP packets to PORT (or echo requests) from SRC that reach
                                    this pod within SECONDS; prints the count
+  icmp-error DST QSRC QDST QSPORT QDPORT COUNT
+                                   COUNT ICMP errors to DST, ten a second, each quoting a UDP packet
+                                   QSRC:QSPORT -> QDST:QDPORT: IPv4 "fragmentation needed",
+                                   IPv6 "packet too big" (the family is DST's)
+  icmp-other DST TYPE COUNT        COUNT ICMP messages of TYPE (neither echo nor error), ten a second
+  icmp-count SRC TYPE SECONDS      counts the ICMP or ICMPv6 messages of TYPE from SRC that reach this pod
 """
 import sys
 import time
@@ -128,6 +134,32 @@ def main():
             match = lambda p: IP in p and p[IP].src == src and UDP in p and p[UDP].dport == port
         else:
             match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == 8
+        print(sniff_count(match, seconds))
+    elif case == "icmp-error":
+        from scapy.layers.inet6 import IPv6, ICMPv6PacketTooBig
+        qsrc, qdst, qsport, qdport, n = sys.argv[3], sys.argv[4], int(sys.argv[5]), int(sys.argv[6]), int(sys.argv[7])
+        quoted = UDP(sport=qsport, dport=qdport) / Raw(b"quoted-datagram")
+        if ":" in dst:
+            pkt = IPv6(dst=dst) / ICMPv6PacketTooBig(mtu=1280) / IPv6(src=qsrc, dst=qdst) / quoted
+        else:
+            pkt = IP(dst=dst) / ICMP(type=3, code=4, nexthopmtu=1200) / IP(src=qsrc, dst=qdst, flags="DF") / quoted
+        for _ in range(n):
+            send(pkt)
+            time.sleep(0.1)
+        print("sent", n)
+    elif case == "icmp-other":
+        kind, n = int(sys.argv[3]), int(sys.argv[4])
+        for _ in range(n):
+            send(IP(dst=dst) / ICMP(type=kind, code=0) / Raw(b"\0" * 12))
+            time.sleep(0.1)
+        print("sent", n)
+    elif case == "icmp-count":
+        from scapy.layers.inet6 import IPv6
+        src, kind, seconds = dst, int(sys.argv[3]), float(sys.argv[4])
+        if ":" in src:
+            match = lambda p: IPv6 in p and p[IPv6].src == src and p[IPv6].nh == 58 and bytes(p[IPv6].payload)[0] == kind
+        else:
+            match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == kind
         print(sniff_count(match, seconds))
     else:
         raise SystemExit(__doc__)

@@ -1,0 +1,106 @@
+/**
+ * ICMP against policy, with real packets from scapy inside the pods'
+ * namespaces. An ICMP error is about a packet, not a flow: it reaches a pod
+ * when it quotes a flow the pod has open (so path-MTU discovery works behind
+ * a deny-all ingress policy) and never otherwise. Other ICMP messages are not
+ * flows either: one of them let out must not let any ICMP back in.
+ *
+ * Pods of namespace i: v is isolated for ingress with nothing allowed, r is
+ * the peer v talks to, e stands in for a router on the path.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { must, TestCluster } from './support/local-cluster.ts';
+
+const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
+const PYTHON = '/usr/bin/python3';
+const FRAG_NEEDED = '3';
+const PACKET_TOO_BIG = '2';
+const TIMESTAMP = '13';
+
+describe('hostile pod: ICMP', () => {
+  const cluster = new TestCluster();
+  const v6CIDR = `fd00:${cluster.id.slice(0, 4)}::/120`;
+  const ip4: Record<string, string> = {};
+  const ip6: Record<string, string> = {};
+  const netns: Record<string, string> = {};
+
+  const run = async (pod: string, ...args: string[]) => (await must('ip', ['netns', 'exec', netns[pod]!, PYTHON, PACKETS, ...args])).trim();
+  /** Sends from `from` (packets.py args) while `to` counts ICMP of a type from `from`; returns the count. */
+  const delivered = async (from: string, to: string, type: string, ip: Record<string, string>, ...send: string[]) => {
+    const counting = run(to, 'icmp-count', ip[from]!, type, '3');
+    await new Promise((r) => setTimeout(r, 600)); // the sniffer is up
+    await run(from, ...send);
+    return Number(await counting);
+  };
+
+  beforeAll(async () => {
+    await cluster.up('--pod-cidr', v6CIDR);
+    await cluster.apply(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: i}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: i, name: v, labels: {role: isolated}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: i, name: r, labels: {role: peer}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: i, name: e, labels: {role: router}}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: i, name: isolated-deny-all}
+spec: {podSelector: {matchLabels: {role: isolated}}, policyTypes: [Ingress]}
+`);
+    for (const [key, p] of Object.entries(await cluster.podsByName())) {
+      const name = key.split('/')[1]!;
+      ip4[name] = p.ips.find((ip) => !ip.includes(':'))!;
+      ip6[name] = p.ips.find((ip) => ip.includes(':'))!;
+      netns[name] = p.netns;
+    }
+    // v opens a UDP flow to r, over both families: what the errors below quote.
+    await run('v', 'stream', ip4.r!, '7000', '41100', '1', 'udp');
+    await run('v', 'v6-stream', ip6.r!, 'udp', '1');
+  }, 120_000);
+  afterAll(() => cluster.teardown());
+
+  it('"fragmentation needed" about its open flow reaches an isolated pod', async () => {
+    const got = await delivered('e', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5');
+    expect(got).toBe(5);
+  }, 60_000);
+
+  it('IPv6 "packet too big" about its open flow reaches an isolated pod', async () => {
+    const got = await delivered('e', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5');
+    expect(got).toBe(5);
+  }, 60_000);
+
+  it('an error about a flow that never was reaches nobody, isolated or not', async () => {
+    // r has no policy at all: before errors were related to flows, these all arrived.
+    expect(await delivered('e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.e!, '41999', '9999', '5')).toBe(0);
+    expect(await delivered('e', 'r', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.r!, ip6.r!, ip6.e!, '41999', '9999', '5')).toBe(0);
+  }, 60_000);
+
+  it("an error quoting v's flow but sent to its other end is dropped", async () => {
+    // The quoted packet went from v to r, so only v may hear about it.
+    expect(await delivered('e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
+  }, 60_000);
+
+  it('an ICMP timestamp request let out opens no way back in for any ICMP', async () => {
+    await run('v', 'icmp-other', ip4.r!, TIMESTAMP, '3');
+    // Before, that request left a (0, 0) conntrack entry, and r's ICMP of every kind rode it into v.
+    expect(await delivered('r', 'v', TIMESTAMP, ip4, 'icmp-other', ip4.v!, TIMESTAMP, '5')).toBe(0);
+    expect(await delivered('r', 'v', '42', ip4, 'icmp-other', ip4.v!, '42', '5')).toBe(0);
+  }, 60_000);
+
+  it('the datapath counted the related errors and the unrelated drops', async () => {
+    const { counters } = await cluster.status();
+    expect(counters.CT_RELATED?.packets).toBeGreaterThanOrEqual(10);
+    expect(counters.DROP_ICMP_UNRELATED?.packets).toBeGreaterThanOrEqual(15);
+  });
+});
