@@ -1,9 +1,15 @@
 /**
  * Keeps the datapath's maps equal to what the endpoints, the cluster and its
  * policies call for: compiles the whole state (pure, policy/compile.ts),
- * diffs it against what the maps hold, and writes only the difference, in an
- * order that never opens a window: allow entries and addresses go in before
- * an endpoint becomes isolated, and come out only after it stops being.
+ * diffs it against what the maps hold, and writes only the difference.
+ *
+ * An endpoint's policy changes atomically. Its rules live in two slots (see
+ * SLUICE_POLICY_ID in bpf/sluice.h); a changed rule set or isolation is
+ * written in full into the slot the endpoint does not use, the endpoint
+ * switches over with one update of its endpoint_info (which also moves its
+ * policy_rev on, so the datapath judges its established flows again), and the
+ * old slot is deleted last. No packet ever sees the union of two rule sets,
+ * nor half of one.
  */
 import {
   EndpointFlag,
@@ -16,6 +22,10 @@ import {
   encodeIpcacheValue,
   encodePolicyKey,
   encodePolicyValue,
+  decodeEndpointInfo,
+  policyId,
+  POLICY_KEY,
+  CIDR_POLICY_KEY,
   type EndpointInfo,
 } from '../datapath/abi.ts';
 import type { BpfMap } from '../datapath/bpf-map.ts';
@@ -43,10 +53,13 @@ export interface SyncStats {
 type MapName = keyof SyncedMaps;
 type Contents = Map<string, string>; // key hex → value hex
 
-/** Write order: what may allow more goes in first, what identifies and isolates next. */
-const UPSERT_ORDER: MapName[] = ['ipcache', 'policy', 'cidr_policy', 'endpoints', 'devices'];
-/** Delete order: endpoints first (nothing points at them then), addresses last. */
+/** Every map this module owns; the first three are the ones compared wholesale. */
+const MAP_NAMES: MapName[] = ['ipcache', 'endpoints', 'devices', 'policy', 'cidr_policy'];
+/** Delete order: endpoints first (nothing points at them then), rules next, addresses last. */
 const DELETE_ORDER: MapName[] = ['devices', 'endpoints', 'policy', 'cidr_policy', 'ipcache'];
+/** The maps holding per-slot rules, and where their keys carry the policy id. */
+const RULE_MAPS = { policy: POLICY_KEY.members.policy_id!, cidr_policy: CIDR_POLICY_KEY.members.policy_id! } as const;
+type RuleMap = keyof typeof RULE_MAPS;
 
 function hostPrefixLength(ip: string): number {
   return ip.includes(':') ? 128 : 32;
@@ -64,10 +77,14 @@ export class DatapathSync {
   private readonly maps: SyncedMaps;
   private readonly numbering: Numbering;
   private readonly current = new Map<MapName, Contents>();
+  /** Keys of the rule maps by policy id (slot): what each slot holds. */
+  private readonly slots = new Map<number, { policy: Set<string>; cidr_policy: Set<string> }>();
+  /** Per endpoint id: its policy revision in the maps, and the compiled endpoint its live slot was last checked against. */
+  private readonly installed = new Map<number, { rev: number; flags: number; compiled: CompiledEndpoint | null }>();
   private compiled: CompiledState | null = null;
   private readonly cache = new CompileCache();
-  /** Encoded policy entries of a compiled endpoint: the compiler hands back the same object while it is unchanged. */
-  private readonly encoded = new WeakMap<CompiledEndpoint, { policy: [string, string][]; cidr: [string, string][] }>();
+  /** Encoded rules of a compiled endpoint, per slot: the compiler hands back the same object while it is unchanged. */
+  private readonly encoded = new WeakMap<CompiledEndpoint, Map<number, Record<RuleMap, Contents>>>();
 
   /** The cluster's Service (ClusterIP) ranges: the ipcache names them so from-pod leaves their egress check to the backend. */
   private readonly serviceCidrs: string[];
@@ -77,15 +94,73 @@ export class DatapathSync {
     this.numbering = numbering;
     this.serviceCidrs = serviceCidrs;
     // The maps may outlive agents: start from what they hold, so the first sync is a diff too.
-    for (const name of UPSERT_ORDER) {
+    for (const name of MAP_NAMES) {
       const contents: Contents = new Map();
+      this.current.set(name, contents);
       const map = maps[name];
       for (const key of map.keys()) {
         const value = map.lookup(key);
-        if (value) contents.set(key.toString('hex'), value.toString('hex'));
+        if (!value) continue;
+        contents.set(key.toString('hex'), value.toString('hex'));
+        if (name === 'policy' || name === 'cidr_policy') this.slot(key.readUInt32LE(RULE_MAPS[name]))[name].add(key.toString('hex'));
       }
-      this.current.set(name, contents);
     }
+    for (const value of this.current.get('devices')!.values()) {
+      const info = decodeEndpointInfo(Buffer.from(value, 'hex'));
+      this.installed.set(info.endpointId, { rev: info.policyRev, flags: info.flags, compiled: null });
+    }
+  }
+
+  private slot(id: number): { policy: Set<string>; cidr_policy: Set<string> } {
+    let s = this.slots.get(id);
+    if (!s) this.slots.set(id, (s = { policy: new Set(), cidr_policy: new Set() }));
+    return s;
+  }
+
+  private write(name: MapName, key: string, value: string): boolean {
+    const have = this.current.get(name)!;
+    if (have.get(key) === value) return false;
+    this.maps[name].update(Buffer.from(key, 'hex'), Buffer.from(value, 'hex'));
+    have.set(key, value);
+    if (name === 'policy' || name === 'cidr_policy') this.slot(Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]))[name].add(key);
+    return true;
+  }
+
+  private remove(name: MapName, key: string): void {
+    this.maps[name].delete(Buffer.from(key, 'hex'));
+    this.current.get(name)!.delete(key);
+    if (name === 'policy' || name === 'cidr_policy') {
+      const id = Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]);
+      const s = this.slots.get(id);
+      s?.[name].delete(key);
+      if (s && s.policy.size === 0 && s.cidr_policy.size === 0) this.slots.delete(id);
+    }
+  }
+
+  /** Makes a slot hold exactly these rules; returns how many entries it wrote and deleted. */
+  private fillSlot(id: number, rules: Record<RuleMap, Contents>): { written: number; deleted: number } {
+    let written = 0;
+    let deleted = 0;
+    for (const name of Object.keys(RULE_MAPS) as RuleMap[]) {
+      for (const key of [...(this.slots.get(id)?.[name] ?? [])]) {
+        if (rules[name].has(key)) continue;
+        this.remove(name, key);
+        deleted++;
+      }
+      for (const [key, value] of rules[name]) if (this.write(name, key, value)) written++;
+    }
+    return { written, deleted };
+  }
+
+  /** Does the slot hold exactly these rules? */
+  private slotHolds(id: number, rules: Record<RuleMap, Contents>): boolean {
+    const s = this.slots.get(id);
+    const have = this.current.get('policy')!;
+    const haveCidr = this.current.get('cidr_policy')!;
+    if ((s?.policy.size ?? 0) !== rules.policy.size || (s?.cidr_policy.size ?? 0) !== rules.cidr_policy.size) return false;
+    for (const [key, value] of rules.policy) if (have.get(key) !== value) return false;
+    for (const [key, value] of rules.cidr_policy) if (haveCidr.get(key) !== value) return false;
+    return true;
   }
 
   /** The state the last sync compiled (null before the first). */
@@ -101,84 +176,105 @@ export class DatapathSync {
     const desired = this.desired(compiled, endpoints, hostAddresses, nodeAddresses);
     let written = 0;
     let deleted = 0;
-    for (const name of UPSERT_ORDER) {
-      const have = this.current.get(name)!;
-      for (const [key, value] of desired.get(name)!) {
-        if (have.get(key) === value) continue;
-        this.maps[name].update(Buffer.from(key, 'hex'), Buffer.from(value, 'hex'));
-        have.set(key, value);
-        written++;
+    // 1. Addresses and identities first: rules about to go live may name them.
+    for (const [key, value] of desired.ipcache) if (this.write('ipcache', key, value)) written++;
+    // 2. Each endpoint whose rules or isolation changed gets them in full in its other slot.
+    const live = new Set<number>();
+    const byId = new Map(compiled.endpoints.map((c) => [c.endpointId, c]));
+    const infos: EndpointInfo[] = [];
+    for (const ep of endpoints) {
+      const c = byId.get(ep.id)!;
+      const flags = (c.ingressIsolated ? EndpointFlag.INGRESS_ISOLATED : 0) | (c.egressIsolated ? EndpointFlag.EGRESS_ISOLATED : 0);
+      const was = this.installed.get(ep.id);
+      let rev = was?.rev ?? 0;
+      const unchanged = was !== undefined && was.flags === flags && (was.compiled === c || this.slotHolds(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev))));
+      // A new endpoint has no traffic yet: its first slot is filled in place.
+      if (was !== undefined && !unchanged) rev = (rev + 1) >>> 0;
+      if (!unchanged) {
+        const n = this.fillSlot(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev)));
+        written += n.written;
+        deleted += n.deleted;
       }
+      this.installed.set(ep.id, { rev, flags, compiled: c });
+      live.add(policyId(ep.id, rev));
+      infos.push(this.endpointInfo(ep, c, flags, rev));
     }
+    // 3. The switch: one endpoint_info update per map and endpoint.
+    const wantInfo = { endpoints: new Map<string, string>(), devices: new Map<string, string>() };
+    for (const info of infos) {
+      const value = encodeEndpointInfo(info).toString('hex');
+      wantInfo.devices.set(deviceKey(info.ifindex).toString('hex'), value);
+      for (const ip of [info.ipv4, info.ipv6]) if (ip !== null) wantInfo.endpoints.set(encodeEndpointKey({ family: ip.includes(':') ? 6 : 4, address: ip }).toString('hex'), value);
+    }
+    for (const name of ['endpoints', 'devices'] as const) for (const [key, value] of wantInfo[name]) if (this.write(name, key, value)) written++;
+    // 4. Whatever nothing points at any more: gone endpoints, then old slots, then addresses.
+    const stillWanted = (name: MapName, key: string): boolean => {
+      if (name === 'endpoints' || name === 'devices') return wantInfo[name].has(key);
+      if (name === 'ipcache') return desired.ipcache.has(key);
+      return live.has(Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]));
+    };
     for (const name of DELETE_ORDER) {
-      const have = this.current.get(name)!;
-      const want = desired.get(name)!;
-      for (const key of [...have.keys()]) {
-        if (want.has(key)) continue;
-        this.maps[name].delete(Buffer.from(key, 'hex'));
-        have.delete(key);
+      for (const key of [...this.current.get(name)!.keys()]) {
+        if (stillWanted(name, key)) continue;
+        this.remove(name, key);
         deleted++;
       }
     }
+    const present = new Set(endpoints.map((e) => e.id));
+    for (const id of this.installed.keys()) if (!present.has(id)) this.installed.delete(id);
     this.compiled = compiled;
     return { written, deleted, durationMs: performance.now() - started };
   }
 
-  private desired(compiled: CompiledState, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[]): Map<MapName, Contents> {
-    const out = new Map<MapName, Contents>(UPSERT_ORDER.map((n) => [n, new Map()]));
-    const put = (name: MapName, key: Buffer, value: Buffer) => out.get(name)!.set(key.toString('hex'), value.toString('hex'));
-
+  /** The ipcache as the state calls for it. */
+  private desired(compiled: CompiledState, _endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[]): { ipcache: Contents } {
+    const ipcache: Contents = new Map();
+    const put = (key: Buffer, value: Buffer) => ipcache.set(key.toString('hex'), value.toString('hex'));
     for (const cidr of this.serviceCidrs) {
       const [address, len] = cidr.split('/') as [string, string];
-      put('ipcache', encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: Number(len) }), encodeIpcacheValue(Identity.SERVICE));
+      put(encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: Number(len) }), encodeIpcacheValue(Identity.SERVICE));
     }
-    for (const e of compiled.ipcache) put('ipcache', encodeIpcacheKey(e), encodeIpcacheValue(e.identity));
+    for (const e of compiled.ipcache) put(encodeIpcacheKey(e), encodeIpcacheValue(e.identity));
     // Every node's addresses are remote nodes; this node's own are overwritten with the host identity just below.
     for (const ip of nodeAddresses) {
-      put('ipcache', encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.REMOTE_NODE));
+      put(encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.REMOTE_NODE));
     }
     // This node's own addresses: traffic from them to local pods is always allowed.
     for (const ip of hostAddresses) {
-      put('ipcache', encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.HOST));
+      put(encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.HOST));
     }
-    const byId = new Map(compiled.endpoints.map((c) => [c.endpointId, c]));
-    for (const ep of endpoints) {
-      const c = byId.get(ep.id)!;
-      const flags = (c.ingressIsolated ? EndpointFlag.INGRESS_ISOLATED : 0) | (c.egressIsolated ? EndpointFlag.EGRESS_ISOLATED : 0);
-      const info: EndpointInfo = {
-        ifindex: ep.hostIfindex,
-        endpointId: ep.id,
-        identity: c.identity,
-        flags,
-        mac: ep.mac,
-        hostMac: ep.hostMac,
-        ipv4: ep.ips.find((ip) => !ip.includes(':')) ?? null,
-        ipv6: ep.ips.find((ip) => ip.includes(':')) ?? null,
-      };
-      const value = encodeEndpointInfo(info);
-      put('devices', deviceKey(ep.hostIfindex), value);
-      for (const ip of ep.ips) put('endpoints', encodeEndpointKey({ family: ip.includes(':') ? 6 : 4, address: ip }), value);
-      const encoded = this.encodedEntries(c);
-      for (const [k, v] of encoded.policy) out.get('policy')!.set(k, v);
-      for (const [k, v] of encoded.cidr) out.get('cidr_policy')!.set(k, v);
-    }
-    return out;
+    return { ipcache };
   }
 
-  private encodedEntries(c: CompiledEndpoint): { policy: [string, string][]; cidr: [string, string][] } {
-    let hit = this.encoded.get(c);
+  private endpointInfo(ep: Endpoint, c: CompiledEndpoint, flags: number, policyRev: number): EndpointInfo {
+    return {
+      ifindex: ep.hostIfindex,
+      endpointId: ep.id,
+      identity: c.identity,
+      flags,
+      policyRev,
+      mac: ep.mac,
+      hostMac: ep.hostMac,
+      ipv4: ep.ips.find((ip) => !ip.includes(':')) ?? null,
+      ipv6: ep.ips.find((ip) => ip.includes(':')) ?? null,
+    };
+  }
+
+  /** The endpoint's rules encoded for one of its slots. */
+  private rules(c: CompiledEndpoint, slot: number): Record<RuleMap, Contents> {
+    let bySlot = this.encoded.get(c);
+    if (!bySlot) this.encoded.set(c, (bySlot = new Map()));
+    let hit = bySlot.get(slot);
     if (!hit) {
       const allow = encodePolicyValue().toString('hex');
       hit = {
-        policy: c.entries.map((e) => [encodePolicyKey({ ...e, endpointId: c.endpointId }).toString('hex'), allow]),
-        cidr: c.cidrEntries.map((e) => [
-          encodeCidrPolicyKey({ ...e, endpointId: c.endpointId }).toString('hex'),
-          encodeCidrPolicyValue(e.selector).toString('hex'),
-        ]),
+        policy: new Map(c.entries.map((e) => [encodePolicyKey({ ...e, policyId: slot }).toString('hex'), allow])),
+        cidr_policy: new Map(
+          c.cidrEntries.map((e) => [encodeCidrPolicyKey({ ...e, policyId: slot }).toString('hex'), encodeCidrPolicyValue(e.selector).toString('hex')]),
+        ),
       };
-      this.encoded.set(c, hit);
+      bySlot.set(slot, hit);
     }
     return hit;
   }
 }
-

@@ -30,20 +30,22 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 }
 
 /*
- * Finds the entry of the flow in either orientation. Returns 1 when it is
- * still bound to these endpoints (src_ep, dst_ep: the local endpoints of this
- * packet's source and destination, 0 for none) and not idle for longer than
- * its timeout, -1 when it exists but is not (key then holds it, to delete), 0
- * when there is none.
+ * Finds the entry of the flow in either orientation (*reversed: found under
+ * the reversed key, so this packet goes against the flow's opener). Returns 1
+ * when it is still bound to these endpoints (src_ep, dst_ep: the local
+ * endpoints of this packet's source and destination, 0 for none) and not idle
+ * for longer than its timeout, -1 when it exists but is not (key then holds
+ * it, to delete), 0 when there is none.
  */
 static __always_inline int ct_find(const struct flow *f, __u32 src_ep, __u32 dst_ep, struct ct_key *key,
-				   struct ct_value **out)
+				   struct ct_value **out, int *reversed)
 {
 	struct ct_value *entry;
 	int bound;
 
 	ct_key_of(f, key, 0);
 	entry = bpf_map_lookup_elem(&conntrack, key);
+	*reversed = 0;
 	if (entry) {
 		bound = entry->src_endpoint == src_ep && entry->dst_endpoint == dst_ep;
 	} else {
@@ -51,6 +53,7 @@ static __always_inline int ct_find(const struct flow *f, __u32 src_ep, __u32 dst
 		entry = bpf_map_lookup_elem(&conntrack, key);
 		if (!entry)
 			return 0;
+		*reversed = 1;
 		bound = entry->src_endpoint == dst_ep && entry->dst_endpoint == src_ep;
 	}
 	*out = entry;
@@ -59,22 +62,55 @@ static __always_inline int ct_find(const struct flow *f, __u32 src_ep, __u32 dst
 	return 1;
 }
 
+static __always_inline __u32 endpoint_id_of(const struct endpoint_info *ep)
+{
+	return ep ? ep->endpoint_id : 0;
+}
+
+static __always_inline __u32 policy_rev_of(const struct endpoint_info *ep)
+{
+	return ep ? ep->policy_rev : 0;
+}
+
+/*
+ * A flow whose endpoints' policy changed since it was judged is judged again,
+ * as the packet that opened it (opener and receiver: its local endpoints, or
+ * NULL). Returns whether the policy now in force still allows it.
+ */
+static __noinline int ct_rejudge(const struct flow *f, int reversed, const struct endpoint_info *opener,
+				 const struct endpoint_info *receiver)
+{
+	struct flow o = *f;
+
+	if (reversed) {
+		__builtin_memcpy(o.saddr, f->daddr, 16);
+		__builtin_memcpy(o.daddr, f->saddr, 16);
+		o.sport = f->dport;
+		o.dport = f->sport;
+	}
+	return flow_verdict(&o, opener, receiver, opener ? opener->identity : lookup_identity(o.family, o.saddr),
+			    receiver ? receiver->identity : lookup_identity(o.family, o.daddr)) == 0;
+}
+
 /*
  * A packet of a flow seen before, in either direction and not idle for longer
- * than its timeout, is established, unless it opens a new TCP connection or
- * its addresses now belong to other endpoints than the ones the flow was
- * judged for. A RST ends the flow after this packet; a FIN shortens its
- * timeout.
+ * than its timeout, is established, unless it opens a new TCP connection, its
+ * addresses now belong to other endpoints than the ones the flow was judged
+ * for, or a policy changed since and no longer allows the flow (src, dst:
+ * the local endpoints of this packet's source and destination, or NULL). A
+ * RST ends the flow after this packet; a FIN shortens its timeout.
  */
-static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 src_ep, __u32 dst_ep, __u32 *flags_out)
+static __always_inline enum ct_state ct_lookup(const struct flow *f, const struct endpoint_info *src,
+					       const struct endpoint_info *dst, __u32 *flags_out)
 {
-	struct ct_key key = {};
+	const struct endpoint_info *opener, *receiver;
 	struct ct_value *entry = NULL;
-	int found;
+	struct ct_key key = {};
+	int found, reversed = 0;
 
 	if (f->untracked)
 		return CT_NEW;
-	found = ct_find(f, src_ep, dst_ep, &key, &entry);
+	found = ct_find(f, endpoint_id_of(src), endpoint_id_of(dst), &key, &entry, &reversed);
 	if (found == 0 || !entry)
 		return CT_NEW;
 	/*
@@ -82,9 +118,15 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 src_e
 	 * an old one, or an address that changed hands: the flow must pass policy
 	 * again.
 	 */
-	if (found < 0 || (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN) {
-		bpf_map_delete_elem(&conntrack, &key);
-		return CT_NEW;
+	if (found < 0 || (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		goto forget;
+	opener = reversed ? dst : src;
+	receiver = reversed ? src : dst;
+	if (entry->src_policy_rev != policy_rev_of(opener) || entry->dst_policy_rev != policy_rev_of(receiver)) {
+		if (!ct_rejudge(f, reversed, opener, receiver))
+			goto forget;
+		entry->src_policy_rev = policy_rev_of(opener);
+		entry->dst_policy_rev = policy_rev_of(receiver);
 	}
 	entry->last_seen_ns = bpf_ktime_get_ns();
 	entry->packets += 1;
@@ -94,13 +136,22 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, __u32 src_e
 	else if (f->tcp_flags & TCP_FLAG_FIN)
 		entry->flags |= SLUICE_CT_CLOSING;
 	return CT_ESTABLISHED;
+forget:
+	bpf_map_delete_elem(&conntrack, &key);
+	return CT_NEW;
 }
 
-/* Records a flow that passed policy, bound to the endpoints it was judged for. */
-static __always_inline void ct_create(const struct flow *f, __u32 flags, __u32 src_ep, __u32 dst_ep)
+/* Records a flow that passed policy, bound to the endpoints it was judged for (NULL: not a local pod) and their policy. */
+static __always_inline void ct_create(const struct flow *f, __u32 flags, const struct endpoint_info *src,
+				      const struct endpoint_info *dst)
 {
 	struct ct_key key = {};
-	struct ct_value entry = { .src_endpoint = src_ep, .dst_endpoint = dst_ep };
+	struct ct_value entry = {
+		.src_endpoint = endpoint_id_of(src),
+		.dst_endpoint = endpoint_id_of(dst),
+		.src_policy_rev = policy_rev_of(src),
+		.dst_policy_rev = policy_rev_of(dst),
+	};
 
 	if (f->untracked)
 		return;

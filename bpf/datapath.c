@@ -126,7 +126,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			count(SLUICE_CTR_TO_STACK, skb);
 			return TC_ACT_OK;
 		}
-	} else if (ct_lookup(&f, ep->endpoint_id, dst ? dst->endpoint_id : 0, &ct_flags) == CT_ESTABLISHED) {
+	} else if (ct_lookup(&f, ep, dst, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		/*
 		 * A reply of a flow that reached this pod through the stack (a Service's
@@ -137,6 +137,12 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			return TC_ACT_OK;
 		}
 	} else {
+		/*
+		 * The source's egress policy and, for a pod on this node, the
+		 * destination's ingress policy (to_pod never sees this packet). A Service
+		 * address is only a name for its backends: the stack translates it after
+		 * this, and to_pod checks egress against a local backend.
+		 */
 		struct event_meta m = {
 			.type = SLUICE_EVENT_VERDICT,
 			.reason = SLUICE_CTR_POLICY_ALLOWED,
@@ -146,36 +152,23 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			.dst_endpoint = dst ? dst->endpoint_id : 0,
 			.verdict = SLUICE_VERDICT_ALLOWED,
 		};
+		int denied = flow_verdict(&f, ep, dst, m.src_identity, m.dst_identity);
 
-		/*
-		 * A Service address is only a name for its backends: the stack translates
-		 * it after this, and to_pod checks egress against the real backend.
-		 */
-		if ((ep->flags & SLUICE_EP_EGRESS_ISOLATED) && m.dst_identity != SLUICE_ID_SERVICE) {
-			m.direction = SLUICE_DIR_EGRESS;
-			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_EGRESS, m.dst_identity, &f, f.daddr)) {
-				m.reason = SLUICE_CTR_DROP_POLICY_EGRESS;
-				m.verdict = SLUICE_VERDICT_DENIED;
-				emit_event(skb, &m, &f);
-				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
-			}
-		}
-		if (dst && (dst->flags & SLUICE_EP_INGRESS_ISOLATED)) {
-			m.direction = SLUICE_DIR_INGRESS;
-			if (!policy_allows(dst->endpoint_id, SLUICE_DIR_INGRESS, ep->identity, &f, f.saddr)) {
-				m.reason = SLUICE_CTR_DROP_POLICY_INGRESS;
-				m.verdict = SLUICE_VERDICT_DENIED;
-				emit_event(skb, &m, &f);
+		m.direction = verdict_direction(ep, dst, denied);
+		if (denied) {
+			m.reason = denied;
+			m.verdict = SLUICE_VERDICT_DENIED;
+			emit_event(skb, &m, &f);
+			if (dst && denied == SLUICE_CTR_DROP_POLICY_INGRESS)
 				ep_count(dst->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
-				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
-			}
+			return ep_drop(ep->endpoint_id, denied, skb);
 		}
 		emit_event(skb, &m, &f);
 		count(SLUICE_CTR_POLICY_ALLOWED, skb);
 		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
 		if (dst)
 			ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-		ct_create(&f, 0, ep->endpoint_id, dst ? dst->endpoint_id : 0);
+		ct_create(&f, 0, ep, dst);
 	}
 
 	if (dst) {
@@ -281,55 +274,41 @@ int to_pod(struct __sk_buff *skb)
 		count(SLUICE_CTR_CT_RELATED, skb);
 		return TC_ACT_OK;
 	}
-	if (ct_lookup(&f, src ? src->endpoint_id : 0, ep->endpoint_id, &ct_flags) == CT_ESTABLISHED) {
+	if (ct_lookup(&f, src, ep, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		return TC_ACT_OK;
 	}
-	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
 	/*
-	 * A local pod's packet that came through the stack (to a Service address,
-	 * now translated to this backend): its egress policy was left for here.
+	 * The pod's ingress policy (this node itself is always let in) and, for a
+	 * local pod's packet that came through the stack (to a Service address,
+	 * now translated to this backend), the egress policy from_pod left for here.
 	 */
-	if (src && (src->flags & SLUICE_EP_EGRESS_ISOLATED) &&
-	    !policy_allows(src->endpoint_id, SLUICE_DIR_EGRESS, ep->identity, &f, f.daddr)) {
-		struct event_meta m = {
-			.type = SLUICE_EVENT_VERDICT,
-			.reason = SLUICE_CTR_DROP_POLICY_EGRESS,
-			.src_identity = src->identity,
-			.dst_identity = ep->identity,
-			.src_endpoint = src->endpoint_id,
-			.dst_endpoint = ep->endpoint_id,
-			.direction = SLUICE_DIR_EGRESS,
-			.verdict = SLUICE_VERDICT_DENIED,
-		};
-
-		emit_event(skb, &m, &f);
-		ep_count(src->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
-		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
-	}
+	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
 	{
 		struct event_meta m = {
 			.type = SLUICE_EVENT_VERDICT,
 			.reason = SLUICE_CTR_POLICY_ALLOWED,
 			.src_identity = peer,
 			.dst_identity = ep->identity,
+			.src_endpoint = src ? src->endpoint_id : 0,
 			.dst_endpoint = ep->endpoint_id,
 			.verdict = SLUICE_VERDICT_ALLOWED,
 		};
+		int denied = flow_verdict(&f, src, ep, peer, ep->identity);
 
-		if (peer != SLUICE_ID_HOST && (ep->flags & SLUICE_EP_INGRESS_ISOLATED)) {
-			m.direction = SLUICE_DIR_INGRESS;
-			if (!policy_allows(ep->endpoint_id, SLUICE_DIR_INGRESS, peer, &f, f.saddr)) {
-				m.reason = SLUICE_CTR_DROP_POLICY_INGRESS;
-				m.verdict = SLUICE_VERDICT_DENIED;
-				emit_event(skb, &m, &f);
-				return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
-			}
+		m.direction = verdict_direction(src, ep, denied);
+		if (denied) {
+			m.reason = denied;
+			m.verdict = SLUICE_VERDICT_DENIED;
+			emit_event(skb, &m, &f);
+			if (src && denied == SLUICE_CTR_DROP_POLICY_EGRESS)
+				ep_count(src->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
+			return ep_drop(ep->endpoint_id, denied, skb);
 		}
 		emit_event(skb, &m, &f);
 	}
 	count(SLUICE_CTR_POLICY_ALLOWED, skb);
 	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-	ct_create(&f, SLUICE_CT_VIA_STACK, src ? src->endpoint_id : 0, ep->endpoint_id);
+	ct_create(&f, SLUICE_CT_VIA_STACK, src, ep);
 	return TC_ACT_OK;
 }

@@ -90,6 +90,7 @@ static __noinline int icmp_error_related(struct __sk_buff *skb, const struct flo
 	struct ct_value *entry = NULL;
 	struct ct_key key = {};
 	struct flow q = {};
+	int reversed;
 
 	if (icmp_quoted_flow(skb, f, &q) < 0)
 		return 0;
@@ -99,7 +100,7 @@ static __noinline int icmp_error_related(struct __sk_buff *skb, const struct flo
 	qsrc = bpf_map_lookup_elem(&endpoints, &ekey);
 	__builtin_memcpy(ekey.addr, q.daddr, 16);
 	qdst = bpf_map_lookup_elem(&endpoints, &ekey);
-	if (ct_find(&q, qsrc ? qsrc->endpoint_id : 0, qdst ? qdst->endpoint_id : 0, &key, &entry) != 1 || !entry)
+	if (ct_find(&q, qsrc ? qsrc->endpoint_id : 0, qdst ? qdst->endpoint_id : 0, &key, &entry, &reversed) != 1 || !entry)
 		return 0;
 	*flags_out = entry->flags;
 	return 1;

@@ -53,7 +53,8 @@ struct endpoint_info {
 	__u32 ifindex;     /* host-side veth */
 	__u32 endpoint_id; /* agent-chosen, stable for the endpoint's life */
 	__u32 identity;    /* security identity of the pod's label set */
-	__u32 flags;       /* reserved, zero */
+	__u32 flags;       /* SLUICE_EP_* */
+	__u32 policy_rev;  /* revision of the endpoint's policy; its low bit picks the slot (see policy_key) */
 	__u8 mac[6];       /* the pod interface's MAC */
 	__u8 host_mac[6];  /* the host veth's MAC: the gateway as the pod sees it */
 	__u8 ipv4[4];      /* the pod's IPv4 address (network order), zero if none */
@@ -78,6 +79,15 @@ struct ipcache_value {
 };
 
 /*
+ * An endpoint's policy lives in two slots, policy ids endpoint_id * 2 and
+ * endpoint_id * 2 + 1; the low bit of endpoint_info.policy_rev says which one
+ * is live. The agent writes a new rule set into the other slot, switches the
+ * endpoint over in one update of its endpoint_info, and only then deletes the
+ * old slot: a packet sees the old rules or the new ones, never a mix.
+ */
+#define SLUICE_POLICY_ID(endpoint_id, policy_rev) (((endpoint_id) << 1) | ((policy_rev) & 1))
+
+/*
  * policy key (LPM trie): may the endpoint exchange new flows in this
  * direction with this peer, protocol and port? Every field up to the port is
  * always matched in full (80 bits); port ranges are a prefix over the port
@@ -86,7 +96,7 @@ struct ipcache_value {
  */
 struct policy_key {
 	__u32 prefixlen;
-	__u32 endpoint_id;
+	__u32 policy_id; /* SLUICE_POLICY_ID() of the endpoint's live slot */
 	__u32 peer;      /* identity, CIDR selector, or SLUICE_ID_ANY */
 	__u8 direction;  /* SLUICE_DIR_* */
 	__u8 protocol;   /* IPPROTO_* or SLUICE_PROTO_ANY */
@@ -104,7 +114,7 @@ struct policy_value {
  */
 struct cidr_policy_key {
 	__u32 prefixlen;
-	__u32 endpoint_id;
+	__u32 policy_id; /* as in policy_key */
 	__u8 direction;
 	__u8 family;
 	__u8 pad[2];
@@ -133,6 +143,10 @@ struct ct_key {
 };
 
 /*
+ * A flow is judged again when the policy of either local endpoint changes
+ * (its policy_rev moves on): a new rule set revokes the flows it does not
+ * allow, however busy they are.
+ *
  * A flow is bound to the local endpoints it was judged for: the endpoint ids
  * (0: not a pod of this node) of the address that opened it and of the one it
  * went to. A packet matches the entry only while those addresses still belong
@@ -147,6 +161,8 @@ struct ct_value {
 	__u32 flags;        /* SLUICE_CT_* */
 	__u32 src_endpoint; /* local endpoint of the opening packet's source, or 0 */
 	__u32 dst_endpoint; /* local endpoint of its destination, or 0 */
+	__u32 src_policy_rev; /* policy_rev of src_endpoint when the flow was last judged */
+	__u32 dst_policy_rev; /* likewise of dst_endpoint */
 	__u32 pad;
 };
 

@@ -64,8 +64,8 @@ export const ENDPOINT_KEY: StructLayout = {
 /** struct endpoint_info. */
 export const ENDPOINT_INFO: StructLayout = {
   name: 'endpoint_info',
-  size: 48,
-  members: { ifindex: 0, endpoint_id: 4, identity: 8, flags: 12, mac: 16, host_mac: 22, ipv4: 28, ipv6: 32 },
+  size: 52,
+  members: { ifindex: 0, endpoint_id: 4, identity: 8, flags: 12, policy_rev: 16, mac: 20, host_mac: 26, ipv4: 32, ipv6: 36 },
 };
 
 /** struct ipcache_key (LPM trie key). */
@@ -82,7 +82,7 @@ export const IPCACHE_VALUE: StructLayout = { name: 'ipcache_value', size: 8, mem
 export const POLICY_KEY: StructLayout = {
   name: 'policy_key',
   size: 16,
-  members: { prefixlen: 0, endpoint_id: 4, peer: 8, direction: 12, protocol: 13, port: 14 },
+  members: { prefixlen: 0, policy_id: 4, peer: 8, direction: 12, protocol: 13, port: 14 },
 };
 
 /** struct policy_value. */
@@ -92,7 +92,7 @@ export const POLICY_VALUE: StructLayout = { name: 'policy_value', size: 4, membe
 export const CIDR_POLICY_KEY: StructLayout = {
   name: 'cidr_policy_key',
   size: 28,
-  members: { prefixlen: 0, endpoint_id: 4, direction: 8, family: 9, pad: 10, addr: 12 },
+  members: { prefixlen: 0, policy_id: 4, direction: 8, family: 9, pad: 10, addr: 12 },
 };
 
 /** struct cidr_policy_value. */
@@ -108,8 +108,8 @@ export const CT_KEY: StructLayout = {
 /** struct ct_value. */
 export const CT_VALUE: StructLayout = {
   name: 'ct_value',
-  size: 40,
-  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, pad: 36 },
+  size: 48,
+  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, src_policy_rev: 36, dst_policy_rev: 40, pad: 44 },
 };
 
 /** struct frag_key. */
@@ -231,9 +231,9 @@ export function decodeEvent(buf: Buffer): DatapathEvent {
 
 /** Bits of an LPM key that are matched in full before the prefix: ipcache family+pad. */
 const IPCACHE_FIXED_BITS = 32;
-/** policy_key: endpoint_id, peer, direction, protocol. */
+/** policy_key: policy_id, peer, direction, protocol. */
 const POLICY_FIXED_BITS = 80;
-/** cidr_policy_key: endpoint_id, direction, family, pad. */
+/** cidr_policy_key: policy_id, direction, family, pad. */
 const CIDR_POLICY_FIXED_BITS = 64;
 
 /** struct counter_value. */
@@ -290,6 +290,8 @@ export interface EndpointInfo {
   endpointId: number;
   identity: number;
   flags: number;
+  /** Revision of the endpoint's policy; its low bit picks the live slot (policyId()). */
+  policyRev: number;
   /** The pod interface's MAC, 'aa:bb:cc:dd:ee:ff'. */
   mac: string;
   /** The host veth's MAC: the gateway as the pod sees it. */
@@ -342,6 +344,7 @@ export function encodeEndpointInfo(info: EndpointInfo): Buffer {
   buf.writeUInt32LE(info.endpointId, m.endpoint_id);
   buf.writeUInt32LE(info.identity, m.identity);
   buf.writeUInt32LE(info.flags, m.flags);
+  buf.writeUInt32LE(info.policyRev, m.policy_rev);
   parseMac(info.mac).copy(buf, m.mac);
   parseMac(info.hostMac).copy(buf, m.host_mac);
   if (info.ipv4 !== null) parseFamily(info.ipv4, 4).copy(buf, m.ipv4);
@@ -360,6 +363,7 @@ export function decodeEndpointInfo(buf: Buffer): EndpointInfo {
     endpointId: buf.readUInt32LE(m.endpoint_id),
     identity: buf.readUInt32LE(m.identity),
     flags: buf.readUInt32LE(m.flags),
+    policyRev: buf.readUInt32LE(m.policy_rev),
     mac: formatMac(buf.subarray(m.mac, m.mac + MAC_LEN_BYTES)),
     hostMac: formatMac(buf.subarray(m.host_mac, m.host_mac + MAC_LEN_BYTES)),
     ipv4: ipv4.every((b) => b === 0) ? null : formatIp(ipv4),
@@ -426,9 +430,19 @@ export function decodeIpcacheKey(buf: Buffer): Prefix {
   return { family, address: formatIp(buf.subarray(at, at + len)), prefixLength: buf.readUInt32LE(0) - IPCACHE_FIXED_BITS };
 }
 
+/**
+ * SLUICE_POLICY_ID: the policy id of an endpoint's slot for a revision. An
+ * endpoint's rule set is written into the slot its next revision will use,
+ * then the endpoint switches over: never a mix of two rule sets.
+ */
+export function policyId(endpointId: number, policyRev: number): number {
+  return ((endpointId << 1) | (policyRev & 1)) >>> 0;
+}
+
 /** One policy map entry: the endpoint may open flows with the peer on the port prefix. */
 export interface PolicyEntry {
-  endpointId: number;
+  /** policyId() of the endpoint slot the entry belongs to. */
+  policyId: number;
   direction: number;
   peer: number;
   /** IPPROTO_* or PROTO_ANY. */
@@ -443,7 +457,7 @@ export function encodePolicyKey(e: PolicyEntry): Buffer {
   const m = POLICY_KEY.members;
   const buf = Buffer.alloc(POLICY_KEY.size);
   buf.writeUInt32LE(POLICY_FIXED_BITS + e.portPrefixLength, m.prefixlen);
-  buf.writeUInt32LE(e.endpointId, m.endpoint_id);
+  buf.writeUInt32LE(e.policyId, m.policy_id);
   buf.writeUInt32LE(e.peer, m.peer);
   buf.writeUInt8(e.direction, m.direction);
   buf.writeUInt8(e.protocol, m.protocol);
@@ -456,7 +470,7 @@ export function decodePolicyKey(buf: Buffer): PolicyEntry {
   checkSize(buf, POLICY_KEY);
   const m = POLICY_KEY.members;
   return {
-    endpointId: buf.readUInt32LE(m.endpoint_id),
+    policyId: buf.readUInt32LE(m.policy_id),
     direction: buf.readUInt8(m.direction),
     peer: buf.readUInt32LE(m.peer),
     protocol: buf.readUInt8(m.protocol),
@@ -472,7 +486,8 @@ export function encodePolicyValue(): Buffer {
 
 /** One cidr_policy entry: peers of the endpoint in this prefix are the selector. */
 export interface CidrPolicyEntry extends Prefix {
-  endpointId: number;
+  /** policyId() of the endpoint slot, as in PolicyEntry. */
+  policyId: number;
   direction: number;
   selector: number;
 }
@@ -482,7 +497,7 @@ export function encodeCidrPolicyKey(e: Omit<CidrPolicyEntry, 'selector'>): Buffe
   const m = CIDR_POLICY_KEY.members;
   const buf = Buffer.alloc(CIDR_POLICY_KEY.size);
   buf.writeUInt32LE(CIDR_POLICY_FIXED_BITS + e.prefixLength, m.prefixlen);
-  buf.writeUInt32LE(e.endpointId, m.endpoint_id);
+  buf.writeUInt32LE(e.policyId, m.policy_id);
   buf.writeUInt8(e.direction, m.direction);
   buf.writeUInt8(e.family, m.family);
   addressBytes(e).copy(buf, m.addr);

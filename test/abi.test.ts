@@ -166,6 +166,7 @@ describe('encoding', () => {
     endpointId: 42,
     identity: 70000,
     flags: 0,
+    policyRev: 3,
     mac: '02:aa:bb:cc:dd:0e',
     hostMac: 'ee:ee:ee:ee:ee:01',
     ipv4: '10.250.1.2',
@@ -218,7 +219,7 @@ describe('LPM keys', () => {
     expect(decodeIpcacheKey(encodeIpcacheKey({ family: 6, address: 'fd00::5', prefixLength: 128 }))).toMatchObject({ address: 'fd00::5', prefixLength: 128 });
   });
   it('a policy key puts the port in network order so port prefixes run from its high bit', () => {
-    const entry = { endpointId: 7, direction: Direction.INGRESS, peer: 300, protocol: 6, port: 0x1f90, portPrefixLength: 12 };
+    const entry = { policyId: 7, direction: Direction.INGRESS, peer: 300, protocol: 6, port: 0x1f90, portPrefixLength: 12 };
     const key = encodePolicyKey(entry);
     expect(key.readUInt32LE(0)).toBe(92);
     expect([key[14], key[15]]).toEqual([0x1f, 0x90]);

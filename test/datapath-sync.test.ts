@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../agent/api-types.ts';
 import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
-import { Identity, decodeEndpointInfo } from '../datapath/abi.ts';
+import { Identity, decodeEndpointInfo, decodePolicyKey, policyId } from '../datapath/abi.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
 
@@ -84,11 +84,65 @@ describe('DatapathSync', () => {
     expect(sync.apply(view({ c: { app: 'c2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 3, deleted: 0 });
   });
 
-  it('relabelling a pod into a policy peer adds exactly the allow entry for its identity', () => {
+  it("relabelling a pod into a policy peer rewrites only that policy's endpoint, in its other slot", () => {
     const { sync, endpoints, view } = setup();
     sync.apply(view({}, [aFromB]), endpoints, []);
-    // c becomes {app: b, v: 2}: a new identity that a-from-b selects, so a gains one entry.
-    expect(sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 4, deleted: 0 });
+    // c becomes {app: b, v: 2}: a new identity that a-from-b selects. a's rule set (now 2 entries) goes
+    // into its other slot, a's endpoint_info switches (2 maps), c's address and endpoint_info change (3);
+    // a's old slot (1 entry) goes.
+    expect(sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 7, deleted: 1 });
+  });
+
+  it('a replaced rule set is never seen mixed with the old one, at any step of the sync', () => {
+    const { sync, endpoints, view, maps } = setup();
+    const fromC: NetworkPolicy = { ...aFromB, name: 'a-from-c', ingress: [{ from: [{ podSelector: { matchLabels: { app: 'c' } } }], ports: [{ port: 8080 }] }] };
+    /** What the datapath enforces for a: its flags and the rules of its live slot, as a datapath lookup sees them. */
+    const enforced = () => {
+      const info = maps.devices.lookup(Buffer.from([100, 0, 0, 0]));
+      if (!info) return 'none';
+      const { endpointId, policyRev, flags } = decodeEndpointInfo(info);
+      const rules = [...maps.policy.entries.keys()]
+        .map((k) => decodePolicyKey(Buffer.from(k, 'hex')))
+        .filter((e) => e.policyId === policyId(endpointId, policyRev))
+        .map((e) => `${e.peer}:${e.port}`)
+        .sort();
+      return `${flags} ${rules.join(',')}`;
+    };
+    const seen = new Set<string>();
+    for (const m of Object.values(maps)) {
+      for (const op of ['update', 'delete'] as const) {
+        const original = m[op].bind(m) as (...args: Buffer[]) => unknown;
+        (m as unknown as Record<string, unknown>)[op] = (...args: Buffer[]) => {
+          const out = original(...args);
+          seen.add(enforced());
+          return out;
+        };
+      }
+    }
+    sync.apply(view({}, [aFromB]), endpoints, []);
+    const before = enforced();
+    seen.clear();
+    sync.apply(view({}, [fromC]), endpoints, []);
+    const after = enforced();
+    expect(before).not.toBe(after);
+    expect([...seen].filter((s) => s !== before && s !== after)).toEqual([]);
+    // Deleting the only policy and creating another in its place: the same.
+    seen.clear();
+    sync.apply(view({}, [aFromB]), endpoints, []);
+    expect([...seen].filter((s) => s !== after && s !== before)).toEqual([]);
+  });
+
+  it("every change of an endpoint's rules or isolation moves its policy revision on; others keep theirs", () => {
+    const { sync, endpoints, view, maps } = setup();
+    const rev = (ifindex: number) => decodeEndpointInfo(maps.devices.lookup(Buffer.from([ifindex, 0, 0, 0]))!).policyRev;
+    sync.apply(view({}, []), endpoints, []);
+    const denyAll: NetworkPolicy = { namespace: 'x', name: 'deny', podSelector: { matchLabels: { app: 'a' } }, policyTypes: ['Ingress'] };
+    sync.apply(view({}, [denyAll]), endpoints, []); // isolation alone, no rules: still a change
+    expect([rev(100), rev(101), rev(102)]).toEqual([1, 0, 0]);
+    sync.apply(view({}, [denyAll, aFromB]), endpoints, []);
+    expect([rev(100), rev(101), rev(102)]).toEqual([2, 0, 0]);
+    sync.apply(view({}, [denyAll, aFromB]), endpoints, []);
+    expect(rev(100)).toBe(2);
   });
 
   it('writes allow entries before isolating, and removes them after un-isolating', () => {

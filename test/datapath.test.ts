@@ -130,6 +130,7 @@ function createPod(name: string, ip: string, endpointId: number): Pod {
     endpointId,
     identity: 0,
     flags: 0,
+    policyRev: 0,
     mac: pod.address,
     hostMac: host.address,
     ipv4: ip,
@@ -211,7 +212,7 @@ describe('loading and adopting', () => {
 
   it('writes, reads, lists and deletes map entries', () => {
     const map = dp!.maps.devices;
-    const info: EndpointInfo = { ifindex: 9, endpointId: 3, identity: 77, flags: 0, mac: '02:00:00:00:00:09', hostMac: '02:00:00:00:01:09', ipv4: '10.9.9.9', ipv6: null };
+    const info: EndpointInfo = { ifindex: 9, endpointId: 3, identity: 77, flags: 0, policyRev: 1, mac: '02:00:00:00:00:09', hostMac: '02:00:00:00:01:09', ipv4: '10.9.9.9', ipv6: null };
     expect(map.lookup(encodeU32(9))).toBeNull();
     map.update(encodeU32(9), encodeEndpointInfo(info));
     expect(decodeEndpointInfo(map.lookup(encodeU32(9))!)).toEqual(info);
@@ -228,7 +229,7 @@ describe('loading and adopting', () => {
 
   it('a second load adopts the pinned maps: an entry written before is still there', () => {
     const key = encodeEndpointKey({ family: 4, address: '10.9.9.10' });
-    const info: EndpointInfo = { ifindex: 10, endpointId: 4, identity: 1, flags: 0, mac: '02:00:00:00:00:0a', hostMac: '02:00:00:00:01:0a', ipv4: '10.9.9.10', ipv6: null };
+    const info: EndpointInfo = { ifindex: 10, endpointId: 4, identity: 1, flags: 0, policyRev: 0, mac: '02:00:00:00:00:0a', hostMac: '02:00:00:00:01:0a', ipv4: '10.9.9.10', ipv6: null };
     dp!.maps.endpoints.update(key, encodeEndpointInfo(info));
     dp!.close();
     dp = loadDatapath({ pinDir: PIN_DIR, objectBytes });

@@ -1,0 +1,109 @@
+/**
+ * Policy changes against flows that are already open, with real packets from
+ * scapy inside the pods' namespaces. A flow is judged again as soon as the
+ * policy of either end changes: one the new rules do not allow stops at once,
+ * however busy it keeps itself. That covers the flow a pod opened while its
+ * policy was briefly gone (deleted, then created again), which would
+ * otherwise stay established for up to 6 h of idle time, refreshed by every
+ * packet.
+ *
+ * Pods of namespace p: v has the policies, m streams UDP to it from one source
+ * port, k is the pod the replacement rules admit instead of m.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { must, TestCluster } from './support/local-cluster.ts';
+
+const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
+const PYTHON = '/usr/bin/python3';
+const SETTLE_MS = 1_500; // a datastore change is in the maps well within this
+
+const policy = (from: string) => `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: p, name: v-ingress}
+spec:
+  podSelector: {matchLabels: {pod: v}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {pod: ${from}}}}]}]
+`;
+
+describe('hostile pod: policy changes and open flows', () => {
+  const cluster = new TestCluster();
+  let podIp: Record<string, string> = {};
+  let netns: Record<string, string> = {};
+  let sport = 42000;
+
+  /** m streams to v for `seconds` from a fresh source port; returns the stream (resolves when it ends). */
+  const stream = (seconds: number) =>
+    cluster.background('ip', ['netns', 'exec', netns['p/m']!, PYTHON, PACKETS, 'stream', podIp['p/v']!, '7000', String(++sport), String(seconds), 'udp']);
+  const countAtV = async (seconds: number) => Number((await must('ip', ['netns', 'exec', netns['p/v']!, PYTHON, PACKETS, 'count', podIp['p/m']!, '7000', String(seconds), 'udp'])).trim());
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  beforeAll(async () => {
+    await cluster.up();
+    await cluster.apply(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: p}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: p, name: v, labels: {pod: v}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: p, name: m, labels: {pod: m}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: p, name: k, labels: {pod: k}}
+`);
+    const pods = Object.entries(await cluster.podsByName());
+    podIp = Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!]));
+    netns = Object.fromEntries(pods.map(([key, p]) => [key, p.netns]));
+  }, 120_000);
+  afterAll(() => cluster.teardown());
+
+  it('replacing the rules that admitted a busy flow stops it', async () => {
+    await cluster.apply(policy('m'));
+    await sleep(SETTLE_MS);
+    const done = stream(8);
+    expect(await countAtV(2)).toBeGreaterThan(10); // admitted, and established
+    await cluster.apply(policy('k'));
+    await sleep(SETTLE_MS);
+    expect(await countAtV(3)).toBe(0);
+    await done;
+  }, 60_000);
+
+  it('a flow opened while the only policy was deleted stops when it is created again', async () => {
+    await cluster.local('delete', '-f', await writePolicyFile('k'));
+    await sleep(SETTLE_MS);
+    const done = stream(8);
+    expect(await countAtV(2)).toBeGreaterThan(10); // no policy: anything goes, and the flow is established
+    await cluster.apply(policy('k'));
+    await sleep(SETTLE_MS);
+    expect(await countAtV(3)).toBe(0);
+    await done;
+  }, 60_000);
+
+  it('a flow the new rules still allow keeps flowing', async () => {
+    await cluster.apply(policy('m'));
+    await sleep(SETTLE_MS);
+    const done = stream(8);
+    expect(await countAtV(2)).toBeGreaterThan(10);
+    // A different rule set (a second peer) that still admits m: the flow is judged again and stays.
+    await cluster.apply(policy('m').replace('{podSelector: {matchLabels: {pod: m}}}', '{podSelector: {matchLabels: {pod: m}}}, {podSelector: {matchLabels: {pod: k}}}'));
+    await sleep(SETTLE_MS);
+    expect(await countAtV(3)).toBeGreaterThan(15);
+    await done;
+  }, 60_000);
+
+  /** The policy as a file in the cluster's directory, for `sluice local delete -f`. */
+  async function writePolicyFile(from: string): Promise<string> {
+    const file = path.join(cluster.dir, `delete-${from}.yaml`);
+    fs.writeFileSync(file, policy(from));
+    return file;
+  }
+});
