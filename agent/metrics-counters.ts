@@ -46,5 +46,6 @@ export const COUNTER_MEANINGS: Record<CounterName, CounterMeaning> = {
   CT_ESTABLISHED: { family: 'established', labels: {} },
   CT_RELATED: { family: 'related', labels: {} },
   DROP_ICMP_UNRELATED: { family: 'drop', labels: { reason: 'icmp_unrelated' } },
+  DROP_TUNNEL: { family: 'drop', labels: { reason: 'tunnel', direction: 'egress' } },
   EVENTS_LOST: { family: 'events-lost', labels: {} },
 };

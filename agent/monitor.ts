@@ -18,6 +18,7 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_FRAGMENT]: 'fragment without its first',
   [Counter.DROP_UNKNOWN_EP]: 'no endpoint',
   [Counter.DROP_ICMP_UNRELATED]: 'ICMP error about no known flow',
+  [Counter.DROP_TUNNEL]: "to a node's VXLAN port",
   [Counter.POLICY_ALLOWED]: 'policy',
 };
 

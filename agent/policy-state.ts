@@ -14,6 +14,12 @@ import { hostAddresses } from './host-addresses.ts';
 import type { NumberingStore } from './numbering-store.ts';
 
 const WATCH_INTERVAL_MS = 500;
+/**
+ * A pushed change waits this long for the ones right behind it: a policy
+ * deleted and created again (kubectl replace --force, a GitOps sync) then
+ * lands in one sync, and the pod is never unisolated in between.
+ */
+const COALESCE_MS = 50;
 const HOST_ADDRESS_INTERVAL_MS = 5_000;
 
 /** The policy side of the agent. */
@@ -24,6 +30,7 @@ export class PolicyState {
   private endpoints: () => Endpoint[] = () => [];
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
+  private pending: NodeJS.Timeout | null = null;
   lastSync: SyncStats | null = null;
   /** Wall-clock ms when the last sync finished (0 before the first). */
   lastSyncAtMs = 0;
@@ -81,8 +88,15 @@ export class PolicyState {
         log(`datastore sync failed (retrying): ${err instanceof Error ? err.message : String(err)}`);
       }
     };
-    // A datastore that pushes (Kubernetes watches) is applied on the event; the poll stays as a safety net.
-    this.datastore.onChange?.(syncIfChanged);
+    // A datastore that pushes (Kubernetes watches) is applied shortly after the event; the poll stays as a safety net.
+    this.datastore.onChange?.(() => {
+      if (this.pending || this.stopped) return;
+      this.pending = setTimeout(() => {
+        this.pending = null;
+        syncIfChanged();
+      }, COALESCE_MS);
+      this.pending.unref();
+    });
     this.timers.push(
       setInterval(syncIfChanged, WATCH_INTERVAL_MS),
       setInterval(() => {
@@ -104,5 +118,6 @@ export class PolicyState {
   stop(): void {
     this.stopped = true;
     for (const t of this.timers) clearInterval(t);
+    if (this.pending) clearTimeout(this.pending);
   }
 }

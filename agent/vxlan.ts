@@ -4,6 +4,7 @@
  * node's VTEP MAC is derived from its underlay address, so every agent knows
  * every other node's MAC from the Node objects alone, with nothing to publish.
  */
+import { VXLAN_PORT } from '../datapath/abi.ts';
 import { nlattr, nlattrNested, nlattrString, nlattrU32 } from '../datapath/nlattr.ts';
 import { parseIp, parseMac } from '../datapath/ip-bytes.ts';
 import { ifinfomsg } from '../datapath/link.ts';
@@ -13,8 +14,8 @@ import { isErrno, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from '../
 export const VXLAN_DEVICE = 'sluice_vxlan';
 /** The VXLAN network identifier every Sluice node uses. */
 export const VXLAN_VNI = 1;
-/** IANA's VXLAN UDP port. */
-export const VXLAN_UDP_PORT = 4789;
+/** IANA's VXLAN UDP port (the datapath's SLUICE_VXLAN_PORT). */
+export const VXLAN_UDP_PORT = VXLAN_PORT;
 /** Bytes VXLAN adds over an IPv4 underlay: outer IPv4 (20) + UDP (8) + VXLAN (8) + inner Ethernet (14). */
 export const VXLAN_OVERHEAD_BYTES = 50;
 

@@ -114,6 +114,18 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		return TC_ACT_OK;
 	}
 
+	/*
+	 * A node's overlay port: what a pod encapsulated there would come out of
+	 * that node's VXLAN device with any inner source it liked, past the
+	 * spoofing check of the node it really came from. Pods never speak VXLAN.
+	 */
+	if (f.protocol == IPPROTO_UDP && f.dport == bpf_htons(SLUICE_VXLAN_PORT)) {
+		__u32 node = lookup_identity(f.family, f.daddr);
+
+		if (node == SLUICE_ID_HOST || node == SLUICE_ID_REMOTE_NODE)
+			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_TUNNEL, &f, ep->identity, node, 1);
+	}
+
 	dkey.family = f.family;
 	__builtin_memcpy(dkey.addr, f.daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);

@@ -38,6 +38,9 @@
 #define SLUICE_DIR_INGRESS 1
 #define SLUICE_DIR_EGRESS 2
 
+/* The UDP port of the VXLAN overlay (IANA's): no pod may send to it on a node. */
+#define SLUICE_VXLAN_PORT 4789
+
 /* In policy keys: any protocol (the port is then a 0-bit prefix). */
 #define SLUICE_PROTO_ANY 0
 
@@ -265,7 +268,8 @@ enum sluice_counter {
 	SLUICE_CTR_EVENTS_LOST = 13,    /* monitor events not emitted: rate limit or full ring buffer */
 	SLUICE_CTR_CT_RELATED = 14,     /* ICMP errors about a known flow, passed without a policy check */
 	SLUICE_CTR_DROP_ICMP_UNRELATED = 15, /* dropped: an ICMP error about no flow this node let through */
-	SLUICE_CTR_MAX = 16,
+	SLUICE_CTR_DROP_TUNNEL = 16,    /* dropped: a pod sent to a node's VXLAN port */
+	SLUICE_CTR_MAX = 32,
 };
 
 struct counter_value {

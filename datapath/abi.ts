@@ -40,6 +40,9 @@ export const Direction = {
   EGRESS: 2,
 } as const;
 
+/** SLUICE_VXLAN_PORT: the overlay's UDP port, which from-pod keeps pods away from on every node. */
+export const VXLAN_PORT = 4789;
+
 /** SLUICE_PROTO_ANY: a policy entry for every protocol. */
 export const PROTO_ANY = 0;
 
@@ -266,7 +269,8 @@ export const Counter = {
   EVENTS_LOST: 13,
   CT_RELATED: 14,
   DROP_ICMP_UNRELATED: 15,
-  MAX: 16,
+  DROP_TUNNEL: 16,
+  MAX: 32,
 } as const;
 
 /** The name of one real counter (every Counter key but MAX). */

@@ -29,6 +29,7 @@ import {
   POLICY_KEY,
   POLICY_VALUE,
   PROTO_ANY,
+  VXLAN_PORT,
   decodeIpcacheKey,
   decodePolicyKey,
   encodeIpcacheKey,
@@ -137,6 +138,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_DIR_INGRESS: Direction.INGRESS,
       SLUICE_DIR_EGRESS: Direction.EGRESS,
       SLUICE_PROTO_ANY: PROTO_ANY,
+      SLUICE_VXLAN_PORT: VXLAN_PORT,
       SLUICE_EVENT_VERDICT: EventType.VERDICT,
       SLUICE_EVENT_DROP: EventType.DROP,
       SLUICE_VERDICT_ALLOWED: Verdict.ALLOWED,
@@ -178,8 +180,9 @@ describe('encoding', () => {
     expect(buf.length).toBe(ENDPOINT_INFO.size);
     expect(decodeEndpointInfo(buf)).toEqual(info);
     expect(buf.readUInt32LE(ENDPOINT_INFO.members.endpoint_id!)).toBe(42);
-    expect(buf.subarray(28, 32)).toEqual(Buffer.from([10, 250, 1, 2]));
-    expect(buf.subarray(16, 22).toString('hex')).toBe('02aabbccdd0e');
+    expect(buf.readUInt32LE(16)).toBe(3); // policy_rev
+    expect(buf.subarray(32, 36)).toEqual(Buffer.from([10, 250, 1, 2]));
+    expect(buf.subarray(20, 26).toString('hex')).toBe('02aabbccdd0e');
   });
 
   it('an endpoint without IPv4 decodes to ipv4 null', () => {

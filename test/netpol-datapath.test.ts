@@ -103,13 +103,23 @@ spec:
     expect(await packets('x/b', 'sctp', podIp['x/a']!, '9001')).toBe('none');
   });
 
-  it('keeps an established flow across a policy change, and makes it pass policy again once idle', async () => {
+  it('judges an established flow again when its policy changes or it idles out, and stops it once denied', async () => {
+    const also82 = 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: x, name: also-82}\nspec: {podSelector: {matchLabels: {pod: a}}, ingress: [{ports: [{protocol: UDP, port: 82}]}]}\n';
     // only-81 allows UDP 81 to x/a (from the fragments test); this flow is established under it.
     expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000')).toBe('echo');
-    await must(SLUICE, ['local', '--dir', cluster.dir, 'delete', '-f', write('only-81.yaml', 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: x, name: only-81}\n')]);
-    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'established flow after the change').toBe('echo');
+    const judged = await counter('POLICY_ALLOWED');
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'established').toBe('echo');
+    expect(await counter('POLICY_ALLOWED'), 'an established flow is not judged as new').toBe(judged);
+    // A change of a's rules that still allows the flow: judged again, and it stays.
+    await apply(also82);
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'after a change that still allows it').toBe('echo');
     await new Promise((r) => setTimeout(r, (CT_TIMEOUT_OTHER_SEC + 1.5) * 1000));
-    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'the same flow once idle').toBe('none');
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'the same flow once idle').toBe('echo');
+    expect(await counter('POLICY_ALLOWED'), 'once idle, the flow was judged as new').toBeGreaterThan(judged);
+    // The rule that allowed it goes: the next packet of the flow is dropped, no idle time needed.
+    await must(SLUICE, ['local', '--dir', cluster.dir, 'delete', '-f', write('only-81.yaml', 'apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\nmetadata: {namespace: x, name: only-81}\n')]);
+    expect(await packets('x/b', 'frag', podIp['x/a']!, '81', '41000'), 'after the rule that allowed it is gone').toBe('none');
+    await must(SLUICE, ['local', '--dir', cluster.dir, 'delete', '-f', write('also-82.yaml', also82)]);
   });
 
   it('drops later fragments whose first fragment was never seen', async () => {

@@ -25,6 +25,10 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    IPv6 "packet too big" (the family is DST's)
   icmp-other DST TYPE COUNT        COUNT ICMP messages of TYPE (neither echo nor error), ten a second
   icmp-count SRC TYPE SECONDS      counts the ICMP or ICMPv6 messages of TYPE from SRC that reach this pod
+  vxlan      NODE INNER_SRC INNER_DST VTEP_MAC COUNT
+                                   COUNT hand-built VXLAN packets (VNI 1) to NODE's UDP port 4789, ten a
+                                   second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
+                                   to VTEP_MAC (the receiving node's VXLAN device)
 """
 import sys
 import time
@@ -161,6 +165,15 @@ def main():
         else:
             match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == kind
         print(sniff_count(match, seconds))
+    elif case == "vxlan":
+        from scapy.layers.vxlan import VXLAN
+        inner_src, inner_dst, vtep_mac, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
+        inner = Ether(src="02:de:ad:00:00:01", dst=vtep_mac) / IP(src=inner_src, dst=inner_dst, ttl=64) / UDP(sport=7100, dport=7000) / Raw(b"tunnelled")
+        pkt = IP(dst=dst) / UDP(sport=47890, dport=4789) / VXLAN(vni=1, flags=0x08) / inner
+        for _ in range(n):
+            send(pkt)
+            time.sleep(0.1)
+        print("sent", n)
     else:
         raise SystemExit(__doc__)
 
