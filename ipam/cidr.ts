@@ -20,6 +20,19 @@ const BITS = { 4: 32, 6: 128 } as const;
 
 /** Parses "addr/len"; throws on a malformed prefix or host bits set. */
 export function parseCidr(text: string): Cidr {
+  return parsePrefix(text, false);
+}
+
+/**
+ * Parses "addr/len" with any host bits masked off: 10.0.0.1/24 is 10.0.0.0/24,
+ * as Kubernetes reads an ipBlock (its API server accepts host bits there).
+ * Throws on a malformed prefix.
+ */
+export function parseCidrMasked(text: string): Cidr {
+  return parsePrefix(text, true);
+}
+
+function parsePrefix(text: string, maskHostBits: boolean): Cidr {
   const slash = text.indexOf('/');
   const addr = slash < 0 ? '' : text.slice(0, slash);
   const lenText = slash < 0 ? '' : text.slice(slash + 1);
@@ -31,7 +44,7 @@ export function parseCidr(text: string): Cidr {
   const value = ipToBigInt(addr);
   const hostBits = BigInt(bits - prefixLength);
   const base = (value >> hostBits) << hostBits;
-  if (base !== value) throw new Error(`invalid CIDR '${text}': host bits are set (did you mean ${bigIntToIp(base, family)}/${prefixLength}?)`);
+  if (base !== value && !maskHostBits) throw new Error(`invalid CIDR '${text}': host bits are set (did you mean ${bigIntToIp(base, family)}/${prefixLength}?)`);
   return { family, base, prefixLength, size: 1n << hostBits, text: `${bigIntToIp(base, family)}/${prefixLength}` };
 }
 

@@ -5,7 +5,7 @@
  * block and every except is inserted, each with the union of the ports of the
  * rules whose block contains it and none of whose excepts do. Pure.
  */
-import { parseCidr, type Cidr } from '../ipam/cidr.ts';
+import { parseCidr, parseCidrMasked, type Cidr } from '../ipam/cidr.ts';
 
 /** One rule over addresses: a block minus excepts, allowing these ports. */
 export interface AddressRule {
@@ -22,6 +22,20 @@ export interface AddressPrefix {
   prefixLength: number;
   /** Sorted, de-duplicated; empty means "nothing allowed" (an except carving out a hole). */
   ports: string[];
+}
+
+/**
+ * An ipBlock as Kubernetes reads it: host bits masked off the block and its
+ * excepts. Null when the block is no CIDR at all; such a peer allows nothing
+ * (the API server rejects it; a datastore that did not must not make the
+ * whole policy, or every other one, fail).
+ */
+export function normalizeIpBlock(block: { cidr: string; except?: string[] }): { cidr: string; except: string[] } | null {
+  try {
+    return { cidr: parseCidrMasked(block.cidr).text, except: (block.except ?? []).map((x) => parseCidrMasked(x).text) };
+  } catch {
+    return null;
+  }
 }
 
 function contains(outer: Cidr, inner: Cidr): boolean {

@@ -20,7 +20,7 @@
 import { createHash } from 'node:crypto';
 import { Direction, Identity, PROTO_ANY } from '../datapath/abi.ts';
 import { cidrContains, parseCidr } from '../ipam/cidr.ts';
-import { addressPrefixes, type AddressPrefix, type AddressRule } from './address-rules.ts';
+import { addressPrefixes, normalizeIpBlock, type AddressPrefix, type AddressRule } from './address-rules.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
 import { portRangePrefixes } from './port-prefixes.ts';
 import { selectorMatches } from './selector.ts';
@@ -223,10 +223,12 @@ function compileRule(ctx: RuleContext): RuleResult {
   }
   for (const peer of peers) {
     if (peer.ipBlock) {
-      if (specs.length > 0) result.addressRules.push({ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [], ports: specs });
+      const ipBlock = normalizeIpBlock(peer.ipBlock);
+      if (!ipBlock) continue; // not a CIDR: this peer allows nothing
+      if (specs.length > 0) result.addressRules.push({ cidr: ipBlock.cidr, except: ipBlock.except, ports: specs });
       if (namedEgress.length > 0) {
         // Named ports of pods inside the block (and outside its excepts), per pod address.
-        const block = addressPrefixes([{ cidr: peer.ipBlock.cidr, except: peer.ipBlock.except ?? [], ports: [ALL] }]);
+        const block = addressPrefixes([{ cidr: ipBlock.cidr, except: ipBlock.except, ports: [ALL] }]);
         addNamedFor(ctx.allPods, (ip) => ipInAllowed(ip, block));
       }
       continue;

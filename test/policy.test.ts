@@ -143,6 +143,22 @@ describe('compile: peers', () => {
     expect(can('y/a', 'x/a')).toBe(false);
     expect(can('192.168.1.1', 'x/a')).toBe(false);
   });
+  it('ipBlock with host bits set reads as Kubernetes reads it: 10.0.0.1/16 is 10.0.0.0/16, excepts too', () => {
+    const can = cluster([{ ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.1/16', except: ['10.0.1.7/24'] } }] }] }]);
+    expect(can('x/b', 'x/a')).toBe(true);
+    expect(can('y/a', 'x/a')).toBe(false);
+    expect(can('192.168.1.1', 'x/a')).toBe(false);
+  });
+  it('an ipBlock that is no CIDR allows nothing, and neither fails the compile nor touches other peers and policies', () => {
+    const can = cluster([
+      { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ ipBlock: { cidr: 'banana' } }, { podSelector: { matchLabels: { pod: 'b' } } }] }] },
+      { podSelector: { matchLabels: { pod: 'b' } }, ingress: [{ from: [{ ipBlock: { cidr: '10.0.0.0/16', except: ['not-a-cidr'] } }] }] },
+    ]);
+    expect(can('x/b', 'x/a')).toBe(true); // the other peer of the same rule
+    expect(can('192.168.1.1', 'x/a')).toBe(false); // the bad peer allows nothing; x/a stays isolated
+    expect(can('x/a', 'x/b')).toBe(false);
+    expect(can('x/a', 'y/a')).toBe(true); // unselected pods are untouched
+  });
   it('ipBlock on egress reaches addresses outside the cluster', () => {
     const can = cluster([{ podSelector: { matchLabels: { pod: 'a' } }, policyTypes: ['Egress'], egress: [{ to: [{ ipBlock: { cidr: '192.168.0.0/16' } }], ports: [{ port: 443 }] }] }]);
     expect(can('x/a', '192.168.3.4', TCP, 443)).toBe(true);

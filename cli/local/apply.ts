@@ -13,6 +13,7 @@ import type { KubeObject } from '../../agent/local-datastore.ts';
 import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';
+import { parseCidrMasked } from '../../ipam/cidr.ts';
 
 const KINDS = ['Namespace', 'Pod', 'NetworkPolicy'] as const;
 type Kind = (typeof KINDS)[number];
@@ -49,7 +50,24 @@ function check(obj: KubeObject): { kind: Kind; namespace: string; name: string }
   if (typeof labels !== 'object' || Object.values(labels).some((v) => typeof v !== 'string')) {
     throw new Error(`${obj.kind} ${name}: label values must be strings (quote numbers and booleans)`);
   }
+  if (obj.kind === 'NetworkPolicy') checkPolicyBlocks(name, obj.spec);
   return { kind: obj.kind as Kind, namespace, name };
+}
+
+/** What the API server checks of ipBlocks: a CIDR (host bits are allowed, and masked), excepts too. */
+function checkPolicyBlocks(name: string, spec: unknown): void {
+  const s = (spec ?? {}) as { ingress?: { from?: { ipBlock?: { cidr: string; except?: string[] } }[] }[]; egress?: { to?: { ipBlock?: { cidr: string; except?: string[] } }[] }[] };
+  const peers = [...(s.ingress ?? []).flatMap((r) => r.from ?? []), ...(s.egress ?? []).flatMap((r) => r.to ?? [])];
+  for (const peer of peers) {
+    if (!peer?.ipBlock) continue;
+    for (const cidr of [peer.ipBlock.cidr, ...(peer.ipBlock.except ?? [])]) {
+      try {
+        parseCidrMasked(String(cidr));
+      } catch (err) {
+        throw new Error(`NetworkPolicy ${name}: ipBlock: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+  }
 }
 
 /** Asks every node's agent to apply the datastore now; resolves once all their maps hold it. */
@@ -66,6 +84,8 @@ function samePorts(a: KubeObject, b: KubeObject): boolean {
 export async function applyManifests(config: ClusterConfig, objects: KubeObject[]): Promise<string[]> {
   const store = datastoreOf(config);
   const lines: string[] = [];
+  // Every object is checked before any is stored: a bad one leaves nothing behind.
+  for (const obj of objects) check(obj);
   for (const obj of objects) {
     const { kind, namespace, name } = check(obj);
     const ref = kind === 'Namespace' ? name : `${namespace}/${name}`;
