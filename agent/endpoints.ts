@@ -45,8 +45,21 @@ export class EndpointManager {
 
   /** Records the endpoint and syncs the datapath; returns it with its id and identity. */
   register(spec: EndpointSpec): Endpoint {
+    const before = this.stmts.get!.get(spec.containerID, spec.ifname) as { spec: string; created_at: number } | undefined;
     const row = this.stmts.upsert!.get(spec.containerID, spec.ifname, JSON.stringify(spec), Date.now()) as { id: number };
-    this.sync(this.list());
+    try {
+      this.sync(this.list());
+    } catch (err) {
+      // A registration the datapath cannot take leaves nothing behind: the row goes back to what it was.
+      if (before) this.stmts.upsert!.get(spec.containerID, spec.ifname, before.spec, before.created_at);
+      else this.stmts.delete!.run(spec.containerID, spec.ifname);
+      try {
+        this.sync(this.list());
+      } catch {
+        // the periodic sync retries; the caller hears the first error
+      }
+      throw err;
+    }
     return this.list().find((e) => e.id === row.id)!;
   }
 

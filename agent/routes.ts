@@ -2,6 +2,7 @@
  * The agent's API routes: IPAM, endpoints, status and counters, wired to the
  * components that do the work.
  */
+import { parseIp, parseMac } from '../datapath/ip-bytes.ts';
 import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
 import type { Datapath } from '../datapath/loader.ts';
 import { ApiFailure, type Route } from './api-server.ts';
@@ -66,7 +67,7 @@ function parseEndpointSpec(raw: unknown): EndpointSpec {
   if (!Array.isArray(ips) || ips.length === 0 || !ips.every((ip) => typeof ip === 'string')) {
     throw new ApiFailure(400, 'BadRequest', "field 'ips' must be a non-empty array of addresses");
   }
-  return {
+  const spec = {
     containerID: requireString(body, 'containerID'),
     ifname: requireString(body, 'ifname'),
     namespace: requireString(body, 'namespace', true),
@@ -78,6 +79,25 @@ function parseEndpointSpec(raw: unknown): EndpointSpec {
     hostMac: requireString(body, 'hostMac'),
     ips: ips as string[],
   };
+  // Checked here, before anything is stored: the datapath encoders would throw only halfway through a sync.
+  for (const field of ['mac', 'hostMac'] as const) {
+    try {
+      parseMac(spec[field]);
+    } catch {
+      throw new ApiFailure(400, 'BadRequest', `field '${field}' must be a MAC address like 02:00:00:00:00:01, not '${spec[field]}'`);
+    }
+  }
+  for (const ip of spec.ips) {
+    try {
+      parseIp(ip);
+    } catch {
+      throw new ApiFailure(400, 'BadRequest', `field 'ips' holds '${ip}', which is not an IPv4 or IPv6 address`);
+    }
+  }
+  if (new Set(spec.ips.map((ip) => ip.includes(':'))).size !== spec.ips.length) {
+    throw new ApiFailure(400, 'BadRequest', "field 'ips' holds at most one IPv4 and one IPv6 address");
+  }
+  return spec;
 }
 
 /** The route table of the agent's API. */

@@ -9,6 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { agentRequest } from '../agent/client.ts';
 import { LocalDatastore } from '../agent/local-datastore.ts';
 import { TestCluster } from './support/local-cluster.ts';
 
@@ -78,5 +79,25 @@ spec:
     expect(store.get('NetworkPolicy', 'fine', 'b')).toBeNull();
     expect(store.get('NetworkPolicy', 'broken', 'b')).toBeNull();
     expect((await cluster.local('pod', 'create', 'b/o')).code).toBe(0);
+  }, 60_000);
+
+  it('an endpoint with a bad MAC is refused with 400 before anything is stored, and the next pod comes up', async () => {
+    const before = await agentRequest<unknown[]>(cluster.socket, 'GET', '/v1/endpoints');
+    const spec = {
+      containerID: 'bad-mac-container',
+      ifname: 'eth0',
+      namespace: 'b',
+      pod: 'v',
+      netns: '/var/run/netns/none',
+      hostIfname: 'lxcbadmac',
+      hostIfindex: 999_999,
+      mac: 'not-a-mac',
+      hostMac: '02:00:00:00:00:01',
+      ips: ['10.99.0.9'],
+    };
+    await expect(agentRequest(cluster.socket, 'PUT', '/v1/endpoints', spec)).rejects.toMatchObject({ status: 400, message: expect.stringMatching(/field 'mac'/) });
+    await expect(agentRequest(cluster.socket, 'PUT', '/v1/endpoints', { ...spec, mac: '02:00:00:00:00:02', ips: ['10.99.0.300'] })).rejects.toMatchObject({ status: 400 });
+    expect(await agentRequest<unknown[]>(cluster.socket, 'GET', '/v1/endpoints')).toHaveLength(before.length);
+    expect((await cluster.local('pod', 'create', 'b/p')).code).toBe(0);
   }, 60_000);
 });
