@@ -84,7 +84,10 @@ export interface AttachmentResponse {
 /** GET /v1/status (cheap: CNI STATUS calls it); GET /v1/status?maps=true adds `maps`, counted in the kernel. */
 export interface StatusResponse {
   node: string;
+  /** Serving and in sync: the datastore's initial lists are in and the last sync of the maps succeeded. */
   ready: boolean;
+  /** Why it is not ready (empty when ready). */
+  notReady?: string[];
   podCIDRs: string[];
   endpoints: number;
   datapath: { pinDir: string; adopted: boolean };

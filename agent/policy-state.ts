@@ -32,6 +32,8 @@ export class PolicyState {
   private stopped = false;
   private pending: NodeJS.Timeout | null = null;
   lastSync: SyncStats | null = null;
+  /** The error of the last sync when it failed (the maps may lag the datastore); null after one succeeds. */
+  syncError: string | null = null;
   /** Wall-clock ms when the last sync finished (0 before the first). */
   lastSyncAtMs = 0;
   revision = 0;
@@ -55,9 +57,16 @@ export class PolicyState {
    */
   apply(endpoints: Endpoint[], noticedAtMs?: number): SyncStats {
     const startedMs = noticedAtMs ?? performance.now();
-    const changed = this.datastore.refresh() || noticedAtMs !== undefined;
-    const objects = this.datastore.objects();
-    this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
+    let changed: boolean;
+    try {
+      changed = this.datastore.refresh() || noticedAtMs !== undefined;
+      const objects = this.datastore.objects();
+      this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
+    } catch (err) {
+      this.syncError = err instanceof Error ? err.message : String(err);
+      throw err;
+    }
+    this.syncError = null;
     this.lastSyncAtMs = Date.now();
     this.revision++;
     this.onSynced?.(this.lastSync, changed ? performance.now() - startedMs : null);
@@ -84,7 +93,8 @@ export class PolicyState {
         const stats = this.apply(this.endpoints(), noticedAtMs);
         log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
       } catch (err: unknown) {
-        // A timer must never take the agent down; the next tick retries.
+        // A timer must never take the agent down; the next tick retries, and status says not ready meanwhile.
+        this.syncError = err instanceof Error ? err.message : String(err);
         log(`datastore sync failed (retrying): ${err instanceof Error ? err.message : String(err)}`);
       }
     };

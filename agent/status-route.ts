@@ -35,10 +35,14 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
   const startedAtMs = ctx.startedAtMs ?? Date.now();
   const objects = ctx.policy.datastore.objects();
   const last = ctx.policy.lastSync;
+  const notReady: string[] = [];
+  // A remote datastore is ready once its initial lists are in.
+  if (!(ctx.policy.datastore.ready?.() ?? true)) notReady.push('the datastore has not listed every collection yet');
+  if (ctx.policy.syncError !== null) notReady.push(`the last sync of the datapath maps failed: ${ctx.policy.syncError}`);
   const status: StatusResponse = {
     node: ctx.node,
-    // A remote datastore is ready once its initial lists are in.
-    ready: ctx.policy.datastore.ready?.() ?? true,
+    ready: notReady.length === 0,
+    notReady,
     podCIDRs: ctx.ipam.pools.map((p) => p.cidr.text),
     endpoints: ctx.endpoints.list().length,
     datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted },

@@ -10,8 +10,9 @@ import { statusCommand } from './status.ts';
 const USAGE = `usage: sluice <command>
 
   agent [flags]        run the node agent (see 'sluice agent --help')
-  status [--socket P] [-o json]
-                       agent, datastore, policy, map fill, endpoints, pools, counters, recent drops
+  status [--socket P] [-o json] [--liveness]
+                       agent, datastore, policy, map fill, endpoints, pools, counters, recent drops;
+                       exits 1 while the agent is not ready (--liveness: 0 whenever it answers)
   endpoints [-o json]  local endpoints
   identities [-o json] security identities and their labels
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops

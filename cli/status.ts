@@ -26,7 +26,7 @@ export interface StatusDocument extends StatusResponse {
 export async function statusCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
     args: argv,
-    options: { socket: { type: 'string' }, output: { type: 'string', short: 'o' } },
+    options: { socket: { type: 'string' }, output: { type: 'string', short: 'o' }, liveness: { type: 'boolean' } },
   });
   const socket = values.socket ?? process.env.SLUICE_SOCKET ?? DEFAULT_SOCKET;
   const [status, counters, recentDrops] = await Promise.all([
@@ -35,12 +35,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
     agentRequest<MonitorEvent[]>(socket, 'GET', '/v1/monitor/drops').catch(() => []),
   ]);
   const doc: StatusDocument = { ...status, counters, recentDrops };
-  if (values.output === 'json') {
-    console.log(JSON.stringify(doc, null, 2));
-    return 0;
-  }
-  for (const line of renderStatus(doc, Date.now())) console.log(line);
-  return 0;
+  if (values.output === 'json') console.log(JSON.stringify(doc, null, 2));
+  else for (const line of renderStatus(doc, Date.now())) console.log(line);
+  // A readiness probe: 1 while the agent is not ready. --liveness: 0 whenever the agent answers.
+  return status.ready || values.liveness ? 0 : 1;
 }
 
 /** The status screen as lines; nowMs makes "ago" testable. */
@@ -49,6 +47,7 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
   const row = (label: string, ...lines: string[]) => lines.forEach((l, i) => out.push(`${(i === 0 ? `${label}:` : '').padEnd(LABEL_WIDTH)}${l}`));
   const a = s.agent;
   row('agent', `node ${s.node}, ${s.ready ? 'ready' : 'NOT READY'}${a ? `, pid ${a.pid}, up ${duration(a.uptimeSeconds)}, version ${a.version}` : ''}`);
+  if (!s.ready && s.notReady?.length) row('not ready', ...s.notReady);
   row('datapath', `${s.datapath.pinDir} (${s.datapath.adopted ? 'adopted pinned programs' : 'loaded at start'})`);
   const d = s.datastore;
   if (d) {

@@ -12,7 +12,7 @@ export async function cmdStatus(conf: NetConf): Promise<void> {
   } catch (err: unknown) {
     throw new CniError(CNI_ERR.NOT_AVAILABLE, err instanceof Error ? err.message : String(err));
   }
-  if (!status.ready) throw new CniError(CNI_ERR.NOT_AVAILABLE, `the sluice agent on ${status.node} is not ready yet`);
+  if (!status.ready) throw new CniError(CNI_ERR.NOT_AVAILABLE, `the sluice agent on ${status.node} is not ready: ${status.notReady?.join('; ') || 'starting'}`);
   const full = status.pools.filter((p) => p.used >= p.size);
   if (full.length > 0) {
     throw new CniError(CNI_ERR.NOT_AVAILABLE_LIMITED, `pod CIDR ${full.map((p) => p.cidr).join(', ')} is exhausted: no new pods can start on ${status.node}`);
