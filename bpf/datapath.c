@@ -80,6 +80,49 @@ static __always_inline int spoofed(const struct ethhdr *eth, const struct endpoi
 }
 
 /*
+ * The policy decision on a new flow from src to dst (local endpoints, or NULL),
+ * with its monitor event and counters; here is the endpoint whose device the
+ * packet is on. Returns 0 when allowed; when denied, the packet is counted as
+ * dropped (for here, and for the endpoint whose policy denied it) and the
+ * caller drops it.
+ */
+static __always_inline int judge_new_flow(struct __sk_buff *skb, const struct flow *f, const struct endpoint_info *src,
+					  const struct endpoint_info *dst, __u32 src_identity, __u32 dst_identity,
+					  const struct endpoint_info *here)
+{
+	struct event_meta m = {
+		.type = SLUICE_EVENT_VERDICT,
+		.reason = SLUICE_CTR_POLICY_ALLOWED,
+		.src_identity = src_identity,
+		.dst_identity = dst_identity,
+		.src_endpoint = src ? src->endpoint_id : 0,
+		.dst_endpoint = dst ? dst->endpoint_id : 0,
+		.verdict = SLUICE_VERDICT_ALLOWED,
+	};
+	int denied = flow_verdict(f, src, dst, src_identity, dst_identity);
+	const struct endpoint_info *denier;
+
+	m.direction = verdict_direction(src, dst, denied);
+	if (denied) {
+		m.reason = denied;
+		m.verdict = SLUICE_VERDICT_DENIED;
+		emit_event(skb, &m, f);
+		denier = denied == SLUICE_CTR_DROP_POLICY_INGRESS ? dst : src;
+		if (denier && denier != here)
+			ep_count(denier->endpoint_id, denied, skb);
+		ep_drop(here->endpoint_id, denied, skb);
+		return denied;
+	}
+	emit_event(skb, &m, f);
+	count(SLUICE_CTR_POLICY_ALLOWED, skb);
+	if (src)
+		ep_count(src->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+	if (dst)
+		ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+	return 0;
+}
+
+/*
  * Everything from_pod does for an IP packet: anti-spoofing, then conntrack,
  * then (for a new flow) the source's egress policy and, when the destination
  * is a pod on this node, its ingress policy; then delivery.
@@ -155,31 +198,8 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		 * address is only a name for its backends: the stack translates it after
 		 * this, and to_pod checks egress against a local backend.
 		 */
-		struct event_meta m = {
-			.type = SLUICE_EVENT_VERDICT,
-			.reason = SLUICE_CTR_POLICY_ALLOWED,
-			.src_identity = ep->identity,
-			.dst_identity = dst ? dst->identity : lookup_identity(f.family, f.daddr),
-			.src_endpoint = ep->endpoint_id,
-			.dst_endpoint = dst ? dst->endpoint_id : 0,
-			.verdict = SLUICE_VERDICT_ALLOWED,
-		};
-		int denied = flow_verdict(&f, ep, dst, m.src_identity, m.dst_identity);
-
-		m.direction = verdict_direction(ep, dst, denied);
-		if (denied) {
-			m.reason = denied;
-			m.verdict = SLUICE_VERDICT_DENIED;
-			emit_event(skb, &m, &f);
-			if (dst && denied == SLUICE_CTR_DROP_POLICY_INGRESS)
-				ep_count(dst->endpoint_id, SLUICE_CTR_DROP_POLICY_INGRESS, skb);
-			return ep_drop(ep->endpoint_id, denied, skb);
-		}
-		emit_event(skb, &m, &f);
-		count(SLUICE_CTR_POLICY_ALLOWED, skb);
-		ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
-		if (dst)
-			ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+		if (judge_new_flow(skb, &f, ep, dst, ep->identity, dst ? dst->identity : lookup_identity(f.family, f.daddr), ep))
+			return TC_ACT_SHOT;
 		ct_create(&f, 0, ep, dst);
 	}
 
@@ -296,31 +316,8 @@ int to_pod(struct __sk_buff *skb)
 	 * now translated to this backend), the egress policy from_pod left for here.
 	 */
 	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
-	{
-		struct event_meta m = {
-			.type = SLUICE_EVENT_VERDICT,
-			.reason = SLUICE_CTR_POLICY_ALLOWED,
-			.src_identity = peer,
-			.dst_identity = ep->identity,
-			.src_endpoint = src ? src->endpoint_id : 0,
-			.dst_endpoint = ep->endpoint_id,
-			.verdict = SLUICE_VERDICT_ALLOWED,
-		};
-		int denied = flow_verdict(&f, src, ep, peer, ep->identity);
-
-		m.direction = verdict_direction(src, ep, denied);
-		if (denied) {
-			m.reason = denied;
-			m.verdict = SLUICE_VERDICT_DENIED;
-			emit_event(skb, &m, &f);
-			if (src && denied == SLUICE_CTR_DROP_POLICY_EGRESS)
-				ep_count(src->endpoint_id, SLUICE_CTR_DROP_POLICY_EGRESS, skb);
-			return ep_drop(ep->endpoint_id, denied, skb);
-		}
-		emit_event(skb, &m, &f);
-	}
-	count(SLUICE_CTR_POLICY_ALLOWED, skb);
-	ep_count(ep->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+	if (judge_new_flow(skb, &f, src, ep, peer, ep->identity, ep))
+		return TC_ACT_SHOT;
 	ct_create(&f, SLUICE_CT_VIA_STACK, src, ep);
 	return TC_ACT_OK;
 }
