@@ -48,7 +48,15 @@ export interface SyncStats {
   written: number;
   deleted: number;
   durationMs: number;
+  /**
+   * Map writes and deletes the kernel refused (a full map, most likely), at
+   * most MAX_FAILURES of them. The sync carries on past each: every other
+   * entry, endpoint and map is still brought up to date.
+   */
+  failed: string[];
 }
+
+const MAX_FAILURES = 20;
 
 type MapName = keyof SyncedMaps;
 type Contents = Map<string, string>; // key hex → value hex
@@ -117,17 +125,35 @@ export class DatapathSync {
     return s;
   }
 
+  /** Failures of the sync under way (see SyncStats.failed). */
+  private failures: string[] = [];
+  private failureCount = 0;
+
+  private failed(op: string, name: MapName, err: unknown): false {
+    this.failureCount++;
+    if (this.failures.length < MAX_FAILURES) this.failures.push(`${op} ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    return false;
+  }
+
   private write(name: MapName, key: string, value: string): boolean {
     const have = this.current.get(name)!;
     if (have.get(key) === value) return false;
-    this.maps[name].update(Buffer.from(key, 'hex'), Buffer.from(value, 'hex'));
+    try {
+      this.maps[name].update(Buffer.from(key, 'hex'), Buffer.from(value, 'hex'));
+    } catch (err) {
+      return this.failed('update', name, err);
+    }
     have.set(key, value);
     if (name === 'policy' || name === 'cidr_policy') this.slot(Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]))[name].add(key);
     return true;
   }
 
-  private remove(name: MapName, key: string): void {
-    this.maps[name].delete(Buffer.from(key, 'hex'));
+  private remove(name: MapName, key: string): boolean {
+    try {
+      this.maps[name].delete(Buffer.from(key, 'hex'));
+    } catch (err) {
+      return this.failed('delete', name, err);
+    }
     this.current.get(name)!.delete(key);
     if (name === 'policy' || name === 'cidr_policy') {
       const id = Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]);
@@ -135,6 +161,7 @@ export class DatapathSync {
       s?.[name].delete(key);
       if (s && s.policy.size === 0 && s.cidr_policy.size === 0) this.slots.delete(id);
     }
+    return true;
   }
 
   /** Makes a slot hold exactly these rules; returns how many entries it wrote and deleted. */
@@ -144,8 +171,7 @@ export class DatapathSync {
     for (const name of Object.keys(RULE_MAPS) as RuleMap[]) {
       for (const key of [...(this.slots.get(id)?.[name] ?? [])]) {
         if (rules[name].has(key)) continue;
-        this.remove(name, key);
-        deleted++;
+        if (this.remove(name, key)) deleted++;
       }
       for (const [key, value] of rules[name]) if (this.write(name, key, value)) written++;
     }
@@ -176,6 +202,8 @@ export class DatapathSync {
     const desired = this.desired(compiled, endpoints, hostAddresses, nodeAddresses);
     let written = 0;
     let deleted = 0;
+    this.failures = [];
+    this.failureCount = 0;
     // 1. Addresses and identities first: rules about to go live may name them.
     for (const [key, value] of desired.ipcache) if (this.write('ipcache', key, value)) written++;
     // 2. Each endpoint whose rules or isolation changed gets them in full in its other slot.
@@ -190,12 +218,18 @@ export class DatapathSync {
       const unchanged = was !== undefined && was.flags === flags && (was.compiled === c || this.slotHolds(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev))));
       // A new endpoint has no traffic yet: its first slot is filled in place.
       if (was !== undefined && !unchanged) rev = (rev + 1) >>> 0;
+      let complete = true;
       if (!unchanged) {
+        const before = this.failureCount;
         const n = this.fillSlot(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev)));
         written += n.written;
         deleted += n.deleted;
+        // A slot that did not fit still goes live: it holds a subset of the new rules, which allows
+        // less than they do, never more (rules() puts the most specific address prefixes first).
+        // The next sync tries the whole set again.
+        complete = this.failureCount === before;
       }
-      this.installed.set(ep.id, { rev, flags, compiled: c });
+      this.installed.set(ep.id, { rev, flags, compiled: complete ? c : null });
       live.add(policyId(ep.id, rev));
       infos.push(this.endpointInfo(ep, c, flags, rev));
     }
@@ -216,14 +250,14 @@ export class DatapathSync {
     for (const name of DELETE_ORDER) {
       for (const key of [...this.current.get(name)!.keys()]) {
         if (stillWanted(name, key)) continue;
-        this.remove(name, key);
-        deleted++;
+        if (this.remove(name, key)) deleted++;
       }
     }
     const present = new Set(endpoints.map((e) => e.id));
     for (const id of this.installed.keys()) if (!present.has(id)) this.installed.delete(id);
     this.compiled = compiled;
-    return { written, deleted, durationMs: performance.now() - started };
+    const failed = this.failureCount > this.failures.length ? [...this.failures, `... and ${this.failureCount - this.failures.length} more`] : this.failures;
+    return { written, deleted, durationMs: performance.now() - started, failed };
   }
 
   /** The ipcache as the state calls for it. */
@@ -269,8 +303,10 @@ export class DatapathSync {
       const allow = encodePolicyValue().toString('hex');
       hit = {
         policy: new Map(c.entries.map((e) => [encodePolicyKey({ ...e, policyId: slot }).toString('hex'), allow])),
+        // Longest prefixes first: a slot cut short by a full map then lacks the widest blocks, so an
+        // address it misses matches no selector (denied), never a wider one past its except.
         cidr_policy: new Map(
-          c.cidrEntries.map((e) => [encodeCidrPolicyKey({ ...e, policyId: slot }).toString('hex'), encodeCidrPolicyValue(e.selector).toString('hex')]),
+          [...c.cidrEntries].sort((a, b) => b.prefixLength - a.prefixLength).map((e) => [encodeCidrPolicyKey({ ...e, policyId: slot }).toString('hex'), encodeCidrPolicyValue(e.selector).toString('hex')]),
         ),
       };
       bySlot.set(slot, hit);

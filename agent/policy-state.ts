@@ -66,7 +66,8 @@ export class PolicyState {
       this.syncError = err instanceof Error ? err.message : String(err);
       throw err;
     }
-    this.syncError = null;
+    // Entries the kernel refused leave the node fail-closed but not in line with the datastore: not ready.
+    this.syncError = this.lastSync.failed.length > 0 ? `map writes failed: ${this.lastSync.failed.join('; ')}` : null;
     this.lastSyncAtMs = Date.now();
     this.revision++;
     this.onSynced?.(this.lastSync, changed ? performance.now() - startedMs : null);
@@ -89,9 +90,11 @@ export class PolicyState {
       if (this.stopped) return;
       try {
         const noticedAtMs = performance.now();
-        if (!this.datastore.refresh()) return;
+        // A sync the kernel refused part of is tried again on every tick until it goes through.
+        if (!this.datastore.refresh() && this.syncError === null) return;
         const stats = this.apply(this.endpoints(), noticedAtMs);
         log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+        if (stats.failed.length > 0) log(`datastore sync incomplete (retrying): ${stats.failed.join('; ')}`);
       } catch (err: unknown) {
         // A timer must never take the agent down; the next tick retries, and status says not ready meanwhile.
         this.syncError = err instanceof Error ? err.message : String(err);

@@ -14,11 +14,14 @@ class FakeMap {
   readonly entries = new Map<string, Buffer>();
   readonly name: string;
   readonly log: string[];
+  /** Entries the map takes, as max_entries does in the kernel. */
+  capacity = Infinity;
   constructor(name: string, log: string[]) {
     this.name = name;
     this.log = log;
   }
   update(key: Buffer, value: Buffer): void {
+    if (!this.entries.has(key.toString('hex')) && this.entries.size >= this.capacity) throw new Error(`update ${this.name}: E2BIG`);
     this.entries.set(key.toString('hex'), Buffer.from(value));
     this.log.push(`update ${this.name}`);
   }
@@ -167,5 +170,33 @@ describe('DatapathSync', () => {
     const identities = [...maps.ipcache.entries.values()].map((v) => v.readUInt32LE(0));
     expect(identities).toContain(Identity.HOST);
     expect(maps.ipcache.entries.size).toBe(4);
+  });
+
+  it('a full policy map stops nothing else: every other endpoint and map is synced, the one cut short fails closed', () => {
+    const { sync, endpoints, view, maps } = setup();
+    const ports = (n: number) => Array.from({ length: n }, (_, i) => ({ port: 1000 + i * 7 })); // no two merge into one prefix
+    const bBig: NetworkPolicy = { namespace: 'x', name: 'b-big', podSelector: { matchLabels: { app: 'b' } }, ingress: [{ ports: ports(40) }] };
+    const cDeny: NetworkPolicy = { namespace: 'x', name: 'c-deny', podSelector: { matchLabels: { app: 'c' } }, policyTypes: ['Ingress'] };
+    expect(sync.apply(view({}, [aFromB]), endpoints, []).failed).toEqual([]);
+    maps.policy.capacity = maps.policy.entries.size + 10; // room for 10 of b's 40 entries
+    const stats = sync.apply(view({}, [aFromB, bBig, cDeny]), endpoints, []);
+    expect(stats.failed.length).toBeGreaterThan(0);
+    expect(stats.failed[0]).toMatch(/update policy: E2BIG/);
+    const info = (ifindex: number) => decodeEndpointInfo(maps.devices.lookup(Buffer.from([ifindex, 0, 0, 0]))!);
+    // c, after b in the sync, is isolated all the same: the deny reached the kernel.
+    expect(info(102).flags).toBe(1);
+    // b is isolated with the entries that fit: a subset of its rules, none beyond them.
+    const b = info(101);
+    expect(b.flags).toBe(1);
+    const bRules = [...maps.policy.entries.keys()].map((k) => decodePolicyKey(Buffer.from(k, 'hex'))).filter((e) => e.policyId === policyId(b.endpointId, b.policyRev));
+    expect(bRules.length).toBe(10);
+    for (const r of bRules) expect((r.port - 1000) % 7).toBe(0);
+    // a keeps its rules.
+    expect(info(100).flags).toBe(1);
+    // Room again: the next sync completes b.
+    maps.policy.capacity = Infinity;
+    expect(sync.apply(view({}, [aFromB, bBig, cDeny]), endpoints, []).failed).toEqual([]);
+    const b2 = info(101);
+    expect([...maps.policy.entries.keys()].map((k) => decodePolicyKey(Buffer.from(k, 'hex'))).filter((e) => e.policyId === policyId(b2.endpointId, b2.policyRev))).toHaveLength(40);
   });
 });
