@@ -213,17 +213,18 @@ export async function runAgent(argv: string[]): Promise<void> {
     process.once('SIGTERM', () => stop('SIGTERM'));
     process.once('SIGINT', () => stop('SIGINT'));
   });
+  // The API goes first: from now on nobody (`sluice local up`, the CNI plugin) takes this agent for a running one.
+  server.close();
+  server.closeAllConnections();
+  fs.rmSync(values.socket, { force: true });
   await kube?.stop();
   policy.stop();
   routing.stop();
   monitor.stop();
   stopDelQueue();
   stopIpamReconciler();
-  server.close();
-  server.closeAllConnections();
   metricsServer?.server.close();
   metricsServer?.server.closeAllConnections();
-  fs.rmSync(values.socket, { force: true });
   endpoints.close();
   numbering.close();
   ipam.close();

@@ -54,6 +54,29 @@ export async function waitForAgent(socket: string, pid: number, logFile: string)
   }
 }
 
+/** How long `up` waits for an agent that no longer answers (it is stopping) to exit. */
+const AGENT_EXIT_TIMEOUT_MS = 20_000;
+
+/**
+ * Is this node's agent running and serving? An agent that exists but does not
+ * answer is stopping (it closes its API first on SIGTERM) or still starting:
+ * wait until it answers (running) or exits (not running), so that `up` never
+ * takes a departing agent for a running one.
+ */
+export async function agentRunning(socket: string, pid: number): Promise<boolean> {
+  const deadline = Date.now() + AGENT_EXIT_TIMEOUT_MS;
+  while (pid > 0 && processAlive(pid)) {
+    try {
+      await agentRequest<StatusResponse>(socket, 'GET', '/v1/status');
+      return true;
+    } catch {
+      if (Date.now() > deadline) throw new Error(`the agent (pid ${pid}) neither answers on ${socket} nor exits; stop it, then run up again`);
+      await new Promise((r) => setTimeout(r, AGENT_POLL_INTERVAL_MS));
+    }
+  }
+  return false;
+}
+
 function tail(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8').split('\n').slice(-15).join('\n');
@@ -85,7 +108,7 @@ export async function localUp(opts: UpOptions): Promise<ClusterConfig> {
   if (fs.existsSync(path.join(dir, 'cluster.json'))) {
     const existing = loadCluster(dir);
     if (existing.nodes) return restartNodeAgents(existing);
-    if (processAlive(existing.agentPid)) return existing;
+    if (await agentRunning(existing.socket, existing.agentPid)) return existing;
     existing.agentPid = startAgent(existing);
     saveCluster(existing);
     await waitForAgent(existing.socket, existing.agentPid, path.join(dir, 'agent.log'));
@@ -166,7 +189,8 @@ function writeConflist(node: LocalNode, dir: string): void {
 
 /** Starts the agent of every node whose agent is not running, and waits for all of them. */
 async function restartNodeAgents(config: ClusterConfig): Promise<ClusterConfig> {
-  const started = (config.nodes ?? []).filter((node) => node.agentPid <= 0 || !processAlive(node.agentPid));
+  const running = await Promise.all((config.nodes ?? []).map((node) => agentRunning(node.socket, node.agentPid)));
+  const started = (config.nodes ?? []).filter((_, i) => !running[i]);
   for (const node of started) node.agentPid = startAgent(config, node);
   saveCluster(config);
   await Promise.all(started.map((node) => waitForAgent(node.socket, node.agentPid, node.logFile)));
