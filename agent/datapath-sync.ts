@@ -61,7 +61,7 @@ const MAX_FAILURES = 20;
 type MapName = keyof SyncedMaps;
 type Contents = Map<string, string>; // key hex → value hex
 
-/** Every map this module owns; the first three are the ones compared wholesale. */
+/** Every map this module owns. */
 const MAP_NAMES: MapName[] = ['ipcache', 'endpoints', 'devices', 'policy', 'cidr_policy'];
 /** Delete order: endpoints first (nothing points at them then), rules next, addresses last. */
 const DELETE_ORDER: MapName[] = ['devices', 'endpoints', 'policy', 'cidr_policy', 'ipcache'];
@@ -199,7 +199,7 @@ export class DatapathSync {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
     const compiled = compile(view, local, this.numbering, this.cache);
-    const desired = this.desired(compiled, endpoints, hostAddresses, nodeAddresses);
+    const desired = { ipcache: this.desiredIpcache(compiled, hostAddresses, nodeAddresses) };
     let written = 0;
     let deleted = 0;
     this.failures = [];
@@ -261,7 +261,7 @@ export class DatapathSync {
   }
 
   /** The ipcache as the state calls for it. */
-  private desired(compiled: CompiledState, _endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[]): { ipcache: Contents } {
+  private desiredIpcache(compiled: CompiledState, hostAddresses: string[], nodeAddresses: string[]): Contents {
     const ipcache: Contents = new Map();
     const put = (key: Buffer, value: Buffer) => ipcache.set(key.toString('hex'), value.toString('hex'));
     for (const cidr of this.serviceCidrs) {
@@ -277,7 +277,7 @@ export class DatapathSync {
     for (const ip of hostAddresses) {
       put(encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.HOST));
     }
-    return { ipcache };
+    return ipcache;
   }
 
   private endpointInfo(ep: Endpoint, c: CompiledEndpoint, flags: number, policyRev: number): EndpointInfo {

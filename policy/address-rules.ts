@@ -26,13 +26,20 @@ export interface AddressPrefix {
 
 /**
  * An ipBlock as Kubernetes reads it: host bits masked off the block and its
- * excepts. Null when the block is no CIDR at all; such a peer allows nothing
- * (the API server rejects it; a datastore that did not must not make the
- * whole policy, or every other one, fail).
+ * excepts. Throws, naming the prefix, when one is no CIDR at all.
+ */
+export function parseIpBlock(block: { cidr: string; except?: string[] }): { cidr: string; except: string[] } {
+  return { cidr: parseCidrMasked(String(block.cidr)).text, except: (block.except ?? []).map((x) => parseCidrMasked(String(x)).text) };
+}
+
+/**
+ * parseIpBlock, or null for a block that is no CIDR: such a peer allows
+ * nothing (the API server rejects it; a datastore that did not must not make
+ * the whole policy, or every other one, fail).
  */
 export function normalizeIpBlock(block: { cidr: string; except?: string[] }): { cidr: string; except: string[] } | null {
   try {
-    return { cidr: parseCidrMasked(block.cidr).text, except: (block.except ?? []).map((x) => parseCidrMasked(x).text) };
+    return parseIpBlock(block);
   } catch {
     return null;
   }

@@ -11,7 +11,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vtepMac } from '../agent/vxlan.ts';
-import { must } from './support/local-cluster.ts';
+import { must, SLUICE } from './support/local-cluster.ts';
 import { TwoNodeCluster } from './support/two-node-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
@@ -49,7 +49,7 @@ spec:
     await new Promise((r) => setTimeout(r, 600));
     expect(await run('x/a', 'vxlan', node2, g, v, vtepMac(node2), '30')).toBe('sent 30');
     expect(Number(await counting)).toBe(0);
-    const status = JSON.parse(await must(path.join(import.meta.dirname, '../dist/sluice'), ['status', '--socket', cluster.node('node-1').socket, '-o', 'json'])) as {
+    const status = JSON.parse(await must(SLUICE, ['status', '--socket', cluster.node('node-1').socket, '-o', 'json'])) as {
       counters: Record<string, { packets: number }>;
     };
     expect(status.counters.DROP_TUNNEL?.packets).toBe(30);

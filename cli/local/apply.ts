@@ -13,7 +13,7 @@ import type { KubeObject } from '../../agent/local-datastore.ts';
 import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';
-import { parseCidrMasked } from '../../ipam/cidr.ts';
+import { parseIpBlock } from '../../policy/address-rules.ts';
 
 const KINDS = ['Namespace', 'Pod', 'NetworkPolicy'] as const;
 type Kind = (typeof KINDS)[number];
@@ -60,12 +60,10 @@ function checkPolicyBlocks(name: string, spec: unknown): void {
   const peers = [...(s.ingress ?? []).flatMap((r) => r.from ?? []), ...(s.egress ?? []).flatMap((r) => r.to ?? [])];
   for (const peer of peers) {
     if (!peer?.ipBlock) continue;
-    for (const cidr of [peer.ipBlock.cidr, ...(peer.ipBlock.except ?? [])]) {
-      try {
-        parseCidrMasked(String(cidr));
-      } catch (err) {
-        throw new Error(`NetworkPolicy ${name}: ipBlock: ${err instanceof Error ? err.message : String(err)}`);
-      }
+    try {
+      parseIpBlock(peer.ipBlock);
+    } catch (err) {
+      throw new Error(`NetworkPolicy ${name}: ipBlock: ${err instanceof Error ? err.message : String(err)}`);
     }
   }
 }
