@@ -8,7 +8,8 @@ import { parseArgs } from 'node:util';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath } from '../datapath/loader.ts';
-import { encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
+import { CT_MAX_PER_ENDPOINT, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
+import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api-server.ts';
 import { DEFAULT_SOCKET } from './api-types.ts';
@@ -67,6 +68,11 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
                     idle time after which a TCP (default 21600) or other (default 60) flow must pass policy again
+  --ct-max-per-endpoint N
+                    conntrack entries one pod may hold at a time; its further new flows are dropped
+                    (default ${CT_MAX_PER_ENDPOINT}, a quarter of the table)
+  --ct-sweep-interval-ms MS
+                    period of removing expired conntrack entries (default ${DEFAULT_CT_SWEEP_INTERVAL_MS}; 0 never)
   --ipam-reserved CIDR|FIRST-LAST|IP
                     addresses never handed to pods; repeatable
   --ipam-gc-grace-ms MS
@@ -103,6 +109,8 @@ export async function runAgent(argv: string[]): Promise<void> {
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
+      'ct-max-per-endpoint': { type: 'string' },
+      'ct-sweep-interval-ms': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
       'ipam-gc-interval-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -148,6 +156,7 @@ export async function runAgent(argv: string[]): Promise<void> {
     encodeDatapathConfig({
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
       ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
+      ctMaxPerEndpoint: nonNegativeFlag('ct-max-per-endpoint', values['ct-max-per-endpoint'], 0, 'entries'),
     }),
   );
   const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });
@@ -196,6 +205,8 @@ export async function runAgent(argv: string[]): Promise<void> {
     ? (namespace: string, name: string) => policy.datastore.objects().pods.some((p) => p.metadata.namespace === namespace && p.metadata.name === name)
     : undefined;
   // Without a datastore (podExists undefined) reconciliation skips the "pod exists" criterion.
+  const ctSweeper = new ConntrackSweeper(datapath.progPaths.ctSweep, datapath.maps.ct_counts, () => endpoints.list().map((e) => e.id), log);
+  ctSweeper.start(nonNegativeFlag('ct-sweep-interval-ms', values['ct-sweep-interval-ms'], DEFAULT_CT_SWEEP_INTERVAL_MS, 'milliseconds'));
   const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
   const metricsServer = metricsAddress ? await serveMetrics(metricsAddress, metrics, log) : null;
   if (metricsServer) log(`metrics at http://${formatMetricsAddress(metricsServer.bound)}/metrics`);
@@ -223,6 +234,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   monitor.stop();
   stopDelQueue();
   stopIpamReconciler();
+  ctSweeper.stop();
   metricsServer?.server.close();
   metricsServer?.server.closeAllConnections();
   endpoints.close();

@@ -19,6 +19,7 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_UNKNOWN_EP]: 'no endpoint',
   [Counter.DROP_ICMP_UNRELATED]: 'ICMP error about no known flow',
   [Counter.DROP_TUNNEL]: "to a node's VXLAN port",
+  [Counter.DROP_CT_FULL]: 'conntrack budget or table full',
   [Counter.POLICY_ALLOWED]: 'policy',
 };
 

@@ -123,7 +123,7 @@ export function agentRoutes(ctx: AgentContext): Route[] {
             family: a.family,
           }));
           const mtu = ctx.podMtu?.();
-          return { ips, datapath: { ...ctx.datapath.progPaths, linksDir: `${ctx.pinDir}/links` }, ...(mtu === undefined ? {} : { mtu }) };
+          return { ips, datapath: { fromPod: ctx.datapath.progPaths.fromPod, toPod: ctx.datapath.progPaths.toPod, linksDir: `${ctx.pinDir}/links` }, ...(mtu === undefined ? {} : { mtu }) };
         } catch (err: unknown) {
           if (err instanceof PoolExhaustedError) throw new ApiFailure(503, 'PoolExhausted', err.message);
           throw err;

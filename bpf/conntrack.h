@@ -29,6 +29,26 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
 }
 
+/* The endpoint a flow is charged to: its local opener, else its local receiver. */
+static __always_inline __u32 ct_charged_to(__u32 src_endpoint, __u32 dst_endpoint)
+{
+	return src_endpoint ? src_endpoint : dst_endpoint;
+}
+
+/* Removes an entry and takes it off its endpoint's count (entry: the entry's value, read before it goes). */
+static __always_inline void ct_delete(const struct ct_key *key, const struct ct_value *entry)
+{
+	__u32 charged = ct_charged_to(entry->src_endpoint, entry->dst_endpoint);
+	struct ct_count *count;
+
+	/* Only the one delete that removed it uncharges: two CPUs may race to delete the same key. */
+	if (bpf_map_delete_elem(&conntrack, key) != 0 || !charged)
+		return;
+	count = bpf_map_lookup_elem(&ct_counts, &charged);
+	if (count)
+		__sync_fetch_and_add(&count->entries, -1);
+}
+
 /*
  * Finds the entry of the flow in either orientation (*reversed: found under
  * the reversed key, so this packet goes against the flow's opener). Returns 1
@@ -132,18 +152,45 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, const struc
 	entry->packets += 1;
 	*flags_out = entry->flags;
 	if (f->tcp_flags & TCP_FLAG_RST)
-		bpf_map_delete_elem(&conntrack, &key);
+		ct_delete(&key, entry);
 	else if (f->tcp_flags & TCP_FLAG_FIN)
 		entry->flags |= SLUICE_CT_CLOSING;
 	return CT_ESTABLISHED;
 forget:
-	bpf_map_delete_elem(&conntrack, &key);
+	ct_delete(&key, entry);
 	return CT_NEW;
 }
 
-/* Records a flow that passed policy, bound to the endpoints it was judged for (NULL: not a local pod) and their policy. */
-static __always_inline void ct_create(const struct flow *f, __u32 flags, const struct endpoint_info *src,
-				      const struct endpoint_info *dst)
+/* The conntrack budget of one endpoint: the agent's setting, or the compiled-in default. */
+static __always_inline __s64 ct_budget(void)
+{
+	__u32 zero = 0;
+	struct datapath_config *cfg = bpf_map_lookup_elem(&config, &zero);
+
+	return cfg && cfg->ct_max_per_endpoint ? cfg->ct_max_per_endpoint : SLUICE_CT_MAX_PER_ENDPOINT;
+}
+
+/* The count of an endpoint's conntrack entries, created at zero; NULL only when ct_counts is full. */
+static __always_inline struct ct_count *ct_count_of(__u32 endpoint_id)
+{
+	struct ct_count *count = bpf_map_lookup_elem(&ct_counts, &endpoint_id);
+	struct ct_count zero = {};
+
+	if (count)
+		return count;
+	bpf_map_update_elem(&ct_counts, &endpoint_id, &zero, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&ct_counts, &endpoint_id);
+}
+
+/*
+ * Records a flow that passed policy, bound to the endpoints it was judged for
+ * (NULL: not a local pod) and their policy, and charged to one of them.
+ * Returns 0, or SLUICE_CTR_DROP_CT_FULL when that endpoint is over its
+ * budget or the table is full: the flow is then dropped (fail closed), and
+ * only the endpoint that holds too many flows is refused.
+ */
+static __always_inline int ct_create(const struct flow *f, __u32 flags, const struct endpoint_info *src,
+				     const struct endpoint_info *dst)
 {
 	struct ct_key key = {};
 	struct ct_value entry = {
@@ -152,15 +199,61 @@ static __always_inline void ct_create(const struct flow *f, __u32 flags, const s
 		.src_policy_rev = policy_rev_of(src),
 		.dst_policy_rev = policy_rev_of(dst),
 	};
+	struct ct_count *count;
+	long err;
 
 	if (f->untracked)
-		return;
+		return 0;
+	count = ct_count_of(ct_charged_to(entry.src_endpoint, entry.dst_endpoint));
+	if (!count || count->entries >= ct_budget())
+		return SLUICE_CTR_DROP_CT_FULL;
 	ct_key_of(f, &key, 0);
 	entry.created_ns = bpf_ktime_get_ns();
 	entry.last_seen_ns = entry.created_ns;
 	entry.packets = 1;
 	entry.flags = flags;
-	bpf_map_update_elem(&conntrack, &key, &entry, BPF_ANY);
+	err = bpf_map_update_elem(&conntrack, &key, &entry, BPF_NOEXIST);
+	if (err == 0)
+		__sync_fetch_and_add(&count->entries, 1);
+	else if (err != -EEXIST) /* another CPU created it just now: it is tracked, and charged once */
+		return SLUICE_CTR_DROP_CT_FULL;
+	return 0;
+}
+
+/* What ct_sweep carries from one entry to the next. */
+struct ct_sweep_state {
+	__u64 now_ns;
+	__u32 scanned;
+	__u32 expired;
+	__u32 stale;
+};
+
+/* Does this address of a flow still belong to the endpoint it was judged for (0: none, nothing to check)? */
+static __always_inline int ct_still_bound(__u8 family, const __u8 *addr, __u32 endpoint_id)
+{
+	struct endpoint_key ekey = { .family = family };
+	struct endpoint_info *ep;
+
+	if (!endpoint_id)
+		return 1;
+	__builtin_memcpy(ekey.addr, addr, 16);
+	ep = bpf_map_lookup_elem(&endpoints, &ekey);
+	return ep && ep->endpoint_id == endpoint_id;
+}
+
+static long ct_sweep_entry(void *map, struct ct_key *key, struct ct_value *entry, struct ct_sweep_state *st)
+{
+	struct ct_key k = *key;
+
+	st->scanned++;
+	if (st->now_ns - entry->last_seen_ns > ct_timeout_sec(k.protocol, entry->flags) * NSEC_PER_SEC)
+		st->expired++;
+	else if (!ct_still_bound(k.family, k.saddr, entry->src_endpoint) || !ct_still_bound(k.family, k.daddr, entry->dst_endpoint))
+		st->stale++;
+	else
+		return 0;
+	ct_delete(&k, entry);
+	return 0;
 }
 
 #endif

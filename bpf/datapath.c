@@ -20,6 +20,7 @@
  * Map layouts live in sluice.h, mirrored by datapath/abi.ts.
  */
 #include <linux/bpf.h>
+#include <linux/errno.h>
 #include <linux/if_ether.h>
 #include <linux/in.h>
 #include <linux/ip.h>
@@ -200,7 +201,9 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		 */
 		if (judge_new_flow(skb, &f, ep, dst, ep->identity, dst ? dst->identity : lookup_identity(f.family, f.daddr), ep))
 			return TC_ACT_SHOT;
-		ct_create(&f, 0, ep, dst);
+		err = ct_create(&f, 0, ep, dst);
+		if (err)
+			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 	}
 
 	if (dst) {
@@ -318,6 +321,27 @@ int to_pod(struct __sk_buff *skb)
 	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
 	if (judge_new_flow(skb, &f, src, ep, peer, ep->identity, ep))
 		return TC_ACT_SHOT;
-	ct_create(&f, SLUICE_CT_VIA_STACK, src, ep);
+	err = ct_create(&f, SLUICE_CT_VIA_STACK, src, ep);
+	if (err)
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
 	return TC_ACT_OK;
+}
+
+/*
+ * Run by the agent (BPF_PROG_TEST_RUN) every few seconds: removes the
+ * conntrack entries no packet will ever match again (idle past their
+ * timeout, or bound to an endpoint that is gone) and uncharges their
+ * endpoints, all in the kernel. The table is no LRU, so this is what frees
+ * it; a packet that meets such an entry first removes it itself.
+ */
+SEC("syscall")
+int ct_sweep(struct ct_sweep_result *result)
+{
+	struct ct_sweep_state st = { .now_ns = bpf_ktime_get_ns() };
+
+	bpf_for_each_map_elem(&conntrack, ct_sweep_entry, &st, 0);
+	result->scanned = st.scanned;
+	result->expired = st.expired;
+	result->stale = st.stale;
+	return 0;
 }

@@ -61,14 +61,29 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } cidr_policy SEC(".maps");
 
-/* Flows a policy check allowed; replies match their reversed key. */
+/*
+ * Flows a policy check allowed; replies match their reversed key. Not an LRU:
+ * there one pod's flood would evict every other pod's flows. Entries leave
+ * when their flow ends (RST), when a packet finds them expired or stale, and
+ * through the agent's periodic ct_sweep; each endpoint has a budget
+ * (ct_counts).
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SLUICE_MAX_CONNTRACK);
 	__type(key, struct ct_key);
 	__type(value, struct ct_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conntrack SEC(".maps");
+
+/* Endpoint id -> conntrack entries charged to it (struct ct_count). */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_MAX_ENDPOINTS);
+	__type(key, __u32);
+	__type(value, struct ct_count);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} ct_counts SEC(".maps");
 
 /* Ports of fragmented datagrams, from their first fragment. */
 struct {

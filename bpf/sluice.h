@@ -19,6 +19,14 @@
 #define SLUICE_MAX_CONNTRACK 262144
 #define SLUICE_MAX_FRAGMENTS 8192
 
+/*
+ * Conntrack entries one endpoint may hold at a time (the flows it opened,
+ * plus the ones others opened toward it from off the node), unless the agent
+ * sets another budget: a quarter of the table, so no single pod can fill it
+ * for the others. A flow over budget is dropped (SLUICE_CTR_DROP_CT_FULL).
+ */
+#define SLUICE_CT_MAX_PER_ENDPOINT 65536
+
 /* Reserved security identities; pods get SLUICE_ID_FIRST_POD and up. */
 #define SLUICE_ID_ANY 0             /* in policy keys: any peer */
 #define SLUICE_ID_HOST 1            /* this node's own addresses */
@@ -187,7 +195,29 @@ struct datapath_config {
 	__u32 ct_timeout_tcp_sec;
 	__u32 ct_timeout_closing_sec;
 	__u32 ct_timeout_other_sec;
-	__u32 reserved;
+	__u32 ct_max_per_endpoint;   /* conntrack budget of one endpoint */
+};
+
+/*
+ * Conntrack entries charged to one endpoint (map ct_counts, keyed by
+ * endpoint id): a flow is charged to the local endpoint that opened it, or,
+ * opened from off the node, to the one it went to. Every create adds one and
+ * every delete (datapath or ct_sweep) takes one off, so the count is exact.
+ */
+struct ct_count {
+	__s64 entries;
+};
+
+/*
+ * The context of the ct_sweep program (BPF_PROG_TEST_RUN, written back): it
+ * deletes every conntrack entry idle past its timeout or bound to an
+ * endpoint that is gone, and says how many it saw and removed.
+ */
+struct ct_sweep_result {
+	__u32 scanned;
+	__u32 expired; /* idle past its timeout */
+	__u32 stale;   /* an address of the flow no longer belongs to the endpoint it was judged for */
+	__u32 pad;
 };
 
 /* Ports of a fragmented datagram, remembered from its first fragment. */
@@ -269,6 +299,7 @@ enum sluice_counter {
 	SLUICE_CTR_CT_RELATED = 14,     /* ICMP errors about a known flow, passed without a policy check */
 	SLUICE_CTR_DROP_ICMP_UNRELATED = 15, /* dropped: an ICMP error about no flow this node let through */
 	SLUICE_CTR_DROP_TUNNEL = 16,    /* dropped: a pod sent to a node's VXLAN port */
+	SLUICE_CTR_DROP_CT_FULL = 17,   /* dropped: a new flow over its endpoint's conntrack budget, or the table is full */
 	SLUICE_CTR_MAX = 32,
 };
 

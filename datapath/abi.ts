@@ -132,14 +132,49 @@ export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, m
 export const DATAPATH_CONFIG: StructLayout = {
   name: 'datapath_config',
   size: 16,
-  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, reserved: 12 },
+  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12 },
 };
+
+/** SLUICE_CT_MAX_PER_ENDPOINT: the conntrack budget of one endpoint when the agent sets none. */
+export const CT_MAX_PER_ENDPOINT = 65536;
+
+/** struct ct_count: value of ct_counts (endpoint id -> conntrack entries charged to it). */
+export const CT_COUNT: StructLayout = { name: 'ct_count', size: 8, members: { entries: 0 } };
+
+/** struct ct_sweep_result: the context ct_sweep writes back. */
+export const CT_SWEEP_RESULT: StructLayout = {
+  name: 'ct_sweep_result',
+  size: 16,
+  members: { scanned: 0, expired: 4, stale: 8, pad: 12 },
+};
+
+/** What one run of ct_sweep saw and removed. */
+export interface CtSweepResult {
+  scanned: number;
+  expired: number;
+  stale: number;
+}
+
+/** Decodes the context ct_sweep wrote back. */
+export function decodeCtSweepResult(buf: Buffer): CtSweepResult {
+  checkSize(buf, CT_SWEEP_RESULT);
+  const m = CT_SWEEP_RESULT.members;
+  return { scanned: buf.readUInt32LE(m.scanned), expired: buf.readUInt32LE(m.expired), stale: buf.readUInt32LE(m.stale) };
+}
+
+/** Decodes a ct_counts value. */
+export function decodeCtCount(buf: Buffer): number {
+  checkSize(buf, CT_COUNT);
+  return Number(buf.readBigInt64LE(CT_COUNT.members.entries));
+}
 
 /** Runtime settings of the datapath; 0 (or absent) keeps the compiled-in default. */
 export interface DatapathConfig {
   ctTimeoutTcpSec?: number;
   ctTimeoutClosingSec?: number;
   ctTimeoutOtherSec?: number;
+  /** Conntrack entries one endpoint may hold (SLUICE_CT_MAX_PER_ENDPOINT when 0). */
+  ctMaxPerEndpoint?: number;
 }
 
 /** Encodes the config entry. */
@@ -149,6 +184,7 @@ export function encodeDatapathConfig(c: DatapathConfig): Buffer {
   buf.writeUInt32LE(c.ctTimeoutTcpSec ?? 0, m.ct_timeout_tcp_sec);
   buf.writeUInt32LE(c.ctTimeoutClosingSec ?? 0, m.ct_timeout_closing_sec);
   buf.writeUInt32LE(c.ctTimeoutOtherSec ?? 0, m.ct_timeout_other_sec);
+  buf.writeUInt32LE(c.ctMaxPerEndpoint ?? 0, m.ct_max_per_endpoint);
   return buf;
 }
 
@@ -270,6 +306,7 @@ export const Counter = {
   CT_RELATED: 14,
   DROP_ICMP_UNRELATED: 15,
   DROP_TUNNEL: 16,
+  DROP_CT_FULL: 17,
   MAX: 32,
 } as const;
 

@@ -107,7 +107,9 @@ interface Bindings {
   objInfo: Fn;
   numCpus: Fn;
   libcClose: Fn;
+  progTestRun: Fn;
   openOptsSize: number;
+  testRunOptsSize: number;
 }
 
 let bindings: Bindings | undefined;
@@ -126,6 +128,19 @@ function lib(): Bindings {
     object_name: 'const char *',
     relaxed_maps: 'bool',
     pin_root_path: 'const char *',
+  });
+  // struct bpf_test_run_opts up to ctx_size_out (libbpf 1.1); retval and the rest are read back by offset.
+  const testRunOpts = koffi.struct({
+    sz: 'size_t',
+    data_in: 'void *',
+    data_out: 'void *',
+    data_size_in: 'uint32_t',
+    data_size_out: 'uint32_t',
+    ctx_in: 'void *',
+    ctx_out: 'void *',
+    ctx_size_in: 'uint32_t',
+    ctx_size_out: 'uint32_t',
+    retval: 'uint32_t',
   });
   bindings = {
     openMem: bpf.func('bpf_object__open_mem', objectPtr, ['const void *', 'size_t', koffi.pointer(openOpts)]),
@@ -147,7 +162,9 @@ function lib(): Bindings {
     objInfo: bpf.func('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)'),
     numCpus: bpf.func('int libbpf_num_possible_cpus(void)'),
     libcClose: libc.func('int close(int fd)'),
+    progTestRun: bpf.func('bpf_prog_test_run_opts', 'int', ['int', koffi.inout(koffi.pointer(testRunOpts))]),
     openOptsSize: koffi.sizeof(openOpts),
+    testRunOptsSize: koffi.sizeof(testRunOpts),
   };
   return bindings;
 }
@@ -235,6 +252,18 @@ export function mapLookupElem(fd: number, key: Buffer, value: Buffer, what: stri
   if (ret === -osConstants.errno.ENOENT) return false;
   check(ret, `look up ${what}`);
   return true;
+}
+
+/**
+ * Runs a BPF_PROG_TYPE_SYSCALL program once (BPF_PROG_TEST_RUN) with `ctx`
+ * as its context; the kernel writes the context back into `ctx`. Returns the
+ * program's return value.
+ */
+export function runSyscallProgram(fd: number, ctx: Buffer, what: string): number {
+  const b = lib();
+  const opts = { sz: b.testRunOptsSize, data_in: null, data_out: null, data_size_in: 0, data_size_out: 0, ctx_in: ctx, ctx_out: null, ctx_size_in: ctx.length, ctx_size_out: 0, retval: 0 };
+  check(b.progTestRun(fd, opts), `run ${what}`);
+  return opts.retval;
 }
 
 /** bpf_map_delete_elem; false if the key was absent. */

@@ -6,6 +6,7 @@
  *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
  *   progs/from_pod    the programs the CNI attaches to each host veth
  *   progs/to_pod
+ *   progs/ct_sweep    the conntrack sweep the agent runs (BPF_PROG_TEST_RUN)
  *   links/            TCX links, pinned there by the CNI
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
@@ -16,6 +17,7 @@ import {
   COUNTER_KEY_SIZE,
   COUNTER_NAMES,
   COUNTER_VALUE,
+  CT_COUNT,
   CT_KEY,
   CT_VALUE,
   DATAPATH_CONFIG,
@@ -44,6 +46,7 @@ const PROGS_DIR = 'progs';
 const LINKS_DIR = 'links';
 const PROG_FROM_POD = 'from_pod';
 const PROG_TO_POD = 'to_pod';
+const PROG_CT_SWEEP = 'ct_sweep';
 /** Pinned maps read by other means: `events` by the monitor's ring buffer reader. */
 const UNOPENED_MAPS = ['events', 'event_rate'];
 
@@ -56,6 +59,7 @@ export interface DatapathMaps {
   policy: BpfMap;
   cidr_policy: BpfMap;
   conntrack: BpfMap;
+  ct_counts: BpfMap;
   fragments: BpfMap;
   ep_counters: BpfMap;
   config: BpfMap;
@@ -67,7 +71,8 @@ export interface Datapath {
   adopted: boolean;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
-  progPaths: { fromPod: string; toPod: string };
+  /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent. */
+  progPaths: { fromPod: string; toPod: string; ctSweep: string };
   /** Where the CNI pins TCX links. */
   linksDir: string;
   /** The pinned ring buffer of monitor events. */
@@ -100,6 +105,7 @@ const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
   policy: { keySize: POLICY_KEY.size, valueSize: POLICY_VALUE.size, perCpu: false },
   cidr_policy: { keySize: CIDR_POLICY_KEY.size, valueSize: CIDR_POLICY_VALUE.size, perCpu: false },
   conntrack: { keySize: CT_KEY.size, valueSize: CT_VALUE.size, perCpu: false },
+  ct_counts: { keySize: DEVICE_KEY_SIZE, valueSize: CT_COUNT.size, perCpu: false },
   fragments: { keySize: FRAG_KEY.size, valueSize: FRAG_VALUE.size, perCpu: false },
   ep_counters: { keySize: EP_COUNTER_KEY.size, valueSize: COUNTER_VALUE.size, perCpu: true },
   config: { keySize: COUNTER_KEY_SIZE, valueSize: DATAPATH_CONFIG.size, perCpu: false },
@@ -117,10 +123,10 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   const linksDir = join(pinDir, LINKS_DIR);
   for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
 
-  const progPaths = { fromPod: join(progsDir, PROG_FROM_POD), toPod: join(progsDir, PROG_TO_POD) };
+  const progPaths = { fromPod: join(progsDir, PROG_FROM_POD), toPod: join(progsDir, PROG_TO_POD), ctSweep: join(progsDir, PROG_CT_SWEEP) };
   // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
   const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
-  const adopted = [progPaths.fromPod, progPaths.toPod, ...mapPaths].every((path) => existsSync(path));
+  const adopted = [...Object.values(progPaths), ...mapPaths].every((path) => existsSync(path));
   if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPaths);
 
   const maps = openMaps(mapsDir);
@@ -148,6 +154,7 @@ function loadAndPin(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['p
     loadObject(obj, OBJECT_NAME);
     pinFresh(obj, PROG_FROM_POD, progPaths.fromPod);
     pinFresh(obj, PROG_TO_POD, progPaths.toPod);
+    pinFresh(obj, PROG_CT_SWEEP, progPaths.ctSweep);
   } finally {
     // Pins keep programs and maps alive; the object's own fds are not needed.
     closeObject(obj);

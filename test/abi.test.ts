@@ -9,7 +9,10 @@ import {
   CIDR_POLICY_VALUE,
   COUNTER_NAMES,
   COUNTER_VALUE,
+  CT_COUNT,
   CT_KEY,
+  CT_MAX_PER_ENDPOINT,
+  CT_SWEEP_RESULT,
   CT_VALUE,
   Counter,
   Direction,
@@ -103,6 +106,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   const layouts = [
     ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
     CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT, DATAPATH_CONFIG,
+    CT_COUNT, CT_SWEEP_RESULT,
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
@@ -139,6 +143,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_DIR_EGRESS: Direction.EGRESS,
       SLUICE_PROTO_ANY: PROTO_ANY,
       SLUICE_VXLAN_PORT: VXLAN_PORT,
+      SLUICE_CT_MAX_PER_ENDPOINT: CT_MAX_PER_ENDPOINT,
       SLUICE_EVENT_VERDICT: EventType.VERDICT,
       SLUICE_EVENT_DROP: EventType.DROP,
       SLUICE_VERDICT_ALLOWED: Verdict.ALLOWED,

@@ -25,6 +25,9 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    IPv6 "packet too big" (the family is DST's)
   icmp-other DST TYPE COUNT        COUNT ICMP messages of TYPE (neither echo nor error), ten a second
   icmp-count SRC TYPE SECONDS      counts the ICMP or ICMPv6 messages of TYPE from SRC that reach this pod
+  flood      DST FLOWS [SPORT]   FLOWS UDP datagrams to DST, each a flow never seen before (new source
+                                   and destination port pairs), as fast as plain sockets go; prints how
+                                   many were sent
   vxlan      NODE INNER_SRC INNER_DST VTEP_MAC COUNT
                                    COUNT hand-built VXLAN packets (VNI 1) to NODE's UDP port 4789, ten a
                                    second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
@@ -165,6 +168,21 @@ def main():
         else:
             match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == kind
         print(sniff_count(match, seconds))
+    elif case == "flood":
+        import socket
+        flows, sent = int(sys.argv[3]), 0
+        base = int(sys.argv[4]) if len(sys.argv) > 4 else 20000
+        # One socket per source port from SPORT up, every destination port from 1024 up: 64,000 flows per socket.
+        for sport in range(base, base + flows // 64000 + 1):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sock.bind(("0.0.0.0", sport))
+            for dport in range(1024, 65024):
+                if sent == flows:
+                    break
+                sock.sendto(b"x", (dst, dport))
+                sent += 1
+            sock.close()
+        print(sent)
     elif case == "vxlan":
         from scapy.layers.vxlan import VXLAN
         inner_src, inner_dst, vtep_mac, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])

@@ -1,0 +1,92 @@
+/**
+ * Frees the conntrack table. It is a plain hash, not an LRU (in an LRU one
+ * pod's flood of new flows would evict every other pod's), so entries no
+ * packet will match again have to be removed: the datapath's ct_sweep
+ * program does that in the kernel, in one BPF_PROG_TEST_RUN that walks the
+ * table and uncharges each removed entry from its endpoint's budget exactly
+ * as the per-packet path does. The agent only runs it every few seconds and
+ * then forgets the budgets of endpoints that are gone.
+ */
+import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../datapath/abi.ts';
+import type { BpfMap } from '../datapath/bpf-map.ts';
+import { closeFd, objGet, runSyscallProgram } from '../datapath/libbpf.ts';
+
+/** How often the table is swept: a short-lived flow's entry outlives its timeout by at most this. */
+export const DEFAULT_CT_SWEEP_INTERVAL_MS = 5000;
+
+/** Totals since the agent started. */
+export interface CtSweepTotals {
+  runs: number;
+  expired: number;
+  stale: number;
+  /** Entries in the table after the last run. */
+  entries: number;
+  lastDurationMs: number;
+}
+
+export class ConntrackSweeper {
+  readonly totals: CtSweepTotals = { runs: 0, expired: 0, stale: 0, entries: 0, lastDurationMs: 0 };
+  private readonly progFd: number;
+  private readonly ctCounts: BpfMap;
+  private readonly liveEndpointIds: () => Iterable<number>;
+  private readonly log: (msg: string) => void;
+  private timer: NodeJS.Timeout | null = null;
+
+  /**
+   * progPath: the pinned ct_sweep program; ctCounts: the per-endpoint budget
+   * map; liveEndpointIds: the endpoints registered now.
+   */
+  constructor(progPath: string, ctCounts: BpfMap, liveEndpointIds: () => Iterable<number>, log: (msg: string) => void) {
+    this.ctCounts = ctCounts;
+    this.liveEndpointIds = liveEndpointIds;
+    this.log = log;
+    this.progFd = objGet(progPath, 'program ct_sweep');
+  }
+
+  /** One sweep now: expired and stale entries removed, gone endpoints' budgets dropped. */
+  sweep(): CtSweepResult {
+    const started = performance.now();
+    const ctx = Buffer.alloc(CT_SWEEP_RESULT.size);
+    runSyscallProgram(this.progFd, ctx, 'program ct_sweep');
+    const result = decodeCtSweepResult(ctx);
+    this.forgetGoneEndpoints();
+    this.totals.runs++;
+    this.totals.expired += result.expired;
+    this.totals.stale += result.stale;
+    this.totals.entries = result.scanned - result.expired - result.stale;
+    this.totals.lastDurationMs = performance.now() - started;
+    return result;
+  }
+
+  /** Sweeps every intervalMs until stop(). */
+  start(intervalMs = DEFAULT_CT_SWEEP_INTERVAL_MS): void {
+    if (intervalMs <= 0) return;
+    this.timer = setInterval(() => {
+      try {
+        this.sweep();
+      } catch (err: unknown) {
+        this.log(`conntrack sweep: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    closeFd(this.progFd);
+  }
+
+  /**
+   * Endpoint ids are never reused, so a gone endpoint's budget entry would
+   * only take a slot of ct_counts forever. The sweep just removed its flows
+   * (stale). Keys are listed before the live set is read: a key listed
+   * belongs to an endpoint that existed by then, so a new one is never taken
+   * for a gone one.
+   */
+  private forgetGoneEndpoints(): void {
+    const keys = this.ctCounts.keys();
+    const live = new Set(this.liveEndpointIds());
+    for (const key of keys) if (!live.has(decodeU32(key))) this.ctCounts.delete(key);
+  }
+}

@@ -1,0 +1,97 @@
+/**
+ * The in-kernel conntrack sweep (ct_sweep, run through BPF_PROG_TEST_RUN) on
+ * a real loaded datapath: it removes exactly the entries no packet will match
+ * again (idle past the timeout, or bound to an endpoint whose address is gone
+ * or changed hands), uncharges their endpoints, and leaves live flows alone.
+ */
+import { mkdtempSync, readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ConntrackSweeper } from '../agent/conntrack-sweep.ts';
+import { CT_COUNT, CT_KEY, CT_VALUE, decodeCtCount, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
+import { ensureBpffs } from '../datapath/bpffs.ts';
+import { bpfObjectPath } from '../datapath/bpf-object.ts';
+import { loadDatapath, removeDatapath, type Datapath } from '../datapath/loader.ts';
+
+const NSEC_PER_SEC = 1_000_000_000n;
+const UDP = 17;
+const TCP = 6;
+
+/** A conntrack key for an IPv4 flow. */
+function ctKey(src: string, dst: string, sport: number, dport: number, protocol: number): Buffer {
+  const m = CT_KEY.members;
+  const key = Buffer.alloc(CT_KEY.size);
+  Buffer.from(src.split('.').map(Number)).copy(key, m.saddr);
+  Buffer.from(dst.split('.').map(Number)).copy(key, m.daddr);
+  key.writeUInt16BE(sport, m.sport);
+  key.writeUInt16BE(dport, m.dport);
+  key.writeUInt8(protocol, m.protocol);
+  key.writeUInt8(4, m.family);
+  return key;
+}
+
+/** A conntrack value last seen `idleSec` ago (the kernel's clock is CLOCK_MONOTONIC, as hrtime is). */
+function ctValue(idleSec: number, srcEndpoint: number, dstEndpoint: number): Buffer {
+  const m = CT_VALUE.members;
+  const value = Buffer.alloc(CT_VALUE.size);
+  const seen = process.hrtime.bigint() - BigInt(idleSec) * NSEC_PER_SEC;
+  value.writeBigUInt64LE(seen, m.created_ns);
+  value.writeBigUInt64LE(seen, m.last_seen_ns);
+  value.writeUInt32LE(srcEndpoint, m.src_endpoint);
+  value.writeUInt32LE(dstEndpoint, m.dst_endpoint);
+  return value;
+}
+
+function countValue(n: number): Buffer {
+  const v = Buffer.alloc(CT_COUNT.size);
+  v.writeBigInt64LE(BigInt(n));
+  return v;
+}
+
+describe('conntrack sweep', () => {
+  let pinDir = '';
+  let dp: Datapath;
+
+  beforeAll(() => {
+    ensureBpffs();
+    pinDir = mkdtempSync('/sys/fs/bpf/sluice-ctsweep-');
+    dp = loadDatapath({ pinDir, objectBytes: readFileSync(bpfObjectPath()) });
+  });
+  afterAll(() => {
+    dp?.close();
+    if (pinDir) removeDatapath(pinDir);
+  });
+
+  it('removes expired and stale entries, uncharges their endpoints and keeps live flows', () => {
+    const { conntrack, ct_counts, endpoints } = dp.maps;
+    // Endpoint 7 owns 10.1.0.7; endpoint 9 is gone; 10.1.0.8 now belongs to endpoint 11, not to 8.
+    endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.7' }), encodeEndpointInfo({ ifindex: 70, endpointId: 7, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:07', hostMac: 'ee:00:00:00:00:07', ipv4: '10.1.0.7', ipv6: null }));
+    endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.8' }), encodeEndpointInfo({ ifindex: 80, endpointId: 11, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:08', hostMac: 'ee:00:00:00:00:08', ipv4: '10.1.0.8', ipv6: null }));
+    const live = [ctKey('10.1.0.7', '10.9.0.1', 40000, 53, UDP), ctValue(5, 7, 0)] as const;
+    const liveTcp = [ctKey('10.9.0.1', '10.1.0.7', 40001, 80, TCP), ctValue(3600, 0, 7)] as const; // TCP: 6 h timeout
+    const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(120, 7, 0)] as const; // UDP: 60 s
+    const gone = [ctKey('10.1.0.9', '10.9.0.1', 40003, 53, UDP), ctValue(1, 9, 0)] as const;
+    const handedOver = [ctKey('10.9.0.1', '10.1.0.8', 40004, 80, TCP), ctValue(1, 0, 8)] as const;
+    for (const [key, value] of [live, liveTcp, expired, gone, handedOver]) conntrack.update(key, value);
+    ct_counts.update(encodeU32(7), countValue(3));
+    ct_counts.update(encodeU32(9), countValue(1));
+    ct_counts.update(encodeU32(8), countValue(1));
+
+    const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7, 11], () => {});
+    try {
+      expect(sweeper.sweep()).toEqual({ scanned: 5, expired: 1, stale: 2 });
+      expect(conntrack.lookup(live[0])).not.toBeNull();
+      expect(conntrack.lookup(liveTcp[0])).not.toBeNull();
+      for (const [key] of [expired, gone, handedOver]) expect(conntrack.lookup(key)).toBeNull();
+      // Endpoint 7 keeps its two live flows; the gone endpoints' budgets are dropped.
+      expect(decodeCtCount(ct_counts.lookup(encodeU32(7))!)).toBe(2);
+      expect(ct_counts.lookup(encodeU32(9))).toBeNull();
+      expect(ct_counts.lookup(encodeU32(8))).toBeNull();
+      expect(sweeper.totals).toMatchObject({ runs: 1, expired: 1, stale: 2, entries: 2 });
+
+      // A second sweep finds nothing more to do.
+      expect(sweeper.sweep()).toEqual({ scanned: 2, expired: 0, stale: 0 });
+    } finally {
+      sweeper.stop();
+    }
+  });
+});
