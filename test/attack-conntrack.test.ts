@@ -29,9 +29,7 @@ describe('hostile pod: conntrack and fragments', () => {
 
   const packets = async (from: string, ...args: string[]) => (await must('ip', ['netns', 'exec', netns[from]!, PYTHON, PACKETS, ...args])).trim();
   const refresh = async () => {
-    const pods = Object.entries(await cluster.podsByName());
-    podIp = Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!]));
-    netns = Object.fromEntries(pods.map(([key, p]) => [key, p.netns]));
+    ({ ip: podIp, netns } = await cluster.podAddresses());
   };
   /** Streams from x/m toward the next address, creates the victim there, and counts what reaches it. */
   const preseed = async (victim: string, proto: 'udp' | 'icmp', sport: string) => {

@@ -61,9 +61,7 @@ kind: NetworkPolicy
 metadata: {namespace: x, name: v-deny-ingress}
 spec: {podSelector: {matchLabels: {pod: v}}, policyTypes: [Ingress]}
 `);
-    const pods = Object.entries(await cluster.podsByName());
-    podIp = Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!]));
-    netns = Object.fromEntries(pods.map(([key, p]) => [key, p.netns]));
+    ({ ip: podIp, netns } = await cluster.podAddresses());
   }, 120_000);
   afterAll(() => cluster.teardown());
 

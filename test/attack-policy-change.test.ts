@@ -60,9 +60,7 @@ apiVersion: v1
 kind: Pod
 metadata: {namespace: p, name: k, labels: {pod: k}}
 `);
-    const pods = Object.entries(await cluster.podsByName());
-    podIp = Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!]));
-    netns = Object.fromEntries(pods.map(([key, p]) => [key, p.netns]));
+    ({ ip: podIp, netns } = await cluster.podAddresses());
   }, 120_000);
   afterAll(() => cluster.teardown());
 

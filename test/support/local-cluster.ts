@@ -89,6 +89,12 @@ export class TestCluster {
     );
   }
 
+  /** Each pod's first address and its netns, keyed by ns/name. */
+  async podAddresses(): Promise<{ ip: Record<string, string>; netns: Record<string, string> }> {
+    const pods = Object.entries(await this.podsByName());
+    return { ip: Object.fromEntries(pods.map(([key, p]) => [key, p.ips[0]!])), netns: Object.fromEntries(pods.map(([key, p]) => [key, p.netns])) };
+  }
+
   /** Starts a background process that teardown kills (by this PID) if it is still running. */
   spawn(cmd: string, args: string[]): ChildProcess {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'pipe'] });
