@@ -14,18 +14,7 @@ import { closeFd, objGet, runSyscallProgram } from '../datapath/libbpf.ts';
 /** How often the table is swept: a short-lived flow's entry outlives its timeout by at most this. */
 export const DEFAULT_CT_SWEEP_INTERVAL_MS = 5000;
 
-/** Totals since the agent started. */
-export interface CtSweepTotals {
-  runs: number;
-  expired: number;
-  stale: number;
-  /** Entries in the table after the last run. */
-  entries: number;
-  lastDurationMs: number;
-}
-
 export class ConntrackSweeper {
-  readonly totals: CtSweepTotals = { runs: 0, expired: 0, stale: 0, entries: 0, lastDurationMs: 0 };
   private readonly progFd: number;
   private readonly ctCounts: BpfMap;
   private readonly liveEndpointIds: () => Iterable<number>;
@@ -45,16 +34,10 @@ export class ConntrackSweeper {
 
   /** One sweep now: expired and stale entries removed, gone endpoints' budgets dropped. */
   sweep(): CtSweepResult {
-    const started = performance.now();
     const ctx = Buffer.alloc(CT_SWEEP_RESULT.size);
     runSyscallProgram(this.progFd, ctx, 'program ct_sweep');
     const result = decodeCtSweepResult(ctx);
     this.forgetGoneEndpoints();
-    this.totals.runs++;
-    this.totals.expired += result.expired;
-    this.totals.stale += result.stale;
-    this.totals.entries = result.scanned - result.expired - result.stale;
-    this.totals.lastDurationMs = performance.now() - started;
     return result;
   }
 

@@ -29,6 +29,12 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
 }
 
+/* Has the flow been idle for longer than its timeout? */
+static __always_inline int ct_expired(const struct ct_value *entry, __u8 protocol, __u64 now_ns)
+{
+	return now_ns - entry->last_seen_ns > ct_timeout_sec(protocol, entry->flags) * NSEC_PER_SEC;
+}
+
 /* The endpoint a flow is charged to: its local opener, else its local receiver. */
 static __always_inline __u32 ct_charged_to(__u32 src_endpoint, __u32 dst_endpoint)
 {
@@ -77,7 +83,7 @@ static __always_inline int ct_find(const struct flow *f, __u32 src_ep, __u32 dst
 		bound = entry->src_endpoint == dst_ep && entry->dst_endpoint == src_ep;
 	}
 	*out = entry;
-	if (!bound || bpf_ktime_get_ns() - entry->last_seen_ns > ct_timeout_sec(f->protocol, entry->flags) * NSEC_PER_SEC)
+	if (!bound || ct_expired(entry, f->protocol, bpf_ktime_get_ns()))
 		return -1;
 	return 1;
 }
@@ -183,14 +189,32 @@ static __always_inline struct ct_count *ct_count_of(__u32 endpoint_id)
 }
 
 /*
+ * Before a new flow is judged: may the endpoint it would be charged to hold
+ * one more entry? Returns 0 with *count set to that endpoint's count (NULL
+ * for an untracked flow), or SLUICE_CTR_DROP_CT_FULL when it is over its
+ * budget: the flow is then dropped (fail closed) without a verdict, so an
+ * endpoint flooding new flows is refused alone and is not counted as allowed.
+ */
+static __always_inline int ct_reserve(const struct flow *f, const struct endpoint_info *src,
+				      const struct endpoint_info *dst, struct ct_count **count)
+{
+	*count = NULL;
+	if (f->untracked)
+		return 0;
+	*count = ct_count_of(ct_charged_to(endpoint_id_of(src), endpoint_id_of(dst)));
+	if (!*count || (*count)->entries >= ct_budget())
+		return SLUICE_CTR_DROP_CT_FULL;
+	return 0;
+}
+
+/*
  * Records a flow that passed policy, bound to the endpoints it was judged for
- * (NULL: not a local pod) and their policy, and charged to one of them.
- * Returns 0, or SLUICE_CTR_DROP_CT_FULL when that endpoint is over its
- * budget or the table is full: the flow is then dropped (fail closed), and
- * only the endpoint that holds too many flows is refused.
+ * (NULL: not a local pod) and their policy, and charges it to the count
+ * ct_reserve() gave (NULL: untracked, nothing to record). Returns 0, or
+ * SLUICE_CTR_DROP_CT_FULL when the table itself is full.
  */
 static __always_inline int ct_create(const struct flow *f, __u32 flags, const struct endpoint_info *src,
-				     const struct endpoint_info *dst)
+				     const struct endpoint_info *dst, struct ct_count *count)
 {
 	struct ct_key key = {};
 	struct ct_value entry = {
@@ -199,14 +223,10 @@ static __always_inline int ct_create(const struct flow *f, __u32 flags, const st
 		.src_policy_rev = policy_rev_of(src),
 		.dst_policy_rev = policy_rev_of(dst),
 	};
-	struct ct_count *count;
 	long err;
 
-	if (f->untracked)
+	if (!count)
 		return 0;
-	count = ct_count_of(ct_charged_to(entry.src_endpoint, entry.dst_endpoint));
-	if (!count || count->entries >= ct_budget())
-		return SLUICE_CTR_DROP_CT_FULL;
 	ct_key_of(f, &key, 0);
 	entry.created_ns = bpf_ktime_get_ns();
 	entry.last_seen_ns = entry.created_ns;
@@ -246,7 +266,7 @@ static long ct_sweep_entry(void *map, struct ct_key *key, struct ct_value *entry
 	struct ct_key k = *key;
 
 	st->scanned++;
-	if (st->now_ns - entry->last_seen_ns > ct_timeout_sec(k.protocol, entry->flags) * NSEC_PER_SEC)
+	if (ct_expired(entry, k.protocol, st->now_ns))
 		st->expired++;
 	else if (!ct_still_bound(k.family, k.saddr, entry->src_endpoint) || !ct_still_bound(k.family, k.daddr, entry->dst_endpoint))
 		st->stale++;

@@ -132,6 +132,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 {
 	struct endpoint_key dkey = {};
 	struct endpoint_info *dst;
+	struct ct_count *budget;
 	struct flow f = {};
 	struct ethhdr *eth;
 	__u32 ct_flags = 0;
@@ -199,9 +200,12 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		 * address is only a name for its backends: the stack translates it after
 		 * this, and to_pod checks egress against a local backend.
 		 */
+		err = ct_reserve(&f, ep, dst, &budget);
+		if (err)
+			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 		if (judge_new_flow(skb, &f, ep, dst, ep->identity, dst ? dst->identity : lookup_identity(f.family, f.daddr), ep))
 			return TC_ACT_SHOT;
-		err = ct_create(&f, 0, ep, dst);
+		err = ct_create(&f, 0, ep, dst, budget);
 		if (err)
 			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 	}
@@ -269,6 +273,7 @@ int to_pod(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	struct endpoint_info *ep, *src;
 	struct endpoint_key skey = {};
+	struct ct_count *budget;
 	struct flow f = {};
 	__u32 ct_flags = 0;
 	__u32 peer;
@@ -319,9 +324,12 @@ int to_pod(struct __sk_buff *skb)
 	 * now translated to this backend), the egress policy from_pod left for here.
 	 */
 	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
+	err = ct_reserve(&f, src, ep, &budget);
+	if (err)
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
 	if (judge_new_flow(skb, &f, src, ep, peer, ep->identity, ep))
 		return TC_ACT_SHOT;
-	err = ct_create(&f, SLUICE_CT_VIA_STACK, src, ep);
+	err = ct_create(&f, SLUICE_CT_VIA_STACK, src, ep, budget);
 	if (err)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
 	return TC_ACT_OK;
