@@ -8,6 +8,7 @@ import { parseArgs } from 'node:util';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath } from '../datapath/loader.ts';
+import { syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { CT_MAX_PER_ENDPOINT, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
@@ -193,6 +194,10 @@ export async function runAgent(argv: string[]): Promise<void> {
     (err: unknown) => log(`node routes (retried): ${err instanceof Error ? err.message : String(err)}`),
   );
   routing.start();
+  // After the first sync: vxlan_in reads the other nodes' addresses from the ipcache.
+  const netfilter = syncNetfilterLinks({ dir: datapath.netfilterDir, programs: datapath.progPaths, vxlan: routingMode === 'vxlan', reload: !datapath.adopted });
+  if (netfilter.attached.length > 0) log(`netfilter hooks attached: ${netfilter.attached.join(', ')}`);
+  if (netfilter.removed.length > 0) log(`netfilter hooks removed: ${netfilter.removed.join(', ')}`);
   const monitor = new Monitor(makeResolver(endpoints, policy));
   monitor.start(datapath.eventsPath, log);
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.

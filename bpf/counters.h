@@ -3,7 +3,8 @@
 #ifndef SLUICE_COUNTERS_H
 #define SLUICE_COUNTERS_H
 
-static __always_inline void count(enum sluice_counter ctr, struct __sk_buff *skb)
+/* Adds a packet of len bytes to a global counter (count() for a tc program's skb). */
+static __always_inline void count_len(enum sluice_counter ctr, __u32 len)
 {
 	__u32 key = ctr;
 	struct counter_value *value = bpf_map_lookup_elem(&counters, &key);
@@ -11,11 +12,16 @@ static __always_inline void count(enum sluice_counter ctr, struct __sk_buff *skb
 	if (!value)
 		return;
 	value->packets += 1;
-	value->bytes += skb->len;
+	value->bytes += len;
 }
 
-/* Adds the packet to one of the endpoint's own counters. */
-static __always_inline void ep_count(__u32 endpoint_id, enum sluice_counter ctr, struct __sk_buff *skb)
+static __always_inline void count(enum sluice_counter ctr, struct __sk_buff *skb)
+{
+	count_len(ctr, skb->len);
+}
+
+/* Adds a packet of len bytes to one of the endpoint's own counters. */
+static __always_inline void ep_count_len(__u32 endpoint_id, enum sluice_counter ctr, __u32 len)
 {
 	struct ep_counter_key key = { .endpoint_id = endpoint_id, .counter = ctr };
 	struct counter_value *value = bpf_map_lookup_elem(&ep_counters, &key);
@@ -29,7 +35,12 @@ static __always_inline void ep_count(__u32 endpoint_id, enum sluice_counter ctr,
 			return;
 	}
 	value->packets += 1;
-	value->bytes += skb->len;
+	value->bytes += len;
+}
+
+static __always_inline void ep_count(__u32 endpoint_id, enum sluice_counter ctr, struct __sk_buff *skb)
+{
+	ep_count_len(endpoint_id, ctr, skb->len);
 }
 
 static __always_inline int drop(enum sluice_counter reason, struct __sk_buff *skb)

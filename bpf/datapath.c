@@ -44,6 +44,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "policy.h"
 #include "conntrack.h"
 #include "icmp.h"
+#include "netfilter.h"
 
 /*
  * Delivers to a pod on this node without a trip through the host stack.
@@ -83,11 +84,11 @@ static __always_inline int spoofed(const struct ethhdr *eth, const struct endpoi
 /*
  * The policy decision on a new flow from src to dst (local endpoints, or NULL),
  * with its monitor event and counters; here is the endpoint whose device the
- * packet is on. Returns 0 when allowed; when denied, the packet is counted as
+ * packet is on (or, after the stack, whose packet it is). Returns 0 when allowed; when denied, the packet is counted as
  * dropped (for here, and for the endpoint whose policy denied it) and the
  * caller drops it.
  */
-static __always_inline int judge_new_flow(struct __sk_buff *skb, const struct flow *f, const struct endpoint_info *src,
+static __always_inline int judge_new_flow(const struct pkt_meta *p, const struct flow *f, const struct endpoint_info *src,
 					  const struct endpoint_info *dst, __u32 src_identity, __u32 dst_identity,
 					  const struct endpoint_info *here)
 {
@@ -107,19 +108,20 @@ static __always_inline int judge_new_flow(struct __sk_buff *skb, const struct fl
 	if (denied) {
 		m.reason = denied;
 		m.verdict = SLUICE_VERDICT_DENIED;
-		emit_event(skb, &m, f);
+		emit_event(p, &m, f);
 		denier = denied == SLUICE_CTR_DROP_POLICY_INGRESS ? dst : src;
 		if (denier && denier != here)
-			ep_count(denier->endpoint_id, denied, skb);
-		ep_drop(here->endpoint_id, denied, skb);
+			ep_count_len(denier->endpoint_id, denied, p->len);
+		ep_count_len(here->endpoint_id, denied, p->len);
+		count_len(denied, p->len);
 		return denied;
 	}
-	emit_event(skb, &m, f);
-	count(SLUICE_CTR_POLICY_ALLOWED, skb);
+	emit_event(p, &m, f);
+	count_len(SLUICE_CTR_POLICY_ALLOWED, p->len);
 	if (src)
-		ep_count(src->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+		ep_count_len(src->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, p->len);
 	if (dst)
-		ep_count(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, skb);
+		ep_count_len(dst->endpoint_id, SLUICE_CTR_POLICY_ALLOWED, p->len);
 	return 0;
 }
 
@@ -194,18 +196,25 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			return TC_ACT_OK;
 		}
 	} else {
-		/*
-		 * The source's egress policy and, for a pod on this node, the
-		 * destination's ingress policy (to_pod never sees this packet). A Service
-		 * address is only a name for its backends: the stack translates it after
-		 * this, and to_pod checks egress against a local backend.
-		 */
+		__u32 dst_identity = dst ? dst->identity : lookup_identity(f.family, f.daddr);
+		struct pkt_meta p = pkt_of(skb);
+
 		err = ct_reserve(&f, ep, dst, &budget);
 		if (err)
 			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
-		if (judge_new_flow(skb, &f, ep, dst, ep->identity, dst ? dst->identity : lookup_identity(f.family, f.daddr), ep))
+		if (dst_identity == SLUICE_ID_SERVICE)
+			ct_flags = SLUICE_CT_SERVICE;
+		/*
+		 * The source's egress policy and, for a pod on this node, the
+		 * destination's ingress policy (to_pod never sees this packet). A Service
+		 * address is only a name for its backends: an egress-isolated pod's flow
+		 * to one is judged once the stack has translated it (service_egress; or
+		 * to_pod, for a backend on this node).
+		 */
+		if (!(ct_flags & SLUICE_CT_SERVICE && ep->flags & SLUICE_EP_EGRESS_ISOLATED) &&
+		    judge_new_flow(&p, &f, ep, dst, ep->identity, dst_identity, ep))
 			return TC_ACT_SHOT;
-		err = ct_create(&f, 0, ep, dst, budget);
+		err = ct_create(&f, ct_flags, ep, dst, budget);
 		if (err)
 			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 	}
@@ -218,6 +227,8 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		return deliver_local(skb, eth, dst);
 	}
 	/* Other nodes, the host, Services (kube-proxy), the world: the stack routes them. */
+	if (ct_flags & SLUICE_CT_SERVICE && ep->flags & SLUICE_EP_EGRESS_ISOLATED)
+		skb->mark |= SLUICE_MARK_EGRESS_PENDING;
 	count(SLUICE_CTR_TO_STACK, skb);
 	return TC_ACT_OK;
 }
@@ -274,6 +285,7 @@ int to_pod(struct __sk_buff *skb)
 	struct endpoint_info *ep, *src;
 	struct endpoint_key skey = {};
 	struct ct_count *budget;
+	struct pkt_meta p;
 	struct flow f = {};
 	__u32 ct_flags = 0;
 	__u32 peer;
@@ -327,7 +339,8 @@ int to_pod(struct __sk_buff *skb)
 	err = ct_reserve(&f, src, ep, &budget);
 	if (err)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
-	if (judge_new_flow(skb, &f, src, ep, peer, ep->identity, ep))
+	p = pkt_of(skb);
+	if (judge_new_flow(&p, &f, src, ep, peer, ep->identity, ep))
 		return TC_ACT_SHOT;
 	err = ct_create(&f, SLUICE_CT_VIA_STACK, src, ep, budget);
 	if (err)
@@ -352,4 +365,97 @@ int ct_sweep(struct ct_sweep_result *result)
 	result->expired = st.expired;
 	result->stale = st.stale;
 	return 0;
+}
+
+/*
+ * After the host stack has translated a Service address (kube-proxy's DNAT),
+ * at netfilter's POST_ROUTING (leaving for another node, or the world) and
+ * LOCAL_IN (a backend on this node's own network): the egress policy from_pod
+ * left pending (SLUICE_MARK_EGRESS_PENDING) is judged on the real backend,
+ * once per flow (conntrack). A backend pod on this node is to_pod's to judge.
+ * Attached for IPv4 and IPv6, before source NAT could hide the pod.
+ */
+SEC("netfilter")
+int service_egress(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	struct pkt_meta p = { .len = skb->len };
+	struct endpoint_key key = {};
+	struct endpoint_info *src;
+	struct ct_count *budget;
+	struct bpf_dynptr pkt;
+	struct flow f = {};
+	__u32 ct_flags = 0;
+	__u32 dst_identity;
+	int err;
+
+	if (!(skb->mark & SLUICE_MARK_EGRESS_PENDING))
+		return NF_ACCEPT;
+	if (bpf_dynptr_from_skb(skb, 0, &pkt) || nf_parse(&pkt, ctx->state->pf, &f)) {
+		count_len(SLUICE_CTR_DROP_MALFORMED, p.len);
+		return NF_DROP;
+	}
+	key.family = f.family;
+	__builtin_memcpy(key.addr, f.saddr, 16);
+	src = bpf_map_lookup_elem(&endpoints, &key);
+	/*
+	 * Not a pod's packet (any more): the mark came along onto what the
+	 * pod's packet became, the VXLAN device's outer packet, whose inner one
+	 * was judged here already.
+	 */
+	if (!src || !(src->flags & SLUICE_EP_EGRESS_ISOLATED))
+		return NF_ACCEPT;
+	__builtin_memcpy(key.addr, f.daddr, 16);
+	if (bpf_map_lookup_elem(&endpoints, &key))
+		return NF_ACCEPT;
+	if (ct_lookup(&f, src, NULL, &ct_flags) == CT_ESTABLISHED) {
+		count_len(SLUICE_CTR_CT_ESTABLISHED, p.len);
+		return NF_ACCEPT;
+	}
+	dst_identity = lookup_identity(f.family, f.daddr);
+	/* Nothing translated it: the address is all there is to judge. */
+	if (dst_identity == SLUICE_ID_SERVICE)
+		dst_identity = SLUICE_ID_WORLD;
+	err = ct_reserve(&f, src, NULL, &budget);
+	if (!err && judge_new_flow(&p, &f, src, NULL, src->identity, dst_identity, src))
+		return NF_DROP;
+	if (!err)
+		err = ct_create(&f, 0, src, NULL, budget);
+	if (err) {
+		ep_count_len(src->endpoint_id, err, p.len);
+		count_len(err, p.len);
+		return NF_DROP;
+	}
+	return NF_ACCEPT;
+}
+
+/*
+ * At netfilter's LOCAL_IN, in VXLAN mode: a packet for this node's VXLAN port
+ * must come from another node. Decapsulated, anything else would put packets
+ * with any inner source it liked past every node's spoofing check.
+ */
+SEC("netfilter")
+int vxlan_in(struct bpf_nf_ctx *ctx)
+{
+	struct sk_buff *skb = ctx->skb;
+	struct pkt_meta p = { .len = skb->len };
+	struct event_meta m = { .type = SLUICE_EVENT_DROP, .reason = SLUICE_CTR_DROP_TUNNEL };
+	struct bpf_dynptr pkt;
+	struct flow f = {};
+	__u32 peer;
+
+	if (bpf_dynptr_from_skb(skb, 0, &pkt) || nf_parse(&pkt, ctx->state->pf, &f)) {
+		count_len(SLUICE_CTR_DROP_MALFORMED, p.len);
+		return NF_DROP;
+	}
+	if (f.protocol != IPPROTO_UDP || f.dport != bpf_htons(SLUICE_VXLAN_PORT))
+		return NF_ACCEPT;
+	peer = lookup_identity(f.family, f.saddr);
+	if (peer == SLUICE_ID_REMOTE_NODE || peer == SLUICE_ID_HOST)
+		return NF_ACCEPT;
+	m.src_identity = peer;
+	m.dst_identity = SLUICE_ID_HOST;
+	emit_event(&p, &m, &f);
+	count_len(SLUICE_CTR_DROP_TUNNEL, p.len);
+	return NF_DROP;
 }

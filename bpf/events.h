@@ -39,17 +39,30 @@ struct event_meta {
 };
 
 /* Sends one monitor event, within the rate limit; counts what it cannot send. */
-static __noinline void emit_event(struct __sk_buff *skb, const struct event_meta *m, const struct flow *f)
+/* What counters and events need of a packet, from a tc skb or a netfilter hook's. */
+struct pkt_meta {
+	__u32 len;
+	__u32 ifindex;
+};
+
+static __always_inline struct pkt_meta pkt_of(const struct __sk_buff *skb)
+{
+	struct pkt_meta p = { .len = skb->len, .ifindex = skb->ifindex };
+
+	return p;
+}
+
+static __noinline void emit_event(const struct pkt_meta *p, const struct event_meta *m, const struct flow *f)
 {
 	struct event *e;
 
 	if (!event_allowed()) {
-		count(SLUICE_CTR_EVENTS_LOST, skb);
+		count_len(SLUICE_CTR_EVENTS_LOST, p->len);
 		return;
 	}
 	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
 	if (!e) {
-		count(SLUICE_CTR_EVENTS_LOST, skb);
+		count_len(SLUICE_CTR_EVENTS_LOST, p->len);
 		return;
 	}
 	e->timestamp_ns = bpf_ktime_get_ns();
@@ -67,8 +80,8 @@ static __noinline void emit_event(struct __sk_buff *skb, const struct event_meta
 	e->family = f->family;
 	e->direction = m->direction;
 	e->verdict = m->verdict;
-	e->ifindex = skb->ifindex;
-	e->len = skb->len;
+	e->ifindex = p->ifindex;
+	e->len = p->len;
 	bpf_ringbuf_submit(e, 0);
 }
 
@@ -84,8 +97,9 @@ static __always_inline int ep_drop_event(struct __sk_buff *skb, __u32 endpoint_i
 		.src_endpoint = from_endpoint ? endpoint_id : 0,
 		.dst_endpoint = from_endpoint ? 0 : endpoint_id,
 	};
+	struct pkt_meta p = pkt_of(skb);
 
-	emit_event(skb, &m, f);
+	emit_event(&p, &m, f);
 	return ep_drop(endpoint_id, reason, skb);
 }
 

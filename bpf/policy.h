@@ -61,9 +61,10 @@ static __noinline int policy_allows(__u32 policy_id, __u8 direction, __u32 peer_
  * The verdict on a new flow opened by f: 0 when allowed, otherwise the drop
  * counter of the policy that denies it. src and dst are the local endpoints
  * of f's addresses (NULL: not a pod of this node), with the identities of
- * both ends. The source's egress policy does not judge Service addresses
- * (they are names for backends, judged once translated), nor does the
- * destination's ingress policy judge this node itself (kubelet probes).
+ * both ends. The source's egress policy does not judge Service addresses:
+ * they are names for backends, and from_pod marks the packets of such a flow
+ * so that service_egress (or to_pod) judges them once translated. Nor does
+ * the destination's ingress policy judge this node itself (kubelet probes).
  */
 static __noinline int flow_verdict(const struct flow *f, const struct endpoint_info *src, const struct endpoint_info *dst,
 				   __u32 src_identity, __u32 dst_identity)

@@ -181,6 +181,22 @@ struct ct_value {
 #define SLUICE_CT_CLOSING (1u << 0)
 /* The flow reached the pod through the host stack (e.g. a Service's DNAT): replies go back through it. */
 #define SLUICE_CT_VIA_STACK (1u << 1)
+/*
+ * The flow was opened toward a Service address. While its opener is egress
+ * isolated, every packet of it carries SLUICE_MARK_EGRESS_PENDING: its egress
+ * policy is judged on the backend the stack translates it to.
+ */
+#define SLUICE_CT_SERVICE (1u << 2)
+
+/*
+ * skb->mark bit from_pod sets on a packet whose egress policy it cannot judge:
+ * it goes to a Service address, and only the host stack's translation
+ * (kube-proxy's DNAT) names the real destination. The netfilter programs
+ * judge it after that translation (service_egress). A pod cannot set it: the
+ * veth clears the mark of every packet leaving the pod's namespace. Bits 14
+ * and 15 are kube-proxy's.
+ */
+#define SLUICE_MARK_EGRESS_PENDING (1u << 24)
 
 /*
  * Idle time after which a flow must pass policy again: a peer that a new

@@ -108,6 +108,8 @@ interface Bindings {
   numCpus: Fn;
   libcClose: Fn;
   progTestRun: Fn;
+  registerProgHandler: Fn;
+  syscall: Fn;
   openOptsSize: number;
   testRunOptsSize: number;
 }
@@ -163,6 +165,8 @@ function lib(): Bindings {
     numCpus: bpf.func('int libbpf_num_possible_cpus(void)'),
     libcClose: libc.func('int close(int fd)'),
     progTestRun: bpf.func('bpf_prog_test_run_opts', 'int', ['int', koffi.inout(koffi.pointer(testRunOpts))]),
+    registerProgHandler: bpf.func('int libbpf_register_prog_handler(const char *sec, int prog_type, int exp_attach_type, const void *opts)'),
+    syscall: libc.func('long syscall(long number, ...)'),
     openOptsSize: koffi.sizeof(openOpts),
     testRunOptsSize: koffi.sizeof(testRunOpts),
   };
@@ -184,9 +188,56 @@ function checkPointer(ret: unknown, operation: string): bigint {
   return ret as bigint;
 }
 
+/*
+ * Netfilter programs (Linux 6.4) are newer than the libbpf 1.1 of Debian 12,
+ * which knows neither their SEC("netfilter") nor how to attach them. Once per
+ * process we teach it the section (program type and expected attach type),
+ * and netfilterLinkCreate() makes the link with the bpf() syscall itself.
+ */
+const BPF_PROG_TYPE_NETFILTER = 32;
+export const BPF_NETFILTER = 45;
+const BPF_LINK_CREATE = 28;
+const SYS_BPF_X86_64 = 321;
+/** union bpf_attr's link_create: prog_fd, target_fd, attach_type, flags, then netfilter { pf, hooknum, priority, flags }. */
+const LINK_CREATE_ATTR_BYTES = 32;
+let netfilterSectionKnown = false;
+
+function knowNetfilterSection(b: Bindings): void {
+  if (netfilterSectionKnown) return;
+  check(b.registerProgHandler('netfilter', BPF_PROG_TYPE_NETFILTER, BPF_NETFILTER, null), 'teach libbpf SEC("netfilter")');
+  netfilterSectionKnown = true;
+}
+
+/** What netfilterLinkCreate attaches to: a hook of one protocol family, in the calling thread's network namespace. */
+export interface NetfilterHook {
+  /** NFPROTO_IPV4 (2) or NFPROTO_IPV6 (10). */
+  pf: number;
+  /** NF_INET_LOCAL_IN (1), NF_INET_POST_ROUTING (4), ... */
+  hooknum: number;
+  priority: number;
+  /** BPF_F_NETFILTER_IP_DEFRAG (1): the program sees reassembled datagrams. */
+  flags: number;
+}
+
+/** Creates a netfilter link for the program; returns its fd. */
+export function netfilterLinkCreate(progFd: number, hook: NetfilterHook, what: string): number {
+  if (process.arch !== 'x64') throw new Error(`netfilter links: the bpf() syscall number of ${process.arch} is not known here`);
+  const attr = Buffer.alloc(LINK_CREATE_ATTR_BYTES);
+  attr.writeUInt32LE(progFd, 0);
+  attr.writeUInt32LE(BPF_NETFILTER, 8);
+  attr.writeUInt32LE(hook.pf, 16);
+  attr.writeUInt32LE(hook.hooknum, 20);
+  attr.writeInt32LE(hook.priority, 24);
+  attr.writeUInt32LE(hook.flags, 28);
+  const fd = Number(lib().syscall(SYS_BPF_X86_64, 'int', BPF_LINK_CREATE, 'void *', attr, 'unsigned int', attr.length));
+  if (fd < 0) throw new BpfError(what, koffi.errno() || osConstants.errno.EINVAL);
+  return fd;
+}
+
 /** Parses an ELF BPF object held in memory (nothing reaches the kernel yet); throws on a bad object. */
 export function openObjectFromMemory(bytes: Buffer, options: OpenObjectOptions): BpfObjectHandle {
   const b = lib();
+  knowNetfilterSection(b);
   const opts = {
     sz: b.openOptsSize,
     object_name: options.objectName,

@@ -7,7 +7,10 @@
  *   progs/from_pod    the programs the CNI attaches to each host veth
  *   progs/to_pod
  *   progs/ct_sweep    the conntrack sweep the agent runs (BPF_PROG_TEST_RUN)
+ *   progs/service_egress, progs/vxlan_in
+ *                     the node's netfilter programs (datapath/netfilter.ts)
  *   links/            TCX links, pinned there by the CNI
+ *   netfilter/        the agent's netfilter links
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -47,6 +50,9 @@ const LINKS_DIR = 'links';
 const PROG_FROM_POD = 'from_pod';
 const PROG_TO_POD = 'to_pod';
 const PROG_CT_SWEEP = 'ct_sweep';
+const PROG_SERVICE_EGRESS = 'service_egress';
+const PROG_VXLAN_IN = 'vxlan_in';
+const NETFILTER_DIR = 'netfilter';
 /** Pinned maps read by other means: `events` by the monitor's ring buffer reader. */
 const UNOPENED_MAPS = ['events', 'event_rate'];
 
@@ -71,10 +77,12 @@ export interface Datapath {
   adopted: boolean;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
-  /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent. */
-  progPaths: { fromPod: string; toPod: string; ctSweep: string };
+  /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent; the netfilter programs. */
+  progPaths: { fromPod: string; toPod: string; ctSweep: string; serviceEgress: string; vxlanIn: string };
   /** Where the CNI pins TCX links. */
   linksDir: string;
+  /** Where the agent pins its netfilter links. */
+  netfilterDir: string;
   /** The pinned ring buffer of monitor events. */
   eventsPath: string;
   /** Every counter summed over CPUs. */
@@ -123,7 +131,13 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   const linksDir = join(pinDir, LINKS_DIR);
   for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
 
-  const progPaths = { fromPod: join(progsDir, PROG_FROM_POD), toPod: join(progsDir, PROG_TO_POD), ctSweep: join(progsDir, PROG_CT_SWEEP) };
+  const progPaths = {
+    fromPod: join(progsDir, PROG_FROM_POD),
+    toPod: join(progsDir, PROG_TO_POD),
+    ctSweep: join(progsDir, PROG_CT_SWEEP),
+    serviceEgress: join(progsDir, PROG_SERVICE_EGRESS),
+    vxlanIn: join(progsDir, PROG_VXLAN_IN),
+  };
   // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
   const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
   const adopted = [...Object.values(progPaths), ...mapPaths].every((path) => existsSync(path));
@@ -135,6 +149,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     maps,
     progPaths,
     linksDir,
+    netfilterDir: join(pinDir, NETFILTER_DIR),
     eventsPath: join(mapsDir, 'events'),
     readCounters: () => readCounters(maps.counters),
     close: () => {
@@ -155,6 +170,8 @@ function loadAndPin(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['p
     pinFresh(obj, PROG_FROM_POD, progPaths.fromPod);
     pinFresh(obj, PROG_TO_POD, progPaths.toPod);
     pinFresh(obj, PROG_CT_SWEEP, progPaths.ctSweep);
+    pinFresh(obj, PROG_SERVICE_EGRESS, progPaths.serviceEgress);
+    pinFresh(obj, PROG_VXLAN_IN, progPaths.vxlanIn);
   } finally {
     // Pins keep programs and maps alive; the object's own fds are not needed.
     closeObject(obj);

@@ -4,10 +4,12 @@
  * one pod the victim's policy admits. Decapsulated there, they would reach
  * the victim as if they came from that pod, past the spoofing check of the
  * node they really came from. from-pod keeps pods away from every node's
- * VXLAN port, so none arrives.
+ * VXLAN port, and a node's VXLAN port takes packets from other nodes only
+ * (vxlan_in), so none arrives, from a pod or from an intruder on the underlay.
  *
  * node-1: a (admitted by nothing), g (admitted); node-2: v (ingress only from g).
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { vtepMac } from '../agent/vxlan.ts';
@@ -53,6 +55,27 @@ spec:
       counters: Record<string, { packets: number }>;
     };
     expect(status.counters.DROP_TUNNEL?.packets).toBe(30);
+  }, 60_000);
+
+  it('VXLAN packets from an underlay address that is no node reach the victim 0 times, and are counted', async () => {
+    // An intruder on the nodes' own network: the underlay bridge, given an address no node has.
+    const { underlay } = JSON.parse(fs.readFileSync(path.join(cluster.dir, 'cluster.json'), 'utf8')) as { underlay: { netns: string; bridge: string; cidr: string } };
+    const [net, len] = underlay.cidr.split('/');
+    const intruder = `${net!.split('.').slice(0, 3).join('.')}.250`;
+    await must('ip', ['-n', underlay.netns, 'addr', 'add', `${intruder}/${len}`, 'dev', underlay.bridge]);
+    const node2 = cluster.node('node-2');
+    const v = pods['x/v']!.ips[0]!;
+    const g = pods['x/g']!.ips[0]!;
+    const tunnelDrops = async () =>
+      ((JSON.parse(await must(SLUICE, ['status', '--socket', node2.socket, '-o', 'json'])) as { counters: Record<string, { packets: number }> }).counters.DROP_TUNNEL
+        ?.packets ?? 0);
+    const before = await tunnelDrops();
+    const counting = run('x/v', 'count', g, '7000', '4', 'udp');
+    await new Promise((r) => setTimeout(r, 600));
+    const sent = await must('ip', ['netns', 'exec', underlay.netns, PYTHON, PACKETS, 'vxlan', node2.address, g, v, vtepMac(node2.address), '30']);
+    expect(sent.trim()).toBe('sent 30');
+    expect(Number(await counting)).toBe(0);
+    expect((await tunnelDrops()) - before).toBe(30);
   }, 60_000);
 
   it('the pod the victim admits still reaches it across the overlay (the control)', async () => {

@@ -28,6 +28,8 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   flood      DST FLOWS [SPORT]   FLOWS UDP datagrams to DST, each a flow never seen before (new source
                                    and destination port pairs), as fast as plain sockets go; prints how
                                    many were sent
+  connects   DST PORT COUNT PROTO  COUNT connections one after another (tcp: a handshake; udp: a datagram
+                                   and its echo), 0.5 s each; prints how many got through
   vxlan      NODE INNER_SRC INNER_DST VTEP_MAC COUNT
                                    COUNT hand-built VXLAN packets (VNI 1) to NODE's UDP port 4789, ten a
                                    second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
@@ -183,6 +185,25 @@ def main():
                 sent += 1
             sock.close()
         print(sent)
+    elif case == "connects":
+        import socket
+        n, proto, ok = int(sys.argv[4]), sys.argv[5], 0
+        family = socket.AF_INET6 if ":" in dst else socket.AF_INET
+        for _ in range(n):
+            sock = socket.socket(family, socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM)
+            sock.settimeout(0.5)
+            try:
+                if proto == "tcp":
+                    sock.connect((dst, port))
+                else:
+                    sock.sendto(b"sluice-probe", (dst, port))
+                    sock.recvfrom(64)
+                ok += 1
+            except OSError:
+                pass
+            finally:
+                sock.close()
+        print(ok)
     elif case == "vxlan":
         from scapy.layers.vxlan import VXLAN
         inner_src, inner_dst, vtep_mac, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
