@@ -7,7 +7,7 @@
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConntrackSweeper } from '../agent/conntrack-sweep.ts';
-import { CT_COUNT, CT_KEY, CT_VALUE, decodeCtCount, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
+import { CT_COUNT, CT_KEY, CT_VALUE, decodeCtCount, encodeDatapathConfig, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectPath } from '../datapath/bpf-object.ts';
 import { loadDatapath, removeDatapath, type Datapath } from '../datapath/loader.ts';
@@ -55,6 +55,8 @@ describe('conntrack sweep', () => {
     ensureBpffs();
     pinDir = mkdtempSync('/sys/fs/bpf/sluice-ctsweep-');
     dp = loadDatapath({ pinDir, objectBytes: readFileSync(bpfObjectPath()) });
+    // Short timeouts: an entry "idle for 6 h" cannot exist on a machine up for less (the clock starts at boot).
+    dp.maps.config.update(encodeU32(0), encodeDatapathConfig({ ctTimeoutTcpSec: 60, ctTimeoutOtherSec: 20 }));
   });
   afterAll(() => {
     dp?.close();
@@ -67,8 +69,8 @@ describe('conntrack sweep', () => {
     endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.7' }), encodeEndpointInfo({ ifindex: 70, endpointId: 7, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:07', hostMac: 'ee:00:00:00:00:07', ipv4: '10.1.0.7', ipv6: null }));
     endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.8' }), encodeEndpointInfo({ ifindex: 80, endpointId: 11, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:08', hostMac: 'ee:00:00:00:00:08', ipv4: '10.1.0.8', ipv6: null }));
     const live = [ctKey('10.1.0.7', '10.9.0.1', 40000, 53, UDP), ctValue(5, 7, 0)] as const;
-    const liveTcp = [ctKey('10.9.0.1', '10.1.0.7', 40001, 80, TCP), ctValue(3600, 0, 7)] as const; // TCP: 6 h timeout
-    const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(120, 7, 0)] as const; // UDP: 60 s
+    const liveTcp = [ctKey('10.9.0.1', '10.1.0.7', 40001, 80, TCP), ctValue(30, 0, 7)] as const; // TCP: 60 s here
+    const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(40, 7, 0)] as const; // UDP: 20 s here
     const gone = [ctKey('10.1.0.9', '10.9.0.1', 40003, 53, UDP), ctValue(1, 9, 0)] as const;
     const handedOver = [ctKey('10.9.0.1', '10.1.0.8', 40004, 80, TCP), ctValue(1, 0, 8)] as const;
     for (const [key, value] of [live, liveTcp, expired, gone, handedOver]) conntrack.update(key, value);
