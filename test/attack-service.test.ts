@@ -11,7 +11,7 @@
  * Services on node-1: 10.96.0.10:80 -> s:8080 (a pod on another node),
  * 10.96.0.11:80 -> node-1:9090 (this node's own network, like `kubernetes`),
  * 10.96.0.12:80 -> node-2:9090 (another node's host network),
- * 10.96.0.10:53/udp -> s:5353.
+ * 10.96.0.10:53/udp -> s:5353, and over IPv6 [fd00:96::10]:80 -> [s]:8080.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
@@ -21,7 +21,7 @@ import { TwoNodeCluster } from './support/two-node-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
-const TRIES = 5;
+const TRIES = 4;
 
 describe('hostile pod: Service addresses get no free pass', () => {
   const cluster = new TwoNodeCluster();
@@ -49,12 +49,17 @@ describe('hostile pod: Service addresses get no free pass', () => {
   };
 
   beforeAll(async () => {
-    await cluster.up('--nodes', '2', '--routing', 'vxlan');
+    await cluster.up(
+      '--nodes', '2', '--routing', 'vxlan',
+      '--pod-cidr', `fd00:${cluster.id.slice(0, 4)}::/56`,
+      '--agent-arg=--service-cidr=10.96.0.0/12',
+      '--agent-arg=--service-cidr=fd00:96::/108',
+    );
     await cluster.pod('x/a', 'node-1', { role: 'isolated' });
     await cluster.pod('x/c', 'node-1', { role: 'limited' });
     await cluster.pod('x/b', 'node-1', { role: 'free' });
     await cluster.pod('x/d', 'node-1', { role: 'late' });
-    const s = await cluster.pod('x/s', 'node-2', { role: 'server' });
+    await cluster.pod('x/s', 'node-2', { role: 'server' });
     await cluster.apply(`
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
@@ -72,6 +77,7 @@ spec:
   egress: [{to: [{podSelector: {matchLabels: {role: server}}}], ports: [{protocol: TCP, port: 8080}]}]
 `);
     pods = await cluster.podsByName();
+    const [s, s6] = pods['x/s']!.ips;
     const node1 = cluster.node('node-1');
     const node2 = cluster.node('node-2');
     const dnat = (vip: string, proto: string, port: number, to: string) =>
@@ -80,6 +86,7 @@ spec:
     await dnat('10.96.0.10', 'udp', 53, `${s}:5353`);
     await dnat('10.96.0.11', 'tcp', 80, `${node1.address}:9090`);
     await dnat('10.96.0.12', 'tcp', 80, `${node2.address}:9090`);
+    await must('ip', ['netns', 'exec', node1.netns, 'ip6tables', '-t', 'nat', '-A', 'PREROUTING', '-d', 'fd00:96::10', '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `[${s6}]:8080`]);
     await Promise.all([
       serve(pods['x/s']!.netns, 8080, 'tcp'),
       serve(pods['x/s']!.netns, 5353, 'udp'),
@@ -98,6 +105,7 @@ spec:
     expect(await through('x/b', '10.96.0.10', 53, 'udp')).toBe(TRIES);
     expect(await through('x/b', '10.96.0.11', 80)).toBe(TRIES);
     expect(await through('x/b', '10.96.0.12', 80)).toBe(TRIES);
+    expect(await through('x/b', 'fd00:96::10', 80)).toBe(TRIES);
   }, 60_000);
 
   it('an egress deny-all pod reaches no backend through a Service: 0 connections, each counted', async () => {
@@ -106,13 +114,15 @@ spec:
     expect(await through('x/a', '10.96.0.10', 53, 'udp')).toBe(0);
     expect(await through('x/a', '10.96.0.11', 80)).toBe(0); // this node's own network
     expect(await through('x/a', '10.96.0.12', 80)).toBe(0); // another node's host network
-    expect(await egressDrops()).toBeGreaterThanOrEqual(before + 4 * TRIES);
+    expect(await through('x/a', 'fd00:96::10', 80)).toBe(0); // over IPv6
+    expect(await egressDrops()).toBeGreaterThanOrEqual(before + 5 * TRIES);
     // Direct connections were never the hole.
     expect(await through('x/a', pods['x/s']!.ips[0]!, 8080)).toBe(0);
   }, 60_000);
 
   it('egress is judged on the translated backend: the allowed pod passes, the host backends do not', async () => {
     expect(await through('x/c', '10.96.0.10', 80)).toBe(TRIES);
+    expect(await through('x/c', 'fd00:96::10', 80)).toBe(TRIES);
     expect(await through('x/c', '10.96.0.11', 80)).toBe(0);
     expect(await through('x/c', '10.96.0.12', 80)).toBe(0);
   }, 60_000);
