@@ -2,12 +2,13 @@
  * The in-kernel conntrack sweep (ct_sweep, run through BPF_PROG_TEST_RUN) on
  * a real loaded datapath: it removes exactly the entries no packet will match
  * again (idle past the timeout, or bound to an endpoint whose address is gone
- * or changed hands), uncharges their endpoints, and leaves live flows alone.
+ * or changed hands), uncharges their endpoints, and leaves live flows alone;
+ * likewise the fragment entries of datagrams past their reassembly time.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConntrackSweeper } from '../agent/conntrack-sweep.ts';
-import { CT_COUNT, CT_KEY, CT_VALUE, decodeCtCount, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
+import { CT_COUNT, CT_KEY, CT_VALUE, Direction, FRAG_KEY, FRAG_TIMEOUT_SEC, FRAG_VALUE, decodeCtCount, decodeFragCount, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectPath } from '../datapath/bpf-object.ts';
 import { loadDatapath, removeDatapath, type Datapath } from '../datapath/loader.ts';
@@ -41,10 +42,36 @@ function ctValue(idleSec: number, srcEndpoint: number, dstEndpoint: number): Buf
   return value;
 }
 
-function countValue(n: number): Buffer {
+function countValue(n: number, fragments = 0): Buffer {
   const v = Buffer.alloc(CT_COUNT.size);
-  v.writeBigInt64LE(BigInt(n));
+  v.writeBigInt64LE(BigInt(n), CT_COUNT.members.entries);
+  v.writeBigInt64LE(BigInt(fragments), CT_COUNT.members.fragments);
   return v;
+}
+
+/** A fragment key of an IPv4 UDP datagram charged to an endpoint. */
+function fragKey(src: string, dst: string, id: number, endpoint: number): Buffer {
+  const m = FRAG_KEY.members;
+  const key = Buffer.alloc(FRAG_KEY.size);
+  Buffer.from(src.split('.').map(Number)).copy(key, m.saddr);
+  Buffer.from(dst.split('.').map(Number)).copy(key, m.daddr);
+  key.writeUInt32LE(id, m.id);
+  key.writeUInt32LE(endpoint, m.endpoint);
+  key.writeUInt8(UDP, m.protocol);
+  key.writeUInt8(4, m.family);
+  key.writeUInt8(Direction.EGRESS, m.direction);
+  return key;
+}
+
+/** A fragment entry whose first fragment came `ageSec` ago, half seen. */
+function fragValue(ageSec: number): Buffer {
+  const m = FRAG_VALUE.members;
+  const value = Buffer.alloc(FRAG_VALUE.size);
+  value.writeBigUInt64LE(process.hrtime.bigint() - BigInt(ageSec) * NSEC_PER_SEC, m.created_ns);
+  value.writeBigUInt64LE(1480n, m.seen_bytes);
+  value.writeUInt16BE(40000, m.sport);
+  value.writeUInt16BE(53, m.dport);
+  return value;
 }
 
 describe('conntrack sweep', () => {
@@ -67,7 +94,7 @@ describe('conntrack sweep', () => {
     endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.7' }), encodeEndpointInfo({ ifindex: 70, endpointId: 7, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:07', hostMac: 'ee:00:00:00:00:07', ipv4: '10.1.0.7', ipv6: null }));
     endpoints.update(encodeEndpointKey({ family: 4, address: '10.1.0.8' }), encodeEndpointInfo({ ifindex: 80, endpointId: 11, identity: 300, flags: 0, policyRev: 0, mac: '02:00:00:00:00:08', hostMac: 'ee:00:00:00:00:08', ipv4: '10.1.0.8', ipv6: null }));
     const live = [ctKey('10.1.0.7', '10.9.0.1', 40000, 53, UDP), ctValue(5, 7, 0)] as const;
-    const liveTcp = [ctKey('10.9.0.1', '10.1.0.7', 40001, 80, TCP), ctValue(3600, 0, 7)] as const; // TCP: 6 h timeout
+    const liveTcp = [ctKey('10.9.0.1', '10.1.0.7', 40001, 80, TCP), ctValue(600, 0, 7)] as const; // TCP: 6 h timeout (600 s: hrtime is the uptime, maybe under an hour)
     const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(120, 7, 0)] as const; // UDP: 60 s
     const gone = [ctKey('10.1.0.9', '10.9.0.1', 40003, 53, UDP), ctValue(1, 9, 0)] as const;
     const handedOver = [ctKey('10.9.0.1', '10.1.0.8', 40004, 80, TCP), ctValue(1, 0, 8)] as const;
@@ -78,7 +105,7 @@ describe('conntrack sweep', () => {
 
     const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7, 11], () => {});
     try {
-      expect(sweeper.sweep()).toEqual({ scanned: 5, expired: 1, stale: 2 });
+      expect(sweeper.sweep()).toEqual({ scanned: 5, expired: 1, stale: 2, fragScanned: 0, fragExpired: 0 });
       expect(conntrack.lookup(live[0])).not.toBeNull();
       expect(conntrack.lookup(liveTcp[0])).not.toBeNull();
       for (const [key] of [expired, gone, handedOver]) expect(conntrack.lookup(key)).toBeNull();
@@ -88,9 +115,32 @@ describe('conntrack sweep', () => {
       expect(ct_counts.lookup(encodeU32(8))).toBeNull();
 
       // A second sweep finds nothing more to do.
-      expect(sweeper.sweep()).toEqual({ scanned: 2, expired: 0, stale: 0 });
+      expect(sweeper.sweep()).toMatchObject({ scanned: 2, expired: 0, stale: 0 });
     } finally {
       sweeper.stop();
+    }
+  });
+
+  it('removes the fragment entries of datagrams past their reassembly time and uncharges their endpoint', () => {
+    const { fragments, ct_counts } = dp.maps;
+    const young = fragKey('10.1.0.7', '10.9.0.1', 100, 7);
+    const old = [fragKey('10.1.0.7', '10.9.0.1', 101, 7), fragKey('10.1.0.7', '10.9.0.1', 102, 7)];
+    fragments.update(young, fragValue(FRAG_TIMEOUT_SEC - 5));
+    for (const key of old) fragments.update(key, fragValue(FRAG_TIMEOUT_SEC + 5));
+    ct_counts.update(encodeU32(7), countValue(2, 3));
+
+    const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7], () => {});
+    try {
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 3, fragExpired: 2 });
+      expect(fragments.lookup(young)).not.toBeNull();
+      for (const key of old) expect(fragments.lookup(key)).toBeNull();
+      const count = ct_counts.lookup(encodeU32(7))!;
+      expect(decodeFragCount(count)).toBe(1);
+      expect(decodeCtCount(count)).toBe(2); // the conntrack charge is untouched
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 1, fragExpired: 0 });
+    } finally {
+      sweeper.stop();
+      fragments.delete(young);
     }
   });
 });
