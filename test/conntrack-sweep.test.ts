@@ -98,24 +98,25 @@ describe('conntrack sweep', () => {
     const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(120, 7, 0)] as const; // UDP: 60 s
     const gone = [ctKey('10.1.0.9', '10.9.0.1', 40003, 53, UDP), ctValue(1, 9, 0)] as const;
     const handedOver = [ctKey('10.9.0.1', '10.1.0.8', 40004, 80, TCP), ctValue(1, 0, 8)] as const;
-    for (const [key, value] of [live, liveTcp, expired, gone, handedOver]) conntrack.update(key, value);
-    ct_counts.update(encodeU32(7), countValue(3));
+    // Stamped by a packet on another CPU after the sweep read its clock: busy, not 2^64 ns idle.
+    const justSeen = [ctKey('10.1.0.7', '10.9.0.1', 40005, 53, UDP), ctValue(-5, 7, 0)] as const;
+    for (const [key, value] of [live, liveTcp, expired, gone, handedOver, justSeen]) conntrack.update(key, value);
+    ct_counts.update(encodeU32(7), countValue(4));
     ct_counts.update(encodeU32(9), countValue(1));
     ct_counts.update(encodeU32(8), countValue(1));
 
     const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7, 11], () => {});
     try {
-      expect(sweeper.sweep()).toEqual({ scanned: 5, expired: 1, stale: 2, fragScanned: 0, fragExpired: 0 });
-      expect(conntrack.lookup(live[0])).not.toBeNull();
-      expect(conntrack.lookup(liveTcp[0])).not.toBeNull();
+      expect(sweeper.sweep()).toEqual({ scanned: 6, expired: 1, stale: 2, fragScanned: 0, fragExpired: 0 });
+      for (const [key] of [live, liveTcp, justSeen]) expect(conntrack.lookup(key)).not.toBeNull();
       for (const [key] of [expired, gone, handedOver]) expect(conntrack.lookup(key)).toBeNull();
-      // Endpoint 7 keeps its two live flows; the gone endpoints' budgets are dropped.
-      expect(decodeCtCount(ct_counts.lookup(encodeU32(7))!)).toBe(2);
+      // Endpoint 7 keeps its three live flows; the gone endpoints' budgets are dropped.
+      expect(decodeCtCount(ct_counts.lookup(encodeU32(7))!)).toBe(3);
       expect(ct_counts.lookup(encodeU32(9))).toBeNull();
       expect(ct_counts.lookup(encodeU32(8))).toBeNull();
 
       // A second sweep finds nothing more to do.
-      expect(sweeper.sweep()).toMatchObject({ scanned: 2, expired: 0, stale: 0 });
+      expect(sweeper.sweep()).toMatchObject({ scanned: 3, expired: 0, stale: 0 });
     } finally {
       sweeper.stop();
     }
@@ -124,23 +125,25 @@ describe('conntrack sweep', () => {
   it('removes the fragment entries of datagrams past their reassembly time and uncharges their endpoint', () => {
     const { fragments, ct_counts } = dp.maps;
     const young = fragKey('10.1.0.7', '10.9.0.1', 100, 7);
+    const justCreated = fragKey('10.1.0.7', '10.9.0.1', 103, 7); // by another CPU, after the sweep read its clock
     const old = [fragKey('10.1.0.7', '10.9.0.1', 101, 7), fragKey('10.1.0.7', '10.9.0.1', 102, 7)];
     fragments.update(young, fragValue(FRAG_TIMEOUT_SEC - 5));
+    fragments.update(justCreated, fragValue(-5));
     for (const key of old) fragments.update(key, fragValue(FRAG_TIMEOUT_SEC + 5));
-    ct_counts.update(encodeU32(7), countValue(2, 3));
+    ct_counts.update(encodeU32(7), countValue(2, 4));
 
     const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7], () => {});
     try {
-      expect(sweeper.sweep()).toMatchObject({ fragScanned: 3, fragExpired: 2 });
-      expect(fragments.lookup(young)).not.toBeNull();
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 4, fragExpired: 2 });
+      for (const key of [young, justCreated]) expect(fragments.lookup(key)).not.toBeNull();
       for (const key of old) expect(fragments.lookup(key)).toBeNull();
       const count = ct_counts.lookup(encodeU32(7))!;
-      expect(decodeFragCount(count)).toBe(1);
+      expect(decodeFragCount(count)).toBe(2);
       expect(decodeCtCount(count)).toBe(2); // the conntrack charge is untouched
-      expect(sweeper.sweep()).toMatchObject({ fragScanned: 1, fragExpired: 0 });
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 2, fragExpired: 0 });
     } finally {
       sweeper.stop();
-      fragments.delete(young);
+      for (const key of [young, justCreated]) fragments.delete(key);
     }
   });
 });
