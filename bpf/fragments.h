@@ -61,16 +61,16 @@ static __always_inline void frag_delete(const struct frag_key *key)
 static __always_inline int frag_first(const struct flow *f, const struct frag_key *key)
 {
 	struct frag_value entry = { .seen_bytes = f->frag_bytes, .sport = f->sport, .dport = f->dport };
-	struct frag_value *known = bpf_map_lookup_elem(&fragments, key);
 	struct ct_count *count;
 	long err;
 
 	entry.created_ns = bpf_ktime_get_ns();
-	if (known) {
-		/* The sender's own entry: a race with its other fragments only harms its own datagram. */
-		*known = entry;
+	/*
+	 * Replaced by an update, not through the lookup's pointer: were the entry
+	 * deleted meanwhile, its memory might already hold another's entry.
+	 */
+	if (bpf_map_lookup_elem(&fragments, key) && bpf_map_update_elem(&fragments, key, &entry, BPF_EXIST) == 0)
 		return 0;
-	}
 	count = ct_count_of(key->endpoint);
 	if (!count || count->fragments >= frag_budget())
 		return SLUICE_CTR_DROP_FRAG_FULL;

@@ -109,7 +109,9 @@ spec:
     const start = await counters();
     const got = (await receiver('x/v', 2, 10)).counts;
     // b has sent the first fragment of a datagram to v, over each family; the rest is still on its way ...
-    await Promise.all([ip4, ip6].map((ip) => packets('x/b', 'frag-part', ip['x/v']!, PORT, '40800', '4711', 'first')));
+    // (Twice, as a network may duplicate it: the entry starts over, charged once.)
+    const first = (ip: Record<string, string>) => packets('x/b', 'frag-part', ip['x/v']!, PORT, '40800', '4711', 'first');
+    await Promise.all([ip4, ip6].map((ip) => first(ip).then(() => first(ip))));
     // ... when m floods first fragments, to a sink: not to v, whose own reassembly memory a flood could fill.
     const sent = await Promise.all([ip4, ip6].map((ip, i) => packets('x/m', 'frag-flood', ip['x/s']!, PORT, String(FLOOD), String(1000 + i))));
     expect(sent.map(Number)).toEqual([FLOOD, FLOOD]);
