@@ -1,11 +1,12 @@
 /**
- * Frees the conntrack table. It is a plain hash, not an LRU (in an LRU one
- * pod's flood of new flows would evict every other pod's), so entries no
- * packet will match again have to be removed: the datapath's ct_sweep
- * program does that in the kernel, in one BPF_PROG_TEST_RUN that walks the
- * table and uncharges each removed entry from its endpoint's budget exactly
- * as the per-packet path does. The agent only runs it every few seconds and
- * then forgets the budgets of endpoints that are gone.
+ * Frees the conntrack and fragment tables. They are plain hashes, not LRUs
+ * (in an LRU one pod's flood of new flows or first fragments would evict
+ * every other pod's), so entries no packet will match again have to be
+ * removed: the datapath's ct_sweep program does that in the kernel, in one
+ * BPF_PROG_TEST_RUN that walks both tables and uncharges each removed entry
+ * from its endpoint's budget exactly as the per-packet path does. The agent
+ * only runs it every few seconds and then forgets the budgets of endpoints
+ * that are gone.
  */
 import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../datapath/abi.ts';
 import type { BpfMap } from '../datapath/bpf-map.ts';
@@ -32,7 +33,7 @@ export class ConntrackSweeper {
     this.progFd = objGet(progPath, 'program ct_sweep');
   }
 
-  /** One sweep now: expired and stale entries removed, gone endpoints' budgets dropped. */
+  /** One sweep now: expired and stale entries (flows and incomplete datagrams) removed, gone endpoints' budgets dropped. */
   sweep(): CtSweepResult {
     const ctx = Buffer.alloc(CT_SWEEP_RESULT.size);
     runSyscallProgram(this.progFd, ctx, 'program ct_sweep');

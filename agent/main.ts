@@ -9,7 +9,7 @@ import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath } from '../datapath/loader.ts';
 import { syncNetfilterLinks } from '../datapath/netfilter.ts';
-import { CT_MAX_PER_ENDPOINT, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
+import { CT_MAX_PER_ENDPOINT, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api-server.ts';
@@ -73,7 +73,13 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
                     conntrack entries one pod may hold at a time; its further new flows are dropped
                     (default ${CT_MAX_PER_ENDPOINT}, a quarter of the table)
   --ct-sweep-interval-ms MS
-                    period of removing expired conntrack entries (default ${DEFAULT_CT_SWEEP_INTERVAL_MS}; 0 never)
+                    period of removing expired conntrack and fragment entries (default ${DEFAULT_CT_SWEEP_INTERVAL_MS}; 0 never)
+  --frag-max-per-endpoint N
+                    fragmented datagrams one pod may have in flight (first fragment seen, not all bytes yet);
+                    its further first fragments are dropped (default ${FRAG_MAX_PER_ENDPOINT})
+  --frag-timeout-sec S
+                    an incomplete fragmented datagram is forgotten this long after its first fragment
+                    (default ${FRAG_TIMEOUT_SEC})
   --ipam-reserved CIDR|FIRST-LAST|IP
                     addresses never handed to pods; repeatable
   --ipam-gc-grace-ms MS
@@ -112,6 +118,8 @@ export async function runAgent(argv: string[]): Promise<void> {
       'ct-timeout-other-sec': { type: 'string' },
       'ct-max-per-endpoint': { type: 'string' },
       'ct-sweep-interval-ms': { type: 'string' },
+      'frag-max-per-endpoint': { type: 'string' },
+      'frag-timeout-sec': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
       'ipam-gc-interval-ms': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
@@ -158,6 +166,8 @@ export async function runAgent(argv: string[]): Promise<void> {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
       ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
       ctMaxPerEndpoint: nonNegativeFlag('ct-max-per-endpoint', values['ct-max-per-endpoint'], 0, 'entries'),
+      fragMaxPerEndpoint: nonNegativeFlag('frag-max-per-endpoint', values['frag-max-per-endpoint'], 0, 'datagrams'),
+      fragTimeoutSec: nonNegativeFlag('frag-timeout-sec', values['frag-timeout-sec'], 0, 'seconds'),
     }),
   );
   const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });

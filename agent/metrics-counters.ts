@@ -48,5 +48,6 @@ export const COUNTER_MEANINGS: Record<CounterName, CounterMeaning> = {
   DROP_ICMP_UNRELATED: { family: 'drop', labels: { reason: 'icmp_unrelated' } },
   DROP_TUNNEL: { family: 'drop', labels: { reason: 'tunnel', direction: 'egress' } },
   DROP_CT_FULL: { family: 'drop', labels: { reason: 'conntrack_full' } },
+  DROP_FRAG_FULL: { family: 'drop', labels: { reason: 'fragments_full' } },
   EVENTS_LOST: { family: 'events-lost', labels: {} },
 };

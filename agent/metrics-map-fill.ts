@@ -22,7 +22,7 @@ export const MAP_COUNT_LIMIT = 65536;
 const MAP_COUNT_CHUNK = 4096;
 
 /** The maps whose fill is reported, in display order. */
-export const FILL_MAPS = ['endpoints', 'ipcache', 'policy', 'cidr_policy', 'conntrack'] as const;
+export const FILL_MAPS = ['endpoints', 'ipcache', 'policy', 'cidr_policy', 'conntrack', 'fragments'] as const;
 
 /** One map's fill. */
 export interface MapFill {

@@ -20,6 +20,7 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_ICMP_UNRELATED]: 'ICMP error about no known flow',
   [Counter.DROP_TUNNEL]: "to a node's VXLAN port",
   [Counter.DROP_CT_FULL]: 'conntrack budget or table full',
+  [Counter.DROP_FRAG_FULL]: 'fragment budget or table full',
   [Counter.POLICY_ALLOWED]: 'policy',
 };
 

@@ -29,10 +29,14 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
 }
 
-/* Has the flow been idle for longer than its timeout? */
+/*
+ * Has the flow been idle for longer than its timeout? Signed: another CPU
+ * may have stamped last_seen_ns after now_ns was read (a sweep's clock is
+ * read once, before the walk), and such a flow is busy, not ancient.
+ */
 static __always_inline int ct_expired(const struct ct_value *entry, __u8 protocol, __u64 now_ns)
 {
-	return now_ns - entry->last_seen_ns > ct_timeout_sec(protocol, entry->flags) * NSEC_PER_SEC;
+	return (__s64)(now_ns - entry->last_seen_ns) > (__s64)(ct_timeout_sec(protocol, entry->flags) * NSEC_PER_SEC);
 }
 
 /* The endpoint a flow is charged to: its local opener, else its local receiver. */

@@ -43,6 +43,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "neigh.h"
 #include "policy.h"
 #include "conntrack.h"
+#include "fragments.h"
 #include "icmp.h"
 #include "netfilter.h"
 
@@ -149,7 +150,10 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	if (spoofed(eth, ep, &f))
 		return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, &f, ep->identity, 0, 1);
-	frag_remember(&f);
+	/* Only now, with the source proven: a pod's fragments reach only its own entries. */
+	err = frag_track(&f, ep->endpoint_id, SLUICE_DIR_EGRESS);
+	if (err)
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 	/*
 	 * Neighbour discovery and MLD are the link's business: the host answers
 	 * them. Only toward on-link destinations, though: sent to a routable
@@ -306,7 +310,10 @@ int to_pod(struct __sk_buff *skb)
 	err = eth->h_proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
 	if (err != PARSE_OK)
 		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
-	frag_remember(&f);
+	/* Fragments from the stack are charged to the pod they are for: a flood of them fills its budget only. */
+	err = frag_track(&f, ep->endpoint_id, SLUICE_DIR_INGRESS);
+	if (err)
+		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
 	/*
 	 * Neighbour discovery from the link itself: a hop limit of 255 proves it
 	 * was not forwarded (RFC 4861); otherwise only on-link destinations, which
@@ -351,19 +358,24 @@ int to_pod(struct __sk_buff *skb)
 /*
  * Run by the agent (BPF_PROG_TEST_RUN) every few seconds: removes the
  * conntrack entries no packet will ever match again (idle past their
- * timeout, or bound to an endpoint that is gone) and uncharges their
- * endpoints, all in the kernel. The table is no LRU, so this is what frees
- * it; a packet that meets such an entry first removes it itself.
+ * timeout, or bound to an endpoint that is gone) and the fragment entries of
+ * datagrams past their reassembly time, and uncharges their endpoints, all
+ * in the kernel. Neither table is an LRU, so this is what frees them; a
+ * packet that meets such an entry first removes it itself.
  */
 SEC("syscall")
 int ct_sweep(struct ct_sweep_result *result)
 {
 	struct ct_sweep_state st = { .now_ns = bpf_ktime_get_ns() };
+	struct frag_sweep_state fst = { .now_ns = st.now_ns };
 
 	bpf_for_each_map_elem(&conntrack, ct_sweep_entry, &st, 0);
+	bpf_for_each_map_elem(&fragments, frag_sweep_entry, &fst, 0);
 	result->scanned = st.scanned;
 	result->expired = st.expired;
 	result->stale = st.stale;
+	result->frag_scanned = fst.scanned;
+	result->frag_expired = fst.expired;
 	return 0;
 }
 

@@ -76,7 +76,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } conntrack SEC(".maps");
 
-/* Endpoint id -> conntrack entries charged to it (struct ct_count). */
+/* Endpoint id -> conntrack and fragment entries charged to it (struct ct_count). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SLUICE_MAX_ENDPOINTS);
@@ -85,9 +85,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } ct_counts SEC(".maps");
 
-/* Ports of fragmented datagrams, from their first fragment. */
+/*
+ * Fragmented datagrams in flight: the ports of their first fragment. Not an
+ * LRU, for the reason conntrack is not: each endpoint has a budget
+ * (ct_counts), an entry leaves when all its datagram's bytes are seen, when
+ * a packet finds it expired, or through ct_sweep.
+ */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, SLUICE_MAX_FRAGMENTS);
 	__type(key, struct frag_key);
 	__type(value, struct frag_value);

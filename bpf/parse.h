@@ -13,13 +13,20 @@ struct flow {
 	__u8 family;
 	__u8 is_ndp; /* ICMPv6 neighbour discovery or MLD: link plumbing, not a flow */
 	__u8 tcp_flags;
-	__u8 first_fragment; /* the first of several fragments: frag_remember() keeps its ports */
+	__u8 fragment;       /* FRAG_NONE, FRAG_FIRST or FRAG_LATER: frag_track() gives a later one its ports */
 	__u8 hop_limit;      /* IPv6 hop limit: 255 on neighbour discovery proves it was not forwarded */
 	__u8 icmp_error;     /* an ICMP error: passes only as related to the flow it quotes (icmp.h) */
 	__u8 untracked;      /* ICMP other than echo and errors: every packet meets policy, none is a flow */
 	__u32 frag_id;       /* of a fragment: its datagram's identification */
+	__u32 frag_bytes;    /* of a fragment: the datagram payload bytes it carries */
+	__u32 frag_end;      /* of the last fragment: the datagram's payload length; 0 for the others */
 	__u32 l4_off;        /* where the transport header starts */
 };
+
+/* struct flow.fragment */
+#define FRAG_NONE 0
+#define FRAG_FIRST 1 /* offset 0, more to come: its ports are the datagram's */
+#define FRAG_LATER 2 /* any other fragment: no ports of its own */
 
 /* Extension headers walked before giving up on an IPv6 packet. */
 #define IPV6_MAX_EXT_HEADERS 8
@@ -120,60 +127,32 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 }
 
 /*
- * A fragmented datagram's ports are in its first fragment only: remember them
- * from there, and give later fragments the same verdict through the same
- * ports. A later fragment whose first fragment was not seen is dropped, so no
- * fragment passes a port rule the datagram would not pass.
+ * A fragmented datagram's ports are in its first fragment only: frag_track()
+ * remembers them from there, once the packet's source is known to be
+ * genuine, and gives later fragments the same ports, so the same verdict. A
+ * later fragment whose first fragment was not seen is dropped, so no
+ * fragment passes a port rule the datagram would not pass. Here a fragment
+ * only says what it is (payload_bytes: the datagram bytes it carries).
  */
-static __always_inline void frag_key_of(const struct flow *f, struct frag_key *key)
-{
-	__builtin_memcpy(key->saddr, f->saddr, 16);
-	__builtin_memcpy(key->daddr, f->daddr, 16);
-	key->id = f->frag_id;
-	key->protocol = f->protocol;
-	key->family = f->family;
-}
-
 static __always_inline int parse_fragment(struct __sk_buff *skb, struct flow *f, __u32 id, __u32 offset_bytes,
-					  int more, __u32 l4_off)
+					  int more, __u32 payload_bytes, __u32 l4_off)
 {
-	struct frag_key key = {};
-	struct frag_value *known;
 	int err;
 
 	f->frag_id = id;
-	frag_key_of(f, &key);
+	f->frag_bytes = payload_bytes;
+	f->frag_end = more ? 0 : offset_bytes + payload_bytes;
 	if (offset_bytes != 0) {
 		/* A later fragment may not overlap the transport header of the first one. */
 		if (f->protocol == IPPROTO_TCP && offset_bytes < TCP_HDR_MIN_BYTES)
 			return SLUICE_CTR_DROP_FRAGMENT;
-		known = bpf_map_lookup_elem(&fragments, &key);
-		if (!known)
-			return SLUICE_CTR_DROP_FRAGMENT;
-		f->sport = known->sport;
-		f->dport = known->dport;
+		f->fragment = FRAG_LATER;
 		return PARSE_OK;
 	}
 	err = parse_l4(skb, l4_off, f);
-	if (err == PARSE_OK && more)
-		f->first_fragment = 1;
+	if (err == PARSE_OK)
+		f->fragment = FRAG_FIRST;
 	return err;
-}
-
-/*
- * Keeps the ports of a first fragment for the ones after it. Called only once
- * the packet's source is known to be genuine (from_pod: after the spoofing
- * check), so a pod cannot write or evict entries under another's addresses.
- */
-static __always_inline void frag_remember(const struct flow *f)
-{
-	struct frag_key key = {};
-	struct frag_value ports = { .sport = f->sport, .dport = f->dport };
-
-	if (!f->first_fragment)
-		return;
-	frag_key_of(f, &key);
-	bpf_map_update_elem(&fragments, &key, &ports, BPF_ANY);
 }
 
 static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
@@ -194,9 +173,14 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 	/* IP options are skipped by honouring the header length. */
 	l4_off = sizeof(struct ethhdr) + ip->ihl * 4;
 	frag = bpf_ntohs(ip->frag_off);
-	if (frag & (IPV4_FRAG_OFFSET_MASK | IPV4_FRAG_MORE))
+	if (frag & (IPV4_FRAG_OFFSET_MASK | IPV4_FRAG_MORE)) {
+		__u32 tot_len = bpf_ntohs(ip->tot_len);
+
+		if (tot_len < ip->ihl * 4u)
+			return SLUICE_CTR_DROP_MALFORMED;
 		return parse_fragment(skb, f, bpf_ntohs(ip->id), (frag & IPV4_FRAG_OFFSET_MASK) * 8,
-				      frag & IPV4_FRAG_MORE, l4_off);
+				      frag & IPV4_FRAG_MORE, tot_len - ip->ihl * 4u, l4_off);
+	}
 	return parse_l4(skb, l4_off, f);
 }
 
@@ -207,6 +191,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
 	__u32 off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
+	__u32 payload_end;
 	__u8 nexthdr;
 
 	if ((void *)(ip6 + 1) > data_end)
@@ -218,6 +203,7 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 	__builtin_memcpy(f->daddr, &ip6->daddr, 16);
 	nexthdr = ip6->nexthdr;
 	f->hop_limit = ip6->hop_limit;
+	payload_end = sizeof(struct ethhdr) + sizeof(struct ipv6hdr) + bpf_ntohs(ip6->payload_len);
 
 #pragma unroll
 	for (int i = 0; i < IPV6_MAX_EXT_HEADERS; i++) {
@@ -254,8 +240,11 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 			/* An atomic fragment (offset 0, no more) is a whole datagram. */
 			if ((frag >> IPV6_FRAG_OFFSET_SHIFT) == 0 && !(frag & IPV6_FRAG_MORE))
 				return parse_l4(skb, off, f);
+			/* The payload length counts every extension header: the fragment's own bytes follow this one. */
+			if (payload_end < off)
+				return SLUICE_CTR_DROP_MALFORMED;
 			return parse_fragment(skb, f, bpf_ntohl(id_be), (frag >> IPV6_FRAG_OFFSET_SHIFT) * 8,
-					      frag & IPV6_FRAG_MORE, off);
+					      frag & IPV6_FRAG_MORE, payload_end - off, off);
 		}
 		default:
 			f->protocol = nexthdr;

@@ -17,7 +17,8 @@
 #define SLUICE_MAX_POLICY 1048576
 #define SLUICE_MAX_CIDR_POLICY 262144
 #define SLUICE_MAX_CONNTRACK 262144
-#define SLUICE_MAX_FRAGMENTS 8192
+/* Fragment table: 128 endpoints at their budget fill it, more than kubelet's default of 110 pods a node. */
+#define SLUICE_MAX_FRAGMENTS 131072
 
 /*
  * Conntrack entries one endpoint may hold at a time (the flows it opened,
@@ -26,6 +27,18 @@
  * for the others. A flow over budget is dropped (SLUICE_CTR_DROP_CT_FULL).
  */
 #define SLUICE_CT_MAX_PER_ENDPOINT 65536
+
+/*
+ * Fragmented datagrams one endpoint may have in flight at a time (first
+ * fragment seen, not yet all of its bytes), unless the agent sets another
+ * budget. A datagram's entry leaves as soon as all its bytes have been seen,
+ * so only incomplete ones count. A first fragment over budget is dropped
+ * (SLUICE_CTR_DROP_FRAG_FULL).
+ */
+#define SLUICE_FRAG_MAX_PER_ENDPOINT 1024
+
+/* An incomplete datagram's entry lives this long after its first fragment, as Linux's ipfrag_time. */
+#define SLUICE_FRAG_TIMEOUT_SEC 30
 
 /* Reserved security identities; pods get SLUICE_ID_FIRST_POD and up. */
 #define SLUICE_ID_ANY 0             /* in policy keys: any peer */
@@ -212,16 +225,21 @@ struct datapath_config {
 	__u32 ct_timeout_closing_sec;
 	__u32 ct_timeout_other_sec;
 	__u32 ct_max_per_endpoint;   /* conntrack budget of one endpoint */
+	__u32 frag_max_per_endpoint; /* fragment budget of one endpoint */
+	__u32 frag_timeout_sec;      /* lifetime of an incomplete datagram's entry */
 };
 
 /*
- * Conntrack entries charged to one endpoint (map ct_counts, keyed by
- * endpoint id): a flow is charged to the local endpoint that opened it, or,
- * opened from off the node, to the one it went to. Every create adds one and
- * every delete (datapath or ct_sweep) takes one off, so the count is exact.
+ * Conntrack and fragment entries charged to one endpoint (map ct_counts,
+ * keyed by endpoint id): a flow is charged to the local endpoint that opened
+ * it, or, opened from off the node, to the one it went to; a fragmented
+ * datagram to the endpoint whose program saw it (struct frag_key.endpoint).
+ * Every create adds one and every delete (datapath or ct_sweep) takes one
+ * off, so the counts are exact.
  */
 struct ct_count {
 	__s64 entries;
+	__s64 fragments;
 };
 
 /*
@@ -233,22 +251,40 @@ struct ct_sweep_result {
 	__u32 scanned;
 	__u32 expired; /* idle past its timeout */
 	__u32 stale;   /* an address of the flow no longer belongs to the endpoint it was judged for */
+	__u32 frag_scanned;
+	__u32 frag_expired; /* an incomplete datagram past SLUICE_FRAG_TIMEOUT_SEC */
 	__u32 pad;
 };
 
-/* Ports of a fragmented datagram, remembered from its first fragment. */
+/*
+ * A fragmented datagram as one endpoint's program saw it: from_pod keys it
+ * under the sending pod (its source passed the spoofing check), to_pod under
+ * the receiving one, and the entry is charged to that endpoint. Other
+ * endpoints' packets never reach its entries, and a datagram that goes
+ * through both programs (a pod's own Service) is tracked once in each.
+ */
 struct frag_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
 	__u32 id;
+	__u32 endpoint;  /* the endpoint charged */
 	__u8 protocol;
 	__u8 family;
-	__u8 pad[2];
+	__u8 direction;  /* SLUICE_DIR_EGRESS: seen by from_pod; SLUICE_DIR_INGRESS: by to_pod */
+	__u8 pad;
 };
 
+/*
+ * The ports of its first fragment, for the fragments after it, and how much
+ * of the datagram has been seen: the entry is removed once every byte has.
+ */
 struct frag_value {
+	__u64 created_ns;  /* when the first fragment was seen */
+	__u64 seen_bytes;  /* fragment payload seen so far, first fragment included (64 bits: atomics) */
+	__u64 total_bytes; /* the datagram's payload length, known from its last fragment; 0 until then */
 	__be16 sport;
 	__be16 dport;
+	__u32 pad;
 };
 
 /* Monitor events (ring buffer `events`). */
@@ -316,6 +352,7 @@ enum sluice_counter {
 	SLUICE_CTR_DROP_ICMP_UNRELATED = 15, /* dropped: an ICMP error about no flow this node let through */
 	SLUICE_CTR_DROP_TUNNEL = 16,    /* dropped: a pod sent to a node's VXLAN port */
 	SLUICE_CTR_DROP_CT_FULL = 17,   /* dropped: a new flow over its endpoint's conntrack budget, or the table is full */
+	SLUICE_CTR_DROP_FRAG_FULL = 18, /* dropped: a first fragment over its endpoint's fragment budget, or the table is full */
 	SLUICE_CTR_MAX = 32,
 };
 

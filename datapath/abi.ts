@@ -115,15 +115,19 @@ export const CT_VALUE: StructLayout = {
   members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, src_policy_rev: 36, dst_policy_rev: 40, pad: 44 },
 };
 
-/** struct frag_key. */
+/** struct frag_key: a fragmented datagram as one endpoint's program saw it. */
 export const FRAG_KEY: StructLayout = {
   name: 'frag_key',
-  size: 40,
-  members: { saddr: 0, daddr: 16, id: 32, protocol: 36, family: 37, pad: 38 },
+  size: 44,
+  members: { saddr: 0, daddr: 16, id: 32, endpoint: 36, protocol: 40, family: 41, direction: 42, pad: 43 },
 };
 
-/** struct frag_value. */
-export const FRAG_VALUE: StructLayout = { name: 'frag_value', size: 4, members: { sport: 0, dport: 2 } };
+/** struct frag_value: its first fragment's ports and how much of it was seen. */
+export const FRAG_VALUE: StructLayout = {
+  name: 'frag_value',
+  size: 32,
+  members: { created_ns: 0, seen_bytes: 8, total_bytes: 16, sport: 24, dport: 26, pad: 28 },
+};
 
 /** struct ep_counter_key. */
 export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, members: { endpoint_id: 0, counter: 4 } };
@@ -131,41 +135,61 @@ export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, m
 /** struct datapath_config: the one entry of the `config` array. */
 export const DATAPATH_CONFIG: StructLayout = {
   name: 'datapath_config',
-  size: 16,
-  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12 },
+  size: 24,
+  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12, frag_max_per_endpoint: 16, frag_timeout_sec: 20 },
 };
 
 /** SLUICE_CT_MAX_PER_ENDPOINT: the conntrack budget of one endpoint when the agent sets none. */
 export const CT_MAX_PER_ENDPOINT = 65536;
 
-/** struct ct_count: value of ct_counts (endpoint id -> conntrack entries charged to it). */
-export const CT_COUNT: StructLayout = { name: 'ct_count', size: 8, members: { entries: 0 } };
+/** SLUICE_FRAG_MAX_PER_ENDPOINT: fragmented datagrams one endpoint may have in flight when the agent sets no budget. */
+export const FRAG_MAX_PER_ENDPOINT = 1024;
+
+/** SLUICE_FRAG_TIMEOUT_SEC: how long an incomplete datagram's entry lives when the agent sets nothing else. */
+export const FRAG_TIMEOUT_SEC = 30;
+
+/** struct ct_count: value of ct_counts (endpoint id -> conntrack and fragment entries charged to it). */
+export const CT_COUNT: StructLayout = { name: 'ct_count', size: 16, members: { entries: 0, fragments: 8 } };
 
 /** struct ct_sweep_result: the context ct_sweep writes back. */
 export const CT_SWEEP_RESULT: StructLayout = {
   name: 'ct_sweep_result',
-  size: 16,
-  members: { scanned: 0, expired: 4, stale: 8, pad: 12 },
+  size: 24,
+  members: { scanned: 0, expired: 4, stale: 8, frag_scanned: 12, frag_expired: 16, pad: 20 },
 };
 
-/** What one run of ct_sweep saw and removed. */
+/** What one run of ct_sweep saw and removed, in the conntrack and the fragment table. */
 export interface CtSweepResult {
   scanned: number;
   expired: number;
   stale: number;
+  fragScanned: number;
+  fragExpired: number;
 }
 
 /** Decodes the context ct_sweep wrote back. */
 export function decodeCtSweepResult(buf: Buffer): CtSweepResult {
   checkSize(buf, CT_SWEEP_RESULT);
   const m = CT_SWEEP_RESULT.members;
-  return { scanned: buf.readUInt32LE(m.scanned), expired: buf.readUInt32LE(m.expired), stale: buf.readUInt32LE(m.stale) };
+  return {
+    scanned: buf.readUInt32LE(m.scanned),
+    expired: buf.readUInt32LE(m.expired),
+    stale: buf.readUInt32LE(m.stale),
+    fragScanned: buf.readUInt32LE(m.frag_scanned),
+    fragExpired: buf.readUInt32LE(m.frag_expired),
+  };
 }
 
-/** Decodes a ct_counts value. */
+/** Decodes a ct_counts value: the conntrack entries charged. */
 export function decodeCtCount(buf: Buffer): number {
   checkSize(buf, CT_COUNT);
   return Number(buf.readBigInt64LE(CT_COUNT.members.entries));
+}
+
+/** Decodes a ct_counts value: the fragment entries charged. */
+export function decodeFragCount(buf: Buffer): number {
+  checkSize(buf, CT_COUNT);
+  return Number(buf.readBigInt64LE(CT_COUNT.members.fragments));
 }
 
 /** Runtime settings of the datapath; 0 (or absent) keeps the compiled-in default. */
@@ -175,6 +199,10 @@ export interface DatapathConfig {
   ctTimeoutOtherSec?: number;
   /** Conntrack entries one endpoint may hold (SLUICE_CT_MAX_PER_ENDPOINT when 0). */
   ctMaxPerEndpoint?: number;
+  /** Fragmented datagrams one endpoint may have in flight (SLUICE_FRAG_MAX_PER_ENDPOINT when 0). */
+  fragMaxPerEndpoint?: number;
+  /** Lifetime of an incomplete datagram's entry (SLUICE_FRAG_TIMEOUT_SEC when 0). */
+  fragTimeoutSec?: number;
 }
 
 /** Encodes the config entry. */
@@ -185,6 +213,8 @@ export function encodeDatapathConfig(c: DatapathConfig): Buffer {
   buf.writeUInt32LE(c.ctTimeoutClosingSec ?? 0, m.ct_timeout_closing_sec);
   buf.writeUInt32LE(c.ctTimeoutOtherSec ?? 0, m.ct_timeout_other_sec);
   buf.writeUInt32LE(c.ctMaxPerEndpoint ?? 0, m.ct_max_per_endpoint);
+  buf.writeUInt32LE(c.fragMaxPerEndpoint ?? 0, m.frag_max_per_endpoint);
+  buf.writeUInt32LE(c.fragTimeoutSec ?? 0, m.frag_timeout_sec);
   return buf;
 }
 
@@ -307,6 +337,7 @@ export const Counter = {
   DROP_ICMP_UNRELATED: 15,
   DROP_TUNNEL: 16,
   DROP_CT_FULL: 17,
+  DROP_FRAG_FULL: 18,
   MAX: 32,
 } as const;
 

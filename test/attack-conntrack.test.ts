@@ -95,8 +95,8 @@ spec:
       const bytes = ip.split('.').map((o) => `0x${Number(o).toString(16).padStart(2, '0')}`);
       return dump.filter((e) => bytes.every((b, i) => e.key[i] === b)).length;
     };
-    // Control: a genuine fragmented datagram from b leaves its first fragment's entry.
-    await packets('x/b', 'frag', podIp['x/m']!, '80', '40500');
+    // Control: a genuine first fragment from b (its own address) leaves an entry until the rest comes.
+    await packets('x/b', 'spoof-frag', podIp['x/m']!, '80', podIp['x/b']!);
     expect(fragmentsFrom(podIp['x/b']!)).toBeGreaterThan(0);
     // b forges m's address on a first fragment: dropped as spoofed, and no entry under m's address.
     await packets('x/b', 'spoof-frag', podIp['x/v1']!, '80', podIp['x/m']!);

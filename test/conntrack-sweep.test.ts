@@ -2,12 +2,13 @@
  * The in-kernel conntrack sweep (ct_sweep, run through BPF_PROG_TEST_RUN) on
  * a real loaded datapath: it removes exactly the entries no packet will match
  * again (idle past the timeout, or bound to an endpoint whose address is gone
- * or changed hands), uncharges their endpoints, and leaves live flows alone.
+ * or changed hands), uncharges their endpoints, and leaves live flows alone;
+ * likewise the fragment entries of datagrams past their reassembly time.
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ConntrackSweeper } from '../agent/conntrack-sweep.ts';
-import { CT_COUNT, CT_KEY, CT_VALUE, decodeCtCount, encodeDatapathConfig, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
+import { CT_COUNT, CT_KEY, CT_VALUE, Direction, FRAG_KEY, FRAG_TIMEOUT_SEC, FRAG_VALUE, decodeCtCount, decodeFragCount, encodeDatapathConfig, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectPath } from '../datapath/bpf-object.ts';
 import { loadDatapath, removeDatapath, type Datapath } from '../datapath/loader.ts';
@@ -41,10 +42,36 @@ function ctValue(idleSec: number, srcEndpoint: number, dstEndpoint: number): Buf
   return value;
 }
 
-function countValue(n: number): Buffer {
+function countValue(n: number, fragments = 0): Buffer {
   const v = Buffer.alloc(CT_COUNT.size);
-  v.writeBigInt64LE(BigInt(n));
+  v.writeBigInt64LE(BigInt(n), CT_COUNT.members.entries);
+  v.writeBigInt64LE(BigInt(fragments), CT_COUNT.members.fragments);
   return v;
+}
+
+/** A fragment key of an IPv4 UDP datagram charged to an endpoint. */
+function fragKey(src: string, dst: string, id: number, endpoint: number): Buffer {
+  const m = FRAG_KEY.members;
+  const key = Buffer.alloc(FRAG_KEY.size);
+  Buffer.from(src.split('.').map(Number)).copy(key, m.saddr);
+  Buffer.from(dst.split('.').map(Number)).copy(key, m.daddr);
+  key.writeUInt32LE(id, m.id);
+  key.writeUInt32LE(endpoint, m.endpoint);
+  key.writeUInt8(UDP, m.protocol);
+  key.writeUInt8(4, m.family);
+  key.writeUInt8(Direction.EGRESS, m.direction);
+  return key;
+}
+
+/** A fragment entry whose first fragment came `ageSec` ago, half seen. */
+function fragValue(ageSec: number): Buffer {
+  const m = FRAG_VALUE.members;
+  const value = Buffer.alloc(FRAG_VALUE.size);
+  value.writeBigUInt64LE(process.hrtime.bigint() - BigInt(ageSec) * NSEC_PER_SEC, m.created_ns);
+  value.writeBigUInt64LE(1480n, m.seen_bytes);
+  value.writeUInt16BE(40000, m.sport);
+  value.writeUInt16BE(53, m.dport);
+  return value;
 }
 
 describe('conntrack sweep', () => {
@@ -73,26 +100,52 @@ describe('conntrack sweep', () => {
     const expired = [ctKey('10.1.0.7', '10.9.0.1', 40002, 53, UDP), ctValue(40, 7, 0)] as const; // UDP: 20 s here
     const gone = [ctKey('10.1.0.9', '10.9.0.1', 40003, 53, UDP), ctValue(1, 9, 0)] as const;
     const handedOver = [ctKey('10.9.0.1', '10.1.0.8', 40004, 80, TCP), ctValue(1, 0, 8)] as const;
-    for (const [key, value] of [live, liveTcp, expired, gone, handedOver]) conntrack.update(key, value);
-    ct_counts.update(encodeU32(7), countValue(3));
+    // Stamped by a packet on another CPU after the sweep read its clock: busy, not 2^64 ns idle.
+    const justSeen = [ctKey('10.1.0.7', '10.9.0.1', 40005, 53, UDP), ctValue(-5, 7, 0)] as const;
+    for (const [key, value] of [live, liveTcp, expired, gone, handedOver, justSeen]) conntrack.update(key, value);
+    ct_counts.update(encodeU32(7), countValue(4));
     ct_counts.update(encodeU32(9), countValue(1));
     ct_counts.update(encodeU32(8), countValue(1));
 
     const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7, 11], () => {});
     try {
-      expect(sweeper.sweep()).toEqual({ scanned: 5, expired: 1, stale: 2 });
-      expect(conntrack.lookup(live[0])).not.toBeNull();
-      expect(conntrack.lookup(liveTcp[0])).not.toBeNull();
+      expect(sweeper.sweep()).toEqual({ scanned: 6, expired: 1, stale: 2, fragScanned: 0, fragExpired: 0 });
+      for (const [key] of [live, liveTcp, justSeen]) expect(conntrack.lookup(key)).not.toBeNull();
       for (const [key] of [expired, gone, handedOver]) expect(conntrack.lookup(key)).toBeNull();
-      // Endpoint 7 keeps its two live flows; the gone endpoints' budgets are dropped.
-      expect(decodeCtCount(ct_counts.lookup(encodeU32(7))!)).toBe(2);
+      // Endpoint 7 keeps its three live flows; the gone endpoints' budgets are dropped.
+      expect(decodeCtCount(ct_counts.lookup(encodeU32(7))!)).toBe(3);
       expect(ct_counts.lookup(encodeU32(9))).toBeNull();
       expect(ct_counts.lookup(encodeU32(8))).toBeNull();
 
       // A second sweep finds nothing more to do.
-      expect(sweeper.sweep()).toEqual({ scanned: 2, expired: 0, stale: 0 });
+      expect(sweeper.sweep()).toMatchObject({ scanned: 3, expired: 0, stale: 0 });
     } finally {
       sweeper.stop();
+    }
+  });
+
+  it('removes the fragment entries of datagrams past their reassembly time and uncharges their endpoint', () => {
+    const { fragments, ct_counts } = dp.maps;
+    const young = fragKey('10.1.0.7', '10.9.0.1', 100, 7);
+    const justCreated = fragKey('10.1.0.7', '10.9.0.1', 103, 7); // by another CPU, after the sweep read its clock
+    const old = [fragKey('10.1.0.7', '10.9.0.1', 101, 7), fragKey('10.1.0.7', '10.9.0.1', 102, 7)];
+    fragments.update(young, fragValue(FRAG_TIMEOUT_SEC - 5));
+    fragments.update(justCreated, fragValue(-5));
+    for (const key of old) fragments.update(key, fragValue(FRAG_TIMEOUT_SEC + 5));
+    ct_counts.update(encodeU32(7), countValue(2, 4));
+
+    const sweeper = new ConntrackSweeper(dp.progPaths.ctSweep, ct_counts, () => [7], () => {});
+    try {
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 4, fragExpired: 2 });
+      for (const key of [young, justCreated]) expect(fragments.lookup(key)).not.toBeNull();
+      for (const key of old) expect(fragments.lookup(key)).toBeNull();
+      const count = ct_counts.lookup(encodeU32(7))!;
+      expect(decodeFragCount(count)).toBe(2);
+      expect(decodeCtCount(count)).toBe(2); // the conntrack charge is untouched
+      expect(sweeper.sweep()).toMatchObject({ fragScanned: 2, fragExpired: 0 });
+    } finally {
+      sweeper.stop();
+      for (const key of [young, justCreated]) fragments.delete(key);
     }
   });
 });

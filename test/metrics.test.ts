@@ -146,7 +146,7 @@ describe('agent metrics', () => {
     expect(valueOf(m, 'sluice_bpf_map_entries', { map: 'endpoints' })).toBe(3);
     expect(valueOf(m, 'sluice_bpf_map_entries', { map: 'policy' })).toBeGreaterThanOrEqual(1);
     expect(valueOf(m, 'sluice_bpf_map_max_entries', { map: 'endpoints' })).toBe(65536);
-    for (const map of ['endpoints', 'ipcache', 'policy', 'cidr_policy', 'conntrack']) {
+    for (const map of ['endpoints', 'ipcache', 'policy', 'cidr_policy', 'conntrack', 'fragments']) {
       const entries = valueOf(m, 'sluice_bpf_map_entries', { map });
       const max = valueOf(m, 'sluice_bpf_map_max_entries', { map });
       expect(max).toBeGreaterThan(0);

@@ -30,6 +30,16 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    many were sent
   connects   DST PORT COUNT PROTO  COUNT connections one after another (tcp: a handshake; udp: a datagram
                                    and its echo), 0.3 s each; prints how many got through
+  frag-part  DST PORT SPORT ID first|rest
+                                   one part of a UDP datagram (IPv4 or IPv6 by DST) in 4 fragments with
+                                   identification ID: its first fragment, or the 3 after it
+  frag-flood DST PORT COUNT ID     COUNT first fragments of UDP datagrams to DST, identifications ID and
+                                   up (none ever completed), as fast as a raw socket goes; prints how many
+  frag-send  DST PORT COUNT        COUNT UDP datagrams of FRAG_DATAGRAM_BYTES to DST, one after the other,
+                                   through a plain socket (the kernel fragments them); prints how many
+  frag-recv  PORT COUNT SECONDS    a UDP socket on PORT (both families): prints "ready", then, once COUNT
+                                   whole datagrams came or SECONDS passed, how many of each family came
+                                   (reassembled and of the expected length), as JSON
   vxlan      NODE INNER_SRC INNER_DST VTEP_MAC COUNT
                                    COUNT hand-built VXLAN packets (VNI 1) to NODE's UDP port 4789, ten a
                                    second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
@@ -71,6 +81,15 @@ from scapy.all import (IP, UDP, TCP, ICMP, Ether, AsyncSniffer, IPOption_NOP, Ra
 conf.verb = 0
 IFACE = "eth0"
 PAYLOAD = b"sluice-fragment-test-" * 10  # 210 bytes: several 64-byte fragments
+FRAG_DATAGRAM_BYTES = 3000  # over a 1500-byte MTU: 3 fragments
+
+
+def split_datagram(dst, port, sport, ident):
+    """A UDP datagram carrying PAYLOAD in 4 fragments of 64 bytes or less (IPv6: 72 with its headers)."""
+    if ":" in dst:
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
+        return fragment6(IPv6(dst=dst) / IPv6ExtHdrFragment(id=ident) / UDP(sport=sport, dport=port) / Raw(PAYLOAD), 112)
+    return fragment(IP(dst=dst, id=ident) / UDP(sport=sport, dport=port) / Raw(PAYLOAD), fragsize=64)
 
 
 def echo_of(dst, port, packets, timeout=2.0):
@@ -211,6 +230,55 @@ def main():
                 sent += 1
             sock.close()
         print(sent)
+    elif case == "frag-part":
+        sport, ident, part = int(sys.argv[4]), int(sys.argv[5]), sys.argv[6]
+        frags = split_datagram(dst, port, sport, ident)
+        send(frags[:1] if part == "first" else frags[1:])
+        print("sent", 1 if part == "first" else len(frags) - 1)
+    elif case == "frag-flood":
+        count, first_id = int(sys.argv[4]), int(sys.argv[5])
+        v6 = ":" in dst
+        # Warm the neighbour entry of the gateway: raw packets queued behind resolution can be dropped.
+        socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_DGRAM).sendto(b"w", (dst, port))
+        time.sleep(0.2)
+        if v6:
+            from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+            head = bytearray(bytes(IPv6(dst=dst) / IPv6ExtHdrFragment(id=0, m=1) / UDP(sport=40700, dport=port) / Raw(PAYLOAD[:64])))
+            id_at, id_len = 44, 4
+        else:
+            head = bytearray(bytes(IP(dst=dst, id=0, flags="MF") / UDP(sport=40700, dport=port) / Raw(PAYLOAD[:64])))
+            id_at, id_len = 4, 2
+        # IPPROTO_RAW: the header is ours (IPv4: the kernel only fills in the checksum).
+        sock = socket.socket(socket.AF_INET6 if v6 else socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        for i in range(count):
+            head[id_at:id_at + id_len] = ((first_id + i) % (1 << (8 * id_len)) or 1).to_bytes(id_len, "big")
+            sock.sendto(head, (dst, 0))
+        print(count)
+    elif case == "frag-send":
+        count = int(sys.argv[4])
+        sock = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
+        for _ in range(count):
+            sock.sendto(b"f" * FRAG_DATAGRAM_BYTES, (dst, port))
+        print(count)
+    elif case == "frag-recv":
+        import json
+        port, want, seconds = int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
+        sock = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+        sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
+        sock.setsockopt(socket.SOL_SOCKET, 33, 64 << 20)  # SO_RCVBUFFORCE (root): the whole burst fits
+        sock.bind(("::", port))
+        got = {"4": 0, "6": 0}
+        print("ready", flush=True)
+        deadline = time.time() + seconds
+        while got["4"] + got["6"] < want and time.time() < deadline:
+            sock.settimeout(max(0.01, deadline - time.time()))
+            try:
+                data, addr = sock.recvfrom(65535)
+            except socket.timeout:
+                break
+            if data in (PAYLOAD, b"f" * FRAG_DATAGRAM_BYTES):
+                got["4" if addr[0].startswith("::ffff:") else "6"] += 1
+        print(json.dumps(got))
     elif case == "vxlan":
         from scapy.layers.vxlan import VXLAN
         inner_src, inner_dst, vtep_mac, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])
