@@ -127,69 +127,115 @@ static __always_inline int judge_new_flow(const struct pkt_meta *p, const struct
 }
 
 /*
+ * The one verdict block of a new flow, shared by every program: the
+ * conntrack budget of the endpoint the flow is charged to, the policy verdict
+ * (judge_new_flow: its event and counters), and the conntrack entry that lets
+ * the rest of the flow and its replies through. With judge 0 the flow is
+ * recorded without a verdict (a Service flow whose egress is judged once the
+ * stack has translated it). Returns 0, or a negative drop reason.
+ */
+static __always_inline int enforce_new_flow(const struct pkt_meta *p, const struct flow *f, const struct endpoint_info *src,
+					    const struct endpoint_info *dst, __u32 src_identity, __u32 dst_identity,
+					    const struct endpoint_info *here, __u32 ct_flags, int judge)
+{
+	struct ct_count *budget;
+	int err;
+
+	err = ct_reserve(f, src, dst, &budget);
+	if (err)
+		return -err;
+	if (judge) {
+		err = judge_new_flow(p, f, src, dst, src_identity, dst_identity, here);
+		if (err)
+			return -err;
+	}
+	err = ct_create(f, ct_flags, src, dst, budget);
+	return err ? -err : 0;
+}
+
+/* A policy denial: judge_new_flow has counted and reported it already. */
+static __always_inline int reported(int reason)
+{
+	return reason == SLUICE_CTR_DROP_POLICY_EGRESS || reason == SLUICE_CTR_DROP_POLICY_INGRESS;
+}
+
+/*
+ * The one drop exit of the tc programs: counts the drop (globally and for
+ * the endpoint whose device the packet is on) and sends its monitor event,
+ * with the peer's identity on the far side.
+ */
+static __always_inline int drop_exit(struct __sk_buff *skb, const struct endpoint_info *ep, int reason,
+				     const struct flow *f, __u32 peer, int from_endpoint)
+{
+	if (reported(reason))
+		return TC_ACT_SHOT;
+	if (from_endpoint)
+		return ep_drop_event(skb, ep->endpoint_id, reason, f, ep->identity, peer, 1);
+	return ep_drop_event(skb, ep->endpoint_id, reason, f, peer, ep->identity, 0);
+}
+
+/*
  * Everything from_pod does for an IP packet: anti-spoofing, then conntrack,
  * then (for a new flow) the source's egress policy and, when the destination
- * is a pod on this node, its ingress policy; then delivery.
+ * is a pod on this node, its ingress policy; then delivery. Returns the tc
+ * verdict, or a negative drop reason for from_pod's drop exit (*peer: the
+ * identity of the far end, when it matters).
  */
-static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto)
+static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto,
+					    struct flow *f, __u32 *peer)
 {
 	struct endpoint_key dkey = {};
 	struct endpoint_info *dst;
-	struct ct_count *budget;
-	struct flow f = {};
 	struct ethhdr *eth;
 	__u32 ct_flags = 0;
 	int err;
 
-	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
+	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, f) : parse_ipv6(skb, f);
 	if (err != PARSE_OK)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
+		return -err;
 
 	eth = (void *)(long)skb->data;
 	if ((void *)(eth + 1) > (void *)(long)skb->data_end)
-		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
-	if (spoofed(eth, ep, &f))
-		return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_SPOOF, &f, ep->identity, 0, 1);
+		return -SLUICE_CTR_DROP_MALFORMED;
+	if (spoofed(eth, ep, f))
+		return -SLUICE_CTR_DROP_SPOOF;
 	/* Only now, with the source proven: a pod's fragments reach only its own entries. */
-	err = frag_track(&f, ep->endpoint_id, SLUICE_DIR_EGRESS);
+	err = frag_track(f, ep->endpoint_id, SLUICE_DIR_EGRESS);
 	if (err)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
+		return -err;
 	/*
 	 * Neighbour discovery and MLD are the link's business: the host answers
 	 * them. Only toward on-link destinations, though: sent to a routable
 	 * address they would be forwarded to other pods past every policy.
 	 */
-	if (f.is_ndp) {
-		if (!ipv6_on_link_destination(f.daddr))
-			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, &f, ep->identity, 0, 1);
-		return TC_ACT_OK;
-	}
+	if (f->is_ndp)
+		return ipv6_on_link_destination(f->daddr) ? TC_ACT_OK : -SLUICE_CTR_DROP_MALFORMED;
 
 	/*
 	 * A node's overlay port: what a pod encapsulated there would come out of
 	 * that node's VXLAN device with any inner source it liked, past the
 	 * spoofing check of the node it really came from. Pods never speak VXLAN.
 	 */
-	if (f.protocol == IPPROTO_UDP && f.dport == bpf_htons(SLUICE_VXLAN_PORT)) {
-		__u32 node = lookup_identity(f.family, f.daddr);
-
-		if (node == SLUICE_ID_HOST || node == SLUICE_ID_REMOTE_NODE)
-			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_TUNNEL, &f, ep->identity, node, 1);
+	if (f->protocol == IPPROTO_UDP && f->dport == bpf_htons(SLUICE_VXLAN_PORT)) {
+		*peer = lookup_identity(f->family, f->daddr);
+		if (*peer == SLUICE_ID_HOST || *peer == SLUICE_ID_REMOTE_NODE)
+			return -SLUICE_CTR_DROP_TUNNEL;
+		*peer = 0;
 	}
 
-	dkey.family = f.family;
-	__builtin_memcpy(dkey.addr, f.daddr, 16);
+	dkey.family = f->family;
+	__builtin_memcpy(dkey.addr, f->daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);
 
-	if (f.icmp_error) {
-		if (!icmp_error_related(skb, &f, &ct_flags))
-			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_ICMP_UNRELATED, &f, ep->identity, 0, 1);
+	if (f->icmp_error) {
+		if (!icmp_error_related(skb, f, &ct_flags))
+			return -SLUICE_CTR_DROP_ICMP_UNRELATED;
 		count(SLUICE_CTR_CT_RELATED, skb);
 		if (ct_flags & SLUICE_CT_VIA_STACK) {
 			count(SLUICE_CTR_TO_STACK, skb);
 			return TC_ACT_OK;
 		}
-	} else if (ct_lookup(&f, ep, dst, &ct_flags) == CT_ESTABLISHED) {
+	} else if (ct_lookup(f, ep, dst, &ct_flags) == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		/*
 		 * A reply of a flow that reached this pod through the stack (a Service's
@@ -200,12 +246,9 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			return TC_ACT_OK;
 		}
 	} else {
-		__u32 dst_identity = dst ? dst->identity : lookup_identity(f.family, f.daddr);
+		__u32 dst_identity = dst ? dst->identity : lookup_identity(f->family, f->daddr);
 		struct pkt_meta p = pkt_of(skb);
 
-		err = ct_reserve(&f, ep, dst, &budget);
-		if (err)
-			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
 		if (dst_identity == SLUICE_ID_SERVICE)
 			ct_flags = SLUICE_CT_SERVICE;
 		/*
@@ -215,19 +258,17 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		 * to one is judged once the stack has translated it (service_egress; or
 		 * to_pod, for a backend on this node).
 		 */
-		if (!(ct_flags & SLUICE_CT_SERVICE && ep->flags & SLUICE_EP_EGRESS_ISOLATED) &&
-		    judge_new_flow(&p, &f, ep, dst, ep->identity, dst_identity, ep))
-			return TC_ACT_SHOT;
-		err = ct_create(&f, ct_flags, ep, dst, budget);
+		err = enforce_new_flow(&p, f, ep, dst, ep->identity, dst_identity, ep, ct_flags,
+				       !(ct_flags & SLUICE_CT_SERVICE && ep->flags & SLUICE_EP_EGRESS_ISOLATED));
 		if (err)
-			return ep_drop_event(skb, ep->endpoint_id, err, &f, ep->identity, 0, 1);
+			return err;
 	}
 
 	if (dst) {
 		/* Re-derive the header pointer: the verifier forgets it across helper calls. */
 		eth = (void *)(long)skb->data;
 		if ((void *)(eth + 1) > (void *)(long)skb->data_end)
-			return drop(SLUICE_CTR_DROP_MALFORMED, skb);
+			return -SLUICE_CTR_DROP_MALFORMED;
 		return deliver_local(skb, eth, dst);
 	}
 	/* Other nodes, the host, Services (kube-proxy), the world: the stack routes them. */
@@ -235,6 +276,16 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		skb->mark |= SLUICE_MARK_EGRESS_PENDING;
 	count(SLUICE_CTR_TO_STACK, skb);
 	return TC_ACT_OK;
+}
+
+/* from_pod's IP path and its one drop exit. */
+static __always_inline int from_pod_ip(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto)
+{
+	struct flow f = {};
+	__u32 peer = 0;
+	int ret = forward_from_pod(skb, ep, proto, &f, &peer);
+
+	return ret < 0 ? drop_exit(skb, ep, -ret, &f, peer, 1) : ret;
 }
 
 SEC("tc")
@@ -263,14 +314,63 @@ int from_pod(struct __sk_buff *skb)
 
 		if (ret >= 0)
 			return ret;
-		return forward_from_pod(skb, ep, bpf_htons(ETH_P_IPV6));
+		return from_pod_ip(skb, ep, bpf_htons(ETH_P_IPV6));
 	}
 	case bpf_htons(ETH_P_IP):
-		return forward_from_pod(skb, ep, eth->h_proto);
+		return from_pod_ip(skb, ep, eth->h_proto);
 	default:
 		/* VLAN tags, raw frames and the like have no business leaving a pod. */
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	}
+}
+
+/*
+ * What to_pod does for an IP packet: the pod's ingress policy (this node
+ * itself is always let in), conntrack, and, for a local pod's packet that came
+ * through the stack (to a Service address, now translated to this backend),
+ * the egress policy from_pod left for here. Returns the tc verdict, or a
+ * negative drop reason for to_pod's drop exit (*peer: the source's identity).
+ */
+static __always_inline int forward_to_pod(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto,
+					  struct flow *f, __u32 *peer)
+{
+	struct endpoint_key skey = {};
+	struct endpoint_info *src;
+	struct pkt_meta p;
+	__u32 ct_flags = 0;
+	int err;
+
+	err = proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, f) : parse_ipv6(skb, f);
+	if (err != PARSE_OK)
+		return -err;
+	/* Fragments from the stack are charged to the pod they are for: a flood of them fills its budget only. */
+	err = frag_track(f, ep->endpoint_id, SLUICE_DIR_INGRESS);
+	if (err)
+		return -err;
+	/*
+	 * Neighbour discovery from the link itself: a hop limit of 255 proves it
+	 * was not forwarded (RFC 4861); otherwise only on-link destinations, which
+	 * no router forwards. A pod elsewhere cannot use it as a channel.
+	 */
+	if (f->is_ndp)
+		return f->hop_limit == 255 || ipv6_on_link_destination(f->daddr) ? TC_ACT_OK : -SLUICE_CTR_DROP_MALFORMED;
+	skey.family = f->family;
+	__builtin_memcpy(skey.addr, f->saddr, 16);
+	src = bpf_map_lookup_elem(&endpoints, &skey);
+	if (f->icmp_error) {
+		if (!icmp_error_related(skb, f, &ct_flags))
+			return -SLUICE_CTR_DROP_ICMP_UNRELATED;
+		count(SLUICE_CTR_CT_RELATED, skb);
+		return TC_ACT_OK;
+	}
+	if (ct_lookup(f, src, ep, &ct_flags) == CT_ESTABLISHED) {
+		count(SLUICE_CTR_CT_ESTABLISHED, skb);
+		return TC_ACT_OK;
+	}
+	*peer = src ? src->identity : lookup_identity(f->family, f->saddr);
+	p = pkt_of(skb);
+	err = enforce_new_flow(&p, f, src, ep, *peer, ep->identity, ep, SLUICE_CT_VIA_STACK, 1);
+	return err ? err : TC_ACT_OK;
 }
 
 /*
@@ -286,14 +386,10 @@ int to_pod(struct __sk_buff *skb)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ethhdr *eth = data;
 	__u32 ifindex = skb->ifindex;
-	struct endpoint_info *ep, *src;
-	struct endpoint_key skey = {};
-	struct ct_count *budget;
-	struct pkt_meta p;
+	struct endpoint_info *ep;
 	struct flow f = {};
-	__u32 ct_flags = 0;
-	__u32 peer;
-	int err;
+	__u32 peer = 0;
+	int ret;
 
 	count(SLUICE_CTR_TO_POD, skb);
 	ep = bpf_map_lookup_elem(&devices, &ifindex);
@@ -306,53 +402,8 @@ int to_pod(struct __sk_buff *skb)
 		return TC_ACT_OK;
 	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
-
-	err = eth->h_proto == bpf_htons(ETH_P_IP) ? parse_ipv4(skb, &f) : parse_ipv6(skb, &f);
-	if (err != PARSE_OK)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
-	/* Fragments from the stack are charged to the pod they are for: a flood of them fills its budget only. */
-	err = frag_track(&f, ep->endpoint_id, SLUICE_DIR_INGRESS);
-	if (err)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, 0, ep->identity, 0);
-	/*
-	 * Neighbour discovery from the link itself: a hop limit of 255 proves it
-	 * was not forwarded (RFC 4861); otherwise only on-link destinations, which
-	 * no router forwards. A pod elsewhere cannot use it as a channel.
-	 */
-	if (f.is_ndp) {
-		if (f.hop_limit != 255 && !ipv6_on_link_destination(f.daddr))
-			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, &f, 0, ep->identity, 0);
-		return TC_ACT_OK;
-	}
-	skey.family = f.family;
-	__builtin_memcpy(skey.addr, f.saddr, 16);
-	src = bpf_map_lookup_elem(&endpoints, &skey);
-	if (f.icmp_error) {
-		if (!icmp_error_related(skb, &f, &ct_flags))
-			return ep_drop_event(skb, ep->endpoint_id, SLUICE_CTR_DROP_ICMP_UNRELATED, &f, 0, ep->identity, 0);
-		count(SLUICE_CTR_CT_RELATED, skb);
-		return TC_ACT_OK;
-	}
-	if (ct_lookup(&f, src, ep, &ct_flags) == CT_ESTABLISHED) {
-		count(SLUICE_CTR_CT_ESTABLISHED, skb);
-		return TC_ACT_OK;
-	}
-	/*
-	 * The pod's ingress policy (this node itself is always let in) and, for a
-	 * local pod's packet that came through the stack (to a Service address,
-	 * now translated to this backend), the egress policy from_pod left for here.
-	 */
-	peer = src ? src->identity : lookup_identity(f.family, f.saddr);
-	err = ct_reserve(&f, src, ep, &budget);
-	if (err)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
-	p = pkt_of(skb);
-	if (judge_new_flow(&p, &f, src, ep, peer, ep->identity, ep))
-		return TC_ACT_SHOT;
-	err = ct_create(&f, SLUICE_CT_VIA_STACK, src, ep, budget);
-	if (err)
-		return ep_drop_event(skb, ep->endpoint_id, err, &f, peer, ep->identity, 0);
-	return TC_ACT_OK;
+	ret = forward_to_pod(skb, ep, eth->h_proto, &f, &peer);
+	return ret < 0 ? drop_exit(skb, ep, -ret, &f, peer, 0) : ret;
 }
 
 /*
@@ -394,7 +445,6 @@ int service_egress(struct bpf_nf_ctx *ctx)
 	struct pkt_meta p = { .len = skb->len };
 	struct endpoint_key key = {};
 	struct endpoint_info *src;
-	struct ct_count *budget;
 	struct bpf_dynptr pkt;
 	struct flow f = {};
 	__u32 ct_flags = 0;
@@ -428,17 +478,14 @@ int service_egress(struct bpf_nf_ctx *ctx)
 	/* Nothing translated it: the address is all there is to judge. */
 	if (dst_identity == SLUICE_ID_SERVICE)
 		dst_identity = SLUICE_ID_WORLD;
-	err = ct_reserve(&f, src, NULL, &budget);
-	if (!err && judge_new_flow(&p, &f, src, NULL, src->identity, dst_identity, src))
-		return NF_DROP;
+	err = enforce_new_flow(&p, &f, src, NULL, src->identity, dst_identity, src, 0, 1);
 	if (!err)
-		err = ct_create(&f, 0, src, NULL, budget);
-	if (err) {
-		ep_count_len(src->endpoint_id, err, p.len);
-		count_len(err, p.len);
-		return NF_DROP;
+		return NF_ACCEPT;
+	if (!reported(-err)) {
+		ep_count_len(src->endpoint_id, -err, p.len);
+		count_len(-err, p.len);
 	}
-	return NF_ACCEPT;
+	return NF_DROP;
 }
 
 /*

@@ -40,6 +40,19 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
   frag-recv  PORT COUNT SECONDS    a UDP socket on PORT (both families): prints "ready", then, once COUNT
                                    whole datagrams came or SECONDS passed, how many of each family came
                                    (reassembled and of the expected length), as JSON
+  tcp-flags  DST PORT FLAGS COUNT  for each of the comma-separated scapy FLAGS (e.g. A,R,RA,F,PA), COUNT TCP
+                                   segments with it and no connection behind them, from new source ports
+  tcp-count  SRC PORT SECONDS      counts what reaches this pod from SRC to TCP PORT: segments, and every
+                                   piece of a fragmented one (IPv4 or IPv6 by SRC)
+  tcp-hold   DST PORT SECONDS      a TCP connection to an echo server, an echo every 0.2 s for SECONDS;
+                                   prints {"echoes": N, "reset": bool} as JSON
+  tcp-forge-rst DST PORT FAKE_SRC COUNT
+                                   COUNT RST segments from FAKE_SRC, random ephemeral source ports and
+                                   sequence numbers, to DST:PORT
+  udp-forge  DST PORT SRC SPORT    five UDP datagrams SRC:SPORT -> DST:PORT (SRC: another's or the pod's own)
+  udp-count  PORT SECONDS          counts the UDP datagrams to PORT that reach this pod (either family)
+  frag-overlap DST PORT            a TCP segment to DST:PORT in two fragments: the first holds the whole
+                                   header, the second starts at offset 8, inside it
   vxlan      NODE INNER_SRC INNER_DST VTEP_MAC COUNT
                                    COUNT hand-built VXLAN packets (VNI 1) to NODE's UDP port 4789, ten a
                                    second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
@@ -90,6 +103,14 @@ def split_datagram(dst, port, sport, ident):
         from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, fragment6
         return fragment6(IPv6(dst=dst) / IPv6ExtHdrFragment(id=ident) / UDP(sport=sport, dport=port) / Raw(PAYLOAD), 112)
     return fragment(IP(dst=dst, id=ident) / UDP(sport=sport, dport=port) / Raw(PAYLOAD), fragsize=64)
+
+
+def ip_to(dst, **fields):
+    """An IPv4 or IPv6 header to dst, by its family."""
+    if ":" in dst:
+        from scapy.layers.inet6 import IPv6
+        return IPv6(dst=dst, **fields)
+    return IP(dst=dst, **fields)
 
 
 def echo_of(dst, port, packets, timeout=2.0):
@@ -179,7 +200,7 @@ def main():
         l4 = UDP(sport=sport, dport=port) / Raw(b"seed") if proto == "udp" else ICMP(type=8, id=sport, seq=1)
         sent, deadline = 0, time.time() + seconds
         while time.time() < deadline:
-            send(IP(dst=dst) / l4)
+            send(ip_to(dst) / l4)
             sent += 1
             time.sleep(0.1)
         print(sent)
@@ -279,6 +300,74 @@ def main():
             if data in (PAYLOAD, b"f" * FRAG_DATAGRAM_BYTES):
                 got["4" if addr[0].startswith("::ffff:") else "6"] += 1
         print(json.dumps(got))
+    elif case == "tcp-flags":
+        flags, n, sport, sent = sys.argv[4].split(","), int(sys.argv[5]), 42000, 0
+        for f in flags:
+            for _ in range(n):
+                send(ip_to(dst) / TCP(sport=sport, dport=port, flags=f, seq=1000 + sent, ack=5000))
+                sport += 1
+                sent += 1
+        print("sent", sent)
+    elif case == "tcp-count":
+        src, seconds = dst, float(sys.argv[4])
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+
+        def match(p):
+            if ":" in src:
+                if IPv6 not in p or p[IPv6].src != src:
+                    return False
+                if IPv6ExtHdrFragment in p and p[IPv6ExtHdrFragment].offset > 0:
+                    return True
+            else:
+                if IP not in p or p[IP].src != src:
+                    return False
+                if p[IP].frag > 0:
+                    return True
+            return TCP in p and p[TCP].dport == port
+        print(sniff_count(match, seconds))
+    elif case == "tcp-hold":
+        import json
+        seconds, echoes, reset = float(sys.argv[4]), 0, False
+        sock = socket.create_connection((dst, port), timeout=2)
+        deadline = time.time() + seconds
+        try:
+            while time.time() < deadline:
+                sock.sendall(b"ping")
+                if sock.recv(64):
+                    echoes += 1
+                time.sleep(0.2)
+        except OSError:
+            reset = True
+        sock.close()
+        print(json.dumps({"echoes": echoes, "reset": reset}))
+    elif case == "tcp-forge-rst":
+        import random
+        fake, n = sys.argv[4], int(sys.argv[5])
+        for _ in range(n):
+            send(ip_to(dst, src=fake) / TCP(sport=random.randint(32768, 60999), dport=port, flags="R", seq=random.getrandbits(32)))
+        print("sent", n)
+    elif case == "udp-forge":
+        src, sport = sys.argv[4], int(sys.argv[5])
+        for _ in range(5):
+            send(ip_to(dst, src=src) / UDP(sport=sport, dport=port) / Raw(b"forged-reply"))
+        print("sent 5")
+    elif case == "udp-count":
+        from scapy.layers.inet6 import IPv6
+        seconds = float(sys.argv[3])
+        print(sniff_count(lambda p: (IP in p or IPv6 in p) and UDP in p and p[UDP].dport == int(dst), seconds))
+    elif case == "frag-overlap":
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment
+        segment = bytes(TCP(sport=42500, dport=port, flags="S", seq=1) / Raw(b"abcd"))  # 24 bytes: 3 units of 8
+        inside = segment[8:24]  # would rewrite ack, offset, flags, window, checksum on reassembly
+        if ":" in dst:
+            first = IPv6(dst=dst, nh=44) / IPv6ExtHdrFragment(nh=6, id=777, offset=0, m=1) / Raw(segment)
+            later = IPv6(dst=dst, nh=44) / IPv6ExtHdrFragment(nh=6, id=777, offset=1, m=0) / Raw(inside)
+        else:
+            first = IP(dst=dst, id=777, proto=6, flags="MF", frag=0) / Raw(segment)
+            later = IP(dst=dst, id=777, proto=6, frag=1) / Raw(inside)
+        send(first)
+        send(later)
+        print("sent 2")
     elif case == "vxlan":
         from scapy.layers.vxlan import VXLAN
         inner_src, inner_dst, vtep_mac, n = sys.argv[3], sys.argv[4], sys.argv[5], int(sys.argv[6])

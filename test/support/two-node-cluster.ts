@@ -37,7 +37,8 @@ export class TwoNodeCluster extends TestCluster {
   }
 
   async connects(from: string, to: string, protocol: 'tcp' | 'udp' | 'icmp'): Promise<boolean> {
-    return (await this.local('probe', from, to, '--protocol', protocol, '--timeout-ms', '1500')).code === 0;
+    // Between namespaces an allowed probe answers in milliseconds; a denied one waits out the timeout.
+    return (await this.local('probe', from, to, '--protocol', protocol, '--timeout-ms', '800')).code === 0;
   }
 
   /** The node's ipcache (address → identity), read from its pinned map. */
