@@ -41,12 +41,7 @@ describe('hostile pod: Service addresses get no free pass', () => {
       child.once('exit', (code) => reject(new Error(`server in ${netns} exited (${code})`)));
     });
 
-  const egressDrops = async () => {
-    const status = JSON.parse(await must(SLUICE, ['status', '--socket', cluster.node('node-1').socket, '-o', 'json'])) as {
-      counters: Record<string, { packets: number }>;
-    };
-    return status.counters.DROP_POLICY_EGRESS?.packets ?? 0;
-  };
+  const egressDrops = () => cluster.counter('DROP_POLICY_EGRESS', cluster.node('node-1').socket);
 
   beforeAll(async () => {
     await cluster.up(

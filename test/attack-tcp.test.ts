@@ -32,9 +32,7 @@ describe('hostile pod: TCP and fragment games', () => {
     await run(from, ...send);
     return Number(await counting);
   };
-  const counter = async (name: string) =>
-    ((JSON.parse(await must(SLUICE, ['status', '--socket', cluster.socket, '-o', 'json'])) as { counters: Record<string, { packets: number }> }).counters[name]
-      ?.packets ?? 0);
+  const counter = (name: string) => cluster.counter(name);
 
   beforeAll(async () => {
     await cluster.up('--pod-cidr', v6CIDR);

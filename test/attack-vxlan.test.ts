@@ -66,9 +66,7 @@ spec:
     const node2 = cluster.node('node-2');
     const v = pods['x/v']!.ips[0]!;
     const g = pods['x/g']!.ips[0]!;
-    const tunnelDrops = async () =>
-      ((JSON.parse(await must(SLUICE, ['status', '--socket', node2.socket, '-o', 'json'])) as { counters: Record<string, { packets: number }> }).counters.DROP_TUNNEL
-        ?.packets ?? 0);
+    const tunnelDrops = () => cluster.counter('DROP_TUNNEL', node2.socket);
     const before = await tunnelDrops();
     const counting = run('x/v', 'count', g, '7000', '4', 'udp');
     await new Promise((r) => setTimeout(r, 600));

@@ -65,8 +65,14 @@ export class TestCluster {
   }
 
   /** GET on the agent's API through the CLI-free path (curl-less: node http via sluice status -o json). */
-  async status(): Promise<{ endpoints: number; datapath: { adopted: boolean }; counters: Record<string, { packets: number }> }> {
-    return JSON.parse(await must(SLUICE, ['status', '--socket', this.socket, '-o', 'json']));
+  /** `sluice status -o json` of the cluster's agent (or of the agent at another socket: a node's). */
+  async status(socket = this.socket): Promise<{ endpoints: number; datapath: { adopted: boolean }; counters: Record<string, { packets: number }> }> {
+    return JSON.parse(await must(SLUICE, ['status', '--socket', socket, '-o', 'json']));
+  }
+
+  /** Packets a datapath counter holds now (0 when it never counted). */
+  async counter(name: string, socket = this.socket): Promise<number> {
+    return (await this.status(socket)).counters[name]?.packets ?? 0;
   }
 
   /** Pods as `get pods -o json` lists them. */
