@@ -12,12 +12,15 @@
  * nor half of one.
  */
 import {
+  COUNTER_NAMES,
+  Counter,
   EndpointFlag,
   Identity,
   encodeCidrPolicyKey,
   encodeCidrPolicyValue,
   encodeEndpointInfo,
   encodeEndpointKey,
+  encodeEpCounterKey,
   encodeIpcacheKey,
   encodeIpcacheValue,
   encodePolicyKey,
@@ -41,6 +44,8 @@ export interface SyncedMaps {
   ipcache: BpfMap;
   policy: BpfMap;
   cidr_policy: BpfMap;
+  /** Per-endpoint counters: the datapath creates them, the sync removes a gone endpoint's. */
+  ep_counters: BpfMap;
 }
 
 /** What one sync changed. */
@@ -58,7 +63,7 @@ export interface SyncStats {
 
 const MAX_FAILURES = 20;
 
-type MapName = keyof SyncedMaps;
+type MapName = Exclude<keyof SyncedMaps, 'ep_counters'>;
 type Contents = Map<string, string>; // key hex → value hex
 
 /** Every map this module owns. */
@@ -116,6 +121,23 @@ export class DatapathSync {
     for (const value of this.current.get('devices')!.values()) {
       const info = decodeEndpointInfo(Buffer.from(value, 'hex'));
       this.installed.set(info.endpointId, { rev: info.policyRev, flags: info.flags, compiled: null });
+    }
+  }
+
+  /**
+   * A gone endpoint's counters: ids are never reused, so left in place they
+   * would fill ep_counters after enough pod churn, and counting would stop.
+   * One delete per counter, not a walk of the map.
+   */
+  private forgetCounters(endpointId: number): void {
+    for (const name of COUNTER_NAMES) {
+      try {
+        this.maps.ep_counters.delete(encodeEpCounterKey(endpointId, Counter[name]));
+      } catch (err: unknown) {
+        // Not a failure of the sync's own state: the next gone endpoint tries again, the datapath keeps counting.
+        this.failureCount++;
+        if (this.failures.length < MAX_FAILURES) this.failures.push(`delete ep_counters of endpoint ${endpointId}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
   }
 
@@ -254,7 +276,11 @@ export class DatapathSync {
       }
     }
     const present = new Set(endpoints.map((e) => e.id));
-    for (const id of this.installed.keys()) if (!present.has(id)) this.installed.delete(id);
+    for (const id of this.installed.keys()) {
+      if (present.has(id)) continue;
+      this.installed.delete(id);
+      this.forgetCounters(id);
+    }
     this.compiled = compiled;
     const failed = this.failureCount > this.failures.length ? [...this.failures, `... and ${this.failureCount - this.failures.length} more`] : this.failures;
     return { written, deleted, durationMs: performance.now() - started, failed };

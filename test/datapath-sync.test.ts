@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../agent/api-types.ts';
 import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
-import { Identity, decodeEndpointInfo, decodePolicyKey, policyId } from '../datapath/abi.ts';
+import { Counter, Identity, decodeEndpointInfo, decodePolicyKey, encodeEpCounterKey, policyId } from '../datapath/abi.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
 
@@ -39,7 +39,7 @@ class FakeMap {
 
 function setup() {
   const log: string[] = [];
-  const names = ['endpoints', 'devices', 'ipcache', 'policy', 'cidr_policy'] as const;
+  const names = ['endpoints', 'devices', 'ipcache', 'policy', 'cidr_policy', 'ep_counters'] as const;
   const maps = Object.fromEntries(names.map((n) => [n, new FakeMap(n, log)])) as unknown as Record<(typeof names)[number], FakeMap>;
   const sync = new DatapathSync(maps as unknown as SyncedMaps, new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
   const endpoints: Endpoint[] = ['a', 'b', 'c'].map((name, i) => ({
@@ -75,6 +75,15 @@ const aFromB: NetworkPolicy = {
 };
 
 describe('DatapathSync', () => {
+  it("removes a gone endpoint's counters, and only its own", () => {
+    const { sync, endpoints, view, maps } = setup();
+    sync.apply(view({}, []), endpoints, []);
+    for (const id of [1, 2]) for (const counter of [Counter.POLICY_ALLOWED, Counter.DROP_POLICY_INGRESS]) maps.ep_counters.update(encodeEpCounterKey(id, counter), Buffer.alloc(16));
+    const stats = sync.apply(view({}, []), endpoints.slice(1), []); // endpoint 1 is gone
+    expect(stats.failed).toEqual([]);
+    expect(maps.ep_counters.keys().map((k) => k.readUInt32LE(0))).toEqual([2, 2]);
+  });
+
   it('writes nothing when nothing changed', () => {
     const { sync, endpoints, view } = setup();
     sync.apply(view({}, [aFromB]), endpoints, ['192.0.2.1']);
