@@ -59,6 +59,8 @@ export interface SyncStats {
    * entry, endpoint and map is still brought up to date.
    */
   failed: string[];
+  /** Endpoints whose endpoint_info the kernel refused: their traffic is dropped (fail closed), and a registration of one must fail. */
+  unserved: number[];
 }
 
 const MAX_FAILURES = 20;
@@ -262,7 +264,13 @@ export class DatapathSync {
       wantInfo.devices.set(deviceKey(info.ifindex).toString('hex'), value);
       for (const ip of [info.ipv4, info.ipv6]) if (ip !== null) wantInfo.endpoints.set(encodeEndpointKey({ family: ip.includes(':') ? 6 : 4, address: ip }).toString('hex'), value);
     }
-    for (const name of ['endpoints', 'devices'] as const) for (const [key, value] of wantInfo[name]) if (this.write(name, key, value)) written++;
+    const unserved = new Set<number>();
+    for (const name of ['endpoints', 'devices'] as const) {
+      for (const [key, value] of wantInfo[name]) {
+        if (this.write(name, key, value)) written++;
+        else if (this.current.get(name)!.get(key) !== value) unserved.add(decodeEndpointInfo(Buffer.from(value, 'hex')).endpointId);
+      }
+    }
     // 4. Whatever nothing points at any more: gone endpoints, then old slots, then addresses.
     const stillWanted = (name: MapName, key: string): boolean => {
       if (name === 'endpoints' || name === 'devices') return wantInfo[name].has(key);
@@ -283,7 +291,7 @@ export class DatapathSync {
     }
     this.compiled = compiled;
     const failed = this.failureCount > this.failures.length ? [...this.failures, `... and ${this.failureCount - this.failures.length} more`] : this.failures;
-    return { written, deleted, durationMs: performance.now() - started, failed };
+    return { written, deleted, durationMs: performance.now() - started, failed, unserved: [...unserved] };
   }
 
   /** The ipcache as the state calls for it. */

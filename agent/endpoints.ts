@@ -19,8 +19,16 @@ CREATE TABLE IF NOT EXISTS endpoints (
   UNIQUE (container_id, ifname)
 );`;
 
-/** Brings the datapath in line with the endpoints (see agent/datapath-sync.ts). */
-export type SyncEndpoints = (endpoints: Endpoint[]) => void;
+/** Brings the datapath in line with the endpoints (see agent/datapath-sync.ts); says which it could not serve. */
+export type SyncEndpoints = (endpoints: Endpoint[]) => { unserved: number[] } | void;
+
+/** A registration the datapath could not take (its endpoint map entries were refused: a full map). A retry may succeed. */
+export class EndpointNotServedError extends Error {
+  constructor(containerID: string, ifname: string) {
+    super(`the datapath refused the endpoint of ${containerID}/${ifname} (a full endpoints or devices map?); try again later`);
+    this.name = 'EndpointNotServedError';
+  }
+}
 
 /** Local endpoints: the store, and the datapath kept in step with it. */
 export class EndpointManager {
@@ -48,7 +56,8 @@ export class EndpointManager {
     const before = this.stmts.get!.get(spec.containerID, spec.ifname) as { spec: string; created_at: number } | undefined;
     const row = this.stmts.upsert!.get(spec.containerID, spec.ifname, JSON.stringify(spec), Date.now()) as { id: number };
     try {
-      this.sync(this.list());
+      // The pod would be dropped (fail closed) with its ADD reported a success: fail the ADD instead.
+      if (this.sync(this.list())?.unserved.includes(row.id)) throw new EndpointNotServedError(spec.containerID, spec.ifname);
     } catch (err) {
       // A registration the datapath cannot take leaves nothing behind: the row goes back to what it was.
       if (before) this.stmts.upsert!.get(spec.containerID, spec.ifname, before.spec, before.created_at);

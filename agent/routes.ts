@@ -7,7 +7,7 @@ import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
 import type { Datapath } from '../datapath/loader.ts';
 import { ApiFailure, type Route } from './api-server.ts';
 import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from './api-types.ts';
-import type { EndpointManager } from './endpoints.ts';
+import { EndpointNotServedError, type EndpointManager } from './endpoints.ts';
 import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { monitorRoutes } from './monitor-routes.ts';
@@ -153,7 +153,12 @@ export function agentRoutes(ctx: AgentContext): Route[] {
       handler: async ({ body }) => {
         const spec = parseEndpointSpec(body);
         await ctx.policy.datastore.ensurePod?.(spec.namespace, spec.pod);
-        return ctx.endpoints.register(spec);
+        try {
+          return ctx.endpoints.register(spec);
+        } catch (err: unknown) {
+          if (err instanceof EndpointNotServedError) throw new ApiFailure(503, 'TryAgain', err.message);
+          throw err;
+        }
       },
     },
     {

@@ -13,7 +13,7 @@ export function toCniError(what: string): (err: unknown) => never {
     if (err instanceof AgentUnreachableError) {
       throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `${what}: ${err.message}`);
     }
-    if (err instanceof AgentError && err.kind === 'PoolExhausted') {
+    if (err instanceof AgentError && (err.kind === 'PoolExhausted' || err.kind === 'TryAgain')) {
       throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `${what}: ${err.message}`);
     }
     throw new CniError(CNI_ERR.IO, `${what}: ${err instanceof Error ? err.message : String(err)}`);

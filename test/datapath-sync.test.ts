@@ -75,6 +75,15 @@ const aFromB: NetworkPolicy = {
 };
 
 describe('DatapathSync', () => {
+  it('names the endpoints whose endpoint_info a full map refused, and only those', () => {
+    const { sync, endpoints, view, maps } = setup();
+    expect(sync.apply(view({}, []), endpoints.slice(0, 2), []).unserved).toEqual([]);
+    maps.devices.capacity = maps.devices.entries.size; // no room for c's device
+    const stats = sync.apply(view({}, []), endpoints, []);
+    expect(stats.unserved).toEqual([3]);
+    expect(stats.failed.some((f) => f.includes('devices'))).toBe(true);
+  });
+
   it("removes a gone endpoint's counters, and only its own", () => {
     const { sync, endpoints, view, maps } = setup();
     sync.apply(view({}, []), endpoints, []);
