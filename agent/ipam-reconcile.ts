@@ -6,9 +6,11 @@
  * and on POST /v1/ipam/reconcile (the CNI GC verb).
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import type { Ipam } from '../ipam/allocator.ts';
-import { decideReleases, type AttachmentDecision } from '../ipam/reconcile.ts';
+import { decideReleases, type AttachmentDecision, type NetnsState } from '../ipam/reconcile.ts';
 import type { EndpointManager } from './endpoints.ts';
+import type { KubeObject } from './local-datastore.ts';
 
 /** Default grace period: longer than kubelet's 2-minute runtime request timeout, so no running ADD loses its address. */
 export const DEFAULT_IPAM_GC_GRACE_MS = 5 * 60_000;
@@ -19,6 +21,8 @@ export const DEFAULT_IPAM_GC_INTERVAL_MS = 60_000;
 export interface IpamReconcileDeps {
   ipam: Ipam;
   endpoints: Pick<EndpointManager, 'list' | 'unregister'>;
+  /** "namespace/name" of every pod the datastore shows running on this node (read once per reconciliation); undefined without a datastore. */
+  podsRunningHere?: (() => ReadonlySet<string>) | undefined;
   /** The datastore's answer to "does this pod exist"; undefined while the agent has no datastore. */
   podExists?: ((namespace: string, name: string) => boolean) | undefined;
   log: (message: string) => void;
@@ -40,12 +44,41 @@ export interface IpamReconcileReport {
   failed: (AttachmentDecision & { error: string })[];
 }
 
+/**
+ * A netns path as the agent sees it. The agent may run in a container that
+ * mounts only /var/run/netns: a runtime that keeps netns files elsewhere
+ * (containerd's netns_mounts_under_state_dir) gives paths whose directory
+ * is not there, and /proc/<pid>/ns/net names a PID of a namespace the agent
+ * may not share. Those are "unknown", never "gone".
+ */
+export function netnsState(netns: string): NetnsState {
+  if (fs.existsSync(netns)) return 'exists';
+  if (netns.startsWith('/proc/')) return 'unknown';
+  return fs.existsSync(path.dirname(netns)) ? 'gone' : 'unknown';
+}
+
+/**
+ * "namespace/name" of the pods that run on this node (their spec.nodeName, or
+ * none: a one-node local cluster) among the datastore's pods, which hold only
+ * pods that are not finished and not host-networked.
+ */
+export function runningOn(pods: readonly KubeObject[], nodeName: string): Set<string> {
+  const out = new Set<string>();
+  for (const p of pods) {
+    const node = (p.spec as { nodeName?: string } | undefined)?.nodeName;
+    if (node === undefined || node === '' || node === nodeName) out.add(`${p.metadata.namespace}/${p.metadata.name}`);
+  }
+  return out;
+}
+
 /** Runs one reconciliation now; synchronous, so no allocation interleaves with it. */
 export function reconcileIpam(deps: IpamReconcileDeps, opts: IpamReconcileOptions): IpamReconcileReport {
+  const running = deps.podsRunningHere?.();
   const decision = decideReleases({
     allocations: deps.ipam.list(),
     endpoints: deps.endpoints.list(),
-    netnsExists: (netns) => fs.existsSync(netns),
+    netnsState,
+    podRunning: running ? (namespace, name) => running.has(`${namespace}/${name}`) : undefined,
     podExists: deps.podExists,
     validAttachments: opts.validAttachments,
     graceMs: opts.graceMs,

@@ -15,6 +15,7 @@ export interface IpamRouteContext {
   ipam: Ipam;
   endpoints: Pick<EndpointManager, 'list' | 'unregister'>;
   podExists?: ((namespace: string, name: string) => boolean) | undefined;
+  podsRunningHere?: (() => ReadonlySet<string>) | undefined;
   ipamGcGraceMs?: number | undefined;
 }
 
@@ -59,7 +60,7 @@ export function ipamRoutes(ctx: IpamRouteContext): Route[] {
           throw new ApiFailure(400, 'BadRequest', "field 'graceMs' must be a non-negative number of milliseconds");
         }
         const report = reconcileIpam(
-          { ipam: ctx.ipam, endpoints: ctx.endpoints, podExists: ctx.podExists, log },
+          { ipam: ctx.ipam, endpoints: ctx.endpoints, podExists: ctx.podExists, podsRunningHere: ctx.podsRunningHere, log },
           { graceMs, validAttachments: parseValidAttachments(req.validAttachments), dryRun: req.dryRun === true },
         );
         return report;

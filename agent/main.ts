@@ -16,7 +16,7 @@ import { serveApi } from './api-server.ts';
 import { DEFAULT_SOCKET } from './api-types.ts';
 import { EndpointManager } from './endpoints.ts';
 import { DEL_QUEUE_SUBDIR } from './del-queue.ts';
-import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, startIpamReconciler } from './ipam-reconcile.ts';
+import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, runningOn, startIpamReconciler } from './ipam-reconcile.ts';
 import { startDelQueueDrain } from './del-queue-drain.ts';
 import { log } from './log.ts';
 import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore.ts';
@@ -220,13 +220,15 @@ export async function runAgent(argv: string[]): Promise<void> {
     ? (namespace: string, name: string) => policy.datastore.objects().pods.some((p) => p.metadata.namespace === namespace && p.metadata.name === name)
     : undefined;
   // Without a datastore (podExists undefined) reconciliation skips the "pod exists" criterion.
+  // A pod the datastore shows running on this node never loses its address to reconciliation.
+  const podsRunningHere = podExists ? () => runningOn(policy.datastore.objects().pods, values['node-name']) : undefined;
   const ctSweeper = new ConntrackSweeper(datapath.progPaths.ctSweep, datapath.maps.ct_counts, () => endpoints.list().map((e) => e.id), log);
   ctSweeper.start(nonNegativeFlag('ct-sweep-interval-ms', values['ct-sweep-interval-ms'], DEFAULT_CT_SWEEP_INTERVAL_MS, 'milliseconds'));
-  const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
+  const stopIpamReconciler = startIpamReconciler({ ipam, endpoints, log, podExists, podsRunningHere }, { graceMs: ipamGcGraceMs, intervalMs: ipamGcIntervalMs });
   const metricsServer = metricsAddress ? await serveMetrics(metricsAddress, metrics, log) : null;
   if (metricsServer) log(`metrics at http://${formatMetricsAddress(metricsServer.bound)}/metrics`);
   const metricsStatus = { address: metricsAddress && formatMetricsAddress(metricsServer?.bound ?? metricsAddress), listening: metricsServer !== null };
-  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, monitor, podMtu: () => routing.podMtu(), startedAtMs, mapFill: () => mapFill.read(), metrics: metricsStatus };
+  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, podsRunningHere, monitor, podMtu: () => routing.podMtu(), startedAtMs, mapFill: () => mapFill.read(), metrics: metricsStatus };
   const server = await serveApi(values.socket, agentRoutes(ctx), log, { onRequest: (...a) => metrics.observeApiRequest(...a) });
   log(`serving ${values.socket}; node ${ctx.node}, pod CIDRs ${podCIDRs.join(', ')}`);
   kube?.serving();

@@ -25,6 +25,7 @@ export interface AgentContext {
   datapath: Datapath;
   /** The datastore's answer to "does this pod exist" for IPAM reconciliation; undefined until the agent has a datastore. */
   podExists?: (namespace: string, name: string) => boolean;
+  podsRunningHere?: (() => ReadonlySet<string>) | undefined;
   /** Grace period of IPAM reconciliation (--ipam-gc-grace-ms). */
   ipamGcGraceMs?: number;
   /** Datastore, identities and the policy maps. */

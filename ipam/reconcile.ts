@@ -9,11 +9,13 @@
  * - the caller gave the runtime's list of valid attachments (CNI GC) and it
  *   is not in it; otherwise
  * - its netns (from its endpoint record, else from the allocation) is known
- *   and gone; or
+ *   and gone, and the datastore does not show its pod running on this node; or
  * - it has no endpoint, no known netns, and no pod in the datastore (the
  *   datastore criterion is skipped when there is no datastore).
  * An endpoint whose netns still exists keeps its addresses even when its pod
- * is gone: the runtime still owes it a DEL.
+ * is gone: the runtime still owes it a DEL. A pod the datastore shows running
+ * on this node keeps them whatever its netns looks like from the agent (a
+ * path the agent's container cannot see is "unknown", never "gone").
  */
 import type { AllocationRecord } from './store.ts';
 
@@ -29,8 +31,10 @@ export interface EndpointFacts {
 export interface ReconcileInput {
   allocations: AllocationRecord[];
   endpoints: EndpointFacts[];
-  /** True when the netns path exists now. */
-  netnsExists: (netns: string) => boolean;
+  /** Whether the netns path exists now, as far as the agent can tell (see netnsState in agent/ipam-reconcile.ts). */
+  netnsState: (netns: string) => NetnsState;
+  /** True when the datastore shows the pod running on this node; undefined without a datastore. */
+  podRunning?: ((namespace: string, name: string) => boolean) | undefined;
   /** True when the datastore has the pod; undefined when there is no datastore yet (criterion skipped). */
   podExists?: ((namespace: string, name: string) => boolean) | undefined;
   /** The runtime's valid attachments (CNI GC); when given, everything else past the grace period goes. */
@@ -41,6 +45,9 @@ export interface ReconcileInput {
   now: number;
 }
 
+/** What the agent can tell of a netns path: there, gone, or out of its sight. */
+export type NetnsState = 'exists' | 'gone' | 'unknown';
+
 /** Why an attachment is released or kept. */
 export type ReconcileReason =
   | 'within-grace'
@@ -50,6 +57,7 @@ export type ReconcileReason =
   | 'netns-gone'
   | 'endpoint-exists'
   | 'pod-exists'
+  | 'pod-running'
   | 'pod-gone'
   | 'no-endpoint';
 
@@ -109,13 +117,21 @@ export function decideReleases(input: ReconcileInput): ReconcileDecision {
       continue;
     }
     const netns = endpoint?.netns || allocs.find((a) => a.netns !== '')?.netns || '';
-    if (netns !== '') {
-      if (input.netnsExists(netns)) decide(false, 'netns-exists');
-      else decide(true, 'netns-gone');
+    const state: NetnsState = netns === '' ? 'unknown' : input.netnsState(netns);
+    if (state === 'exists') {
+      decide(false, 'netns-exists');
+      continue;
+    }
+    if (input.podRunning?.(first.namespace, first.pod)) {
+      decide(false, 'pod-running');
+      continue;
+    }
+    if (state === 'gone') {
+      decide(true, 'netns-gone');
       continue;
     }
     if (endpoint) {
-      // An endpoint without a netns path cannot be checked: keep it until its DEL or a GC.
+      // An endpoint whose netns cannot be checked: keep it until its DEL or a GC.
       decide(false, 'endpoint-exists');
       continue;
     }

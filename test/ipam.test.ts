@@ -7,6 +7,7 @@ import { Ipam, PoolExhaustedError } from '../ipam/allocator.ts';
 import { cidrContains, parseAddressRange, parseCidr } from '../ipam/cidr.ts';
 import { podCIDRsOfNode, validatePodCIDRs } from '../ipam/pod-cidrs.ts';
 import { makePool, nextAllocatable, notAllocatable, poolCapacity } from '../ipam/pool.ts';
+import { netnsState, runningOn } from '../agent/ipam-reconcile.ts';
 import { decideReleases, type ReconcileInput } from '../ipam/reconcile.ts';
 import type { AllocationRecord } from '../ipam/store.ts';
 
@@ -279,7 +280,7 @@ describe('reconcile decision', () => {
     ...over,
   });
   const decide = (over: Partial<ReconcileInput>) => {
-    const d = decideReleases({ allocations: [], endpoints: [], netnsExists: () => false, graceMs: GRACE, now: NOW, ...over });
+    const d = decideReleases({ allocations: [], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: NOW, ...over });
     return {
       release: Object.fromEntries(d.release.map((r) => [r.containerID, r.reason])),
       keep: Object.fromEntries(d.keep.map((r) => [r.containerID, r.reason])),
@@ -307,19 +308,63 @@ describe('reconcile decision', () => {
         { containerID: 'a', ifname: 'eth0', netns: '/run/netns/a' },
         { containerID: 'b', ifname: 'eth0', netns: '/run/netns/b' },
       ],
-      netnsExists: (ns) => ns === '/run/netns/a',
+      netnsState: (ns) => (ns === '/run/netns/a' ? 'exists' : 'gone'),
       podExists: () => true,
     });
     expect(r).toEqual({ release: { b: 'netns-gone' }, keep: { a: 'netns-exists' } });
   });
 
+  it('never releases a pod the datastore shows running on this node, whatever its netns looks like (issue 14)', () => {
+    // As on a kubelet whose runtime keeps netns files where the agent's container cannot look.
+    const r = decide({
+      allocations: [alloc('a'), alloc('b')],
+      endpoints: [
+        { containerID: 'a', ifname: 'eth0', netns: '/run/containerd/netns/a' },
+        { containerID: 'b', ifname: 'eth0', netns: '/run/netns/b' },
+      ],
+      netnsState: () => 'gone',
+      podRunning: (_ns, name) => name === 'a',
+      podExists: () => true,
+    });
+    expect(r).toEqual({ release: { b: 'netns-gone' }, keep: { a: 'pod-running' } });
+  });
+
+  it('a netns out of sight is not gone: an endpoint keeps it, an allocation alone follows the datastore', () => {
+    const r = decide({
+      allocations: [alloc('a'), alloc('b', { netns: '/proc/4242/ns/net' }), alloc('c', { netns: '/proc/4343/ns/net' })],
+      endpoints: [{ containerID: 'a', ifname: 'eth0', netns: '/proc/4141/ns/net' }],
+      netnsState: () => 'unknown',
+      podExists: (_ns, name) => name === 'b',
+    });
+    expect(r).toEqual({ release: { c: 'pod-gone' }, keep: { a: 'endpoint-exists', b: 'pod-exists' } });
+  });
+
+  it('netnsState: exists, gone where its directory is visible, unknown where it is not or under /proc', () => {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-netns-'));
+    try {
+      fs.writeFileSync(path.join(dir, 'a'), '');
+      expect(netnsState(path.join(dir, 'a'))).toBe('exists');
+      expect(netnsState(path.join(dir, 'b'))).toBe('gone');
+      expect(netnsState(path.join(dir, 'not-mounted', 'c'))).toBe('unknown');
+      expect(netnsState('/proc/999999999/ns/net')).toBe('unknown');
+      expect(netnsState(`/proc/${process.pid}/ns/net`)).toBe('exists');
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  it('runningOn: the pods of this node, or of no node (a one-node local cluster)', () => {
+    const pod = (name: string, nodeName?: string) => ({ apiVersion: 'v1', kind: 'Pod', metadata: { namespace: 'x', name }, spec: nodeName === undefined ? {} : { nodeName } });
+    expect([...runningOn([pod('a', 'n1'), pod('b', 'n2'), pod('c')], 'n1')]).toEqual(['x/a', 'x/c']);
+  });
+
   it('keeps an endpoint whose netns exists even when its pod is gone: the runtime still owes a DEL', () => {
-    const r = decide({ allocations: [alloc('a')], endpoints: [{ containerID: 'a', ifname: 'eth0', netns: '/n' }], netnsExists: () => true, podExists: () => false });
+    const r = decide({ allocations: [alloc('a')], endpoints: [{ containerID: 'a', ifname: 'eth0', netns: '/n' }], netnsState: () => 'exists', podExists: () => false });
     expect(r).toEqual({ release: {}, keep: { a: 'netns-exists' } });
   });
 
   it('uses the netns the allocation recorded when there is no endpoint', () => {
-    const r = decide({ allocations: [alloc('a', { netns: '/n/a' }), alloc('b', { netns: '/n/b' })], netnsExists: (ns) => ns === '/n/a', podExists: () => true });
+    const r = decide({ allocations: [alloc('a', { netns: '/n/a' }), alloc('b', { netns: '/n/b' })], netnsState: (ns) => (ns === '/n/a' ? 'exists' : 'gone'), podExists: () => true });
     expect(r).toEqual({ release: { b: 'netns-gone' }, keep: { a: 'netns-exists' } });
   });
 
@@ -333,12 +378,12 @@ describe('reconcile decision', () => {
     const d = decideReleases({
       allocations: [alloc('a'), alloc('a', { ip: 'fd00::2', createdAt: NOW - 1 })],
       endpoints: [],
-      netnsExists: () => false,
+      netnsState: () => 'gone',
       graceMs: GRACE,
       now: NOW,
     });
     expect(d.keep).toMatchObject([{ containerID: 'a', ips: ['10.0.0.97', 'fd00::2'], reason: 'within-grace' }]);
-    const later = decideReleases({ allocations: [alloc('a'), alloc('a', { ip: 'fd00::2' })], endpoints: [], netnsExists: () => false, graceMs: GRACE, now: NOW });
+    const later = decideReleases({ allocations: [alloc('a'), alloc('a', { ip: 'fd00::2' })], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: NOW });
     expect(later.release).toMatchObject([{ containerID: 'a', ips: ['10.0.0.97', 'fd00::2'], reason: 'no-endpoint' }]);
   });
 });
