@@ -13,10 +13,9 @@
  * 10.96.0.12:80 -> node-2:9090 (another node's host network),
  * 10.96.0.10:53/udp -> s:5353, and over IPv6 [fd00:96::10]:80 -> [s]:8080.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { must, SLUICE } from './support/local-cluster.ts';
+import { must } from './support/local-cluster.ts';
 import { TwoNodeCluster } from './support/two-node-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
@@ -25,21 +24,11 @@ const TRIES = 4;
 
 describe('hostile pod: Service addresses get no free pass', () => {
   const cluster = new TwoNodeCluster();
-  const servers: ChildProcess[] = [];
   let pods: Record<string, { ips: string[]; netns: string }> = {};
 
   /** How many of TRIES connections from the pod to addr:port get through. */
   const through = async (pod: string, addr: string, port: number, proto: 'tcp' | 'udp' = 'tcp') =>
     Number((await must('ip', ['netns', 'exec', pods[pod]!.netns, PYTHON, PACKETS, 'connects', addr, String(port), String(TRIES), proto])).trim());
-
-  /** An echo server in a namespace, ready when it says so; stopped by PID in afterAll. */
-  const serve = (netns: string, port: number, proto: 'tcp' | 'udp') =>
-    new Promise<void>((resolve, reject) => {
-      const child = spawn('ip', ['netns', 'exec', netns, SLUICE, 'local', 'serve', '--protocol', proto, '--port', String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
-      servers.push(child);
-      child.stdout!.once('data', () => resolve());
-      child.once('exit', (code) => reject(new Error(`server in ${netns} exited (${code})`)));
-    });
 
   const egressDrops = () => cluster.counter('DROP_POLICY_EGRESS', cluster.node('node-1').socket);
 
@@ -83,17 +72,14 @@ spec:
     await dnat('10.96.0.12', 'tcp', 80, `${node2.address}:9090`);
     await must('ip', ['netns', 'exec', node1.netns, 'ip6tables', '-t', 'nat', '-A', 'PREROUTING', '-d', 'fd00:96::10', '-p', 'tcp', '--dport', '80', '-j', 'DNAT', '--to-destination', `[${s6}]:8080`]);
     await Promise.all([
-      serve(pods['x/s']!.netns, 8080, 'tcp'),
-      serve(pods['x/s']!.netns, 5353, 'udp'),
-      serve(node1.netns, 9090, 'tcp'),
-      serve(node2.netns, 9090, 'tcp'),
+      cluster.serve(pods['x/s']!.netns, 8080, 'tcp'),
+      cluster.serve(pods['x/s']!.netns, 5353, 'udp'),
+      cluster.serve(node1.netns, 9090, 'tcp'),
+      cluster.serve(node2.netns, 9090, 'tcp'),
     ]);
     await new Promise((r) => setTimeout(r, 1500)); // both agents have the policies
   }, 180_000);
-  afterAll(async () => {
-    for (const child of servers) if (child.exitCode === null) child.kill('SIGKILL');
-    await cluster.teardown();
-  });
+  afterAll(() => cluster.teardown());
 
   it('every kind of Service backend is reached without a policy (the control)', async () => {
     expect(await through('x/b', '10.96.0.10', 80)).toBe(TRIES);

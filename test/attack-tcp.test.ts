@@ -8,10 +8,9 @@
  * Pods of namespace t: v (ingress only from role=good on TCP 8080, with an
  * echo server there), g (role=good), m (admitted by nothing).
  */
-import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
+import { must, TestCluster } from './support/local-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
@@ -22,7 +21,6 @@ describe('hostile pod: TCP and fragment games', () => {
   const v6CIDR = `fd00:${cluster.id.slice(0, 4)}::/120`;
   const ip: Record<4 | 6, Record<string, string>> = { 4: {}, 6: {} };
   const netns: Record<string, string> = {};
-  let server: ChildProcess | undefined;
 
   const run = async (pod: string, ...args: string[]) => (await must('ip', ['netns', 'exec', netns[pod]!, PYTHON, PACKETS, ...args])).trim();
   /** Sends from `from` (packets.py args) while v counts the TCP segments from `from` to port 8080 (fragments: every piece). */
@@ -67,16 +65,9 @@ spec:
       ip[6][name] = p.ips.find((a) => a.includes(':'))!;
       netns[name] = p.netns;
     }
-    server = spawn('ip', ['netns', 'exec', netns.v!, SLUICE, 'local', 'serve', '--protocol', 'tcp', '--port', '8080'], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((resolve, reject) => {
-      server!.stdout!.once('data', () => resolve());
-      server!.once('exit', (code) => reject(new Error(`echo server exited (${code})`)));
-    });
+    await cluster.serve(netns.v!, 8080, 'tcp');
   }, 120_000);
-  afterAll(async () => {
-    if (server && server.exitCode === null) server.kill('SIGKILL');
-    await cluster.teardown();
-  });
+  afterAll(() => cluster.teardown());
 
   /** Runs a scenario over IPv4 and IPv6 at once: every wait in it is a timeout, so both fit in one. */
   const bothFamilies = (scenario: (family: 4 | 6) => Promise<void>) => Promise.all(FAMILIES.map((family) => scenario(family)));

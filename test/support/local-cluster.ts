@@ -108,6 +108,15 @@ export class TestCluster {
     return child;
   }
 
+  /** An echo server (`sluice local serve`) in a namespace, killed by teardown; resolves once it listens. */
+  serve(netns: string, port: number, protocol: 'tcp' | 'udp'): Promise<void> {
+    const child = this.spawn('ip', ['netns', 'exec', netns, SLUICE, 'local', 'serve', '--protocol', protocol, '--port', String(port)]);
+    return new Promise((resolve, reject) => {
+      child.stdout!.once('data', () => resolve());
+      child.once('exit', (code) => reject(new Error(`echo server on ${protocol}/${port} in ${netns} exited (${code})`)));
+    });
+  }
+
   /** Runs a command in the background (teardown kills it if need be); resolves when it exits. */
   background(cmd: string, args: string[]): Promise<void> {
     const child = this.spawn(cmd, args);
