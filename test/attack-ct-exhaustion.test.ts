@@ -92,7 +92,11 @@ spec: {podSelector: {matchLabels: {pod: v}}, policyTypes: [Ingress]}
     expect(end.POLICY_ALLOWED!.packets - start.POLICY_ALLOWED!.packets).toBeLessThan(CT_MAX_PER_ENDPOINT + 100);
     // (A few hundred may never reach from-pod: the veth's backlog queue drops them first.)
     expect(refused).toBeGreaterThanOrEqual(0.99 * (FLOOD_FLOWS - CT_MAX_PER_ENDPOINT));
-    expect(chargedCounts()).toContain(CT_MAX_PER_ENDPOINT);
+    // ct_reserve checks the count before ct_create adds to it, so with the flood on both CPUs each may
+    // slip one flow past the budget: at most one per CPU over it, never more.
+    const attacker = Math.max(...chargedCounts());
+    expect(attacker).toBeGreaterThanOrEqual(CT_MAX_PER_ENDPOINT);
+    expect(attacker).toBeLessThanOrEqual(CT_MAX_PER_ENDPOINT + 1);
 
     // v's request kept its entry through the flood (an LRU had evicted it): b's answers reach v.
     expect(await delivered('x/b', 'x/v', '41000', '7000')).toBeGreaterThan(10);
