@@ -95,7 +95,7 @@ export async function serveApi(
   socket: string,
   routes: Route[],
   log: (msg: string) => void,
-  options: { onRequest?: RequestObserver } = {},
+  options: { onRequest?: RequestObserver; mapError?: (err: unknown) => ApiFailure | null } = {},
 ): Promise<http.Server> {
   fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
   await clearStaleSocket(socket);
@@ -109,7 +109,9 @@ export async function serveApi(
       route = routes.find((r) => r.method === req.method && match(r.pattern, url.pathname));
       if (!route) throw new ApiFailure(404, 'NotFound', `no such API: ${req.method} ${url.pathname}`);
       body = await route.handler({ params: match(route.pattern, url.pathname)!, query: url.searchParams, body: await readBody(req) });
-    } catch (err: unknown) {
+    } catch (thrown: unknown) {
+      // e.g. a refused disk write: an error the caller can act on, not an internal one.
+      const err = thrown instanceof ApiFailure ? thrown : options.mapError?.(thrown) ?? thrown;
       status = err instanceof ApiFailure ? err.status : 500;
       const out: ApiError = {
         error: err instanceof Error ? err.message : String(err),

@@ -5,8 +5,9 @@
  * maps before the change returns.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { openStore } from '../ipam/store.ts';
+import { closeQuietly, openStore } from '../ipam/store.ts';
 import type { Endpoint, EndpointSpec } from './api-types.ts';
+import type { StateDisk } from './state-disk.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -32,14 +33,30 @@ export class EndpointNotServedError extends Error {
 
 /** Local endpoints: the store, and the datapath kept in step with it. */
 export class EndpointManager {
-  private readonly db: DatabaseSync;
+  private readonly dbFile: string;
+  private db!: DatabaseSync;
   private readonly sync: SyncEndpoints;
-  private readonly stmts: Record<string, StatementSync>;
+  private stmts!: Record<string, StatementSync>;
+  private readonly disk: StateDisk | undefined;
+  /** Endpoints unregistered while the disk refused to delete their rows ("containerID/ifname"): gone for everyone but the store. */
+  private readonly forgotten = new Set<string>();
 
-  constructor(dbFile: string, sync: SyncEndpoints) {
-    this.db = openStore(dbFile);
-    this.db.exec(SCHEMA);
+  constructor(dbFile: string, sync: SyncEndpoints, disk?: StateDisk) {
+    this.dbFile = dbFile;
     this.sync = sync;
+    this.disk = disk;
+    this.open();
+  }
+
+  /** Closes and opens the store again: after its disk was remounted, the old handle still points at the dead one. */
+  reopen(): void {
+    closeQuietly(this.db);
+    this.open();
+  }
+
+  private open(): void {
+    this.db = openStore(this.dbFile);
+    this.db.exec(SCHEMA);
     this.stmts = {
       upsert: this.db.prepare(
         `INSERT INTO endpoints (container_id, ifname, spec, identity, created_at) VALUES (?, ?, ?, 0, ?)
@@ -72,18 +89,34 @@ export class EndpointManager {
     return this.list().find((e) => e.id === row.id)!;
   }
 
-  /** Removes the endpoint and syncs the datapath; returns it, or null when unknown. */
+  /**
+   * Removes the endpoint and syncs the datapath; returns it, or null when
+   * unknown. A disk that refuses the row's deletion does not keep the
+   * endpoint in the datapath: the deletion waits for the disk (StateDisk).
+   */
   unregister(containerID: string, ifname: string): Endpoint | null {
+    const key = `${containerID}/${ifname}`;
     const row = this.stmts.get!.get(containerID, ifname) as Record<string, unknown> | undefined;
-    if (!row) return null;
-    this.stmts.delete!.run(containerID, ifname);
+    if (!row || this.forgotten.has(key)) return null;
+    const remove = (): void => {
+      this.stmts.delete!.run(containerID, ifname);
+      this.forgotten.delete(key);
+    };
+    if (this.disk) {
+      this.forgotten.add(key);
+      this.disk.writeOrDefer(`delete the endpoint row of ${key}`, remove);
+    } else {
+      remove();
+    }
     this.sync(this.list());
     return toEndpoint(row, this.identityOf);
   }
 
   /** Every local endpoint, with the identity the last sync gave it. */
   list(): Endpoint[] {
-    return this.stmts.list!.all().map((row) => toEndpoint(row as Record<string, unknown>, this.identityOf));
+    const rows = this.stmts.list!.all() as Record<string, unknown>[];
+    const live = this.forgotten.size === 0 ? rows : rows.filter((row) => !this.forgotten.has(`${String(row.container_id)}/${String(row.ifname)}`));
+    return live.map((row) => toEndpoint(row, this.identityOf));
   }
 
   /** Syncs the datapath with the store after a (re)start; returns how many endpoints there are. */

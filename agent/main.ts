@@ -22,6 +22,7 @@ import { log } from './log.ts';
 import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore.ts';
 import type { KubernetesMode } from './datastore-kubernetes-agent.ts';
 import { NumberingStore } from './numbering-store.ts';
+import { StateDisk } from './state-disk.ts';
 import { PolicyState } from './policy-state.ts';
 import { Monitor } from './monitor.ts';
 import { makeResolver } from './monitor-routes.ts';
@@ -170,13 +171,17 @@ export async function runAgent(argv: string[]): Promise<void> {
       fragTimeoutSec: nonNegativeFlag('frag-timeout-sec', values['frag-timeout-sec'], 0, 'seconds'),
     }),
   );
+  const stateDisk = new StateDisk(stateDir, log);
   const ipam = new Ipam(`${stateDir}/ipam.db`, podCIDRs, { reserved: values['ipam-reserved'] ?? [] });
   const datastoreDir = values['datastore-dir'];
-  const numbering = new NumberingStore(`${stateDir}/numbering.db`);
+  const numbering = new NumberingStore(`${stateDir}/numbering.db`, stateDisk);
   const datastore: Datastore = kube?.datastore ?? (datastoreDir ? new LocalDirDatastore(datastoreDir) : new NoDatastore());
   const policy = new PolicyState(datastore, datapath.maps, numbering, values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR]);
-  const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, (eps) => policy.apply(eps));
+  const endpoints = new EndpointManager(`${stateDir}/endpoints.db`, (eps) => policy.apply(eps), stateDisk);
   endpoints.identityOf = (id) => policy.identityOf(id);
+  stateDisk.addStore('ipam', () => ipam.reopen());
+  stateDisk.addStore('endpoints', () => endpoints.reopen());
+  stateDisk.addStore('numbering', () => numbering.reopen());
   const mapFill = new MapFillReader(datapath.maps);
   const metrics = new AgentMetrics({
     node: values['node-name'],
@@ -228,8 +233,9 @@ export async function runAgent(argv: string[]): Promise<void> {
   const metricsServer = metricsAddress ? await serveMetrics(metricsAddress, metrics, log) : null;
   if (metricsServer) log(`metrics at http://${formatMetricsAddress(metricsServer.bound)}/metrics`);
   const metricsStatus = { address: metricsAddress && formatMetricsAddress(metricsServer?.bound ?? metricsAddress), listening: metricsServer !== null };
-  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, podsRunningHere, monitor, podMtu: () => routing.podMtu(), startedAtMs, mapFill: () => mapFill.read(), metrics: metricsStatus };
-  const server = await serveApi(values.socket, agentRoutes(ctx), log, { onRequest: (...a) => metrics.observeApiRequest(...a) });
+  const ctx = { node: values['node-name'], pinDir, ipam, endpoints, datapath, ipamGcGraceMs, policy, podExists, podsRunningHere, monitor, podMtu: () => routing.podMtu(), startedAtMs, mapFill: () => mapFill.read(), metrics: metricsStatus, stateDisk };
+  const server = await serveApi(values.socket, agentRoutes(ctx), log, { onRequest: (...a) => metrics.observeApiRequest(...a), mapError: (err) => stateDisk.apiFailure(err) });
+  stateDisk.start(1000);
   log(`serving ${values.socket}; node ${ctx.node}, pod CIDRs ${podCIDRs.join(', ')}`);
   kube?.serving();
 
@@ -252,6 +258,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   stopDelQueue();
   stopIpamReconciler();
   ctSweeper.stop();
+  stateDisk.stop();
   metricsServer?.server.close();
   metricsServer?.server.closeAllConnections();
   endpoints.close();

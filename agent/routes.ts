@@ -15,6 +15,7 @@ import type { Monitor } from './monitor.ts';
 import type { PolicyState } from './policy-state.ts';
 import type { MapFill } from './metrics-map-fill.ts';
 import { statusRoute } from './status-route.ts';
+import type { StateDisk } from './state-disk.ts';
 
 /** What the routes act on. */
 export interface AgentContext {
@@ -40,6 +41,8 @@ export interface AgentContext {
   mapFill?: () => Promise<MapFill[]>;
   /** The metrics endpoint (status). */
   metrics?: { address: string | null; listening: boolean };
+  /** The state directory's health: ADDs are refused while it refuses writes, DELs defer theirs. */
+  stateDisk?: StateDisk;
 }
 
 function requireString(body: Record<string, unknown>, field: string, optional = false): string {
@@ -110,6 +113,7 @@ export function agentRoutes(ctx: AgentContext): Route[] {
       pattern: '/v1/ipam/allocate',
       handler: ({ body }): AllocateResponse => {
         const req = requireObject(body);
+        ctx.stateDisk?.requireWritable();
         const key: AllocateRequest = {
           containerID: requireString(req, 'containerID'),
           ifname: requireString(req, 'ifname'),
@@ -153,6 +157,7 @@ export function agentRoutes(ctx: AgentContext): Route[] {
       pattern: '/v1/endpoints',
       handler: async ({ body }) => {
         const spec = parseEndpointSpec(body);
+        ctx.stateDisk?.requireWritable();
         await ctx.policy.datastore.ensurePod?.(spec.namespace, spec.pod);
         try {
           return ctx.endpoints.register(spec);
@@ -181,8 +186,11 @@ export function agentRoutes(ctx: AgentContext): Route[] {
       handler: ({ params }) => {
         const [containerID, ifname] = params as [string, string];
         const endpoint = ctx.endpoints.unregister(containerID, ifname);
-        const released = ctx.ipam.release({ containerID, ifname });
-        return { endpoint, released, linksDir: `${ctx.pinDir}/links` };
+        let released: string[] = [];
+        const release = (): void => void (released = ctx.ipam.release({ containerID, ifname }));
+        // On a disk that refuses writes the address stays held (never handed out twice) until the disk is back.
+        const releaseDeferred = ctx.stateDisk ? !ctx.stateDisk.writeOrDefer(`release the addresses of ${containerID}/${ifname}`, release) : (release(), false);
+        return { endpoint, released, linksDir: `${ctx.pinDir}/links`, ...(releaseDeferred ? { releaseDeferred } : {}) };
       },
     },
     { method: 'GET', pattern: '/v1/counters', handler: () => ctx.datapath.readCounters() },

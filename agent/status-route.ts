@@ -28,6 +28,8 @@ export interface StatusContext {
   mapFill?: () => Promise<MapFill[]>;
   /** The metrics endpoint as configured (null: disabled) and whether it is listening. */
   metrics?: { address: string | null; listening: boolean };
+  /** The state directory's health (agent/state-disk.ts). */
+  stateDisk?: { readonly fault: string | null };
 }
 
 /** The agent's status; maps only when asked (they cost a walk of every map). */
@@ -39,6 +41,8 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
   // A remote datastore is ready once its initial lists are in.
   if (!(ctx.policy.datastore.ready?.() ?? true)) notReady.push('the datastore has not listed every collection yet');
   if (ctx.policy.syncError !== null) notReady.push(`the last sync of the datapath maps failed: ${ctx.policy.syncError}`);
+  const diskFault = ctx.stateDisk?.fault ?? null;
+  if (diskFault !== null) notReady.push(`${diskFault}: ADDs are refused with "try again"`);
   const status: StatusResponse = {
     node: ctx.node,
     ready: notReady.length === 0,

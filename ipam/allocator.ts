@@ -12,7 +12,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { bigIntToIp, ipToBigInt, parseAddressRange } from './cidr.ts';
 import { makePool, nextAllocatable, notAllocatable, offsetOf, poolCapacity, type NotAllocatableReason, type Pool } from './pool.ts';
 import { validatePodCIDRs } from './pod-cidrs.ts';
-import { inTransaction, ipKey, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
+import { closeQuietly, inTransaction, ipKey, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
 
 /**
  * Released addresses remembered for reuse order. A pool of up to this many
@@ -71,14 +71,28 @@ export interface IpamOptions {
 /** The node's IPAM: pools plus the SQLite store behind them. */
 export class Ipam {
   readonly pools: Pool[];
-  private readonly db: DatabaseSync;
-  private readonly stmts: Record<string, StatementSync>;
+  private readonly dbFile: string;
+  private readonly synchronous: SynchronousMode | undefined;
+  private db!: DatabaseSync;
+  private stmts!: Record<string, StatementSync>;
 
   /** Opens the store and builds the pools; throws on a malformed CIDR or range, or two pools of one family. */
   constructor(dbFile: string, cidrs: string[], opts: IpamOptions = {}) {
     const reserved = (opts.reserved ?? []).map(parseAddressRange);
     this.pools = validatePodCIDRs(cidrs).map((c) => makePool(c, reserved));
-    this.db = openIpamStore(dbFile, opts.synchronous);
+    this.dbFile = dbFile;
+    this.synchronous = opts.synchronous;
+    this.open();
+  }
+
+  /** Closes and opens the store again: after its disk was remounted, the old handle still points at the dead one. */
+  reopen(): void {
+    closeQuietly(this.db);
+    this.open();
+  }
+
+  private open(): void {
+    this.db = openIpamStore(this.dbFile, this.synchronous);
     this.stmts = {
       findInRange: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? AND ip_key BETWEEN ? AND ? LIMIT 1'),
       isUsed: this.db.prepare('SELECT 1 FROM allocations WHERE ip_key = ?'),

@@ -126,6 +126,15 @@ export function openIpamStore(file: string, synchronous: SynchronousMode = STORE
   return db;
 }
 
+/** Closes db, ignoring the error of a handle on a failed disk: the caller opens a new one, which is what counts. */
+export function closeQuietly(db: DatabaseSync): void {
+  try {
+    db.close();
+  } catch {
+    // nothing to do: the file is reopened by path
+  }
+}
+
 /** Runs fn inside BEGIN IMMEDIATE ... COMMIT, rolling back when it throws. */
 export function inTransaction<T>(db: DatabaseSync, fn: () => T): T {
   db.exec('BEGIN IMMEDIATE');
@@ -134,7 +143,8 @@ export function inTransaction<T>(db: DatabaseSync, fn: () => T): T {
     db.exec('COMMIT');
     return result;
   } catch (err: unknown) {
-    db.exec('ROLLBACK');
+    // SQLite has already rolled back after some errors (SQLITE_FULL); a second ROLLBACK would hide the first error.
+    if (db.isTransaction) db.exec('ROLLBACK');
     throw err;
   }
 }
