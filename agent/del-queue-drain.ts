@@ -4,7 +4,7 @@
  * link pins removed), at start-up and then periodically.
  */
 import { detachTcx } from '../datapath/tcx.ts';
-import { drainDelQueue, type QueuedDel } from './del-queue.ts';
+import { drainDelQueue, type QueuedDel } from '../contract/del-queue.ts';
 import type { EndpointManager } from './endpoints.ts';
 import type { Ipam } from '../ipam/allocator.ts';
 

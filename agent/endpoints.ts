@@ -6,7 +6,7 @@
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { closeQuietly, openStore } from '../ipam/store.ts';
-import type { Endpoint, EndpointSpec } from './api-types.ts';
+import type { Endpoint, EndpointSpec } from '../contract/api-types.ts';
 import type { StateDisk } from './state-disk.ts';
 
 const SCHEMA = `

@@ -5,7 +5,7 @@
  */
 import type { Ipam } from '../ipam/allocator.ts';
 import { ApiFailure, type Route } from './api-server.ts';
-import type { IpamAllocation, IpamResponse, ReconcileResponse } from './api-types.ts';
+import type { IpamAllocation, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
 import type { EndpointManager } from './endpoints.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from './ipam-reconcile.ts';
 import { log } from './log.ts';

@@ -13,9 +13,9 @@ import { CT_MAX_PER_ENDPOINT, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, encodeDat
 import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api-server.ts';
-import { DEFAULT_SOCKET } from './api-types.ts';
+import { DEFAULT_SOCKET } from '../contract/api-types.ts';
 import { EndpointManager } from './endpoints.ts';
-import { DEL_QUEUE_SUBDIR } from './del-queue.ts';
+import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, runningOn, startIpamReconciler } from './ipam-reconcile.ts';
 import { startDelQueueDrain } from './del-queue-drain.ts';
 import { log } from './log.ts';

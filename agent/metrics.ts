@@ -8,7 +8,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelV
 import { COUNTER_NAMES, decodeCounterValue, decodeEpCounterKey, type CounterName, type CounterTotal } from '../datapath/abi.ts';
 import type { BpfMap } from '../datapath/bpf-map.ts';
 import type { Ipam } from '../ipam/allocator.ts';
-import type { Endpoint } from './api-types.ts';
+import type { Endpoint } from '../contract/api-types.ts';
 import type { SyncStats } from './datapath-sync.ts';
 import { COUNTER_MEANINGS, type CounterFamily } from './metrics-counters.ts';
 import { MAP_COUNT_LIMIT, type MapFill } from './metrics-map-fill.ts';

@@ -6,7 +6,7 @@
  * change, and periodically as a safety net.
  */
 import type { DatapathMaps } from '../datapath/loader.ts';
-import type { Endpoint } from './api-types.ts';
+import type { Endpoint } from '../contract/api-types.ts';
 import { clusterView, nodeAddresses } from './cluster-view.ts';
 import type { Datastore } from './datastore.ts';
 import { DatapathSync, type SyncStats } from './datapath-sync.ts';

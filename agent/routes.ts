@@ -6,7 +6,7 @@ import { parseIp, parseMac } from '../datapath/ip-bytes.ts';
 import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
 import type { Datapath } from '../datapath/loader.ts';
 import { ApiFailure, type Route } from './api-server.ts';
-import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from './api-types.ts';
+import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from '../contract/api-types.ts';
 import { EndpointNotServedError, type EndpointManager } from './endpoints.ts';
 import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';

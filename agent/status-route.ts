@@ -6,7 +6,7 @@
 import pkg from '../package.json' with { type: 'json' };
 import type { Ipam } from '../ipam/allocator.ts';
 import type { Route } from './api-server.ts';
-import type { StatusResponse } from './api-types.ts';
+import type { StatusResponse } from '../contract/api-types.ts';
 import type { EndpointManager } from './endpoints.ts';
 import type { MapFill } from './metrics-map-fill.ts';
 import type { PolicyState } from './policy-state.ts';

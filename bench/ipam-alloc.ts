@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest } from '../contract/client.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import type { SynchronousMode } from '../ipam/store.ts';
 

@@ -29,7 +29,7 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest } from '../contract/client.ts';
 import { BenchCluster, namespace, pod, SLUICE, type Manifest } from './bench-cluster.ts';
 import { cleanupNow, onCleanup, sh } from './cleanup.ts';
 import { buildNetTool, ECHO_BASE_PORT, ECHO_PORTS, Prober, startServers } from './net-tool.ts';

@@ -24,7 +24,7 @@ import { randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest } from '../contract/client.ts';
 import { BenchCluster, namespace, pod, type Manifest } from './bench-cluster.ts';
 import { cleanupNow } from './cleanup.ts';
 import { buildNetTool, connectionRate, ECHO_BASE_PORT, ECHO_PORTS, IPERF_PORT, requestResponse, startServers, throughputGbps } from './net-tool.ts';

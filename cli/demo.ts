@@ -4,8 +4,8 @@
  * counters show that the eBPF programs carried the traffic.
  */
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
-import type { Endpoint } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import type { Endpoint } from '../contract/api-types.ts';
 import { applyManifests } from './local/apply.ts';
 import { localDown } from './local/down.ts';
 import { probe } from './local/probe.ts';

@@ -4,8 +4,8 @@
  * {"pools": [{cidr, size, used, ...}], "allocations": [{containerID, ifname, ip, namespace, pod, ...}], "stale": [...]}.
  */
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
-import { DEFAULT_SOCKET, type IpamResponse } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import { DEFAULT_SOCKET, type IpamResponse } from '../contract/api-types.ts';
 
 const USAGE = `usage: sluice ipam [-o json] [--socket PATH]
 

@@ -2,9 +2,9 @@
  * sluice: the operator's CLI, and the agent (`sluice agent`). One executable
  * so a node needs only it and sluice-cni.
  */
-import { agentRequest, agentStream } from '../agent/client.ts';
+import { agentRequest, agentStream } from '../contract/client.ts';
 import { parseArgs } from 'node:util';
-import { DEFAULT_SOCKET, type Endpoint } from '../agent/api-types.ts';
+import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 import { statusCommand } from './status.ts';
 
 const USAGE = `usage: sluice <command>

@@ -5,8 +5,8 @@
  * on node, ready, endpoints, datapath, pools and counters).
  */
 import { parseArgs } from 'node:util';
-import { agentRequest } from '../agent/client.ts';
-import { DEFAULT_SOCKET, type StatusMapFill, type StatusResponse } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import { DEFAULT_SOCKET, type StatusMapFill, type StatusResponse } from '../contract/api-types.ts';
 import type { MonitorEvent } from '../agent/monitor.ts';
 
 /** Drops shown on the human-readable screen. */

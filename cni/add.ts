@@ -8,8 +8,8 @@
  * leaves nothing. A retried ADD (same container ID and ifname) gets the same
  * addresses and rebuilds the attachment, so it leaks nothing either.
  */
-import { agentRequest, AgentError } from '../agent/client.ts';
-import type { AllocateResponse, Endpoint, EndpointSpec, PodAddress } from '../agent/api-types.ts';
+import { agentRequest, AgentError } from '../contract/client.ts';
+import type { AllocateResponse, Endpoint, EndpointSpec, PodAddress } from '../contract/api-types.ts';
 import { attachTcx, detachTcx } from '../datapath/tcx.ts';
 import { addAddress, addRoute, createVeth, deleteLink, linkByName, openRtnl, setLinkUp, type Rtnl } from '../datapath/netlink.ts';
 import { openNetns } from '../datapath/netns.ts';
@@ -18,7 +18,7 @@ import { podIdentity } from './config.ts';
 import { failPoint } from './fail-point.ts';
 import { hostVethAlias, setLinkAlias } from './host-veth.ts';
 import { delQueueDir, releaseAttachment } from './release.ts';
-import { unqueueDel } from '../agent/del-queue.ts';
+import { unqueueDel } from '../contract/del-queue.ts';
 import { parsePrevResult } from './result.ts';
 import { CniError, CNI_ERR, type CniResult, type NetConf } from './spec.ts';
 import { hostVethName, linkPins } from './names.ts';

@@ -1,5 +1,5 @@
 /** Turns agent client failures into CNI errors with codes a runtime can act on. */
-import { AgentError, AgentUnreachableError } from '../agent/client.ts';
+import { AgentError, AgentUnreachableError } from '../contract/client.ts';
 import { CniError, CNI_ERR, DEFAULT_AGENT_SOCKET, type NetConf } from './spec.ts';
 
 /** The agent socket named by the config (parseNetConf fills in the default). */

@@ -4,8 +4,8 @@
  * prevResult's addresses, both veth ends (kind, peer, up, MTU, mark), the pod's
  * addresses and routes, the host routes, and the TCX programs attached.
  */
-import { agentRequest, AgentUnreachableError } from '../agent/client.ts';
-import type { AttachmentResponse } from '../agent/api-types.ts';
+import { agentRequest, AgentUnreachableError } from '../contract/client.ts';
+import type { AttachmentResponse } from '../contract/api-types.ts';
 import { tcxLinkAttached } from '../datapath/tcx.ts';
 import { linkByName, listAddresses, listRoutes, openRtnl, type Link, type RouteInfo, type Rtnl } from '../datapath/netlink.ts';
 import { parseIp } from '../datapath/ip-bytes.ts';

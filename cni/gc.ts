@@ -7,8 +7,8 @@
  * carrying the agent's mark (see host-veth.ts).
  */
 import fs from 'node:fs';
-import { agentRequest } from '../agent/client.ts';
-import type { Endpoint, StatusResponse } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import type { Endpoint, StatusResponse } from '../contract/api-types.ts';
 import { detachTcx } from '../datapath/tcx.ts';
 import { deleteLink, openRtnl } from '../datapath/netlink.ts';
 import { agentSocket, toCniError } from './agent-errors.ts';

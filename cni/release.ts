@@ -4,8 +4,8 @@
  * release on disk for the agent to carry out when it is back. Used by DEL and
  * by ADD's rollback.
  */
-import { agentRequest, AgentUnreachableError } from '../agent/client.ts';
-import { DEFAULT_DEL_QUEUE_DIR, queueDel } from '../agent/del-queue.ts';
+import { agentRequest, AgentUnreachableError } from '../contract/client.ts';
+import { DEFAULT_DEL_QUEUE_DIR, queueDel } from '../contract/del-queue.ts';
 import { agentSocket } from './agent-errors.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
 

@@ -14,7 +14,7 @@ export type CniVersion = (typeof SUPPORTED_VERSIONS)[number];
 export const CURRENT_VERSION: CniVersion = '1.1.0';
 
 /** The agent's API socket when the configuration does not name one. */
-export { DEFAULT_SOCKET as DEFAULT_AGENT_SOCKET } from '../agent/api-types.ts';
+export { DEFAULT_SOCKET as DEFAULT_AGENT_SOCKET } from '../contract/api-types.ts';
 
 /**
  * Well-known CNI error codes (spec 1.1.0, "Error" result type). 0-99 are

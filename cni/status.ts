@@ -1,6 +1,6 @@
 /** STATUS: ready when the agent answers and a pool has room; code 50 or 51 otherwise. */
-import { agentRequest } from '../agent/client.ts';
-import type { StatusResponse } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import type { StatusResponse } from '../contract/api-types.ts';
 import { agentSocket } from './agent-errors.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
 

@@ -7,8 +7,8 @@
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
-import { agentRequest } from '../agent/client.ts';
-import { DEFAULT_SOCKET, type Endpoint } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 
 const KUBECTL = process.env.KUBECTL ?? '/var/cache/sluice-k8s/bin/kubectl';
 const NS = 'sluice-restart-test';

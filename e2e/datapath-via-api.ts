@@ -6,8 +6,8 @@
  * to reach the datapath. Runs inside the e2e cluster's namespaces (e2e/run.sh).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { agentRequest } from '../agent/client.ts';
-import { DEFAULT_SOCKET, type Endpoint } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 
 const KUBECTL = process.env.KUBECTL ?? '/var/cache/sluice-k8s/bin/kubectl';
 const NS = 'sluice-api-test';

@@ -6,7 +6,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { drainDelQueue, listQueuedDels, queueDel, unqueueDel, type QueuedDel } from '../agent/del-queue.ts';
+import { drainDelQueue, listQueuedDels, queueDel, unqueueDel, type QueuedDel } from '../contract/del-queue.ts';
 
 describe('DEL queue', () => {
   let dir = '';

@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { queueDel } from '../agent/del-queue.ts';
+import { queueDel } from '../contract/del-queue.ts';
 import { ADD_STEPS, FAIL_AFTER_ENV } from '../cni/fail-point.ts';
 import { hostVethName } from '../cni/names.ts';
 import { must, sh } from './support/local-cluster.ts';

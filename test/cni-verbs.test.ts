@@ -116,7 +116,7 @@ describe('GC', () => {
     const cid = h.containerID();
     await h.add(cid, ns);
     // The agent forgets the attachment (as after a lost DEL) but the veth stays.
-    const { agentRequest } = await import('../agent/client.ts');
+    const { agentRequest } = await import('../contract/client.ts');
     await agentRequest(h.cluster.socket, 'DELETE', `/v1/endpoints/${cid}/eth0`);
     expect(await h.leftovers(cid)).toContain(`host veth ${hostVethName(cid, 'eth0')}`);
     expect((await h.run('GC', { conf: h.conf({ 'cni.dev/valid-attachments': [] }) })).code).toBe(0);

@@ -3,7 +3,7 @@
  * never opens a window: allow entries before isolation, removal after.
  */
 import { describe, expect, it } from 'vitest';
-import type { Endpoint } from '../agent/api-types.ts';
+import type { Endpoint } from '../contract/api-types.ts';
 import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
 import { Counter, Identity, decodeEndpointInfo, decodePolicyKey, encodeEpCounterKey, policyId } from '../datapath/abi.ts';
 import { MemoryNumbering } from '../policy/identity.ts';

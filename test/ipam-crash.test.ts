@@ -10,8 +10,8 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentRequest } from '../agent/client.ts';
-import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../agent/api-types.ts';
+import { agentRequest } from '../contract/client.ts';
+import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
 import { SLUICE, sh } from './support/local-cluster.ts';
 
 const AGENT_READY_TIMEOUT_MS = 20_000;

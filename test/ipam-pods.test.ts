@@ -7,9 +7,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest } from '../contract/client.ts';
 import { parseCidr } from '../ipam/cidr.ts';
-import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../agent/api-types.ts';
+import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
 import { must, sh, SLUICE, TestCluster } from './support/local-cluster.ts';
 
 const PODS_BEFORE_CRASH = 3;

@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { agentRequest } from '../agent/client.ts';
+import { agentRequest } from '../contract/client.ts';
 import { LocalDatastore } from '../agent/local-datastore.ts';
 import { TestCluster } from './support/local-cluster.ts';
 

@@ -10,7 +10,7 @@ import http from 'node:http';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import type { StatusResponse } from '../agent/api-types.ts';
+import type { StatusResponse } from '../contract/api-types.ts';
 import { agentStatus, type StatusContext } from '../agent/status-route.ts';
 import { statusCommand } from '../cli/status.ts';
 

@@ -8,7 +8,7 @@
  */
 import fs from 'node:fs';
 import YAML from 'yaml';
-import { agentRequest } from '../../agent/client.ts';
+import { agentRequest } from '../../contract/client.ts';
 import type { KubeObject } from '../../agent/local-datastore.ts';
 import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';

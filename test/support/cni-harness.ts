@@ -92,7 +92,7 @@ export class CniHarness {
 
   /** GET on the agent. */
   async agent<T>(path: string): Promise<T> {
-    const { agentRequest } = await import('../../agent/client.ts');
+    const { agentRequest } = await import('../../contract/client.ts');
     return agentRequest<T>(this.cluster.socket, 'GET', path);
   }
 
