@@ -19,15 +19,15 @@ import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS, reportStaleAllocations, runningOn, startIpamReconciler } from './ipam-reconcile.ts';
 import { startDelQueueDrain } from './del-queue-drain.ts';
 import { log } from './log.ts';
-import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore.ts';
-import type { KubernetesMode } from './datastore-kubernetes-agent.ts';
+import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore/datastore.ts';
+import type { KubernetesMode } from './datastore/kubernetes-agent.ts';
 import { NumberingStore } from './numbering-store.ts';
 import { StateDisk } from './state-disk.ts';
 import { PolicyState } from './policy-state.ts';
 import { Monitor } from './monitor.ts';
 import { makeResolver } from './monitor-routes.ts';
 import { agentRoutes } from './routes.ts';
-import { clusterNodes } from './cluster-view.ts';
+import { clusterNodes } from './datastore/cluster-view.ts';
 import { NodeRouting } from './routing.ts';
 import { ROUTING_MODES, type RoutingMode } from './routing-plan.ts';
 import { AgentMetrics } from './metrics.ts';
@@ -138,7 +138,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   // Kubernetes mode: nothing is synced or served before the initial lists and this node's pod CIDRs are in.
   let kube: KubernetesMode | null = null;
   if (values.datastore === 'kubernetes') {
-    const { startKubernetesMode } = await import('./datastore-kubernetes-agent.ts');
+    const { startKubernetesMode } = await import('./datastore/kubernetes-agent.ts');
     kube = await startKubernetesMode({
       kubeconfig: values.kubeconfig,
       nodeName: values['node-name'],

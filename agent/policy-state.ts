@@ -7,8 +7,8 @@
  */
 import type { DatapathMaps } from '../datapath/loader.ts';
 import type { Endpoint } from '../contract/api-types.ts';
-import { clusterView, nodeAddresses } from './cluster-view.ts';
-import type { Datastore } from './datastore.ts';
+import { clusterView, nodeAddresses } from './datastore/cluster-view.ts';
+import type { Datastore } from './datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './datapath-sync.ts';
 import { hostAddresses } from './host-addresses.ts';
 import type { NumberingStore } from './numbering-store.ts';

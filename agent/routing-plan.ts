@@ -10,7 +10,7 @@
  * device's forwarding table sends to the remote node's InternalIP.
  */
 import { cidrContains, parseCidr } from '../ipam/cidr.ts';
-import type { ClusterNode } from './cluster-view.ts';
+import type { ClusterNode } from './datastore/cluster-view.ts';
 import { vtepMac } from './vxlan.ts';
 
 /** How pod traffic crosses between nodes. */

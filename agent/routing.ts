@@ -11,7 +11,7 @@
 import { addNeighbor, deleteNeighbor, deleteRoute, deleteLink, linkByIndex, linkByName, listAddresses, listRoutes, openRtnl, setLinkUp, type Rtnl } from '../datapath/netlink.ts';
 import { encodeRoute, type RouteSpec } from '../datapath/route.ts';
 import { NLM_F_CREATE, NLM_F_REPLACE } from '../datapath/rtnl.ts';
-import type { ClusterNode } from './cluster-view.ts';
+import type { ClusterNode } from './datastore/cluster-view.ts';
 import { planRoutes, type NodeRoute, type RoutingMode, type RoutingPlan } from './routing-plan.ts';
 import { addFdbEntry, createVxlanDevice, deleteFdbEntry, VXLAN_DEVICE, VXLAN_OVERHEAD_BYTES } from './vxlan.ts';
 

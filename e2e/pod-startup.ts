@@ -9,7 +9,7 @@
  */
 import fs from 'node:fs';
 import { parseArgs } from 'node:util';
-import { KubeClient, loadKubeConfig } from '../agent/datastore-kubernetes-client.ts';
+import { KubeClient, loadKubeConfig } from '../agent/datastore/kubernetes-client.ts';
 
 interface PodRecord {
   namespace: string;

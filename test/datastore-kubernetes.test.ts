@@ -6,8 +6,8 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
-import { KubeClient } from '../agent/datastore-kubernetes-client.ts';
-import { KubernetesDatastore } from '../agent/datastore-kubernetes.ts';
+import { KubeClient } from '../agent/datastore/kubernetes-client.ts';
+import { KubernetesDatastore } from '../agent/datastore/kubernetes.ts';
 import { FakeKubeApi } from './datastore-kubernetes-fake-api.ts';
 
 const PODS = '/api/v1/pods';

@@ -4,8 +4,8 @@
  * where a new pod goes.
  */
 import { describe, expect, it } from 'vitest';
-import { clusterNodes as nodesOfObjects, nodeAddresses } from '../agent/cluster-view.ts';
-import type { KubeObject } from '../agent/local-datastore.ts';
+import { clusterNodes as nodesOfObjects, nodeAddresses } from '../agent/datastore/cluster-view.ts';
+import type { KubeObject } from '../agent/datastore/local.ts';
 import { planRoutes } from '../agent/routing-plan.ts';
 import { vtepMac } from '../agent/vxlan.ts';
 import type { ClusterConfig } from '../cli/local/cluster.ts';

@@ -8,7 +8,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { LocalDatastore } from '../agent/local-datastore.ts';
+import { LocalDatastore } from '../agent/datastore/local.ts';
 import { Identity } from '../datapath/abi.ts';
 import { must, sh } from './support/local-cluster.ts';
 import { TwoNodeCluster } from './support/two-node-cluster.ts';

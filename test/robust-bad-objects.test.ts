@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { agentRequest } from '../contract/client.ts';
-import { LocalDatastore } from '../agent/local-datastore.ts';
+import { LocalDatastore } from '../agent/datastore/local.ts';
 import { TestCluster } from './support/local-cluster.ts';
 
 describe('bad objects: one odd policy does not stop the node', () => {

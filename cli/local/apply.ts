@@ -9,7 +9,7 @@
 import fs from 'node:fs';
 import YAML from 'yaml';
 import { agentRequest } from '../../contract/client.ts';
-import type { KubeObject } from '../../agent/local-datastore.ts';
+import type { KubeObject } from '../../agent/datastore/local.ts';
 import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';

@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import sea from 'node:sea';
-import { LocalDatastore } from '../../agent/local-datastore.ts';
+import { LocalDatastore } from '../../agent/datastore/local.ts';
 import type { RoutingMode } from '../../agent/routing-plan.ts';
 import type { LocalNode, Underlay } from './nodes.ts';
 

@@ -7,7 +7,7 @@ import { spawn } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import type { KubeObject } from '../../agent/local-datastore.ts';
+import type { KubeObject } from '../../agent/datastore/local.ts';
 import { datastoreOf, NETNS_DIR, podNetnsName, selfCommand, type ClusterConfig } from './cluster.ts';
 import { execConflist, type CniInvocation } from './cni-exec.ts';
 import { run } from './run.ts';

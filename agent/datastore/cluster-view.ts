@@ -2,8 +2,8 @@
  * Kubernetes objects → the policy compiler's ClusterView. The one place that
  * knows the API's field names; everything above works on policy/types.ts.
  */
-import type { KubeObject } from './local-datastore.ts';
-import type { ClusterView, ContainerPort, NetworkPolicy, PolicyPod } from '../policy/types.ts';
+import type { KubeObject } from './local.ts';
+import type { ClusterView, ContainerPort, NetworkPolicy, PolicyPod } from '../../policy/types.ts';
 
 /** The objects a datastore holds. */
 export interface ClusterObjects {

@@ -7,9 +7,9 @@
  */
 import type { ClusterObjects } from './cluster-view.ts';
 import type { Datastore } from './datastore.ts';
-import type { KubeObject } from './local-datastore.ts';
-import { ApiStatusError, KubeClient, loadKubeConfig } from './datastore-kubernetes-client.ts';
-import { Reflector, type ReflectorStats } from './datastore-kubernetes-reflector.ts';
+import type { KubeObject } from './local.ts';
+import { ApiStatusError, KubeClient, loadKubeConfig } from './kubernetes-client.ts';
+import { Reflector, type ReflectorStats } from './kubernetes-reflector.ts';
 
 /** A direct GET of a pod the watch has not delivered yet gives up after this long. */
 const FETCH_POD_TIMEOUT_MS = 5_000;

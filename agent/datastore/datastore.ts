@@ -6,7 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EMPTY_OBJECTS, type ClusterObjects } from './cluster-view.ts';
-import { LocalDatastore } from './local-datastore.ts';
+import { LocalDatastore } from './local.ts';
 
 /** A source of cluster objects. */
 export interface Datastore {

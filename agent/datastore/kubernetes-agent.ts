@@ -5,10 +5,10 @@
  * and on SIGTERM remove it only when Sluice is being uninstalled (its
  * DaemonSet or namespace is going away), never on a restart or an upgrade.
  */
-import { podCIDRsOfNode } from '../ipam/pod-cidrs.ts';
-import { readConflistTemplate, removeConflist, writeConflist } from '../install/cni-conf.ts';
-import { ApiStatusError } from './datastore-kubernetes-client.ts';
-import { KubernetesDatastore } from './datastore-kubernetes.ts';
+import { podCIDRsOfNode } from '../../ipam/pod-cidrs.ts';
+import { readConflistTemplate, removeConflist, writeConflist } from '../../install/cni-conf.ts';
+import { ApiStatusError } from './kubernetes-client.ts';
+import { KubernetesDatastore } from './kubernetes.ts';
 
 const PROGRESS_LOG_INTERVAL_MS = 10_000;
 const UNINSTALL_CHECK_TIMEOUT_MS = 3_000;

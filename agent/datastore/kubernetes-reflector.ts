@@ -4,8 +4,8 @@
  * last resourceVersion seen (an event's or a bookmark's), a 410 Gone lists
  * again, and any other failure retries with capped exponential backoff.
  */
-import type { KubeObject } from './local-datastore.ts';
-import { isGone, type KubeClient } from './datastore-kubernetes-client.ts';
+import type { KubeObject } from './local.ts';
+import { isGone, type KubeClient } from './kubernetes-client.ts';
 
 const PAGE_SIZE = 500;
 const INITIAL_BACKOFF_MS = 250;
