@@ -30,9 +30,9 @@ import { agentRoutes } from './routes.ts';
 import { clusterNodes } from './datastore/cluster-view.ts';
 import { NodeRouting } from './routing.ts';
 import { ROUTING_MODES, type RoutingMode } from './routing-plan.ts';
-import { AgentMetrics } from './metrics.ts';
-import { MapFillReader } from './metrics-map-fill.ts';
-import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics-server.ts';
+import { AgentMetrics } from './metrics/metrics.ts';
+import { MapFillReader } from './metrics/map-fill.ts';
+import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics/server.ts';
 import { AGENT_VERSION } from './status-route.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */

@@ -13,7 +13,7 @@ import { policyRoutes } from './policy-routes.ts';
 import { monitorRoutes } from './monitor-routes.ts';
 import type { Monitor } from './monitor.ts';
 import type { PolicyState } from './policy-state.ts';
-import type { MapFill } from './metrics-map-fill.ts';
+import type { MapFill } from './metrics/map-fill.ts';
 import { statusRoute } from './status-route.ts';
 import type { StateDisk } from './state-disk.ts';
 

@@ -8,7 +8,7 @@ import type { Ipam } from '../ipam/allocator.ts';
 import type { Route } from './api-server.ts';
 import type { StatusResponse } from '../contract/api-types.ts';
 import type { EndpointManager } from './endpoints.ts';
-import type { MapFill } from './metrics-map-fill.ts';
+import type { MapFill } from './metrics/map-fill.ts';
 import type { PolicyState } from './policy-state.ts';
 
 /** The version this agent was built from (package.json). */

@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { parseMetricsAddress } from '../agent/metrics-server.ts';
+import { parseMetricsAddress } from '../agent/metrics/server.ts';
 import { counterValue, familyOf, parseExposition, samplesOf, valueOf, type Exposition } from './support/prometheus-text.ts';
 import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
 

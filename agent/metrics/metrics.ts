@@ -5,13 +5,13 @@
  * the policy sync feed as they happen.
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client';
-import { COUNTER_NAMES, decodeCounterValue, decodeEpCounterKey, type CounterName, type CounterTotal } from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
-import type { Ipam } from '../ipam/allocator.ts';
-import type { Endpoint } from '../contract/api-types.ts';
-import type { SyncStats } from './datapath-sync.ts';
-import { COUNTER_MEANINGS, type CounterFamily } from './metrics-counters.ts';
-import { MAP_COUNT_LIMIT, type MapFill } from './metrics-map-fill.ts';
+import { COUNTER_NAMES, decodeCounterValue, decodeEpCounterKey, type CounterName, type CounterTotal } from '../../datapath/abi.ts';
+import type { BpfMap } from '../../datapath/bpf-map.ts';
+import type { Ipam } from '../../ipam/allocator.ts';
+import type { Endpoint } from '../../contract/api-types.ts';
+import type { SyncStats } from '../datapath-sync.ts';
+import { COUNTER_MEANINGS, type CounterFamily } from './counters.ts';
+import { MAP_COUNT_LIMIT, type MapFill } from './map-fill.ts';
 
 /** Every metric name starts with this. */
 export const METRIC_PREFIX = 'sluice_';

@@ -5,8 +5,8 @@
  * CNI requests in between, and max_entries from the kernel's map info, read
  * once.
  */
-import type { BpfMap } from '../datapath/bpf-map.ts';
-import { mapGetNextKey, objGetInfo } from '../datapath/libbpf.ts';
+import type { BpfMap } from '../../datapath/bpf-map.ts';
+import { mapGetNextKey, objGetInfo } from '../../datapath/libbpf.ts';
 
 /** struct bpf_map_info: room for the whole struct; we read max_entries. */
 const MAP_INFO_SIZE_BYTES = 96;

@@ -4,7 +4,7 @@
  * that turns counter names into Prometheus series, for the global counters
  * and the per-endpoint ones alike.
  */
-import type { CounterName } from '../datapath/abi.ts';
+import type { CounterName } from '../../datapath/abi.ts';
 
 /**
  * The metric family of a counter.
