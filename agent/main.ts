@@ -12,7 +12,7 @@ import { syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { CT_MAX_PER_ENDPOINT, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
-import { serveApi } from './api-server.ts';
+import { serveApi } from './api/server.ts';
 import { DEFAULT_SOCKET } from '../contract/api-types.ts';
 import { EndpointManager } from './endpoints.ts';
 import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
@@ -25,15 +25,15 @@ import { NumberingStore } from './numbering-store.ts';
 import { StateDisk } from './state-disk.ts';
 import { PolicyState } from './policy-state.ts';
 import { Monitor } from './monitor.ts';
-import { makeResolver } from './monitor-routes.ts';
-import { agentRoutes } from './routes.ts';
+import { makeResolver } from './api/monitor-routes.ts';
+import { agentRoutes } from './api/routes.ts';
 import { clusterNodes } from './datastore/cluster-view.ts';
 import { NodeRouting } from './routing.ts';
 import { ROUTING_MODES, type RoutingMode } from './routing-plan.ts';
 import { AgentMetrics } from './metrics/metrics.ts';
 import { MapFillReader } from './metrics/map-fill.ts';
 import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics/server.ts';
-import { AGENT_VERSION } from './status-route.ts';
+import { AGENT_VERSION } from './api/status-route.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';

@@ -10,7 +10,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ApiFailure } from './api-server.ts';
+import { ApiFailure } from './api/server.ts';
 
 /** SQLite primary result codes that mean the disk (not the query) failed. */
 const SQLITE_DISK_CODES: Record<number, string> = {

@@ -11,7 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import type { StatusResponse } from '../contract/api-types.ts';
-import { agentStatus, type StatusContext } from '../agent/status-route.ts';
+import { agentStatus, type StatusContext } from '../agent/api/status-route.ts';
 import { statusCommand } from '../cli/status.ts';
 
 function context(syncError: string | null, listed = true): StatusContext {

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
-import type { ApiError } from '../contract/api-types.ts';
+import type { ApiError } from '../../contract/api-types.ts';
 
 const MAX_BODY_BYTES = 1 << 20;
 

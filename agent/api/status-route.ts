@@ -3,13 +3,13 @@
  * plugin's STATUS and GC verbs call it); `?maps=true` adds the datapath map
  * fill, which walks the maps' keys in the kernel.
  */
-import pkg from '../package.json' with { type: 'json' };
-import type { Ipam } from '../ipam/allocator.ts';
-import type { Route } from './api-server.ts';
-import type { StatusResponse } from '../contract/api-types.ts';
-import type { EndpointManager } from './endpoints.ts';
-import type { MapFill } from './metrics/map-fill.ts';
-import type { PolicyState } from './policy-state.ts';
+import pkg from '../../package.json' with { type: 'json' };
+import type { Ipam } from '../../ipam/allocator.ts';
+import type { Route } from './server.ts';
+import type { StatusResponse } from '../../contract/api-types.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import type { MapFill } from '../metrics/map-fill.ts';
+import type { PolicyState } from '../policy-state.ts';
 
 /** The version this agent was built from (package.json). */
 export const AGENT_VERSION: string = pkg.version;

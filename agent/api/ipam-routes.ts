@@ -3,12 +3,12 @@
  * allocation, stale ones flagged) and POST /v1/ipam/reconcile (release what
  * belongs to containers that are gone; the CNI GC verb calls it).
  */
-import type { Ipam } from '../ipam/allocator.ts';
-import { ApiFailure, type Route } from './api-server.ts';
-import type { IpamAllocation, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
-import type { EndpointManager } from './endpoints.ts';
-import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from './ipam-reconcile.ts';
-import { log } from './log.ts';
+import type { Ipam } from '../../ipam/allocator.ts';
+import { ApiFailure, type Route } from './server.ts';
+import type { IpamAllocation, IpamResponse, ReconcileResponse } from '../../contract/api-types.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from '../ipam-reconcile.ts';
+import { log } from '../log.ts';
 
 /** What the IPAM routes act on. */
 export interface IpamRouteContext {

@@ -1,8 +1,8 @@
 /** API of the monitor: a live NDJSON stream with filters, and the latest drops. */
-import { StreamResponse, type Route } from './api-server.ts';
-import type { EndpointManager } from './endpoints.ts';
-import type { Monitor, Resolver } from './monitor.ts';
-import type { PolicyState } from './policy-state.ts';
+import { StreamResponse, type Route } from './server.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import type { Monitor, Resolver } from '../monitor.ts';
+import type { PolicyState } from '../policy-state.ts';
 
 /** What the monitor routes act on. */
 export interface MonitorContext {

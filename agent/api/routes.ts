@@ -2,20 +2,20 @@
  * The agent's API routes: IPAM, endpoints, status and counters, wired to the
  * components that do the work.
  */
-import { parseIp, parseMac } from '../datapath/ip-bytes.ts';
-import { PoolExhaustedError, type Ipam } from '../ipam/allocator.ts';
-import type { Datapath } from '../datapath/loader.ts';
-import { ApiFailure, type Route } from './api-server.ts';
-import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from '../contract/api-types.ts';
-import { EndpointNotServedError, type EndpointManager } from './endpoints.ts';
+import { parseIp, parseMac } from '../../datapath/ip-bytes.ts';
+import { PoolExhaustedError, type Ipam } from '../../ipam/allocator.ts';
+import type { Datapath } from '../../datapath/loader.ts';
+import { ApiFailure, type Route } from './server.ts';
+import type { AllocateRequest, AllocateResponse, AttachmentResponse, EndpointSpec, ReleaseRequest } from '../../contract/api-types.ts';
+import { EndpointNotServedError, type EndpointManager } from '../endpoints.ts';
 import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { monitorRoutes } from './monitor-routes.ts';
-import type { Monitor } from './monitor.ts';
-import type { PolicyState } from './policy-state.ts';
-import type { MapFill } from './metrics/map-fill.ts';
+import type { Monitor } from '../monitor.ts';
+import type { PolicyState } from '../policy-state.ts';
+import type { MapFill } from '../metrics/map-fill.ts';
 import { statusRoute } from './status-route.ts';
-import type { StateDisk } from './state-disk.ts';
+import type { StateDisk } from '../state-disk.ts';
 
 /** What the routes act on. */
 export interface AgentContext {

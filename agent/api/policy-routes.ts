@@ -2,13 +2,13 @@
  * API routes of the policy side: sync on demand (what `sluice local apply`
  * waits for), identities, and one pod's computed policy in readable form.
  */
-import { COUNTER_NAMES, Counter, Direction, Identity, PROTO_ANY, decodeCounterValue, encodeEpCounterKey } from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
-import type { CompiledEndpoint, CompiledState } from '../policy/compile.ts';
-import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from './names.ts';
-import { ApiFailure, type Route } from './api-server.ts';
-import type { EndpointManager } from './endpoints.ts';
-import type { PolicyState } from './policy-state.ts';
+import { COUNTER_NAMES, Counter, Direction, Identity, PROTO_ANY, decodeCounterValue, encodeEpCounterKey } from '../../datapath/abi.ts';
+import type { BpfMap } from '../../datapath/bpf-map.ts';
+import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
+import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from '../names.ts';
+import { ApiFailure, type Route } from './server.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import type { PolicyState } from '../policy-state.ts';
 
 /** What the policy routes act on. */
 export interface PolicyRoutesContext {
