@@ -10,7 +10,7 @@ import type { Endpoint } from '../contract/api-types.ts';
 import { clusterView, nodeAddresses } from './datastore/cluster-view.ts';
 import type { Datastore } from './datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './datapath-sync.ts';
-import { hostAddresses } from './host-addresses.ts';
+import { hostAddresses } from './routing/host-addresses.ts';
 import type { NumberingStore } from './numbering-store.ts';
 
 const WATCH_INTERVAL_MS = 500;

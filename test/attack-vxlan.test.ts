@@ -12,7 +12,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { vtepMac } from '../agent/vxlan.ts';
+import { vtepMac } from '../agent/routing/vxlan.ts';
 import { must, SLUICE } from './support/local-cluster.ts';
 import { TwoNodeCluster } from './support/two-node-cluster.ts';
 

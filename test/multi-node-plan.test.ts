@@ -6,8 +6,8 @@
 import { describe, expect, it } from 'vitest';
 import { clusterNodes as nodesOfObjects, nodeAddresses } from '../agent/datastore/cluster-view.ts';
 import type { KubeObject } from '../agent/datastore/local.ts';
-import { planRoutes } from '../agent/routing-plan.ts';
-import { vtepMac } from '../agent/vxlan.ts';
+import { planRoutes } from '../agent/routing/plan.ts';
+import { vtepMac } from '../agent/routing/vxlan.ts';
 import type { ClusterConfig } from '../cli/local/cluster.ts';
 import { clusterNodes, nodeObject, planNodes, scheduleNode, splitPodCIDR, underlayCIDR } from '../cli/local/nodes.ts';
 

@@ -7,7 +7,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import sea from 'node:sea';
 import { LocalDatastore } from '../../agent/datastore/local.ts';
-import type { RoutingMode } from '../../agent/routing-plan.ts';
+import type { RoutingMode } from '../../agent/routing/plan.ts';
 import type { LocalNode, Underlay } from './nodes.ts';
 
 /** Where `sluice local` keeps a cluster unless told otherwise. */

@@ -7,7 +7,7 @@ import { applyManifests, deleteManifests, readManifests, syncAgent } from './app
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
 import { removeNode } from './nodes-remove.ts';
-import { ROUTING_MODES, type RoutingMode } from '../../agent/routing-plan.ts';
+import { ROUTING_MODES, type RoutingMode } from '../../agent/routing/plan.ts';
 
 const USAGE = `usage: sluice local <command> [--dir DIR]
 

@@ -11,7 +11,7 @@ import { agentRequest } from '../../contract/client.ts';
 import { AGENT_DEFAULTS } from '../../agent/main.ts';
 import { DEL_QUEUE_SUBDIR } from '../../contract/del-queue.ts';
 import type { StatusResponse } from '../../contract/api-types.ts';
-import type { RoutingMode } from '../../agent/routing-plan.ts';
+import type { RoutingMode } from '../../agent/routing/plan.ts';
 import { clusterDir, datastoreOf, defaultCniBinary, loadCluster, processAlive, saveCluster, selfCommand, type ClusterConfig } from './cluster.ts';
 import { clusterNodes, DEFAULT_NODE_PREFIX, nodeObject, planNodes, type LocalNode } from './nodes.ts';
 import { createNodeNetwork, createUnderlay, inNodeNetns } from './nodes-network.ts';

@@ -1,6 +1,6 @@
 /**
  * Keeps this node's routes to other nodes' pods equal to the plan the Node
- * objects call for (agent/routing-plan.ts): adds what is missing, replaces
+ * objects call for (agent/routing/plan.ts): adds what is missing, replaces
  * what changed, removes the routes of nodes that went away. Routes carry
  * Sluice's own route protocol number, so the agent finds its routes again
  * after a restart and never touches anyone else's. In VXLAN mode it also owns
@@ -8,11 +8,11 @@
  * Everything stays in place when the agent stops: traffic between nodes keeps
  * flowing while it restarts.
  */
-import { addNeighbor, deleteNeighbor, deleteRoute, deleteLink, linkByIndex, linkByName, listAddresses, listRoutes, openRtnl, setLinkUp, type Rtnl } from '../datapath/netlink.ts';
-import { encodeRoute, type RouteSpec } from '../datapath/route.ts';
-import { NLM_F_CREATE, NLM_F_REPLACE } from '../datapath/rtnl.ts';
-import type { ClusterNode } from './datastore/cluster-view.ts';
-import { planRoutes, type NodeRoute, type RoutingMode, type RoutingPlan } from './routing-plan.ts';
+import { addNeighbor, deleteNeighbor, deleteRoute, deleteLink, linkByIndex, linkByName, listAddresses, listRoutes, openRtnl, setLinkUp, type Rtnl } from '../../datapath/netlink.ts';
+import { encodeRoute, type RouteSpec } from '../../datapath/route.ts';
+import { NLM_F_CREATE, NLM_F_REPLACE } from '../../datapath/rtnl.ts';
+import type { ClusterNode } from '../datastore/cluster-view.ts';
+import { planRoutes, type NodeRoute, type RoutingMode, type RoutingPlan } from './plan.ts';
 import { addFdbEntry, createVxlanDevice, deleteFdbEntry, VXLAN_DEVICE, VXLAN_OVERHEAD_BYTES } from './vxlan.ts';
 
 /** Route protocol number (rtm_protocol) of the routes Sluice owns: `ip route show proto 83`. */

@@ -1,7 +1,7 @@
 /**
  * Which routes a node needs to reach the pods of every other node, from the
  * Node objects alone (spec.podCIDRs and the InternalIP of status.addresses).
- * Pure: agent/routing.ts puts the plan into the kernel.
+ * Pure: agent/routing/routing.ts puts the plan into the kernel.
  *
  * Native routing: each remote pod CIDR via that node's InternalIP, the
  * underlay routes pod addresses as they are. VXLAN: each remote pod CIDR via
@@ -9,8 +9,8 @@
  * host) whose neighbour entry is the remote node's VTEP MAC, which the
  * device's forwarding table sends to the remote node's InternalIP.
  */
-import { cidrContains, parseCidr } from '../ipam/cidr.ts';
-import type { ClusterNode } from './datastore/cluster-view.ts';
+import { cidrContains, parseCidr } from '../../ipam/cidr.ts';
+import type { ClusterNode } from '../datastore/cluster-view.ts';
 import { vtepMac } from './vxlan.ts';
 
 /** How pod traffic crosses between nodes. */

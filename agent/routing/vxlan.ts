@@ -4,11 +4,11 @@
  * node's VTEP MAC is derived from its underlay address, so every agent knows
  * every other node's MAC from the Node objects alone, with nothing to publish.
  */
-import { VXLAN_PORT } from '../datapath/abi.ts';
-import { nlattr, nlattrNested, nlattrString, nlattrU32 } from '../datapath/nlattr.ts';
-import { parseIp, parseMac } from '../datapath/ip-bytes.ts';
-import { ifinfomsg } from '../datapath/link.ts';
-import { isErrno, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from '../datapath/rtnl.ts';
+import { VXLAN_PORT } from '../../datapath/abi.ts';
+import { nlattr, nlattrNested, nlattrString, nlattrU32 } from '../../datapath/nlattr.ts';
+import { parseIp, parseMac } from '../../datapath/ip-bytes.ts';
+import { ifinfomsg } from '../../datapath/link.ts';
+import { isErrno, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from '../../datapath/rtnl.ts';
 
 /** Name of the overlay device in the node's network namespace. */
 export const VXLAN_DEVICE = 'sluice_vxlan';
