@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS endpoints (
   UNIQUE (container_id, ifname)
 );`;
 
-/** Brings the datapath in line with the endpoints (see agent/datapath-sync.ts); says which it could not serve. */
+/** Brings the datapath in line with the endpoints (see agent/policy-sync/maps.ts); says which it could not serve. */
 export type SyncEndpoints = (endpoints: Endpoint[]) => { unserved: number[] } | void;
 
 /** A registration the datapath could not take (its endpoint map entries were refused: a full map). A retry may succeed. */

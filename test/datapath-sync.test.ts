@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../contract/api-types.ts';
-import { DatapathSync, type SyncedMaps } from '../agent/datapath-sync.ts';
+import { DatapathSync, type SyncedMaps } from '../agent/policy-sync/maps.ts';
 import { Counter, Identity, decodeEndpointInfo, decodePolicyKey, encodeEpCounterKey, policyId } from '../datapath/abi.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';

@@ -2,7 +2,7 @@
 import { StreamResponse, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { Monitor, Resolver } from '../monitor.ts';
-import type { PolicyState } from '../policy-state.ts';
+import type { PolicyState } from '../policy-sync/state.ts';
 
 /** What the monitor routes act on. */
 export interface MonitorContext {

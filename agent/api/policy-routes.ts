@@ -8,7 +8,7 @@ import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
 import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from '../names.ts';
 import { ApiFailure, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
-import type { PolicyState } from '../policy-state.ts';
+import type { PolicyState } from '../policy-sync/state.ts';
 
 /** What the policy routes act on. */
 export interface PolicyRoutesContext {

@@ -12,7 +12,7 @@ import { ipamRoutes } from './ipam-routes.ts';
 import { policyRoutes } from './policy-routes.ts';
 import { monitorRoutes } from './monitor-routes.ts';
 import type { Monitor } from '../monitor.ts';
-import type { PolicyState } from '../policy-state.ts';
+import type { PolicyState } from '../policy-sync/state.ts';
 import type { MapFill } from '../metrics/map-fill.ts';
 import { statusRoute } from './status-route.ts';
 import type { StateDisk } from '../state-disk.ts';

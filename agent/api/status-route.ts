@@ -9,7 +9,7 @@ import type { Route } from './server.ts';
 import type { StatusResponse } from '../../contract/api-types.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { MapFill } from '../metrics/map-fill.ts';
-import type { PolicyState } from '../policy-state.ts';
+import type { PolicyState } from '../policy-sync/state.ts';
 
 /** The version this agent was built from (package.json). */
 export const AGENT_VERSION: string = pkg.version;

@@ -9,7 +9,7 @@ import { COUNTER_NAMES, decodeCounterValue, decodeEpCounterKey, type CounterName
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import type { Ipam } from '../../ipam/allocator.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
-import type { SyncStats } from '../datapath-sync.ts';
+import type { SyncStats } from '../policy-sync/maps.ts';
 import { COUNTER_MEANINGS, type CounterFamily } from './counters.ts';
 import { MAP_COUNT_LIMIT, type MapFill } from './map-fill.ts';
 

@@ -3,10 +3,10 @@
  * the numbers the pinned maps already use (and rewrites nothing).
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { Identity } from '../datapath/abi.ts';
-import { closeQuietly, openStore } from '../ipam/store.ts';
-import type { Numbering } from '../policy/identity.ts';
-import type { StateDisk } from './state-disk.ts';
+import { Identity } from '../../datapath/abi.ts';
+import { closeQuietly, openStore } from '../../ipam/store.ts';
+import type { Numbering } from '../../policy/identity.ts';
+import type { StateDisk } from '../state-disk.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS numbering (

@@ -30,12 +30,12 @@ import {
   POLICY_KEY,
   CIDR_POLICY_KEY,
   type EndpointInfo,
-} from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
-import { compile, CompileCache, type CompiledEndpoint, type CompiledState } from '../policy/compile.ts';
-import type { Numbering } from '../policy/identity.ts';
-import type { ClusterView } from '../policy/types.ts';
-import type { Endpoint } from '../contract/api-types.ts';
+} from '../../datapath/abi.ts';
+import type { BpfMap } from '../../datapath/bpf-map.ts';
+import { compile, CompileCache, type CompiledEndpoint, type CompiledState } from '../../policy/compile.ts';
+import type { Numbering } from '../../policy/identity.ts';
+import type { ClusterView } from '../../policy/types.ts';
+import type { Endpoint } from '../../contract/api-types.ts';
 
 /** The maps this module owns. */
 export interface SyncedMaps {

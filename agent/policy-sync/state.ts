@@ -5,12 +5,12 @@
  * (POST /v1/datastore/sync), when the datastore or the host's addresses
  * change, and periodically as a safety net.
  */
-import type { DatapathMaps } from '../datapath/loader.ts';
-import type { Endpoint } from '../contract/api-types.ts';
-import { clusterView, nodeAddresses } from './datastore/cluster-view.ts';
-import type { Datastore } from './datastore/datastore.ts';
-import { DatapathSync, type SyncStats } from './datapath-sync.ts';
-import { hostAddresses } from './routing/host-addresses.ts';
+import type { DatapathMaps } from '../../datapath/loader.ts';
+import type { Endpoint } from '../../contract/api-types.ts';
+import { clusterView, nodeAddresses } from '../datastore/cluster-view.ts';
+import type { Datastore } from '../datastore/datastore.ts';
+import { DatapathSync, type SyncStats } from './maps.ts';
+import { hostAddresses } from '../routing/host-addresses.ts';
 import type { NumberingStore } from './numbering-store.ts';
 
 const WATCH_INTERVAL_MS = 500;
