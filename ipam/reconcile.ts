@@ -2,7 +2,7 @@
  * Which allocations belong to containers that no longer exist. A pure
  * decision over facts the caller gathers (allocations, endpoint records, which
  * netns paths exist, which pods the datastore knows); the agent's runner
- * (agent/ipam-reconcile.ts) does the releasing. No I/O here.
+ * (agent/reclaim/ipam-reconcile.ts) does the releasing. No I/O here.
  *
  * An attachment (container ID + ifname, holding one address per family) is
  * released when it is older than the grace period and:
@@ -31,7 +31,7 @@ export interface EndpointFacts {
 export interface ReconcileInput {
   allocations: AllocationRecord[];
   endpoints: EndpointFacts[];
-  /** Whether the netns path exists now, as far as the agent can tell (see netnsState in agent/ipam-reconcile.ts). */
+  /** Whether the netns path exists now, as far as the agent can tell (see netnsState in agent/reclaim/ipam-reconcile.ts). */
   netnsState: (netns: string) => NetnsState;
   /** True when the datastore shows the pod running on this node; undefined without a datastore. */
   podRunning?: ((namespace: string, name: string) => boolean) | undefined;

@@ -7,7 +7,7 @@
  */
 import { mkdtempSync, readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConntrackSweeper } from '../agent/conntrack-sweep.ts';
+import { ConntrackSweeper } from '../agent/reclaim/conntrack-sweep.ts';
 import { CT_COUNT, CT_KEY, CT_VALUE, Direction, FRAG_KEY, FRAG_TIMEOUT_SEC, FRAG_VALUE, decodeCtCount, decodeFragCount, encodeDatapathConfig, encodeEndpointInfo, encodeEndpointKey, encodeU32 } from '../datapath/abi.ts';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectPath } from '../datapath/bpf-object.ts';

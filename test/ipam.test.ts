@@ -7,7 +7,7 @@ import { Ipam, PoolExhaustedError } from '../ipam/allocator.ts';
 import { cidrContains, parseAddressRange, parseCidr } from '../ipam/cidr.ts';
 import { podCIDRsOfNode, validatePodCIDRs } from '../ipam/pod-cidrs.ts';
 import { makePool, nextAllocatable, notAllocatable, poolCapacity } from '../ipam/pool.ts';
-import { netnsState, runningOn } from '../agent/ipam-reconcile.ts';
+import { netnsState, runningOn } from '../agent/reclaim/ipam-reconcile.ts';
 import { decideReleases, type ReconcileInput } from '../ipam/reconcile.ts';
 import type { AllocationRecord } from '../ipam/store.ts';
 

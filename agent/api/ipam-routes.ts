@@ -7,7 +7,7 @@ import type { Ipam } from '../../ipam/allocator.ts';
 import { ApiFailure, type Route } from './server.ts';
 import type { IpamAllocation, IpamResponse, ReconcileResponse } from '../../contract/api-types.ts';
 import type { EndpointManager } from '../endpoints.ts';
-import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from '../ipam-reconcile.ts';
+import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from '../reclaim/ipam-reconcile.ts';
 import { log } from '../log.ts';
 
 /** What the IPAM routes act on. */

@@ -7,10 +7,10 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Ipam } from '../ipam/allocator.ts';
-import { decideReleases, type AttachmentDecision, type NetnsState } from '../ipam/reconcile.ts';
-import type { EndpointManager } from './endpoints.ts';
-import type { KubeObject } from './datastore/local.ts';
+import type { Ipam } from '../../ipam/allocator.ts';
+import { decideReleases, type AttachmentDecision, type NetnsState } from '../../ipam/reconcile.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import type { KubeObject } from '../datastore/local.ts';
 
 /** Default grace period: longer than kubelet's 2-minute runtime request timeout, so no running ADD loses its address. */
 export const DEFAULT_IPAM_GC_GRACE_MS = 5 * 60_000;

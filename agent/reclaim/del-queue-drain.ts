@@ -3,10 +3,10 @@
  * agent was down (endpoint out of the maps, addresses back to the pool, TCX
  * link pins removed), at start-up and then periodically.
  */
-import { detachTcx } from '../datapath/tcx.ts';
-import { drainDelQueue, type QueuedDel } from '../contract/del-queue.ts';
-import type { EndpointManager } from './endpoints.ts';
-import type { Ipam } from '../ipam/allocator.ts';
+import { detachTcx } from '../../datapath/tcx.ts';
+import { drainDelQueue, type QueuedDel } from '../../contract/del-queue.ts';
+import type { EndpointManager } from '../endpoints.ts';
+import type { Ipam } from '../../ipam/allocator.ts';
 
 /** How often a running agent looks for DELs queued while it could not be reached (e.g. a timed-out request). */
 export const DEL_QUEUE_DRAIN_INTERVAL_MS = 5_000;

@@ -8,9 +8,9 @@
  * only runs it every few seconds and then forgets the budgets of endpoints
  * that are gone.
  */
-import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../datapath/abi.ts';
-import type { BpfMap } from '../datapath/bpf-map.ts';
-import { closeFd, objGet, runSyscallProgram } from '../datapath/libbpf.ts';
+import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../../datapath/abi.ts';
+import type { BpfMap } from '../../datapath/bpf-map.ts';
+import { closeFd, objGet, runSyscallProgram } from '../../datapath/libbpf.ts';
 
 /** How often the table is swept: a short-lived flow's entry outlives its timeout by at most this. */
 export const DEFAULT_CT_SWEEP_INTERVAL_MS = 5000;
