@@ -34,6 +34,7 @@ import { AgentMetrics } from './metrics/metrics.ts';
 import { MapFillReader } from './metrics/map-fill.ts';
 import { DEFAULT_METRICS_ADDRESS, formatMetricsAddress, parseMetricsAddress, serveMetrics } from './metrics/server.ts';
 import { AGENT_VERSION } from './api/status-route.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
@@ -206,7 +207,7 @@ export async function runAgent(argv: string[]): Promise<void> {
   const routing = new NodeRouting({ nodeName: values['node-name'], mode: routingMode, nodes: () => clusterNodes(policy.datastore.objects()), log });
   await routing.reconcile(true).then(
     (changes) => routing.logChanges(changes),
-    (err: unknown) => log(`node routes (retried): ${err instanceof Error ? err.message : String(err)}`),
+    (err: unknown) => log(`node routes (retried): ${errorMessage(err)}`),
   );
   routing.start();
   // After the first sync: vxlan_in reads the other nodes' addresses from the ipcache.

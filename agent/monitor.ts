@@ -7,6 +7,7 @@ import { COUNTER_NAMES, Counter, Direction, EventType, Verdict, decodeEvent, typ
 import { closeFd, objGet } from '../datapath/libbpf.ts';
 import { RingBufferReader } from '../datapath/ringbuf.ts';
 import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from './names.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const POLL_INTERVAL_MS = 100;
 const RECENT_DROPS = 50;
@@ -135,7 +136,7 @@ export class Monitor {
       try {
         this.reader?.poll();
       } catch (err: unknown) {
-        log(`monitor: ${err instanceof Error ? err.message : String(err)}`);
+        log(`monitor: ${errorMessage(err)}`);
       }
     }, POLL_INTERVAL_MS);
     this.timer.unref();

@@ -11,6 +11,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ApiFailure } from './api/server.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** SQLite primary result codes that mean the disk (not the query) failed. */
 const SQLITE_DISK_CODES: Record<number, string> = {
@@ -75,7 +76,7 @@ export class StateDisk {
   noteFailure(err: unknown): boolean {
     const kind = diskFaultOf(err);
     if (kind === null) return false;
-    const text = `${kind}: ${err instanceof Error ? err.message : String(err)}`;
+    const text = `${kind}: ${errorMessage(err)}`;
     if (this.faultText === null) {
       this.faultSinceMs = Date.now();
       this.log(`state directory ${this.dir} refuses writes (${text}): ADDs are refused with "try again", DELs keep working`);
@@ -138,7 +139,7 @@ export class StateDisk {
       } catch {
         // a read-only disk keeps it; the next probe overwrites it
       }
-      if (!this.noteFailure(err)) this.log(`state directory probe: ${err instanceof Error ? err.message : String(err)}`);
+      if (!this.noteFailure(err)) this.log(`state directory probe: ${errorMessage(err)}`);
       return false;
     }
     if (this.faultText !== null) {

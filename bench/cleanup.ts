@@ -5,6 +5,7 @@
  * synchronous (process 'exit' handlers cannot wait).
  */
 import { spawnSync } from 'node:child_process';
+import { errorMessage } from '../lib/errors.ts';
 
 const actions: { what: string; fn: () => void }[] = [];
 let installed = false;
@@ -15,7 +16,7 @@ function runAll(): void {
     try {
       fn();
     } catch (err: unknown) {
-      console.error(`cleanup: ${what}: ${err instanceof Error ? err.message : String(err)}`);
+      console.error(`cleanup: ${what}: ${errorMessage(err)}`);
     }
   }
 }

@@ -13,6 +13,7 @@ import { createPod } from './local/pods.ts';
 import { run } from './local/run.ts';
 import { localUp } from './local/up.ts';
 import type { ClusterConfig } from './local/cluster.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const DEMO = {
   dir: '/var/lib/sluice/demo',
@@ -163,7 +164,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     }
   } catch (err: unknown) {
     failures++;
-    console.error(`demo failed: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`demo failed: ${errorMessage(err)}`);
   }
   say('Tearing down: pods, veths, pins, agent and state are removed');
   for (const p of await localDown(DEMO.dir)) console.error(`warning: ${p}`);

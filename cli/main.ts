@@ -6,6 +6,7 @@ import { agentRequest, agentStream } from '../contract/client.ts';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 import { statusCommand } from './status.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const USAGE = `usage: sluice <command>
 
@@ -190,6 +191,6 @@ function exitAfterFlush(code: number): void {
 }
 
 main(process.argv.slice(2)).then(exitAfterFlush, (err: unknown) => {
-  console.error(`sluice: ${err instanceof Error ? err.message : String(err)}`);
+  console.error(`sluice: ${errorMessage(err)}`);
   exitAfterFlush(1);
 });

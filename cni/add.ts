@@ -23,6 +23,7 @@ import { parsePrevResult } from './result.ts';
 import { CniError, CNI_ERR, type CniResult, type NetConf } from './spec.ts';
 import { hostVethName, linkPins } from './names.ts';
 import { agentSocket, toCniError } from './agent-errors.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const DEFAULT_MTU = 1500;
 
@@ -77,7 +78,7 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
     detachTcx(pins.egress);
 
     await createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: netns.fd, mtu, hostUp: true }).catch((err: unknown) => {
-      throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${message(err)}`);
+      throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
     });
     // Deleting the veth also removes its peer, its routes and whatever TCX links a later step attached.
     undo.push(() => deleteLink(host, hostIfname));
@@ -151,10 +152,10 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
         await u();
       } catch (uerr: unknown) {
         // Best effort: the rest of the rollback must still run; what failed is told to the operator.
-        problems.push(message(uerr));
+        problems.push(errorMessage(uerr));
       }
     }
-    const e = err instanceof CniError ? err : new CniError(CNI_ERR.IO, message(err));
+    const e = err instanceof CniError ? err : new CniError(CNI_ERR.IO, errorMessage(err));
     if (problems.length > 0) e.details = `${e.details ? `${e.details}; ` : ''}rollback incomplete (a DEL or GC will finish it): ${problems.join('; ')}`;
     throw e;
   } finally {
@@ -169,10 +170,7 @@ async function step<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
     return await fn();
   } catch (err: unknown) {
     if (err instanceof CniError || err instanceof AgentError) throw err;
-    throw new CniError(CNI_ERR.IO, `${what}: ${message(err)}`);
+    throw new CniError(CNI_ERR.IO, `${what}: ${errorMessage(err)}`);
   }
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

@@ -15,6 +15,7 @@ import { parsePrevResult } from './result.ts';
 import { agentSocket } from './agent-errors.ts';
 import { hostVethName, linkPins } from './names.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const DEFAULT_MTU = 1500;
 
@@ -54,7 +55,7 @@ export async function cmdCheck(env: CniEnv, conf: NetConf): Promise<void> {
     );
   } catch (err: unknown) {
     const code = err instanceof AgentUnreachableError ? CNI_ERR.TRY_AGAIN_LATER : CNI_ERR.IO;
-    throw new CniError(code, `CHECK ${attachment}: ask the agent: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CniError(code, `CHECK ${attachment}: ask the agent: ${errorMessage(err)}`);
   }
   if (agent.endpoint === null && agent.addresses.length === 0) {
     throw new CniError(CNI_ERR.UNKNOWN_CONTAINER, `CHECK ${attachment}: the sluice agent has no endpoint and no address for this attachment (was ADD run, or has DEL or GC removed it?)`);

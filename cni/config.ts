@@ -17,6 +17,7 @@ import {
   type CniVerb,
   type NetConf,
 } from './spec.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Network names and container IDs (spec 1.1.0, sections 1 and 2): alphanumeric first, then [a-zA-Z0-9_.-]. */
 const NAME_PATTERN = /^[a-zA-Z0-9][a-zA-Z0-9_.\-]*$/;
@@ -174,7 +175,7 @@ export function parseNetConf(stdin: string | Buffer): NetConf {
     throw new CniError(
       CNI_ERR.DECODE,
       `network configuration on stdin is not valid JSON: ${CONFLIST_HINT}`,
-      err instanceof Error ? err.message : String(err),
+      errorMessage(err),
     );
   }
   if (!isObject(raw)) {

@@ -13,6 +13,7 @@ import type { CniEnv } from './config.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
 import { hostVethName, linkPins } from './names.ts';
 import { releaseAttachment } from './release.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Runs DEL; resolves with a note for the log (e.g. that the release was queued), rejects with code 11. */
 export async function cmdDel(env: CniEnv, conf: NetConf): Promise<string | undefined> {
@@ -26,7 +27,7 @@ export async function cmdDel(env: CniEnv, conf: NetConf): Promise<string | undef
     // grace periods (~15 ms each) for nothing.
     await deleteLink(rtnl, hostIfname);
   } catch (err: unknown) {
-    throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `delete host veth ${hostIfname}: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `delete host veth ${hostIfname}: ${errorMessage(err)}`);
   } finally {
     rtnl.close();
   }

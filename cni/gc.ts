@@ -16,6 +16,7 @@ import { ownedHostVeths } from './host-veth.ts';
 import { hostVethName, linkPins } from './names.ts';
 import { releaseAttachment } from './release.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const PIN_RE = /^(lxc[0-9a-f]{11})_(?:ingress|egress)$/;
 
@@ -55,7 +56,7 @@ export async function cmdGc(conf: NetConf): Promise<string> {
     for (const link of await ownedHostVeths(rtnl, socket)) if (!validHost.has(link.name)) staleHost.add(link.name);
     for (const name of staleHost) if (await deleteLink(rtnl, name)) veths++;
   } catch (err: unknown) {
-    throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `GC: delete stale host veths: ${err instanceof Error ? err.message : String(err)}`);
+    throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `GC: delete stale host veths: ${errorMessage(err)}`);
   } finally {
     rtnl.close();
   }

@@ -9,6 +9,7 @@ import { parseEnv, parseNetConf, checkVerbAllowed } from './config.ts';
 import { formatResult, versionResult } from './result.ts';
 import { CniError, CNI_ERR, CURRENT_VERSION, type NetConf } from './spec.ts';
 import type { CniEnv } from './config.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Reads the version a config asks for, for errors raised before the config is fully parsed. */
 function requestedVersion(stdin: string): string {
@@ -52,7 +53,7 @@ async function run(env: CniEnv, conf: NetConf): Promise<Outcome> {
       } catch (err: unknown) {
         // Kubelet retries DEL until it succeeds: report every failure as one a retry may fix.
         if (err instanceof CniError) throw err;
-        throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `DEL ${env.containerId}/${env.ifname}: ${err instanceof Error ? err.message : String(err)}`);
+        throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `DEL ${env.containerId}/${env.ifname}: ${errorMessage(err)}`);
       }
     }
     case 'CHECK': {
@@ -114,7 +115,7 @@ async function main(): Promise<number> {
     logInvocation(conf, started, note === undefined ? 'ok' : `ok: ${note}`);
     return 0;
   } catch (err: unknown) {
-    const cniErr = err instanceof CniError ? err : new CniError(CNI_ERR.IO, err instanceof Error ? err.message : String(err));
+    const cniErr = err instanceof CniError ? err : new CniError(CNI_ERR.IO, errorMessage(err));
     process.stdout.write(JSON.stringify(cniErr.toJSON(version)) + '\n');
     logInvocation(conf, started, `error ${cniErr.code}: ${cniErr.message}`);
     return 1;

@@ -8,6 +8,7 @@ import { agentRequest, AgentUnreachableError } from '../contract/client.ts';
 import { DEFAULT_DEL_QUEUE_DIR, queueDel } from '../contract/del-queue.ts';
 import { agentSocket } from './agent-errors.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** What became of a release. */
 export interface ReleaseOutcome {
@@ -44,7 +45,7 @@ export async function releaseAttachment(conf: NetConf, containerID: string, ifna
     return out;
   } catch (err: unknown) {
     if (!(err instanceof AgentUnreachableError)) {
-      throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `release ${containerID}/${ifname} at the agent: ${err instanceof Error ? err.message : String(err)}`);
+      throw new CniError(CNI_ERR.TRY_AGAIN_LATER, `release ${containerID}/${ifname} at the agent: ${errorMessage(err)}`);
     }
     const dir = delQueueDir(conf);
     try {
@@ -53,7 +54,7 @@ export async function releaseAttachment(conf: NetConf, containerID: string, ifna
     } catch (qerr: unknown) {
       throw new CniError(
         CNI_ERR.TRY_AGAIN_LATER,
-        `release ${containerID}/${ifname}: ${err.message}, and queueing the release in ${dir} failed: ${qerr instanceof Error ? qerr.message : String(qerr)}`,
+        `release ${containerID}/${ifname}: ${err.message}, and queueing the release in ${dir} failed: ${errorMessage(qerr)}`,
       );
     }
   }

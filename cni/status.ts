@@ -3,6 +3,7 @@ import { agentRequest } from '../contract/client.ts';
 import type { StatusResponse } from '../contract/api-types.ts';
 import { agentSocket } from './agent-errors.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Resolves when the plugin can serve ADD; rejects with code 50 (agent down) or 51 (pool exhausted). */
 export async function cmdStatus(conf: NetConf): Promise<void> {
@@ -10,7 +11,7 @@ export async function cmdStatus(conf: NetConf): Promise<void> {
   try {
     status = await agentRequest<StatusResponse>(agentSocket(conf), 'GET', '/v1/status');
   } catch (err: unknown) {
-    throw new CniError(CNI_ERR.NOT_AVAILABLE, err instanceof Error ? err.message : String(err));
+    throw new CniError(CNI_ERR.NOT_AVAILABLE, errorMessage(err));
   }
   if (!status.ready) throw new CniError(CNI_ERR.NOT_AVAILABLE, `the sluice agent on ${status.node} is not ready: ${status.notReady?.join('; ') || 'starting'}`);
   const full = status.pools.filter((p) => p.used >= p.size);

@@ -8,6 +8,7 @@
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { errorMessage } from '../lib/errors.ts';
 
 /** The queue directory when the CNI configuration names none: inside the agent's default state directory. */
 export const DEFAULT_DEL_QUEUE_DIR = '/var/lib/sluice/del-queue';
@@ -68,7 +69,7 @@ export function listQueuedDels(dir: string, onBad: (file: string, why: string) =
       }
       out.push({ file, entry: { containerID: e.containerID, ifname: e.ifname, hostIfname: e.hostIfname, queuedAt: Number(e.queuedAt ?? 0) } });
     } catch (err: unknown) {
-      onBad(file, err instanceof Error ? err.message : String(err));
+      onBad(file, errorMessage(err));
     }
   }
   return out;
@@ -88,7 +89,7 @@ export function drainDelQueue(dir: string, release: (entry: QueuedDel) => void, 
       done++;
       log(`DEL queue: released ${entry.containerID}/${entry.ifname} (queued ${new Date(entry.queuedAt).toISOString()} while the agent was down)`);
     } catch (err: unknown) {
-      log(`DEL queue: release of ${entry.containerID}/${entry.ifname} failed, will retry: ${err instanceof Error ? err.message : String(err)}`);
+      log(`DEL queue: release of ${entry.containerID}/${entry.ifname} failed, will retry: ${errorMessage(err)}`);
     }
   }
   return done;

@@ -12,6 +12,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, SLUICE_CNI, sh } from './support/local-cluster.ts';
 import { CniHarness } from './support/cni-harness.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const DRIVER_SRC = path.join(ROOT, 'conformance/cni/driver/main.go');
 const REFERENCE_PLUGINS_DIR = '/usr/lib/cni';
@@ -36,7 +37,7 @@ describe('CNI conformance through libcni', () => {
       });
     } catch (err: unknown) {
       const stderr = String((err as { stderr?: unknown }).stderr ?? '');
-      throw new Error(`build the libcni driver (needs golang-go and golang-github-appc-cni-dev: run tools/setup-debian.sh): ${err instanceof Error ? err.message : String(err)} ${stderr}`);
+      throw new Error(`build the libcni driver (needs golang-go and golang-github-appc-cni-dev: run tools/setup-debian.sh): ${errorMessage(err)} ${stderr}`);
     }
     await h.up();
   }, 120_000);

@@ -13,6 +13,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { agentRequest } from '../contract/client.ts';
 import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
 import { SLUICE, sh } from './support/local-cluster.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const AGENT_READY_TIMEOUT_MS = 20_000;
 const CONCURRENT_ALLOCATIONS = 200;
@@ -101,7 +102,7 @@ async function fireAndKill<T>(agent: AgentUnderTest, keys: string[], send: (key:
           if (++oks === killAfterOk) killed = agent.kill9();
           return { key, ok, error: null };
         },
-        (err: unknown): Outcome<T> => ({ key, ok: null, error: err instanceof Error ? err.message : String(err) }),
+        (err: unknown): Outcome<T> => ({ key, ok: null, error: errorMessage(err) }),
       ),
     ),
   );

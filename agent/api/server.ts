@@ -8,6 +8,7 @@ import http from 'node:http';
 import net from 'node:net';
 import path from 'node:path';
 import type { ApiError } from '../../contract/api-types.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const MAX_BODY_BYTES = 1 << 20;
 
@@ -114,7 +115,7 @@ export async function serveApi(
       const err = thrown instanceof ApiFailure ? thrown : options.mapError?.(thrown) ?? thrown;
       status = err instanceof ApiFailure ? err.status : 500;
       const out: ApiError = {
-        error: err instanceof Error ? err.message : String(err),
+        error: errorMessage(err),
         kind: err instanceof ApiFailure ? err.kind : 'Internal',
       };
       if (status === 500) log(`API ${req.method} ${url.pathname} failed: ${out.error}`);

@@ -9,6 +9,7 @@ import { podCIDRsOfNode } from '../../ipam/pod-cidrs.ts';
 import { readConflistTemplate, removeConflist, writeConflist } from '../../install/cni-conf.ts';
 import { ApiStatusError } from './kubernetes-client.ts';
 import { KubernetesDatastore } from './kubernetes.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const PROGRESS_LOG_INTERVAL_MS = 10_000;
 const UNINSTALL_CHECK_TIMEOUT_MS = 3_000;
@@ -108,7 +109,7 @@ export async function uninstalling(ds: KubernetesDatastore, opts: Pick<Kubernete
     return Boolean(set.metadata?.deletionTimestamp);
   } catch (err: unknown) {
     if (err instanceof ApiStatusError && err.statusCode === 404) return true;
-    opts.log(`uninstall check: ${err instanceof Error ? err.message : String(err)}; keeping the CNI config`);
+    opts.log(`uninstall check: ${errorMessage(err)}; keeping the CNI config`);
     return false;
   }
 }

@@ -6,6 +6,7 @@
  */
 import type { KubeObject } from './local.ts';
 import { isGone, type KubeClient } from './kubernetes-client.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const PAGE_SIZE = 500;
 const INITIAL_BACKOFF_MS = 250;
@@ -53,9 +54,6 @@ function fingerprint(obj: KubeObject): string {
   return JSON.stringify({ ...obj, metadata: meta });
 }
 
-function errorText(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}
 
 /** A list+watch loop over one collection. */
 export class Reflector {
@@ -143,7 +141,7 @@ export class Reflector {
         }
         if (this.stopped) break;
         this.stats.failures++;
-        this.opts.log(`watch ${this.opts.path}: ${outcome.error === null ? 'closed at once' : errorText(outcome.error)}; again in ${backoffMs} ms`);
+        this.opts.log(`watch ${this.opts.path}: ${outcome.error === null ? 'closed at once' : errorMessage(outcome.error)}; again in ${backoffMs} ms`);
       } catch (err: unknown) {
         if (this.stopped) break;
         if (isGone(err)) {
@@ -153,7 +151,7 @@ export class Reflector {
           continue;
         }
         this.stats.failures++;
-        this.opts.log(`list ${this.opts.path}: ${errorText(err)}; again in ${backoffMs} ms`);
+        this.opts.log(`list ${this.opts.path}: ${errorMessage(err)}; again in ${backoffMs} ms`);
       }
       await this.sleep(backoffMs * (0.8 + Math.random() * 0.4));
       backoffMs = Math.min(backoffMs * 2, maxBackoffMs);

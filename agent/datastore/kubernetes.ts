@@ -10,6 +10,7 @@ import type { Datastore } from './datastore.ts';
 import type { KubeObject } from './local.ts';
 import { ApiStatusError, KubeClient, loadKubeConfig } from './kubernetes-client.ts';
 import { Reflector, type ReflectorStats } from './kubernetes-reflector.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** A direct GET of a pod the watch has not delivered yet gives up after this long. */
 const FETCH_POD_TIMEOUT_MS = 5_000;
@@ -211,7 +212,7 @@ export class KubernetesDatastore implements Datastore {
       if (this.pods.addIfAbsent(pod)) this.log(`pod ${namespace}/${name} fetched directly: the watch had not delivered it yet`);
     } catch (err: unknown) {
       if (err instanceof ApiStatusError && err.statusCode === 404) return;
-      this.log(`fetch pod ${namespace}/${name}: ${err instanceof Error ? err.message : String(err)}`);
+      this.log(`fetch pod ${namespace}/${name}: ${errorMessage(err)}`);
     }
   }
 

@@ -5,6 +5,7 @@
  */
 import http from 'node:http';
 import type { AgentMetrics } from './metrics.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** Default --metrics-address: local scrapers only (hostNetwork pods share the node's addresses). */
 export const DEFAULT_METRICS_ADDRESS = '127.0.0.1:9962';
@@ -48,7 +49,7 @@ export async function serveMetrics(
         res.end(text);
       },
       (err: unknown) => {
-        const msg = err instanceof Error ? err.message : String(err);
+        const msg = errorMessage(err);
         log(`metrics: scrape failed: ${msg}`);
         res.writeHead(500, { 'content-type': 'text/plain' });
         res.end(`scrape failed: ${msg}\n`);
@@ -61,7 +62,7 @@ export async function serveMetrics(
       server.listen(address.port, address.host, () => resolve());
     });
   } catch (err: unknown) {
-    const code = (err as NodeJS.ErrnoException).code ?? (err instanceof Error ? err.message : String(err));
+    const code = (err as NodeJS.ErrnoException).code ?? errorMessage(err);
     log(`metrics: cannot listen on ${formatMetricsAddress(address)}: ${code}; metrics are off`);
     return null;
   }

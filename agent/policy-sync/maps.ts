@@ -36,6 +36,7 @@ import { compile, CompileCache, type CompiledEndpoint, type CompiledState } from
 import type { Numbering } from '../../policy/identity.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** The maps this module owns. */
 export interface SyncedMaps {
@@ -138,7 +139,7 @@ export class DatapathSync {
       } catch (err: unknown) {
         // Not a failure of the sync's own state: the next gone endpoint tries again, the datapath keeps counting.
         this.failureCount++;
-        if (this.failures.length < MAX_FAILURES) this.failures.push(`delete ep_counters of endpoint ${endpointId}: ${err instanceof Error ? err.message : String(err)}`);
+        if (this.failures.length < MAX_FAILURES) this.failures.push(`delete ep_counters of endpoint ${endpointId}: ${errorMessage(err)}`);
       }
     }
   }
@@ -155,7 +156,7 @@ export class DatapathSync {
 
   private failed(op: string, name: MapName, err: unknown): false {
     this.failureCount++;
-    if (this.failures.length < MAX_FAILURES) this.failures.push(`${op} ${name}: ${err instanceof Error ? err.message : String(err)}`);
+    if (this.failures.length < MAX_FAILURES) this.failures.push(`${op} ${name}: ${errorMessage(err)}`);
     return false;
   }
 

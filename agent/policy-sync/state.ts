@@ -12,6 +12,7 @@ import type { Datastore } from '../datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './maps.ts';
 import { hostAddresses } from '../routing/host-addresses.ts';
 import type { NumberingStore } from './numbering-store.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const WATCH_INTERVAL_MS = 500;
 /**
@@ -63,7 +64,7 @@ export class PolicyState {
       const objects = this.datastore.objects();
       this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
     } catch (err) {
-      this.syncError = err instanceof Error ? err.message : String(err);
+      this.syncError = errorMessage(err);
       throw err;
     }
     // Entries the kernel refused leave the node fail-closed but not in line with the datastore: not ready.
@@ -97,8 +98,8 @@ export class PolicyState {
         if (stats.failed.length > 0) log(`datastore sync incomplete (retrying): ${stats.failed.join('; ')}`);
       } catch (err: unknown) {
         // A timer must never take the agent down; the next tick retries, and status says not ready meanwhile.
-        this.syncError = err instanceof Error ? err.message : String(err);
-        log(`datastore sync failed (retrying): ${err instanceof Error ? err.message : String(err)}`);
+        this.syncError = errorMessage(err);
+        log(`datastore sync failed (retrying): ${errorMessage(err)}`);
       }
     };
     // A datastore that pushes (Kubernetes watches) is applied shortly after the event; the poll stays as a safety net.
@@ -120,7 +121,7 @@ export class PolicyState {
             this.apply(this.endpoints());
             log(`host addresses changed: ${addrs.join(', ')}`);
           },
-          (err: unknown) => log(`list host addresses: ${err instanceof Error ? err.message : String(err)}`),
+          (err: unknown) => log(`list host addresses: ${errorMessage(err)}`),
         );
       }, HOST_ADDRESS_INTERVAL_MS),
     );

@@ -11,6 +11,7 @@
 import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import { closeFd, objGet, runSyscallProgram } from '../../datapath/libbpf.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** How often the table is swept: a short-lived flow's entry outlives its timeout by at most this. */
 export const DEFAULT_CT_SWEEP_INTERVAL_MS = 5000;
@@ -49,7 +50,7 @@ export class ConntrackSweeper {
       try {
         this.sweep();
       } catch (err: unknown) {
-        this.log(`conntrack sweep: ${err instanceof Error ? err.message : String(err)}`);
+        this.log(`conntrack sweep: ${errorMessage(err)}`);
       }
     }, intervalMs);
     this.timer.unref();

@@ -11,6 +11,7 @@ import type { Ipam } from '../../ipam/allocator.ts';
 import { decideReleases, type AttachmentDecision, type NetnsState } from '../../ipam/reconcile.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { KubeObject } from '../datastore/local.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** Default grace period: longer than kubelet's 2-minute runtime request timeout, so no running ADD loses its address. */
 export const DEFAULT_IPAM_GC_GRACE_MS = 5 * 60_000;
@@ -97,7 +98,7 @@ export function reconcileIpam(deps: IpamReconcileDeps, opts: IpamReconcileOption
       report.released.push(d);
       deps.log(`IPAM reconcile: released ${d.ips.join(', ')} of ${describe(d)}: ${d.reason}`);
     } catch (err: unknown) {
-      const error = err instanceof Error ? err.message : String(err);
+      const error = errorMessage(err);
       report.failed.push({ ...d, error });
       deps.log(`IPAM reconcile: release ${d.ips.join(', ')} of ${describe(d)} failed: ${error}`);
     }
@@ -111,7 +112,7 @@ export function startIpamReconciler(deps: IpamReconcileDeps, opts: { graceMs: nu
     try {
       reconcileIpam(deps, { graceMs: opts.graceMs });
     } catch (err: unknown) {
-      deps.log(`IPAM reconcile failed: ${err instanceof Error ? err.message : String(err)}`);
+      deps.log(`IPAM reconcile failed: ${errorMessage(err)}`);
     }
   };
   runOnce();

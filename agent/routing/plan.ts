@@ -12,6 +12,7 @@
 import { cidrContains, parseCidr } from '../../ipam/cidr.ts';
 import type { ClusterNode } from '../datastore/cluster-view.ts';
 import { vtepMac } from './vxlan.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** How pod traffic crosses between nodes. */
 export type RoutingMode = 'native' | 'vxlan';
@@ -63,7 +64,7 @@ export function planRoutes(nodes: ClusterNode[], self: string, mode: RoutingMode
       try {
         dst = parseCidr(cidr).text;
       } catch (err: unknown) {
-        plan.skipped.push(`${node.name} ${cidr}: ${err instanceof Error ? err.message : String(err)}`);
+        plan.skipped.push(`${node.name} ${cidr}: ${errorMessage(err)}`);
         continue;
       }
       const clash = ownCIDRs.find((own) => overlaps(own, dst));

@@ -14,6 +14,7 @@ import { NLM_F_CREATE, NLM_F_REPLACE } from '../../datapath/rtnl.ts';
 import type { ClusterNode } from '../datastore/cluster-view.ts';
 import { planRoutes, type NodeRoute, type RoutingMode, type RoutingPlan } from './plan.ts';
 import { addFdbEntry, createVxlanDevice, deleteFdbEntry, VXLAN_DEVICE, VXLAN_OVERHEAD_BYTES } from './vxlan.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** Route protocol number (rtm_protocol) of the routes Sluice owns: `ip route show proto 83`. */
 export const RTPROT_SLUICE = 83;
@@ -74,7 +75,7 @@ export class NodeRouting {
     this.timer = setInterval(() => {
       this.reconcile().then(
         (c) => this.logChanges(c),
-        (err: unknown) => this.opts.log(`node routes: ${message(err)}`),
+        (err: unknown) => this.opts.log(`node routes: ${errorMessage(err)}`),
       );
     }, ROUTING_CHECK_INTERVAL_MS);
     this.timer.unref();
@@ -118,7 +119,7 @@ export class NodeRouting {
           await this.install(rtnl, route);
           changes.added.push(`${route.dst} via ${route.gateway} (${route.node})`);
         } catch (err: unknown) {
-          changes.failed.push(`${route.dst} (${route.node}): ${message(err)}`);
+          changes.failed.push(`${route.dst} (${route.node}): ${errorMessage(err)}`);
         }
       }
       for (const r of owned) {
@@ -203,6 +204,3 @@ export class NodeRouting {
   }
 }
 
-function message(err: unknown): string {
-  return err instanceof Error ? err.message : String(err);
-}

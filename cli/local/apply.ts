@@ -14,6 +14,7 @@ import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';
 import { parseIpBlock } from '../../policy/address-rules.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const KINDS = ['Namespace', 'Pod', 'NetworkPolicy'] as const;
 type Kind = (typeof KINDS)[number];
@@ -63,7 +64,7 @@ function checkPolicyBlocks(name: string, spec: unknown): void {
     try {
       parseIpBlock(peer.ipBlock);
     } catch (err) {
-      throw new Error(`NetworkPolicy ${name}: ipBlock: ${err instanceof Error ? err.message : String(err)}`);
+      throw new Error(`NetworkPolicy ${name}: ipBlock: ${errorMessage(err)}`);
     }
   }
 }

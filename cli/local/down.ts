@@ -9,6 +9,7 @@ import { clusterDir, datastoreOf, loadCluster, NETNS_DIR, processAlive } from '.
 import { deletePod, stopServers } from './pods.ts';
 import { removeNetns } from './nodes-network.ts';
 import { run } from './run.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const AGENT_STOP_TIMEOUT_MS = 5_000;
 
@@ -32,7 +33,7 @@ export async function localDown(dirFlag?: string): Promise<string[]> {
     try {
       await deletePod(config, ref);
     } catch (err: unknown) {
-      problems.push(`delete pod ${ref}: ${err instanceof Error ? err.message : String(err)}`);
+      problems.push(`delete pod ${ref}: ${errorMessage(err)}`);
       stopServers(pod);
       // The agent may be gone: remove the netns so the veth pair goes with it.
       const netns = pod.metadata.annotations?.['sluice.dev/netns'];
@@ -51,7 +52,7 @@ export async function localDown(dirFlag?: string): Promise<string[]> {
   fs.rmSync(config.stateDir, { recursive: true, force: true });
   // A node's namespace takes its interfaces with it: underlay veth, VXLAN device, routes.
   for (const netns of [...(config.nodes ?? []).map((n) => n.netns), config.underlay?.netns]) {
-    if (netns) await removeNetns(netns).catch((err: unknown) => problems.push(`remove netns ${netns}: ${err instanceof Error ? err.message : String(err)}`));
+    if (netns) await removeNetns(netns).catch((err: unknown) => problems.push(`remove netns ${netns}: ${errorMessage(err)}`));
   }
   fs.rmSync(dir, { recursive: true, force: true });
   return problems;

@@ -8,6 +8,7 @@
  */
 import { policy } from './case.ts';
 import type { CaseResult, ModelRunner } from './runner.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** Source ports below the range the probe pool hands out, so the fixed cases never touch them. */
 const REUSED_PORT = { tcp: 9001, udp: 9002 } as const;
@@ -35,7 +36,7 @@ export async function runFlowReuse(runner: ModelRunner): Promise<CaseResult> {
     const report = passed ? '' : [`  step: allowed flow, then a deny policy, then a new flow with the same 5-tuple`, ...lines].join('\n');
     return { name: 'flow-reuse-after-revocation', passed, steps: [{ title: 'flow reuse', mismatches: [], report }], ms: Date.now() - started };
   } catch (err: unknown) {
-    return { name: 'flow-reuse-after-revocation', passed: false, steps: [], ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) };
+    return { name: 'flow-reuse-after-revocation', passed: false, steps: [], ms: Date.now() - started, error: errorMessage(err) };
   } finally {
     await runner.reset();
   }

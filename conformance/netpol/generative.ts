@@ -8,6 +8,7 @@
 import { expectedByEvaluator } from './expected-by-evaluator.ts';
 import { generate, mutate } from './generate.ts';
 import type { CaseResult, ModelRunner } from './runner.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** The name a generated iteration is reported under; enough to run it again alone. */
 export function iterationName(seed: number, i: number): string {
@@ -30,7 +31,7 @@ export async function runIteration(runner: ModelRunner, seed: number, i: number)
     const steps = [first, second];
     return { name, passed: steps.every((s) => s.mismatches.length === 0), steps, ms: Date.now() - started };
   } catch (err: unknown) {
-    return { name, passed: false, steps: [], ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) };
+    return { name, passed: false, steps: [], ms: Date.now() - started, error: errorMessage(err) };
   } finally {
     await runner.reset();
   }

@@ -13,6 +13,7 @@ import { runFlowReuse } from './flow-reuse.ts';
 import { runIteration } from './generative.ts';
 import { ModelRunner, type CaseResult } from './runner.ts';
 import { TRUTH_TABLE_LEGEND } from './truth-table.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 const DEFAULT_COUNT = 16;
 const DEFAULT_SEED = 1;
@@ -115,7 +116,7 @@ async function main(): Promise<number> {
       print(r, legend);
     }
   } catch (err: unknown) {
-    console.log(`FAIL suite set-up or run: ${err instanceof Error ? err.message : String(err)}`);
+    console.log(`FAIL suite set-up or run: ${errorMessage(err)}`);
     results.push({ name: 'suite', passed: false, steps: [], ms: 0 });
   } finally {
     const problems = await runner.tearDown();

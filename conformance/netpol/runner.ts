@@ -26,6 +26,7 @@ import { Reachability, mismatches, type Mismatch } from './reachability.ts';
 import { recordApply, recordDelete } from './state-changes.ts';
 import { truthTable } from './truth-table.ts';
 import type { Manifest, ObjectRef } from './types.ts';
+import { errorMessage } from '../../lib/errors.ts';
 
 /** Probe settings. */
 export interface ProbeOptions {
@@ -243,7 +244,7 @@ export class ModelRunner {
       for (const step of c.steps) steps.push(await this.runStep(step));
       return { name: c.name, passed: steps.every((s) => s.mismatches.length === 0), steps, ms: Date.now() - started };
     } catch (err: unknown) {
-      return { name: c.name, passed: false, steps, ms: Date.now() - started, error: err instanceof Error ? err.message : String(err) };
+      return { name: c.name, passed: false, steps, ms: Date.now() - started, error: errorMessage(err) };
     } finally {
       await this.reset();
     }
