@@ -8,7 +8,7 @@ import { agentRequest, AgentUnreachableError } from '../contract/client.ts';
 import type { AttachmentResponse } from '../contract/api-types.ts';
 import { tcxLinkAttached } from '../datapath/tcx.ts';
 import { linkByName, listAddresses, listRoutes, openRtnl, type Link, type RouteInfo, type Rtnl } from '../datapath/netlink.ts';
-import { parseIp } from '../datapath/ip-bytes.ts';
+import { parseIp } from '../lib/ip-bytes.ts';
 import type { CniEnv } from './config.ts';
 import { agentMark, listLinksWithAlias } from './host-veth.ts';
 import { parsePrevResult } from './result.ts';

@@ -7,7 +7,7 @@
  * Multi-byte integers are in host order (little-endian on x86_64 and arm64,
  * the only targets); addresses and MACs are bytes in network order.
  */
-import { formatIp, formatMac, parseIp, parseMac } from './ip-bytes.ts';
+import { formatIp, formatMac, parseIp, parseMac } from '../lib/ip-bytes.ts';
 
 /** SLUICE_FAMILY_IPV4. */
 export const FAMILY_IPV4 = 4;

@@ -1,6 +1,6 @@
 // Interface addresses (IPv4 and IPv6): add (replace semantics by default), delete, list.
 import { nlattr, nlattrU32, parseNlattrs } from './nlattr.ts';
-import { afOf, AF_INET, formatIp, parseIp, type IpFamily } from './ip-bytes.ts';
+import { afOf, AF_INET, formatIp, parseIp, type IpFamily } from '../lib/ip-bytes.ts';
 import { isErrno, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from './rtnl.ts';
 
 const RTM_NEWADDR = 20;

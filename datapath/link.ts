@@ -1,7 +1,7 @@
 // Links: create a veth pair with the peer born inside the pod's namespace, look links up, set them up,
 // delete them. One rtnetlink round trip per call.
 import { nlattr, nlattrNested, nlattrString, nlattrU32, nlString, parseNlattrs } from './nlattr.ts';
-import { formatMac, parseMac } from './ip-bytes.ts';
+import { formatMac, parseMac } from '../lib/ip-bytes.ts';
 import { isErrno, NLM_F_CREATE, NLM_F_EXCL, type Rtnl } from './rtnl.ts';
 
 const RTM_NEWLINK = 16;

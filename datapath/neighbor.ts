@@ -1,6 +1,6 @@
 // Neighbor (ARP / NDP) entries: permanent ip -> mac mappings on an interface.
 import { nlattr } from './nlattr.ts';
-import { afOf, parseIp, parseMac } from './ip-bytes.ts';
+import { afOf, parseIp, parseMac } from '../lib/ip-bytes.ts';
 import { isErrno, NLM_F_CREATE, NLM_F_REPLACE, type Rtnl } from './rtnl.ts';
 
 const RTM_NEWNEIGH = 28;

@@ -1,6 +1,6 @@
 // Routes in the main table (IPv4 and IPv6): add with replace semantics, delete idempotently, list.
 import { nlattr, nlattrU32, parseNlattrs } from './nlattr.ts';
-import { afOf, AF_INET, formatIp, formatPrefix, parseIp, parsePrefix, type IpFamily } from './ip-bytes.ts';
+import { afOf, AF_INET, formatIp, formatPrefix, parseIp, parsePrefix, type IpFamily } from '../lib/ip-bytes.ts';
 import { isErrno, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from './rtnl.ts';
 
 const RTM_NEWROUTE = 24;

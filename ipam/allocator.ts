@@ -9,7 +9,7 @@
  * transaction, so a crash cannot leave them disagreeing.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { bigIntToIp, ipToBigInt, parseAddressRange } from './cidr.ts';
+import { bigIntToIp, ipToBigInt, parseAddressRange } from '../lib/cidr.ts';
 import { makePool, nextAllocatable, notAllocatable, offsetOf, poolCapacity, type NotAllocatableReason, type Pool } from './pool.ts';
 import { validatePodCIDRs } from './pod-cidrs.ts';
 import { closeQuietly, inTransaction, ipKey, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';

@@ -3,7 +3,7 @@
  * IPv4 and one IPv6 prefix (dual stack, so they cannot overlap), as
  * Kubernetes assigns them in Node.spec.podCIDRs. Pure: no I/O.
  */
-import { parseCidr } from './cidr.ts';
+import { parseCidr } from '../lib/cidr.ts';
 
 /** The part of a Kubernetes Node that IPAM reads. */
 export interface NodePodCidrSpec {

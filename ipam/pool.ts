@@ -3,7 +3,7 @@
  * (network, gateway, broadcast, and reserved ranges from config). Offsets are
  * counted from the network address. Pure: no I/O.
  */
-import { bigIntToIp, parseCidr, type AddressRange, type Cidr } from './cidr.ts';
+import { bigIntToIp, parseCidr, type AddressRange, type Cidr } from '../lib/cidr.ts';
 
 /** The smallest IPv4 pool that leaves room for a pod: /30 gives two usable addresses. */
 const MAX_IPV4_PREFIX_LENGTH = 30;

@@ -6,7 +6,7 @@
 import { DatabaseSync } from 'node:sqlite';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ipToBigInt } from './cidr.ts';
+import { ipToBigInt } from '../lib/cidr.ts';
 
 /** Who holds an address: the CNI attachment key plus the pod it belongs to. */
 export interface AllocationKey {

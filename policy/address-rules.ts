@@ -5,7 +5,7 @@
  * block and every except is inserted, each with the union of the ports of the
  * rules whose block contains it and none of whose excepts do. Pure.
  */
-import { parseCidr, parseCidrMasked, type Cidr } from '../ipam/cidr.ts';
+import { parseCidr, parseCidrMasked, type Cidr } from '../lib/cidr.ts';
 
 /** One rule over addresses: a block minus excepts, allowing these ports. */
 export interface AddressRule {

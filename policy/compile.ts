@@ -19,7 +19,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Direction, Identity, PROTO_ANY } from '../datapath/abi.ts';
-import { cidrContains, parseCidr } from '../ipam/cidr.ts';
+import { cidrContains, parseCidr } from '../lib/cidr.ts';
 import { addressPrefixes, normalizeIpBlock, type AddressPrefix, type AddressRule } from './address-rules.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
 import { portRangePrefixes } from './port-prefixes.ts';

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { agentRequest } from '../contract/client.ts';
-import { parseCidr } from '../ipam/cidr.ts';
+import { parseCidr } from '../lib/cidr.ts';
 import type { AllocateResponse, IpamResponse, ReconcileResponse } from '../contract/api-types.ts';
 import { must, sh, SLUICE, TestCluster } from './support/local-cluster.ts';
 

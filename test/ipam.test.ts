@@ -4,7 +4,7 @@ import path from 'node:path';
 import { DatabaseSync } from 'node:sqlite';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Ipam, PoolExhaustedError } from '../ipam/allocator.ts';
-import { cidrContains, parseAddressRange, parseCidr } from '../ipam/cidr.ts';
+import { cidrContains, parseAddressRange, parseCidr } from '../lib/cidr.ts';
 import { podCIDRsOfNode, validatePodCIDRs } from '../ipam/pod-cidrs.ts';
 import { makePool, nextAllocatable, notAllocatable, poolCapacity } from '../ipam/pool.ts';
 import { netnsState, runningOn } from '../agent/reclaim/ipam-reconcile.ts';

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nlattr, nlattrNested, nlattrString, nlattrU32, parseNlattrs, nlString } from '../datapath/nlattr.ts';
-import { formatIp, parseIp, parsePrefix } from '../datapath/ip-bytes.ts';
+import { formatIp, parseIp, parsePrefix } from '../lib/ip-bytes.ts';
 import { encodeVethRequest } from '../datapath/link.ts';
 import { encodeRoute } from '../datapath/route.ts';
 import {

@@ -2,7 +2,7 @@
  * The agent's API routes: IPAM, endpoints, status and counters, wired to the
  * components that do the work.
  */
-import { parseIp, parseMac } from '../../datapath/ip-bytes.ts';
+import { parseIp, parseMac } from '../../lib/ip-bytes.ts';
 import { PoolExhaustedError, type Ipam } from '../../ipam/allocator.ts';
 import type { Datapath } from '../../datapath/loader.ts';
 import { ApiFailure, type Route } from './server.ts';

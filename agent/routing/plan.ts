@@ -9,7 +9,7 @@
  * host) whose neighbour entry is the remote node's VTEP MAC, which the
  * device's forwarding table sends to the remote node's InternalIP.
  */
-import { cidrContains, parseCidr } from '../../ipam/cidr.ts';
+import { cidrContains, parseCidr } from '../../lib/cidr.ts';
 import type { ClusterNode } from '../datastore/cluster-view.ts';
 import { vtepMac } from './vxlan.ts';
 import { errorMessage } from '../../lib/errors.ts';

@@ -6,7 +6,7 @@
  */
 import { VXLAN_PORT } from '../../datapath/abi.ts';
 import { nlattr, nlattrNested, nlattrString, nlattrU32 } from '../../datapath/nlattr.ts';
-import { parseIp, parseMac } from '../../datapath/ip-bytes.ts';
+import { parseIp, parseMac } from '../../lib/ip-bytes.ts';
 import { ifinfomsg } from '../../datapath/link.ts';
 import { isErrno, NLM_F_CREATE, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from '../../datapath/rtnl.ts';
 

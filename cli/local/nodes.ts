@@ -8,7 +8,7 @@
  */
 import { createHash } from 'node:crypto';
 import path from 'node:path';
-import { bigIntToIp, parseCidr } from '../../ipam/cidr.ts';
+import { bigIntToIp, parseCidr } from '../../lib/cidr.ts';
 import type { KubeObject } from '../../agent/datastore/local.ts';
 import type { RoutingMode } from '../../agent/routing/plan.ts';
 import { NETNS_DIR, type ClusterConfig } from './cluster.ts';

@@ -4,7 +4,7 @@
  * and the agent. Every netns it makes carries the cluster's name and is
  * removed by cleanup().
  */
-import { parseCidr } from '../../ipam/cidr.ts';
+import { parseCidr } from '../../lib/cidr.ts';
 import fs from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { hostVethName } from '../../cni/names.ts';

@@ -4,7 +4,7 @@
  * ports and prefixes), so compiler tests state behaviour, not entries.
  */
 import { Direction, Identity, PROTO_ANY } from '../../datapath/abi.ts';
-import { cidrContains, parseCidr } from '../../ipam/cidr.ts';
+import { cidrContains, parseCidr } from '../../lib/cidr.ts';
 import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
 
 function identityOf(state: CompiledState, ip: string): number {

@@ -3,7 +3,7 @@
  * share one code path. Pure: no I/O.
  */
 import net from 'node:net';
-import { parseIp } from '../datapath/ip-bytes.ts';
+import { parseIp } from './ip-bytes.ts';
 
 /** A parsed prefix such as 10.244.0.0/24 or fd00:10::/64. */
 export interface Cidr {
