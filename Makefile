@@ -5,16 +5,20 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE   := node_modules/.bin/node
 CLANG  ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
-TS_SOURCES := $(shell find agent cli cni contract datapath install ipam policy tools -name '*.ts' 2>/dev/null)
+TS_SOURCES := $(shell find agent cli cni contract datapath install ipam lib policy tools -name '*.ts' 2>/dev/null)
 
-.PHONY: all bpf typecheck test demo clean conformance conformance-netpol image e2e e2e-down
+.PHONY: all bpf typecheck test unit demo clean conformance conformance-netpol image e2e e2e-down
 
 all: bpf typecheck dist/sluice-cni dist/sluice
 
-bpf: dist/sluice.bpf.o
+# The eBPF object. test/abi.test.ts builds a copy of its own with this same rule,
+# `make -s BPF_OBJ=<tmp>/sluice.bpf.o <tmp>/sluice.bpf.o`, so the flags live here only.
+BPF_OBJ := dist/sluice.bpf.o
 
-dist/sluice.bpf.o: bpf/datapath.c $(wildcard bpf/*.h)
-	@mkdir -p dist
+bpf: $(BPF_OBJ)
+
+$(BPF_OBJ): bpf/datapath.c $(wildcard bpf/*.h)
+	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 typecheck: node_modules/.bin/tsc
@@ -26,9 +30,15 @@ dist/sluice-cni: $(TS_SOURCES) tools/build-sea.ts
 dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o
 	$(NODE) tools/build-sea.ts cli/main.ts $@ --bpf
 
+# Both vitest projects (vitest.config.ts) in one run and one JSON report: `unit` (files in
+# parallel), then `kernel` (root; namespaces, BPF, local clusters, dist/ executables; one file at a time).
 test: all
 	vitest run --reporter=default --reporter=json --outputFile=dist/test-results.json; \
 	  status=$$?; $(NODE) tools/test-summary.ts dist/test-results.json && exit $$status
+
+# Only the `unit` project: no root, no kernel state, no build needed; seconds.
+unit:
+	vitest run --project unit
 
 demo: all
 	dist/sluice demo

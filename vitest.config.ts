@@ -1,13 +1,63 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { defineConfig } from 'vitest/config';
 
-// Integration tests build namespaces, veths and BPF state on a 2-core machine:
-// run test files one at a time so they never compete for the kernel or the CPU.
+// Two projects. `unit`: pure logic that needs no root, no kernel state and no
+// `make all` (`make unit`, `vitest run --project unit`), files in parallel, done
+// in seconds. `kernel`: everything else; namespaces, veths, bpffs, BPF programs,
+// local clusters and the dist/ executables on a 2-core machine, so one file at
+// a time, never beside a unit file. `make test` runs both in one `vitest run`:
+// unit first, then kernel.
+//
+// A test is `unit` only when listed here; a new file is `kernel` until it is
+// shown to need none of the above (the safe side).
+const UNIT = [
+  'test/abi.test.ts', // builds its own copy of the eBPF object in a temporary directory (clang, bpftool; no root)
+  'test/cni-del-queue.test.ts',
+  'test/cni-spec.test.ts',
+  'test/conformance-netpol-evaluator.test.ts',
+  'test/datapath-sync.test.ts',
+  'test/datastore-kubernetes.test.ts',
+  'test/endpoints.test.ts',
+  'test/ipam.test.ts',
+  'test/multi-node-plan.test.ts',
+  'test/policy.test.ts',
+  'test/status-command.test.ts',
+];
+
+// A renamed or moved unit file must be renamed here too, not silently turn `kernel`.
+const missing = UNIT.filter((f) => !existsSync(join(import.meta.dirname, f)));
+if (missing.length > 0) throw new Error(`vitest.config.ts lists unit test files that do not exist: ${missing.join(', ')}`);
+
+const EXCLUDE = ['**/node_modules/**', 'dist/**'];
+// As before the split, for both: a unit file may wait on a build (abi) or a fake API server's timers.
+const TIMEOUTS = { testTimeout: 60_000, hookTimeout: 60_000 };
+
 export default defineConfig({
   test: {
-    include: ['**/*.test.ts'],
-    exclude: ['node_modules/**', 'dist/**'],
-    fileParallelism: false,
-    testTimeout: 60_000,
-    hookTimeout: 60_000,
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: UNIT,
+          exclude: EXCLUDE,
+          fileParallelism: true,
+          // Every core (vitest's default leaves one idle: a single worker on 2 cores).
+          maxWorkers: '100%',
+          ...TIMEOUTS,
+        },
+      },
+      {
+        test: {
+          name: 'kernel',
+          include: ['**/*.test.ts'],
+          exclude: [...EXCLUDE, ...UNIT],
+          fileParallelism: false,
+          // A group after unit's: the kernel files start once every unit file is done.
+          sequence: { groupOrder: 1 },
+          ...TIMEOUTS,
+        },
+      },
+    ],
   },
 });

@@ -1,9 +1,10 @@
 // The TS mirror (datapath/abi.ts) must match bpf/sluice.h as the compiler laid it out: read
 // back through the BTF of the compiled object, so a change on either side alone fails here.
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { withMakefileBuild } from './support/bpf-build.ts';
 import {
   CIDR_POLICY_KEY,
   CIDR_POLICY_VALUE,
@@ -47,8 +48,6 @@ import {
   type StructLayout,
 } from '../datapath/abi.ts';
 
-const REPO_ROOT = join(import.meta.dirname, '..');
-const OBJECT_PATH = join(REPO_ROOT, 'dist', 'sluice.bpf.o');
 const BITS_PER_BYTE = 8;
 
 interface BtfType {
@@ -61,19 +60,17 @@ interface BtfType {
 
 let btfTypes: BtfType[] = [];
 
-/** Builds the object exactly as the Makefile does. */
-function compileObject(): void {
-  mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
-  execFileSync(
-    'clang',
-    ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', 'bpf/datapath.c', '-o', OBJECT_PATH],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
+/** The BTF of the object as the Makefile builds it. */
+function btfOfMakefileBuild(): BtfType[] {
+  return withMakefileBuild((object) => {
+    const json = execFileSync('bpftool', ['btf', 'dump', 'file', object, 'format', 'raw', '-j'], { encoding: 'utf8' });
+    return (JSON.parse(json) as { types: BtfType[] }).types;
+  });
 }
 
 function btfType(kind: string, name: string): BtfType {
   const found = btfTypes.find((t) => t.kind === kind && t.name === name);
-  if (!found) throw new Error(`${kind} ${name} not in the BTF of ${OBJECT_PATH}`);
+  if (!found) throw new Error(`${kind} ${name} not in the BTF of the compiled object`);
   return found;
 }
 
@@ -97,11 +94,7 @@ function expectSameLayout(actual: StructLayout, mirror: StructLayout): void {
 }
 
 beforeAll(() => {
-  compileObject();
-  const json = execFileSync('bpftool', ['btf', 'dump', 'file', OBJECT_PATH, 'format', 'raw', '-j'], {
-    encoding: 'utf8',
-  });
-  btfTypes = (JSON.parse(json) as { types: BtfType[] }).types;
+  btfTypes = btfOfMakefileBuild();
 });
 
 describe('abi.ts mirrors bpf/sluice.h', () => {

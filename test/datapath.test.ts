@@ -3,18 +3,17 @@
 // (netns, links, pin dir) carries a random tag, and everything is removed even when a test fails.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { withMakefileBuild } from './support/bpf-build.ts';
 import { decodeEndpointInfo, encodeEndpointInfo, encodeEndpointKey, encodeU32, type EndpointInfo } from '../datapath/abi.ts';
 import { BPF_NOEXIST } from '../datapath/bpf-map.ts';
 import { ensureBpffs } from '../datapath/bpffs.ts';
-import { bpfObjectPath } from '../datapath/bpf-object.ts';
 import { isBpfError } from '../datapath/libbpf.ts';
 import { loadDatapath, removeDatapath, type Datapath } from '../datapath/loader.ts';
 import { attachTcx, detachTcx, tcxLinkAttached } from '../datapath/tcx.ts';
 
-const REPO_ROOT = join(import.meta.dirname, '..');
 const BPFFS = '/sys/fs/bpf';
 const TAG = randomBytes(3).toString('hex');
 const PIN_DIR = join(BPFFS, `sluice-test-${TAG}`);
@@ -176,14 +175,9 @@ function ping(from: Pod, to: string): number {
   }
 }
 
+/** A fresh object built by the Makefile's rule, without touching the one dist/ embeds. */
 function ensureObjectBuilt(): Buffer {
-  mkdirSync(join(REPO_ROOT, 'dist'), { recursive: true });
-  execFileSync(
-    'clang',
-    ['-O2', '-g', '-target', 'bpf', '-I/usr/include/x86_64-linux-gnu', '-c', 'bpf/datapath.c', '-o', bpfObjectPath()],
-    { cwd: REPO_ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
-  );
-  return readFileSync(bpfObjectPath());
+  return withMakefileBuild((object) => readFileSync(object));
 }
 
 let objectBytes: Buffer;
