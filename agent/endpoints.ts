@@ -15,7 +15,6 @@ CREATE TABLE IF NOT EXISTS endpoints (
   container_id TEXT NOT NULL,
   ifname TEXT NOT NULL,
   spec TEXT NOT NULL,
-  identity INTEGER NOT NULL,
   created_at INTEGER NOT NULL,
   UNIQUE (container_id, ifname)
 );`;
@@ -57,9 +56,10 @@ export class EndpointManager {
   private open(): void {
     this.db = openStore(this.dbFile);
     this.db.exec(SCHEMA);
+    dropIdentityColumn(this.db);
     this.stmts = {
       upsert: this.db.prepare(
-        `INSERT INTO endpoints (container_id, ifname, spec, identity, created_at) VALUES (?, ?, ?, 0, ?)
+        `INSERT INTO endpoints (container_id, ifname, spec, created_at) VALUES (?, ?, ?, ?)
          ON CONFLICT (container_id, ifname) DO UPDATE SET spec = excluded.spec RETURNING id`,
       ),
       get: this.db.prepare('SELECT * FROM endpoints WHERE container_id = ? AND ifname = ?'),
@@ -139,4 +139,14 @@ function toEndpoint(row: Record<string, unknown>, identityOf: (id: number) => nu
   const spec = JSON.parse(String(row.spec)) as EndpointSpec;
   const id = Number(row.id);
   return { ...spec, id, identity: identityOf(id), createdAt: Number(row.created_at) };
+}
+
+/**
+ * Stores written before the identity left the table had an `identity`
+ * column, always 0 and never read (an endpoint's identity is the policy
+ * sync's, not the store's): drop it, so that the INSERT above fits them too.
+ */
+function dropIdentityColumn(db: DatabaseSync): void {
+  const columns = db.prepare('SELECT name FROM pragma_table_info(?)').all('endpoints') as { name: string }[];
+  if (columns.some((c) => c.name === 'identity')) db.exec('ALTER TABLE endpoints DROP COLUMN identity');
 }

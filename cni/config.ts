@@ -15,6 +15,7 @@ import {
   type CniAttachment,
   type CniDns,
   type CniVerb,
+  type CniVersion,
   type NetConf,
 } from './spec.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -377,15 +378,10 @@ export function podIdentity(env: Pick<CniEnv, 'args'>, conf: Pick<NetConf, 'args
  * Throws CniError code 1 (INCOMPATIBLE_VERSION) when the configuration's
  * version predates the verb: CHECK needs 0.4.0, STATUS and GC need 1.1.0.
  * This is what libcni's pkg/skel does ("config version does not allow CHECK").
+ * The version is a parsed configuration's, so parseNetConf has already
+ * refused an unsupported one.
  */
-export function checkVerbAllowed(verb: CniVerb, cniVersion: string): void {
-  if (!isSupportedVersion(cniVersion)) {
-    throw new CniError(
-      CNI_ERR.INCOMPATIBLE_VERSION,
-      `cniVersion '${cniVersion}' is not supported by sluice: set "cniVersion" in the CNI conflist to one of the supported versions`,
-      `supported versions: ${SUPPORTED_VERSIONS.join(', ')}`,
-    );
-  }
+export function checkVerbAllowed(verb: CniVerb, cniVersion: CniVersion): void {
   const min = VERB_MIN_VERSION[verb];
   if (min !== undefined && compareVersions(cniVersion, min) < 0) {
     throw new CniError(

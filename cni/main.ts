@@ -7,7 +7,7 @@
 import fs from 'node:fs';
 import { parseEnv, parseNetConf, checkVerbAllowed } from './config.ts';
 import { formatResult, versionResult } from './result.ts';
-import { CniError, CNI_ERR, CURRENT_VERSION, type NetConf } from './spec.ts';
+import { CniError, CNI_ERR, CURRENT_VERSION, type CniVerb, type NetConf } from './spec.ts';
 import type { CniEnv } from './config.ts';
 import { errorMessage } from '../lib/errors.ts';
 
@@ -38,8 +38,11 @@ async function requirePodNetns(env: CniEnv): Promise<void> {
   }
 }
 
-async function run(env: CniEnv, conf: NetConf): Promise<Outcome> {
-  switch (env.command) {
+/** The verbs that act on a parsed configuration; VERSION is answered before one is read. */
+type ConfVerb = Exclude<CniVerb, 'VERSION'>;
+
+async function run(command: ConfVerb, env: CniEnv, conf: NetConf): Promise<Outcome> {
+  switch (command) {
     case 'ADD': {
       await requirePodNetns(env);
       const { cmdAdd } = await import('./add.ts');
@@ -71,8 +74,6 @@ async function run(env: CniEnv, conf: NetConf): Promise<Outcome> {
       const { cmdGc } = await import('./gc.ts');
       return { note: await cmdGc(conf) };
     }
-    case 'VERSION':
-      return { result: versionResult(conf.cniVersion) };
   }
 }
 
@@ -104,13 +105,14 @@ async function main(): Promise<number> {
     stdin = fs.readFileSync(0, 'utf8');
     version = requestedVersion(stdin);
     const env = parseEnv(process.env);
-    if (env.command === 'VERSION') {
+    const command = env.command;
+    if (command === 'VERSION') {
       process.stdout.write(JSON.stringify(versionResult(version)) + '\n');
       return 0;
     }
     conf = parseNetConf(stdin);
-    checkVerbAllowed(env.command, conf.cniVersion);
-    const { result, note } = await run(env, conf);
+    checkVerbAllowed(command, conf.cniVersion);
+    const { result, note } = await run(command, env, conf);
     if (result !== undefined) process.stdout.write(JSON.stringify(result) + '\n');
     logInvocation(conf, started, note === undefined ? 'ok' : `ok: ${note}`);
     return 0;

@@ -6,6 +6,7 @@
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
+import { DatabaseSync } from 'node:sqlite';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { EndpointSpec } from '../contract/api-types.ts';
 import { AgentError } from '../contract/client.ts';
@@ -50,6 +51,20 @@ describe('EndpointManager', () => {
     expect(m.register(spec('a', 1)).id).toBe(1);
     expect(m.list().map((e) => e.containerID)).toEqual(['a']);
   });
+  it('opens a store written with the old identity column and keeps its endpoints', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'sluice-endpoints-'));
+    dirs.push(dir);
+    const file = path.join(dir, 'endpoints.db');
+    const old = new DatabaseSync(file);
+    old.exec(`CREATE TABLE endpoints (id INTEGER PRIMARY KEY AUTOINCREMENT, container_id TEXT NOT NULL, ifname TEXT NOT NULL,
+      spec TEXT NOT NULL, identity INTEGER NOT NULL, created_at INTEGER NOT NULL, UNIQUE (container_id, ifname))`);
+    old.prepare('INSERT INTO endpoints (container_id, ifname, spec, identity, created_at) VALUES (?, ?, ?, 0, ?)').run('c1', 'eth0', JSON.stringify(spec('c1', 1)), 1);
+    old.close();
+    const m = new EndpointManager(file, () => ({ unserved: [] }));
+    m.register(spec('c2', 2));
+    expect(m.list().map((e) => e.containerID).sort()).toEqual(['c1', 'c2']);
+    m.close();
+  });
 });
 
 describe('the CNI plugin on a refused registration', () => {
@@ -66,4 +81,5 @@ describe('the CNI plugin on a refused registration', () => {
     expect(codeOf('PoolExhausted')).toBe(CNI_ERR.TRY_AGAIN_LATER);
     expect(codeOf('Internal')).toBe(CNI_ERR.IO);
   });
+
 });
