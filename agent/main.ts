@@ -9,7 +9,7 @@ import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath } from '../datapath/loader.ts';
 import { syncNetfilterLinks } from '../datapath/netfilter.ts';
-import { CT_MAX_PER_ENDPOINT, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
+import { CT_MAX_PER_ENDPOINT, CT_TIMEOUT_OTHER_SEC, CT_TIMEOUT_TCP_SEC, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { ConntrackSweeper, DEFAULT_CT_SWEEP_INTERVAL_MS } from './reclaim/conntrack-sweep.ts';
 import { Ipam } from '../ipam/allocator.ts';
 import { serveApi } from './api/server.ts';
@@ -70,7 +70,7 @@ const USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir 
   --service-cidr CIDR
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
-                    idle time after which a TCP (default 21600) or other (default 60) flow must pass policy again
+                    idle time after which a TCP (default ${CT_TIMEOUT_TCP_SEC}) or other (default ${CT_TIMEOUT_OTHER_SEC}) flow must pass policy again
   --ct-max-per-endpoint N
                     conntrack entries one pod may hold at a time; its further new flows are dropped
                     (default ${CT_MAX_PER_ENDPOINT}, a quarter of the table)

@@ -142,5 +142,8 @@ const volatile struct event sluice_event_btf_anchor = {};
  * datapath/abi.ts. Lives in .rodata; no program reads it.
  */
 const volatile enum sluice_counter sluice_counter_btf_anchor = SLUICE_CTR_MAX;
+/* Likewise the LPM fixed bits and the conntrack timeout defaults (enums for that reason). */
+const volatile enum sluice_lpm_fixed_bits sluice_lpm_fixed_bits_btf_anchor = SLUICE_IPCACHE_FIXED_BITS;
+const volatile enum sluice_ct_timeout_sec sluice_ct_timeout_sec_btf_anchor = SLUICE_CT_TIMEOUT_TCP_SEC;
 
 #endif

@@ -9,7 +9,7 @@ static __always_inline __u32 lookup_identity(__u8 family, const __u8 *addr)
 	struct ipcache_key key = { .family = family };
 	struct ipcache_value *value;
 
-	key.prefixlen = 32 + (family == SLUICE_FAMILY_IPV4 ? 32 : 128);
+	key.prefixlen = SLUICE_IPCACHE_FIXED_BITS + (family == SLUICE_FAMILY_IPV4 ? 32 : 128);
 	__builtin_memcpy(key.addr, addr, 16);
 	value = bpf_map_lookup_elem(&ipcache, &key);
 	return value ? value->identity : SLUICE_ID_WORLD;
@@ -19,7 +19,7 @@ static __always_inline __u32 lookup_identity(__u8 family, const __u8 *addr)
 static __always_inline int peer_allowed(struct policy_key *key, __u32 peer, const struct flow *f)
 {
 	key->peer = peer;
-	key->prefixlen = 96;
+	key->prefixlen = SLUICE_POLICY_FIXED_BITS + sizeof(key->port) * 8;
 	key->protocol = f->protocol;
 	key->port = f->dport;
 	if (bpf_map_lookup_elem(&policy, key))
@@ -51,7 +51,7 @@ static __noinline int policy_allows(__u32 policy_id, __u8 direction, __u32 peer_
 
 	if (peer_allowed(&key, peer_identity, f) || peer_allowed(&key, SLUICE_ID_ANY, f))
 		return 1;
-	ckey.prefixlen = 64 + (f->family == SLUICE_FAMILY_IPV4 ? 32 : 128);
+	ckey.prefixlen = SLUICE_CIDR_POLICY_FIXED_BITS + (f->family == SLUICE_FAMILY_IPV4 ? 32 : 128);
 	__builtin_memcpy(ckey.addr, peer_addr, 16);
 	sel = bpf_map_lookup_elem(&cidr_policy, &ckey);
 	return sel && peer_allowed(&key, sel->selector, f);

@@ -87,7 +87,7 @@ struct endpoint_info {
 
 /*
  * ipcache key: an address prefix (LPM trie). prefixlen counts the bits after
- * it: 32 for family + pad, then the address bits.
+ * it: SLUICE_IPCACHE_FIXED_BITS for family + pad, then the address bits.
  */
 struct ipcache_key {
 	__u32 prefixlen;
@@ -99,7 +99,7 @@ struct ipcache_key {
 /* What is known of the addresses of a prefix. */
 struct ipcache_value {
 	__u32 identity;
-	__u32 flags; /* reserved, zero */
+	__u32 flags; /* unused: the agent writes zero (encodeIpcacheValue), no program reads it */
 };
 
 /*
@@ -114,8 +114,8 @@ struct ipcache_value {
 /*
  * policy key (LPM trie): may the endpoint exchange new flows in this
  * direction with this peer, protocol and port? Every field up to the port is
- * always matched in full (80 bits); port ranges are a prefix over the port
- * (network order) of 0..16 bits. A rule with no ports has protocol
+ * always matched in full (SLUICE_POLICY_FIXED_BITS); port ranges are a prefix
+ * over the port (network order) of 0..16 bits. A rule with no ports has protocol
  * SLUICE_PROTO_ANY and a 0-bit port prefix.
  */
 struct policy_key {
@@ -128,13 +128,14 @@ struct policy_key {
 };
 
 struct policy_value {
-	__u32 flags; /* reserved, zero: presence allows */
+	__u32 flags; /* unused, zero (encodePolicyValue): an entry's presence allows */
 };
 
 /*
  * cidr_policy key (LPM trie): peers selected by address rather than identity.
  * The longest prefix containing the peer address gives a selector that is
- * then looked up as a peer in the policy map. 64 fixed bits, then address bits.
+ * then looked up as a peer in the policy map. SLUICE_CIDR_POLICY_FIXED_BITS,
+ * then address bits.
  */
 struct cidr_policy_key {
 	__u32 prefixlen;
@@ -147,6 +148,23 @@ struct cidr_policy_key {
 
 struct cidr_policy_value {
 	__u32 selector; /* >= SLUICE_ID_FIRST_CIDR_SELECTOR */
+};
+
+/*
+ * The bits after prefixlen that an LPM key always matches in full, before its
+ * prefix proper: a key's prefixlen is these plus the prefix's own bits.
+ * Computed from the layouts (as Cilium computes its prefix lengths), from the
+ * first field after prefixlen up to the prefixed one: ipcache family + pad
+ * (32), policy policy_id + peer + direction + protocol (80), cidr_policy
+ * policy_id + direction + family + pad (64). An enum rather than #defines so
+ * the compiler's values reach the object's BTF (anchored in maps.h), where
+ * test/abi.test.ts compares them with datapath/abi.ts.
+ */
+#define SLUICE_LPM_BITS(key, from, to) ((__builtin_offsetof(struct key, to) - __builtin_offsetof(struct key, from)) * 8)
+enum sluice_lpm_fixed_bits {
+	SLUICE_IPCACHE_FIXED_BITS = SLUICE_LPM_BITS(ipcache_key, family, addr),
+	SLUICE_POLICY_FIXED_BITS = SLUICE_LPM_BITS(policy_key, policy_id, port),
+	SLUICE_CIDR_POLICY_FIXED_BITS = SLUICE_LPM_BITS(cidr_policy_key, policy_id, addr),
 };
 
 /*
@@ -212,12 +230,17 @@ struct ct_value {
 #define SLUICE_MARK_EGRESS_PENDING (1u << 24)
 
 /*
- * Idle time after which a flow must pass policy again: a peer that a new
- * policy denies cannot keep an old flow alive forever by reusing its ports.
+ * Idle time after which a flow must pass policy again, unless the agent sets
+ * another (struct datapath_config): a peer that a new policy denies cannot
+ * keep an old flow alive forever by reusing its ports. An enum rather than
+ * #defines so the values reach the object's BTF (anchored in maps.h), where
+ * test/abi.test.ts compares them with datapath/abi.ts.
  */
-#define SLUICE_CT_TIMEOUT_TCP_SEC 21600   /* 6 h, an open TCP connection */
-#define SLUICE_CT_TIMEOUT_CLOSING_SEC 10  /* after a FIN */
-#define SLUICE_CT_TIMEOUT_OTHER_SEC 60    /* UDP, ICMP, everything else */
+enum sluice_ct_timeout_sec {
+	SLUICE_CT_TIMEOUT_TCP_SEC = 21600, /* 6 h, an open TCP connection */
+	SLUICE_CT_TIMEOUT_CLOSING_SEC = 10, /* after a FIN */
+	SLUICE_CT_TIMEOUT_OTHER_SEC = 60,  /* UDP, ICMP, everything else */
+};
 
 /* Settings the agent writes at start (array `config`, one entry); 0 means the default. */
 struct datapath_config {

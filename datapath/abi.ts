@@ -101,6 +101,25 @@ export const CIDR_POLICY_KEY: StructLayout = {
 /** struct cidr_policy_value. */
 export const CIDR_POLICY_VALUE: StructLayout = { name: 'cidr_policy_value', size: 4, members: { selector: 0 } };
 
+const BITS_PER_BYTE = 8;
+
+/** Bits of an LPM key from member `from` up to member `to`: SLUICE_LPM_BITS(). Throws on a member the layout lacks. */
+function lpmBits(layout: StructLayout, from: string, to: string): number {
+  const start = layout.members[from];
+  const end = layout.members[to];
+  if (start === undefined || end === undefined) throw new Error(`struct ${layout.name} has no member ${from} or ${to}`);
+  return (end - start) * BITS_PER_BYTE;
+}
+
+// The bits after prefixlen an LPM key always matches in full (enum sluice_lpm_fixed_bits): a key's
+// prefixlen is these plus its prefix's bits. Computed from the layouts above, as the C side computes them.
+/** SLUICE_IPCACHE_FIXED_BITS: ipcache_key family + pad (32). */
+export const IPCACHE_FIXED_BITS = lpmBits(IPCACHE_KEY, 'family', 'addr');
+/** SLUICE_POLICY_FIXED_BITS: policy_key policy_id + peer + direction + protocol (80). */
+export const POLICY_FIXED_BITS = lpmBits(POLICY_KEY, 'policy_id', 'port');
+/** SLUICE_CIDR_POLICY_FIXED_BITS: cidr_policy_key policy_id + direction + family + pad (64). */
+export const CIDR_POLICY_FIXED_BITS = lpmBits(CIDR_POLICY_KEY, 'policy_id', 'addr');
+
 /** struct ct_key. */
 export const CT_KEY: StructLayout = {
   name: 'ct_key',
@@ -138,6 +157,13 @@ export const DATAPATH_CONFIG: StructLayout = {
   size: 24,
   members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12, frag_max_per_endpoint: 16, frag_timeout_sec: 20 },
 };
+
+/** SLUICE_CT_TIMEOUT_TCP_SEC: idle time after which an open TCP flow must pass policy again, when the agent sets none. */
+export const CT_TIMEOUT_TCP_SEC = 21600;
+/** SLUICE_CT_TIMEOUT_CLOSING_SEC: likewise for a TCP flow after a FIN. */
+export const CT_TIMEOUT_CLOSING_SEC = 10;
+/** SLUICE_CT_TIMEOUT_OTHER_SEC: likewise for UDP, ICMP and everything else. */
+export const CT_TIMEOUT_OTHER_SEC = 60;
 
 /** SLUICE_CT_MAX_PER_ENDPOINT: the conntrack budget of one endpoint when the agent sets none. */
 export const CT_MAX_PER_ENDPOINT = 65536;
@@ -297,13 +323,6 @@ export function decodeEvent(buf: Buffer): DatapathEvent {
     len: buf.readUInt32LE(m.len),
   };
 }
-
-/** Bits of an LPM key that are matched in full before the prefix: ipcache family+pad. */
-const IPCACHE_FIXED_BITS = 32;
-/** policy_key: policy_id, peer, direction, protocol. */
-const POLICY_FIXED_BITS = 80;
-/** cidr_policy_key: policy_id, direction, family, pad. */
-const CIDR_POLICY_FIXED_BITS = 64;
 
 /** struct counter_value. */
 export const COUNTER_VALUE: StructLayout = {

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { withMakefileBuild } from './support/bpf-build.ts';
 import {
+  CIDR_POLICY_FIXED_BITS,
   CIDR_POLICY_KEY,
   CIDR_POLICY_VALUE,
   COUNTER_NAMES,
@@ -14,6 +15,9 @@ import {
   CT_KEY,
   CT_MAX_PER_ENDPOINT,
   CT_SWEEP_RESULT,
+  CT_TIMEOUT_CLOSING_SEC,
+  CT_TIMEOUT_OTHER_SEC,
+  CT_TIMEOUT_TCP_SEC,
   CT_VALUE,
   Counter,
   Direction,
@@ -29,9 +33,11 @@ import {
   FRAG_MAX_PER_ENDPOINT,
   FRAG_TIMEOUT_SEC,
   FRAG_VALUE,
+  IPCACHE_FIXED_BITS,
   IPCACHE_KEY,
   IPCACHE_VALUE,
   Identity,
+  POLICY_FIXED_BITS,
   POLICY_KEY,
   POLICY_VALUE,
   PROTO_ANY,
@@ -114,6 +120,28 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       (btfType('ENUM', 'sluice_counter').values ?? []).map((v) => [v.name.replace(/^SLUICE_CTR_/, ''), v.val]),
     );
     expect(Counter).toEqual(fromBtf);
+  });
+
+  // Enums, not #defines, on the C side: BTF carries the values the compiler computed (the fixed bits
+  // come from offsetof), which a regex over the header could not evaluate.
+  function enumFromBtf(name: string): Record<string, number> {
+    return Object.fromEntries((btfType('ENUM', name).values ?? []).map((v) => [v.name, v.val]));
+  }
+
+  it('enum sluice_lpm_fixed_bits has the fixed bits abi.ts computes from the key layouts', () => {
+    expect(enumFromBtf('sluice_lpm_fixed_bits')).toEqual({
+      SLUICE_IPCACHE_FIXED_BITS: IPCACHE_FIXED_BITS,
+      SLUICE_POLICY_FIXED_BITS: POLICY_FIXED_BITS,
+      SLUICE_CIDR_POLICY_FIXED_BITS: CIDR_POLICY_FIXED_BITS,
+    });
+  });
+
+  it('enum sluice_ct_timeout_sec has the conntrack timeout defaults of abi.ts', () => {
+    expect(enumFromBtf('sluice_ct_timeout_sec')).toEqual({
+      SLUICE_CT_TIMEOUT_TCP_SEC: CT_TIMEOUT_TCP_SEC,
+      SLUICE_CT_TIMEOUT_CLOSING_SEC: CT_TIMEOUT_CLOSING_SEC,
+      SLUICE_CT_TIMEOUT_OTHER_SEC: CT_TIMEOUT_OTHER_SEC,
+    });
   });
 
   // #defines leave no trace in BTF: read them from the header itself.
