@@ -3,9 +3,10 @@
  * 6.6+). A link pinned on bpffs keeps the program attached after the
  * attaching process exits; unpinning it (or deleting the device) detaches it.
  *
- * Not done: the clsact + cls_bpf fallback for kernels without TCX. Every
- * machine we run on has TCX (see ENVIRONMENT.md); on an older kernel
- * attachTcx throws a BpfError with code EINVAL, which names the cause.
+ * Not done: the clsact + cls_bpf fallback for kernels without TCX. Sluice
+ * requires Linux 6.6 or newer (README.md, "On a Kubernetes cluster"); on an
+ * older kernel attachTcx throws a BpfError with code EINVAL, which names the
+ * cause.
  */
 import { existsSync, unlinkSync } from 'node:fs';
 import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, isBpfError, linkCreate, linkDetach, objGet, objGetInfo, objPin } from './libbpf.ts';
