@@ -1,16 +1,21 @@
 // Interface addresses (IPv4 and IPv6): add (replace semantics by default), delete, list.
 import { nlattr, nlattrU32, parseNlattrs } from './nlattr.ts';
 import { afOf, AF_INET, formatIp, parseIp, type IpFamily } from '../lib/ip-bytes.ts';
-import { isErrno, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from './rtnl.ts';
-
-const RTM_NEWADDR = 20;
-const RTM_DELADDR = 21;
-const RTM_GETADDR = 22;
-const IFADDRMSG_BYTES = 8;
-const IFA_ADDRESS = 1;
-const IFA_LOCAL = 2;
-const IFA_FLAGS = 8;
-const IFA_F_NODAD = 0x02;
+import { isErrno, type Rtnl } from './rtnl.ts';
+import {
+  IFA_ADDRESS,
+  IFA_F_NODAD,
+  IFA_FLAGS,
+  IFA_LOCAL,
+  IFADDRMSG_BYTES,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  RTM_DELADDR,
+  RTM_GETADDR,
+  RTM_NEWADDR,
+} from './rtnl-uapi.ts';
 
 /** An address to put on (or remove from) an interface. */
 export interface AddressSpec {

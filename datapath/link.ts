@@ -1,29 +1,43 @@
-// Links: create a veth pair with the peer born inside the pod's namespace, look links up, set them up,
-// delete them. One rtnetlink round trip per call.
+// Links: create a veth pair with the peer born inside the pod's namespace, or a VXLAN device; look links
+// up and list them with their aliases; set them up, their MTU, their alias; delete them. One rtnetlink
+// round trip per call.
 import { nlattr, nlattrNested, nlattrString, nlattrU32, nlString, parseNlattrs } from './nlattr.ts';
-import { formatMac, parseMac } from '../lib/ip-bytes.ts';
-import { isErrno, NLM_F_CREATE, NLM_F_EXCL, type Rtnl } from './rtnl.ts';
+import { formatMac, parseIp, parseMac } from '../lib/ip-bytes.ts';
+import { isErrno, type Rtnl } from './rtnl.ts';
+import {
+  IFALIASZ,
+  IFF_UP,
+  IFINFOMSG_BYTES,
+  IFLA_ADDRESS,
+  IFLA_EXT_MASK,
+  IFLA_IFALIAS,
+  IFLA_IFNAME,
+  IFLA_INFO_DATA,
+  IFLA_INFO_KIND,
+  IFLA_LINK,
+  IFLA_LINKINFO,
+  IFLA_MTU,
+  IFLA_NET_NS_FD,
+  IFLA_VXLAN_ID,
+  IFLA_VXLAN_LEARNING,
+  IFLA_VXLAN_LINK,
+  IFLA_VXLAN_LOCAL,
+  IFLA_VXLAN_PORT,
+  IFNAMSIZ,
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  RTEXT_FILTER_SKIP_STATS,
+  RTM_DELLINK,
+  RTM_GETLINK,
+  RTM_NEWLINK,
+  VETH_INFO_PEER,
+} from './rtnl-uapi.ts';
 
-const RTM_NEWLINK = 16;
-const RTM_DELLINK = 17;
-const RTM_GETLINK = 18;
-const IFINFOMSG_BYTES = 16;
-const IFF_UP = 0x1;
-
-const IFLA_ADDRESS = 1;
-const IFLA_IFNAME = 3;
-const IFLA_MTU = 4;
-const IFLA_LINK = 5;
-const IFLA_LINKINFO = 18;
-const IFLA_NET_NS_FD = 28;
-const IFLA_EXT_MASK = 29;
-const IFLA_INFO_KIND = 1;
-const IFLA_INFO_DATA = 2;
-const VETH_INFO_PEER = 1;
-/** IFLA_EXT_MASK value asking the kernel to leave statistics out of link replies. */
-const RTEXT_FILTER_SKIP_STATS = 1 << 3;
 /** Longest interface name the kernel accepts (IFNAMSIZ - 1). */
-export const IFNAME_MAX_CHARS = 15;
+export const IFNAME_MAX_CHARS = IFNAMSIZ - 1;
+/** Longest interface alias the kernel keeps, in bytes (IFALIASZ - 1). */
+export const IFALIAS_MAX_BYTES = IFALIASZ - 1;
 
 /** A network interface as seen from the namespace of the socket that asked. */
 export interface Link {
@@ -59,6 +73,28 @@ export interface VethOptions {
    * cannot be brought up this way: veth_open fails with ENOTCONN before the pair is linked.
    */
   hostUp?: boolean;
+}
+
+/** A link with its alias, as listLinks() gives it. */
+export interface AliasedLink extends Link {
+  /** IFLA_IFALIAS ('ip link' shows it as "alias"), '' when the link has none. */
+  alias: string;
+}
+
+/** Options for createVxlan: a VXLAN device with static forwarding entries only (no learning). */
+export interface VxlanOptions {
+  name: string;
+  /** The VXLAN network identifier. */
+  vni: number;
+  /** UDP destination port of the encapsulated packets. */
+  port: number;
+  /** Underlay address: the outer source of encapsulated packets (IPv4). */
+  local: string;
+  /** ifindex of the underlay interface that holds `local`. */
+  underlayIndex: number;
+  mtu: number;
+  /** The device's MAC. */
+  mac: string;
 }
 
 /** Encodes struct ifinfomsg (family AF_UNSPEC). */
@@ -109,6 +145,38 @@ export async function createVeth(rtnl: Rtnl, opts: VethOptions): Promise<void> {
     encodeVethRequest(opts),
     `create veth ${opts.hostName} <-> ${opts.peerName}`,
   );
+}
+
+/**
+ * Builds the RTM_NEWLINK payload for a VXLAN device: ifinfomsg + IFLA_IFNAME, IFLA_MTU, IFLA_ADDRESS +
+ * IFLA_LINKINFO { IFLA_INFO_KIND "vxlan", IFLA_INFO_DATA { ID, LINK, LOCAL, LEARNING 0, PORT } }. Pure;
+ * exported for tests.
+ */
+export function encodeVxlanRequest(opts: VxlanOptions): Buffer[] {
+  checkName(opts.name);
+  const port = Buffer.alloc(2);
+  port.writeUInt16BE(opts.port);
+  return [
+    ifinfomsg(0),
+    nlattrString(IFLA_IFNAME, opts.name),
+    nlattrU32(IFLA_MTU, opts.mtu),
+    nlattr(IFLA_ADDRESS, parseMac(opts.mac)),
+    nlattrNested(IFLA_LINKINFO, [
+      nlattrString(IFLA_INFO_KIND, 'vxlan'),
+      nlattrNested(IFLA_INFO_DATA, [
+        nlattrU32(IFLA_VXLAN_ID, opts.vni),
+        nlattrU32(IFLA_VXLAN_LINK, opts.underlayIndex),
+        nlattr(IFLA_VXLAN_LOCAL, parseIp(opts.local).bytes),
+        nlattr(IFLA_VXLAN_LEARNING, Buffer.from([0])),
+        nlattr(IFLA_VXLAN_PORT, port),
+      ]),
+    ]),
+  ];
+}
+
+/** Creates a VXLAN device in one RTM_NEWLINK (NLM_F_CREATE|NLM_F_EXCL); rejects with 'EEXIST' when a link of that name exists. */
+export async function createVxlan(rtnl: Rtnl, opts: VxlanOptions): Promise<void> {
+  await rtnl.request(RTM_NEWLINK, NLM_F_CREATE | NLM_F_EXCL, encodeVxlanRequest(opts), `create ${opts.name} (local ${opts.local})`);
 }
 
 /** Decodes an RTM_NEWLINK message payload (ifinfomsg + attributes) into a Link. */
@@ -162,6 +230,23 @@ export async function linkByIndex(rtnl: Rtnl, index: number): Promise<Link | nul
     if (isErrno(err, 'ENODEV')) return null;
     throw err;
   }
+}
+
+/** Every link in the namespace of `rtnl`, with its alias. */
+export async function listLinks(rtnl: Rtnl): Promise<AliasedLink[]> {
+  const replies = await rtnl.request(RTM_GETLINK, NLM_F_DUMP, [ifinfomsg(0), nlattrU32(IFLA_EXT_MASK, RTEXT_FILTER_SKIP_STATS)], 'list links');
+  const out: AliasedLink[] = [];
+  for (const r of replies) {
+    if (r.type !== RTM_NEWLINK) continue;
+    const alias = parseNlattrs(r.data, IFINFOMSG_BYTES).get(IFLA_IFALIAS);
+    out.push({ ...parseLink(r.data), alias: alias === undefined ? '' : nlString(alias) });
+  }
+  return out;
+}
+
+/** Sets a link's alias (at most IFALIAS_MAX_BYTES); rejects with a NetlinkError (e.g. 'ENODEV'). */
+export async function setLinkAlias(rtnl: Rtnl, index: number, alias: string): Promise<void> {
+  await rtnl.request(RTM_NEWLINK, 0, [ifinfomsg(index), nlattrString(IFLA_IFALIAS, alias)], `set alias of link #${index}`);
 }
 
 /** Sets a link administratively up; rejects with 'ENODEV' when it does not exist. */

@@ -1,25 +1,29 @@
 // Routes in the main table (IPv4 and IPv6): add with replace semantics, delete idempotently, list.
 import { nlattr, nlattrU32, parseNlattrs } from './nlattr.ts';
 import { afOf, AF_INET, formatIp, formatPrefix, parseIp, parsePrefix, type IpFamily } from '../lib/ip-bytes.ts';
-import { isErrno, NLM_F_CREATE, NLM_F_DUMP, NLM_F_EXCL, NLM_F_REPLACE, type Rtnl } from './rtnl.ts';
+import { isErrno, type Rtnl } from './rtnl.ts';
+import {
+  NLM_F_CREATE,
+  NLM_F_DUMP,
+  NLM_F_EXCL,
+  NLM_F_REPLACE,
+  RT_SCOPES as SCOPES,
+  RT_TABLE_MAIN,
+  RTA_DST,
+  RTA_GATEWAY,
+  RTA_OIF,
+  RTA_PREFSRC,
+  RTA_PRIORITY,
+  RTA_TABLE,
+  RTM_DELROUTE,
+  RTM_GETROUTE,
+  RTM_NEWROUTE,
+  RTMSG_BYTES,
+  RTN_UNICAST,
+  RTNH_F_ONLINK,
+  RTPROT_BOOT,
+} from './rtnl-uapi.ts';
 
-const RTM_NEWROUTE = 24;
-const RTM_DELROUTE = 25;
-const RTM_GETROUTE = 26;
-const RTMSG_BYTES = 12;
-const RTA_DST = 1;
-const RTA_OIF = 4;
-const RTA_GATEWAY = 5;
-const RTA_PRIORITY = 6;
-const RTA_PREFSRC = 7;
-const RTA_TABLE = 15;
-const RTN_UNICAST = 1;
-const RTPROT_BOOT = 3; // what `ip route add` uses
-const RTNH_F_ONLINK = 0x4;
-/** The main routing table (RT_TABLE_MAIN). */
-export const RT_TABLE_MAIN = 254;
-
-const SCOPES = { universe: 0, site: 200, link: 253, host: 254, nowhere: 255 } as const;
 /** A route scope by name (RT_SCOPE_*). */
 export type RouteScope = keyof typeof SCOPES;
 
@@ -43,6 +47,8 @@ export interface RouteSpec {
   metric?: number;
   /** Routing table id; default main. */
   table?: number;
+  /** Route protocol (rtm_protocol, RTPROT_*), which says who owns the route; default boot, as `ip route add`. */
+  protocol?: number;
   /** Fail with 'EEXIST' instead of replacing an existing route to the same dst. Default false. */
   exclusive?: boolean;
   /** Interface name, only used in error messages. */
@@ -82,7 +88,7 @@ export function encodeRoute(spec: RouteSpec, forDelete = false): Buffer[] {
   msg.writeUInt8(afOf(dst.family), 0);
   msg.writeUInt8(dst.prefixLength, 1);
   msg.writeUInt8(table < 256 ? table : 0, 4);
-  msg.writeUInt8(forDelete ? 0 : RTPROT_BOOT, 5);
+  msg.writeUInt8(forDelete ? 0 : (spec.protocol ?? RTPROT_BOOT), 5);
   msg.writeUInt8(scope, 6);
   msg.writeUInt8(forDelete ? 0 : RTN_UNICAST, 7);
   msg.writeUInt32LE(spec.onlink === true ? RTNH_F_ONLINK : 0, 8);

@@ -1,26 +1,17 @@
 // An rtnetlink socket (NETLINK_ROUTE) in the current or a given network namespace, with requests that
 // turn kernel errors into NetlinkError values carrying the operation, `.code` ('EEXIST') and `.errno`.
 // The socket and request/reply matching come from the `netlink` package (only its core module is imported:
-// the full package costs ~20 ms more to load); messages are encoded in link.ts, address.ts, route.ts.
+// the full package costs ~20 ms more to load); messages are encoded in link.ts, address.ts, route.ts,
+// neighbor.ts, with the numbers of rtnl-uapi.ts.
 import { createNetlink, type NetlinkSocket } from 'netlink/dist/netlink.js';
 import { getSystemErrorName } from 'node:util';
 import { withNetns, type NetnsHandle } from './netns.ts';
+import { NLMSG_ERROR } from './rtnl-uapi.ts';
 
 /** Netlink protocol number of rtnetlink (NETLINK_ROUTE). */
 export const NETLINK_ROUTE = 0;
 /** A request that gets no reply within this time fails with code 'ETIMEDOUT'. */
 export const REQUEST_TIMEOUT_MS = 10_000;
-
-/** nlmsghdr flag: dump all objects (NLM_F_ROOT|NLM_F_MATCH). */
-export const NLM_F_DUMP = 0x300;
-/** nlmsghdr flag for NEW requests: replace an existing object. */
-export const NLM_F_REPLACE = 0x100;
-/** nlmsghdr flag for NEW requests: fail with EEXIST if the object exists. */
-export const NLM_F_EXCL = 0x200;
-/** nlmsghdr flag for NEW requests: create the object if it does not exist. */
-export const NLM_F_CREATE = 0x400;
-
-const NLMSG_ERROR = 2;
 
 /** An rtnetlink error: `code` is the errno name ('EEXIST', 'ENODEV', 'ESRCH', ...), `errno` its number. */
 export class NetlinkError extends Error {

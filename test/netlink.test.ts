@@ -9,7 +9,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { nlattr, nlattrNested, nlattrString, nlattrU32, parseNlattrs, nlString } from '../datapath/nlattr.ts';
 import { formatIp, parseIp, parsePrefix } from '../lib/ip-bytes.ts';
-import { encodeVethRequest } from '../datapath/link.ts';
+import { encodeVethRequest, encodeVxlanRequest } from '../datapath/link.ts';
+import { encodeFdbEntry } from '../datapath/neighbor.ts';
 import { encodeRoute } from '../datapath/route.ts';
 import {
   addAddress,
@@ -118,6 +119,37 @@ describe('netlink attribute encoder', () => {
     // family AF_INET, dst_len 0, src_len 0, tos 0, table main, proto boot, scope universe, unicast, flags 4
     expect([...(msg ?? [])]).toEqual([2, 0, 0, 0, 254, 3, 0, 1, 4, 0, 0, 0]);
     expect(Buffer.concat(attrs)).toEqual(Buffer.concat([nlattrU32(4, 5), nlattr(5, Buffer.from([169, 254, 1, 1]))]));
+  });
+
+  it('puts a route protocol, when given, into rtmsg (a delete matches any protocol)', () => {
+    expect(encodeRoute({ dst: '10.9.0.0/24', gateway: '10.9.0.0', protocol: 83 })[0]?.[5]).toBe(83);
+    expect(encodeRoute({ dst: '10.9.0.0/24', gateway: '10.9.0.0', protocol: 83 }, true)[0]?.[5]).toBe(0);
+  });
+
+  it('encodes a VXLAN device: name, MTU, MAC, then VNI, underlay, local, no learning and the port in network order', () => {
+    const msg = Buffer.concat(encodeVxlanRequest({ name: 'vx0', vni: 1, port: 4789, local: '172.23.0.2', underlayIndex: 7, mtu: 1450, mac: '02:53:ac:17:00:02' }));
+    expect(msg.subarray(0, 16)).toEqual(Buffer.alloc(16));
+    const attrs = parseNlattrs(msg, 16);
+    expect(nlString(attrs.get(3) ?? Buffer.alloc(0))).toBe('vx0');
+    expect(attrs.get(4)?.readUInt32LE(0)).toBe(1450);
+    expect(attrs.get(1)?.toString('hex')).toBe('0253ac170002');
+    const linkinfo = parseNlattrs(attrs.get(18) ?? Buffer.alloc(0));
+    expect(nlString(linkinfo.get(1) ?? Buffer.alloc(0))).toBe('vxlan');
+    // hand-computed IFLA_VXLAN_ID 1, LINK 7, LOCAL 172.23.0.2, LEARNING 0, PORT 4789 (0x12b5, big-endian)
+    expect([...(linkinfo.get(2) ?? [])]).toEqual([
+      8, 0, 1, 0, 1, 0, 0, 0,
+      8, 0, 3, 0, 7, 0, 0, 0,
+      8, 0, 4, 0, 172, 23, 0, 2,
+      5, 0, 7, 0, 0, 0, 0, 0,
+      6, 0, 15, 0, 0x12, 0xb5, 0, 0,
+    ]);
+  });
+
+  it('encodes a VXLAN forwarding entry: ndmsg AF_BRIDGE, permanent, NTF_SELF; the remote only when adding', () => {
+    const [msg, ...attrs] = encodeFdbEntry({ index: 9, mac: '02:53:ac:17:00:03', dst: '172.23.0.3' });
+    expect([...(msg ?? [])]).toEqual([7, 0, 0, 0, 9, 0, 0, 0, 0x80, 0, 2, 0]);
+    expect(Buffer.concat(attrs)).toEqual(Buffer.concat([nlattr(2, Buffer.from([2, 0x53, 0xac, 0x17, 0, 3])), nlattr(1, Buffer.from([172, 23, 0, 3]))]));
+    expect(encodeFdbEntry({ index: 9, mac: '02:53:ac:17:00:03' })).toHaveLength(2);
   });
 });
 

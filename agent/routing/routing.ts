@@ -8,9 +8,7 @@
  * Everything stays in place when the agent stops: traffic between nodes keeps
  * flowing while it restarts.
  */
-import { addNeighbor, deleteNeighbor, deleteRoute, deleteLink, linkByIndex, linkByName, listAddresses, listRoutes, openRtnl, setLinkUp, type Rtnl } from '../../datapath/netlink.ts';
-import { encodeRoute, type RouteSpec } from '../../datapath/route.ts';
-import { NLM_F_CREATE, NLM_F_REPLACE } from '../../datapath/rtnl.ts';
+import { addNeighbor, addRoute, deleteNeighbor, deleteRoute, deleteLink, linkByIndex, linkByName, listAddresses, listRoutes, openRtnl, setLinkUp, type RouteSpec, type Rtnl } from '../../datapath/netlink.ts';
 import type { ClusterNode } from '../datastore/cluster-view.ts';
 import { planRoutes, type NodeRoute, type RoutingMode, type RoutingPlan } from './plan.ts';
 import { addFdbEntry, createVxlanDevice, deleteFdbEntry, VXLAN_DEVICE, VXLAN_OVERHEAD_BYTES } from './vxlan.ts';
@@ -22,8 +20,6 @@ export const RTPROT_SLUICE = 83;
 export const ROUTING_CHECK_INTERVAL_MS = 500;
 /** How often the kernel is compared with the plan even when the Node objects did not change. */
 export const ROUTING_RESYNC_INTERVAL_MS = 30_000;
-const RTM_NEWROUTE = 24;
-const RTPROT_BYTE_OFFSET = 5;
 
 /** What the routing needs from the rest of the agent. */
 export interface NodeRoutingOptions {
@@ -170,12 +166,10 @@ export class NodeRouting {
   }
 
   private async install(rtnl: Rtnl, route: NodeRoute): Promise<void> {
-    const spec: RouteSpec = { dst: route.dst, gateway: route.gateway };
+    // Our protocol number, so that we recognise the route as ours later.
+    const spec: RouteSpec = { dst: route.dst, gateway: route.gateway, protocol: RTPROT_SLUICE };
     if (route.vtep) Object.assign(spec, { index: this.vxlanIndex, onlink: true, dev: VXLAN_DEVICE });
-    // addRoute with our protocol number, so that we recognise the route as ours later.
-    const parts = encodeRoute(spec);
-    parts[0]!.writeUInt8(RTPROT_SLUICE, RTPROT_BYTE_OFFSET);
-    await rtnl.request(RTM_NEWROUTE, NLM_F_CREATE | NLM_F_REPLACE, parts, `add route ${route.dst} via ${route.gateway}`);
+    await addRoute(rtnl, spec);
   }
 
   /** The remote VTEP's MAC goes to its node's underlay address; the next hop resolves to that MAC. */
