@@ -10,8 +10,8 @@ import {
   mapUpdateElem,
   numPossibleCpus,
   objGet,
-  objGetInfo,
 } from './libbpf.ts';
+import { readMapInfo } from './bpf-info.ts';
 
 /** Create the entry or replace it. */
 export const BPF_ANY = 0;
@@ -22,10 +22,6 @@ export const BPF_EXIST = 2;
 
 /** Per-CPU map values are laid out in slots rounded up to 8 bytes. */
 const PERCPU_SLOT_ALIGN_BYTES = 8;
-/** struct bpf_map_info: room for the whole struct; we read the leading fields. */
-const MAP_INFO_SIZE_BYTES = 96;
-const MAP_INFO_KEY_SIZE_OFFSET = 8;
-const MAP_INFO_VALUE_SIZE_OFFSET = 12;
 
 /** One open BPF map; close() releases the fd (the map lives on while pinned or in use). */
 export class BpfMap {
@@ -49,10 +45,7 @@ export class BpfMap {
   static openPinned(path: string, name: string, keySize: number, valueSize: number, perCpu = false): BpfMap {
     const fd = objGet(path, `map ${name}`);
     try {
-      const info = Buffer.alloc(MAP_INFO_SIZE_BYTES);
-      objGetInfo(fd, info, `map ${name}`);
-      const actualKey = info.readUInt32LE(MAP_INFO_KEY_SIZE_OFFSET);
-      const actualValue = info.readUInt32LE(MAP_INFO_VALUE_SIZE_OFFSET);
+      const { keySize: actualKey, valueSize: actualValue } = readMapInfo(fd, `map ${name}`);
       if (actualKey !== keySize || actualValue !== valueSize) {
         throw new Error(
           `open pinned map ${name} at ${path}: key/value size ${actualKey}/${actualValue}, ` +

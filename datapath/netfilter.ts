@@ -14,7 +14,8 @@
  */
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { closeFd, isBpfError, netfilterLinkCreate, objGet, objGetInfo, objPin, type NetfilterHook } from './libbpf.ts';
+import { closeFd, isBpfError, netfilterLinkCreate, objGet, objPin, type NetfilterHook } from './libbpf.ts';
+import { readLinkInfo } from './bpf-info.ts';
 
 const NFPROTO_IPV4 = 2;
 const NFPROTO_IPV6 = 10;
@@ -101,10 +102,6 @@ export function syncNetfilterLinks(options: NetfilterLinksOptions): { attached: 
   return { attached, removed };
 }
 
-/** struct bpf_link_info: type, id, prog_id, then (8-aligned) netfilter { pf, hooknum, priority, flags }. */
-const LINK_INFO_BYTES = 64;
-const BPF_LINK_TYPE_NETFILTER = 10;
-
 /** A pinned netfilter link, as the kernel describes it. */
 export interface NetfilterLinkInfo extends NetfilterHook {
   name: string;
@@ -119,10 +116,9 @@ export function netfilterLinks(dir: string): NetfilterLinkInfo[] {
     .map((name) => {
       const fd = objGet(join(dir, name), 'link');
       try {
-        const info = Buffer.alloc(LINK_INFO_BYTES);
-        objGetInfo(fd, info, `netfilter link ${name}`);
-        if (info.readUInt32LE(0) !== BPF_LINK_TYPE_NETFILTER) throw new Error(`${join(dir, name)} is not a netfilter link`);
-        return { name, progId: info.readUInt32LE(8), pf: info.readUInt32LE(16), hooknum: info.readUInt32LE(20), priority: info.readInt32LE(24), flags: info.readUInt32LE(28) };
+        const info = readLinkInfo(fd, `netfilter link ${name}`);
+        if (info.netfilter === undefined) throw new Error(`${join(dir, name)} is not a netfilter link`);
+        return { name, progId: info.progId, ...info.netfilter };
       } finally {
         closeFd(fd);
       }

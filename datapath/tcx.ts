@@ -9,15 +9,8 @@
  * cause.
  */
 import { existsSync, unlinkSync } from 'node:fs';
-import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, isBpfError, linkCreate, linkDetach, objGet, objGetInfo, objPin } from './libbpf.ts';
-
-/** enum bpf_link_type value of a TCX link. */
-const BPF_LINK_TYPE_TCX = 11;
-/** struct bpf_link_info: room for the whole struct; we read the leading fields. */
-const LINK_INFO_SIZE_BYTES = 128;
-const LINK_INFO_TYPE_OFFSET = 0;
-/** tcx.ifindex, the first field of the union that follows type, id and prog_id (8-aligned). */
-const LINK_INFO_TCX_IFINDEX_OFFSET = 16;
+import { BPF_TCX_EGRESS, BPF_TCX_INGRESS, closeFd, isBpfError, linkCreate, linkDetach, objGet, objPin } from './libbpf.ts';
+import { BPF_LINK_TYPE_TCX, readLinkInfo } from './bpf-info.ts';
 
 /** Which tc hook of the device. */
 export type TcxDirection = 'ingress' | 'egress';
@@ -81,13 +74,9 @@ export function tcxLinkAttached(linkPinPath: string): boolean {
     throw err;
   }
   try {
-    const info = Buffer.alloc(LINK_INFO_SIZE_BYTES);
-    objGetInfo(linkFd, info, `link ${linkPinPath}`);
+    const info = readLinkInfo(linkFd, `link ${linkPinPath}`);
     // The kernel zeroes the ifindex once the device is gone.
-    return (
-      info.readUInt32LE(LINK_INFO_TYPE_OFFSET) === BPF_LINK_TYPE_TCX &&
-      info.readUInt32LE(LINK_INFO_TCX_IFINDEX_OFFSET) !== 0
-    );
+    return info.type === BPF_LINK_TYPE_TCX && (info.tcx?.ifindex ?? 0) !== 0;
   } finally {
     closeFd(linkFd);
   }

@@ -6,11 +6,8 @@
  * once.
  */
 import type { BpfMap } from '../../datapath/bpf-map.ts';
-import { mapGetNextKey, objGetInfo } from '../../datapath/libbpf.ts';
-
-/** struct bpf_map_info: room for the whole struct; we read max_entries. */
-const MAP_INFO_SIZE_BYTES = 96;
-const MAP_INFO_MAX_ENTRIES_OFFSET = 16;
+import { readMapInfo } from '../../datapath/bpf-info.ts';
+import { mapGetNextKey } from '../../datapath/libbpf.ts';
 
 /**
  * Keys counted per map at most: a key costs about 3 µs, so a full map costs
@@ -36,9 +33,7 @@ export interface MapFill {
 
 /** max_entries of an open map; throws BpfError when the kernel refuses the info. */
 export function maxEntriesOf(map: BpfMap): number {
-  const info = Buffer.alloc(MAP_INFO_SIZE_BYTES);
-  objGetInfo(map.fd, info, `map ${map.name}`);
-  return info.readUInt32LE(MAP_INFO_MAX_ENTRIES_OFFSET);
+  return readMapInfo(map.fd, `map ${map.name}`).maxEntries;
 }
 
 /**
