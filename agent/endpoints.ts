@@ -30,6 +30,14 @@ export class EndpointNotServedError extends Error {
   }
 }
 
+/** What an EndpointManager needs besides its store and its sync. */
+export interface EndpointManagerOptions {
+  /** The state directory's health: a DEL's row deletion waits for a disk that refuses it. */
+  disk?: StateDisk;
+  /** An endpoint's identity as the policy sync gave it (the policy state knows it, the store does not). */
+  identityOf?: (endpointId: number) => number;
+}
+
 /** Local endpoints: the store, and the datapath kept in step with it. */
 export class EndpointManager {
   private readonly dbFile: string;
@@ -40,10 +48,14 @@ export class EndpointManager {
   /** Endpoints unregistered while the disk refused to delete their rows ("containerID/ifname"): gone for everyone but the store. */
   private readonly forgotten = new Set<string>();
 
-  constructor(dbFile: string, sync: SyncEndpoints, disk?: StateDisk) {
+  /** An endpoint's identity as the last policy sync gave it (0 before any). */
+  private readonly identityOf: (endpointId: number) => number;
+
+  constructor(dbFile: string, sync: SyncEndpoints, opts: EndpointManagerOptions = {}) {
     this.dbFile = dbFile;
     this.sync = sync;
-    this.disk = disk;
+    this.disk = opts.disk;
+    this.identityOf = opts.identityOf ?? (() => 0);
     this.open();
   }
 
@@ -126,8 +138,6 @@ export class EndpointManager {
     return endpoints.length;
   }
 
-  /** Looks up identities assigned by the datapath sync (set by the agent once both exist). */
-  identityOf: (endpointId: number) => number = () => 0;
 
   /** Closes the store. */
   close(): void {

@@ -27,8 +27,8 @@ function context(syncError: string | null, listed = true): StatusContext {
       lastSyncAtMs: 0,
       revision: 0,
       sync: { state: () => null },
-      datastore: { ready: () => listed, describe: () => 'stand-in', objects: () => ({ pods: [], namespaces: [], networkPolicies: [], nodes: [] }) },
     },
+    datastore: { ready: () => listed, describe: () => 'stand-in', objects: () => ({ pods: [], namespaces: [], networkPolicies: [], nodes: [] }) },
   } as unknown as StatusContext;
 }
 

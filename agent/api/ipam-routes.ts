@@ -1,14 +1,17 @@
 /**
- * The agent's IPAM read and reconcile routes: GET /v1/ipam (pools, every
- * allocation, stale ones flagged) and POST /v1/ipam/reconcile (release what
- * belongs to containers that are gone; the CNI GC verb calls it).
+ * The agent's IPAM routes: allocate and release (the CNI ADD and its
+ * rollback), GET /v1/ipam (pools, every allocation, stale ones flagged) and
+ * POST /v1/ipam/reconcile (release what belongs to containers that are gone;
+ * the CNI GC verb calls it).
  */
-import type { Ipam } from '../../ipam/allocator.ts';
+import { PoolExhaustedError, type Ipam } from '../../ipam/allocator.ts';
 import { ApiFailure, type Route } from './server.ts';
-import type { IpamAllocation, IpamResponse, ReconcileResponse } from '../../contract/api-types.ts';
+import type { AllocateRequest, AllocateResponse, IpamAllocation, IpamResponse, ReconcileResponse, ReleaseRequest } from '../../contract/api-types.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, reconcileIpam } from '../reclaim/ipam-reconcile.ts';
 import { log } from '../log.ts';
+import type { StateDisk } from '../state-disk.ts';
+import { requireObject, requireString } from './body.ts';
 
 /** What the IPAM routes act on. */
 export interface IpamRouteContext {
@@ -17,6 +20,12 @@ export interface IpamRouteContext {
   podExists?: ((namespace: string, name: string) => boolean) | undefined;
   podsRunningHere?: (() => ReadonlySet<string>) | undefined;
   ipamGcGraceMs?: number | undefined;
+  /** What an ADD attaches to its host veth, answered with its addresses. */
+  attachment: () => AllocateResponse['datapath'];
+  /** The MTU pods must use (VXLAN overlay), undefined when the CNI's own is right. */
+  podMtu: () => number | undefined;
+  /** The state directory's health: allocations are refused while it refuses writes. */
+  stateDisk: Pick<StateDisk, 'requireWritable'>;
 }
 
 /** GET /v1/ipam's body: pools, allocations (stale ones flagged), and the stale ones again. */
@@ -45,9 +54,48 @@ function parseValidAttachments(raw: unknown): { containerID: string; ifname: str
   return (raw as { containerID: string; ifname: string }[]).map((a) => ({ containerID: a.containerID, ifname: a.ifname }));
 }
 
-/** The IPAM routes beyond allocate and release. */
+/** The IPAM routes. */
 export function ipamRoutes(ctx: IpamRouteContext): Route[] {
   return [
+    {
+      method: 'POST',
+      pattern: '/v1/ipam/allocate',
+      handler: ({ body }): AllocateResponse => {
+        const req = requireObject(body);
+        ctx.stateDisk.requireWritable();
+        const key: AllocateRequest = {
+          containerID: requireString(req, 'containerID'),
+          ifname: requireString(req, 'ifname'),
+          namespace: requireString(req, 'namespace', true),
+          pod: requireString(req, 'pod', true),
+          netns: requireString(req, 'netns', true),
+        };
+        try {
+          const ips = ctx.ipam.allocate(key).map((a) => ({
+            address: `${a.ip}/${a.prefixLength}`,
+            gateway: a.gateway,
+            family: a.family,
+          }));
+          const mtu = ctx.podMtu();
+          return { ips, datapath: ctx.attachment(), ...(mtu === undefined ? {} : { mtu }) };
+        } catch (err: unknown) {
+          if (err instanceof PoolExhaustedError) throw new ApiFailure(503, 'PoolExhausted', err.message);
+          throw err;
+        }
+      },
+    },
+    {
+      method: 'POST',
+      pattern: '/v1/ipam/release',
+      handler: ({ body }) => {
+        const req = requireObject(body) as Partial<ReleaseRequest>;
+        const released = ctx.ipam.release({
+          containerID: requireString(req, 'containerID'),
+          ifname: requireString(req, 'ifname'),
+        });
+        return { released };
+      },
+    },
     { method: 'GET', pattern: '/v1/ipam', handler: (): IpamResponse => ipamReport(ctx.ipam) },
     {
       method: 'POST',

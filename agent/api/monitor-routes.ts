@@ -3,6 +3,7 @@ import { StreamResponse, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { Monitor, Resolver } from '../monitor.ts';
 import type { PolicyState } from '../policy-sync/state.ts';
+import type { Datastore } from '../datastore/datastore.ts';
 
 /** What the monitor routes act on. */
 export interface MonitorContext {
@@ -10,7 +11,7 @@ export interface MonitorContext {
 }
 
 /** Names pods from the local endpoints and the datastore; rebuilt when the policy state changes. */
-export function makeResolver(endpoints: EndpointManager, policy: PolicyState): Resolver {
+export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: Pick<PolicyState, 'revision' | 'hostAddresses'>, datastore: Pick<Datastore, 'objects'>): Resolver {
   let revision = -1;
   let byIp = new Map<string, { namespace: string; pod: string }>();
   let byEndpoint = new Map<number, { namespace: string; pod: string }>();
@@ -19,7 +20,7 @@ export function makeResolver(endpoints: EndpointManager, policy: PolicyState): R
     revision = policy.revision;
     byIp = new Map();
     byEndpoint = new Map();
-    for (const p of policy.datastore.objects().pods) {
+    for (const p of datastore.objects().pods) {
       const status = (p.status ?? {}) as { podIPs?: { ip: string }[] };
       for (const { ip } of status.podIPs ?? []) byIp.set(ip, { namespace: p.metadata.namespace ?? 'default', pod: p.metadata.name });
     }

@@ -1,15 +1,18 @@
 /**
  * GET /v1/status: the agent's health at a glance. Cheap by default (the CNI
  * plugin's STATUS and GC verbs call it); `?maps=true` adds the datapath map
- * fill, which walks the maps' keys in the kernel.
+ * fill, which walks the maps' keys in the kernel. GET /v1/counters: the
+ * datapath's counters, summed over CPUs.
  */
 import pkg from '../../package.json' with { type: 'json' };
+import type { Datapath } from '../../datapath/loader.ts';
 import type { Ipam } from '../../ipam/allocator.ts';
 import type { Route } from './server.ts';
 import type { StatusResponse } from '../../contract/api-types.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { MapFill } from '../metrics/map-fill.ts';
 import type { PolicyState } from '../policy-sync/state.ts';
+import type { Datastore } from '../datastore/datastore.ts';
 
 /** The version this agent was built from (package.json). */
 export const AGENT_VERSION: string = pkg.version;
@@ -22,6 +25,8 @@ export interface StatusContext {
   endpoints: Pick<EndpointManager, 'list'>;
   datapath: { adopted: boolean };
   policy: PolicyState;
+  /** The datastore the policy is computed from. */
+  datastore: Pick<Datastore, 'objects' | 'ready' | 'describe'>;
   /** Wall-clock ms when the agent started. */
   startedAtMs?: number;
   /** The map fill, counted now; absent: `maps` is never reported. */
@@ -35,11 +40,11 @@ export interface StatusContext {
 /** The agent's status; maps only when asked (they cost a walk of every map). */
 export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promise<StatusResponse> {
   const startedAtMs = ctx.startedAtMs ?? Date.now();
-  const objects = ctx.policy.datastore.objects();
+  const objects = ctx.datastore.objects();
   const last = ctx.policy.lastSync;
   const notReady: string[] = [];
   // A remote datastore is ready once its initial lists are in.
-  if (!(ctx.policy.datastore.ready?.() ?? true)) notReady.push('the datastore has not listed every collection yet');
+  if (!(ctx.datastore.ready?.() ?? true)) notReady.push('the datastore has not listed every collection yet');
   if (ctx.policy.syncError !== null) notReady.push(`the last sync of the datapath maps failed: ${ctx.policy.syncError}`);
   const diskFault = ctx.stateDisk?.fault ?? null;
   if (diskFault !== null) notReady.push(`${diskFault}: ADDs are refused with "try again"`);
@@ -58,7 +63,7 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
       uptimeSeconds: Math.round((Date.now() - startedAtMs) / 1000),
     },
     datastore: {
-      backend: ctx.policy.datastore.describe(),
+      backend: ctx.datastore.describe(),
       revision: ctx.policy.revision,
       lastSync: last
         ? { at: new Date(ctx.policy.lastSyncAtMs).toISOString(), durationMs: Number(last.durationMs.toFixed(3)), written: last.written, deleted: last.deleted }
@@ -83,4 +88,9 @@ export function statusRoute(ctx: StatusContext): Route {
     pattern: '/v1/status',
     handler: ({ query }): Promise<StatusResponse> => agentStatus(ctx, query.get('maps') === 'true'),
   };
+}
+
+/** The GET /v1/counters route. */
+export function countersRoute(datapath: Pick<Datapath, 'readCounters'>): Route {
+  return { method: 'GET', pattern: '/v1/counters', handler: () => datapath.readCounters() };
 }

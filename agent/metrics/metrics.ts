@@ -44,6 +44,8 @@ export interface MetricsSources {
   identities(): number;
   policies(): number;
   policyRevision(): number;
+  /** Subscribes to policy syncs (PolicyState.onSync): the metrics observe each one. */
+  onPolicySync(listener: (stats: SyncStats, propagationMs: number | null) => void): void;
   ipam: Pick<Ipam, 'usage'>;
   monitorReceived(): number;
 }
@@ -152,6 +154,7 @@ export class AgentMetrics {
     });
     this.syncWrites.inc({ op: 'write' }, 0);
     this.syncWrites.inc({ op: 'delete' }, 0);
+    sources.onPolicySync((stats, propagationMs) => this.observePolicySync(stats, propagationMs));
   }
 
   /** Records one API request; only CNI-facing routes are kept. */

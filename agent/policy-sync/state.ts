@@ -23,6 +23,9 @@ const WATCH_INTERVAL_MS = 500;
 const COALESCE_MS = 50;
 const HOST_ADDRESS_INTERVAL_MS = 5_000;
 
+/** Told of every sync; propagationMs is set when the sync carried a datastore change (change noticed → maps written). */
+export type SyncListener = (stats: SyncStats, propagationMs: number | null) => void;
+
 /** The policy side of the agent. */
 export class PolicyState {
   readonly datastore: Datastore;
@@ -38,8 +41,7 @@ export class PolicyState {
   /** Wall-clock ms when the last sync finished (0 before the first). */
   lastSyncAtMs = 0;
   revision = 0;
-  /** Called after every sync; propagationMs is set when the sync carried a datastore change (change noticed → maps written). */
-  onSynced: ((stats: SyncStats, propagationMs: number | null) => void) | null = null;
+  private readonly syncListeners = new Set<SyncListener>();
 
   constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore, serviceCidrs: string[] = []) {
     this.datastore = datastore;
@@ -71,8 +73,15 @@ export class PolicyState {
     this.syncError = this.lastSync.failed.length > 0 ? `map writes failed: ${this.lastSync.failed.join('; ')}` : null;
     this.lastSyncAtMs = Date.now();
     this.revision++;
-    this.onSynced?.(this.lastSync, changed ? performance.now() - startedMs : null);
+    const propagationMs = changed ? performance.now() - startedMs : null;
+    for (const listener of this.syncListeners) listener(this.lastSync, propagationMs);
     return this.lastSync;
+  }
+
+  /** Calls listener after every sync (e.g. the metrics); returns its unsubscribe. */
+  onSync(listener: SyncListener): () => void {
+    this.syncListeners.add(listener);
+    return () => this.syncListeners.delete(listener);
   }
 
   /** This node's addresses as last read. */

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { agentRequest } from '../../contract/client.ts';
-import { AGENT_DEFAULTS } from '../../agent/main.ts';
+import { AGENT_DEFAULTS } from '../../agent/flags.ts';
 import { DEL_QUEUE_SUBDIR } from '../../contract/del-queue.ts';
 import type { StatusResponse } from '../../contract/api-types.ts';
 import type { RoutingMode } from '../../agent/routing/plan.ts';

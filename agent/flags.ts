@@ -1,0 +1,165 @@
+/**
+ * The agent's command line: every flag, its default and its check, read once
+ * into AgentFlags. A bad value is an error that names the flag, before the
+ * agent has touched anything.
+ */
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { CT_MAX_PER_ENDPOINT, CT_TIMEOUT_OTHER_SEC, CT_TIMEOUT_TCP_SEC, FRAG_MAX_PER_ENDPOINT, FRAG_TIMEOUT_SEC, type DatapathConfig } from '../datapath/abi.ts';
+import { DEFAULT_SOCKET } from '../contract/api-types.ts';
+import { DEFAULT_CT_SWEEP_INTERVAL_MS } from './reclaim/conntrack-sweep.ts';
+import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS } from './reclaim/ipam-reconcile.ts';
+import { ROUTING_MODES, type RoutingMode } from './routing/plan.ts';
+import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/server.ts';
+
+/** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
+const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
+
+/** Defaults of every path the agent uses; each is a flag so several agents can coexist. */
+export const AGENT_DEFAULTS = {
+  stateDir: '/var/lib/sluice',
+  socket: DEFAULT_SOCKET,
+  bpfDir: '/sys/fs/bpf/sluice',
+  podCIDR: '10.244.0.0/24',
+} as const;
+
+export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir DIR] [--node-name NAME] [--pod-cidr CIDR]...
+
+  --state-dir DIR   IPAM and endpoint store (default ${AGENT_DEFAULTS.stateDir})
+  --socket PATH     root-only API socket (default ${AGENT_DEFAULTS.socket})
+  --bpf-dir DIR     bpffs directory for pinned programs, maps and links (default ${AGENT_DEFAULTS.bpfDir})
+  --node-name NAME  this node's name (default: the hostname)
+  --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})
+  --datastore-dir DIR
+                    the local datastore (a directory of Kubernetes objects); none: no policies
+  --datastore kubernetes [--kubeconfig PATH]
+                    the cluster's API (in-cluster service account unless --kubeconfig): waits for the
+                    initial lists and takes the pod CIDRs from this node's Node (--pod-cidr: fallback)
+  --cni-conf FILE [--cni-conf-template FILE] [--daemonset NAMESPACE/NAME]
+                    (kubernetes) write the CNI conflist once serving; remove it on SIGTERM only when
+                    the DaemonSet or its namespace is being deleted (uninstall), never on a restart
+  --routing native|vxlan
+                    how pods reach other nodes' pods: routes via each node's InternalIP (default native),
+                    or a VXLAN overlay over them (pod MTU lowered by the encapsulation)
+  --metrics-address HOST:PORT
+                    Prometheus metrics at http://HOST:PORT/metrics (default ${DEFAULT_METRICS_ADDRESS}; 0 disables)
+  --service-cidr CIDR
+                    the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
+  --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
+                    idle time after which a TCP (default ${CT_TIMEOUT_TCP_SEC}) or other (default ${CT_TIMEOUT_OTHER_SEC}) flow must pass policy again
+  --ct-max-per-endpoint N
+                    conntrack entries one pod may hold at a time; its further new flows are dropped
+                    (default ${CT_MAX_PER_ENDPOINT}, a quarter of the table)
+  --ct-sweep-interval-ms MS
+                    period of removing expired conntrack and fragment entries (default ${DEFAULT_CT_SWEEP_INTERVAL_MS}; 0 never)
+  --frag-max-per-endpoint N
+                    fragmented datagrams one pod may have in flight (first fragment seen, not all bytes yet);
+                    its further first fragments are dropped (default ${FRAG_MAX_PER_ENDPOINT})
+  --frag-timeout-sec S
+                    an incomplete fragmented datagram is forgotten this long after its first fragment
+                    (default ${FRAG_TIMEOUT_SEC})
+  --ipam-reserved CIDR|FIRST-LAST|IP
+                    addresses never handed to pods; repeatable
+  --ipam-gc-grace-ms MS
+                    allocations younger than this are never reclaimed (default ${DEFAULT_IPAM_GC_GRACE_MS})
+  --ipam-gc-interval-ms MS
+                    period of reclaiming allocations of vanished containers (default ${DEFAULT_IPAM_GC_INTERVAL_MS})`;
+
+function nonNegativeFlag(name: string, value: string | undefined, fallback: number, unit: string): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new Error(`--${name} '${value}' must be a non-negative number of ${unit}`);
+  return n;
+}
+
+/** The agent's flags, parsed and checked. */
+export interface AgentFlags {
+  stateDir: string;
+  socket: string;
+  pinDir: string;
+  nodeName: string;
+  /** --pod-cidr flags (undefined: none given). */
+  podCIDRs: string[] | undefined;
+  ipamReserved: string[];
+  datastore: 'kubernetes' | 'local' | undefined;
+  datastoreDir: string | undefined;
+  kubeconfig: string | undefined;
+  cniConf: string | undefined;
+  cniConfTemplate: string | undefined;
+  daemonSet: string | undefined;
+  routing: RoutingMode;
+  /** null: metrics disabled. */
+  metricsAddress: MetricsAddress | null;
+  serviceCIDRs: string[];
+  /** The datapath's settings; 0 takes the datapath's default. */
+  datapathConfig: DatapathConfig;
+  ctSweepIntervalMs: number;
+  ipamGcGraceMs: number;
+  ipamGcIntervalMs: number;
+}
+
+/** Reads argv; null when it asks for --help. Throws an Error naming the flag on a bad value. */
+export function parseAgentFlags(argv: string[]): AgentFlags | null {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      'state-dir': { type: 'string', default: AGENT_DEFAULTS.stateDir },
+      socket: { type: 'string', default: AGENT_DEFAULTS.socket },
+      'bpf-dir': { type: 'string', default: AGENT_DEFAULTS.bpfDir },
+      'node-name': { type: 'string', default: os.hostname() },
+      'pod-cidr': { type: 'string', multiple: true },
+      'ipam-reserved': { type: 'string', multiple: true },
+      'datastore-dir': { type: 'string' },
+      datastore: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'cni-conf': { type: 'string' },
+      'cni-conf-template': { type: 'string' },
+      daemonset: { type: 'string' },
+      routing: { type: 'string', default: 'native' },
+      'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
+      'ct-timeout-tcp-sec': { type: 'string' },
+      'service-cidr': { type: 'string', multiple: true },
+      'ct-timeout-other-sec': { type: 'string' },
+      'ct-max-per-endpoint': { type: 'string' },
+      'ct-sweep-interval-ms': { type: 'string' },
+      'frag-max-per-endpoint': { type: 'string' },
+      'frag-timeout-sec': { type: 'string' },
+      'ipam-gc-grace-ms': { type: 'string' },
+      'ipam-gc-interval-ms': { type: 'string' },
+      help: { type: 'boolean', short: 'h' },
+    },
+  });
+  if (values.help) return null;
+  if (values.datastore !== undefined && values.datastore !== 'kubernetes' && values.datastore !== 'local') {
+    throw new Error(`--datastore '${values.datastore}' must be kubernetes or local (with --datastore-dir)`);
+  }
+  const routing = values.routing as RoutingMode;
+  if (!ROUTING_MODES.includes(routing)) throw new Error(`--routing '${values.routing}' must be one of ${ROUTING_MODES.join(', ')}`);
+  return {
+    stateDir: values['state-dir'],
+    socket: values.socket,
+    pinDir: values['bpf-dir'],
+    nodeName: values['node-name'],
+    podCIDRs: values['pod-cidr'],
+    ipamReserved: values['ipam-reserved'] ?? [],
+    datastore: values.datastore,
+    datastoreDir: values['datastore-dir'],
+    kubeconfig: values.kubeconfig,
+    cniConf: values['cni-conf'],
+    cniConfTemplate: values['cni-conf-template'],
+    daemonSet: values.daemonset,
+    routing,
+    metricsAddress: parseMetricsAddress(values['metrics-address']),
+    serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
+    datapathConfig: {
+      ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
+      ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
+      ctMaxPerEndpoint: nonNegativeFlag('ct-max-per-endpoint', values['ct-max-per-endpoint'], 0, 'entries'),
+      fragMaxPerEndpoint: nonNegativeFlag('frag-max-per-endpoint', values['frag-max-per-endpoint'], 0, 'datagrams'),
+      fragTimeoutSec: nonNegativeFlag('frag-timeout-sec', values['frag-timeout-sec'], 0, 'seconds'),
+    },
+    ctSweepIntervalMs: nonNegativeFlag('ct-sweep-interval-ms', values['ct-sweep-interval-ms'], DEFAULT_CT_SWEEP_INTERVAL_MS, 'milliseconds'),
+    ipamGcGraceMs: nonNegativeFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS, 'milliseconds'),
+    ipamGcIntervalMs: nonNegativeFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS, 'milliseconds'),
+  };
+}
