@@ -1,5 +1,10 @@
-/** `sluice local ...`: argument parsing and dispatch for the local cluster commands. */
-import { parseArgs } from 'node:util';
+/**
+ * `sluice local ...`: argument parsing and dispatch for the local cluster
+ * commands. Each command declares its own flags and parses them itself, so a
+ * flag another command takes is refused, with the usage, rather than ignored.
+ */
+import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
+import { errorMessage } from '../../lib/errors.ts';
 import { clusterDir, loadCluster } from './cluster.ts';
 import { localDown } from './down.ts';
 import { connect, holdConnection, probe, serve, servePorts } from './probe.ts';
@@ -55,156 +60,217 @@ function parseRouting(value: string | undefined): RoutingMode | undefined {
   return value as RoutingMode;
 }
 
+/** Flags every command takes. */
+const COMMON = {
+  dir: { type: 'string' },
+  help: { type: 'boolean', short: 'h' },
+} as const satisfies ParseArgsOptionsConfig;
+
+const UP = {
+  ...COMMON,
+  name: { type: 'string' },
+  'node-name': { type: 'string' },
+  'pod-cidr': { type: 'string', multiple: true },
+  socket: { type: 'string' },
+  'state-dir': { type: 'string' },
+  'bpf-dir': { type: 'string' },
+  'cni-bin': { type: 'string' },
+  'agent-arg': { type: 'string', multiple: true },
+  nodes: { type: 'string' },
+  routing: { type: 'string' },
+  'metrics-address': { type: 'string' },
+} as const satisfies ParseArgsOptionsConfig;
+const POD = { ...COMMON, label: { type: 'string', short: 'l', multiple: true }, node: { type: 'string' } } as const satisfies ParseArgsOptionsConfig;
+const GET = { ...COMMON, output: { type: 'string', short: 'o' } } as const satisfies ParseArgsOptionsConfig;
+const PROBE = {
+  ...COMMON,
+  protocol: { type: 'string', default: 'tcp' },
+  port: { type: 'string', default: '80' },
+  'timeout-ms': { type: 'string', default: '2000' },
+  family: { type: 'string' },
+} as const satisfies ParseArgsOptionsConfig;
+const MANIFESTS = { ...COMMON, filename: { type: 'string', short: 'f', multiple: true }, 'ignore-not-found': { type: 'boolean' } } as const satisfies ParseArgsOptionsConfig;
+const SERVE = { ...COMMON, protocol: PROBE.protocol, port: PROBE.port, once: { type: 'boolean' }, ports: { type: 'string' } } as const satisfies ParseArgsOptionsConfig;
+const CONNECT = {
+  ...COMMON,
+  protocol: PROBE.protocol,
+  'timeout-ms': PROBE['timeout-ms'],
+  'hold-ms': { type: 'string' },
+  'interval-ms': { type: 'string', default: '20' },
+} as const satisfies ParseArgsOptionsConfig;
+
+/** Every flag of every command: enough to find the command word among flags and their values. */
+const ANY = { ...UP, ...POD, ...GET, ...PROBE, ...MANIFESTS, ...SERVE, ...CONNECT } as const satisfies ParseArgsOptionsConfig;
+
+/** One command: argv is the whole argument list (flags may come before the command word). */
+type Command = (argv: string[]) => Promise<number>;
+
+/** argv's flags (as options declares them) and its words after the command word. */
+function parse<T extends ParseArgsOptionsConfig>(argv: string[], options: T) {
+  const config = { args: argv, options, allowPositionals: true, strict: true } as const;
+  let parsed;
+  try {
+    parsed = parseArgs<typeof config>(config);
+  } catch (err: unknown) {
+    const flag = /Unknown option '([^']+)'/.exec(errorMessage(err))?.[1];
+    if (flag === undefined) throw err;
+    const command = parseArgs({ args: argv, options: ANY, allowPositionals: true, strict: false }).positionals[0];
+    throw new Error(`local ${command}: ${flag} is not one of its flags (sluice local --help lists them)`);
+  }
+  const { values, positionals } = parsed;
+  return { values, words: positionals.slice(1), dir: clusterDir((values as { dir?: string }).dir) };
+}
+
+const up: Command = async (argv) => {
+  const { values, dir } = parse(argv, UP);
+  const c = await localUp({
+    dir,
+    name: values.name,
+    nodeName: values['node-name'],
+    podCIDRs: values['pod-cidr'],
+    socket: values.socket,
+    stateDir: values['state-dir'],
+    bpfDir: values['bpf-dir'],
+    cniBin: values['cni-bin'],
+    agentArgs: values['agent-arg'],
+    metricsAddress: values['metrics-address'],
+    nodes: parseNodeCount(values.nodes),
+    routing: parseRouting(values.routing),
+  });
+  if (c.nodes) {
+    const list = c.nodes.map((n) => `${n.name} (${n.address}, pod CIDR ${n.podCIDRs.join(', ')}, agent pid ${n.agentPid}, socket ${n.socket})`);
+    console.error(`local cluster '${c.name}' is up with ${c.nodes.length} nodes, ${c.routing ?? 'native'} routing: ${list.join('; ')}`);
+    return 0;
+  }
+  console.error(`local cluster '${c.name}' is up: node ${c.nodeName}, pod CIDR ${c.podCIDRs.join(', ')}, agent pid ${c.agentPid}, socket ${c.socket}`);
+  return 0;
+};
+
+const down: Command = async (argv) => {
+  const { dir } = parse(argv, COMMON);
+  const problems = await localDown(dir);
+  for (const p of problems) console.error(`warning: ${p}`);
+  console.error('local cluster removed');
+  return 0;
+};
+
+const pod: Command = async (argv) => {
+  const { values, words, dir } = parse(argv, POD);
+  const [sub, ref] = words;
+  if (!ref || (sub !== 'create' && sub !== 'delete')) throw new Error('usage: sluice local pod create|delete <ns>/<name>');
+  const config = loadCluster(dir);
+  if (sub === 'create') {
+    const created = await createPod(config, ref, parseLabels(values.label), values.node);
+    // Every node's agent knows the pod (its address in their ipcache) before this returns, as with apply.
+    await syncAgent(config);
+    console.error(`pod ${ref} created with IP ${String(created.status?.podIP)}`);
+    return 0;
+  }
+  if (!(await deletePod(config, ref))) {
+    console.error(`pod ${ref} not found`);
+    return 1;
+  }
+  await syncAgent(config);
+  console.error(`pod ${ref} deleted`);
+  return 0;
+};
+
+const node: Command = async (argv) => {
+  const { words, dir } = parse(argv, COMMON);
+  const [sub, name] = words;
+  if (sub !== 'delete' || !name) throw new Error('usage: sluice local node delete <name>');
+  const pods = await removeNode(loadCluster(dir), name);
+  console.error(`node ${name} deleted${pods.length ? ` with its pods ${pods.join(', ')}` : ''}`);
+  return 0;
+};
+
+const get: Command = async (argv) => {
+  const { values, words, dir } = parse(argv, GET);
+  const kind = KINDS[words[0] ?? ''];
+  if (!kind) throw new Error('usage: sluice local get pods|nodes|namespaces [-o json]');
+  const list = listObjects(loadCluster(dir), kind);
+  if (values.output === 'json') {
+    console.log(JSON.stringify(list, null, 2));
+    return 0;
+  }
+  for (const item of list.items) {
+    const ns = item.metadata.namespace ? `${item.metadata.namespace}/` : '';
+    const ip = item.status?.podIP ? `\t${String(item.status.podIP)}` : '';
+    const labels = Object.entries(item.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
+    console.log(`${ns}${item.metadata.name}${ip}\t${labels}`);
+  }
+  return 0;
+};
+
+const probeCommand: Command = async (argv) => {
+  const { values, words, dir } = parse(argv, PROBE);
+  const [from, to] = words;
+  if (!from || !to) throw new Error('usage: sluice local probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N]');
+  const protocol = values.protocol as 'tcp' | 'udp' | 'icmp';
+  if (!['tcp', 'udp', 'icmp'].includes(protocol)) throw new Error(`--protocol must be tcp, udp or icmp`);
+  const family = values.family === '6' ? 6 : values.family === '4' ? 4 : undefined;
+  const ok = await probe(loadCluster(dir), { from, to, protocol, port: Number(values.port), timeoutMs: Number(values['timeout-ms']), family });
+  console.log(`${from} -> ${to} ${protocol}${protocol === 'icmp' ? '' : `/${values.port}`}: ${ok ? 'connected' : 'no connection'}`);
+  return ok ? 0 : 1;
+};
+
+/** apply and delete: what the manifests name, created/updated or removed. */
+const manifests = (verb: 'apply' | 'delete'): Command => async (argv) => {
+  const { values, dir } = parse(argv, MANIFESTS);
+  const files = values.filename ?? [];
+  if (files.length === 0) throw new Error(`usage: sluice local ${verb} -f FILE [-f FILE]...`);
+  const objects = files.flatMap(readManifests);
+  const config = loadCluster(dir);
+  const lines = verb === 'apply' ? await applyManifests(config, objects) : await deleteManifests(config, objects, values['ignore-not-found'] ?? false);
+  for (const line of lines) console.error(line);
+  return 0;
+};
+
+// Helpers the probe and the pods run inside pod namespaces.
+const serveCommand: Command = async (argv) => {
+  const { values } = parse(argv, SERVE);
+  if (values.ports) await servePorts(values.ports);
+  else await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
+  return 0;
+};
+
+const connectCommand: Command = async (argv) => {
+  const { values, words } = parse(argv, CONNECT);
+  const [host, port] = words;
+  if (values['hold-ms']) {
+    const echoes = await holdConnection(host!, Number(port), Number(values['hold-ms']), Number(values['interval-ms']), Number(values['timeout-ms']));
+    console.log(`connection held, ${echoes} echoes`);
+    return 0;
+  }
+  await connect(host!, Number(port), values.protocol as 'tcp' | 'udp', Number(values['timeout-ms']));
+  return 0;
+};
+
+const COMMANDS: Record<string, Command> = {
+  up,
+  down,
+  pod,
+  node,
+  get,
+  probe: probeCommand,
+  apply: manifests('apply'),
+  delete: manifests('delete'),
+  serve: serveCommand,
+  connect: connectCommand,
+};
+
 /** Runs one `sluice local` command; returns the exit code. */
 export async function localCommand(argv: string[]): Promise<number> {
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      dir: { type: 'string' },
-      name: { type: 'string' },
-      'node-name': { type: 'string' },
-      'pod-cidr': { type: 'string', multiple: true },
-      socket: { type: 'string' },
-      'state-dir': { type: 'string' },
-      'bpf-dir': { type: 'string' },
-      'cni-bin': { type: 'string' },
-      'agent-arg': { type: 'string', multiple: true },
-      nodes: { type: 'string' },
-      routing: { type: 'string' },
-      node: { type: 'string' },
-      'metrics-address': { type: 'string' },
-      label: { type: 'string', short: 'l', multiple: true },
-      output: { type: 'string', short: 'o' },
-      protocol: { type: 'string', default: 'tcp' },
-      port: { type: 'string', default: '80' },
-      'timeout-ms': { type: 'string', default: '2000' },
-      once: { type: 'boolean' },
-      ports: { type: 'string' },
-      filename: { type: 'string', short: 'f', multiple: true },
-      'ignore-not-found': { type: 'boolean' },
-      family: { type: 'string' },
-      'hold-ms': { type: 'string' },
-      'interval-ms': { type: 'string', default: '20' },
-      help: { type: 'boolean', short: 'h' },
-    },
-  });
-  const [cmd, sub, ...rest] = positionals;
-  if (values.help || !cmd) {
+  const { values, positionals } = parseArgs({ args: argv, options: ANY, allowPositionals: true, strict: false });
+  const name = positionals[0];
+  if (values.help || !name) {
     console.log(USAGE);
-    return cmd ? 0 : 2;
+    return name ? 0 : 2;
   }
-  const dir = clusterDir(values.dir);
-  switch (cmd) {
-    case 'up': {
-      const c = await localUp({
-        dir,
-        name: values.name,
-        nodeName: values['node-name'],
-        podCIDRs: values['pod-cidr'],
-        socket: values.socket,
-        stateDir: values['state-dir'],
-        bpfDir: values['bpf-dir'],
-        cniBin: values['cni-bin'],
-        agentArgs: values['agent-arg'],
-        metricsAddress: values['metrics-address'],
-        nodes: parseNodeCount(values.nodes),
-        routing: parseRouting(values.routing),
-      });
-      if (c.nodes) {
-        const list = c.nodes.map((n) => `${n.name} (${n.address}, pod CIDR ${n.podCIDRs.join(', ')}, agent pid ${n.agentPid}, socket ${n.socket})`);
-        console.error(`local cluster '${c.name}' is up with ${c.nodes.length} nodes, ${c.routing ?? 'native'} routing: ${list.join('; ')}`);
-        return 0;
-      }
-      console.error(`local cluster '${c.name}' is up: node ${c.nodeName}, pod CIDR ${c.podCIDRs.join(', ')}, agent pid ${c.agentPid}, socket ${c.socket}`);
-      return 0;
-    }
-    case 'down': {
-      const problems = await localDown(dir);
-      for (const p of problems) console.error(`warning: ${p}`);
-      console.error('local cluster removed');
-      return 0;
-    }
-    case 'pod': {
-      const ref = rest[0];
-      if (!ref || (sub !== 'create' && sub !== 'delete')) throw new Error('usage: sluice local pod create|delete <ns>/<name>');
-      const config = loadCluster(dir);
-      if (sub === 'create') {
-        const pod = await createPod(config, ref, parseLabels(values.label), values.node);
-        // Every node's agent knows the pod (its address in their ipcache) before this returns, as with apply.
-        await syncAgent(config);
-        console.error(`pod ${ref} created with IP ${String(pod.status?.podIP)}`);
-        return 0;
-      }
-      if (!(await deletePod(config, ref))) {
-        console.error(`pod ${ref} not found`);
-        return 1;
-      }
-      await syncAgent(config);
-      console.error(`pod ${ref} deleted`);
-      return 0;
-    }
-    case 'node': {
-      const name = rest[0];
-      if (sub !== 'delete' || !name) throw new Error('usage: sluice local node delete <name>');
-      const pods = await removeNode(loadCluster(dir), name);
-      console.error(`node ${name} deleted${pods.length ? ` with its pods ${pods.join(', ')}` : ''}`);
-      return 0;
-    }
-    case 'get': {
-      const kind = KINDS[sub ?? ''];
-      if (!kind) throw new Error('usage: sluice local get pods|nodes|namespaces [-o json]');
-      const list = listObjects(loadCluster(dir), kind);
-      if (values.output === 'json') {
-        console.log(JSON.stringify(list, null, 2));
-      } else {
-        for (const item of list.items) {
-          const ns = item.metadata.namespace ? `${item.metadata.namespace}/` : '';
-          const ip = item.status?.podIP ? `\t${String(item.status.podIP)}` : '';
-          const labels = Object.entries(item.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
-          console.log(`${ns}${item.metadata.name}${ip}\t${labels}`);
-        }
-      }
-      return 0;
-    }
-    case 'probe': {
-      const [from, to] = [sub, rest[0]];
-      if (!from || !to) throw new Error('usage: sluice local probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N]');
-      const protocol = values.protocol as 'tcp' | 'udp' | 'icmp';
-      if (!['tcp', 'udp', 'icmp'].includes(protocol)) throw new Error(`--protocol must be tcp, udp or icmp`);
-      const family = values.family === '6' ? 6 : values.family === '4' ? 4 : undefined;
-      const ok = await probe(loadCluster(dir), { from, to, protocol, port: Number(values.port), timeoutMs: Number(values['timeout-ms']), family });
-      console.log(`${from} -> ${to} ${protocol}${protocol === 'icmp' ? '' : `/${values.port}`}: ${ok ? 'connected' : 'no connection'}`);
-      return ok ? 0 : 1;
-    }
-    case 'apply':
-    case 'delete': {
-      const files = values.filename ?? [];
-      if (files.length === 0) throw new Error(`usage: sluice local ${cmd} -f FILE [-f FILE]...`);
-      const objects = files.flatMap(readManifests);
-      const config = loadCluster(dir);
-      const lines = cmd === 'apply' ? await applyManifests(config, objects) : await deleteManifests(config, objects, values['ignore-not-found'] ?? false);
-      for (const line of lines) console.error(line);
-      return 0;
-    }
-    // Helpers the probe and the pods run inside pod namespaces.
-    case 'serve':
-      if (values.ports) {
-        await servePorts(values.ports);
-        return 0;
-      }
-      await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
-      return 0;
-    case 'connect':
-      if (values['hold-ms']) {
-        const echoes = await holdConnection(sub!, Number(rest[0]), Number(values['hold-ms']), Number(values['interval-ms']), Number(values['timeout-ms']));
-        console.log(`connection held, ${echoes} echoes`);
-        return 0;
-      }
-      await connect(sub!, Number(rest[0]), values.protocol as 'tcp' | 'udp', Number(values['timeout-ms']));
-      return 0;
-    default:
-      console.error(USAGE);
-      return 2;
+  const command = COMMANDS[name];
+  if (!command) {
+    console.error(USAGE);
+    return 2;
   }
+  return command(argv);
 }
