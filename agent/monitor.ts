@@ -6,8 +6,9 @@
 import { COUNTER_NAMES, Counter, Direction, EventType, Verdict, decodeEvent, type DatapathEvent } from '../datapath/abi.ts';
 import { closeFd, objGet } from '../datapath/libbpf.ts';
 import { RingBufferReader } from '../datapath/ringbuf.ts';
-import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from './names.ts';
+import { RESERVED_IDENTITY_NAMES } from './names.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { hasPorts, protocolName } from '../lib/protocols.ts';
 
 const POLL_INTERVAL_MS = 100;
 const RECENT_DROPS = 50;
@@ -79,12 +80,11 @@ function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoin
 export function describeEvent(e: DatapathEvent, r: Resolver, bootOffsetMs: number): MonitorEvent {
   const src = peerOf(r, e.src, e.sport, e.srcIdentity, e.srcEndpoint);
   const dst = peerOf(r, e.dst, e.dport, e.dstIdentity, e.dstEndpoint);
-  const protocol = PROTOCOL_NAMES[e.protocol] ?? String(e.protocol);
+  const protocol = protocolName(e.protocol);
   const verdict = e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
   const direction = e.direction === Direction.INGRESS ? 'ingress' : e.direction === Direction.EGRESS ? 'egress' : '';
   const reason = REASONS[e.reason] ?? COUNTER_NAMES[e.reason]?.toLowerCase() ?? String(e.reason);
-  const hasPorts = e.protocol === 6 || e.protocol === 17 || e.protocol === 132;
-  const end = (p: MonitorPeer) => (hasPorts ? `${p.name}:${p.port}` : p.name);
+  const end = (p: MonitorPeer) => (hasPorts(e.protocol) ? `${p.name}:${p.port}` : p.name);
   const why = verdict === 'ALLOWED' && !direction ? '(no policy)' : `(${reason})`;
   return {
     time: new Date(bootOffsetMs + Number(e.timestampNs / 1_000_000n)).toISOString(),

@@ -1,4 +1,4 @@
-/** Readable names of reserved identities and IP protocols, shared by `sluice policy` and the monitor. */
+/** Readable names of reserved identities, shared by `sluice policy` and the monitor. */
 import { Identity } from '../datapath/abi.ts';
 
 /** Reserved identity → its short name ('host', 'world', ...). */
@@ -9,6 +9,3 @@ export const RESERVED_IDENTITY_NAMES: Record<number, string> = {
   [Identity.REMOTE_NODE]: 'remote-node',
   [Identity.SERVICE]: 'service',
 };
-
-/** IANA protocol number → name, for the protocols the datapath parses. */
-export const PROTOCOL_NAMES: Record<number, string> = { 1: 'ICMP', 6: 'TCP', 17: 'UDP', 58: 'ICMPv6', 132: 'SCTP' };

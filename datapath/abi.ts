@@ -8,6 +8,7 @@
  * the only targets); addresses and MACs are bytes in network order.
  */
 import { formatIp, formatMac, parseIp, parseMac } from '../lib/ip-bytes.ts';
+import { PROTOCOL_ANY } from '../lib/protocols.ts';
 
 /** SLUICE_FAMILY_IPV4. */
 export const FAMILY_IPV4 = 4;
@@ -43,8 +44,8 @@ export const Direction = {
 /** SLUICE_VXLAN_PORT: the overlay's UDP port, which from-pod keeps pods away from on every node. */
 export const VXLAN_PORT = 4789;
 
-/** SLUICE_PROTO_ANY: a policy entry for every protocol. */
-export const PROTO_ANY = 0;
+/** SLUICE_PROTO_ANY: a policy entry for every protocol. The value lives with the protocol table (lib/protocols.ts), which policy/ reads without the kernel mirror. */
+export const PROTO_ANY = PROTOCOL_ANY;
 
 const MAC_LEN_BYTES = 6;
 const IPV4_LEN_BYTES = 4;

@@ -18,16 +18,14 @@
  *   and the protocol must match the container port's.
  */
 import { createHash } from 'node:crypto';
-import { Direction, Identity, PROTO_ANY } from '../datapath/abi.ts';
+import { Direction, Identity } from '../datapath/abi.ts';
 import { cidrContains, parseCidr } from '../lib/cidr.ts';
+import { Protocol, PROTOCOL_ANY } from '../lib/protocols.ts';
 import { addressPrefixes, normalizeIpBlock, type AddressPrefix, type AddressRule } from './address-rules.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
 import { portRangePrefixes } from './port-prefixes.ts';
 import { selectorMatches } from './selector.ts';
 import type { ClusterView, ContainerPort, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PolicyPod } from './types.ts';
-
-/** IANA protocol numbers of the protocols NetworkPolicy knows. */
-export const PROTOCOL_NUMBERS = { TCP: 6, UDP: 17, SCTP: 132 } as const;
 
 /** A pod of this node, as the endpoint manager knows it. */
 export interface LocalEndpoint {
@@ -110,7 +108,7 @@ function policyTypes(p: NetworkPolicy): { ingress: boolean; egress: boolean } {
 }
 
 function protocolOf(port: NetworkPolicyPort): number {
-  return PROTOCOL_NUMBERS[port.protocol ?? 'TCP'];
+  return Protocol[port.protocol ?? 'TCP'];
 }
 
 /** Resolves a rule port against a pod's container ports; null when a named port does not resolve. */
@@ -142,7 +140,7 @@ function templatesOf(spec: PortSpec): PortTemplate[] {
   let out = TEMPLATES.get(spec);
   if (out) return out;
   if (spec === ALL) {
-    out = [{ protocol: PROTO_ANY, port: 0, portPrefixLength: 0 }];
+    out = [{ protocol: PROTOCOL_ANY, port: 0, portPrefixLength: 0 }];
   } else {
     const [proto, range] = spec.split(':') as [string, string];
     if (range === '*') {

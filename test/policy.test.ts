@@ -1,15 +1,16 @@
 import { describe, expect, it } from 'vitest';
 import { Identity } from '../datapath/abi.ts';
+import { Protocol } from '../lib/protocols.ts';
 import { addressPrefixes } from '../policy/address-rules.ts';
-import { compile, PROTOCOL_NUMBERS, type LocalEndpoint } from '../policy/compile.ts';
+import { compile, type LocalEndpoint } from '../policy/compile.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import { portRangePrefixes } from '../policy/port-prefixes.ts';
 import { selectorMatches } from '../policy/selector.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
 import { flowAllowed } from './support/policy-lookup.ts';
 
-const TCP = PROTOCOL_NUMBERS.TCP;
-const UDP = PROTOCOL_NUMBERS.UDP;
+const TCP = Protocol.TCP;
+const UDP = Protocol.UDP;
 
 describe('label selectors', () => {
   it('match everything when empty', () => expect(selectorMatches({}, { a: '1' })).toBe(true));

@@ -2,10 +2,11 @@
  * API routes of the policy side: sync on demand (what `sluice local apply`
  * waits for), identities, and one pod's computed policy in readable form.
  */
-import { COUNTER_NAMES, Counter, Direction, Identity, PROTO_ANY, decodeCounterValue, encodeEpCounterKey } from '../../datapath/abi.ts';
+import { COUNTER_NAMES, Counter, Direction, Identity, decodeCounterValue, encodeEpCounterKey } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
-import { PROTOCOL_NAMES, RESERVED_IDENTITY_NAMES } from '../names.ts';
+import { RESERVED_IDENTITY_NAMES } from '../names.ts';
+import { PROTOCOL_ANY, protocolName } from '../../lib/protocols.ts';
 import { ApiFailure, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { PolicyState } from '../policy-sync/state.ts';
@@ -34,11 +35,16 @@ function peerText(state: CompiledState, peer: number): string {
 }
 
 function portText(protocol: number, port: number, prefixLength: number): string {
-  if (protocol === PROTO_ANY) return 'any';
-  const name = PROTOCOL_NAMES[protocol] ?? String(protocol);
+  if (protocol === PROTOCOL_ANY) return 'any';
+  const name = protocolName(protocol);
   if (prefixLength === 0) return `${name}/*`;
   const last = port + 2 ** (16 - prefixLength) - 1;
   return last === port ? `${name}/${port}` : `${name}/${port}-${last}`;
+}
+
+/** A compiled port spec ('*', '6:*', '6:80-80') as people read it ('*', 'TCP/*', 'TCP/80-80'). */
+function portSpecText(spec: string): string {
+  return spec.replace(/^(\d+):/, (_, protocol: string) => `${protocolName(Number(protocol))}/`);
 }
 
 /** One endpoint's compiled policy as people read it. */
@@ -55,7 +61,7 @@ export function readablePolicy(state: CompiledState, c: CompiledEndpoint) {
     allowAddresses: c.cidrEntries.map((a) => ({
       direction: dir(a.direction),
       prefix: `${a.address}/${a.prefixLength}`,
-      ports: (state.selectors.get(a.selector) ?? []).map((spec) => spec.replace(/^6:/, 'TCP/').replace(/^17:/, 'UDP/').replace(/^132:/, 'SCTP/')),
+      ports: (state.selectors.get(a.selector) ?? []).map(portSpecText),
     })),
   };
 }
