@@ -11,8 +11,8 @@
 import { agentRequest, AgentError } from '../contract/client.ts';
 import type { AllocateResponse, Endpoint, EndpointSpec, PodAddress } from '../contract/api-types.ts';
 import { attachTcx, detachTcx } from '../datapath/tcx.ts';
-import { addAddress, addRoute, createVeth, deleteLink, linkByName, openRtnl, setLinkUp, type Rtnl } from '../datapath/netlink.ts';
-import { openNetns } from '../datapath/netns.ts';
+import { addAddress, addRoute, createVeth, deleteLink, linkByName, openRtnl, setLinkUp, type Link, type Rtnl } from '../datapath/netlink.ts';
+import { openNetns, type NetnsHandle } from '../datapath/netns.ts';
 import type { CniEnv } from './config.ts';
 import { podIdentity } from './config.ts';
 import { failPoint } from './fail-point.ts';
@@ -42,127 +42,177 @@ function splitAddress(ip: PodAddress): PodIp {
   return { address, prefixLength: Number(prefix), gateway: ip.gateway, family: ip.family };
 }
 
+/** What one ADD works with: its names, its netlink sockets and its undo stack. */
+interface Attempt {
+  env: CniEnv;
+  conf: NetConf;
+  socket: string;
+  pod: ReturnType<typeof podIdentity>;
+  hostIfname: string;
+  host: Rtnl;
+  netns: NetnsHandle;
+  /** Run in reverse when a later step fails. */
+  undo: Undo[];
+}
+
 /** Runs ADD; resolves with the result to print, rejects with a CniError after rolling back. */
 export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
-  const socket = agentSocket(conf);
-  const pod = podIdentity(env, conf);
-  const hostIfname = hostVethName(env.containerId, env.ifname);
   // A chained plugin's result is validated before anything is created.
   const prev = conf.prevResult === undefined ? undefined : parsePrevResult(conf.prevResult, conf.cniVersion);
-  const undo: Undo[] = [];
-  const host = openRtnl();
+  const a: Attempt = {
+    env,
+    conf,
+    socket: agentSocket(conf),
+    pod: podIdentity(env, conf),
+    hostIfname: hostVethName(env.containerId, env.ifname),
+    host: openRtnl(),
+    netns: openNetns(env.netns),
+    undo: [],
+  };
   let podNl: Rtnl | undefined;
-  const netns = openNetns(env.netns);
   try {
-    // A release queued by an earlier, failed attempt must not undo this one when the agent drains its queue:
-    // this ADD re-allocates the same addresses (allocation is idempotent) and rebuilds everything else.
-    unqueueDel(delQueueDir(conf), env.containerId, env.ifname);
-    const alloc = await agentRequest<AllocateResponse>(socket, 'POST', '/v1/ipam/allocate', {
-      containerID: env.containerId,
-      ifname: env.ifname,
-      namespace: pod.namespace ?? '',
-      pod: pod.name ?? '',
-    }).catch(toCniError('allocate an address'));
-    // Unregisters the endpoint too, so it also undoes the last step; queued if the agent is gone by then.
-    undo.push(() => releaseAttachment(conf, env.containerId, env.ifname, hostIfname));
-    failPoint('allocate');
-    if (alloc.ips.length === 0) throw new CniError(CNI_ERR.IO, 'allocate an address: the agent returned no address (does it have a pod CIDR?)');
+    const alloc = await allocate(a);
     const ips = alloc.ips.map(splitAddress);
     // The network config wins; else the agent's (a VXLAN overlay needs room for its headers).
     const mtu = conf.mtu ?? alloc.mtu ?? DEFAULT_MTU;
-
+    const pins = linkPins(alloc.datapath.linksDir, a.hostIfname);
     // A retried ADD finds what an interrupted one left under the same names: start clean.
-    const pins = linkPins(alloc.datapath.linksDir, hostIfname);
-    await deleteLink(host, hostIfname);
+    await deleteLink(a.host, a.hostIfname);
     detachTcx(pins.ingress);
     detachTcx(pins.egress);
 
-    await createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: netns.fd, mtu, hostUp: true }).catch((err: unknown) => {
-      throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
-    });
-    // Deleting the veth also removes its peer, its routes and whatever TCX links a later step attached.
-    undo.push(() => deleteLink(host, hostIfname));
-    podNl = openRtnl(netns);
-    const podLink = await linkByName(podNl, env.ifname);
-    const hostLink = await linkByName(host, hostIfname);
-    if (!podLink || !hostLink) throw new CniError(CNI_ERR.IO, `veth ${hostIfname} vanished while it was being configured`);
-    await step(`mark host veth ${hostIfname}`, () => setLinkAlias(host, hostLink.index, hostVethAlias(socket, env.containerId, env.ifname)));
-    failPoint('veth');
-
-    const nl = podNl;
-    await step(`configure ${env.ifname} in ${env.netns}`, async () => {
-      for (const ip of ips) {
-        const full = ip.family === 4 ? 32 : 128;
-        await addAddress(nl, { index: podLink.index, address: ip.address, prefixLength: full, dev: env.ifname });
-      }
-      await setLinkUp(nl, podLink.index);
-      // The gateway is not on any interface: from-pod answers ARP/NDP for it on the host veth.
-      for (const ip of ips) {
-        const full = ip.family === 4 ? 32 : 128;
-        await addRoute(nl, { dst: `${ip.gateway}/${full}`, index: podLink.index, scope: 'link', dev: env.ifname });
-        await addRoute(nl, { dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gateway: ip.gateway, index: podLink.index, onlink: true, dev: env.ifname });
-      }
-    });
+    podNl = openRtnl(a.netns);
+    const { podLink, hostLink } = await createPodVeth(a, podNl, mtu);
+    await configurePodSide(a, podNl, podLink.index, ips);
     failPoint('pod-config');
-
-    await step(`configure host veth ${hostIfname}`, async () => {
-      for (const ip of ips) {
-        const full = ip.family === 4 ? 32 : 128;
-        await addRoute(host, { dst: `${ip.address}/${full}`, index: hostLink.index, scope: 'link', dev: hostIfname });
-      }
-    });
+    await routeToPod(a, hostLink.index, ips);
     failPoint('host-config');
-
-    await step(`attach datapath programs to ${hostIfname}`, () => {
+    await step(`attach datapath programs to ${a.hostIfname}`, () => {
       attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.fromPod, direction: 'ingress', linkPinPath: pins.ingress });
-      undo.push(() => detachTcx(pins.ingress));
+      a.undo.push(() => detachTcx(pins.ingress));
       attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.toPod, direction: 'egress', linkPinPath: pins.egress });
-      undo.push(() => detachTcx(pins.egress));
+      a.undo.push(() => detachTcx(pins.egress));
     });
     failPoint('attach');
-
-    const spec: EndpointSpec = {
-      containerID: env.containerId,
-      ifname: env.ifname,
-      namespace: pod.namespace ?? '',
-      pod: pod.name ?? '',
-      netns: env.netns,
-      hostIfname,
-      hostIfindex: hostLink.index,
-      mac: podLink.mac,
-      hostMac: hostLink.mac,
-      ips: ips.map((ip) => ip.address),
-    };
-    await agentRequest<Endpoint>(socket, 'PUT', '/v1/endpoints', spec).catch(toCniError('register the endpoint'));
+    await register(a, hostLink, podLink, ips);
     failPoint('register');
-
-    const before = prev?.interfaces ?? [];
-    const podIndex = before.length + 1;
-    return {
-      cniVersion: conf.cniVersion,
-      interfaces: [...before, { name: hostIfname, mac: hostLink.mac, mtu }, { name: env.ifname, mac: podLink.mac, mtu, sandbox: env.netns }],
-      ips: [...(prev?.ips ?? []), ...alloc.ips.map((ip) => ({ address: ip.address, gateway: ip.gateway, interface: podIndex }))],
-      routes: [...(prev?.routes ?? []), ...ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway }))],
-      ...(conf.dns ? { dns: conf.dns } : prev?.dns ? { dns: prev.dns } : {}),
-    };
+    return addResult(a, prev, alloc, ips, { host: hostLink, pod: podLink }, mtu);
   } catch (err: unknown) {
-    const problems: string[] = [];
-    for (const u of undo.reverse()) {
-      try {
-        await u();
-      } catch (uerr: unknown) {
-        // Best effort: the rest of the rollback must still run; what failed is told to the operator.
-        problems.push(errorMessage(uerr));
-      }
-    }
-    const e = err instanceof CniError ? err : new CniError(CNI_ERR.IO, errorMessage(err));
-    if (problems.length > 0) e.details = `${e.details ? `${e.details}; ` : ''}rollback incomplete (a DEL or GC will finish it): ${problems.join('; ')}`;
-    throw e;
+    throw await rollBack(a.undo, err);
   } finally {
     podNl?.close();
-    host.close();
-    netns.close();
+    a.host.close();
+    a.netns.close();
   }
+}
+
+/** The pod's addresses from the agent; their release (and the endpoint's removal) is the first undo. */
+async function allocate(a: Attempt): Promise<AllocateResponse> {
+  const { env, conf } = a;
+  // A release queued by an earlier, failed attempt must not undo this one when the agent drains its queue:
+  // this ADD re-allocates the same addresses (allocation is idempotent) and rebuilds everything else.
+  unqueueDel(delQueueDir(conf), env.containerId, env.ifname);
+  const alloc = await agentRequest<AllocateResponse>(a.socket, 'POST', '/v1/ipam/allocate', {
+    containerID: env.containerId,
+    ifname: env.ifname,
+    namespace: a.pod.namespace ?? '',
+    pod: a.pod.name ?? '',
+  }).catch(toCniError('allocate an address'));
+  // Unregisters the endpoint too, so it also undoes the last step; queued if the agent is gone by then.
+  a.undo.push(() => releaseAttachment(conf, env.containerId, env.ifname, a.hostIfname));
+  failPoint('allocate');
+  if (alloc.ips.length === 0) throw new CniError(CNI_ERR.IO, 'allocate an address: the agent returned no address (does it have a pod CIDR?)');
+  return alloc;
+}
+
+/** The veth pair, its peer created straight in the pod netns, the host side marked as ours. */
+async function createPodVeth(a: Attempt, podNl: Rtnl, mtu: number): Promise<{ podLink: Link; hostLink: Link }> {
+  const { env, host, hostIfname } = a;
+  await createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: a.netns.fd, mtu, hostUp: true }).catch((err: unknown) => {
+    throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
+  });
+  // Deleting the veth also removes its peer, its routes and whatever TCX links a later step attached.
+  a.undo.push(() => deleteLink(host, hostIfname));
+  const podLink = await linkByName(podNl, env.ifname);
+  const hostLink = await linkByName(host, hostIfname);
+  if (!podLink || !hostLink) throw new CniError(CNI_ERR.IO, `veth ${hostIfname} vanished while it was being configured`);
+  await step(`mark host veth ${hostIfname}`, () => setLinkAlias(host, hostLink.index, hostVethAlias(a.socket, env.containerId, env.ifname)));
+  failPoint('veth');
+  return { podLink, hostLink };
+}
+
+/** Pod side: each address as a /32 or /128, the link up, a link route to the gateway and a default route via it. */
+function configurePodSide(a: Attempt, nl: Rtnl, index: number, ips: PodIp[]): Promise<void> {
+  const dev = a.env.ifname;
+  return step(`configure ${dev} in ${a.env.netns}`, async () => {
+    for (const ip of ips) await addAddress(nl, { index, address: ip.address, prefixLength: fullPrefix(ip), dev });
+    await setLinkUp(nl, index);
+    // The gateway is not on any interface: from-pod answers ARP/NDP for it on the host veth.
+    for (const ip of ips) {
+      await addRoute(nl, { dst: `${ip.gateway}/${fullPrefix(ip)}`, index, scope: 'link', dev });
+      await addRoute(nl, { dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gateway: ip.gateway, index, onlink: true, dev });
+    }
+  });
+}
+
+/** Host side: a /32 or /128 route to each pod address through the host veth. */
+function routeToPod(a: Attempt, index: number, ips: PodIp[]): Promise<void> {
+  const dev = a.hostIfname;
+  return step(`configure host veth ${dev}`, async () => {
+    for (const ip of ips) await addRoute(a.host, { dst: `${ip.address}/${fullPrefix(ip)}`, index, scope: 'link', dev });
+  });
+}
+
+/** Registers the endpoint; the agent answers once its policy is in the maps. */
+async function register(a: Attempt, hostLink: Link, podLink: Link, ips: PodIp[]): Promise<void> {
+  const { env } = a;
+  const spec: EndpointSpec = {
+    containerID: env.containerId,
+    ifname: env.ifname,
+    namespace: a.pod.namespace ?? '',
+    pod: a.pod.name ?? '',
+    netns: env.netns,
+    hostIfname: a.hostIfname,
+    hostIfindex: hostLink.index,
+    mac: podLink.mac,
+    hostMac: hostLink.mac,
+    ips: ips.map((ip) => ip.address),
+  };
+  await agentRequest<Endpoint>(a.socket, 'PUT', '/v1/endpoints', spec).catch(toCniError('register the endpoint'));
+}
+
+/** The CNI result: a chained plugin's interfaces, addresses and routes, then ours. */
+function addResult(a: Attempt, prev: CniResult | undefined, alloc: AllocateResponse, ips: PodIp[], links: { host: Link; pod: Link }, mtu: number): CniResult {
+  const before = prev?.interfaces ?? [];
+  const podIndex = before.length + 1;
+  const dns = a.conf.dns ?? prev?.dns;
+  return {
+    cniVersion: a.conf.cniVersion,
+    interfaces: [...before, { name: a.hostIfname, mac: links.host.mac, mtu }, { name: a.env.ifname, mac: links.pod.mac, mtu, sandbox: a.env.netns }],
+    ips: [...(prev?.ips ?? []), ...alloc.ips.map((ip) => ({ address: ip.address, gateway: ip.gateway, interface: podIndex }))],
+    routes: [...(prev?.routes ?? []), ...ips.map((ip) => ({ dst: ip.family === 4 ? '0.0.0.0/0' : '::/0', gw: ip.gateway }))],
+    ...(dns ? { dns } : {}),
+  };
+}
+
+/** Runs the undos in reverse; returns the error to throw, with whatever the rollback could not undo. */
+async function rollBack(undo: Undo[], err: unknown): Promise<CniError> {
+  const problems: string[] = [];
+  for (const u of undo.reverse()) {
+    try {
+      await u();
+    } catch (uerr: unknown) {
+      // Best effort: the rest of the rollback must still run; what failed is told to the operator.
+      problems.push(errorMessage(uerr));
+    }
+  }
+  const e = err instanceof CniError ? err : new CniError(CNI_ERR.IO, errorMessage(err));
+  if (problems.length > 0) e.details = `${e.details ? `${e.details}; ` : ''}rollback incomplete (a DEL or GC will finish it): ${problems.join('; ')}`;
+  return e;
+}
+
+function fullPrefix(ip: PodIp): number {
+  return ip.family === 4 ? 32 : 128;
 }
 
 async function step<T>(what: string, fn: () => T | Promise<T>): Promise<T> {
