@@ -6,8 +6,8 @@
 import { COUNTER_NAMES, Counter, Direction, EventType, Verdict, decodeEvent, type DatapathEvent } from '../datapath/abi.ts';
 import { closeFd, objGet } from '../datapath/libbpf.ts';
 import { RingBufferReader } from '../datapath/ringbuf.ts';
-import { RESERVED_IDENTITY_NAMES } from './names.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { reservedIdentityName } from '../lib/identity-numbers.ts';
 import { hasPorts, protocolName } from '../lib/protocols.ts';
 
 const POLL_INTERVAL_MS = 100;
@@ -73,7 +73,7 @@ function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoin
   const pod = (endpoint && r.podOfEndpoint(endpoint)) || (ip ? r.podOfIp(ip) : undefined);
   if (pod) return { ip, port, identity, name: `${pod.namespace}/${pod.pod}`, namespace: pod.namespace, pod: pod.pod };
   if (ip && r.hostAddresses().includes(ip)) return { ip, port, identity, name: 'host' };
-  return { ip, port, identity, name: RESERVED_IDENTITY_NAMES[identity] ?? (ip || 'unknown') };
+  return { ip, port, identity, name: reservedIdentityName(identity) ?? (ip || 'unknown') };
 }
 
 /** Turns a datapath event into what people read. */

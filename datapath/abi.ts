@@ -17,17 +17,13 @@ export const FAMILY_IPV6 = 6;
 /** SLUICE_MAX_ENDPOINTS: capacity of the endpoints and devices maps. */
 export const MAX_ENDPOINTS = 65536;
 
-/** Reserved identities (SLUICE_ID_*); pods get FIRST_POD and up, address selectors FIRST_CIDR_SELECTOR and up. */
-export const Identity = {
-  ANY: 0,
-  HOST: 1,
-  WORLD: 2,
-  UNMANAGED: 3,
-  REMOTE_NODE: 4,
-  SERVICE: 5,
-  FIRST_POD: 256,
-  FIRST_CIDR_SELECTOR: 2 ** 24,
-} as const;
+/**
+ * Reserved identities (SLUICE_ID_*); pods get FIRST_POD and up, address
+ * selectors FIRST_CIDR_SELECTOR and up. The one table, with the names people
+ * read, is lib/identity-numbers.ts, so that policy/ numbers identities
+ * without importing this mirror; test/abi.test.ts checks it here.
+ */
+export { Identity } from '../lib/identity-numbers.ts';
 
 /** struct endpoint_info.flags bits (SLUICE_EP_*). */
 export const EndpointFlag = {

@@ -18,8 +18,8 @@
  *   and the protocol must match the container port's.
  */
 import { createHash } from 'node:crypto';
-import { Direction, Identity } from '../datapath/abi.ts';
 import { cidrContains, parseCidr } from '../lib/cidr.ts';
+import { Identity } from '../lib/identity-numbers.ts';
 import { Protocol, PROTOCOL_ANY } from '../lib/protocols.ts';
 import { addressPrefixes, normalizeIpBlock, type AddressPrefix, type AddressRule } from './address-rules.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
@@ -36,18 +36,25 @@ export interface LocalEndpoint {
   ips: string[];
 }
 
-/** One allow entry of an endpoint's policy (see struct policy_key). */
+/** Which way a policy applies, seen from the endpoint it belongs to (agent/policy-sync/maps.ts turns it into SLUICE_DIR_*). */
+export type PolicyDirection = 'ingress' | 'egress';
+
+/**
+ * One allow entry of an endpoint's policy (written as struct policy_key): the
+ * peer is an identity number (Identity.ANY for every peer) or an address
+ * selector, the protocol an IANA number or PROTOCOL_ANY (lib/protocols.ts).
+ */
 export interface CompiledEntry {
-  direction: number;
+  direction: PolicyDirection;
   peer: number;
   protocol: number;
   port: number;
   portPrefixLength: number;
 }
 
-/** One address entry of an endpoint's policy (see struct cidr_policy_key). */
+/** One address entry of an endpoint's policy (written as struct cidr_policy_key). */
 export interface CompiledCidrEntry {
-  direction: number;
+  direction: PolicyDirection;
   family: 4 | 6;
   address: string;
   prefixLength: number;
@@ -155,7 +162,7 @@ function templatesOf(spec: PortSpec): PortTemplate[] {
 }
 
 /** Policy map entries allowing these port specs to one peer. */
-function entriesFor(direction: number, peer: number, specs: PortSpec[]): CompiledEntry[] {
+function entriesFor(direction: PolicyDirection, peer: number, specs: PortSpec[]): CompiledEntry[] {
   const out: CompiledEntry[] = [];
   for (const spec of specs) for (const t of templatesOf(spec)) out.push({ direction, peer, ...t });
   return out;
@@ -184,7 +191,7 @@ interface RuleResult {
 }
 
 interface RuleContext {
-  direction: number;
+  direction: PolicyDirection;
   policy: NetworkPolicy;
   rule: NetworkPolicyRule;
   self: PolicyPod;
@@ -196,10 +203,10 @@ interface RuleContext {
 function compileRule(ctx: RuleContext): RuleResult {
   const { direction, rule, self } = ctx;
   const result: RuleResult = { entries: [], addressRules: [] };
-  const peers = (direction === Direction.INGRESS ? rule.from : rule.to) ?? [];
+  const peers = (direction === 'ingress' ? rule.from : rule.to) ?? [];
   const ports = rule.ports ?? [];
   // Named ports on egress resolve per remote pod; everything else resolves here.
-  const namedEgress = direction === Direction.EGRESS ? ports.filter(isNamed) : [];
+  const namedEgress = direction === 'egress' ? ports.filter(isNamed) : [];
   const fixed = ports.filter((p) => !namedEgress.includes(p));
   const specs: PortSpec[] =
     ports.length === 0 ? [ALL] : fixed.map((p) => portSpec(p, self.ports)).filter((s): s is PortSpec => s !== null);
@@ -364,8 +371,8 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
     const entries: CompiledEntry[] = [];
     const cidrEntries: CompiledCidrEntry[] = [];
     for (const [direction, isIngress] of [
-      [Direction.INGRESS, true],
-      [Direction.EGRESS, false],
+      ['ingress', true],
+      ['egress', false],
     ] as const) {
       const addressRules: AddressRule[] = [];
       for (const policy of selecting) {

@@ -13,7 +13,7 @@ export interface IdentityLabels {
 
 /** Hands out stable numbers for keys (identities, address selectors). */
 export interface Numbering {
-  /** The identity for a canonical label-set key (>= Identity.FIRST_POD). */
+  /** The identity for a canonical label-set key (>= Identity.FIRST_POD of lib/identity-numbers.ts). */
   identity(key: string): number;
   /** The selector for a canonical port-set key (> Identity.FIRST_CIDR_SELECTOR). */
   selector(key: string): number;

@@ -53,6 +53,7 @@ import {
   type EndpointInfo,
   type StructLayout,
 } from '../datapath/abi.ts';
+import { RESERVED_IDENTITIES } from '../lib/identity-numbers.ts';
 
 const BITS_PER_BYTE = 8;
 
@@ -175,6 +176,14 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_VERDICT_DENIED: Verdict.DENIED,
     };
     for (const [name, value] of Object.entries(want)) expect(defines.get(name), name).toBe(value);
+  });
+
+  it('every reserved identity of lib/identity-numbers.ts is a SLUICE_ID_* of the header', () => {
+    const header = readFileSync(join(import.meta.dirname, '../bpf/sluice.h'), 'utf8');
+    for (const r of RESERVED_IDENTITIES) {
+      const name = `SLUICE_ID_${r.name.toUpperCase().replaceAll('-', '_')}`;
+      expect(header.match(new RegExp(`^#define ${name} (\\d+)`, 'm'))?.[1], name).toBe(String(r.identity));
+    }
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { Identity } from '../datapath/abi.ts';
+import { Identity } from '../lib/identity-numbers.ts';
 import { Protocol } from '../lib/protocols.ts';
 import { addressPrefixes } from '../policy/address-rules.ts';
 import { compile, type LocalEndpoint } from '../policy/compile.ts';

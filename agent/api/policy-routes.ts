@@ -2,10 +2,10 @@
  * API routes of the policy side: sync on demand (what `sluice local apply`
  * waits for), identities, and one pod's computed policy in readable form.
  */
-import { COUNTER_NAMES, Counter, Direction, Identity, decodeCounterValue, encodeEpCounterKey } from '../../datapath/abi.ts';
+import { COUNTER_NAMES, Counter, Identity, decodeCounterValue, encodeEpCounterKey } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
-import { RESERVED_IDENTITY_NAMES } from '../names.ts';
+import { RESERVED_IDENTITIES } from '../../lib/identity-numbers.ts';
 import { PROTOCOL_ANY, protocolName } from '../../lib/protocols.ts';
 import { ApiFailure, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
@@ -20,7 +20,7 @@ export interface PolicyRoutesContext {
 
 const RESERVED: Record<number, string> = {
   [Identity.ANY]: 'any peer',
-  ...Object.fromEntries(Object.entries(RESERVED_IDENTITY_NAMES).map(([id, name]) => [id, `reserved:${name}`])),
+  ...Object.fromEntries(RESERVED_IDENTITIES.map((r) => [r.identity, `reserved:${r.name}`])),
 };
 
 function labelText(labels: Record<string, string>): string {
@@ -49,7 +49,6 @@ function portSpecText(spec: string): string {
 
 /** One endpoint's compiled policy as people read it. */
 export function readablePolicy(state: CompiledState, c: CompiledEndpoint) {
-  const dir = (d: number) => (d === Direction.INGRESS ? 'ingress' : 'egress');
   return {
     identity: c.identity,
     ingressIsolated: c.ingressIsolated,
@@ -57,9 +56,9 @@ export function readablePolicy(state: CompiledState, c: CompiledEndpoint) {
     policies: c.policies,
     allow: c.entries
       .filter((e) => e.peer < Identity.FIRST_CIDR_SELECTOR)
-      .map((e) => ({ direction: dir(e.direction), peer: peerText(state, e.peer), peerId: e.peer, port: portText(e.protocol, e.port, e.portPrefixLength) })),
+      .map((e) => ({ direction: e.direction, peer: peerText(state, e.peer), peerId: e.peer, port: portText(e.protocol, e.port, e.portPrefixLength) })),
     allowAddresses: c.cidrEntries.map((a) => ({
-      direction: dir(a.direction),
+      direction: a.direction,
       prefix: `${a.address}/${a.prefixLength}`,
       ports: (state.selectors.get(a.selector) ?? []).map(portSpecText),
     })),

@@ -14,6 +14,7 @@
 import {
   COUNTER_NAMES,
   Counter,
+  Direction,
   EndpointFlag,
   Identity,
   encodeCidrPolicyKey,
@@ -32,7 +33,7 @@ import {
   type EndpointInfo,
 } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
-import { compile, CompileCache, type CompiledEndpoint, type CompiledState } from '../../policy/compile.ts';
+import { compile, CompileCache, type CompiledEndpoint, type CompiledState, type PolicyDirection } from '../../policy/compile.ts';
 import type { Numbering } from '../../policy/identity.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
@@ -76,6 +77,9 @@ const DELETE_ORDER: MapName[] = ['devices', 'endpoints', 'policy', 'cidr_policy'
 /** The maps holding per-slot rules, and where their keys carry the policy id. */
 const RULE_MAPS = { policy: POLICY_KEY.members.policy_id!, cidr_policy: CIDR_POLICY_KEY.members.policy_id! } as const;
 type RuleMap = keyof typeof RULE_MAPS;
+
+/** Policy's directions as the datapath numbers them: the one place they are translated. */
+const DIRECTION: Record<PolicyDirection, number> = { ingress: Direction.INGRESS, egress: Direction.EGRESS };
 
 function hostPrefixLength(ip: string): number {
   return ip.includes(':') ? 128 : 32;
@@ -337,11 +341,11 @@ export class DatapathSync {
     if (!hit) {
       const allow = encodePolicyValue().toString('hex');
       hit = {
-        policy: new Map(c.entries.map((e) => [encodePolicyKey({ ...e, policyId: slot }).toString('hex'), allow])),
+        policy: new Map(c.entries.map((e) => [encodePolicyKey({ ...e, direction: DIRECTION[e.direction], policyId: slot }).toString('hex'), allow])),
         // Longest prefixes first: a slot cut short by a full map then lacks the widest blocks, so an
         // address it misses matches no selector (denied), never a wider one past its except.
         cidr_policy: new Map(
-          [...c.cidrEntries].sort((a, b) => b.prefixLength - a.prefixLength).map((e) => [encodeCidrPolicyKey({ ...e, policyId: slot }).toString('hex'), encodeCidrPolicyValue(e.selector).toString('hex')]),
+          [...c.cidrEntries].sort((a, b) => b.prefixLength - a.prefixLength).map((e) => [encodeCidrPolicyKey({ ...e, direction: DIRECTION[e.direction], policyId: slot }).toString('hex'), encodeCidrPolicyValue(e.selector).toString('hex')]),
         ),
       };
       bySlot.set(slot, hit);

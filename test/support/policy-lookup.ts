@@ -3,9 +3,9 @@
  * bpf/datapath.c looks it up (identity, any peer, address selector; LPM on
  * ports and prefixes), so compiler tests state behaviour, not entries.
  */
-import { Direction, Identity, PROTO_ANY } from '../../datapath/abi.ts';
+import { Identity, PROTO_ANY } from '../../datapath/abi.ts';
 import { cidrContains, parseCidr } from '../../lib/cidr.ts';
-import type { CompiledEndpoint, CompiledState } from '../../policy/compile.ts';
+import type { CompiledEndpoint, CompiledState, PolicyDirection } from '../../policy/compile.ts';
 
 function identityOf(state: CompiledState, ip: string): number {
   return state.ipcache.find((e) => e.address === ip)?.identity ?? Identity.WORLD;
@@ -16,7 +16,7 @@ function portMatches(entryPort: number, prefixLength: number, port: number): boo
   return prefixLength === 0 || entryPort >> shift === port >> shift;
 }
 
-function peerAllowed(ep: CompiledEndpoint, direction: number, peer: number, protocol: number, port: number): boolean {
+function peerAllowed(ep: CompiledEndpoint, direction: PolicyDirection, peer: number, protocol: number, port: number): boolean {
   return ep.entries.some(
     (e) =>
       e.direction === direction &&
@@ -26,7 +26,7 @@ function peerAllowed(ep: CompiledEndpoint, direction: number, peer: number, prot
 }
 
 /** policy_allows() of bpf/datapath.c. */
-export function policyAllows(ep: CompiledEndpoint, direction: number, peerIp: string, peerIdentity: number, protocol: number, port: number): boolean {
+export function policyAllows(ep: CompiledEndpoint, direction: PolicyDirection, peerIp: string, peerIdentity: number, protocol: number, port: number): boolean {
   if (peerAllowed(ep, direction, peerIdentity, protocol, port) || peerAllowed(ep, direction, Identity.ANY, protocol, port)) return true;
   let best: (typeof ep.cidrEntries)[number] | undefined;
   for (const c of ep.cidrEntries) {
@@ -47,7 +47,7 @@ export function flowAllowed(
   const byId = new Map(state.endpoints.map((e) => [e.endpointId, e]));
   const src = byId.get(endpointsByIp.get(srcIp) ?? -1);
   const dst = byId.get(endpointsByIp.get(dstIp) ?? -1);
-  if (src?.egressIsolated && !policyAllows(src, Direction.EGRESS, dstIp, identityOf(state, dstIp), protocol, port)) return false;
-  if (dst?.ingressIsolated && !policyAllows(dst, Direction.INGRESS, srcIp, identityOf(state, srcIp), protocol, port)) return false;
+  if (src?.egressIsolated && !policyAllows(src, 'egress', dstIp, identityOf(state, dstIp), protocol, port)) return false;
+  if (dst?.ingressIsolated && !policyAllows(dst, 'ingress', srcIp, identityOf(state, srcIp), protocol, port)) return false;
   return true;
 }
