@@ -3,6 +3,22 @@
  * list's resourceVersion with bookmarks; a watch that ends is resumed from the
  * last resourceVersion seen (an event's or a bookmark's), a 410 Gone lists
  * again, and any other failure retries with capped exponential backoff.
+ *
+ * Why not @kubernetes/client-node's ListWatch (cache.ts, 2.0.1), which the
+ * agent already uses for its config and its Watch streams: at the cluster
+ * sizes the agent must serve (tens of thousands of pods, every node watching
+ * all of them) it falls short in four ways this file needs:
+ * - its list is one unpaged LIST of the whole collection (no limit/continue),
+ *   which the API server has to build and send in one piece;
+ * - it never asks for bookmarks (allowWatchBookmarks), so after a quiet spell
+ *   its resourceVersion is stale and a reconnect ends in 410 and a full relist;
+ * - on any error other than 410 or a client timeout it calls its error
+ *   handlers and stops for good: the caller must notice and restart it, which
+ *   is this file's backoff loop again;
+ * - it keeps every object whole; a reflector keeps the projection the agent
+ *   reads (labels, IPs, node, phase), and an update that changes nothing in it
+ *   causes no policy sync.
+ * The watch stream itself is the library's (KubeClient.watch uses its Watch).
  */
 import type { KubeObject } from './local.ts';
 import { isGone, type KubeClient } from './kubernetes-client.ts';
