@@ -305,8 +305,27 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
 
 /** Compiles the cluster's policies for the local endpoints. */
 export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Numbering, cache = new CompileCache()): CompiledState {
+  const pods = podsOf(view, local);
+  const identities = identitiesOf(pods, view.namespaces, numbering);
+  const run = new Compilation(pods, identities, numbering, cache);
+  const next = new Map<string, CompiledEndpoint>();
+  const endpoints = local.map((ep) => run.endpoint(ep, view.policies, next));
+  cache.finish(next);
+  return {
+    identities: new Map([...identities.byKey.values()].map((i) => [i.id, i.labels])),
+    ipcache: ipcacheOf(pods, identities),
+    endpoints,
+    selectors: selectorsOf(endpoints),
+  };
+}
+
+/**
+ * The cluster's pods as policy sees them: a local endpoint's addresses are
+ * authoritative (the datastore may lag behind), and a local endpoint with no
+ * pod object still gets one, with no labels, so that it has an identity.
+ */
+function podsOf(view: ClusterView, local: LocalEndpoint[]): PolicyPod[] {
   const localByPod = new Map(local.map((ep) => [`${ep.namespace}/${ep.pod}`, ep]));
-  // Local endpoints' addresses are authoritative; a local endpoint with no pod object still gets an identity.
   const pods: PolicyPod[] = view.pods.map((p) => {
     const ep = localByPod.get(`${p.namespace}/${p.name}`);
     return ep ? { ...p, ips: ep.ips } : p;
@@ -316,105 +335,169 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
       pods.push({ namespace: ep.namespace, name: ep.pod, labels: {}, ips: ep.ips, ports: [] });
     }
   }
+  return pods;
+}
 
+/** The pods grouped by identity. */
+interface Identities {
+  /** Canonical label-set key → its identity, in the order the pods first had it. */
+  byKey: Map<string, IdentityInfo>;
+  /** Each pod → its identity. */
+  ofPod: Map<PolicyPod, IdentityInfo>;
+}
+
+/** Gives every pod the identity of its label set; label sets are numbered in pod order. */
+function identitiesOf(pods: PolicyPod[], namespaces: ClusterView['namespaces'], numbering: Numbering): Identities {
   const byKey = new Map<string, IdentityInfo>();
-  const podIdentity = new Map<PolicyPod, IdentityInfo>();
+  const ofPod = new Map<PolicyPod, IdentityInfo>();
   for (const pod of pods) {
-    const labels: IdentityLabels = { namespace: pod.namespace, podLabels: pod.labels, namespaceLabels: view.namespaces.get(pod.namespace) ?? {} };
+    const labels: IdentityLabels = { namespace: pod.namespace, podLabels: pod.labels, namespaceLabels: namespaces.get(pod.namespace) ?? {} };
     const key = identityKey(labels);
     let info = byKey.get(key);
     if (!info) byKey.set(key, (info = { id: numbering.identity(key), labels, pods: [] }));
     info.pods.push(pod);
-    podIdentity.set(pod, info);
+    ofPod.set(pod, info);
   }
-  const identities = [...byKey.values()];
-  const identityPrint = fingerprint([...byKey.entries()].map(([key, info]) => `${info.id}=${key}`));
-  let podsPrintMemo: string | undefined;
-  const podsPrint = () => (podsPrintMemo ??= fingerprint(pods.map((p) => `${p.namespace}/${p.name}=${p.ips.join(',')}:${JSON.stringify(p.ports)}`)));
-  const ruleTexts = new WeakMap<NetworkPolicyRule, string>();
-  const ruleText = (rule: NetworkPolicyRule): string => {
-    let text = ruleTexts.get(rule);
-    if (text === undefined) ruleTexts.set(rule, (text = JSON.stringify(rule)));
-    return text;
-  };
+  return { byKey, ofPod };
+}
 
-  const ipcache: IpcacheEntry[] = dedupe(
+/** Every pod address with its pod's identity, one entry per address. */
+function ipcacheOf(pods: PolicyPod[], identities: Identities): IpcacheEntry[] {
+  return dedupe(
     pods.flatMap((pod) =>
-      pod.ips.map((ip) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, address: ip, prefixLength: ip.includes(':') ? 128 : 32, identity: podIdentity.get(pod)!.id })),
+      pod.ips.map((ip) => ({ family: (ip.includes(':') ? 6 : 4) as 4 | 6, address: ip, prefixLength: ip.includes(':') ? 128 : 32, identity: identities.ofPod.get(pod)!.id })),
     ),
     (e) => e.address,
   );
+}
 
+/** Address selector → its port specs. Selector numbers are stable per port set, so any endpoint's entries can name them. */
+function selectorsOf(endpoints: CompiledEndpoint[]): Map<number, string[]> {
   const selectors = new Map<number, string[]>();
-  const endpoints: CompiledEndpoint[] = [];
-  const seen = new Map<string, CompiledEndpoint>();
-  const policyTexts = new Map<NetworkPolicy, string>();
-  const policyText = (p: NetworkPolicy) => policyTexts.get(p) ?? (policyTexts.set(p, JSON.stringify(p)), policyTexts.get(p)!);
-  for (const ep of local) {
-    const self = pods.find((p) => p.namespace === ep.namespace && p.name === ep.pod)!;
-    const selecting = view.policies.filter((p) => p.namespace === self.namespace && selectorMatches(p.podSelector, self.labels));
+  for (const c of endpoints) for (const a of c.cidrEntries) selectors.set(a.selector, a.ports);
+  return selectors;
+}
+
+/** What one direction of an endpoint's policy comes to. */
+interface DirectionResult {
+  isolated: boolean;
+  entries: CompiledEntry[];
+  cidrEntries: CompiledCidrEntry[];
+}
+
+/**
+ * One run of compile() over its pods and identities: compiles each local
+ * endpoint through the cache, and makes the fingerprints the cache keys hold
+ * at most once per run.
+ */
+class Compilation {
+  private readonly pods: PolicyPod[];
+  private readonly identities: Identities;
+  private readonly identityList: IdentityInfo[];
+  private readonly numbering: Numbering;
+  private readonly cache: CompileCache;
+  /** Fingerprint of every identity and its label set. */
+  private readonly identityPrint: string;
+  /** Fingerprint of every pod's addresses and ports, made when a key first needs it. */
+  private podsPrintMemo: string | undefined;
+  private readonly ruleTexts = new WeakMap<NetworkPolicyRule, string>();
+  private readonly policyTexts = new Map<NetworkPolicy, string>();
+
+  constructor(pods: PolicyPod[], identities: Identities, numbering: Numbering, cache: CompileCache) {
+    this.pods = pods;
+    this.identities = identities;
+    this.identityList = [...identities.byKey.values()];
+    this.numbering = numbering;
+    this.cache = cache;
+    this.identityPrint = fingerprint([...identities.byKey.entries()].map(([key, info]) => `${info.id}=${key}`));
+  }
+
+  /** A local endpoint's compiled policy: the cached one when nothing it depends on changed (recorded in next). */
+  endpoint(ep: LocalEndpoint, policies: NetworkPolicy[], next: Map<string, CompiledEndpoint>): CompiledEndpoint {
+    const self = this.pods.find((p) => p.namespace === ep.namespace && p.name === ep.pod)!;
+    const selecting = policies.filter((p) => p.namespace === self.namespace && selectorMatches(p.podSelector, self.labels));
     const namedEgress = selecting.some((p) => (p.egress ?? []).some((r) => (r.ports ?? []).some(isNamed)));
-    const endpointKey = [
+    const key = [
       ep.endpointId,
       JSON.stringify([self.namespace, self.labels, self.ports]),
-      selecting.map(policyText).join('\n'),
-      identityPrint,
-      namedEgress ? podsPrint() : '',
+      selecting.map((p) => this.policyText(p)).join('\n'),
+      this.identityPrint,
+      namedEgress ? this.podsPrint() : '',
     ].join('|');
-    endpoints.push(cache.endpoint(endpointKey, seen, () => compileEndpoint(ep, self, selecting)));
+    return this.cache.endpoint(key, next, () => this.compileEndpoint(ep, self, selecting));
   }
-  cache.finish(seen);
 
-  function compileEndpoint(ep: LocalEndpoint, self: PolicyPod, selecting: NetworkPolicy[]): CompiledEndpoint {
-    let ingressIsolated = false;
-    let egressIsolated = false;
-    const entries: CompiledEntry[] = [];
-    const cidrEntries: CompiledCidrEntry[] = [];
-    for (const [direction, isIngress] of [
-      ['ingress', true],
-      ['egress', false],
-    ] as const) {
-      const addressRules: AddressRule[] = [];
-      for (const policy of selecting) {
-        const types = policyTypes(policy);
-        if (isIngress ? !types.ingress : !types.egress) continue;
-        if (isIngress) ingressIsolated = true;
-        else egressIsolated = true;
-        for (const rule of (isIngress ? policy.ingress : policy.egress) ?? []) {
-          const named = (rule.ports ?? []).some(isNamed);
-          const key = [
-            direction,
-            policy.namespace,
-            ruleText(rule),
-            named && isIngress ? JSON.stringify(self.ports) : '',
-            identityPrint,
-            named && !isIngress ? podsPrint() : '',
-          ].join('|');
-          const result = cache.get(key, () => compileRule({ direction, policy, rule, self, identities, allPods: pods }));
-          for (const e of result.entries) entries.push(e);
-          for (const a of result.addressRules) addressRules.push(a);
-        }
-      }
-      for (const prefix of addressPrefixes(addressRules)) {
-        let selector = NOTHING_SELECTOR;
-        if (prefix.ports.length > 0) {
-          selector = numbering.selector(prefix.ports.join(','));
-          entries.push(...entriesFor(direction, selector, prefix.ports));
-        }
-        cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector, ports: prefix.ports });
-      }
-    }
+  private compileEndpoint(ep: LocalEndpoint, self: PolicyPod, selecting: NetworkPolicy[]): CompiledEndpoint {
+    const ingress = this.compileDirection('ingress', self, selecting);
+    const egress = this.compileDirection('egress', self, selecting);
+    const entries = [...ingress.entries, ...egress.entries];
     return {
       endpointId: ep.endpointId,
-      identity: podIdentity.get(self)!.id,
-      ingressIsolated,
-      egressIsolated,
+      identity: this.identities.ofPod.get(self)!.id,
+      ingressIsolated: ingress.isolated,
+      egressIsolated: egress.isolated,
       policies: selecting.map((p) => `${p.namespace}/${p.name}`),
       entries: dedupe(entries, (e) => `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`),
-      cidrEntries,
+      cidrEntries: [...ingress.cidrEntries, ...egress.cidrEntries],
     };
   }
-  // Selector numbers are stable per port set, so they can be listed from any endpoint's entries.
-  for (const c of endpoints) for (const a of c.cidrEntries) selectors.set(a.selector, a.ports);
-  return { identities: new Map(identities.map((i) => [i.id, i.labels])), ipcache, endpoints, selectors };
+
+  /** The rules of every selecting policy that isolates the endpoint in this direction, added up. */
+  private compileDirection(direction: PolicyDirection, self: PolicyPod, selecting: NetworkPolicy[]): DirectionResult {
+    const out: DirectionResult = { isolated: false, entries: [], cidrEntries: [] };
+    const addressRules: AddressRule[] = [];
+    for (const policy of selecting) {
+      if (!policyTypes(policy)[direction]) continue;
+      out.isolated = true;
+      for (const rule of (direction === 'ingress' ? policy.ingress : policy.egress) ?? []) {
+        const result = this.ruleResult(direction, policy, rule, self);
+        for (const e of result.entries) out.entries.push(e);
+        for (const a of result.addressRules) addressRules.push(a);
+      }
+    }
+    this.addAddressEntries(out, direction, addressRules);
+    return out;
+  }
+
+  /** One rule's result, from the cache when the rule and everything it depends on are unchanged (see CompileCache). */
+  private ruleResult(direction: PolicyDirection, policy: NetworkPolicy, rule: NetworkPolicyRule, self: PolicyPod): RuleResult {
+    const named = (rule.ports ?? []).some(isNamed);
+    const key = [
+      direction,
+      policy.namespace,
+      this.ruleText(rule),
+      named && direction === 'ingress' ? JSON.stringify(self.ports) : '',
+      this.identityPrint,
+      named && direction === 'egress' ? this.podsPrint() : '',
+    ].join('|');
+    return this.cache.get(key, () => compileRule({ direction, policy, rule, self, identities: this.identityList, allPods: this.pods }));
+  }
+
+  /** The address rules as non-overlapping prefixes, each with the selector of its port set and that selector's entries. */
+  private addAddressEntries(out: DirectionResult, direction: PolicyDirection, addressRules: AddressRule[]): void {
+    for (const prefix of addressPrefixes(addressRules)) {
+      let selector = NOTHING_SELECTOR;
+      if (prefix.ports.length > 0) {
+        selector = this.numbering.selector(prefix.ports.join(','));
+        out.entries.push(...entriesFor(direction, selector, prefix.ports));
+      }
+      out.cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector, ports: prefix.ports });
+    }
+  }
+
+  private podsPrint(): string {
+    return (this.podsPrintMemo ??= fingerprint(this.pods.map((p) => `${p.namespace}/${p.name}=${p.ips.join(',')}:${JSON.stringify(p.ports)}`)));
+  }
+
+  private ruleText(rule: NetworkPolicyRule): string {
+    let text = this.ruleTexts.get(rule);
+    if (text === undefined) this.ruleTexts.set(rule, (text = JSON.stringify(rule)));
+    return text;
+  }
+
+  private policyText(policy: NetworkPolicy): string {
+    let text = this.policyTexts.get(policy);
+    if (text === undefined) this.policyTexts.set(policy, (text = JSON.stringify(policy)));
+    return text;
+  }
 }
