@@ -8,12 +8,35 @@ import path from 'node:path';
 import sea from 'node:sea';
 import { LocalDatastore } from '../../agent/datastore/local.ts';
 import type { RoutingMode } from '../../agent/routing/plan.ts';
-import type { LocalNode, Underlay } from './nodes.ts';
 
 /** Where `sluice local` keeps a cluster unless told otherwise. */
 export const DEFAULT_CLUSTER_DIR = '/var/lib/sluice/local';
 /** Where `ip netns add` bind-mounts named network namespaces. */
 export const NETNS_DIR = '/var/run/netns';
+
+/** One node of the local cluster. */
+export interface LocalNode {
+  name: string;
+  /** The node's network namespace under /var/run/netns; absent: the host's own (a one-node cluster). */
+  netns?: string;
+  podCIDRs: string[];
+  /** The node's InternalIP on the underlay; absent on the host node. */
+  address?: string;
+  socket: string;
+  stateDir: string;
+  bpfDir: string;
+  cniConfFile: string;
+  agentPid: number;
+  logFile: string;
+}
+
+/** The bridge that joins the nodes: a Linux bridge in a network namespace of its own. */
+export interface Underlay {
+  netns: string;
+  bridge: string;
+  /** e.g. 172.23.5.0/24; node i (from 1) has address .i */
+  cidr: string;
+}
 
 /** What `local up` decided, read by every other local command. */
 export interface ClusterConfig {

@@ -14,7 +14,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { NETNS_DIR } from './cluster.ts';
-import { NODE_UNDERLAY_IFNAME, nodeNetnsPath, type LocalNode, type Underlay } from './nodes.ts';
+import { NODE_UNDERLAY_IFNAME, nodeNetnsPath } from './nodes.ts';
+import type { LocalNode, Underlay } from './cluster.ts';
 import { run } from './run.ts';
 
 /** Sysctls every node namespace gets: a node routes pod traffic, and pod sources arrive on several interfaces. */

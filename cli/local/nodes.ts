@@ -11,7 +11,7 @@ import path from 'node:path';
 import { bigIntToIp, parseCidr } from '../../lib/cidr.ts';
 import type { KubeObject } from '../../agent/datastore/local.ts';
 import type { RoutingMode } from '../../agent/routing/plan.ts';
-import { NETNS_DIR, type ClusterConfig } from './cluster.ts';
+import { NETNS_DIR, type ClusterConfig, type LocalNode, type Underlay } from './cluster.ts';
 
 /** Node names are this prefix (or `up --node-name`) followed by -1, -2, ... */
 export const DEFAULT_NODE_PREFIX = 'node';
@@ -23,30 +23,6 @@ export const NODE_CIDR_MASK_V4 = 24;
 export const NODE_CIDR_MASK_V6 = 64;
 /** The node's interface on the underlay, inside its namespace. */
 export const NODE_UNDERLAY_IFNAME = 'eth0';
-
-/** One node of the local cluster. */
-export interface LocalNode {
-  name: string;
-  /** The node's network namespace under /var/run/netns; absent: the host's own (a one-node cluster). */
-  netns?: string;
-  podCIDRs: string[];
-  /** The node's InternalIP on the underlay; absent on the host node. */
-  address?: string;
-  socket: string;
-  stateDir: string;
-  bpfDir: string;
-  cniConfFile: string;
-  agentPid: number;
-  logFile: string;
-}
-
-/** The bridge that joins the nodes: a Linux bridge in a network namespace of its own. */
-export interface Underlay {
-  netns: string;
-  bridge: string;
-  /** e.g. 172.23.5.0/24; node i (from 1) has address .i */
-  cidr: string;
-}
 
 /** What `up --nodes N` decided: the nodes and the underlay between them. */
 export interface NodesPlan {

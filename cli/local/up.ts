@@ -12,8 +12,8 @@ import { AGENT_DEFAULTS } from '../../agent/flags.ts';
 import { DEL_QUEUE_SUBDIR } from '../../contract/del-queue.ts';
 import type { StatusResponse } from '../../contract/api-types.ts';
 import type { RoutingMode } from '../../agent/routing/plan.ts';
-import { clusterDir, datastoreOf, defaultCniBinary, loadCluster, processAlive, saveCluster, selfCommand, type ClusterConfig } from './cluster.ts';
-import { clusterNodes, DEFAULT_NODE_PREFIX, nodeObject, planNodes, type LocalNode } from './nodes.ts';
+import { clusterDir, datastoreOf, defaultCniBinary, loadCluster, processAlive, saveCluster, selfCommand, type ClusterConfig, type LocalNode } from './cluster.ts';
+import { clusterNodes, DEFAULT_NODE_PREFIX, nodeObject, planNodes } from './nodes.ts';
 import { createNodeNetwork, createUnderlay, inNodeNetns } from './nodes-network.ts';
 
 const AGENT_READY_TIMEOUT_MS = 20_000;
