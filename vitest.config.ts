@@ -19,6 +19,7 @@ const UNIT = [
   'test/datapath-sync.test.ts',
   'test/datastore-kubernetes.test.ts',
   'test/endpoints.test.ts',
+  'test/explain.test.ts',
   'test/ipam.test.ts',
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',

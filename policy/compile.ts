@@ -106,6 +106,16 @@ interface IdentityInfo {
   pods: PolicyPod[];
 }
 
+/** True when the policy isolates the pods it selects in this direction (its policyTypes, or their default). */
+export function isolates(policy: NetworkPolicy, direction: PolicyDirection): boolean {
+  return policyTypes(policy)[direction];
+}
+
+/** The policies that select the pod: its namespace's, with a podSelector matching its labels. */
+export function selectingPolicies(pod: PolicyPod, policies: NetworkPolicy[]): NetworkPolicy[] {
+  return policies.filter((p) => p.namespace === pod.namespace && selectorMatches(p.podSelector, pod.labels));
+}
+
 function policyTypes(p: NetworkPolicy): { ingress: boolean; egress: boolean } {
   if (p.policyTypes && p.policyTypes.length > 0) {
     return { ingress: p.policyTypes.includes('Ingress'), egress: p.policyTypes.includes('Egress') };
@@ -305,15 +315,13 @@ function dedupe<T>(items: T[], key: (t: T) => string): T[] {
 
 /** Compiles the cluster's policies for the local endpoints. */
 export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Numbering, cache = new CompileCache()): CompiledState {
-  const pods = podsOf(view, local);
-  const identities = identitiesOf(pods, view.namespaces, numbering);
-  const run = new Compilation(pods, identities, numbering, cache);
+  const run = Compilation.of(view, local, numbering, cache);
   const next = new Map<string, CompiledEndpoint>();
-  const endpoints = local.map((ep) => run.endpoint(ep, view.policies, next));
+  const endpoints = local.map((ep) => run.endpoint(ep, next));
   cache.finish(next);
   return {
-    identities: new Map([...identities.byKey.values()].map((i) => [i.id, i.labels])),
-    ipcache: ipcacheOf(pods, identities),
+    identities: run.identityLabels(),
+    ipcache: run.ipcache(),
     endpoints,
     selectors: selectorsOf(endpoints),
   };
@@ -385,12 +393,17 @@ interface DirectionResult {
   cidrEntries: CompiledCidrEntry[];
 }
 
+/** What one rule, or a whole direction, allows an endpoint: entries as compile() writes them. */
+export type CompiledRules = Pick<CompiledEndpoint, 'entries' | 'cidrEntries'>;
+
 /**
  * One run of compile() over its pods and identities: compiles each local
  * endpoint through the cache, and makes the fingerprints the cache keys hold
- * at most once per run.
+ * at most once per run. policy/explain.ts asks the same run about one pod or
+ * one rule, so that one logic decides both the entries and their explanation.
  */
-class Compilation {
+export class Compilation {
+  private readonly policies: NetworkPolicy[];
   private readonly pods: PolicyPod[];
   private readonly identities: Identities;
   private readonly identityList: IdentityInfo[];
@@ -403,7 +416,14 @@ class Compilation {
   private readonly ruleTexts = new WeakMap<NetworkPolicyRule, string>();
   private readonly policyTexts = new Map<NetworkPolicy, string>();
 
-  constructor(pods: PolicyPod[], identities: Identities, numbering: Numbering, cache: CompileCache) {
+  /** A run over the view's pods (local endpoints' addresses authoritative), numbering their label sets. */
+  static of(view: ClusterView, local: LocalEndpoint[], numbering: Numbering, cache = new CompileCache()): Compilation {
+    const pods = podsOf(view, local);
+    return new Compilation(view.policies, pods, identitiesOf(pods, view.namespaces, numbering), numbering, cache);
+  }
+
+  private constructor(policies: NetworkPolicy[], pods: PolicyPod[], identities: Identities, numbering: Numbering, cache: CompileCache) {
+    this.policies = policies;
     this.pods = pods;
     this.identities = identities;
     this.identityList = [...identities.byKey.values()];
@@ -412,10 +432,57 @@ class Compilation {
     this.identityPrint = fingerprint([...identities.byKey.entries()].map(([key, info]) => `${info.id}=${key}`));
   }
 
+  /** Identity number → what it stands for, for every identity of the run. */
+  identityLabels(): Map<number, IdentityLabels> {
+    return new Map([...this.identities.byKey.values()].map((i) => [i.id, i.labels]));
+  }
+
+  /** Every pod address with its pod's identity. */
+  ipcache(): IpcacheEntry[] {
+    return ipcacheOf(this.pods, this.identities);
+  }
+
+  /** The pod as policy sees it (a local endpoint's addresses), or undefined. */
+  pod(namespace: string, name: string): PolicyPod | undefined {
+    return this.pods.find((p) => p.namespace === namespace && p.name === name);
+  }
+
+  /** The pod that has this address, or undefined. */
+  podWithAddress(ip: string): PolicyPod | undefined {
+    return this.pods.find((p) => p.ips.includes(ip));
+  }
+
+  /** The identity of one of the run's pods. */
+  identityOf(pod: PolicyPod): number {
+    return this.identities.ofPod.get(pod)!.id;
+  }
+
+  /** The policies selecting one of the run's pods. */
+  selecting(pod: PolicyPod): NetworkPolicy[] {
+    return selectingPolicies(pod, this.policies);
+  }
+
+  /** One of the run's pods compiled as if it were a local endpoint (any pod: its own node compiles it the same way). */
+  compilePod(pod: PolicyPod, endpointId = 0): CompiledEndpoint {
+    return this.compileEndpoint({ endpointId, namespace: pod.namespace, pod: pod.name, ips: pod.ips }, pod, this.selecting(pod));
+  }
+
+  /**
+   * What one rule alone allows one of the run's pods: the entries compile()
+   * adds up with the other rules of the direction (the provenance of an entry).
+   */
+  ruleEntries(direction: PolicyDirection, policy: NetworkPolicy, rule: NetworkPolicyRule, pod: PolicyPod): CompiledRules {
+    const out: DirectionResult = { isolated: true, entries: [], cidrEntries: [] };
+    const result = compileRule({ direction, policy, rule, self: pod, identities: this.identityList, allPods: this.pods });
+    out.entries.push(...result.entries);
+    this.addAddressEntries(out, direction, result.addressRules);
+    return out;
+  }
+
   /** A local endpoint's compiled policy: the cached one when nothing it depends on changed (recorded in next). */
-  endpoint(ep: LocalEndpoint, policies: NetworkPolicy[], next: Map<string, CompiledEndpoint>): CompiledEndpoint {
+  endpoint(ep: LocalEndpoint, next: Map<string, CompiledEndpoint>): CompiledEndpoint {
     const self = this.pods.find((p) => p.namespace === ep.namespace && p.name === ep.pod)!;
-    const selecting = policies.filter((p) => p.namespace === self.namespace && selectorMatches(p.podSelector, self.labels));
+    const selecting = this.selecting(self);
     const namedEgress = selecting.some((p) => (p.egress ?? []).some((r) => (r.ports ?? []).some(isNamed)));
     const key = [
       ep.endpointId,
@@ -447,7 +514,7 @@ class Compilation {
     const out: DirectionResult = { isolated: false, entries: [], cidrEntries: [] };
     const addressRules: AddressRule[] = [];
     for (const policy of selecting) {
-      if (!policyTypes(policy)[direction]) continue;
+      if (!isolates(policy, direction)) continue;
       out.isolated = true;
       for (const rule of (direction === 'ingress' ? policy.ingress : policy.egress) ?? []) {
         const result = this.ruleResult(direction, policy, rule, self);
