@@ -15,9 +15,17 @@ all: bpf typecheck dist/sluice-cni dist/sluice
 # `make -s BPF_OBJ=<tmp>/sluice.bpf.o <tmp>/sluice.bpf.o`, so the flags live here only.
 BPF_OBJ := dist/sluice.bpf.o
 
-bpf: $(BPF_OBJ)
+# The tracing object (TCP health per pod; issue 18): the same flags, its own source and header.
+# test/trace-abi.test.ts builds a copy with `make -s TRACE_OBJ=<tmp>/sluice-trace.bpf.o <tmp>/sluice-trace.bpf.o`.
+TRACE_OBJ := dist/sluice-trace.bpf.o
+
+bpf: $(BPF_OBJ) $(TRACE_OBJ)
 
 $(BPF_OBJ): bpf/datapath.c $(wildcard bpf/*.h)
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(TRACE_OBJ): bpf/trace.c bpf/trace.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
@@ -27,7 +35,7 @@ typecheck: node_modules/.bin/tsc
 dist/sluice-cni: $(TS_SOURCES) tools/build-sea.ts
 	$(NODE) tools/build-sea.ts cni/main.ts $@
 
-dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o
+dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o dist/sluice-trace.bpf.o
 	$(NODE) tools/build-sea.ts cli/main.ts $@ --bpf
 
 # Both vitest projects (vitest.config.ts) in one run and one JSON report: `unit` (files in

@@ -26,3 +26,14 @@ export function bpfObjectPath(): string {
   // where import.meta does not exist.
   return join(import.meta.dirname, '..', 'dist', BPF_OBJECT_ASSET);
 }
+
+/** Name of the tracing object (bpf/trace.c: TCP health per pod) among the single executable's assets. */
+export const TRACE_OBJECT_ASSET = 'sluice-trace.bpf.o';
+/** Environment variable that overrides the tracing object's path outside a single executable. */
+export const TRACE_OBJECT_ENV = 'SLUICE_TRACE_OBJECT';
+
+/** The bytes of the tracing object; throws ENOENT if it was not built (`make`). */
+export function traceObjectBytes(): Buffer {
+  if (sea.isSea()) return Buffer.from(sea.getAsset(TRACE_OBJECT_ASSET));
+  return readFileSync(process.env[TRACE_OBJECT_ENV] || join(import.meta.dirname, '..', 'dist', TRACE_OBJECT_ASSET));
+}

@@ -14,6 +14,7 @@ import * as esbuild from 'esbuild';
 const ROOT = path.resolve(import.meta.dirname, '..');
 const BUILD_DIR = path.join(ROOT, 'dist', 'build');
 const BPF_OBJECT = path.join(ROOT, 'dist', 'sluice.bpf.o');
+const TRACE_OBJECT = path.join(ROOT, 'dist', 'sluice-trace.bpf.o');
 
 /** Native addons, by the module specifier that loads them in node_modules. */
 const NATIVE_ADDONS = [
@@ -49,7 +50,10 @@ async function main(): Promise<void> {
     assets[asset] = addon.file;
     return { ...addon, asset };
   });
-  if (flags.includes('--bpf')) assets['sluice.bpf.o'] = BPF_OBJECT;
+  if (flags.includes('--bpf')) {
+    assets['sluice.bpf.o'] = BPF_OBJECT;
+    assets['sluice-trace.bpf.o'] = TRACE_OBJECT;
+  }
 
   const loader = path.join(ROOT, 'tools', 'native-asset.ts');
   const bundle = path.join(BUILD_DIR, `${name}.cjs`);

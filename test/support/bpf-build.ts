@@ -12,15 +12,26 @@ import { join } from 'node:path';
 
 const REPO_ROOT = join(import.meta.dirname, '..', '..');
 
+/** Which of the Makefile's objects: its variable and file name. */
+export interface MakefileObject {
+  variable: string;
+  file: string;
+}
+
+/** The datapath (bpf/datapath.c). */
+export const DATAPATH_OBJECT: MakefileObject = { variable: 'BPF_OBJ', file: 'sluice.bpf.o' };
+/** The tracing object (bpf/trace.c). */
+export const TRACE_OBJECT: MakefileObject = { variable: 'TRACE_OBJ', file: 'sluice-trace.bpf.o' };
+
 /** Builds the object into a private directory, hands its path to use, and removes the directory. */
-export function withMakefileBuild<T>(use: (objectPath: string) => T): T {
+export function withMakefileBuild<T>(use: (objectPath: string) => T, which: MakefileObject = DATAPATH_OBJECT): T {
   const dir = join(tmpdir(), `sluice-bpf-${randomUUID()}`);
   mkdirSync(dir, { mode: 0o700 }); // not recursive: fails rather than share an existing directory
   try {
-    const object = join(dir, 'sluice.bpf.o');
+    const object = join(dir, which.file);
     // Under `make -j test` the jobserver's descriptors are not this process's to pass on.
     const makeflags = (process.env.MAKEFLAGS ?? '').replace(/\s*--jobserver-(auth|fds)=\S+/g, '');
-    execFileSync('make', ['-s', '-C', REPO_ROOT, `BPF_OBJ=${object}`, object], {
+    execFileSync('make', ['-s', '-C', REPO_ROOT, `${which.variable}=${object}`, object], {
       env: { ...process.env, MAKEFLAGS: makeflags },
       stdio: ['ignore', 'ignore', 'inherit'],
     });
