@@ -63,7 +63,12 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
   --ipam-gc-grace-ms MS
                     allocations younger than this are never reclaimed (default ${DEFAULT_IPAM_GC_GRACE_MS})
   --ipam-gc-interval-ms MS
-                    period of reclaiming allocations of vanished containers (default ${DEFAULT_IPAM_GC_INTERVAL_MS})`;
+                    period of reclaiming allocations of vanished containers (default ${DEFAULT_IPAM_GC_INTERVAL_MS})
+  --tcp-health on|off
+                    TCP health per pod (retransmits, connections, RTT) from tracing programs (default on;
+                    off detaches them)
+  --cgroup-root DIR the root of the host's cgroup v2 hierarchy, where the RTT program attaches (default:
+                    the cgroup2 mount of this process; in a container, mount the host's and name it)`;
 
 function nonNegativeFlag(name: string, value: string | undefined, fallback: number, unit: string): number {
   if (value === undefined) return fallback;
@@ -96,6 +101,10 @@ export interface AgentFlags {
   ctSweepIntervalMs: number;
   ipamGcGraceMs: number;
   ipamGcIntervalMs: number;
+  /** Attach the TCP health tracing programs (--tcp-health). */
+  tcpHealth: boolean;
+  /** --cgroup-root (undefined: the cgroup2 mount found in /proc/self/mountinfo). */
+  cgroupRoot: string | undefined;
 }
 
 /** Reads argv; null when it asks for --help. Throws an Error naming the flag on a bad value. */
@@ -126,6 +135,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       'frag-timeout-sec': { type: 'string' },
       'ipam-gc-grace-ms': { type: 'string' },
       'ipam-gc-interval-ms': { type: 'string' },
+      'tcp-health': { type: 'string', default: 'on' },
+      'cgroup-root': { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -133,6 +144,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
   if (values.datastore !== undefined && values.datastore !== 'kubernetes' && values.datastore !== 'local') {
     throw new Error(`--datastore '${values.datastore}' must be kubernetes or local (with --datastore-dir)`);
   }
+  if (values['tcp-health'] !== 'on' && values['tcp-health'] !== 'off') throw new Error(`--tcp-health '${values['tcp-health']}' must be on or off`);
   const routing = values.routing as RoutingMode;
   if (!ROUTING_MODES.includes(routing)) throw new Error(`--routing '${values.routing}' must be one of ${ROUTING_MODES.join(', ')}`);
   return {
@@ -161,5 +173,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     ctSweepIntervalMs: nonNegativeFlag('ct-sweep-interval-ms', values['ct-sweep-interval-ms'], DEFAULT_CT_SWEEP_INTERVAL_MS, 'milliseconds'),
     ipamGcGraceMs: nonNegativeFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS, 'milliseconds'),
     ipamGcIntervalMs: nonNegativeFlag('ipam-gc-interval-ms', values['ipam-gc-interval-ms'], DEFAULT_IPAM_GC_INTERVAL_MS, 'milliseconds'),
+    tcpHealth: values['tcp-health'] === 'on',
+    cgroupRoot: values['cgroup-root'],
   };
 }

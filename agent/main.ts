@@ -7,8 +7,9 @@
  */
 import fs from 'node:fs';
 import { ensureBpffs } from '../datapath/bpffs.ts';
-import { bpfObjectBytes } from '../datapath/bpf-object.ts';
+import { bpfObjectBytes, traceObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath, type Datapath } from '../datapath/loader.ts';
+import { cgroup2Root, loadTrace, type Trace } from '../datapath/trace-loader.ts';
 import { syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
@@ -19,6 +20,7 @@ import { endpointRoutes } from './api/endpoint-routes.ts';
 import { ipamRoutes } from './api/ipam-routes.ts';
 import { makeResolver, monitorRoutes } from './api/monitor-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
+import { tcpHealthRoute } from './api/tcp-health-route.ts';
 import { AGENT_VERSION, countersRoute, statusRoute } from './api/status-route.ts';
 import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore/datastore.ts';
 import { clusterNodes } from './datastore/cluster-view.ts';
@@ -28,6 +30,7 @@ import { AGENT_DEFAULTS, AGENT_USAGE, parseAgentFlags, type AgentFlags } from '.
 import { log } from './log.ts';
 import { AgentMetrics } from './metrics/metrics.ts';
 import { MapFillReader } from './metrics/map-fill.ts';
+import { registerTcpHealthMetrics } from './metrics/tcp-health.ts';
 import { formatMetricsAddress, serveMetrics } from './metrics/server.ts';
 import { Monitor } from './monitor.ts';
 import { NumberingStore } from './policy-sync/numbering-store.ts';
@@ -37,6 +40,7 @@ import { startDelQueueDrain } from './reclaim/del-queue-drain.ts';
 import { reportStaleAllocations, runningOn, startIpamReconciler } from './reclaim/ipam-reconcile.ts';
 import { NodeRouting } from './routing/routing.ts';
 import { StateDisk } from './state-disk.ts';
+import { TcpHealth } from './tcp-health.ts';
 
 
 /** How often the state directory is probed while it refuses writes (and to notice that it does). */
@@ -83,13 +87,17 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   fs.mkdirSync(f.stateDir, { recursive: true, mode: 0o700 });
 
   const datapath = started.add(startDatapath(f), (d) => d.close());
+  const tcpHealth = startTcpHealth(f, started);
   const stateDisk = started.add(new StateDisk(f.stateDir, log), (d) => d.stop());
   const ipam = started.add(new Ipam(`${f.stateDir}/ipam.db`, podCIDRs, { reserved: f.ipamReserved }), (i) => i.close());
   const numbering = started.add(new NumberingStore(`${f.stateDir}/numbering.db`, stateDisk), (n) => n.close());
   const datastore: Datastore = kube?.datastore ?? (f.datastoreDir ? new LocalDirDatastore(f.datastoreDir) : new NoDatastore());
   const policy = new PolicyState(datastore, datapath.maps, numbering, f.serviceCIDRs);
   const endpoints = started.add(
-    new EndpointManager(`${f.stateDir}/endpoints.db`, (eps) => policy.apply(eps), { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
+    new EndpointManager(`${f.stateDir}/endpoints.db`, (eps) => {
+        tcpHealth.track(eps);
+        return policy.apply(eps);
+      }, { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
     (e) => e.close(),
   );
   stateDisk.addStore('ipam', () => ipam.reopen());
@@ -115,6 +123,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     },
     f.metricsAddress !== null,
   );
+  registerTcpHealthMetrics(metrics.registry, () => tcpHealth.report());
 
   await policy.init(() => endpoints.list());
   const restored = endpoints.resync();
@@ -151,6 +160,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     ...policyRoutes({ endpoints, policy, datapath }),
     ...monitorRoutes({ monitor }),
     countersRoute(datapath),
+    tcpHealthRoute(tcpHealth),
   ];
   const server = await serveApi(f.socket, routes, log, { onRequest: (...a) => metrics.observeApiRequest(...a), mapError: (err) => stateDisk.apiFailure(err) });
   stateDisk.start(STATE_DISK_PROBE_MS);
@@ -188,6 +198,25 @@ function startDatapath(f: AgentFlags): Datapath {
   log(`datapath ${datapath.adopted ? 'adopted from' : 'loaded and pinned at'} ${f.pinDir}`);
   datapath.maps.config.update(encodeU32(0), encodeDatapathConfig(f.datapathConfig));
   return datapath;
+}
+
+/**
+ * TCP health per pod: the tracing object loaded or adopted under <bpf-dir>/trace, its programs
+ * attached (or detached with --tcp-health off). A kernel that cannot run them costs the node
+ * nothing else: the agent serves on, and GET /v1/tcp-health says why there is nothing.
+ */
+function startTcpHealth(f: AgentFlags, started: Stoppers): TcpHealth {
+  let trace: Trace;
+  try {
+    trace = started.add(loadTrace({ pinDir: `${f.pinDir}/trace`, objectBytes: traceObjectBytes(), cgroupRoot: f.cgroupRoot ?? cgroup2Root(), attach: f.tcpHealth }), (t) => t.close());
+  } catch (err: unknown) {
+    const reason = `tracing programs not loaded: ${errorMessage(err)}`;
+    log(`tcp health: ${reason}`);
+    return new TcpHealth(null, { reason, log });
+  }
+  const changes = [...trace.attached.map((l) => `+${l}`), ...trace.removed.map((l) => `-${l}`), ...trace.missing.map((m) => `${m.name} not attached (${m.reason})`)];
+  log(`tcp health: tracing ${trace.adopted ? 'adopted from' : 'loaded at'} ${f.pinDir}/trace${f.tcpHealth ? '' : ', detached (--tcp-health off)'}${changes.length ? `; links ${changes.join(', ')}` : ''}`);
+  return new TcpHealth({ maps: trace.maps, links: trace.links }, { reason: f.tcpHealth ? undefined : 'detached (--tcp-health off)', log });
 }
 
 /** Routes to other nodes' pods (and in VXLAN mode the pod MTU), in place before the first ADD is served. */

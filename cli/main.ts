@@ -21,6 +21,8 @@ const USAGE = `usage: sluice <command>
                        live policy verdicts and drops, with pod names
   ipam [-o json] [--socket P]
                        address pools, their use, and every allocation with its pod
+  tcp-health [-o json] [--socket P]
+                       TCP health per pod: retransmits, connections opened/closed/reset/failed, RTT
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
   demo                 a guided tour on a local cluster
   install-cni [flags]  copy the CNI plugin into the node's CNI bin directory (the DaemonSet's init step)`;
@@ -156,6 +158,10 @@ async function main(argv: string[]): Promise<number> {
     case 'ipam': {
       const { ipamCommand } = await import('./ipam.ts');
       return ipamCommand(rest);
+    }
+    case 'tcp-health': {
+      const { tcpHealthCommand } = await import('./tcp-health.ts');
+      return tcpHealthCommand(rest);
     }
     case 'local': {
       const { localCommand } = await import('./local/command.ts');
