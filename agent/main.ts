@@ -20,6 +20,7 @@ import { endpointRoutes } from './api/endpoint-routes.ts';
 import { ipamRoutes } from './api/ipam-routes.ts';
 import { makeResolver, monitorRoutes } from './api/monitor-routes.ts';
 import { policyRoutes } from './api/policy-routes.ts';
+import { explainRoute } from './api/explain-route.ts';
 import { tcpHealthRoute } from './api/tcp-health-route.ts';
 import { AGENT_VERSION, countersRoute, statusRoute } from './api/status-route.ts';
 import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore/datastore.ts';
@@ -158,6 +159,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     ...ipamRoutes({ ipam, endpoints, ...reclaim, ipamGcGraceMs: f.ipamGcGraceMs, podMtu, stateDisk, attachment: () => ({ fromPod: datapath.progPaths.fromPod, toPod: datapath.progPaths.toPod, linksDir }) }),
     ...endpointRoutes({ endpoints, ipam, datastore, linksDir, podMtu, stateDisk }),
     ...policyRoutes({ endpoints, policy, datapath }),
+    explainRoute({ node: f.nodeName, endpoints, policy, serviceCidrs: f.serviceCIDRs }),
     ...monitorRoutes({ monitor }),
     countersRoute(datapath),
     tcpHealthRoute(tcpHealth),

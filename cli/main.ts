@@ -17,6 +17,8 @@ const USAGE = `usage: sluice <command>
   endpoints [-o json]  local endpoints
   identities [-o json] security identities and their labels
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
+  explain <from ns/pod> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [-o json]
+                       would that new flow be allowed, and by which policy and rule (or why not)
   monitor [--namespace NS] [--pod NS/NAME] [--verdict allowed|denied|dropped] [--type verdict|drop] [-o json]
                        live policy verdicts and drops, with pod names
   ipam [-o json] [--socket P]
@@ -155,6 +157,10 @@ async function main(argv: string[]): Promise<number> {
       return policy(rest);
     case 'monitor':
       return monitor(rest);
+    case 'explain': {
+      const { explainCommand } = await import('./explain.ts');
+      return explainCommand(rest);
+    }
     case 'ipam': {
       const { ipamCommand } = await import('./ipam.ts');
       return ipamCommand(rest);

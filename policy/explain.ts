@@ -266,7 +266,9 @@ function judge(run: Compilation, pod: PolicyPod, direction: PolicyDirection, pee
     reason =
       count === 0
         ? `denied: isolated by ${isolatedBy}, which ${isolating.length === 1 ? 'has' : 'have'} no ${direction} rules`
-        : `denied: isolated by ${isolatedBy}; none of ${isolating.length === 1 ? 'its' : 'their'} ${count} ${direction} rule${count === 1 ? '' : 's'} allows ${flowText}`;
+        : count === 1
+          ? `denied: isolated by ${isolatedBy}; ${isolating.length === 1 ? 'its' : 'their'} only ${direction} rule does not allow ${flowText}`
+          : `denied: isolated by ${isolatedBy}; none of ${isolating.length === 1 ? 'its' : 'their'} ${count} ${direction} rules allows ${flowText}`;
   }
   return { ...base, isolated: true, allowed, allowedBy: allowed ? allowedBy : [], notMatched: allowed ? [] : notMatched, reason };
 }
@@ -285,12 +287,24 @@ function inAny(ip: string, prefixes: string[]): boolean {
   });
 }
 
+/** The reserved identity the datapath gives an address of each kind that is no pod's. */
+export const KIND_IDENTITY: Readonly<Record<Exclude<EndKind, 'pod'>, number>> = {
+  host: Identity.HOST,
+  'remote-node': Identity.REMOTE_NODE,
+  service: Identity.SERVICE,
+  world: Identity.WORLD,
+};
+
 /** What a non-pod address is, in the order the agent's ipcache resolves it (longest prefix: host and node addresses before Service ranges). */
 function addressKind(ip: string, names: AddressNames): { kind: EndKind; identity: number } {
-  if (inAny(ip, names.host ?? [])) return { kind: 'host', identity: Identity.HOST };
-  if (inAny(ip, names.nodes ?? [])) return { kind: 'remote-node', identity: Identity.REMOTE_NODE };
-  if (inAny(ip, names.serviceCidrs ?? [])) return { kind: 'service', identity: Identity.SERVICE };
-  return { kind: 'world', identity: Identity.WORLD };
+  const kind: Exclude<EndKind, 'pod'> = inAny(ip, names.host ?? [])
+    ? 'host'
+    : inAny(ip, names.nodes ?? [])
+      ? 'remote-node'
+      : inAny(ip, names.serviceCidrs ?? [])
+        ? 'service'
+        : 'world';
+  return { kind, identity: KIND_IDENTITY[kind] };
 }
 
 function podAddress(pod: PolicyPod, family: 4 | 6): string | undefined {

@@ -19,6 +19,11 @@ import { ExplainQueryError, compiledVerdict, explainFlow, type DirectionVerdict,
 import { MemoryNumbering } from '../policy/identity.ts';
 import type { ClusterView, NetworkPolicy, PolicyPod } from '../policy/types.ts';
 import { flowAllowed } from './support/policy-lookup.ts';
+import { explain as explainRoute, type ExplainRouteContext } from '../agent/api/explain-route.ts';
+import { clusterView as clusterViewOf, type ClusterObjects } from '../agent/datastore/cluster-view.ts';
+import type { KubeObject } from '../agent/datastore/local.ts';
+import type { Endpoint } from '../contract/api-types.ts';
+import { renderExplanation } from '../cli/explain.ts';
 
 // A small cluster: namespaces x and y, pods a and b in each, serving TCP 80 and UDP 81 under names.
 function pod(namespace: string, name: string, ip: string, labels: Record<string, string> = { pod: name }): PolicyPod {
@@ -213,6 +218,69 @@ describe('explain: the compiled state of a node', () => {
     expect(compiledVerdict(state, 7, 'ingress', '10.0.1.2', Identity.WORLD, 'TCP', 80)).toBe(false);
     expect(compiledVerdict(state, 7, 'egress', '10.0.1.2', Identity.WORLD, 'TCP', 80)).toBe(true);
     expect(compiledVerdict(state, 8, 'ingress', '10.0.1.2', Identity.WORLD, 'TCP', 80)).toBeUndefined();
+  });
+});
+
+describe('explain: the agent route and the CLI screen', () => {
+  const kubePod = (ns: string, name: string, ip: string, node: string): KubeObject => ({
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { namespace: ns, name, labels: { pod: name } },
+    spec: { nodeName: node },
+    status: { podIP: ip, podIPs: [{ ip }] },
+  });
+  const policyObject = (name: string, spec: Record<string, unknown>): KubeObject => ({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { namespace: 'x', name }, spec });
+  const objects = (policies: KubeObject[]): ClusterObjects => ({
+    pods: [kubePod('x', 'a', '10.0.0.1', 'n1'), kubePod('x', 'b', '10.0.0.2', 'n1'), kubePod('x', 'r', '10.0.9.1', 'n2')],
+    namespaces: [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'x', labels: { ns: 'x' } } }],
+    networkPolicies: policies,
+    nodes: [],
+  });
+  const ONLY_B = policyObject('only-b', { podSelector: { matchLabels: { pod: 'a' } }, ingress: [{ from: [{ podSelector: { matchLabels: { pod: 'b' } } }] }] });
+  const endpoints = [
+    { id: 1, namespace: 'x', pod: 'a', ips: ['10.0.0.1'] },
+    { id: 2, namespace: 'x', pod: 'b', ips: ['10.0.0.2'] },
+  ] as Endpoint[];
+  /** A node n1 whose maps were compiled from `compiledFrom` and whose datastore now holds `now`. */
+  function context(compiledFrom: ClusterObjects, now: ClusterObjects): ExplainRouteContext {
+    const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
+    const state = compile(clusterViewOf(compiledFrom), local, new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+    return { node: 'n1', endpoints: { list: () => endpoints }, policy: { datastore: { objects: () => now }, sync: { state: () => state }, revision: 7, hostAddresses: () => [] }, serviceCidrs: [] };
+  }
+
+  it('judges local pods by the compiled state and remote pods from the datastore, naming their node', () => {
+    const o = objects([ONLY_B]);
+    const here = explainRoute(context(o, o), { from: 'x/b', to: 'x/a', port: 80, protocol: 'TCP' });
+    expect([here.allowed, here.egress.basis, here.ingress.basis, here.ingress.node, here.answeredBy, here.policyRevision]).toEqual([true, 'compiled', 'compiled', 'n1', 'n1', 7]);
+    expect(here.ingress.allowedBy[0]).toMatchObject({ policy: 'x/only-b', rule: 0, peerIndex: 0 });
+    const remote = explainRoute(context(o, o), { from: 'x/r', to: 'x/a', port: 80, protocol: 'TCP' });
+    expect([remote.allowed, remote.egress.basis, remote.egress.node, remote.ingress.basis]).toEqual([false, 'datastore', 'n2', 'compiled']);
+    expect(remote.warnings).toEqual([]);
+  });
+
+  it('says so when the maps lag the datastore, and answers with what the maps enforce', () => {
+    const x = explainRoute(context(objects([]), objects([ONLY_B])), { from: 'x/r', to: 'x/a', port: 80, protocol: 'TCP' });
+    expect(x.ingress.allowed).toBe(true);
+    expect(x.allowed).toBe(true);
+    expect(x.warnings.join()).toMatch(/ingress of x\/a: this node's maps \(policy revision 7\) allow the flow, the datastore as it is now would deny it/);
+  });
+
+  it('refuses a query about a pod the datastore does not hold', () => {
+    const o = objects([]);
+    expect(() => explainRoute(context(o, o), { from: 'x/zz', to: 'x/a', port: 80, protocol: 'TCP' })).toThrow(/no pod x\/zz/);
+  });
+
+  it('prints the verdict, each direction, the rules and where each is enforced', () => {
+    const o = objects([ONLY_B]);
+    const lines = renderExplanation(explainRoute(context(o, o), { from: 'x/r', to: 'x/a', port: 80, protocol: 'TCP' }));
+    expect(lines).toEqual([
+      'x/r (10.0.9.1) -> x/a (10.0.0.1) TCP/80: DENIED',
+      '  egress of x/r      not isolated: no policy selects the pod for egress',
+      '                     enforced on node n2: computed here from the datastore with the same compiler',
+      '  ingress of x/a     denied: isolated by x/only-b; its only ingress rule does not allow TCP/80 from x/r',
+      '                     x/only-b ingress rule 0: peer does not match, port matches',
+      '                     enforced on this node (n1): from its compiled policy',
+    ]);
   });
 });
 
