@@ -1,0 +1,226 @@
+/**
+ * The packet fuzzer's pure parts (conformance/fuzz/, issue 30): the grammar
+ * is deterministic and reaches every production, the oracle blames exactly
+ * the delivered frames it should, and the worker builds the frames the specs
+ * describe (checked by parsing them back with scapy; no root, nothing sent).
+ */
+import { execFileSync } from 'node:child_process';
+import path from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { framesOf, generateRound, type PacketSpec } from '../conformance/fuzz/grammar.ts';
+import { knownIssueOf } from '../conformance/fuzz/known.ts';
+import { Oracle, frameKey, type OracleState } from '../conformance/fuzz/oracle.ts';
+import { payloadHex, resolveAddr, toWire, type Addressing } from '../conformance/fuzz/wire.ts';
+import { PODS, baseState } from '../conformance/netpol/model.ts';
+import type { NetworkPolicy } from '../conformance/netpol/types.ts';
+
+const ipv4 = new Map(PODS.map((p, i) => [p, `10.1.2.${i + 2}`]));
+const ipv6 = new Map(PODS.map((p, i) => [p, `fd00:1::${(i + 2).toString(16)}`]));
+const addressing: Addressing = {
+  ipv4,
+  ipv6,
+  mac: new Map(PODS.map((p, i) => [p, `02:00:00:00:00:0${i + 1}`])),
+  gatewayMac: new Map(PODS.map((p) => [p, '02:ff:ff:ff:ff:01'])),
+  cidr4: '10.1.2.0/24',
+  cidr6: 'fd00:1::/120',
+};
+
+/** x/a isolated for ingress, admitting only y/b on udp/80. */
+function oracleState(): OracleState {
+  const state = baseState(ipv4);
+  const allowYb: NetworkPolicy = {
+    apiVersion: 'networking.k8s.io/v1',
+    kind: 'NetworkPolicy',
+    metadata: { namespace: 'x', name: 'a-from-yb' },
+    spec: {
+      podSelector: { matchLabels: { pod: 'a' } },
+      ingress: [{ from: [{ namespaceSelector: { matchLabels: { ns: 'y' } }, podSelector: { matchLabels: { pod: 'b' } } }], ports: [{ protocol: 'UDP', port: 80 }] }],
+    },
+  };
+  state.policies.push(allowYb);
+  return { state, ipv6 };
+}
+
+const udp = (n: number, from: string, to: string, sport: number, dport: number, extra: Partial<PacketSpec> = {}): PacketSpec => ({
+  n,
+  phase: 'open',
+  kind: 'udp',
+  from,
+  to,
+  family: 4,
+  l4: { p: 'udp', sport, dport },
+  payload: 16,
+  ...extra,
+});
+
+/** Judges specs given the frame keys delivered ("n.i"); returns the disagreeing and the fail-closed keys. */
+function judge(specs: PacketSpec[], delivered: string[]): { bad: string[]; failClosed: string[] } {
+  const seen = new Map(delivered.map((k) => [k, 1]));
+  const v = new Oracle().judgeRound(specs, seen, oracleState());
+  return { bad: v.disagreements.map((d) => frameKey(d.frame)), failClosed: v.failClosed.map((d) => frameKey(d.frame)) };
+}
+
+describe('fuzzer grammar', () => {
+  it('is a function of seed and round alone, and sends about the frames asked for', () => {
+    expect(generateRound(3, 5, 600)).toEqual(generateRound(3, 5, 600));
+    expect(generateRound(3, 5, 600)).not.toEqual(generateRound(3, 6, 600));
+    expect(generateRound(4, 5, 600)).not.toEqual(generateRound(3, 5, 600));
+    const frames = generateRound(3, 5, 600).reduce((n, s) => n + framesOf(s).length, 0);
+    expect(frames).toBeGreaterThanOrEqual(600);
+    expect(frames).toBeLessThan(700);
+  });
+
+  it('reaches every production, shape and fragment plan within a few rounds', () => {
+    const specs = [0, 1, 2, 3].flatMap((r) => generateRound(1, r, 1500));
+    const kinds = new Set(specs.map((s) => s.kind.replace(/^icmp-\d+$/, 'icmp-other')));
+    for (const k of ['tcp', 'udp', 'sctp-init', 'echo', 'icmp-other', 'reply-tcp', 'reply-udp', 'reply-sctp', 'reply-echo', 'forged-reply-udp', 'error-from-receiver', 'error-from-third-pod', 'error-to-receiver', 'error-forged-flow']) {
+      expect(kinds, k).toContain(k);
+    }
+    const plans = new Set(specs.map((s) => s.fragPlan));
+    for (const p of ['in-order', 'reverse', 'tiny', 'overlap', 'first-only', 'tail-only', 'atomic']) expect(plans, p).toContain(p);
+    const exts = new Set(specs.flatMap((s) => s.ext ?? []));
+    for (const e of ['hbh', 'dst', 'frag', 'rt']) expect(exts, e).toContain(e);
+    expect(specs.some((s) => s.ipv4Options?.length)).toBe(true);
+    expect(specs.some((s) => s.spoof && 'pod' in s.spoof)).toBe(true);
+    expect(specs.some((s) => s.spoof && 'unspecified' in s.spoof)).toBe(true);
+    expect(specs.some((s) => s.forgedMac)).toBe(true);
+    expect(specs.some((s) => s.truncate !== undefined)).toBe(true);
+    expect(new Set(specs.filter((s) => s.l4.p === 'tcp').map((s) => (s.l4 as { flags: string }).flags)).size).toBeGreaterThanOrEqual(10);
+    // Never a packet to itself; answers point at an open packet.
+    expect(specs.filter((s) => s.from === s.to)).toEqual([]);
+    const byRound = generateRound(1, 0, 1500);
+    for (const s of byRound.filter((x) => x.phase === 'answer')) expect(byRound[s.about!]!.phase).toBe('open');
+  });
+
+  it('gives each frame its role: whole, first (offset 0, more to come) or later', () => {
+    const spec = udp(0, 'x/a', 'x/b', 10000, 80, { frags: [[16, 16, true], [0, 16, true], [32, 8, false]] });
+    expect(framesOf(spec).map((f) => f.role)).toEqual(['later', 'first', 'later']);
+    expect(framesOf(udp(1, 'x/a', 'x/b', 1, 2)).map((f) => f.role)).toEqual(['whole']);
+  });
+});
+
+describe('fuzzer oracle', () => {
+  it('blames a delivered frame the policy denies, not one it allows', () => {
+    const denied = udp(0, 'z/c', 'x/a', 10000, 80);
+    const allowed = udp(1, 'y/b', 'x/a', 10001, 80);
+    const otherPort = udp(2, 'y/b', 'x/a', 10002, 81);
+    const unisolated = udp(3, 'x/a', 'z/c', 10003, 1000);
+    expect(judge([denied, allowed, otherPort, unisolated], ['0.0', '1.0', '2.0', '3.0']).bad).toEqual(['0.0', '2.0']);
+  });
+
+  it('counts an allowed frame that did not arrive as fail closed, and a denied one that did not as nothing', () => {
+    expect(judge([udp(0, 'y/b', 'x/a', 10000, 80), udp(1, 'z/c', 'x/a', 10001, 80)], [])).toEqual({ bad: [], failClosed: ['0.0'] });
+  });
+
+  it('lets a reply of an allowed flow through, and not one of a denied flow', () => {
+    const open = udp(0, 'y/b', 'x/a', 10000, 80);
+    const reply: PacketSpec = { ...udp(1, 'x/a', 'y/b', 80, 10000), phase: 'answer', about: 0, kind: 'reply-udp' };
+    const deniedOpen = udp(2, 'z/c', 'x/a', 10002, 80);
+    const deniedReply: PacketSpec = { ...udp(3, 'x/a', 'z/c', 80, 10002), phase: 'answer', about: 2, kind: 'reply-udp' };
+    // x/a's egress is not isolated: its packet to z/c is allowed as a new flow whatever z/c's flow was.
+    expect(judge([open, reply, deniedOpen, deniedReply], ['0.0', '1.0', '3.0']).bad).toEqual([]);
+    // The other way round: z/c's "reply" into isolated x/a for a flow x/a never opened.
+    const fakeReply: PacketSpec = { ...udp(4, 'z/c', 'x/a', 9999, 10004), phase: 'answer', kind: 'reply-udp' };
+    expect(judge([fakeReply], ['4.0']).bad).toEqual(['4.0']);
+  });
+
+  it('never lets a spoofed source, a forged MAC, a Routing header or neighbour discovery through', () => {
+    const specs = [
+      udp(0, 'x/b', 'z/c', 10000, 80, { spoof: { pod: 'y/b' } }),
+      udp(1, 'x/b', 'z/c', 10001, 80, { forgedMac: true }),
+      udp(2, 'x/b', 'z/c', 10002, 80, { family: 6, ext: ['dst', 'rt'] }),
+      { ...udp(3, 'x/b', 'z/c', 0, 0), family: 6 as const, kind: 'icmp-135', l4: { p: 'icmp' as const, type: 135, code: 0 } },
+    ];
+    expect(judge(specs, ['0.0', '1.0', '2.0', '3.0']).bad).toEqual(['0.0', '1.0', '2.0', '3.0']);
+  });
+
+  it('lets an ICMP error through only from the receiver of a quoted packet of an open flow, to its sender', () => {
+    const open = udp(0, 'y/b', 'x/a', 10000, 80);
+    const quote = { src: { pod: 'y/b' }, dst: { pod: 'x/a' }, l4: { p: 'udp' as const, sport: 10000, dport: 80 } };
+    const err = (n: number, from: string, to: string, q = quote): PacketSpec => ({ n, phase: 'answer', kind: 'error', from, to, family: 4, payload: 0, about: 0, l4: { p: 'icmp-error', type: 3, code: 3, quote: q } });
+    const fromReceiver = err(1, 'x/a', 'y/b');
+    const fromThird = err(2, 'z/c', 'y/b');
+    const toReceiver = err(3, 'y/b', 'x/a');
+    const neverOpen = err(4, 'x/a', 'y/b', { ...quote, l4: { p: 'udp', sport: 12345, dport: 80 } });
+    const r = judge([open, fromReceiver, fromThird, toReceiver, neverOpen], ['0.0', '1.0', '2.0', '3.0', '4.0']);
+    expect(r.bad).toEqual(['2.0', '3.0', '4.0']);
+    // Errors are never flows: even between pods no policy isolates, an unrelated error is blamed.
+    expect(judge([err(5, 'z/a', 'z/b', { ...quote, src: { pod: 'z/b' }, dst: { pod: 'z/a' } })], ['5.0']).bad).toEqual(['5.0']);
+  });
+
+  it('judges a later fragment as its datagram, or as an earlier justified datagram with the same identification', () => {
+    const frags: [number, number, boolean][] = [[0, 16, true], [16, 16, false]];
+    const ok = udp(0, 'y/b', 'x/a', 10000, 80, { frags, fragId: 7, fragPlan: 'in-order' });
+    const sameIdDenied = udp(1, 'y/b', 'x/a', 10001, 81, { frags: [[16, 16, false]], fragId: 7, fragPlan: 'tail-only' });
+    const otherIdDenied = udp(2, 'y/b', 'x/a', 10002, 81, { frags: [[16, 16, false]], fragId: 8, fragPlan: 'tail-only' });
+    const r = judge([ok, sameIdDenied, otherIdDenied], ['0.0', '0.1', '1.0', '2.0']);
+    expect(r.bad).toEqual(['2.0']);
+    // Later fragments of a datagram whose first fragment did not arrive are not missed.
+    expect(judge([ok], []).failClosed).toEqual(['0.0']);
+  });
+
+  it('recognises the known issues by their packets', () => {
+    const v = (spec: PacketSpec) => new Oracle().judgeRound([spec], new Map([['0.0', 1]]), oracleState()).disagreements[0]!;
+    const third: PacketSpec = { n: 0, phase: 'answer', kind: 'error-from-third-pod', from: 'z/c', to: 'y/b', family: 4, payload: 64, l4: { p: 'icmp-error', type: 3, code: 3, quote: { src: { pod: 'y/b' }, dst: { pod: 'x/a' }, l4: { p: 'udp', sport: 1, dport: 80 } } } };
+    expect(knownIssueOf(v(third))?.id).toBe('icmp-error-third-party');
+    expect(knownIssueOf(v(udp(0, 'z/c', 'x/a', 10000, 80, { family: 6, ext: ['frag', 'dst'], fragId: 9, fragPlan: 'atomic' })))?.id).toBe('ipv6-after-fragment-header');
+    expect(knownIssueOf(v(udp(0, 'z/c', 'x/a', 10000, 80)))).toBeUndefined();
+  });
+});
+
+describe('fuzzer wire', () => {
+  it('resolves addresses and marks each payload with its round and index', () => {
+    expect(resolveAddr({ unused: 250 }, 4, addressing)).toBe('10.1.2.250');
+    expect(resolveAddr({ unused: 250 }, 6, addressing)).toBe('fd00:1::fa');
+    expect(resolveAddr({ pod: 'y/b' }, 6, addressing)).toBe(ipv6.get('y/b'));
+    expect(payloadHex(1, 2, 12)).toBe('465a00000001000246' + '5a0000');
+  });
+
+  it('builds the frames the spec describes (parsed back with scapy)', () => {
+    const specs: PacketSpec[] = [
+      udp(0, 'x/a', 'y/b', 10000, 80, { ipv4Options: ['rr', 'nop'], frags: [[8, 8, true], [0, 8, true], [16, 8, false]], fragId: 77, payload: 16 }),
+      { ...udp(1, 'x/a', 'y/b', 10001, 81), family: 6, ext: ['hbh', 'frag', 'dst'], frags: [[0, 24, true], [24, 8, false]], fragId: 99, payload: 8 },
+      { n: 2, phase: 'open', kind: 'sctp-init', from: 'x/a', to: 'y/b', family: 4, payload: 0, l4: { p: 'sctp', sport: 5000, dport: 80, chunk: 'init', tag: 42 } },
+      { n: 3, phase: 'answer', kind: 'error', from: 'y/b', to: 'x/a', family: 6, payload: 0, l4: { p: 'icmp-error', type: 2, code: 0, quote: { src: { pod: 'x/a' }, dst: { pod: 'y/b' }, l4: { p: 'tcp', sport: 1, dport: 80, flags: 'S', seq: 5 } } } },
+      { ...udp(4, 'x/a', 'y/b', 10004, 80), truncate: 3, spoof: { pod: 'z/c' }, forgedMac: true },
+    ];
+    const wires = JSON.stringify(specs.map((s) => toWire(s, 9, addressing)));
+    const script = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(path.join(import.meta.dirname, '../conformance/fuzz'))})
+import worker
+from scapy.all import Ether, IP, UDP, Raw
+from scapy.layers.inet6 import IPv6, IPv6ExtHdrFragment, IPv6ExtHdrHopByHop, IPv6ExtHdrDestOpt, ICMPv6PacketTooBig
+from scapy.layers.sctp import SCTP
+out = []
+for w in json.loads(sys.stdin.read()):
+    rows = []
+    for fr in worker.frames(w):
+        p = Ether(fr)
+        if IP in p:
+            ip = p[IP]
+            rows.append({"v": 4, "src": ip.src, "frag": ip.frag, "mf": bool(ip.flags.MF), "id": ip.id, "ihl": ip.ihl, "proto": ip.proto,
+                         "udp": bool(UDP in p and ip.frag == 0), "sctp_tag": p[SCTP].tag if SCTP in p else None, "len": ip.len, "wire": len(fr) - 14,
+                         "macsrc": p.src})
+        else:
+            ip = p[IPv6]
+            f = p[IPv6ExtHdrFragment] if IPv6ExtHdrFragment in p else None
+            rows.append({"v": 6, "nh": ip.nh, "frag": f.offset if f else None, "mf": bool(f.m) if f else None, "id": f.id if f else None,
+                         "ptb": ICMPv6PacketTooBig in p, "plen": ip.plen, "wire": len(fr) - 54})
+    out.append(rows)
+print(json.dumps(out))
+`;
+    const rows = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: wires, encoding: 'utf8' })) as Record<string, unknown>[][];
+    // IPv4 with options, in 3 fragments sent out of order: offsets in 8-byte units, MF on all but the last.
+    expect(rows[0]!.map((r) => [r.frag, r.mf, r.id, r.ihl])).toEqual([[1, true, 77, 7], [0, true, 77, 7], [2, false, 77, 7]]);
+    expect(rows[0]!.every((r) => r.len === r.wire)).toBe(true);
+    expect(rows[0]![1]!.udp).toBe(true);
+    // IPv6: hop-by-hop, then the fragment header, then destination options inside the fragmentable part.
+    expect(rows[1]!.map((r) => [r.nh, r.frag, r.mf, r.id])).toEqual([[0, 0, true, 99], [0, 3, false, 99]]);
+    expect(rows[1]!.every((r) => r.plen === r.wire)).toBe(true);
+    expect(rows[2]![0]!.sctp_tag).toBe(0); // an INIT's verification tag is 0
+    expect(rows[3]![0]!.ptb).toBe(true);
+    // Truncated, spoofed, forged MAC.
+    expect(rows[4]![0]).toMatchObject({ src: ipv4.get('z/c'), macsrc: '02:de:ad:be:ef:01', len: 23 });
+  });
+});
