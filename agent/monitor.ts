@@ -23,6 +23,7 @@ const REASONS: Partial<Record<number, string>> = {
   [Counter.DROP_TUNNEL]: "to a node's VXLAN port",
   [Counter.DROP_CT_FULL]: 'conntrack budget or table full',
   [Counter.DROP_FRAG_FULL]: 'fragment budget or table full',
+  [Counter.DROP_REVOKED]: 'flow revoked by a policy change',
   [Counter.POLICY_ALLOWED]: 'policy',
 };
 

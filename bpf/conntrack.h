@@ -3,7 +3,7 @@
 #ifndef SLUICE_CONNTRACK_H
 #define SLUICE_CONNTRACK_H
 
-enum ct_state { CT_NEW, CT_ESTABLISHED };
+enum ct_state { CT_NEW, CT_ESTABLISHED, CT_REVOKED };
 
 static __always_inline void ct_key_of(const struct flow *f, struct ct_key *key, int reverse)
 {
@@ -24,7 +24,7 @@ static __always_inline __u64 ct_timeout_sec(__u8 protocol, __u32 ct_flags)
 	__u32 closing = cfg && cfg->ct_timeout_closing_sec ? cfg->ct_timeout_closing_sec : SLUICE_CT_TIMEOUT_CLOSING_SEC;
 	__u32 other = cfg && cfg->ct_timeout_other_sec ? cfg->ct_timeout_other_sec : SLUICE_CT_TIMEOUT_OTHER_SEC;
 
-	if (protocol != IPPROTO_TCP)
+	if (protocol != IPPROTO_TCP || !(ct_flags & SLUICE_CT_REPLIED))
 		return other;
 	return (ct_flags & SLUICE_CT_CLOSING) ? closing : tcp;
 }
@@ -39,24 +39,45 @@ static __always_inline int ct_expired(const struct ct_value *entry, __u8 protoco
 	return (__s64)(now_ns - entry->last_seen_ns) > (__s64)(ct_timeout_sec(protocol, entry->flags) * NSEC_PER_SEC);
 }
 
-/* The endpoint a flow is charged to: its local opener, else its local receiver. */
-static __always_inline __u32 ct_charged_to(__u32 src_endpoint, __u32 dst_endpoint)
+/*
+ * The ct_counts key a new flow is charged to: its local opener, or the bucket
+ * of its remote opener's identity (never the local pod it goes to).
+ */
+static __always_inline __u32 ct_charge_key(__u32 src_endpoint, __u32 src_identity)
 {
-	return src_endpoint ? src_endpoint : dst_endpoint;
+	return src_endpoint ? src_endpoint : SLUICE_CT_BUCKET_REMOTE | src_identity;
 }
 
-/* Removes an entry and takes it off its endpoint's count (entry: the entry's value, read before it goes). */
+/* Takes one entry off the count of key (and off the shared part of the table, when it came from there). */
+static __always_inline void ct_uncharge(__u32 key)
+{
+	struct ct_count *count, *shared;
+	__u32 shared_key = SLUICE_CT_SHARED_KEY;
+	__s64 before;
+
+	if (!key)
+		return;
+	count = bpf_map_lookup_elem(&ct_counts, &key);
+	if (!count)
+		return;
+	before = __sync_fetch_and_add(&count->entries, -1);
+	/* An endpoint's first entries are its reserve; the rest, and all of a remote bucket, were shared. */
+	if ((key & SLUICE_CT_BUCKET_REMOTE) || before > SLUICE_CT_RESERVE_PER_ENDPOINT) {
+		shared = bpf_map_lookup_elem(&ct_counts, &shared_key);
+		if (shared)
+			__sync_fetch_and_add(&shared->entries, -1);
+	}
+}
+
+/* Removes an entry and takes it off its count (entry: the entry's value, read before it goes). */
 static __always_inline void ct_delete(const struct ct_key *key, const struct ct_value *entry)
 {
-	__u32 charged = ct_charged_to(entry->src_endpoint, entry->dst_endpoint);
-	struct ct_count *count;
+	__u32 charged = entry->charged;
 
 	/* Only the one delete that removed it uncharges: two CPUs may race to delete the same key. */
-	if (bpf_map_delete_elem(&conntrack, key) != 0 || !charged)
+	if (bpf_map_delete_elem(&conntrack, key) != 0)
 		return;
-	count = bpf_map_lookup_elem(&ct_counts, &charged);
-	if (count)
-		__sync_fetch_and_add(&count->entries, -1);
+	ct_uncharge(charged);
 }
 
 /*
@@ -102,13 +123,20 @@ static __always_inline __u32 policy_rev_of(const struct endpoint_info *ep)
 	return ep ? ep->policy_rev : 0;
 }
 
+/* The ends of a flow as they are now: their endpoints (or NULL) and identities. */
+struct ct_ends {
+	const struct endpoint_info *opener;
+	const struct endpoint_info *receiver;
+	__u32 opener_identity;
+	__u32 receiver_identity;
+};
+
 /*
- * A flow whose endpoints' policy changed since it was judged is judged again,
- * as the packet that opened it (opener and receiver: its local endpoints, or
- * NULL). Returns whether the policy now in force still allows it.
+ * A flow whose ends' policy or identity changed since it was judged is judged
+ * again, as the packet that opened it. Returns whether the policy now in
+ * force still allows it.
  */
-static __noinline int ct_rejudge(const struct flow *f, int reversed, const struct endpoint_info *opener,
-				 const struct endpoint_info *receiver)
+static __noinline int ct_rejudge(const struct flow *f, int reversed, const struct ct_ends *e)
 {
 	struct flow o = *f;
 
@@ -118,8 +146,50 @@ static __noinline int ct_rejudge(const struct flow *f, int reversed, const struc
 		o.sport = f->dport;
 		o.dport = f->sport;
 	}
-	return flow_verdict(&o, opener, receiver, opener ? opener->identity : lookup_identity(o.family, o.saddr),
-			    receiver ? receiver->identity : lookup_identity(o.family, o.daddr)) == 0;
+	return flow_verdict(&o, e->opener, e->receiver, e->opener_identity, e->receiver_identity) == 0;
+}
+
+/* The identity of one end of a packet: its endpoint's, or the ipcache's for its address. */
+static __always_inline __u32 ct_identity_of(const struct endpoint_info *ep, __u8 family, const __u8 *addr)
+{
+	return ep ? ep->identity : lookup_identity(family, addr);
+}
+
+/* Has either end's policy or identity changed since the entry was last judged? */
+static __always_inline int ct_judged_otherwise(const struct ct_value *entry, const struct ct_ends *e)
+{
+	return entry->src_policy_rev != policy_rev_of(e->opener) || entry->dst_policy_rev != policy_rev_of(e->receiver) ||
+	       entry->src_identity != e->opener_identity || entry->dst_identity != e->receiver_identity;
+}
+
+/* Judges the flow again as the ends are now, and records them; returns whether it is still allowed. */
+static __always_inline int ct_judge_again(const struct flow *f, struct ct_value *entry, int reversed, const struct ct_ends *e)
+{
+	entry->src_policy_rev = policy_rev_of(e->opener);
+	entry->dst_policy_rev = policy_rev_of(e->receiver);
+	entry->src_identity = e->opener_identity;
+	entry->dst_identity = e->receiver_identity;
+	return ct_rejudge(f, reversed, e);
+}
+
+/*
+ * A packet that meets a revoked flow's tombstone. It keeps the tombstone
+ * alive and is dropped, unless the policy changed again and now allows the
+ * flow as it was opened: then a non-TCP flow is let through again. A TCP
+ * tuple reopens only with a new SYN from its opener (ct_lookup), so no
+ * segment without one ever turns a revoked connection back on, from either
+ * end.
+ */
+static __always_inline enum ct_state ct_tombstone_hit(const struct flow *f, struct ct_value *entry, int reversed,
+						      const struct ct_ends *e)
+{
+	entry->last_seen_ns = bpf_ktime_get_ns();
+	if (f->protocol == IPPROTO_TCP || !ct_judged_otherwise(entry, e))
+		return CT_REVOKED;
+	if (!ct_judge_again(f, entry, reversed, e))
+		return CT_REVOKED;
+	entry->flags &= ~SLUICE_CT_REVOKED;
+	return CT_ESTABLISHED;
 }
 
 /*
@@ -128,38 +198,53 @@ static __noinline int ct_rejudge(const struct flow *f, int reversed, const struc
  * addresses now belong to other endpoints than the ones the flow was judged
  * for, or a policy changed since and no longer allows the flow (src, dst:
  * the local endpoints of this packet's source and destination, or NULL). A
- * RST ends the flow after this packet; a FIN shortens its timeout.
+ * flow a policy change revoked stays known as revoked (CT_REVOKED: drop the
+ * packet): had it been forgotten, the next packet of its receiver would be
+ * judged as a new flow the other way round, which the receiver's egress and
+ * the opener's ingress may well allow, and the opener's packets would ride it
+ * back in as replies. A RST ends the flow after this packet; a FIN shortens
+ * its timeout.
  */
 static __always_inline enum ct_state ct_lookup(const struct flow *f, const struct endpoint_info *src,
 					       const struct endpoint_info *dst, __u32 *flags_out)
 {
-	const struct endpoint_info *opener, *receiver;
 	struct ct_value *entry = NULL;
 	struct ct_key key = {};
-	int found, reversed = 0;
+	struct ct_ends e;
+	int found, reversed = 0, syn_only;
 
 	if (f->untracked)
 		return CT_NEW;
 	found = ct_find(f, endpoint_id_of(src), endpoint_id_of(dst), &key, &entry, &reversed);
 	if (found == 0 || !entry)
 		return CT_NEW;
-	/*
-	 * Idle too long, a new connection (SYN without ACK) reusing the ports of
-	 * an old one, or an address that changed hands: the flow must pass policy
-	 * again.
-	 */
-	if (found < 0 || (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+	/* Idle too long, or an address that changed hands: the flow must pass policy again. */
+	if (found < 0)
 		goto forget;
-	opener = reversed ? dst : src;
-	receiver = reversed ? src : dst;
-	if (entry->src_policy_rev != policy_rev_of(opener) || entry->dst_policy_rev != policy_rev_of(receiver)) {
-		if (!ct_rejudge(f, reversed, opener, receiver))
+	/* A new connection (SYN without ACK) reusing the ports of an old one: judged as new. */
+	syn_only = (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
+	e.opener = reversed ? dst : src;
+	e.receiver = reversed ? src : dst;
+	e.opener_identity = ct_identity_of(e.opener, f->family, reversed ? f->daddr : f->saddr);
+	e.receiver_identity = ct_identity_of(e.receiver, f->family, reversed ? f->saddr : f->daddr);
+	if (entry->flags & SLUICE_CT_REVOKED) {
+		if (syn_only && !reversed)
 			goto forget;
-		entry->src_policy_rev = policy_rev_of(opener);
-		entry->dst_policy_rev = policy_rev_of(receiver);
+		*flags_out = entry->flags;
+		return ct_tombstone_hit(f, entry, reversed, &e);
+	}
+	if (syn_only)
+		goto forget;
+	if (ct_judged_otherwise(entry, &e) && !ct_judge_again(f, entry, reversed, &e)) {
+		entry->flags |= SLUICE_CT_REVOKED;
+		entry->last_seen_ns = bpf_ktime_get_ns();
+		*flags_out = entry->flags;
+		return CT_REVOKED;
 	}
 	entry->last_seen_ns = bpf_ktime_get_ns();
 	entry->packets += 1;
+	if (reversed && !(entry->flags & SLUICE_CT_REPLIED))
+		entry->flags |= SLUICE_CT_REPLIED;
 	*flags_out = entry->flags;
 	if (f->tcp_flags & TCP_FLAG_RST)
 		ct_delete(&key, entry);
@@ -193,32 +278,66 @@ static __always_inline struct ct_count *ct_count_of(__u32 endpoint_id)
 }
 
 /*
- * Before a new flow is judged: may the endpoint it would be charged to hold
- * one more entry? Returns 0 with *count set to that endpoint's count (NULL
- * for an untracked flow), or SLUICE_CTR_DROP_CT_FULL when it is over its
- * budget: the flow is then dropped (fail closed) without a verdict, so an
- * endpoint flooding new flows is refused alone and is not counted as allowed.
+ * Before a new flow is judged: one more entry for the key it is charged to
+ * (ct_charge_key), reserved atomically (added first, taken back when over),
+ * so two CPUs cannot both take the last free slot. Within a local endpoint's
+ * reserve that is all; beyond it, and for a remote bucket, the entry must
+ * also fit in the shared part of the table. Returns 0 with *charged set
+ * (0 for an untracked flow: nothing reserved), or SLUICE_CTR_DROP_CT_FULL
+ * when over: the flow is then dropped (fail closed) without a verdict, so an
+ * opener flooding new flows is refused alone and is not counted as allowed.
+ * A reservation that does not become an entry is given back (ct_unreserve).
  */
-static __always_inline int ct_reserve(const struct flow *f, const struct endpoint_info *src,
-				      const struct endpoint_info *dst, struct ct_count **count)
+static __always_inline int ct_reserve(const struct flow *f, const struct endpoint_info *src, __u32 src_identity,
+				      __u32 *charged)
 {
-	*count = NULL;
+	struct ct_count *count, *shared;
+	__s64 before;
+	__u32 key;
+
+	*charged = 0;
 	if (f->untracked)
 		return 0;
-	*count = ct_count_of(ct_charged_to(endpoint_id_of(src), endpoint_id_of(dst)));
-	if (!*count || (*count)->entries >= ct_budget())
+	key = ct_charge_key(endpoint_id_of(src), src_identity);
+	count = ct_count_of(key);
+	if (!count)
 		return SLUICE_CTR_DROP_CT_FULL;
+	before = __sync_fetch_and_add(&count->entries, 1);
+	if (before >= ct_budget()) {
+		__sync_fetch_and_add(&count->entries, -1);
+		return SLUICE_CTR_DROP_CT_FULL;
+	}
+	if (!(key & SLUICE_CT_BUCKET_REMOTE) && before < SLUICE_CT_RESERVE_PER_ENDPOINT) {
+		*charged = key;
+		return 0;
+	}
+	shared = ct_count_of(SLUICE_CT_SHARED_KEY);
+	if (!shared || __sync_fetch_and_add(&shared->entries, 1) >= SLUICE_CT_SHARED_CAPACITY) {
+		if (shared)
+			__sync_fetch_and_add(&shared->entries, -1);
+		__sync_fetch_and_add(&count->entries, -1);
+		return SLUICE_CTR_DROP_CT_FULL;
+	}
+	*charged = key;
 	return 0;
+}
+
+/* Gives back a reservation of ct_reserve() that made no entry (0: none was made). */
+static __always_inline void ct_unreserve(__u32 charged)
+{
+	ct_uncharge(charged);
 }
 
 /*
  * Records a flow that passed policy, bound to the endpoints it was judged for
- * (NULL: not a local pod) and their policy, and charges it to the count
- * ct_reserve() gave (NULL: untracked, nothing to record). Returns 0, or
- * SLUICE_CTR_DROP_CT_FULL when the table itself is full.
+ * (NULL: not a local pod) and their policy, on the reservation ct_reserve()
+ * made (NULL: untracked, nothing to record). Returns 0, or
+ * SLUICE_CTR_DROP_CT_FULL when the table itself is full. Unless the entry was
+ * made here, the reservation is given back.
  */
 static __always_inline int ct_create(const struct flow *f, __u32 flags, const struct endpoint_info *src,
-				     const struct endpoint_info *dst, struct ct_count *count)
+				     const struct endpoint_info *dst, __u32 src_identity, __u32 dst_identity,
+				     __u32 charged)
 {
 	struct ct_key key = {};
 	struct ct_value entry = {
@@ -226,10 +345,13 @@ static __always_inline int ct_create(const struct flow *f, __u32 flags, const st
 		.dst_endpoint = endpoint_id_of(dst),
 		.src_policy_rev = policy_rev_of(src),
 		.dst_policy_rev = policy_rev_of(dst),
+		.src_identity = src_identity,
+		.dst_identity = dst_identity,
+		.charged = charged,
 	};
 	long err;
 
-	if (!count)
+	if (!charged)
 		return 0;
 	ct_key_of(f, &key, 0);
 	entry.created_ns = bpf_ktime_get_ns();
@@ -238,8 +360,9 @@ static __always_inline int ct_create(const struct flow *f, __u32 flags, const st
 	entry.flags = flags;
 	err = bpf_map_update_elem(&conntrack, &key, &entry, BPF_NOEXIST);
 	if (err == 0)
-		__sync_fetch_and_add(&count->entries, 1);
-	else if (err != -EEXIST) /* another CPU created it just now: it is tracked, and charged once */
+		return 0;
+	ct_unreserve(charged);
+	if (err != -EEXIST) /* another CPU created it just now: it is tracked, and charged once */
 		return SLUICE_CTR_DROP_CT_FULL;
 	return 0;
 }

@@ -138,18 +138,20 @@ static __always_inline int enforce_new_flow(const struct pkt_meta *p, const stru
 					    const struct endpoint_info *dst, __u32 src_identity, __u32 dst_identity,
 					    const struct endpoint_info *here, __u32 ct_flags, int judge)
 {
-	struct ct_count *budget;
+	__u32 charged;
 	int err;
 
-	err = ct_reserve(f, src, dst, &budget);
+	err = ct_reserve(f, src, src_identity, &charged);
 	if (err)
 		return -err;
 	if (judge) {
 		err = judge_new_flow(p, f, src, dst, src_identity, dst_identity, here);
-		if (err)
+		if (err) {
+			ct_unreserve(charged);
 			return -err;
+		}
 	}
-	err = ct_create(f, ct_flags, src, dst, budget);
+	err = ct_create(f, ct_flags, src, dst, src_identity, dst_identity, charged);
 	return err ? -err : 0;
 }
 
@@ -186,6 +188,7 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 {
 	struct endpoint_key dkey = {};
 	struct endpoint_info *dst;
+	enum ct_state state;
 	struct ethhdr *eth;
 	__u32 ct_flags = 0;
 	int err;
@@ -235,7 +238,9 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 			count(SLUICE_CTR_TO_STACK, skb);
 			return TC_ACT_OK;
 		}
-	} else if (ct_lookup(f, ep, dst, &ct_flags) == CT_ESTABLISHED) {
+	} else if ((state = ct_lookup(f, ep, dst, &ct_flags)) == CT_REVOKED) {
+		return -SLUICE_CTR_DROP_REVOKED;
+	} else if (state == CT_ESTABLISHED) {
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		/*
 		 * A reply of a flow that reached this pod through the stack (a Service's
@@ -363,9 +368,15 @@ static __always_inline int forward_to_pod(struct __sk_buff *skb, const struct en
 		count(SLUICE_CTR_CT_RELATED, skb);
 		return TC_ACT_OK;
 	}
-	if (ct_lookup(f, src, ep, &ct_flags) == CT_ESTABLISHED) {
+	switch (ct_lookup(f, src, ep, &ct_flags)) {
+	case CT_REVOKED:
+		*peer = src ? src->identity : lookup_identity(f->family, f->saddr);
+		return -SLUICE_CTR_DROP_REVOKED;
+	case CT_ESTABLISHED:
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
 		return TC_ACT_OK;
+	default:
+		break;
 	}
 	*peer = src ? src->identity : lookup_identity(f->family, f->saddr);
 	p = pkt_of(skb);
@@ -470,9 +481,16 @@ int service_egress(struct bpf_nf_ctx *ctx)
 	__builtin_memcpy(key.addr, f.daddr, 16);
 	if (bpf_map_lookup_elem(&endpoints, &key))
 		return NF_ACCEPT;
-	if (ct_lookup(&f, src, NULL, &ct_flags) == CT_ESTABLISHED) {
+	switch (ct_lookup(&f, src, NULL, &ct_flags)) {
+	case CT_REVOKED:
+		ep_count_len(src->endpoint_id, SLUICE_CTR_DROP_REVOKED, p.len);
+		count_len(SLUICE_CTR_DROP_REVOKED, p.len);
+		return NF_DROP;
+	case CT_ESTABLISHED:
 		count_len(SLUICE_CTR_CT_ESTABLISHED, p.len);
 		return NF_ACCEPT;
+	default:
+		break;
 	}
 	dst_identity = lookup_identity(f.family, f.daddr);
 	/* Nothing translated it: the address is all there is to judge. */

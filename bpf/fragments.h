@@ -35,7 +35,7 @@ static __always_inline void frag_key_of(const struct flow *f, __u32 endpoint_id,
 	__builtin_memcpy(key->daddr, f->daddr, 16);
 	key->id = f->frag_id;
 	key->endpoint = endpoint_id;
-	key->protocol = f->protocol;
+	key->protocol = f->frag_proto;
 	key->family = f->family;
 	key->direction = direction;
 }
@@ -60,7 +60,7 @@ static __always_inline void frag_delete(const struct frag_key *key)
  */
 static __always_inline int frag_first(const struct flow *f, const struct frag_key *key)
 {
-	struct frag_value entry = { .seen_bytes = f->frag_bytes, .sport = f->sport, .dport = f->dport };
+	struct frag_value entry = { .seen_bytes = f->frag_bytes, .sport = f->sport, .dport = f->dport, .protocol = f->protocol };
 	struct ct_count *count;
 	long err;
 
@@ -103,6 +103,7 @@ static __always_inline int frag_later(struct flow *f, const struct frag_key *key
 	}
 	f->sport = known->sport;
 	f->dport = known->dport;
+	f->protocol = known->protocol;
 	/* With their results used, both compile to the ordered (BPF_FETCH) atomics. */
 	seen = __sync_fetch_and_add(&known->seen_bytes, (__u64)f->frag_bytes) + f->frag_bytes;
 	if (f->frag_end) {

@@ -77,11 +77,32 @@ static __always_inline int icmp_quoted_flow(struct __sk_buff *skb, const struct 
 }
 
 /*
+ * May the error's sender report on the quoted packet? Who received a packet
+ * may report on it: the quoted packet's destination is the error's source.
+ * Anyone else is a third party, and only routers are: this node, another
+ * node, or an address outside the cluster; never a pod, which is no router
+ * on a pod-to-pod path and can only report packets it received itself.
+ * Else an isolated pod could send errors quoting any open flow, each with a
+ * payload of its own, past every policy.
+ */
+static __always_inline int icmp_sender_may_report(const struct flow *f, const struct flow *q)
+{
+	__u32 identity;
+
+	if (addr_equal(q->daddr, f->saddr, f->family == SLUICE_FAMILY_IPV4 ? 4 : 16))
+		return 1;
+	identity = lookup_identity(f->family, f->saddr);
+	return identity == SLUICE_ID_HOST || identity == SLUICE_ID_REMOTE_NODE || identity == SLUICE_ID_WORLD;
+}
+
+/*
  * Is this ICMP error about a flow this node let through? The quoted packet
  * must be one the error's destination sent (errors go back to the sender),
- * and its flow must be established and still bound to the same endpoints.
- * Looking does not refresh the flow: errors cannot keep it alive. flags_out
- * gets the flow's SLUICE_CT_* flags.
+ * reported by its receiver or by a router (icmp_sender_may_report), and its
+ * flow must be established, not revoked, and still bound to the same
+ * endpoints: the error then crosses policy only as that allowed flow's
+ * reply. Looking does not refresh the flow: errors cannot keep it alive.
+ * flags_out gets the flow's SLUICE_CT_* flags.
  */
 static __noinline int icmp_error_related(struct __sk_buff *skb, const struct flow *f, __u32 *flags_out)
 {
@@ -96,11 +117,15 @@ static __noinline int icmp_error_related(struct __sk_buff *skb, const struct flo
 		return 0;
 	if (!addr_equal(q.saddr, f->daddr, f->family == SLUICE_FAMILY_IPV4 ? 4 : 16))
 		return 0;
+	if (!icmp_sender_may_report(f, &q))
+		return 0;
 	__builtin_memcpy(ekey.addr, q.saddr, 16);
 	qsrc = bpf_map_lookup_elem(&endpoints, &ekey);
 	__builtin_memcpy(ekey.addr, q.daddr, 16);
 	qdst = bpf_map_lookup_elem(&endpoints, &ekey);
 	if (ct_find(&q, qsrc ? qsrc->endpoint_id : 0, qdst ? qdst->endpoint_id : 0, &key, &entry, &reversed) != 1 || !entry)
+		return 0;
+	if (entry->flags & SLUICE_CT_REVOKED)
 		return 0;
 	*flags_out = entry->flags;
 	return 1;

@@ -17,6 +17,7 @@ struct flow {
 	__u8 hop_limit;      /* IPv6 hop limit: 255 on neighbour discovery proves it was not forwarded */
 	__u8 icmp_error;     /* an ICMP error: passes only as related to the flow it quotes (icmp.h) */
 	__u8 untracked;      /* ICMP other than echo and errors: every packet meets policy, none is a flow */
+	__u8 frag_proto;     /* of a fragment: the protocol its fragment header names (the fragment table's key) */
 	__u32 frag_id;       /* of a fragment: its datagram's identification */
 	__u32 frag_bytes;    /* of a fragment: the datagram payload bytes it carries */
 	__u32 frag_end;      /* of the last fragment: the datagram's payload length; 0 for the others */
@@ -178,6 +179,7 @@ static __always_inline int parse_ipv4(struct __sk_buff *skb, struct flow *f)
 
 		if (tot_len < ip->ihl * 4u)
 			return SLUICE_CTR_DROP_MALFORMED;
+		f->frag_proto = ip->protocol;
 		return parse_fragment(skb, f, bpf_ntohs(ip->id), (frag & IPV4_FRAG_OFFSET_MASK) * 8,
 				      frag & IPV4_FRAG_MORE, tot_len - ip->ihl * 4u, l4_off);
 	}
@@ -191,7 +193,8 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 	void *data_end = (void *)(long)skb->data_end;
 	struct ipv6hdr *ip6 = data + sizeof(struct ethhdr);
 	__u32 off = sizeof(struct ethhdr) + sizeof(struct ipv6hdr);
-	__u32 payload_end;
+	__u32 payload_end, frag_off = 0, frag_id = 0;
+	__u16 frag_word = 0;
 	__u8 nexthdr;
 
 	if ((void *)(ip6 + 1) > data_end)
@@ -228,31 +231,43 @@ static __always_inline int parse_ipv6(struct __sk_buff *skb, struct flow *f)
 		case IPPROTO_FRAGMENT: {
 			__be16 frag_be;
 			__be32 id_be;
-			__u16 frag;
 
+			if (frag_off)
+				return SLUICE_CTR_DROP_MALFORMED; /* one fragment header per packet */
 			if (bpf_skb_load_bytes(skb, off, hdr, IPV6_FRAG_HDR_BYTES) < 0)
 				return SLUICE_CTR_DROP_MALFORMED;
 			__builtin_memcpy(&frag_be, hdr + 2, 2);
 			__builtin_memcpy(&id_be, hdr + 4, 4);
-			frag = bpf_ntohs(frag_be);
-			f->protocol = hdr[0];
+			nexthdr = hdr[0];
 			off += IPV6_FRAG_HDR_BYTES;
-			/* An atomic fragment (offset 0, no more) is a whole datagram. */
-			if ((frag >> IPV6_FRAG_OFFSET_SHIFT) == 0 && !(frag & IPV6_FRAG_MORE))
-				return parse_l4(skb, off, f);
+			/* An atomic fragment (offset 0, no more) is a whole datagram: walk on. */
+			frag_word = bpf_ntohs(frag_be);
+			if ((frag_word >> IPV6_FRAG_OFFSET_SHIFT) == 0 && !(frag_word & IPV6_FRAG_MORE))
+				break;
 			/* The payload length counts every extension header: the fragment's own bytes follow this one. */
 			if (payload_end < off)
 				return SLUICE_CTR_DROP_MALFORMED;
-			return parse_fragment(skb, f, bpf_ntohl(id_be), (frag >> IPV6_FRAG_OFFSET_SHIFT) * 8,
-					      frag & IPV6_FRAG_MORE, payload_end - off, off);
+			frag_off = off;
+			frag_id = bpf_ntohl(id_be);
+			f->frag_proto = nexthdr;
+			/* A later fragment has no headers of its own: frag_track() gives it the first's protocol and ports. */
+			if (frag_word >> IPV6_FRAG_OFFSET_SHIFT)
+				goto transport;
+			/* A first fragment: the extension headers after this one (e.g. Destination Options) lead to the transport header. */
+			break;
 		}
 		default:
-			f->protocol = nexthdr;
-			return parse_l4(skb, off, f);
+			goto transport;
 		}
 	}
 	/* More extension headers than any sane packet carries. */
 	return SLUICE_CTR_DROP_MALFORMED;
+transport:
+	f->protocol = nexthdr;
+	if (!frag_off)
+		return parse_l4(skb, off, f);
+	return parse_fragment(skb, f, frag_id, (frag_word >> IPV6_FRAG_OFFSET_SHIFT) * 8, frag_word & IPV6_FRAG_MORE,
+			      payload_end - frag_off, off);
 }
 
 #endif

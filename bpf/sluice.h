@@ -21,12 +21,29 @@
 #define SLUICE_MAX_FRAGMENTS 131072
 
 /*
- * Conntrack entries one endpoint may hold at a time (the flows it opened,
- * plus the ones others opened toward it from off the node), unless the agent
- * sets another budget: a quarter of the table, so no single pod can fill it
- * for the others. A flow over budget is dropped (SLUICE_CTR_DROP_CT_FULL).
+ * Conntrack entries one endpoint may hold at a time (the flows it opened),
+ * unless the agent sets another budget: a quarter of the table. A flow over
+ * budget is dropped (SLUICE_CTR_DROP_CT_FULL). Flows opened from off the
+ * node (or by the node itself) are charged to a bucket of their opener's
+ * identity (SLUICE_CT_BUCKET_REMOTE), with the same budget, not to the pod
+ * they go to: a remote pod cannot spend a local pod's budget.
+ *
+ * Budgets alone would let a few pods fill the table together. So the first
+ * SLUICE_CT_RESERVE_PER_ENDPOINT entries of every local endpoint are its own,
+ * set aside for up to SLUICE_CT_RESERVED_ENDPOINTS endpoints (kubelet's
+ * default pod limit is 110), and everything beyond them, remote buckets
+ * included, comes from the shared rest of the table, counted under
+ * SLUICE_CT_SHARED_KEY. A pod can always open its reserve's worth of flows,
+ * whatever the others do.
  */
 #define SLUICE_CT_MAX_PER_ENDPOINT 65536
+#define SLUICE_CT_RESERVE_PER_ENDPOINT 1024
+#define SLUICE_CT_RESERVED_ENDPOINTS 128
+#define SLUICE_CT_SHARED_CAPACITY (SLUICE_MAX_CONNTRACK - SLUICE_CT_RESERVE_PER_ENDPOINT * SLUICE_CT_RESERVED_ENDPOINTS)
+/* ct_counts key of a remote opener's bucket: this bit | its identity. */
+#define SLUICE_CT_BUCKET_REMOTE (1u << 31)
+/* ct_counts key of the shared part of the table (its entries field). */
+#define SLUICE_CT_SHARED_KEY 4294967295u /* 0xffffffff */
 
 /*
  * Fragmented datagrams one endpoint may have in flight at a time (first
@@ -205,7 +222,14 @@ struct ct_value {
 	__u32 dst_endpoint; /* local endpoint of its destination, or 0 */
 	__u32 src_policy_rev; /* policy_rev of src_endpoint when the flow was last judged */
 	__u32 dst_policy_rev; /* likewise of dst_endpoint */
-	__u32 pad;
+	/*
+	 * The identities the flow was last judged with, of its opener and its
+	 * receiver: a relabelled pod (or an address that changed identity) gets
+	 * its open flows judged again, as a policy change does.
+	 */
+	__u32 src_identity;
+	__u32 dst_identity;
+	__u32 charged; /* the ct_counts key the entry is charged to (endpoint id, or a remote bucket) */
 };
 
 /* struct ct_value.flags: a FIN was seen, the flow is winding down. */
@@ -218,6 +242,21 @@ struct ct_value {
  * policy is judged on the backend the stack translates it to.
  */
 #define SLUICE_CT_SERVICE (1u << 2)
+/*
+ * A tombstone: a policy change revoked the flow. The entry stays (refreshed
+ * by every packet that meets it, until it is idle for its timeout) so that
+ * neither end can reopen the tuple the other way round: its packets are
+ * judged in the direction the flow was opened only, and a TCP tuple reopens
+ * only with a new SYN from its opener.
+ */
+#define SLUICE_CT_REVOKED (1u << 3)
+/*
+ * A packet went the other way: the flow was answered. Until then a TCP flow
+ * (an unanswered SYN, a half-open connection) idles out after the short
+ * timeout of other protocols, not the 6 h of an open connection, so
+ * unanswered flows cannot hold a pod's budget for hours.
+ */
+#define SLUICE_CT_REPLIED (1u << 4)
 
 /*
  * skb->mark bit from_pod sets on a packet whose egress policy it cannot judge:
@@ -255,8 +294,10 @@ struct datapath_config {
 /*
  * Conntrack and fragment entries charged to one endpoint (map ct_counts,
  * keyed by endpoint id): a flow is charged to the local endpoint that opened
- * it, or, opened from off the node, to the one it went to; a fragmented
- * datagram to the endpoint whose program saw it (struct frag_key.endpoint).
+ * it, or, opened from off the node, to its opener's remote bucket
+ * (SLUICE_CT_BUCKET_REMOTE | identity); a fragmented datagram to the
+ * endpoint whose program saw it (struct frag_key.endpoint). The shared part
+ * of the table is counted under SLUICE_CT_SHARED_KEY.
  * Every create adds one and every delete (datapath or ct_sweep) takes one
  * off, so the counts are exact.
  */
@@ -307,7 +348,8 @@ struct frag_value {
 	__u64 total_bytes; /* the datagram's payload length, known from its last fragment; 0 until then */
 	__be16 sport;
 	__be16 dport;
-	__u32 pad;
+	__u8 protocol;     /* the datagram's transport protocol, from its first fragment (IPv6: past any extension headers) */
+	__u8 pad[3];
 };
 
 /* Monitor events (ring buffer `events`). */
@@ -376,6 +418,7 @@ enum sluice_counter {
 	SLUICE_CTR_DROP_TUNNEL = 16,    /* dropped: a pod sent to a node's VXLAN port */
 	SLUICE_CTR_DROP_CT_FULL = 17,   /* dropped: a new flow over its endpoint's conntrack budget, or the table is full */
 	SLUICE_CTR_DROP_FRAG_FULL = 18, /* dropped: a first fragment over its endpoint's fragment budget, or the table is full */
+	SLUICE_CTR_DROP_REVOKED = 19,   /* dropped: a packet of a flow a policy change revoked (either end) */
 	SLUICE_CTR_MAX = 32,
 };
 

@@ -127,8 +127,8 @@ export const CT_KEY: StructLayout = {
 /** struct ct_value. */
 export const CT_VALUE: StructLayout = {
   name: 'ct_value',
-  size: 48,
-  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, src_policy_rev: 36, dst_policy_rev: 40, pad: 44 },
+  size: 56,
+  members: { created_ns: 0, last_seen_ns: 8, packets: 16, flags: 24, src_endpoint: 28, dst_endpoint: 32, src_policy_rev: 36, dst_policy_rev: 40, src_identity: 44, dst_identity: 48, charged: 52 },
 };
 
 /** struct frag_key: a fragmented datagram as one endpoint's program saw it. */
@@ -138,11 +138,11 @@ export const FRAG_KEY: StructLayout = {
   members: { saddr: 0, daddr: 16, id: 32, endpoint: 36, protocol: 40, family: 41, direction: 42, pad: 43 },
 };
 
-/** struct frag_value: its first fragment's ports and how much of it was seen. */
+/** struct frag_value: its first fragment's ports and transport protocol, and how much of it was seen. */
 export const FRAG_VALUE: StructLayout = {
   name: 'frag_value',
   size: 32,
-  members: { created_ns: 0, seen_bytes: 8, total_bytes: 16, sport: 24, dport: 26, pad: 28 },
+  members: { created_ns: 0, seen_bytes: 8, total_bytes: 16, sport: 24, dport: 26, protocol: 28, pad: 29 },
 };
 
 /** struct ep_counter_key. */
@@ -164,6 +164,14 @@ export const CT_TIMEOUT_OTHER_SEC = 60;
 
 /** SLUICE_CT_MAX_PER_ENDPOINT: the conntrack budget of one endpoint when the agent sets none. */
 export const CT_MAX_PER_ENDPOINT = 65536;
+/** SLUICE_CT_RESERVE_PER_ENDPOINT: an endpoint's first entries, set aside for it alone. */
+export const CT_RESERVE_PER_ENDPOINT = 1024;
+/** SLUICE_CT_RESERVED_ENDPOINTS: how many endpoints' reserves the table sets aside. */
+export const CT_RESERVED_ENDPOINTS = 128;
+/** SLUICE_CT_BUCKET_REMOTE: in a ct_counts key, a remote opener's bucket (| its identity), not an endpoint. */
+export const CT_BUCKET_REMOTE = 2 ** 31;
+/** SLUICE_CT_SHARED_KEY: the ct_counts key counting the shared part of the table. */
+export const CT_SHARED_KEY = 0xffffffff;
 
 /** SLUICE_FRAG_MAX_PER_ENDPOINT: fragmented datagrams one endpoint may have in flight when the agent sets no budget. */
 export const FRAG_MAX_PER_ENDPOINT = 1024;
@@ -354,6 +362,7 @@ export const Counter = {
   DROP_TUNNEL: 16,
   DROP_CT_FULL: 17,
   DROP_FRAG_FULL: 18,
+  DROP_REVOKED: 19,
   MAX: 32,
 } as const;
 

@@ -5,8 +5,13 @@
  * a deny-all ingress policy) and never otherwise. Other ICMP messages are not
  * flows either: one of them let out must not let any ICMP back in.
  *
+ * Who may send an error matters too: the receiver of the quoted packet, or
+ * a router (this node, another node, the world); never a third pod, which on
+ * a pod-to-pod path is no router and could otherwise carry payloads of its
+ * own past every policy inside errors about other pods' flows.
+ *
  * Pods of namespace i: v is isolated for ingress with nothing allowed, r is
- * the peer v talks to, e stands in for a router on the path.
+ * the peer v talks to, e is a third pod.
  */
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -31,6 +36,13 @@ describe('hostile pod: ICMP', () => {
     const counting = run(to, 'icmp-count', ip[from]!, type, '3');
     await new Promise((r) => setTimeout(r, 600)); // the sniffer is up
     await run(from, ...send);
+    return Number(await counting);
+  };
+  /** Like delivered, but sent by this node itself (the host's own network namespace), a router on every pod's path. */
+  const deliveredFromNode = async (to: string, type: string, ...send: string[]) => {
+    const counting = run(to, 'icmp-count', 'any', type, '3');
+    await new Promise((r) => setTimeout(r, 600));
+    await must(PYTHON, [PACKETS, ...send]);
     return Number(await counting);
   };
 
@@ -70,14 +82,24 @@ spec: {podSelector: {matchLabels: {role: isolated}}, policyTypes: [Ingress]}
   }, 120_000);
   afterAll(() => cluster.teardown());
 
-  it('"fragmentation needed" about its open flow reaches an isolated pod', async () => {
-    const got = await delivered('e', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5');
+  it('"fragmentation needed" from the receiver of its open flow reaches an isolated pod', async () => {
+    const got = await delivered('r', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5');
     expect(got).toBe(5);
   }, 60_000);
 
-  it('IPv6 "packet too big" about its open flow reaches an isolated pod', async () => {
-    const got = await delivered('e', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5');
+  it('IPv6 "packet too big" from the receiver of its open flow reaches an isolated pod', async () => {
+    const got = await delivered('r', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5');
     expect(got).toBe(5);
+  }, 60_000);
+
+  it('the node, a router on the path, may report on the flow', async () => {
+    expect(await deliveredFromNode('v', FRAG_NEEDED, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(5);
+  }, 60_000);
+
+  it('a third pod may not: its errors about another pod\'s open flow reach nobody', async () => {
+    // Before, these arrived: the quoted flow exists, and nobody checked who reported on it.
+    expect(await delivered('e', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
+    expect(await delivered('e', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5')).toBe(0);
   }, 60_000);
 
   it('an error about a flow that never was reaches nobody, isolated or not', async () => {

@@ -11,6 +11,7 @@ import { must, TestCluster } from './support/local-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
+const FRAG_PORT = 7700;
 
 describe('hostile pod: IPv6', () => {
   const cluster = new TestCluster();
@@ -45,10 +46,22 @@ apiVersion: v1
 kind: Pod
 metadata: {namespace: x, name: m, labels: {role: m}}
 ---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: x, name: w, labels: {role: w}}
+---
 apiVersion: networking.k8s.io/v1
 kind: NetworkPolicy
 metadata: {namespace: x, name: victim-deny-all}
 spec: {podSelector: {matchLabels: {role: victim}}, policyTypes: [Ingress]}
+---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: x, name: w-udp-from-m}
+spec:
+  podSelector: {matchLabels: {role: w}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {role: m}}}], ports: [{protocol: UDP, port: ${FRAG_PORT}}]}]
 `);
     for (const [key, p] of Object.entries(await cluster.podsByName())) {
       ip6[key] = p.ips.find((ip) => ip.includes(':'))!;
@@ -71,5 +84,22 @@ spec: {podSelector: {matchLabels: {role: victim}}, policyTypes: [Ingress]}
 
   it('a packet behind a Routing header reaches even an unisolated pod 0 times', async () => {
     expect(await delivered('x/m', 'x/open', 'rh')).toBe(0);
+  }, 30_000);
+
+  it('fragmented UDP with Destination Options after the Fragment header is judged as UDP, and arrives through a UDP rule', async () => {
+    // Before, the first fragment was judged as protocol 60 (Destination Options) with no ports, and denied.
+    const receiving = must('ip', ['netns', 'exec', netns['x/w']!, PYTHON, PACKETS, 'frag-recv', String(FRAG_PORT), '5', '6']);
+    await new Promise((r) => setTimeout(r, 800)); // the receiver is up
+    await must('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'v6-frag-dstopts', ip6['x/w']!, String(FRAG_PORT), '5']);
+    const got = JSON.parse((await receiving).trim().split('\n').pop()!) as { '6': number };
+    expect(got['6']).toBe(5);
+  }, 30_000);
+
+  it('the same datagrams to a port the rule does not allow are dropped', async () => {
+    const receiving = must('ip', ['netns', 'exec', netns['x/w']!, PYTHON, PACKETS, 'frag-recv', String(FRAG_PORT + 1), '5', '4']);
+    await new Promise((r) => setTimeout(r, 800));
+    await must('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'v6-frag-dstopts', ip6['x/w']!, String(FRAG_PORT + 1), '5']);
+    const got = JSON.parse((await receiving).trim().split('\n').pop()!) as { '6': number };
+    expect(got['6']).toBe(0);
   }, 30_000);
 });

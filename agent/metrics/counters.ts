@@ -49,5 +49,6 @@ export const COUNTER_MEANINGS: Record<CounterName, CounterMeaning> = {
   DROP_TUNNEL: { family: 'drop', labels: { reason: 'tunnel', direction: 'egress' } },
   DROP_CT_FULL: { family: 'drop', labels: { reason: 'conntrack_full' } },
   DROP_FRAG_FULL: { family: 'drop', labels: { reason: 'fragments_full' } },
+  DROP_REVOKED: { family: 'drop', labels: { reason: 'revoked' } },
   EVENTS_LOST: { family: 'events-lost', labels: {} },
 };

@@ -8,7 +8,7 @@
  * only runs it every few seconds and then forgets the budgets of endpoints
  * that are gone.
  */
-import { CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../../datapath/abi.ts';
+import { CT_BUCKET_REMOTE, CT_SHARED_KEY, CT_SWEEP_RESULT, decodeCtSweepResult, decodeU32, type CtSweepResult } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import { closeFd, objGet, runSyscallProgram } from '../../datapath/libbpf.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -67,11 +67,19 @@ export class ConntrackSweeper {
    * only take a slot of ct_counts forever. The sweep just removed its flows
    * (stale). Keys are listed before the live set is read: a key listed
    * belongs to an endpoint that existed by then, so a new one is never taken
-   * for a gone one.
+   * for a gone one. Remote openers' buckets (one per identity) and the
+   * shared count stay: a packet may be charging a bucket through a pointer it
+   * looked up just before, and a deleted element of this preallocated hash is
+   * handed to the next key created, whose count that packet would then
+   * change.
    */
   private forgetGoneEndpoints(): void {
     const keys = this.ctCounts.keys();
     const live = new Set(this.liveEndpointIds());
-    for (const key of keys) if (!live.has(decodeU32(key))) this.ctCounts.delete(key);
+    for (const key of keys) {
+      const id = decodeU32(key);
+      if (id === CT_SHARED_KEY || id >= CT_BUCKET_REMOTE) continue;
+      if (!live.has(id)) this.ctCounts.delete(key);
+    }
   }
 }

@@ -87,6 +87,13 @@ export class TestCluster {
     return must(SLUICE, ['local', '--dir', this.dir, 'apply', '-f', file]);
   }
 
+  /** `sluice local delete -f` of a YAML text (kind, namespace and name are enough), written like apply's. */
+  async delete(yaml: string): Promise<string> {
+    const file = path.join(this.dir, `manifest-${++this.manifests}.yaml`);
+    fs.writeFileSync(file, yaml);
+    return must(SLUICE, ['local', '--dir', this.dir, 'delete', '-f', file]);
+  }
+
   /** Each pod's addresses and netns name, by "namespace/name". */
   async podsByName(): Promise<Record<string, { ips: string[]; netns: string }>> {
     const pods = (await this.pods()) as { metadata: { namespace: string; name: string; annotations: Record<string, string> }; status: { podIP: string; podIPs?: { ip: string }[] } }[];

@@ -24,7 +24,8 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    QSRC:QSPORT -> QDST:QDPORT: IPv4 "fragmentation needed",
                                    IPv6 "packet too big" (the family is DST's)
   icmp-other DST TYPE COUNT        COUNT ICMP messages of TYPE (neither echo nor error), ten a second
-  icmp-count SRC TYPE SECONDS      counts the ICMP or ICMPv6 messages of TYPE from SRC that reach this pod
+  icmp-count SRC TYPE SECONDS      counts the ICMP or ICMPv6 messages of TYPE from SRC (or IPv4 ICMP from
+                                   anyone: SRC any) that reach this pod
   flood      DST FLOWS [SPORT]   FLOWS UDP datagrams to DST, each a flow never seen before (new source
                                    and destination port pairs), as fast as plain sockets go; prints how
                                    many were sent
@@ -37,6 +38,8 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    up (none ever completed), as fast as a raw socket goes; prints how many
   frag-send  DST PORT COUNT        COUNT UDP datagrams of FRAG_DATAGRAM_BYTES to DST, one after the other,
                                    through a plain socket (the kernel fragments them); prints how many
+  v6-frag-dstopts DST PORT COUNT   COUNT UDP datagrams of FRAG_DATAGRAM_BYTES to DST (IPv6), each with
+                                   Destination Options after its Fragment header, in fragments of 1280
   frag-recv  PORT COUNT SECONDS    a UDP socket on PORT (both families): prints "ready", then, once COUNT
                                    whole datagrams came or SECONDS passed, how many of each family came
                                    (reassembled and of the expected length), as JSON
@@ -232,7 +235,9 @@ def main():
     elif case == "icmp-count":
         from scapy.layers.inet6 import IPv6
         src, kind, seconds = dst, int(sys.argv[3]), float(sys.argv[4])
-        if ":" in src:
+        if src == "any":
+            match = lambda p: IP in p and ICMP in p and p[ICMP].type == kind
+        elif ":" in src:
             match = lambda p: IPv6 in p and p[IPv6].src == src and p[IPv6].nh == 58 and bytes(p[IPv6].payload)[0] == kind
         else:
             match = lambda p: IP in p and p[IP].src == src and ICMP in p and p[ICMP].type == kind
@@ -280,6 +285,13 @@ def main():
         sock = socket.socket(socket.AF_INET6 if ":" in dst else socket.AF_INET, socket.SOCK_DGRAM)
         for _ in range(count):
             sock.sendto(b"f" * FRAG_DATAGRAM_BYTES, (dst, port))
+        print(count)
+    elif case == "v6-frag-dstopts":
+        from scapy.layers.inet6 import IPv6, IPv6ExtHdrDestOpt, IPv6ExtHdrFragment, fragment6
+        count = int(sys.argv[4])
+        for i in range(count):
+            datagram = IPv6(dst=dst) / IPv6ExtHdrFragment(id=0x5100 + i) / IPv6ExtHdrDestOpt() / UDP(sport=41500 + i, dport=port) / Raw(b"f" * FRAG_DATAGRAM_BYTES)
+            send(fragment6(datagram, 1280), verbose=0)
         print(count)
     elif case == "frag-recv":
         import json

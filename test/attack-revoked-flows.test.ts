@@ -1,0 +1,120 @@
+/**
+ * A revoked flow stays revoked, even when its receiver keeps talking. Pod a
+ * streams UDP to pod v, and v pushes UDP back on the same tuple (a server
+ * push, or answers). A policy change then removes the allow that admitted
+ * a's flow. The flow is judged again and found denied; had it been simply
+ * forgotten, v's next packet would be judged as a new flow from v to a,
+ * which v's egress and a's ingress allow, and a's packets would ride it back
+ * in as its replies. Both directions of isolation: v's ingress, and a's
+ * egress. Real packets from scapy inside the pods' namespaces.
+ */
+import path from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { must, TestCluster } from './support/local-cluster.ts';
+
+const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
+const PYTHON = '/usr/bin/python3';
+const SETTLE_MS = 1_500; // a datastore change is in the maps well within this
+const PORT = '7000';
+
+const denyAll = (pod: string, type: 'Ingress' | 'Egress') => `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: r, name: ${pod}-deny-${type.toLowerCase()}}
+spec: {podSelector: {matchLabels: {pod: ${pod}}}, policyTypes: [${type}]}
+`;
+const allow = (pod: string, type: 'Ingress' | 'Egress', peer: string) => `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: r, name: ${pod}-allow-${type.toLowerCase()}}
+spec:
+  podSelector: {matchLabels: {pod: ${pod}}}
+  policyTypes: [${type}]
+  ${type === 'Ingress' ? 'ingress: [{from' : 'egress: [{to'}: [{podSelector: {matchLabels: {pod: ${peer}}}}]}]
+`;
+
+describe('hostile pod: a revoked flow whose receiver keeps sending', () => {
+  const cluster = new TestCluster();
+  let ip: Record<string, string> = {};
+  let netns: Record<string, string> = {};
+  let sport = 43000;
+
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+  /** a -> v and v -> a on one tuple for `seconds`, ten datagrams a second each way. */
+  const bothWays = (seconds: number, aPort: number) =>
+    Promise.all([
+      cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(aPort), String(seconds), 'udp']),
+      cluster.background('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, String(aPort), PORT, String(seconds), 'udp']),
+    ]);
+  /** a's datagrams that reach v within `seconds`. */
+  const fromAatV = async (seconds: number) =>
+    Number((await must('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'count', ip['r/a']!, PORT, String(seconds), 'udp'])).trim());
+
+  beforeAll(async () => {
+    await cluster.up();
+    await cluster.apply(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: r}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: r, name: v, labels: {pod: v}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: r, name: a, labels: {pod: a}}
+`);
+    ({ ip, netns } = await cluster.podAddresses());
+  }, 120_000);
+  afterAll(() => cluster.teardown());
+
+  for (const [isolated, type, peer] of [
+    ['v', 'Ingress', 'a'],
+    ['a', 'Egress', 'v'],
+  ] as const) {
+    it(`${type.toLowerCase()}: once the allow is gone, nothing of a reaches v, however much v sends`, async () => {
+      await cluster.apply(denyAll(isolated, type) + '---' + allow(isolated, type, peer));
+      await sleep(SETTLE_MS);
+      const done = bothWays(9, ++sport);
+      expect(await fromAatV(2), 'the control: admitted, both ways').toBeGreaterThan(10);
+      await cluster.delete(allow(isolated, type, peer));
+      await sleep(SETTLE_MS);
+      expect(await fromAatV(3)).toBe(0);
+      await done;
+      await cluster.delete(denyAll(isolated, type));
+      await sleep(SETTLE_MS);
+    }, 60_000);
+  }
+
+  it('a relabelled pod loses its open flows, though a pod of its old identity stays', async () => {
+    // a and g share one identity (app=good), so v's rules do not change when a is relabelled: the flow
+    // must be judged again because a's identity changed.
+    const pod = (name: string, labels: string) => `
+apiVersion: v1
+kind: Pod
+metadata: {namespace: r, name: ${name}, labels: {pod: ${name}, ${labels}}}
+`;
+    await cluster.apply(pod('a', 'app: good') + '---' + pod('g', 'app: good') + `---
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: r, name: v-good}
+spec:
+  podSelector: {matchLabels: {pod: v}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: good}}}], ports: [{protocol: UDP, port: ${PORT}}]}]
+`);
+    await sleep(SETTLE_MS);
+    const done = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(++sport), '8', 'udp']);
+    expect(await fromAatV(2), 'the control: admitted').toBeGreaterThan(10);
+    await cluster.apply(pod('a', 'app: evil'));
+    await sleep(SETTLE_MS);
+    expect(await fromAatV(3)).toBe(0);
+    await done;
+  }, 60_000);
+
+  it('the datapath counted the revoked packets', async () => {
+    const { counters } = await cluster.status();
+    expect(counters.DROP_REVOKED?.packets).toBeGreaterThan(20);
+  });
+});
