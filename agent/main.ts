@@ -218,7 +218,7 @@ function startTcpHealth(f: AgentFlags, started: Stoppers): TcpHealth {
   }
   const changes = [...trace.attached.map((l) => `+${l}`), ...trace.removed.map((l) => `-${l}`), ...trace.missing.map((m) => `${m.name} not attached (${m.reason})`)];
   log(`tcp health: tracing ${trace.adopted ? 'adopted from' : 'loaded at'} ${f.pinDir}/trace${f.tcpHealth ? '' : ', detached (--tcp-health off)'}${changes.length ? `; links ${changes.join(', ')}` : ''}`);
-  return new TcpHealth({ maps: trace.maps, links: trace.links }, { reason: f.tcpHealth ? undefined : 'detached (--tcp-health off)', log });
+  return new TcpHealth({ maps: trace.maps, links: () => trace.linksNow() }, { reason: f.tcpHealth ? undefined : 'detached (--tcp-health off)', log });
 }
 
 /** Routes to other nodes' pods (and in VXLAN mode the pod MTU), in place before the first ADD is served. */

@@ -19,8 +19,8 @@ import { errorMessage } from '../lib/errors.ts';
 /** The parts of a loaded tracing object TcpHealth reads. */
 export interface TraceSource {
   maps: TraceMaps;
-  /** The links attached (for the report). */
-  links: string[];
+  /** The links attached now (for the report). */
+  links(): string[];
 }
 
 interface Tracked {
@@ -81,9 +81,10 @@ export class TcpHealth {
   /** The current counts of every tracked pod, and what could not be attributed. */
   report(): TcpHealthResponse {
     const zero = (): TcpConnectionCounts => ({ openedActive: 0, openedPassive: 0, closed: 0, reset: 0, failed: 0 });
+    const links = this.trace?.links() ?? [];
     const response: TcpHealthResponse = {
-      enabled: this.trace !== null && this.trace.links.length > 0,
-      links: this.trace?.links ?? [],
+      enabled: links.length > 0,
+      links,
       pods: [],
       unattributed: { netns: 0, retransmits: 0, connections: zero(), rttSamples: 0 },
       lost: { counters: 0, rtt: 0 },
@@ -92,7 +93,7 @@ export class TcpHealth {
       response.reason = this.reason ?? 'the tracing programs are not loaded';
       return response;
     }
-    if (this.trace.links.length === 0) response.reason = this.reason ?? 'the tracing programs are loaded but not attached';
+    if (links.length === 0) response.reason = this.reason ?? 'the tracing programs are loaded but not attached';
     const { tcp_counters: countersMap, tcp_rtt: rttMap, trace_stats: stats } = this.trace.maps;
     const counters = new Map<number, TcpCounters>();
     for (const key of countersMap.keys()) {

@@ -29,8 +29,13 @@ enum sluice_trace_limits {
  * tp_btf/tcp_retransmit_skb and tp_btf/inet_sock_set_state, TCP sockets only
  * (IPv4 and IPv6). A socket's transitions, and what each counts:
  *
- *   retransmits     every segment tcp_retransmit_skb retransmits (timeouts,
- *                   fast retransmit, tail-loss probes, SYNs of a connect);
+ *   retransmits     retransmissions: each time the kernel's tcp_retransmit_skb
+ *                   sends a queued skb again (timeouts, fast retransmit,
+ *                   tail-loss probes, a connect's SYN). One skb is one segment,
+ *                   except in a fast retransmit of a coalesced skb, so this is at
+ *                   most the namespace's Tcp RetransSegs. Kernels whose
+ *                   tracepoint carries `err` (6.1x on) also trace an attempt the
+ *                   device refused (rare: the previous copy still queued).
  *                   SYN-ACKs of a listener are not counted (their own tracepoint).
  *   opened_active   SYN_SENT -> ESTABLISHED: a connect() that succeeded.
  *   opened_passive  SYN_RECV -> ESTABLISHED: a connection accepted by a listener.

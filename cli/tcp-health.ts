@@ -1,6 +1,6 @@
 /**
  * `sluice tcp-health`: TCP health per local pod from the agent's tracing
- * programs: retransmitted segments, connections opened (connect / accept),
+ * programs: retransmissions, connections opened (connect / accept),
  * closed, reset and failed, and the round-trip times measured. `-o json`
  * prints GET /v1/tcp-health as is (contract/tcp-health.ts).
  */
@@ -12,7 +12,7 @@ import type { RttSummary, TcpHealthResponse } from '../contract/tcp-health.ts';
 const USAGE = `usage: sluice tcp-health [-o json] [--socket PATH]
 
   Per local pod, since its network namespace was first counted:
-    RETRANS   TCP segments retransmitted
+    RETRANS   retransmissions (each usually one segment)
     CONNECT   connections opened by connect()     ACCEPT  connections accepted
     CLOSED    established connections that ended  RESET   ... ended by an RST received
     FAILED    connections never established (refused, timed out)

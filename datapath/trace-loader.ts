@@ -59,8 +59,10 @@ export interface Trace {
   /** Links attached now, and links removed (a reload replaces them; disabled removes them all). */
   attached: string[];
   removed: string[];
-  /** The links pinned (attached) now. */
+  /** The links pinned (attached) when loaded. */
   links: string[];
+  /** The links pinned now (something else, e.g. bench/, may attach or detach them). */
+  linksNow(): string[];
   /** Links that could not be attached, with why (e.g. no cgroup v2 mount: no RTT). */
   missing: { name: string; reason: string }[];
   /** Closes this process's map fds; everything pinned stays in the kernel. */
@@ -104,6 +106,7 @@ export function loadTrace(options: LoadTraceOptions): Trace {
     attached,
     removed,
     links: readdirSync(linksDir).sort(),
+    linksNow: () => (existsSync(linksDir) ? readdirSync(linksDir).sort() : []),
     missing,
     close: () => {
       for (const map of Object.values(maps)) map.close();

@@ -2,11 +2,14 @@
 // registration; forget a namespace's entries when its last endpoint leaves), the report sums the
 // per-CPU map values and attributes them to pods, and the metrics expose them, the RTT histogram
 // with cumulative power-of-two buckets. The kernel side: test/tcp-health.test.ts.
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
 import { Registry } from 'prom-client';
-import { describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../contract/api-types.ts';
 import { RTT_BUCKETS, decodeNetnsKey, encodeNetnsKey, encodeRttHistogram, encodeTcpCounters, type TcpCounters } from '../datapath/trace-abi.ts';
-import type { TraceMaps } from '../datapath/trace-loader.ts';
+import { cgroup2Root, type TraceMaps } from '../datapath/trace-loader.ts';
 import { TcpHealth } from '../agent/tcp-health.ts';
 import { registerTcpHealthMetrics } from '../agent/metrics/tcp-health.ts';
 import { rttQuantileUs } from '../cli/tcp-health.ts';
@@ -55,7 +58,7 @@ function setup() {
   const statted: string[] = [];
   const logged: string[] = [];
   const health = new TcpHealth(
-    { maps: maps as unknown as TraceMaps, links: ['tcp-retransmit', 'tcp-rtt', 'tcp-state'] },
+    { maps: maps as unknown as TraceMaps, links: () => ['tcp-retransmit', 'tcp-rtt', 'tcp-state'] },
     {
       log: (m) => logged.push(m),
       inodeOf: (path) => {
@@ -177,5 +180,28 @@ describe('TCP health metrics', () => {
     expect(rttQuantileUs(rtt, 0.75)).toBe(128);
     expect(rttQuantileUs(rtt, 0.99)).toBe(8192);
     expect(rttQuantileUs({ samples: 0, sumUs: 0, meanUs: null, buckets: [] }, 0.5)).toBeNull();
+  });
+});
+
+describe('the cgroup v2 root the RTT program attaches to', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'sluice-mountinfo-'));
+  afterAll(() => fs.rmSync(dir, { recursive: true, force: true }));
+  let files = 0;
+  const mountinfo = (lines: string[]) => {
+    const file = path.join(dir, `mountinfo-${++files}`);
+    fs.writeFileSync(file, lines.join('\n') + '\n');
+    return file;
+  };
+  const PROC = '22 1 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw';
+  const V1 = '30 25 0:26 / /sys/fs/cgroup/memory rw,nosuid,nodev,noexec,relatime shared:14 - cgroup cgroup rw,memory';
+
+  it('is the mount point of the hierarchy root: /sys/fs/cgroup/unified on a hybrid host, /sys/fs/cgroup on a pure v2 one', () => {
+    expect(cgroup2Root(mountinfo([PROC, V1, '29 25 0:25 / /sys/fs/cgroup/unified rw,nosuid,nodev,noexec,relatime shared:5 - cgroup2 cgroup2 rw,nsdelegate']))).toBe('/sys/fs/cgroup/unified');
+    expect(cgroup2Root(mountinfo([PROC, '29 25 0:25 / /sys/fs/cgroup rw,nosuid shared:5 - cgroup2 cgroup2 rw']))).toBe('/sys/fs/cgroup');
+  });
+
+  it('skips a bind mount of a sub-tree, reads escaped paths, and is null without cgroup2', () => {
+    expect(cgroup2Root(mountinfo([PROC, '40 30 0:25 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw', '41 30 0:25 / /host/cgroup\\040v2 rw - cgroup2 cgroup2 rw']))).toBe('/host/cgroup v2');
+    expect(cgroup2Root(mountinfo([PROC, V1]))).toBeNull();
   });
 });

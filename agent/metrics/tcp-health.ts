@@ -93,7 +93,7 @@ export function registerTcpHealthMetrics(registry: Registry, read: () => TcpHeal
         for (const [labels, value] of values) this.inc(labels, value);
       },
     });
-  counter('pod_tcp_retransmits_total', "TCP segments a local pod's sockets retransmitted (tracepoint tcp_retransmit_skb).", ['namespace', 'pod'], (emit) => {
+  counter('pod_tcp_retransmits_total', "Retransmissions by a local pod's TCP sockets (tracepoint tcp_retransmit_skb: one per skb sent again, usually one segment).", ['namespace', 'pod'], (emit) => {
     for (const p of report().pods) emit({ namespace: p.namespace, pod: p.pod }, p.retransmits);
   });
   counter(
