@@ -15,6 +15,7 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, 
 import { join } from 'node:path';
 import { NETNS_KEY_SIZE, TCP_COUNTERS, TCP_RTT_HIST, TRACE_STAT_KEY_SIZE, TRACE_STAT_VALUE_SIZE } from './trace-abi.ts';
 import { BpfMap } from './bpf-map.ts';
+import { errorMessage } from '../lib/errors.ts';
 import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
 
 const OBJECT_NAME = 'sluice_trace';
@@ -169,7 +170,14 @@ function syncLinks(linksDir: string, progPath: (name: ProgramName) => string, op
       missing.push({ name: link.name, reason: 'no cgroup v2 hierarchy is mounted' });
       continue;
     }
-    attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
+    try {
+      attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
+    } catch (err: unknown) {
+      // A cgroup root that is no cgroup v2 directory costs the RTT histogram, not the other counts.
+      if (link.at !== 'cgroup') throw err;
+      missing.push({ name: link.name, reason: errorMessage(err) });
+      continue;
+    }
     attached.push(link.name);
   }
   return { attached, removed, missing };

@@ -208,3 +208,16 @@ spec:
     expect(out).toMatch(/^th\/c\s/m);
   });
 });
+
+describe('TCP health without a usable cgroup v2 root', () => {
+  const cluster = new TestCluster();
+  beforeAll(() => cluster.up('--agent-arg=--cgroup-root=/tmp'), 60_000);
+  afterAll(() => cluster.teardown());
+
+  it('loses only the RTT program: the tracepoint programs stay attached, and the log says why', async () => {
+    const report = JSON.parse(await must(SLUICE, ['tcp-health', '--socket', cluster.socket, '-o', 'json'])) as TcpHealthResponse;
+    expect(report.enabled).toBe(true);
+    expect(report.links).toEqual(['tcp-retransmit', 'tcp-state']);
+    expect(fs.readFileSync(path.join(cluster.dir, 'agent.log'), 'utf8')).toMatch(/tcp-rtt not attached \(attach tcp_rtt_sockops to cgroup \/tmp: \w+\)/);
+  });
+});
