@@ -132,16 +132,23 @@ const OTHER_ICMP6 = [133, 134, 135, 136, 137, 130, 139, 200];
 const ERRORS4: [number, number][] = [[3, 3], [3, 1], [3, 4], [11, 0], [12, 0], [4, 0], [5, 1]];
 const ERRORS6: [number, number][] = [[1, 4], [1, 1], [2, 0], [3, 0], [4, 0]];
 
-/** Ports and ids of a round: fresh per round, so no packet rides a flow of an earlier round. */
+/**
+ * Ports and ids of a round, counted per sending pod: fresh for many rounds
+ * (55,000 / block; the oracle knows the flows of earlier ones when they come
+ * round again).
+ */
 class Numbering {
-  private k = 0;
-  private readonly round: number;
-  constructor(round: number) {
-    this.round = round;
+  private readonly k = new Map<string, number>();
+  private readonly base: number;
+  /** `frames`: the round's frames (each pod uses fewer ephemerals than a 9th of them, with room to spare). */
+  constructor(round: number, frames: number) {
+    this.base = round * Math.max(1000, Math.ceil((frames / PODS.length) * 1.5));
   }
-  /** An ephemeral source port (or echo id), never one of DPORTS. */
-  ephemeral(): number {
-    return 10_000 + ((this.round * 1000 + this.k++) % 55_000);
+  /** An ephemeral source port (or echo id) of pod `from`, never one of DPORTS. */
+  ephemeral(from: string): number {
+    const k = this.k.get(from) ?? 0;
+    this.k.set(from, k + 1);
+    return 10_000 + ((this.base + k) % 55_000);
   }
 }
 
@@ -157,12 +164,12 @@ function spoofRef(rnd: Random, from: string, family: Family): AddrRef {
   return family === 6 && roll === 8 ? { linkLocal: true } : { unspecified: true };
 }
 
-function openTransport(rnd: Random, family: Family, num: Numbering): { l4: Transport; kind: string } {
+function openTransport(rnd: Random, family: Family, num: Numbering, from: string): { l4: Transport; kind: string } {
   const roll = rnd.int(0, 19);
-  if (roll <= 7) return { kind: 'tcp', l4: { p: 'tcp', sport: num.ephemeral(), dport: rnd.pick(DPORTS), flags: rnd.pick(TCP_FLAGS), seq: rnd.int(0, 0xffffffff) } };
-  if (roll <= 13) return { kind: 'udp', l4: { p: 'udp', sport: num.ephemeral(), dport: rnd.pick(DPORTS) } };
-  if (roll <= 15) return { kind: 'sctp-init', l4: { p: 'sctp', sport: num.ephemeral(), dport: rnd.pick(DPORTS), chunk: 'init', tag: rnd.int(1, 0xffffffff) } };
-  if (roll <= 18) return { kind: 'echo', l4: { p: 'echo', reply: false, id: num.ephemeral(), seq: rnd.int(0, 0xffff) } };
+  if (roll <= 7) return { kind: 'tcp', l4: { p: 'tcp', sport: num.ephemeral(from), dport: rnd.pick(DPORTS), flags: rnd.pick(TCP_FLAGS), seq: rnd.int(0, 0xffffffff) } };
+  if (roll <= 13) return { kind: 'udp', l4: { p: 'udp', sport: num.ephemeral(from), dport: rnd.pick(DPORTS) } };
+  if (roll <= 15) return { kind: 'sctp-init', l4: { p: 'sctp', sport: num.ephemeral(from), dport: rnd.pick(DPORTS), chunk: 'init', tag: rnd.int(1, 0xffffffff) } };
+  if (roll <= 18) return { kind: 'echo', l4: { p: 'echo', reply: false, id: num.ephemeral(from), seq: rnd.int(0, 0xffff) } };
   const type = rnd.pick(family === 4 ? OTHER_ICMP4 : OTHER_ICMP6);
   return { kind: `icmp-${type}`, l4: { p: 'icmp', type, code: 0 } };
 }
@@ -287,7 +294,7 @@ function answer(rnd: Random, n: number, o: PacketSpec, num: Numbering): PacketSp
     return { ...base, kind: 'error-to-receiver', from: o.from, to: o.to, l4: { p: 'icmp-error', type, code, quote: quoteOf(o) } };
   }
   // An error quoting a flow that never was, between these two pods.
-  const forged: Quote = { src: { pod: o.from }, dst: { pod: o.to }, l4: { p: 'udp', sport: num.ephemeral(), dport: rnd.pick(DPORTS) } };
+  const forged: Quote = { src: { pod: o.from }, dst: { pod: o.to }, l4: { p: 'udp', sport: num.ephemeral(o.from), dport: rnd.pick(DPORTS) } };
   return { ...base, kind: 'error-forged-flow', from: o.to, to: o.from, l4: { p: 'icmp-error', type, code, quote: forged } };
 }
 
@@ -303,14 +310,14 @@ export function frameCount(spec: PacketSpec): number {
  */
 export function generateRound(seed: number, round: number, frames: number): PacketSpec[] {
   const rnd = Random.forIteration(seed ^ 0x2f0a17, round);
-  const num = new Numbering(round);
+  const num = new Numbering(round, frames);
   const specs: PacketSpec[] = [];
   let sent = 0;
   let fragId = (round * 977) % 65_536;
   while (sent < (frames * 2) / 3) {
     const from = rnd.pick(PODS);
     const family: Family = rnd.chance(0.6) ? 4 : 6;
-    const { l4, kind } = openTransport(rnd, family, num);
+    const { l4, kind } = openTransport(rnd, family, num, from);
     const spec: PacketSpec = { n: specs.length, phase: 'open', kind, from, to: otherPod(rnd, from), family, l4, payload: rnd.int(0, 6) * 8 };
     shape(rnd, spec, true);
     if (spec.frags || spec.fragPlan === 'atomic') spec.fragId = family === 4 ? (fragId = (fragId + 1) % 65_536) || 1 : round * 100_000 + spec.n + 1;

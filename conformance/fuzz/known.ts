@@ -15,26 +15,21 @@ export interface KnownIssue {
   matches: (v: FrameVerdict) => boolean;
 }
 
-export const KNOWN_ISSUES: KnownIssue[] = [
-  {
-    id: 'icmp-error-third-party',
-    title: 'issue 30, "ICMP errors carry data out of an isolated pod": an ICMP error from a pod that never received the quoted packet passes',
-    matches: (v) =>
-      v.spec.l4.p === 'icmp-error' && !v.spec.spoof && !v.spec.forgedMac && !('pod' in v.spec.l4.quote.dst && v.spec.l4.quote.dst.pod === v.spec.from),
-  },
-  {
-    id: 'ipv6-after-fragment-header',
-    title:
-      'issue 30, "The IPv6 parser follows a Fragment header to the next header": behind a Fragment header, an extension header is taken for the transport ' +
-      '(protocol 60, 0 or 43, no ports), so policy judges the wrong protocol (it can allow what the evaluator denies) and a Routing header there is not seen',
-    matches: (v) => {
-      const ext = v.spec.ext ?? [];
-      return v.spec.family === 6 && ext.includes('frag') && ext.indexOf('frag') < ext.length - 1;
-    },
-  },
-];
+/**
+ * None open. On main before d6f69d8 the fuzzer found two, both of issue 30 and
+ * both fixed by that commit: an ICMP error from a pod that never received the
+ * quoted packet passed ("ICMP errors carry data out of an isolated pod"; the
+ * short run saw 46 such frames), and behind an IPv6 Fragment header the next
+ * extension header was taken for the transport (protocol 60, 0 or 43, no
+ * ports), so policy judged the wrong protocol, allowing some packets the
+ * evaluator denies, and a Routing header there was not seen (20 frames).
+ * An entry looks like:
+ *   { id: 'icmp-error-third-party', title: 'issue 30, ...',
+ *     matches: (v) => v.spec.l4.p === 'icmp-error' && ... }
+ */
+export const KNOWN_ISSUES: KnownIssue[] = [];
 
 /** The known issue a disagreement shows, if any. */
-export function knownIssueOf(v: FrameVerdict): KnownIssue | undefined {
-  return KNOWN_ISSUES.find((k) => k.matches(v));
+export function knownIssueOf(v: FrameVerdict, known: readonly KnownIssue[] = KNOWN_ISSUES): KnownIssue | undefined {
+  return known.find((k) => k.matches(v));
 }

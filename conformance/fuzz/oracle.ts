@@ -20,7 +20,9 @@
  *   the datapath gives it that datagram's first fragment's ports.
  * Anything else delivered is a disagreement: the datapath failed open.
  *
- * "Opened" is lenient on purpose: a justified packet counts as opening its
+ * "Opened" includes flows of earlier rounds that the current policy still
+ * allows (a long run's ports come round again, and conntrack keeps a flow a
+ * policy change still allows). "Opened" is lenient on purpose: a justified packet counts as opening its
  * flow even when the worker did not see it arrive (a lost capture must not
  * make a false disagreement), and whatever the order the pods sent in. So
  * the oracle may miss a reply that passed before its flow was open; it never
@@ -74,6 +76,8 @@ export function frameKey(f: Frame): string {
   return `${f.spec}.${f.index}`;
 }
 
+/** Flows of earlier rounds remembered: more than a long run opens within any flow's timeout. */
+const EARLIER_FLOWS_KEPT = 500_000;
 const NEIGHBOUR_DISCOVERY = new Set([130, 131, 132, 133, 134, 135, 136, 137, 143]);
 
 /**
@@ -146,6 +150,19 @@ function quotePod(q: Quote['src']): string | null {
  */
 export class Oracle {
   private readonly datagrams = new Map<string, boolean>();
+  /** Flows opened in earlier rounds, by flow key: the ports of a long run come round again. */
+  private readonly earlier = new Map<string, PacketSpec>();
+
+  /**
+   * Is the flow `key` one an earlier round opened that the current policy
+   * still allows? Conntrack keeps such a flow across a policy change (it is
+   * judged again, in its first direction, and kept), so its packets and
+   * errors about it may pass in this round too.
+   */
+  private openedEarlier(key: string, o: OracleState): boolean {
+    const spec = this.earlier.get(key);
+    return spec !== undefined && allowedAsNew(spec, o);
+  }
 
   private static datagramKey(spec: PacketSpec): string {
     return `${spec.family} ${JSON.stringify(spec.spoof ?? spec.from)}>${spec.to} ${spec.fragId}`;
@@ -172,11 +189,13 @@ export class Oracle {
         const qsrc = quotePod(q.src);
         const qdst = quotePod(q.dst);
         if (qsrc !== spec.to || qdst !== spec.from) return { ok: false, why: 'ICMP error not from the receiver of the quoted packet to its sender' };
-        const related = opened.has(flowKey(spec.family, qsrc, qdst, q.l4)) || opened.has(reverseKey(spec.family, qsrc, qdst, q.l4));
+        const keys = [flowKey(spec.family, qsrc, qdst, q.l4), reverseKey(spec.family, qsrc, qdst, q.l4)];
+        const related = keys.some((k) => opened.has(k) || this.openedEarlier(k, o));
         return related ? { ok: true, why: 'ICMP error related to an open flow' } : { ok: false, why: 'ICMP error about a flow that is not open' };
       }
       if (asNew.get(spec.n) || (role === 'later' && forbiddenByDesign(spec, 'later') === null && allowedAsNew(spec, o))) return { ok: true, why: 'allowed as a new flow' };
       if (spec.l4.p !== 'icmp' && opened.has(reverseKey(spec.family, spec.from, spec.to, spec.l4))) return { ok: true, why: 'reply of an open flow', reply: true };
+      if (spec.l4.p !== 'icmp' && this.openedEarlier(reverseKey(spec.family, spec.from, spec.to, spec.l4), o)) return { ok: true, why: 'reply of a flow an earlier round opened', reply: true };
       return { ok: false, why: `policy denies ${protocolOf(spec.l4)}${ports(spec.l4)[1] ? `/${ports(spec.l4)[1]}` : ''} ${spec.from} -> ${spec.to} (IPv${spec.family})` };
     };
 
@@ -199,6 +218,14 @@ export class Oracle {
         frames.push({ frame, spec, delivered: delivered(spec, frame.index), justified, why, expected });
       }
       if (datagram && hadFirst) this.datagrams.set(datagram, (this.datagrams.get(datagram) ?? false) || v.ok);
+    }
+    for (const spec of specs) {
+      if (asNew.get(spec.n) && spec.l4.p !== 'icmp') this.earlier.set(flowKey(spec.family, spec.from, spec.to, spec.l4), spec);
+    }
+    // Bounded: the oldest go first (a Map iterates in insertion order).
+    for (const key of this.earlier.keys()) {
+      if (this.earlier.size <= EARLIER_FLOWS_KEPT) break;
+      this.earlier.delete(key);
     }
     return {
       frames,

@@ -30,6 +30,8 @@ export interface Wire {
   truncate?: number;
   frags?: [number, number, boolean][];
   frag_id?: number;
+  /** IPv4 identification (of a packet not fragmented) or IPv6 flow label: unique in the round, so no two packets are the same bytes. */
+  ip_id: number;
 }
 
 const FORGED_MAC = '02:de:ad:be:ef:01';
@@ -86,6 +88,7 @@ export function toWire(spec: PacketSpec, round: number, a: Addressing): Wire {
     dst_mac: a.gatewayMac.get(spec.from) ?? 'ff:ff:ff:ff:ff:ff',
     l4: wireTransport(spec.l4, spec.family, a),
     payload: payloadHex(round, spec.n, spec.payload),
+    ip_id: spec.family === 4 ? (spec.n % 0xffff) + 1 : ((round & 0xf) << 16) | (spec.n & 0xffff),
   };
   if (spec.ipv4Options) w.options = spec.ipv4Options;
   if (spec.ext) w.ext = spec.ext;

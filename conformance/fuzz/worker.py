@@ -19,7 +19,8 @@ JSON lines on stdin, one answer line each on stdout:
 and first, once ready: {"ready": true, "mac": ..., "gateway_mac": ...}.
 
 WIRE (conformance/fuzz/wire.ts): family, src, dst, src_mac, dst_mac, options
-(IPv4), ext (IPv6 chain), l4, payload (hex), truncate, frags, frag_id.
+(IPv4), ext (IPv6 chain), l4, payload (hex), truncate, frags, frag_id, ip_id
+(IPv4 identification, IPv6 flow label).
 """
 import hashlib
 import json
@@ -85,7 +86,7 @@ def ipv4_header(w, proto, body_len, ident, frag_word, options):
 
 
 def ipv6_header(w, nh, body_len):
-    return struct.pack("!IHBB", 0x60000000, body_len, nh, 64) + socket.inet_pton(socket.AF_INET6, w["src"]) + \
+    return struct.pack("!IHBB", 0x60000000 | (w.get("ip_id", 0) & 0xFFFFF), body_len, nh, 64) + socket.inet_pton(socket.AF_INET6, w["src"]) + \
         socket.inet_pton(socket.AF_INET6, w["dst"])
 
 
@@ -157,7 +158,7 @@ def frames(w):
     if fam == 4:
         options = ipv4_options(w.get("options") or [], w["dst"])
         if not frags:
-            return [eth + ipv4_header(w, num, len(l4), w.get("frag_id") or 0x4242, 0x0000, options) + l4]
+            return [eth + ipv4_header(w, num, len(l4), w.get("frag_id") or w.get("ip_id", 0), 0x0000, options) + l4]
         out = []
         for offset, length, more in frags:
             piece = l4[offset:offset + length].ljust(length, b"\0")
