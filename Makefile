@@ -59,6 +59,15 @@ conformance: conformance-netpol
 conformance-netpol: dist/sluice.bpf.o dist/sluice-cni dist/sluice
 	$(NODE) conformance/netpol/main.ts $(NETPOL_ARGS)
 
+# The datapath packet fuzzer (issue 30; conformance/fuzz/README.md): random packets of every header shape
+# from every pod under random policies, each delivered one checked against the netpol reference evaluator.
+# `make test` runs a short run (test/fuzz-datapath.test.ts); this is the long one, any seed:
+# make fuzz-datapath FUZZ_ARGS='--packets 1000000 --seed 7'
+FUZZ_ARGS ?= --packets 1000000 --per-round 5000
+.PHONY: fuzz-datapath
+fuzz-datapath: dist/sluice.bpf.o dist/sluice-cni dist/sluice
+	$(NODE) conformance/fuzz/main.ts $(FUZZ_ARGS)
+
 # OCI image archive of the agent and the CNI plugin, named as install/30-daemonset.yaml names it;
 # no registry and no container engine: `ctr -n k8s.io images import dist/sluice-image.tar` loads it.
 image: dist/sluice-image.tar
