@@ -31,6 +31,7 @@ const BENCHES: { name: string; file: string; short: string[]; full: string[] }[]
   { name: 'netpol-enforce', file: 'netpol-enforce.ts', short: ['--pods', '100', '--policies', '200', '--flips', '10'], full: ['--pods', '500', '--policies', '200', '--flips', '40'] },
   { name: 'cni-vs-bridge', file: 'cni-vs-bridge.ts', short: ['--pods', '50', '--parallel', '8', '--rounds', '1'], full: ['--pods', '50', '--parallel', '8', '--rounds', '3'] },
   { name: 'agent-resources', file: 'agent-resources.ts', short: ['--pods', '50,100', '--idle-seconds', '5'], full: ['--pods', '100,500', '--idle-seconds', '20'] },
+  { name: 'tcp-health-overhead', file: 'tcp-health-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
 ];
 
 /** Other Sluice agents on the machine (tests, other engineers): a sign the figures are taken on a busy machine. */
@@ -128,6 +129,12 @@ const cni = jsonOf('cni-vs-bridge') as { addP50RatioSerial: number; addP50RatioP
 if (cni) {
   targets.push(`CNI ADD p50 serial <= 1.5x bridge plugin: ${verdict(cni.addP50RatioSerial, 1.5, false)}`);
   targets.push(`CNI ADD p50 8 in parallel <= 1.5x bridge plugin: ${verdict(cni.addP50RatioParallel, 1.5, false)}`);
+}
+const tcpHealth = jsonOf('tcp-health-overhead') as { medians: Record<string, { ratio: number }> } | null;
+if (tcpHealth) {
+  for (const figure of ['conn/s x1', 'conn/s x8', 'Gbit/s 1 stream']) {
+    targets.push(`${figure} with TCP health tracing attached >= 0.95x detached (issue 18): ${verdict(tcpHealth.medians[figure]?.ratio ?? NaN, 0.95, true)}`);
+  }
 }
 const quiet = before.load[0]! < 1 && after.load[0]! < 1.5 && before.agents === 0 && after.agents === 0;
 const env = `${startedAt.toISOString()}, ${machine().cpu}, ${machine().cores} cores, Linux ${os.release()}; ${FULL ? 'full' : 'short'} run, ${fmt(wallMin)} min; load average ${before.load.map((l) => fmt(l, 2)).join(' ')} before, ${after.load.map((l) => fmt(l, 2)).join(' ')} after; other Sluice agents running: ${before.agents} before, ${after.agents} after (${quiet ? 'quiet machine' : 'BUSY machine: figures are noisier than usual'})`;
