@@ -69,14 +69,31 @@ static __always_inline int deliver_local(struct __sk_buff *skb, struct ethhdr *e
 	return bpf_redirect_peer(dst->ifindex, 0);
 }
 
-/* A pod may only send as itself: its own MAC and its own address. */
+/* Does the pod have an address of this family (its field in endpoint_info is zero if not)? */
+static __always_inline int ep_has_address(const struct endpoint_info *ep, __u8 family)
+{
+	const __u8 *addr = family == SLUICE_FAMILY_IPV4 ? ep->ipv4 : ep->ipv6;
+	__u8 any = 0;
+
+#pragma unroll
+	for (int i = 0; i < 16; i++)
+		if (family != SLUICE_FAMILY_IPV4 || i < 4)
+			any |= addr[i];
+	return any != 0;
+}
+
+/*
+ * A pod may only send as itself: its own MAC and its own address. A pod
+ * without an address of the packet's family owns none: the zero its field
+ * holds is the unspecified address, not its own.
+ */
 static __always_inline int spoofed(const struct ethhdr *eth, const struct endpoint_info *ep, const struct flow *f)
 {
 	if (!mac_equal(eth->h_source, ep->mac))
 		return 1;
 	if (f->family == SLUICE_FAMILY_IPV4)
-		return !addr_equal(f->saddr, ep->ipv4, 4);
-	if (addr_equal(f->saddr, ep->ipv6, 16))
+		return !ep_has_address(ep, f->family) || !addr_equal(f->saddr, ep->ipv4, 4);
+	if (ep_has_address(ep, f->family) && addr_equal(f->saddr, ep->ipv6, 16))
 		return 0;
 	/* Link-local and unspecified sources only for neighbour discovery. */
 	return !(f->is_ndp && ipv6_link_local_or_unspecified(f->saddr));

@@ -368,6 +368,17 @@ describe('packets between two pods on this node', () => {
     }
   });
 
+  it('a pod without an IPv6 address cannot send from the unspecified address (::), which its empty field equals', () => {
+    const [a] = pods as [Pod, Pod];
+    const before = dp!.readCounters();
+    // Built at layer 2: the pod has no IPv6 route. Not neighbour discovery, so :: is not its to use.
+    const script = `from scapy.all import Ether, IPv6, UDP, Raw, sendp, get_if_hwaddr
+sendp([Ether(src=get_if_hwaddr('eth0'), dst='ff:ff:ff:ff:ff:ff') / IPv6(src='::', dst='fd00:99::1') / UDP(sport=40000, dport=53) / Raw(b'x')] * 5, iface='eth0', verbose=0)`;
+    run('ip', ['netns', 'exec', a.netns, '/usr/bin/python3', '-c', script]);
+    const after = dp!.readCounters();
+    expect(after.DROP_SPOOF.packets - before.DROP_SPOOF.packets).toBe(5);
+  });
+
   it('a device without an endpoint entry drops what its pod sends', () => {
     const [a, b] = pods as [Pod, Pod];
     const devKey = encodeU32(a.hostIfindex);
