@@ -67,8 +67,9 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
   --tcp-health on|off
                     TCP health per pod (retransmits, connections, RTT) from tracing programs (default on;
                     off detaches them)
-  --cgroup-root DIR the root of the host's cgroup v2 hierarchy, where the RTT program attaches (default:
-                    the cgroup2 mount of this process; in a container, mount the host's and name it)`;
+  --cgroup-root DIR the root of the host's cgroup v2 hierarchy (or a directory whose unified/ is), where the
+                    RTT program attaches (default: the cgroup2 mount of this process; in a container,
+                    whose cgroup namespace hides the host's root, mount the host's /sys/fs/cgroup and name it)`;
 
 function nonNegativeFlag(name: string, value: string | undefined, fallback: number, unit: string): number {
   if (value === undefined) return fallback;

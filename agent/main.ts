@@ -9,7 +9,7 @@ import fs from 'node:fs';
 import { ensureBpffs } from '../datapath/bpffs.ts';
 import { bpfObjectBytes, traceObjectBytes } from '../datapath/bpf-object.ts';
 import { loadDatapath, type Datapath } from '../datapath/loader.ts';
-import { cgroup2Root, loadTrace, type Trace } from '../datapath/trace-loader.ts';
+import { cgroup2Root, cgroup2RootUnder, loadTrace, type Trace } from '../datapath/trace-loader.ts';
 import { syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
@@ -210,7 +210,7 @@ function startDatapath(f: AgentFlags): Datapath {
 function startTcpHealth(f: AgentFlags, started: Stoppers): TcpHealth {
   let trace: Trace;
   try {
-    trace = started.add(loadTrace({ pinDir: `${f.pinDir}/trace`, objectBytes: traceObjectBytes(), cgroupRoot: f.cgroupRoot ?? cgroup2Root(), attach: f.tcpHealth }), (t) => t.close());
+    trace = started.add(loadTrace({ pinDir: `${f.pinDir}/trace`, objectBytes: traceObjectBytes(), cgroupRoot: f.cgroupRoot !== undefined ? cgroup2RootUnder(f.cgroupRoot) : cgroup2Root(), attach: f.tcpHealth }), (t) => t.close());
   } catch (err: unknown) {
     const reason = `tracing programs not loaded: ${errorMessage(err)}`;
     log(`tcp health: ${reason}`);

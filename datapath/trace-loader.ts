@@ -127,6 +127,18 @@ export function cgroup2Root(mountinfo = '/proc/self/mountinfo'): string | null {
   return null;
 }
 
+/**
+ * The cgroup v2 root at or under dir, for --cgroup-root: dir itself when it is
+ * one, else its `unified` (a hybrid host's /sys/fs/cgroup holds the v1
+ * controllers, with the v2 hierarchy at unified/); else dir, which the
+ * attach will then refuse. A cgroup v2 directory has cgroup.controllers.
+ */
+export function cgroup2RootUnder(dir: string): string {
+  if (existsSync(join(dir, 'cgroup.controllers'))) return dir;
+  if (existsSync(join(dir, 'unified', 'cgroup.controllers'))) return join(dir, 'unified');
+  return dir;
+}
+
 function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
 }

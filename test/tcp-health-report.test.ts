@@ -9,7 +9,7 @@ import { Registry } from 'prom-client';
 import { afterAll, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../contract/api-types.ts';
 import { RTT_BUCKETS, decodeNetnsKey, encodeNetnsKey, encodeRttHistogram, encodeTcpCounters, type TcpCounters } from '../datapath/trace-abi.ts';
-import { cgroup2Root, type TraceMaps } from '../datapath/trace-loader.ts';
+import { cgroup2Root, cgroup2RootUnder, type TraceMaps } from '../datapath/trace-loader.ts';
 import { TcpHealth } from '../agent/tcp-health.ts';
 import { registerTcpHealthMetrics } from '../agent/metrics/tcp-health.ts';
 import { rttQuantileUs } from '../cli/tcp-health.ts';
@@ -203,5 +203,17 @@ describe('the cgroup v2 root the RTT program attaches to', () => {
   it('skips a bind mount of a sub-tree, reads escaped paths, and is null without cgroup2', () => {
     expect(cgroup2Root(mountinfo([PROC, '40 30 0:25 /kubepods/pod1 /sys/fs/cgroup ro - cgroup2 cgroup2 rw', '41 30 0:25 / /host/cgroup\\040v2 rw - cgroup2 cgroup2 rw']))).toBe('/host/cgroup v2');
     expect(cgroup2Root(mountinfo([PROC, V1]))).toBeNull();
+  });
+
+  it('--cgroup-root takes the directory when it is cgroup v2, else its unified/ (a hybrid host mounted whole)', () => {
+    const pure = path.join(dir, 'pure');
+    const hybrid = path.join(dir, 'hybrid');
+    fs.mkdirSync(pure);
+    fs.writeFileSync(path.join(pure, 'cgroup.controllers'), 'cpu io memory\n');
+    fs.mkdirSync(path.join(hybrid, 'unified'), { recursive: true });
+    fs.writeFileSync(path.join(hybrid, 'unified', 'cgroup.controllers'), '\n');
+    expect(cgroup2RootUnder(pure)).toBe(pure);
+    expect(cgroup2RootUnder(hybrid)).toBe(path.join(hybrid, 'unified'));
+    expect(cgroup2RootUnder(path.join(dir, 'none'))).toBe(path.join(dir, 'none'));
   });
 });
