@@ -16,7 +16,7 @@ export interface KnownIssue {
 }
 
 /**
- * None open. On main before d6f69d8 the fuzzer found two, both of issue 30 and
+ * On main before d6f69d8 the fuzzer found two, both of issue 30 and
  * both fixed by that commit: an ICMP error from a pod that never received the
  * quoted packet passed ("ICMP errors carry data out of an isolated pod"; the
  * short run saw 46 such frames), and behind an IPv6 Fragment header the next
@@ -27,7 +27,18 @@ export interface KnownIssue {
  *   { id: 'icmp-error-third-party', title: 'issue 30, ...',
  *     matches: (v) => v.spec.l4.p === 'icmp-error' && ... }
  */
-export const KNOWN_ISSUES: KnownIssue[] = [];
+export const KNOWN_ISSUES: KnownIssue[] = [
+  {
+    id: 'icmp-untracked-later-fragments',
+    title:
+      'issue 30 (found by the fuzzer, for the lead): later fragments of an ICMP datagram that is neither echo nor error pass a policy that denies ICMP ' +
+      'between the pods (seed 5, 300,000 frames: 9 frames; the run up to round 3 shows it every time, the round alone does not). A later fragment ' +
+      'takes protocol and ports from the fragment table but not parse_l4\'s "untracked", so it is judged and tracked as a flow, and an entry left ' +
+      'from an earlier round whose policy allowed ICMP apparently lets it through: reproduce with ' +
+      'node conformance/fuzz/main.ts --seed 5 --per-round 5000 --packets 20000',
+    matches: (v) => v.spec.l4.p === 'icmp' && v.frame.role === 'later',
+  },
+];
 
 /** The known issue a disagreement shows, if any. */
 export function knownIssueOf(v: FrameVerdict, known: readonly KnownIssue[] = KNOWN_ISSUES): KnownIssue | undefined {

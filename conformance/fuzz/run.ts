@@ -163,6 +163,7 @@ export async function fuzz(cluster: FuzzCluster, o: RunOptions): Promise<RunSumm
         reproducer: [
           `seed ${o.seed}, round ${round}, packet ${v.spec.n}, frame ${v.frame.index} (delivered ${v.delivered}x at ${(at.get(frameKey(v.frame)) ?? []).join(', ')})`,
           `replay: ${o.command} --seed ${o.seed} --per-round ${o.perRound} --round ${round} --packet ${v.spec.n}`,
+          `or, when it needs what earlier rounds left (conntrack, fragments): ${o.command} --seed ${o.seed} --per-round ${o.perRound} --packets ${(round + 1) * o.perRound}`,
           `packet spec: ${JSON.stringify(v.spec)}`,
           `as sent: ${JSON.stringify(toWire(v.spec, round, cluster.addressing))}`,
           ...(v.spec.about !== undefined ? [`answers: ${JSON.stringify(specs.find((s) => s.n === v.spec.about))}`] : []),
