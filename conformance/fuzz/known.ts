@@ -31,11 +31,12 @@ export const KNOWN_ISSUES: KnownIssue[] = [
   {
     id: 'icmp-untracked-later-fragments',
     title:
-      'issue 30 (found by the fuzzer, for the lead): later fragments of an ICMP datagram that is neither echo nor error pass a policy that denies ICMP ' +
-      'between the pods (seed 5, 300,000 frames: 9 frames; the run up to round 3 shows it every time, the round alone does not). A later fragment ' +
-      'takes protocol and ports from the fragment table but not parse_l4\'s "untracked", so it is judged and tracked as a flow, and an entry left ' +
-      'from an earlier round whose policy allowed ICMP apparently lets it through: reproduce with ' +
-      'node conformance/fuzz/main.ts --seed 5 --per-round 5000 --packets 20000',
+      'issue 30 (found by the fuzzer, for the lead): ICMP that is neither echo nor error is "judged packet by packet", but its later fragments ' +
+      'become a tracked flow: frag_later() gives a later fragment protocol and ports (type<<8|code both ways) but not parse_l4\'s "untracked", so ' +
+      'it is judged and recorded in conntrack. Round 2 of seed 5: z/a sends x/a a fragmented address-mask request (type 17), allowed; its later ' +
+      'fragments leave the entry z/a->x/a, ICMP, 0x1100/0x1100. Round 3 denies ICMP from x/a to z/a, yet the later fragments of x/a\'s type 17 ' +
+      'datagram to z/a pass as that entry\'s replies (re-judged as z/a->x/a, still allowed); the way back that attack-icmp rules out for whole ' +
+      'packets. Reproduce: node conformance/fuzz/main.ts --seed 5 --per-round 5000 --round 2 --packets 10000 (2 frames, every time)',
     matches: (v) => v.spec.l4.p === 'icmp' && v.frame.role === 'later',
   },
 ];
