@@ -225,7 +225,8 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, const struc
 	syn_only = (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	e.opener = reversed ? dst : src;
 	e.receiver = reversed ? src : dst;
-	e.opener_identity = ct_identity_of(e.opener, f->family, reversed ? f->daddr : f->saddr);
+	e.opener_identity = entry->flags & SLUICE_CT_MASQUERADED ? entry->src_identity
+								 : ct_identity_of(e.opener, f->family, reversed ? f->daddr : f->saddr);
 	e.receiver_identity = ct_identity_of(e.receiver, f->family, reversed ? f->saddr : f->daddr);
 	if (entry->flags & SLUICE_CT_REVOKED) {
 		if (syn_only && !reversed)

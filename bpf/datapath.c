@@ -45,6 +45,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "conntrack.h"
 #include "fragments.h"
 #include "icmp.h"
+#include "masquerade.h"
 #include "netfilter.h"
 
 /*
@@ -396,8 +397,15 @@ static __always_inline int forward_to_pod(struct __sk_buff *skb, const struct en
 		break;
 	}
 	*peer = src ? src->identity : lookup_identity(f->family, f->saddr);
+	/* The host's pass is for the host: a client this node masqueraded is judged as itself. */
+	ct_flags = SLUICE_CT_VIA_STACK;
+	if (*peer == SLUICE_ID_HOST) {
+		*peer = masqueraded_identity(skb, f);
+		if (*peer != SLUICE_ID_HOST)
+			ct_flags |= SLUICE_CT_MASQUERADED;
+	}
 	p = pkt_of(skb);
-	err = enforce_new_flow(&p, f, src, ep, *peer, ep->identity, ep, SLUICE_CT_VIA_STACK, 1);
+	err = enforce_new_flow(&p, f, src, ep, *peer, ep->identity, ep, ct_flags, 1);
 	return err ? err : TC_ACT_OK;
 }
 

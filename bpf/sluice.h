@@ -257,6 +257,13 @@ struct ct_value {
  * unanswered flows cannot hold a pod's budget for hours.
  */
 #define SLUICE_CT_REPLIED (1u << 4)
+/*
+ * The opener was source-NATed to this node's address before it reached the
+ * pod (a masqueraded NodePort): its identity is the client's, from the node's
+ * conntrack (masquerade.h), not the host's its address would give. Re-judged
+ * with the identity recorded, which its address cannot tell again.
+ */
+#define SLUICE_CT_MASQUERADED (1u << 5)
 
 /*
  * skb->mark bit from_pod sets on a packet whose egress policy it cannot judge:
