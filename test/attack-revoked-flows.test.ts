@@ -11,6 +11,7 @@
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, TestCluster } from './support/local-cluster.ts';
+import { TwoNodeCluster } from './support/two-node-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
@@ -93,6 +94,29 @@ metadata: {namespace: r, name: a, labels: {pod: a}}
     }, 60_000);
   }
 
+  it('TCP: once the allow is gone, nothing of a reaches v, however much v pushes', async () => {
+    await cluster.apply(denyAll('v', 'Ingress') + '---' + allow('v', 'Ingress', 'a'));
+    await sleep(SETTLE_MS);
+    // v's server pushes a byte every 50 ms whatever a sends, and logs when a's bytes arrive.
+    const server = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'tcp-push-server', '7100', '9']);
+    let out = '';
+    server.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+    const exited = new Promise<void>((resolve) => server.once('exit', () => resolve()));
+    while (!out.startsWith('ready')) await sleep(100);
+    const client = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'tcp-push-client', ip['r/v']!, '7100', '8']);
+    await sleep(2_000);
+    await cluster.delete(allow('v', 'Ingress', 'a'));
+    await sleep(SETTLE_MS);
+    const cut = Date.now() / 1000;
+    await client;
+    await exited;
+    const got = JSON.parse(out.trim().split('\n').pop()!) as [number, number][];
+    expect(got.filter(([t]) => t < cut - SETTLE_MS / 1000).length, 'the control: a\'s bytes arrived before').toBeGreaterThan(10);
+    expect(got.filter(([t]) => t > cut).reduce((sum, [, n]) => sum + n, 0)).toBe(0);
+    await cluster.delete(denyAll('v', 'Ingress'));
+    await sleep(SETTLE_MS);
+  }, 60_000);
+
   it('a relabelled pod loses its open flows, though a pod of its old identity stays', async () => {
     // a and g have the same labels, so one identity: v's rules do not change when a is relabelled (g
     // still holds the identity they name), and the flow must be judged again because a's own changed.
@@ -123,4 +147,39 @@ spec:
     const { counters } = await cluster.status();
     expect(counters.DROP_REVOKED?.packets).toBeGreaterThan(20);
   });
+});
+
+describe('hostile pod: a revoked flow across two nodes', () => {
+  const cluster = new TwoNodeCluster();
+  let ip: Record<string, string> = {};
+  let netns: Record<string, string> = {};
+  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+  beforeAll(async () => {
+    await cluster.up('--nodes', '2');
+    await cluster.apply(`
+apiVersion: v1
+kind: Namespace
+metadata: {name: r}
+`);
+    await cluster.pod('r/v', 'node-1', { pod: 'v' });
+    await cluster.pod('r/a', 'node-2', { pod: 'a' });
+    ({ ip, netns } = await cluster.podAddresses());
+  }, 180_000);
+  afterAll(() => cluster.teardown());
+
+  it('once the allow is gone, nothing of a (on node-2) reaches v (on node-1), however much v sends', async () => {
+    await cluster.apply(denyAll('v', 'Ingress') + '---' + allow('v', 'Ingress', 'a'));
+    await sleep(SETTLE_MS);
+    const fromA = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, '43900', '9', 'udp']);
+    await sleep(1_000);
+    const fromV = cluster.background('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, '43900', PORT, '8', 'udp']);
+    const count = async (seconds: number) =>
+      Number((await must('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'count', ip['r/a']!, PORT, String(seconds), 'udp'])).trim());
+    expect(await count(2), 'the control: admitted, both ways').toBeGreaterThan(8);
+    await cluster.delete(allow('v', 'Ingress', 'a'));
+    await sleep(SETTLE_MS);
+    expect(await count(3)).toBe(0);
+    await Promise.all([fromA, fromV]);
+  }, 90_000);
 });

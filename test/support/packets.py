@@ -49,6 +49,9 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    piece of a fragmented one (IPv4 or IPv6 by SRC)
   tcp-hold   DST PORT SECONDS      a TCP connection to an echo server, an echo every 0.2 s for SECONDS;
                                    prints {"echoes": N, "reset": bool} as JSON
+  tcp-push-server PORT SECONDS     one TCP connection on PORT: prints "ready", then pushes a byte every 50 ms
+                                   for SECONDS whatever it receives, and prints [[time, bytes], ...] received
+  tcp-push-client DST PORT SECONDS a TCP connection sending 7 bytes every 50 ms for SECONDS
   tcp-forge-rst DST PORT FAKE_SRC COUNT
                                    COUNT RST segments from FAKE_SRC, random ephemeral source ports and
                                    sequence numbers, to DST:PORT
@@ -352,6 +355,44 @@ def main():
             reset = True
         sock.close()
         print(json.dumps({"echoes": echoes, "reset": reset}))
+    elif case == "tcp-push-server":
+        import json, select
+        port, seconds = int(dst), float(sys.argv[3])
+        srv = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("0.0.0.0", port))
+        srv.listen(1)
+        print("ready", flush=True)
+        srv.settimeout(seconds)
+        conn, _ = srv.accept()
+        conn.setblocking(False)
+        got, deadline = [], time.time() + seconds
+        while time.time() < deadline:
+            try:
+                conn.send(b"p")
+            except OSError:
+                pass
+            if select.select([conn], [], [], 0.05)[0]:
+                try:
+                    data = conn.recv(4096)
+                except OSError:
+                    data = b""
+                if data:
+                    got.append([time.time(), len(data)])
+        print(json.dumps(got))
+    elif case == "tcp-push-client":
+        seconds = float(sys.argv[4])
+        sock = socket.create_connection((dst, port), timeout=2)
+        sock.setblocking(False)
+        deadline = time.time() + seconds
+        while time.time() < deadline:
+            try:
+                sock.send(b"a" * 7)
+                sock.recv(4096)
+            except OSError:
+                pass
+            time.sleep(0.05)
+        print("done")
     elif case == "tcp-forge-rst":
         import random
         fake, n = sys.argv[4], int(sys.argv[5])
