@@ -60,7 +60,9 @@ static __always_inline void frag_delete(const struct frag_key *key)
  */
 static __always_inline int frag_first(const struct flow *f, const struct frag_key *key)
 {
-	struct frag_value entry = { .seen_bytes = f->frag_bytes, .sport = f->sport, .dport = f->dport, .protocol = f->protocol };
+	struct frag_value entry = {
+		.seen_bytes = f->frag_bytes, .sport = f->sport, .dport = f->dport, .protocol = f->protocol, .untracked = f->untracked,
+	};
 	struct ct_count *count;
 	long err;
 
@@ -104,6 +106,8 @@ static __always_inline int frag_later(struct flow *f, const struct frag_key *key
 	f->sport = known->sport;
 	f->dport = known->dport;
 	f->protocol = known->protocol;
+	/* ICMP judged packet by packet stays so in every fragment: a later one is no flow either. */
+	f->untracked = known->untracked;
 	/* With their results used, both compile to the ordered (BPF_FETCH) atomics. */
 	seen = __sync_fetch_and_add(&known->seen_bytes, (__u64)f->frag_bytes) + f->frag_bytes;
 	if (f->frag_end) {

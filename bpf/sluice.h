@@ -356,7 +356,8 @@ struct frag_value {
 	__be16 sport;
 	__be16 dport;
 	__u8 protocol;     /* the datagram's transport protocol, from its first fragment (IPv6: past any extension headers) */
-	__u8 pad[3];
+	__u8 untracked;    /* the first fragment's flow.untracked: ICMP judged packet by packet, never a flow */
+	__u8 pad[2];
 };
 
 /* Monitor events (ring buffer `events`). */

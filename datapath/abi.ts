@@ -142,7 +142,7 @@ export const FRAG_KEY: StructLayout = {
 export const FRAG_VALUE: StructLayout = {
   name: 'frag_value',
   size: 32,
-  members: { created_ns: 0, seen_bytes: 8, total_bytes: 16, sport: 24, dport: 26, protocol: 28, pad: 29 },
+  members: { created_ns: 0, seen_bytes: 8, total_bytes: 16, sport: 24, dport: 26, protocol: 28, untracked: 29, pad: 30 },
 };
 
 /** struct ep_counter_key. */
