@@ -86,6 +86,8 @@ describe('fuzzer grammar', () => {
     expect(specs.some((s) => s.forgedMac)).toBe(true);
     expect(specs.some((s) => s.truncate !== undefined)).toBe(true);
     expect(new Set(specs.filter((s) => s.l4.p === 'tcp').map((s) => (s.l4 as { flags: string }).flags)).size).toBeGreaterThanOrEqual(10);
+    // Only the first piece of a fragmented datagram starts at 0 (a second one there would be another datagram).
+    for (const s of specs.filter((x) => x.frags)) expect(s.frags!.filter(([off]) => off === 0).length, JSON.stringify(s)).toBeLessThanOrEqual(1);
     // Never a packet to itself; answers point at an open packet.
     expect(specs.filter((s) => s.from === s.to)).toEqual([]);
     const byRound = generateRound(1, 0, 1500);

@@ -189,8 +189,8 @@ function fragmentPlan(rnd: Random, spec: PacketSpec): { plan: FragmentPlan; frag
   const cuts: Fragment[] = [];
   for (let off = 0; off < total; off += piece) cuts.push([off, Math.min(piece, total - off), off + piece < total]);
   if (cuts.length < 2) {
-    // Too short to cut: all of it with more-fragments set, then an 8-byte last piece past its end.
-    cuts.splice(0, cuts.length, [0, total, true], [Math.ceil(total / 8) * 8, 8, false]);
+    // Too short to cut: all of it with more-fragments set, then an 8-byte last piece past its end (never at 0: that would be a whole datagram of zeros).
+    cuts.splice(0, cuts.length, [0, total, true], [Math.max(8, Math.ceil(total / 8) * 8), 8, false]);
   }
   switch (plan) {
     case 'reverse':
