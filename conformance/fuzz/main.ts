@@ -84,7 +84,7 @@ async function main(): Promise<number> {
   console.log(`fail closed (justified, expected, not delivered; reported only): ${s.failClosed}${kinds.length ? ` (${kinds.join(', ')})` : ''}`);
   for (const k of KNOWN_ISSUES) {
     const found = s.known.get(k.id) ?? [];
-    console.log(found.length > 0 ? `known issue ${k.id}: ${found.length} frames (${k.title})` : `known issue ${k.id}: not seen in this run (fixed? then remove it from conformance/fuzz/known.ts)`);
+    console.log(found.length > 0 ? `known issue ${k.id}: ${found.length} frames (${k.title})` : `known issue ${k.id}: not seen in this run (once the run that reproduces it no longer does, remove it from conformance/fuzz/known.ts)`);
   }
   console.log(`${s.disagreements.length} disagreements`);
   return s.disagreements.length === 0 && !failed ? 0 : 1;
