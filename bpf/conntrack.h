@@ -48,7 +48,7 @@ static __always_inline __u32 ct_charge_key(__u32 src_endpoint, __u32 src_identit
 	return src_endpoint ? src_endpoint : SLUICE_CT_BUCKET_REMOTE | src_identity;
 }
 
-/* Takes one entry off the count of key (and off the shared part of the table, when it came from there). */
+/* Takes one entry off the count of key (and off the shared part of the table, when it came from there): a deleted entry, or a reservation (ct_reserve) that made none. */
 static __always_inline void ct_uncharge(__u32 key)
 {
 	struct ct_count *count, *shared;
@@ -287,7 +287,7 @@ static __always_inline struct ct_count *ct_count_of(__u32 endpoint_id)
  * (0 for an untracked flow: nothing reserved), or SLUICE_CTR_DROP_CT_FULL
  * when over: the flow is then dropped (fail closed) without a verdict, so an
  * opener flooding new flows is refused alone and is not counted as allowed.
- * A reservation that does not become an entry is given back (ct_unreserve).
+ * A reservation that does not become an entry is given back (ct_uncharge).
  */
 static __always_inline int ct_reserve(const struct flow *f, const struct endpoint_info *src, __u32 src_identity,
 				      __u32 *charged)
@@ -323,12 +323,6 @@ static __always_inline int ct_reserve(const struct flow *f, const struct endpoin
 	return 0;
 }
 
-/* Gives back a reservation of ct_reserve() that made no entry (0: none was made). */
-static __always_inline void ct_unreserve(__u32 charged)
-{
-	ct_uncharge(charged);
-}
-
 /*
  * Records a flow that passed policy, bound to the endpoints it was judged for
  * (NULL: not a local pod) and their policy, on the reservation ct_reserve()
@@ -362,7 +356,7 @@ static __always_inline int ct_create(const struct flow *f, __u32 flags, const st
 	err = bpf_map_update_elem(&conntrack, &key, &entry, BPF_NOEXIST);
 	if (err == 0)
 		return 0;
-	ct_unreserve(charged);
+	ct_uncharge(charged);
 	if (err != -EEXIST) /* another CPU created it just now: it is tracked, and charged once */
 		return SLUICE_CTR_DROP_CT_FULL;
 	return 0;

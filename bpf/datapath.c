@@ -165,7 +165,7 @@ static __always_inline int enforce_new_flow(const struct pkt_meta *p, const stru
 	if (judge) {
 		err = judge_new_flow(p, f, src, dst, src_identity, dst_identity, here);
 		if (err) {
-			ct_unreserve(charged);
+			ct_uncharge(charged);
 			return -err;
 		}
 	}

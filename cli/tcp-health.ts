@@ -4,9 +4,7 @@
  * closed, reset and failed, and the round-trip times measured. `-o json`
  * prints GET /v1/tcp-health as is (contract/tcp-health.ts).
  */
-import { parseArgs } from 'node:util';
-import { agentRequest } from '../contract/client.ts';
-import { DEFAULT_SOCKET } from '../contract/api-types.ts';
+import { printTable, reportCommand } from './report.ts';
 import type { RttSummary, TcpHealthResponse } from '../contract/tcp-health.ts';
 
 const USAGE = `usage: sluice tcp-health [-o json] [--socket PATH]
@@ -21,45 +19,28 @@ const USAGE = `usage: sluice tcp-health [-o json] [--socket PATH]
 
 /** Runs `sluice tcp-health`; returns the exit code. */
 export async function tcpHealthCommand(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      socket: { type: 'string', default: process.env.SLUICE_SOCKET ?? DEFAULT_SOCKET },
-      output: { type: 'string', short: 'o' },
-      help: { type: 'boolean', short: 'h' },
-    },
+  return reportCommand<TcpHealthResponse>(argv, USAGE, '/v1/tcp-health', (report) => {
+    if (!report.enabled) console.error(`TCP health is off: ${report.reason ?? 'unknown reason'}`);
+    printTable(
+      ['POD', 'RETRANS', 'CONNECT', 'ACCEPT', 'CLOSED', 'RESET', 'FAILED', 'RTT-SAMPLES', 'RTT-MEAN', 'RTT-P50', 'RTT-P99'],
+      report.pods.map((p) => [
+        `${p.namespace}/${p.pod}`,
+        String(p.retransmits),
+        String(p.connections.openedActive),
+        String(p.connections.openedPassive),
+        String(p.connections.closed),
+        String(p.connections.reset),
+        String(p.connections.failed),
+        String(p.rtt.samples),
+        duration(p.rtt.meanUs),
+        duration(rttQuantileUs(p.rtt, 0.5), '<'),
+        duration(rttQuantileUs(p.rtt, 0.99), '<'),
+      ]),
+    );
+    const u = report.unattributed;
+    if (u.netns > 0) console.error(`\nnot a local pod's: ${u.netns} network namespace(s), ${u.retransmits} retransmits, ${u.connections.openedActive + u.connections.openedPassive} connections opened`);
+    if (report.lost.counters + report.lost.rtt > 0) console.error(`events not counted (a full map): ${report.lost.counters} connection/retransmit, ${report.lost.rtt} RTT`);
   });
-  if (values.help) {
-    console.log(USAGE);
-    return 0;
-  }
-  if (values.output !== undefined && values.output !== 'json') throw new Error(`-o ${values.output}: the only output format is json`);
-  const report = await agentRequest<TcpHealthResponse>(values.socket, 'GET', '/v1/tcp-health');
-  if (values.output === 'json') {
-    console.log(JSON.stringify(report, null, 2));
-    return 0;
-  }
-  if (!report.enabled) console.error(`TCP health is off: ${report.reason ?? 'unknown reason'}`);
-  printTable(
-    ['POD', 'RETRANS', 'CONNECT', 'ACCEPT', 'CLOSED', 'RESET', 'FAILED', 'RTT-SAMPLES', 'RTT-MEAN', 'RTT-P50', 'RTT-P99'],
-    report.pods.map((p) => [
-      `${p.namespace}/${p.pod}`,
-      String(p.retransmits),
-      String(p.connections.openedActive),
-      String(p.connections.openedPassive),
-      String(p.connections.closed),
-      String(p.connections.reset),
-      String(p.connections.failed),
-      String(p.rtt.samples),
-      duration(p.rtt.meanUs),
-      duration(rttQuantileUs(p.rtt, 0.5), '<'),
-      duration(rttQuantileUs(p.rtt, 0.99), '<'),
-    ]),
-  );
-  const u = report.unattributed;
-  if (u.netns > 0) console.error(`\nnot a local pod's: ${u.netns} network namespace(s), ${u.retransmits} retransmits, ${u.connections.openedActive + u.connections.openedPassive} connections opened`);
-  if (report.lost.counters + report.lost.rtt > 0) console.error(`events not counted (a full map): ${report.lost.counters} connection/retransmit, ${report.lost.rtt} RTT`);
-  return 0;
 }
 
 /** The upper bound of the bucket holding the q-quantile sample, in µs; null without samples. */
@@ -81,9 +62,3 @@ function duration(us: number | null, prefix = ''): string {
   return `${prefix}${(us / 1_000_000).toFixed(2)}s`;
 }
 
-function printTable(header: string[], rows: string[][]): void {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  const line = (cells: string[]) => cells.map((c, i) => c.padEnd(widths[i]!)).join('  ').trimEnd();
-  console.log(line(header));
-  for (const r of rows) console.log(line(r));
-}

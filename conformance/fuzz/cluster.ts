@@ -10,7 +10,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
 import { NAMESPACES, PODS, baseState, namespaceManifest, podManifest, type ClusterState } from '../netpol/model.ts';
-import { ROOT, run, type ListedPod } from '../netpol/local-cluster.ts';
+import { ROOT, removeLocalCluster, run, type ListedPod } from '../netpol/local-cluster.ts';
 import { recordApply, recordDelete } from '../netpol/state-changes.ts';
 import type { Manifest, ObjectRef } from '../netpol/types.ts';
 import YAML from 'yaml';
@@ -19,16 +19,6 @@ import type { Addressing, Wire } from './wire.ts';
 const SLUICE = path.join(ROOT, 'dist/sluice');
 const PYTHON = '/usr/bin/python3';
 const WORKER = path.join(import.meta.dirname, 'worker.py');
-const NETNS_DIR = '/var/run/netns';
-
-/** A process's command line, or '' when there is no such process. */
-function processCmdline(pid: number): string {
-  try {
-    return fs.readFileSync(`/proc/${pid}/cmdline`, 'utf8').replaceAll('\0', ' ');
-  } catch {
-    return '';
-  }
-}
 
 /** One pod's worker: JSON lines in and out. */
 class Worker {
@@ -181,30 +171,10 @@ export class FuzzCluster {
 
   /** Removes everything of this cluster, whatever state it is in; returns what could not be removed. */
   async teardown(): Promise<string[]> {
-    const problems: string[] = [];
     for (const w of this.workers.values()) {
       if (w.child.exitCode === null && w.child.signalCode === null) w.child.kill('SIGKILL');
     }
     this.workers.clear();
-    const clusterFile = path.join(this.dir, 'cluster.json');
-    if (fs.existsSync(clusterFile)) {
-      const agentPid = (JSON.parse(fs.readFileSync(clusterFile, 'utf8')) as { agentPid?: number }).agentPid ?? 0;
-      await this.local('down').catch((err: unknown) => problems.push(String(err)));
-      // `down` stops the agent; should it still run, end it, but only while that PID is still this cluster's agent.
-      if (agentPid > 0 && processCmdline(agentPid).includes(this.socket)) {
-        try {
-          process.kill(agentPid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
-      }
-    }
-    const left = fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).filter((n) => n.startsWith(`${this.name}-`)) : [];
-    for (const ns of left) await run('ip', ['netns', 'del', ns]).catch((err: unknown) => problems.push(String(err)));
-    fs.rmSync(this.bpfDir, { recursive: true, force: true });
-    fs.rmSync(this.stateDir, { recursive: true, force: true });
-    fs.rmSync(this.dir, { recursive: true, force: true });
-    fs.rmSync(this.socket, { force: true });
-    return problems;
+    return removeLocalCluster(this);
   }
 }

@@ -122,27 +122,46 @@ export class NetpolCluster {
   }
 
   /** Removes everything of this cluster, whatever state it is in. */
-  async teardown(): Promise<string[]> {
-    const problems: string[] = [];
-    const clusterFile = path.join(this.dir, 'cluster.json');
-    if (fs.existsSync(clusterFile)) {
-      const agentPid = (JSON.parse(fs.readFileSync(clusterFile, 'utf8')) as { agentPid?: number }).agentPid ?? 0;
-      await this.local('down').catch((err: unknown) => problems.push(String(err)));
-      // `down` stops the agent; should it still run, end it, but only while that PID is still our agent.
-      if (agentPid > 0 && processCmdline(agentPid).includes(this.socket)) {
-        try {
-          process.kill(agentPid, 'SIGKILL');
-        } catch {
-          // gone meanwhile
-        }
+  teardown(): Promise<string[]> {
+    return removeLocalCluster(this);
+  }
+}
+
+/** What removeLocalCluster needs of a local cluster: its names, and `sluice local` in its directory. */
+export interface LocalClusterNames {
+  name: string;
+  dir: string;
+  stateDir: string;
+  socket: string;
+  bpfDir: string;
+  local(...args: string[]): Promise<string>;
+}
+
+/**
+ * Removes every part of a local cluster, whatever state it is in: `local
+ * down`, its agent (by PID, only while that PID is still this cluster's
+ * agent), its namespaces, pins and files. Returns what could not be removed.
+ */
+export async function removeLocalCluster(c: LocalClusterNames): Promise<string[]> {
+  const problems: string[] = [];
+  const clusterFile = path.join(c.dir, 'cluster.json');
+  if (fs.existsSync(clusterFile)) {
+    const agentPid = (JSON.parse(fs.readFileSync(clusterFile, 'utf8')) as { agentPid?: number }).agentPid ?? 0;
+    await c.local('down').catch((err: unknown) => problems.push(String(err)));
+    // `down` stops the agent; should it still run, end it, but only while that PID is still our agent.
+    if (agentPid > 0 && processCmdline(agentPid).includes(c.socket)) {
+      try {
+        process.kill(agentPid, 'SIGKILL');
+      } catch {
+        // gone meanwhile
       }
     }
-    const leftNetns = fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).filter((n) => n.startsWith(`${this.name}-`)) : [];
-    for (const ns of leftNetns) await run('ip', ['netns', 'del', ns]).catch((err: unknown) => problems.push(String(err)));
-    fs.rmSync(this.bpfDir, { recursive: true, force: true });
-    fs.rmSync(this.stateDir, { recursive: true, force: true });
-    fs.rmSync(this.dir, { recursive: true, force: true });
-    fs.rmSync(this.socket, { force: true });
-    return problems;
   }
+  const leftNetns = fs.existsSync(NETNS_DIR) ? fs.readdirSync(NETNS_DIR).filter((n) => n.startsWith(`${c.name}-`)) : [];
+  for (const ns of leftNetns) await run('ip', ['netns', 'del', ns]).catch((err: unknown) => problems.push(String(err)));
+  fs.rmSync(c.bpfDir, { recursive: true, force: true });
+  fs.rmSync(c.stateDir, { recursive: true, force: true });
+  fs.rmSync(c.dir, { recursive: true, force: true });
+  fs.rmSync(c.socket, { force: true });
+  return problems;
 }
