@@ -27,6 +27,7 @@ const UNIT = [
   'test/status-command.test.ts',
   'test/tcp-health-report.test.ts',
   'test/trace-abi.test.ts', // builds its own copy of the tracing object, like abi.test.ts (clang, bpftool; no root)
+  'test/ui-service-map.test.ts',
 ];
 
 // A renamed or moved unit file must be renamed here too, not silently turn `kernel`.
