@@ -11,6 +11,7 @@ import { DEFAULT_CT_SWEEP_INTERVAL_MS } from './reclaim/conntrack-sweep.ts';
 import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS } from './reclaim/ipam-reconcile.ts';
 import { ROUTING_MODES, type RoutingMode } from './routing/plan.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/server.ts';
+import { DEFAULT_FLOW_METRIC_LABELS, FLOW_METRIC_LABELS, parseFlowMetricLabels, type FlowMetricLabel } from './metrics/flows.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
@@ -43,6 +44,9 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
                     or a VXLAN overlay over them (pod MTU lowered by the encapsulation)
   --metrics-address HOST:PORT
                     Prometheus metrics at http://HOST:PORT/metrics (default ${DEFAULT_METRICS_ADDRESS}; 0 disables)
+  --metrics-labels L,L...|none
+                    the peer labels of the flow, DNS and HTTP metrics, from ${FLOW_METRIC_LABELS.join(', ')}
+                    (default ${DEFAULT_FLOW_METRIC_LABELS.join(',')}; each adds series: agent/metrics/flows.ts)
   --service-cidr CIDR
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
@@ -96,6 +100,8 @@ export interface AgentFlags {
   routing: RoutingMode;
   /** null: metrics disabled. */
   metricsAddress: MetricsAddress | null;
+  /** The peer labels of the flow metrics (--metrics-labels); empty for none. */
+  metricsLabels: FlowMetricLabel[];
   serviceCIDRs: string[];
   /** The datapath's settings; 0 takes the datapath's default. */
   datapathConfig: DatapathConfig;
@@ -127,6 +133,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       daemonset: { type: 'string' },
       routing: { type: 'string', default: 'native' },
       'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
+      'metrics-labels': { type: 'string', default: DEFAULT_FLOW_METRIC_LABELS.join(',') },
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
@@ -163,6 +170,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     daemonSet: values.daemonset,
     routing,
     metricsAddress: parseMetricsAddress(values['metrics-address']),
+    metricsLabels: parseFlowMetricLabels(values['metrics-labels']),
     serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
     datapathConfig: {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
