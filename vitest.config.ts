@@ -20,7 +20,6 @@ const UNIT = [
   'test/datastore-kubernetes.test.ts',
   'test/endpoints.test.ts',
   'test/explain.test.ts',
-  'test/flows-l7.test.ts',
   'test/flow-metrics.test.ts',
   'test/fuzz-grammar.test.ts', // runs /usr/bin/python3 (scapy) to build frames; sends nothing, no root
   'test/ipam.test.ts',
