@@ -42,6 +42,8 @@ export interface DnsSummary {
   rcode?: string;
   /** Of a response: the addresses (A, AAAA) and names (CNAME) it answers with. */
   answers?: string[];
+  /** The message was cut (the datapath hands up its first 256 bytes): answers may be missing. */
+  truncated?: boolean;
 }
 
 /** An HTTP/1.x message (cleartext TCP). */

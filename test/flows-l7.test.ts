@@ -1,0 +1,187 @@
+// L7 summaries from the payload bytes the datapath hands up (the first 256 bytes of a UDP port-53
+// payload, or of a TCP segment that begins an HTTP/1.x message): DNS and HTTP parsing on real wire
+// bytes (dns-packet's encoder, HTTP text), cut anywhere, and garbage.
+import { encode, type Answer, type Packet } from 'dns-packet';
+import { describe, expect, it } from 'vitest';
+import { parseDns } from '../agent/flows/dns.ts';
+
+/** The datapath's capture: the first 256 bytes of the payload. */
+const CAPTURE_BYTES = 256;
+
+/** A deterministic byte source, so a failing garbage case can be replayed. */
+function prng(seed: number): () => number {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s >>> 24;
+  };
+}
+
+function randomBytes(next: () => number, length: number): Buffer {
+  const b = Buffer.alloc(length);
+  for (let i = 0; i < length; i++) b[i] = next();
+  return b;
+}
+
+const RD = 1 << 8;
+const RA = 1 << 7;
+
+function query(name: string, type: string, id = 0x1234, extra: Partial<Packet> = {}): Buffer {
+  return encode({ type: 'query', id, flags: RD, questions: [{ type: type as 'A', name }], ...extra });
+}
+
+function response(name: string, type: string, rcode: number, answers: Answer[], extra: Partial<Packet> = {}, id = 0x1234): Buffer {
+  // dns-packet's flags carry the RCODE in their low 4 bits.
+  return encode({ type: 'response', id, flags: RD | RA | rcode, questions: [{ type: type as 'A', name }], answers, ...extra });
+}
+
+/** Appends A records whose names point at the question's (0xc00c), as servers compress them. */
+function withCompressedA(message: Buffer, addresses: string[]): Buffer {
+  const records = addresses.map((ip) => {
+    const r = Buffer.alloc(16);
+    r.writeUInt16BE(0xc00c, 0);
+    r.writeUInt16BE(1, 2); // A
+    r.writeUInt16BE(1, 4); // IN
+    r.writeUInt32BE(30, 6);
+    r.writeUInt16BE(4, 10);
+    ip.split('.').forEach((octet, i) => (r[12 + i] = Number(octet)));
+    return r;
+  });
+  const out = Buffer.concat([message, ...records]);
+  out.writeUInt16BE(message.readUInt16BE(6) + addresses.length, 6);
+  return out;
+}
+
+const a = (name: string, data: string): Answer => ({ type: 'A', name, ttl: 30, data });
+const aaaa = (name: string, data: string): Answer => ({ type: 'AAAA', name, ttl: 30, data });
+const cname = (name: string, data: string): Answer => ({ type: 'CNAME', name, ttl: 30, data });
+const soa: Answer = {
+  type: 'SOA',
+  name: 'cluster.local',
+  ttl: 5,
+  data: { mname: 'ns.dns.cluster.local', rname: 'hostmaster.cluster.local', serial: 1, refresh: 7200, retry: 1800, expire: 86400, minimum: 5 },
+};
+const opt = (extendedRcode = 0): Answer => ({ type: 'OPT', name: '.', udpPayloadSize: 1232, extendedRcode, ednsVersion: 0, flags: 0, flag_do: false, options: [] });
+
+describe('DNS messages', () => {
+  it('a query gives its id, first question name and type, and no rcode or answers', () => {
+    expect(parseDns(query('kubernetes.default.svc.cluster.local', 'A', 0xbeef))).toEqual({
+      kind: 'request',
+      dns: { id: 0xbeef, query: 'kubernetes.default.svc.cluster.local', qtype: 'A' },
+    });
+    expect(parseDns(query('example.com', 'AAAA', 7, { additionals: [opt()] }))).toEqual({ kind: 'request', dns: { id: 7, query: 'example.com', qtype: 'AAAA' } });
+  });
+
+  it('a response gives its rcode and the A, AAAA and CNAME data it answers with', () => {
+    expect(parseDns(response('web.shop.svc.cluster.local', 'A', 0, [a('web.shop.svc.cluster.local', '10.96.3.7'), a('web.shop.svc.cluster.local', '10.96.3.8')]))).toEqual({
+      kind: 'response',
+      dns: { id: 0x1234, query: 'web.shop.svc.cluster.local', qtype: 'A', rcode: 'NOERROR', answers: ['10.96.3.7', '10.96.3.8'] },
+    });
+    expect(parseDns(response('example.com', 'AAAA', 0, [aaaa('example.com', '2001:db8::1')], { additionals: [opt()] }))?.dns.answers).toEqual(['2001:db8::1']);
+    const chain = parseDns(response('www.example.com', 'A', 0, [cname('www.example.com', 'edge.cdn.example.net'), a('edge.cdn.example.net', '192.0.2.10')]));
+    expect(chain?.dns.answers).toEqual(['edge.cdn.example.net', '192.0.2.10']);
+  });
+
+  it('names the rcodes as DNS does, the EDNS extended ones included', () => {
+    const rcodeOf = (rcode: number, extra: Partial<Packet> = {}) => parseDns(response('nope.example', 'A', rcode, [], extra))?.dns.rcode;
+    expect(rcodeOf(3, { authorities: [soa] })).toBe('NXDOMAIN');
+    expect(rcodeOf(2)).toBe('SERVFAIL');
+    expect(rcodeOf(5)).toBe('REFUSED');
+    expect(rcodeOf(1)).toBe('FORMERR');
+    expect(rcodeOf(12)).toBe('RCODE12');
+    expect(rcodeOf(0, { additionals: [opt(1)] })).toBe('BADVERS'); // 1 << 4 | 0 = 16
+    const nx = parseDns(response('nope.default.svc.cluster.local', 'A', 3, [], { authorities: [soa] }));
+    expect(nx?.dns).toEqual({ id: 0x1234, query: 'nope.default.svc.cluster.local', qtype: 'A', rcode: 'NXDOMAIN', answers: [] });
+  });
+
+  it('names the types dns-packet does not know (HTTPS, SVCB) and the rest as RFC 3597 does', () => {
+    expect(parseDns(query('example.com', 'UNKNOWN_65'))?.dns.qtype).toBe('HTTPS');
+    expect(parseDns(query('_dns.resolver.arpa', 'UNKNOWN_64'))?.dns.qtype).toBe('SVCB');
+    expect(parseDns(query('example.com', 'UNKNOWN_999'))?.dns.qtype).toBe('TYPE999');
+  });
+
+  it('a response without a question (FORMERR) is still a response; a query without one is nothing', () => {
+    const noQuestion = encode({ type: 'response', id: 9, flags: 1, questions: [] });
+    expect(parseDns(noQuestion)).toEqual({ kind: 'response', dns: { id: 9, query: '', qtype: '', rcode: 'FORMERR', answers: [] } });
+    expect(parseDns(encode({ type: 'query', id: 9, questions: [] }))).toBeNull();
+  });
+
+  // 20 addresses for a long name, compressed as servers send them: 340 bytes, so the capture cuts the answers.
+  const longName = 'a-rather-long-service-name.with-a-long-namespace.svc.cluster.local';
+  const manyAddresses = Array.from({ length: 20 }, (_, i) => `10.1.${i}.${i + 1}`);
+  const big = withCompressedA(response(longName, 'A', 0, [], {}, 0x4242), manyAddresses);
+  // The same without compression (dns-packet's encoder does not compress), with an EDNS record at the end.
+  const bigUncompressed = response(longName, 'A', 0, manyAddresses.map((ip) => a(longName, ip)), { additionals: [opt()] }, 0x4242);
+
+  it('a response cut in its answer section keeps id, name, type, rcode and the answers that fit', () => {
+    expect(big.length).toBeGreaterThan(CAPTURE_BYTES);
+    expect(parseDns(big)?.dns).toEqual({ id: 0x4242, query: longName, qtype: 'A', rcode: 'NOERROR', answers: manyAddresses });
+    const cut = parseDns(big.subarray(0, CAPTURE_BYTES));
+    expect(cut?.kind).toBe('response');
+    // 12 + question (68 + 4) = 84 bytes, then 16 per compressed A record: (256 - 84) / 16 = 10 whole ones.
+    expect(cut?.dns).toEqual({ id: 0x4242, query: longName, qtype: 'A', rcode: 'NOERROR', answers: manyAddresses.slice(0, 10), truncated: true });
+    // Uncompressed, 82 bytes per record: 2 fit.
+    expect(parseDns(bigUncompressed.subarray(0, CAPTURE_BYTES))?.dns).toEqual({ id: 0x4242, query: longName, qtype: 'A', rcode: 'NOERROR', answers: manyAddresses.slice(0, 2), truncated: true });
+  });
+
+  it('a message cut anywhere never throws: before the question ends it is nothing, after it a prefix of the answers', () => {
+    const questionEnd = 12 + longName.length + 2 + 4;
+    for (const message of [big, bigUncompressed]) {
+      for (let length = 0; length <= message.length; length++) {
+        const parsed = parseDns(message.subarray(0, length));
+        if (length < questionEnd) {
+          expect(parsed, `cut at ${length}`).toBeNull();
+          continue;
+        }
+        expect(parsed?.dns, `cut at ${length}`).toMatchObject({ id: 0x4242, query: longName, qtype: 'A', rcode: 'NOERROR' });
+        const answers = parsed?.dns.answers ?? [];
+        expect(answers, `cut at ${length}`).toEqual(manyAddresses.slice(0, answers.length));
+        expect(parsed?.dns.truncated, `cut at ${length}`).toBe(length < message.length ? true : undefined);
+      }
+    }
+  });
+
+  it('a response whose only cut is the EDNS record or the SOA keeps every answer', () => {
+    const withSoa = response('gone.example', 'A', 3, [], { authorities: [soa], additionals: [opt()] });
+    expect(parseDns(withSoa.subarray(0, withSoa.length - 5))?.dns).toEqual({ id: 0x1234, query: 'gone.example', qtype: 'A', rcode: 'NXDOMAIN', answers: [], truncated: true });
+    const two = response('x.example', 'A', 0, [a('x.example', '192.0.2.1'), a('x.example', '192.0.2.2')], { additionals: [opt()] });
+    expect(parseDns(two.subarray(0, two.length - 3))?.dns.answers).toEqual(['192.0.2.1', '192.0.2.2']);
+  });
+
+  it('garbage is null or a sane summary, never a throw, and hostile counts cost a few tries', () => {
+    expect(parseDns(Buffer.alloc(0))).toBeNull();
+    expect(parseDns(Buffer.alloc(11))).toBeNull();
+    expect(parseDns(Buffer.from('GET / HTTP/1.1\r\nHost: example.com\r\n\r\n'))).toBeNull();
+    expect(parseDns(Buffer.from('1603010200010001fc0303', 'hex'))).toBeNull(); // a TLS ClientHello's start
+    // A name that points at itself.
+    const loop = Buffer.from(query('x.example', 'A'));
+    loop.writeUInt16BE(0xc00c, 12);
+    expect(parseDns(loop)).toBeNull();
+    // A question, then a claim of 65535 answers, authorities and additionals.
+    const liar = Buffer.from(response('x.example', 'A', 0, []));
+    liar.writeUInt16BE(0xffff, 6);
+    liar.writeUInt16BE(0xffff, 8);
+    liar.writeUInt16BE(0xffff, 10);
+    expect(parseDns(Buffer.concat([liar, Buffer.alloc(CAPTURE_BYTES - liar.length, 0xc0)]))?.dns).toMatchObject({ query: 'x.example', answers: [], truncated: true });
+
+    // Every count claiming 65535: dns-packet alone would allocate 4 x 65535 slots per try (about 2 ms a packet).
+    const hostile = prng(65535);
+    const started = performance.now();
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = randomBytes(hostile, CAPTURE_BYTES);
+      bytes.fill(0xff, 4, 12);
+      parseDns(bytes);
+    }
+    expect(performance.now() - started).toBeLessThan(10_000);
+
+    const next = prng(53);
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = randomBytes(next, next() + 1);
+      if (i % 2 === 0 && bytes.length > 5) bytes.writeUInt16BE(1, 4); // one question, so decoding gets further
+      const parsed = parseDns(bytes);
+      if (parsed === null) continue;
+      expect(parsed.dns.id).toBe(bytes.readUInt16BE(0));
+      for (const answer of parsed.dns.answers ?? []) expect(answer).not.toContain('undefined');
+    }
+  });
+});
