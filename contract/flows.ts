@@ -55,6 +55,8 @@ export interface HttpSummary {
   path?: string;
   /** Of a response. */
   status?: number;
+  /** The request line was cut (the datapath hands up 256 bytes) before its version: path may be a prefix, version is ''. */
+  truncated?: boolean;
 }
 
 /** What a record says of an L7 message. */

@@ -4,6 +4,7 @@
 import { encode, type Answer, type Packet } from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import { parseDns } from '../agent/flows/dns.ts';
+import { parseHttp } from '../agent/flows/http.ts';
 
 /** The datapath's capture: the first 256 bytes of the payload. */
 const CAPTURE_BYTES = 256;
@@ -182,6 +183,90 @@ describe('DNS messages', () => {
       if (parsed === null) continue;
       expect(parsed.dns.id).toBe(bytes.readUInt16BE(0));
       for (const answer of parsed.dns.answers ?? []) expect(answer).not.toContain('undefined');
+    }
+  });
+});
+
+const http = (text: string) => parseHttp(Buffer.from(text, 'latin1'));
+
+describe('HTTP/1.x start lines', () => {
+  it('a request line gives method, target and version', () => {
+    expect(http('GET /api/v1/orders?id=3 HTTP/1.1\r\nHost: shop\r\nUser-Agent: curl/8.5.0\r\n\r\n')).toEqual({
+      kind: 'request',
+      http: { version: 'HTTP/1.1', method: 'GET', path: '/api/v1/orders?id=3' },
+    });
+    expect(http('POST /login HTTP/1.0\r\nContent-Length: 5\r\n\r\nhello')?.http).toEqual({ version: 'HTTP/1.0', method: 'POST', path: '/login' });
+    expect(http('OPTIONS * HTTP/1.1\r\n\r\n')?.http.path).toBe('*');
+    expect(http('CONNECT api.example.com:443 HTTP/1.1\r\n\r\n')?.http.path).toBe('api.example.com:443');
+    expect(http('GET http://proxy.example/x HTTP/1.1\r\n\r\n')?.http.path).toBe('http://proxy.example/x');
+    expect(http('DELETE /items/7 HTTP/1.1\n\n')?.http.method).toBe('DELETE'); // a bare LF ends a line too
+  });
+
+  it('a status line gives version and status', () => {
+    expect(http('HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n{}')).toEqual({ kind: 'response', http: { version: 'HTTP/1.1', status: 200 } });
+    expect(http('HTTP/1.0 404 Not Found\r\n\r\n')?.http).toEqual({ version: 'HTTP/1.0', status: 404 });
+    expect(http('HTTP/1.1 204\r\n\r\n')?.http.status).toBe(204); // no reason phrase
+    expect(http('HTTP/1.1 503 Service Unavailable')?.http.status).toBe(503); // cut in the reason phrase
+    expect(http('HTTP/1.1 100 Continue\r\n\r\n')?.http.status).toBe(100);
+  });
+
+  it('a request line cut before its version is a truncated request with the target it has', () => {
+    const long = `GET /search?q=${'x'.repeat(400)} HTTP/1.1\r\nHost: s\r\n\r\n`;
+    const cut = http(long.slice(0, CAPTURE_BYTES));
+    expect(cut).toEqual({ kind: 'request', http: { version: '', method: 'GET', path: long.slice(4, CAPTURE_BYTES), truncated: true } });
+    expect(http('GET /x HTT')?.http).toEqual({ version: '', method: 'GET', path: '/x', truncated: true });
+    expect(http('GET /x ')?.http).toEqual({ version: '', method: 'GET', path: '/x', truncated: true });
+    expect(http('GET /x HTTP/1.1')?.http).toEqual({ version: 'HTTP/1.1', method: 'GET', path: '/x' }); // only the line end is missing
+    expect(http('GET ')).toBeNull();
+    expect(http('GET')).toBeNull();
+    expect(http('HTTP/1.1 20')).toBeNull();
+    expect(http('HTTP/1.')).toBeNull();
+  });
+
+  it('every cut of a request or response is the message, a truncated request, or nothing; never a throw', () => {
+    for (const text of ['PATCH /v2/users/42/settings?expand=all HTTP/1.1\r\nHost: users\r\n\r\n', 'HTTP/1.1 301 Moved Permanently\r\nLocation: /\r\n\r\n']) {
+      for (let length = 0; length <= text.length; length++) {
+        const parsed = http(text.slice(0, length));
+        if (parsed === null) continue;
+        expect(text.startsWith(parsed.http.method ?? 'HTTP/1.1'), `cut at ${length}`).toBe(true);
+        if (parsed.http.path !== undefined) expect('/v2/users/42/settings?expand=all'.startsWith(parsed.http.path), `cut at ${length}`).toBe(true);
+      }
+      expect(http(text.slice(0, 20))).not.toBeNull();
+    }
+  });
+
+  it('anything else is nothing: binary, TLS, SSH, HTTP/2, other versions, loose grammar', () => {
+    const notHttp = [
+      'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', // the HTTP/2 preface
+      'HTTP/2 200\r\n',
+      'HTTP/1.2 200 OK\r\n',
+      'HTTP/1.1 600 Weird\r\n',
+      'HTTP/1.1 099 Low\r\n',
+      'HTTP/1.1 2000 OK\r\n',
+      'HTTP/1.1 200 OK\x00\x01\r\n',
+      'GET /x HTTP/2.0\r\n',
+      'GET /x HTTP/1.1 extra\r\n',
+      'GET /a b HTTP/1.1\r\n',
+      'GET /x\r\n', // HTTP/0.9
+      'get / HTTP/1.1\r\n',
+      'GETX / HTTP/1.1\r\n',
+      'GET  / HTTP/1.1\r\n',
+      'GET x HTTP/1.1\r\n',
+      'GET * HTTP/1.1\r\n',
+      'GET /\x01 HTTP/1.1\r\n',
+      'GET /caf\xe9 HTTP/1.1\r\n',
+      'SSH-2.0-OpenSSH_9.6\r\n',
+      '',
+    ];
+    for (const text of notHttp) expect(http(text), JSON.stringify(text)).toBeNull();
+    expect(parseHttp(Buffer.from('160301020001000200030300', 'hex'))).toBeNull(); // a TLS ClientHello's start
+    const next = prng(80);
+    for (let i = 0; i < 20_000; i++) {
+      const bytes = randomBytes(next, next() + 1);
+      if (i % 3 === 0) bytes.write('GET /', 0, 'latin1');
+      if (i % 3 === 1) bytes.write('HTTP/1.1 ', 0, 'latin1');
+      const parsed = parseHttp(bytes);
+      if (parsed !== null) expect(parsed.http.version === '' ? parsed.http.truncated : true).toBe(true);
     }
   });
 });
