@@ -148,6 +148,28 @@ describe('flows and drops', () => {
     expect(valueOf(e, 'sluice_flows_total', { ...allowed, source_pod: 'overflow' })).toBe(2);
     expect(valueOf(e, 'sluice_flow_metrics_peer_overflow_total')).toBe(2);
   });
+  it('forgets the series of peer label sets idle for longer than asked, and frees their places', async () => {
+    let now = 10;
+    const registry = new Registry();
+    const m = new FlowMetrics(registry, ['source_pod'], { maxPeerLabelSets: 2, nowMs: () => now });
+    const gone = pod('x', 'gone');
+    m.observe(flow(gone, B));
+    m.observe(l7(B, gone, dnsAnswer(1, 'NOERROR', 1)));
+    m.observe(flow(A, B));
+    now = 50;
+    m.observe(flow(A, B));
+    now = 60;
+    expect(m.forgetIdle(30)).toBe(1);
+    expect(m.forgetIdle(30)).toBe(0);
+    m.observe(flow(pod('x', 'new'), B));
+    const e = parseExposition(await registry.metrics());
+    expect(e.samples.filter((s) => s.labels.source_pod === 'gone')).toEqual([]);
+    expect(samplesOf(e, 'sluice_dns_latency_seconds_count')).toHaveLength(0);
+    const allowed = { verdict: 'allowed', direction: 'ingress', protocol: 'TCP' };
+    expect(valueOf(e, 'sluice_flows_total', { ...allowed, source_pod: 'web-7d4b9c8f6d-x2bq9' })).toBe(2);
+    expect(valueOf(e, 'sluice_flows_total', { ...allowed, source_pod: 'new' })).toBe(1);
+    expect(valueOf(e, 'sluice_flow_metrics_peer_overflow_total')).toBe(0);
+  });
 });
 
 describe('workloads', () => {

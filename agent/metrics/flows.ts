@@ -37,7 +37,10 @@
  * a FlowMetrics holds at most maxPeerLabelSets distinct peer label sets
  * (default MAX_PEER_LABEL_SETS); past it, new ones are counted with every
  * peer label "overflow", and sluice_flow_metrics_peer_overflow_total says
- * how often.
+ * how often. forgetIdle() drops the series of peer label sets no record has
+ * used for a while (deleted pods, namespaces that stopped talking) and frees
+ * their places; Prometheus sees those series end, and a later one starts
+ * again from 0, which rate() and increase() take as a counter reset.
  *
  * Workload: the pod's `app.kubernetes.io/name` label, else its `app` label,
  * else the pod name without the suffix its controller generated: a
@@ -68,8 +71,13 @@ export type FlowMetricLabel = (typeof FLOW_METRIC_LABELS)[number];
 /** --metrics-labels when not given. */
 export const DEFAULT_FLOW_METRIC_LABELS: readonly FlowMetricLabel[] = ['source_namespace', 'destination_namespace'];
 
-/** Distinct peer label sets one FlowMetrics keeps apart at most; see the file comment. */
+/** Distinct peer label sets one FlowMetrics keeps apart at most; see the file comment and forgetIdle(). */
 export const MAX_PEER_LABEL_SETS = 10_000;
+
+/** forgetIdle() in the agent: series of peer label sets unused this long end (an hour: a scrape interval many times over)... */
+export const PEER_LABEL_SET_IDLE_MS = 60 * 60 * 1000;
+/** ...checked this often. */
+export const FORGET_IDLE_INTERVAL_MS = 5 * 60 * 1000;
 
 /** The metric names this module registers (the dashboard test checks its queries against them). */
 export const FLOW_METRIC_NAMES = {
@@ -144,12 +152,34 @@ export type UnansweredRequest = Pick<FlowRecord, 'source' | 'destination'> & { l
 
 type Labels = Record<string, string>;
 
+/** One distinct peer label set: when a record last used it, and every series it is part of (to remove them). */
+interface PeerSet {
+  lastUsedMs: number;
+  /** Per family, its series' labels by their own (non-peer) label values. */
+  series: Map<Counter | Histogram, Map<string, Labels>>;
+}
+
+/** A record's peer labels, and the set they belong to (none when there are no peer labels or they overflowed). */
+interface Peer {
+  labels: Labels;
+  set: PeerSet | undefined;
+}
+
+/** Options of FlowMetrics; the defaults suit the agent, tests shrink them. */
+export interface FlowMetricsOptions {
+  /** Distinct peer label sets kept apart (default MAX_PEER_LABEL_SETS). */
+  maxPeerLabelSets?: number;
+  /** The clock forgetIdle() judges by, in ms (default Date.now). */
+  nowMs?: () => number;
+}
+
 /** Counts flow records into the metrics above, on one registry. */
 export class FlowMetrics {
   /** The peer labels every family carries. */
   readonly labels: readonly FlowMetricLabel[];
   private readonly maxPeerLabelSets: number;
-  private readonly peerSets = new Set<string>();
+  private readonly nowMs: () => number;
+  private readonly peerSets = new Map<string, PeerSet>();
   private readonly flows: Counter;
   private readonly drops: Counter;
   private readonly dnsQueries: Counter;
@@ -159,9 +189,10 @@ export class FlowMetrics {
   private readonly peerOverflow: Counter;
 
   /** Registers the families on `registry`; throws when one is already there (prom-client's error). */
-  constructor(registry: Registry, labels: readonly FlowMetricLabel[], options: { maxPeerLabelSets?: number } = {}) {
+  constructor(registry: Registry, labels: readonly FlowMetricLabel[], options: FlowMetricsOptions = {}) {
     this.labels = FLOW_METRIC_LABELS.filter((l) => labels.includes(l));
     this.maxPeerLabelSets = options.maxPeerLabelSets ?? MAX_PEER_LABEL_SETS;
+    this.nowMs = options.nowMs ?? Date.now;
     const peer = this.labels;
     const registers = [registry];
     const counter = (name: string, help: string, own: string[]) => new Counter({ name, help, labelNames: [...own, ...peer], registers });
@@ -194,7 +225,7 @@ export class FlowMetrics {
   observe(r: FlowRecord): void {
     switch (r.type) {
       case 'flow':
-        this.flows.inc({ verdict: r.verdict.toLowerCase(), direction: r.direction || NONE, protocol: protocolLabel(r.protocol), ...this.peer(r.source, r.destination) });
+        this.count(this.flows, { verdict: r.verdict.toLowerCase(), direction: r.direction || NONE, protocol: protocolLabel(r.protocol) }, this.peer(r.source, r.destination));
         if (r.verdict !== 'ALLOWED') this.countDrop(r);
         return;
       case 'drop':
@@ -210,13 +241,30 @@ export class FlowMetrics {
   unanswered(request: UnansweredRequest): void {
     const peer = this.peer(request.source, request.destination);
     const l7 = request.l7;
-    if (l7.type === 'dns') this.dnsQueries.inc({ rcode: NONE, qtype: bounded(l7.dns?.qtype, DNS_QTYPES), ...peer });
-    else this.httpRequests.inc({ method: bounded(l7.http?.method, HTTP_METHODS), status_class: NONE, ...peer });
+    if (l7.type === 'dns') this.count(this.dnsQueries, { rcode: NONE, qtype: bounded(l7.dns?.qtype, DNS_QTYPES) }, peer);
+    else this.count(this.httpRequests, { method: bounded(l7.http?.method, HTTP_METHODS), status_class: NONE }, peer);
+  }
+
+  /**
+   * Removes the series of every peer label set no record has used for more
+   * than maxIdleMs, and frees their places under maxPeerLabelSets. Returns
+   * how many sets it forgot. The agent calls it now and then (minutes).
+   */
+  forgetIdle(maxIdleMs: number): number {
+    const now = this.nowMs();
+    let forgotten = 0;
+    for (const [key, set] of this.peerSets) {
+      if (now - set.lastUsedMs <= maxIdleMs) continue;
+      for (const [metric, series] of set.series) for (const labels of series.values()) metric.remove(labels);
+      this.peerSets.delete(key);
+      forgotten++;
+    }
+    return forgotten;
   }
 
   private countDrop(r: FlowRecord): void {
     const reason = r.dropReason && DROP_REASON_RE.test(r.dropReason) ? r.dropReason : UNKNOWN;
-    this.drops.inc({ reason, ...this.peer(r.source, r.destination) });
+    this.count(this.drops, { reason }, this.peer(r.source, r.destination));
   }
 
   /** A response goes server → client: the client is the source of the request it answers. */
@@ -224,29 +272,45 @@ export class FlowMetrics {
     const peer = this.peer(client, server);
     const seconds = l7.latencyMs === undefined ? undefined : l7.latencyMs / 1000;
     if (l7.type === 'dns') {
-      this.dnsQueries.inc({ rcode: bounded(l7.dns?.rcode, DNS_RCODES), qtype: bounded(l7.dns?.qtype, DNS_QTYPES), ...peer });
-      if (seconds !== undefined) this.dnsLatency.observe(peer, seconds);
+      this.count(this.dnsQueries, { rcode: bounded(l7.dns?.rcode, DNS_RCODES), qtype: bounded(l7.dns?.qtype, DNS_QTYPES) }, peer);
+      if (seconds !== undefined) this.count(this.dnsLatency, {}, peer, seconds);
     } else {
       const method = bounded(l7.http?.method, HTTP_METHODS);
-      this.httpRequests.inc({ method, status_class: statusClassOf(l7.http?.status), ...peer });
-      if (seconds !== undefined) this.httpDuration.observe({ method, ...peer }, seconds);
+      this.count(this.httpRequests, { method, status_class: statusClassOf(l7.http?.status) }, peer);
+      if (seconds !== undefined) this.count(this.httpDuration, { method }, peer, seconds);
     }
   }
 
-  /** The peer labels of a source and destination, "overflow" once too many distinct sets were seen. */
-  private peer(source: FlowEndpoint, destination: FlowEndpoint): Labels {
-    const out: Labels = {};
-    for (const label of this.labels) out[label] = endLabel(label.startsWith('source_') ? source : destination, label);
-    if (this.labels.length === 0) return out;
-    const key = this.labels.map((l) => out[l]).join('\0');
-    if (this.peerSets.has(key)) return out;
-    if (this.peerSets.size < this.maxPeerLabelSets) {
-      this.peerSets.add(key);
-      return out;
+  /** Adds 1 to a counter, or a sample to a histogram, and remembers the series under its peer set. */
+  private count(metric: Counter | Histogram, own: Labels, peer: Peer, sample?: number): void {
+    const labels = { ...own, ...peer.labels };
+    if (metric instanceof Histogram) metric.observe(labels, sample ?? 0);
+    else metric.inc(labels);
+    if (peer.set === undefined) return;
+    let series = peer.set.series.get(metric);
+    if (series === undefined) peer.set.series.set(metric, (series = new Map()));
+    const key = Object.values(own).join('\0');
+    if (!series.has(key)) series.set(key, labels);
+  }
+
+  /** The peer labels of a source and destination, "overflow" once too many distinct sets are held. */
+  private peer(source: FlowEndpoint, destination: FlowEndpoint): Peer {
+    const labels: Labels = {};
+    for (const label of this.labels) labels[label] = endLabel(label.startsWith('source_') ? source : destination, label);
+    if (this.labels.length === 0) return { labels, set: undefined };
+    const key = this.labels.map((l) => labels[l]).join('\0');
+    let set = this.peerSets.get(key);
+    if (set === undefined && this.peerSets.size < this.maxPeerLabelSets) {
+      set = { lastUsedMs: 0, series: new Map() };
+      this.peerSets.set(key, set);
+    }
+    if (set !== undefined) {
+      set.lastUsedMs = this.nowMs();
+      return { labels, set };
     }
     this.peerOverflow.inc();
-    for (const label of this.labels) out[label] = OVERFLOW;
-    return out;
+    for (const label of this.labels) labels[label] = OVERFLOW;
+    return { labels, set: undefined };
   }
 }
 
