@@ -19,17 +19,17 @@
  *
  * What each choice costs, in series per family (times the family's own
  * label values: a handful of verdicts and directions, of drop reasons, of
- * rcodes and qtypes, of methods and status classes; a histogram has 18
- * series per label set):
+ * rcodes and qtypes, of methods and status classes):
  * - none: 1.
  * - source_namespace, destination_namespace (the default): at most
  *   (namespaces + 5)², in practice the namespace pairs that talk.
  * - source_workload, destination_workload: the workload pairs that talk;
  *   stable across rollouts (the name has no pod hash).
- * - source_pod, destination_pod: the pod pairs that talk, and every rollout
- *   adds new pod names, so it grows with churn until the agent restarts. Use
- *   it on small clusters or for debugging. A pod name is not unique across
- *   namespaces: choose the namespace label with it.
+ * - source_pod, destination_pod: the pod pairs that talk; every rollout
+ *   adds new pod names, whose series last until forgetIdle() ends them (an
+ *   hour idle in the agent). Use it on small clusters or for debugging. A pod
+ *   name is not unique across namespaces: choose the namespace label with it.
+ * - A histogram (latency) costs 20 series per label set: mind it with pods.
  * Every label value comes from the datastore (namespaces, pods, their
  * labels), never from packets, and the family labels read from packets
  * (qtype, rcode, method) are mapped onto fixed sets, with "other" for the
