@@ -119,6 +119,7 @@ export class Monitor {
   private timer: NodeJS.Timeout | null = null;
   private readonly subscribers = new Set<{ filter: MonitorFilter; send: (e: MonitorEvent) => void }>();
   private readonly drops: MonitorEvent[] = [];
+  private readonly listeners: ((e: DatapathEvent) => void)[] = [];
   private readonly resolver: Resolver;
   /** Wall-clock ms at boot: event timestamps are bpf_ktime_get_ns(), i.e. CLOCK_MONOTONIC. */
   private readonly bootOffsetMs: number;
@@ -162,9 +163,23 @@ export class Monitor {
     if (this.fd >= 0) closeFd(this.fd);
   }
 
+  /** Hands every decoded datapath event, L7 ones too, to listener (the flow records). */
+  onEvent(listener: (e: DatapathEvent) => void): void {
+    this.listeners.push(listener);
+  }
+
+  /** Wall-clock ms at boot, to turn event timestamps into times. */
+  get bootOffset(): number {
+    return this.bootOffsetMs;
+  }
+
   private deliver(record: Buffer): void {
     this.received++;
-    const e = describeEvent(decodeEvent(record), this.resolver, this.bootOffsetMs);
+    const event = decodeEvent(record);
+    for (const listener of this.listeners) listener(event);
+    // The monitor shows verdicts and drops; L7 messages are the flow records'.
+    if (event.type === EventType.L7) return;
+    const e = describeEvent(event, this.resolver, this.bootOffsetMs);
     if (e.verdict !== 'ALLOWED') {
       this.drops.push(e);
       if (this.drops.length > RECENT_DROPS) this.drops.shift();

@@ -42,6 +42,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "events.h"
 #include "neigh.h"
 #include "policy.h"
+#include "l7.h"
 #include "conntrack.h"
 #include "fragments.h"
 #include "icmp.h"
@@ -305,10 +306,16 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 static __always_inline int from_pod_ip(struct __sk_buff *skb, const struct endpoint_info *ep, __be16 proto)
 {
 	struct flow f = {};
-	__u32 peer = 0;
+	__u32 peer = 0, l7_off;
 	int ret = forward_from_pod(skb, ep, proto, &f, &peer);
 
-	return ret < 0 ? drop_exit(skb, ep, -ret, &f, peer, 1) : ret;
+	if (ret < 0)
+		return drop_exit(skb, ep, -ret, &f, peer, 1);
+	/* What a pod sends, it sends here: each L7 message of a local pod is handed up once, by its sender. */
+	l7_off = l7_payload_offset(skb, &f);
+	if (l7_off)
+		emit_l7_event(skb, &f, l7_off, ep->endpoint_id, 0);
+	return ret;
 }
 
 SEC("tc")
@@ -424,7 +431,7 @@ int to_pod(struct __sk_buff *skb)
 	__u32 ifindex = skb->ifindex;
 	struct endpoint_info *ep;
 	struct flow f = {};
-	__u32 peer = 0;
+	__u32 peer = 0, l7_off;
 	int ret;
 
 	count(SLUICE_CTR_TO_POD, skb);
@@ -439,7 +446,13 @@ int to_pod(struct __sk_buff *skb)
 	if (eth->h_proto != bpf_htons(ETH_P_IP) && eth->h_proto != bpf_htons(ETH_P_IPV6))
 		return ep_drop(ep->endpoint_id, SLUICE_CTR_DROP_MALFORMED, skb);
 	ret = forward_to_pod(skb, ep, eth->h_proto, &f, &peer);
-	return ret < 0 ? drop_exit(skb, ep, -ret, &f, peer, 0) : ret;
+	if (ret < 0)
+		return drop_exit(skb, ep, -ret, &f, peer, 0);
+	/* An L7 message from off the node or from the host; a local pod's was handed up by from_pod. */
+	l7_off = l7_payload_offset(skb, &f);
+	if (l7_off && !local_endpoint(f.family, f.saddr))
+		emit_l7_event(skb, &f, l7_off, 0, ep->endpoint_id);
+	return ret;
 }
 
 /*

@@ -3,11 +3,10 @@
 #ifndef SLUICE_EVENTS_H
 #define SLUICE_EVENTS_H
 
-/* Takes one token from this CPU's bucket; false when the event must be dropped as lost. */
-static __always_inline int event_allowed(void)
+/* Takes one token from this CPU's bucket (SLUICE_EVENT_BUCKET_*); false when the event must be dropped as lost. */
+static __always_inline int event_allowed(__u32 bucket)
 {
-	__u32 key = 0;
-	struct event_rate *rate = bpf_map_lookup_elem(&event_rate, &key);
+	struct event_rate *rate = bpf_map_lookup_elem(&event_rate, &bucket);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 refill;
 
@@ -36,6 +35,7 @@ struct event_meta {
 	__u32 dst_endpoint;
 	__u8 direction;
 	__u8 verdict;
+	__u8 is_reply;
 };
 
 /* Sends one monitor event, within the rate limit; counts what it cannot send. */
@@ -56,7 +56,7 @@ static __noinline void emit_event(const struct pkt_meta *p, const struct event_m
 {
 	struct event *e;
 
-	if (!event_allowed()) {
+	if (!event_allowed(SLUICE_EVENT_BUCKET_FLOWS)) {
 		count_len(SLUICE_CTR_EVENTS_LOST, p->len);
 		return;
 	}
@@ -82,6 +82,10 @@ static __noinline void emit_event(const struct pkt_meta *p, const struct event_m
 	e->verdict = m->verdict;
 	e->ifindex = p->ifindex;
 	e->len = p->len;
+	e->tcp_flags = f->tcp_flags;
+	e->is_reply = m->is_reply;
+	e->payload_len = 0;
+	e->reserved = 0;
 	bpf_ringbuf_submit(e, 0);
 }
 

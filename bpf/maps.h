@@ -117,7 +117,7 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } config SEC(".maps");
 
-/* Monitor events for the agent: verdicts on new flows and drops. */
+/* Monitor events for the agent: verdicts on new flows, drops, and the first bytes of L7 messages. */
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, SLUICE_EVENTS_RINGBUF_BYTES);
@@ -127,7 +127,7 @@ struct {
 /* Token bucket per CPU: a flood of drops must not turn into a flood of events. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
+	__uint(max_entries, SLUICE_EVENT_BUCKETS);
 	__type(key, __u32);
 	__type(value, struct event_rate);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
@@ -135,6 +135,7 @@ struct {
 
 /* Keeps struct event in the BTF for test/abi.test.ts (ring buffers carry no value type). */
 const volatile struct event sluice_event_btf_anchor = {};
+const volatile struct l7_event sluice_l7_event_btf_anchor = {};
 
 /*
  * Keeps `enum sluice_counter` in the object's BTF (types only reachable from

@@ -37,6 +37,7 @@ struct flow {
 #define SCTP_COMMON_HDR_BYTES 12
 #define ICMP_ECHO_HDR_BYTES 8
 #define TCP_FLAGS_OFFSET 13
+#define TCP_DOFF_OFFSET 12 /* data offset, in the high nibble */
 #define TCP_FLAG_FIN 0x01
 #define TCP_FLAG_SYN 0x02
 #define TCP_FLAG_RST 0x04
@@ -66,6 +67,7 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 {
 	__u8 buf[ICMP_ECHO_HDR_BYTES];
 
+	f->l4_off = l4_off;
 	switch (f->protocol) {
 	case IPPROTO_TCP:
 		/* Bounds-check the full minimum header; the flags say when a flow ends. */
@@ -94,7 +96,6 @@ static __always_inline int parse_l4(struct __sk_buff *skb, __u32 l4_off, struct 
 			return SLUICE_CTR_DROP_MALFORMED;
 		type = buf[0];
 		__builtin_memcpy(&id, buf + 4, 2);
-		f->l4_off = l4_off;
 		/* Echo request (id, 0), reply (0, id): a reply's reversed key is its request's. */
 		if ((f->protocol == IPPROTO_ICMP && type == ICMP_ECHO) ||
 		    (f->protocol == IPPROTO_ICMPV6 && type == ICMPV6_ECHO_REQUEST)) {

@@ -363,13 +363,23 @@ struct frag_value {
 /* Monitor events (ring buffer `events`). */
 #define SLUICE_EVENT_VERDICT 1 /* a new flow met a policy decision */
 #define SLUICE_EVENT_DROP 2    /* a packet was dropped; reason says why */
+#define SLUICE_EVENT_L7 3      /* a packet may start a DNS or HTTP/1.x message: struct l7_event */
 
 #define SLUICE_VERDICT_ALLOWED 1
 #define SLUICE_VERDICT_DENIED 2
 
-/* Events each CPU may emit per second; the rest are counted as lost. */
+/*
+ * Events each CPU may emit per second, per bucket; the rest are counted as
+ * lost. Verdicts and drops take one bucket, L7 messages the other: a flood of
+ * DNS queries cannot hide a drop, nor a flood of drops a request.
+ */
 #define SLUICE_EVENTS_PER_SEC 2000
 #define SLUICE_EVENTS_BURST 500
+#define SLUICE_EVENT_BUCKET_FLOWS 0
+#define SLUICE_EVENT_BUCKET_L7 1
+#define SLUICE_EVENT_BUCKETS 2
+/* Payload bytes an L7 event carries: a DNS question, an HTTP request or status line and some headers. */
+#define SLUICE_L7_PAYLOAD_BYTES 256
 #define SLUICE_EVENTS_RINGBUF_BYTES (1 << 20)
 
 /* One monitor event: a verdict on a new flow, or a drop. */
@@ -391,6 +401,16 @@ struct event {
 	__u8 verdict;         /* SLUICE_VERDICT_* */
 	__u32 ifindex;
 	__u32 len;            /* packet length */
+	__u8 tcp_flags;       /* of a TCP packet */
+	__u8 is_reply;        /* the packet goes from the flow's responder to its opener */
+	__u16 payload_len;    /* of SLUICE_EVENT_L7: the payload bytes that follow (at most SLUICE_L7_PAYLOAD_BYTES) */
+	__u32 reserved;
+};
+
+/* An L7 event: the event, then the first bytes of the transport payload. */
+struct l7_event {
+	struct event event;
+	__u8 payload[SLUICE_L7_PAYLOAD_BYTES];
 };
 
 /* Per-CPU token bucket of the event rate limit. */

@@ -252,7 +252,7 @@ export function encodeDatapathConfig(c: DatapathConfig): Buffer {
 /** struct event: one monitor event from the ring buffer. */
 export const EVENT: StructLayout = {
   name: 'event',
-  size: 80,
+  size: 88,
   members: {
     timestamp_ns: 0,
     type: 8,
@@ -271,11 +271,27 @@ export const EVENT: StructLayout = {
     verdict: 71,
     ifindex: 72,
     len: 76,
+    tcp_flags: 80,
+    is_reply: 81,
+    payload_len: 82,
+    reserved: 84,
   },
 };
 
+/** struct l7_event: an event, then the first SLUICE_L7_PAYLOAD_BYTES of an L7 message's payload. */
+export const L7_EVENT: StructLayout = {
+  name: 'l7_event',
+  size: 344,
+  members: { event: 0, payload: 88 },
+};
+
+/** SLUICE_L7_PAYLOAD_BYTES. */
+export const L7_PAYLOAD_BYTES = 256;
+
 /** SLUICE_EVENT_*. */
-export const EventType = { VERDICT: 1, DROP: 2 } as const;
+export const EventType = { VERDICT: 1, DROP: 2, L7: 3 } as const;
+/** SLUICE_EVENT_BUCKET_*: the rate-limit buckets of the events. */
+export const EventBucket = { FLOWS: 0, L7: 1 } as const;
 /** SLUICE_VERDICT_*. */
 export const Verdict = { ALLOWED: 1, DENIED: 2 } as const;
 
@@ -299,9 +315,14 @@ export interface DatapathEvent {
   verdict: number;
   ifindex: number;
   len: number;
+  /** Of a TCP packet: its flags byte. */
+  tcpFlags: number;
+  isReply: boolean;
+  /** Of an L7 event: the first bytes of the message's payload; empty otherwise. */
+  payload: Buffer;
 }
 
-/** Decodes one struct event. */
+/** Decodes one struct event, or struct l7_event. */
 export function decodeEvent(buf: Buffer): DatapathEvent {
   checkSize(buf, EVENT);
   const m = EVENT.members;
@@ -326,7 +347,19 @@ export function decodeEvent(buf: Buffer): DatapathEvent {
     verdict: buf.readUInt8(m.verdict),
     ifindex: buf.readUInt32LE(m.ifindex),
     len: buf.readUInt32LE(m.len),
+    tcpFlags: buf.readUInt8(m.tcp_flags),
+    isReply: buf.readUInt8(m.is_reply) !== 0,
+    payload: l7Payload(buf),
   };
+}
+
+/** The payload an L7 event carries (a copy: the ring buffer's memory is reused). */
+function l7Payload(buf: Buffer): Buffer {
+  if (buf.readUInt32LE(EVENT.members.type) !== EventType.L7) return Buffer.alloc(0);
+  checkSize(buf, L7_EVENT);
+  const len = Math.min(buf.readUInt16LE(EVENT.members.payload_len), L7_PAYLOAD_BYTES);
+  const at = L7_EVENT.members.payload;
+  return Buffer.from(buf.subarray(at, at + len));
 }
 
 /** struct counter_value. */

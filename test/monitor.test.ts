@@ -17,7 +17,9 @@ const PYTHON = '/usr/bin/python3';
 const EVENT_WAIT_MS = 15_000;
 /** Denied UDP packets per second from x/b to x/a, for FLOOD_SECONDS. */
 const FLOOD_PPS = 30_000;
-const FLOOD_SECONDS = 3;
+const FLOOD_SECONDS = 5;
+/** How long the allowed connection echoes during the flood: well inside it, with room for a slow start on a loaded machine. */
+const HOLD_MS = 2000;
 /** Paced UDP sender: prints "flooding" once started, then the number of packets the kernel accepted. */
 const FLOOD_PY = `
 import socket, sys, time
@@ -205,7 +207,7 @@ describe('sluice monitor', () => {
     await until('the flood to start', () => floodOut.startsWith('flooding'), 5_000);
 
     // While it runs: an established connection keeps echoing, and a new one is allowed and answered.
-    const hold = sh('ip', ['netns', 'exec', pods['x/c']!.netns, SLUICE, 'local', 'connect', pods['x/a']!.ip, '80', '--hold-ms', String((FLOOD_SECONDS - 1) * 1000), '--interval-ms', '20', '--timeout-ms', '1000']);
+    const hold = sh('ip', ['netns', 'exec', pods['x/c']!.netns, SLUICE, 'local', 'connect', pods['x/a']!.ip, '80', '--hold-ms', String(HOLD_MS), '--interval-ms', '20', '--timeout-ms', '1000']);
     const fresh = await probe('x/c', 'x/a', 80, 1000);
     const held = await hold;
     expect(flood.exitCode, 'the allowed traffic finished before the flood did').toBeNull();

@@ -1,0 +1,102 @@
+/**
+ * The policies a verdict record names: of an allowed flow, the first rule
+ * that allows it in each direction that judged it; of a denied one, the
+ * policies that isolate the pod in the direction that denied it. Answered by
+ * policy/explain.ts, the same reading of the rules `sluice explain` gives,
+ * and cached per policy revision: records of one kind of flow cost one
+ * explanation, not one each.
+ */
+import type { FlowPolicyRef, FlowRecord } from '../../contract/flows.ts';
+import { isolates, selectingPolicies } from '../../policy/compile.ts';
+import { explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
+import type { ClusterView } from '../../policy/types.ts';
+import { errorMessage } from '../../lib/errors.ts';
+
+/** What the namer reads; the agent's policy state fits it. */
+export interface PolicyNamerSource {
+  /** Changes whenever the policies, pods or namespaces change. */
+  revision(): number;
+  view(): ClusterView;
+  explainOptions(): ExplainOptions;
+}
+
+/** Answers kept per revision; beyond it, the cache starts over. */
+const CACHE_LIMIT = 4096;
+
+function refOf(text: string): { namespace: string; name: string } {
+  const at = text.indexOf('/');
+  return { namespace: text.slice(0, at), name: text.slice(at + 1) };
+}
+
+/** Names the policies of flow verdict records. */
+export class PolicyNamer {
+  private readonly source: PolicyNamerSource;
+  private revision = -1;
+  private view: ClusterView | null = null;
+  private readonly cache = new Map<string, FlowPolicyRef[] | undefined>();
+  private readonly log: (msg: string) => void;
+
+  constructor(source: PolicyNamerSource, log: (msg: string) => void = () => {}) {
+    this.source = source;
+    this.log = log;
+  }
+
+  /** The policies of a verdict record; undefined when none judged it (or it is not a verdict on a transport flow). */
+  policiesOf(r: FlowRecord): FlowPolicyRef[] | undefined {
+    if (r.type !== 'flow' || r.direction === '' || !(POLICY_PROTOCOLS as readonly string[]).includes(r.protocol)) return undefined;
+    const revision = this.source.revision();
+    if (revision !== this.revision) {
+      this.revision = revision;
+      this.view = null;
+      this.cache.clear();
+    }
+    const to = r.destination.pod ? `${r.destination.namespace}/${r.destination.pod}` : r.destination.ip;
+    const from = r.source.pod ? `${r.source.namespace}/${r.source.pod}` : `ip:${r.source.ip}`;
+    const key = `${r.verdict}|${r.direction}|${from}|${to}|${r.protocol}|${r.destination.port}`;
+    if (this.cache.has(key)) return this.cache.get(key);
+    if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
+    let refs: FlowPolicyRef[] | undefined;
+    try {
+      refs = this.answer(r, from, to);
+    } catch (err: unknown) {
+      this.log(`flow records: cannot name the policies of ${r.summary}: ${errorMessage(err)}`);
+      refs = undefined;
+    }
+    this.cache.set(key, refs);
+    return refs;
+  }
+
+  private clusterView(): ClusterView {
+    this.view ??= this.source.view();
+    return this.view;
+  }
+
+  private answer(r: FlowRecord, from: string, to: string): FlowPolicyRef[] | undefined {
+    if (!r.source.pod) return r.verdict === 'ALLOWED' ? undefined : this.isolating(r);
+    const x = explainFlow(
+      this.clusterView(),
+      { from, to, port: r.destination.port, protocol: r.protocol as PolicyProtocol, family: r.source.ip.includes(':') ? 6 : 4 },
+      this.source.explainOptions(),
+    );
+    if (r.verdict === 'ALLOWED') {
+      const refs: FlowPolicyRef[] = [];
+      for (const d of [x.egress, x.ingress]) {
+        const first = d.judged && d.isolated ? d.allowedBy[0] : undefined;
+        if (first) refs.push({ ...refOf(first.policy), direction: d.direction, rule: first.rule });
+      }
+      return refs;
+    }
+    const d: DirectionVerdict = r.direction === 'egress' ? x.egress : x.ingress;
+    return d.policies.map((p) => ({ ...refOf(p), direction: d.direction }));
+  }
+
+  /** Of a denial whose source is no pod (explain starts at a pod): the policies isolating the destination pod for ingress. */
+  private isolating(r: FlowRecord): FlowPolicyRef[] | undefined {
+    if (r.direction !== 'ingress' || !r.destination.pod) return undefined;
+    const pod = this.clusterView().pods.find((p) => p.namespace === r.destination.namespace && p.name === r.destination.pod);
+    if (!pod) return undefined;
+    return selectingPolicies(pod, this.clusterView().policies)
+      .filter((p) => isolates(p, 'ingress'))
+      .map((p) => ({ namespace: p.namespace, name: p.name, direction: 'ingress' as const }));
+  }
+}

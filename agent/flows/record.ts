@@ -1,0 +1,92 @@
+/**
+ * Turns a datapath event into a flow record (contract/flows.ts): names both
+ * ends (pod, namespace, labels, or what the address is), the device, the
+ * Service frontend, and carries the L7 summary and the policies the caller
+ * found. Pure: every lookup comes through FlowNaming.
+ */
+import { EventType, type DatapathEvent } from '../../datapath/abi.ts';
+import type { FlowEndpoint, FlowPolicyRef, FlowRecord, L7Summary } from '../../contract/flows.ts';
+import { Identity } from '../../lib/identity-numbers.ts';
+import { hasPorts } from '../../lib/protocols.ts';
+import { describeEvent, type MonitorPeer, type Resolver } from '../monitor.ts';
+
+/** What a record needs named beyond the monitor's resolver. */
+export interface FlowNaming extends Resolver {
+  labelsOf(namespace: string, pod: string): Record<string, string> | undefined;
+  /** The name of a device of this node, by index. */
+  interfaceName(ifindex: number): string | undefined;
+  /** "namespace/name" of the Service with this frontend, when the agent knows it. */
+  serviceAt?(ip: string, port: number, protocol: string): string | undefined;
+}
+
+const TCP_FLAG_NAMES = ['FIN', 'SYN', 'RST', 'PSH', 'ACK', 'URG', 'ECE', 'CWR'] as const;
+
+/** The names of the flags set in a TCP flags byte, lowest bit first. */
+export function tcpFlagNames(flags: number): string[] {
+  return TCP_FLAG_NAMES.filter((_, bit) => flags & (1 << bit));
+}
+
+function endpointOf(peer: MonitorPeer, naming: FlowNaming): FlowEndpoint {
+  const out: FlowEndpoint = { ip: peer.ip, port: peer.port, identity: peer.identity, name: peer.name };
+  if (peer.namespace && peer.pod) {
+    out.namespace = peer.namespace;
+    out.pod = peer.pod;
+    const labels = naming.labelsOf(peer.namespace, peer.pod);
+    if (labels) out.labels = labels;
+  }
+  return out;
+}
+
+/** What an L7 message says in a few words. */
+function l7Text(l7: L7Summary): string {
+  const latency = l7.latencyMs === undefined ? '' : ` ${l7.latencyMs.toFixed(1)}ms`;
+  if (l7.dns) {
+    const q = `${l7.dns.qtype} ${l7.dns.query}`;
+    return l7.kind === 'request' ? `DNS query ${q}` : `DNS answer ${q} ${l7.dns.rcode ?? ''}${latency}`.trimEnd();
+  }
+  if (l7.http) {
+    const req = [l7.http.method, l7.http.path].filter(Boolean).join(' ');
+    return l7.kind === 'request' ? `HTTP ${req}` : `HTTP ${l7.http.status ?? '?'} ${req}${latency}`.trimEnd();
+  }
+  return l7.type;
+}
+
+/**
+ * The record of one event. l7 is the parsed message of an L7 event (the
+ * caller parses and pairs them); policies, the verdict's policies.
+ */
+export function flowRecordOf(e: DatapathEvent, naming: FlowNaming, bootOffsetMs: number, l7?: L7Summary, policies?: FlowPolicyRef[]): FlowRecord {
+  const m = describeEvent(e, naming, bootOffsetMs);
+  const type: FlowRecord['type'] = e.type === EventType.L7 ? 'l7' : e.type === EventType.DROP ? 'drop' : 'flow';
+  const source = endpointOf(m.src, naming);
+  const destination = endpointOf(m.dst, naming);
+  const name = naming.interfaceName(e.ifindex);
+  const record: FlowRecord = {
+    time: m.time,
+    type,
+    verdict: m.verdict,
+    reason: type === 'l7' ? l7?.type ?? 'l7' : m.direction || m.verdict !== 'ALLOWED' ? m.reason : 'no policy',
+    source,
+    destination,
+    protocol: m.protocol,
+    direction: type === 'l7' ? '' : m.direction,
+    isReply: type === 'l7' ? l7?.kind === 'response' : e.isReply,
+    interface: name ? { index: e.ifindex, name } : { index: e.ifindex },
+    bytes: e.len,
+    summary: '',
+  };
+  if (m.verdict !== 'ALLOWED') record.dropReason = m.counter;
+  if (e.protocol === 6) record.tcpFlags = tcpFlagNames(e.tcpFlags);
+  if (destination.identity === Identity.SERVICE && hasPorts(e.protocol)) {
+    const service = naming.serviceAt?.(destination.ip, destination.port, m.protocol);
+    record.service = { ip: destination.ip, port: destination.port, ...(service ? { name: service } : {}) };
+  }
+  if (l7) record.l7 = l7;
+  if (policies && policies.length > 0) record.policies = policies;
+  const end = (p: FlowEndpoint) => (hasPorts(e.protocol) ? `${p.name}:${p.port}` : p.name);
+  const flags = record.tcpFlags && record.tcpFlags.length > 0 ? ` [${record.tcpFlags.join(',')}]` : '';
+  const why = type === 'l7' ? l7Text(l7!) : `${m.verdict}${m.direction ? ` ${m.direction}` : ''} (${record.reason})`;
+  const by = policies && policies.length > 0 ? ` by ${policies.map((p) => `${p.namespace}/${p.name}${p.rule === undefined ? '' : `#${p.rule}`}`).join(', ')}` : '';
+  record.summary = `${end(source)} -> ${end(destination)} ${m.protocol}${flags} ${why}${by}`;
+  return record;
+}

@@ -1,0 +1,65 @@
+/**
+ * The agent's flow records: a bounded ring of the latest (GET /v1/flows
+ * ?last=N) and the followers that get each new one (?follow=1). A follower
+ * that cannot keep up loses records, counted, rather than growing the
+ * agent's memory; so does the datapath (its counter is read by the caller).
+ */
+import type { FlowRecord } from '../../contract/flows.ts';
+import { flowMatches, type CompiledFlowFilter } from './filter.ts';
+
+/** Records the ring holds by default: about 10 MB of records. */
+export const DEFAULT_FLOW_CAPACITY = 8192;
+
+/** Sends one record to a follower; false when the follower's queue is full and the record was not sent. */
+export type FlowSend = (r: FlowRecord) => boolean;
+
+/** A bounded ring of records with followers. */
+export class FlowStore {
+  readonly capacity: number;
+  private readonly ring: (FlowRecord | undefined)[];
+  /** Where the next record goes. */
+  private next = 0;
+  private size = 0;
+  private readonly followers = new Set<{ filter: CompiledFlowFilter; send: FlowSend }>();
+  /** Records followers missed (queue full). */
+  followerLosses = 0;
+  /** Records added since the agent started. */
+  added = 0;
+
+  constructor(capacity = DEFAULT_FLOW_CAPACITY) {
+    if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`flow capacity ${capacity} is not a positive integer`);
+    this.capacity = capacity;
+    this.ring = new Array(capacity);
+  }
+
+  /** Keeps a record (the oldest goes when full) and sends it to every follower it matches. */
+  add(r: FlowRecord): void {
+    this.ring[this.next] = r;
+    this.next = (this.next + 1) % this.capacity;
+    if (this.size < this.capacity) this.size++;
+    this.added++;
+    for (const f of this.followers) if (flowMatches(r, f.filter) && !f.send(r)) this.followerLosses++;
+  }
+
+  /** Records held now. */
+  held(): number {
+    return this.size;
+  }
+
+  /** The newest `last` records that match, oldest first. Walks the ring from the newest: stops at `last`. */
+  latest(filter: CompiledFlowFilter, last: number): FlowRecord[] {
+    const out: FlowRecord[] = [];
+    for (let i = 1; i <= this.size && out.length < last; i++) {
+      const r = this.ring[(this.next - i + this.capacity) % this.capacity]!;
+      if (flowMatches(r, filter)) out.push(r);
+    }
+    return out.reverse();
+  }
+
+  /** Sends matching new records to send until the returned function is called. */
+  follow(filter: CompiledFlowFilter, send: FlowSend): () => void {
+    const f = { filter, send };
+    this.followers.add(f);
+    return () => this.followers.delete(f);
+  }
+}
