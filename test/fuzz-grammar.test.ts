@@ -3,6 +3,7 @@
  * is deterministic and reaches every production, the oracle blames exactly
  * the delivered frames it should, and the worker builds the frames the specs
  * describe (checked by parsing them back with scapy; no root, nothing sent).
+ * The same for the VXLAN phase's grammar, oracle and frames.
  */
 import { execFileSync } from 'node:child_process';
 import path from 'node:path';
@@ -10,7 +11,9 @@ import { describe, expect, it } from 'vitest';
 import { framesOf, generateRound, type PacketSpec } from '../conformance/fuzz/grammar.ts';
 import { KNOWN_ISSUES, knownIssueOf, type KnownIssue } from '../conformance/fuzz/known.ts';
 import { Oracle, frameKey, type OracleState } from '../conformance/fuzz/oracle.ts';
-import { payloadHex, resolveAddr, toWire, type Addressing } from '../conformance/fuzz/wire.ts';
+import { generateVxlanRound, nodeOfPod, podsOn, receivingNode, vxlanPayloadBytes, VXLAN_PORT, type VxlanSpec } from '../conformance/fuzz/vxlan-grammar.ts';
+import { admittedSource, judgeVxlanRound, vxlanFrameKey } from '../conformance/fuzz/vxlan-oracle.ts';
+import { payloadHex, resolveAddr, toVxlanWire, toWire, type Addressing, type VxlanAddressing } from '../conformance/fuzz/wire.ts';
 import { PODS, baseState } from '../conformance/netpol/model.ts';
 import type { NetworkPolicy } from '../conformance/netpol/types.ts';
 
@@ -239,5 +242,124 @@ print(json.dumps(out))
     expect(rows[3]![0]!.ptb).toBe(true);
     // Truncated, spoofed, forged MAC.
     expect(rows[4]![0]).toMatchObject({ src: ipv4.get('z/c'), macsrc: '02:de:ad:be:ef:01', len: 23 });
+  });
+});
+
+const vxlanAddressing: VxlanAddressing = {
+  nodes: new Map([
+    ['node-1', { address: '172.20.0.1', gateway4: '10.1.2.1', gateway6: 'fd00:1::1', vtepMac: '02:53:ac:14:00:01' }],
+    ['node-2', { address: '172.20.0.2', gateway4: '10.1.2.129', gateway6: 'fd00:1::81', vtepMac: '02:53:ac:14:00:02' }],
+  ]),
+  vni: 1,
+};
+
+/** A VXLAN packet from `from` to `target`, inner UDP to `to` (a pod on the receiving node) from `src`. */
+const vx = (n: number, from: string, target: VxlanSpec['target'], to: string, src: VxlanSpec['inner']['src'], extra: Partial<VxlanSpec> = {}): VxlanSpec => ({
+  n,
+  kind: 'vxlan',
+  from,
+  target,
+  family: 4,
+  sport: 40000 + n,
+  vni: 'cluster',
+  flags: 0x08,
+  inner: { family: 4, to, src, l4: { p: 'udp', sport: 10000 + n, dport: 80 }, payload: 16 },
+  ...extra,
+});
+
+function judgeVxlan(specs: VxlanSpec[], seen: Record<string, string[]>): { bad: string[]; failClosed: string[] } {
+  const v = judgeVxlanRound(specs, new Map(Object.entries(seen)), oracleState());
+  return { bad: v.disagreements.map((d) => vxlanFrameKey(d.spec.n, d.frame)), failClosed: v.failClosed.map((d) => vxlanFrameKey(d.spec.n, d.frame)) };
+}
+
+describe('fuzzer VXLAN phase', () => {
+  it('places the pods on both nodes and addresses every inner packet to a pod on the receiving node', () => {
+    expect(podsOn('node-1')).toEqual(['x/a', 'x/c', 'y/b', 'z/a', 'z/c']);
+    expect(podsOn('node-2')).toEqual(['x/b', 'y/a', 'y/c', 'z/b']);
+    const specs = [0, 1, 2].flatMap((r) => generateVxlanRound(1, r, 600));
+    expect(generateVxlanRound(1, 2, 600)).toEqual(generateVxlanRound(1, 2, 600));
+    expect(generateVxlanRound(1, 2, 600)).not.toEqual(generateVxlanRound(2, 2, 600));
+    for (const s of specs) {
+      expect(nodeOfPod(s.inner.to), JSON.stringify(s)).toBe(receivingNode(s));
+      if ('node' in s.target && s.target.addr === 'underlay') expect(s.family).toBe(4);
+      if ('pod' in s.target) expect(s.target.pod).not.toBe(s.from);
+      if ('node' in s.inner.src) expect(s.inner.family).toBe(4);
+      expect(s.flags).toBe(0x08);
+    }
+    expect(new Set(specs.map((s) => s.kind))).toEqual(new Set(['vxlan-own-node', 'vxlan-other-node', 'vxlan-own-gateway', 'vxlan-other-gateway', 'vxlan-pod']));
+    const sources = new Set(specs.map((s) => ('pod' in s.inner.src ? (s.inner.src.pod === s.from ? 'sender' : 'pod') : Object.keys(s.inner.src)[0]! + JSON.stringify(Object.values(s.inner.src)[0]))));
+    expect(sources).toEqual(new Set(['sender', 'pod', 'admittedtrue', 'victimtrue', 'node"receiver"', 'node"remote"']));
+    expect(new Set(specs.map((s) => s.inner.l4.p))).toEqual(new Set(['tcp', 'udp', 'echo']));
+    expect(new Set(specs.map((s) => `${s.family}${s.inner.family}`))).toEqual(new Set(['44', '46', '64', '66']));
+    expect(specs.some((s) => s.vni === 'cluster') && specs.some((s) => s.vni !== 'cluster')).toBe(true);
+    expect(new Set(specs.map((s) => s.fragPlan))).toEqual(new Set([undefined, 'in-order', 'reverse']));
+  });
+
+  it('forges, for "admitted", a pod the inner destination\'s policy lets through', () => {
+    // x/a admits only y/b on udp/80.
+    expect(admittedSource(vx(0, 'x/c', { node: 'own', addr: 'underlay' }, 'x/a', { admitted: true }), oracleState())).toBe('y/b');
+    // udp/81 to x/a: nobody; then the pod after x/a.
+    const to81 = vx(1, 'x/c', { node: 'own', addr: 'underlay' }, 'x/a', { admitted: true });
+    to81.inner.l4 = { p: 'udp', sport: 1, dport: 81 };
+    expect(admittedSource(to81, oracleState())).toBe('x/b');
+  });
+
+  it('blames every inner packet delivered, and an outer packet anywhere but at a pod that policy lets it reach', () => {
+    const toNode = vx(0, 'x/c', { node: 'other', addr: 'underlay' }, 'x/b', { admitted: true });
+    const toGateway = vx(1, 'x/c', { node: 'own', addr: 'gateway' }, 'x/a', { pod: 'z/b' });
+    // x/a is isolated (only y/b on udp/80): udp/4789 from z/a is denied; z/c is not isolated.
+    const toDeniedPod = vx(2, 'z/a', { pod: 'x/a' }, 'x/c', { victim: true });
+    const toPod = vx(3, 'z/a', { pod: 'z/c' }, 'x/a', { node: 'remote' });
+    const seen = { '0.0': ['x/b'], '0.inner': ['x/b'], '1.0': ['x/a'], '2.0': ['x/a'], '3.0': ['z/c'], '3.inner': ['x/a'] };
+    expect(judgeVxlan([toNode, toGateway, toDeniedPod, toPod], seen).bad.sort()).toEqual(['0.0', '0.inner', '1.0', '2.0', '3.inner']);
+    // The allowed contrast packet seen at another pod too.
+    expect(judgeVxlan([toPod], { '3.0': ['z/c', 'y/a'] }).bad).toEqual(['3.0']);
+    // Nothing delivered: only the allowed contrast packet is missed.
+    expect(judgeVxlan([toNode, toGateway, toDeniedPod, toPod], {})).toEqual({ bad: [], failClosed: ['3.0'] });
+  });
+
+  it('builds a VXLAN packet to port 4789 holding the inner frame for the receiving node\'s VXLAN device (parsed back with scapy)', () => {
+    const specs: VxlanSpec[] = [
+      vx(0, 'x/c', { node: 'other', addr: 'underlay' }, 'x/b', { admitted: true }),
+      { ...vx(1, 'x/b', { node: 'own', addr: 'gateway' }, 'y/c', { node: 'receiver' }), family: 6, vni: 0xabcde },
+      vx(2, 'x/c', { node: 'own', addr: 'underlay' }, 'z/a', { victim: true }),
+    ];
+    // Outer IPv4 in three fragments, out of order, over the whole UDP datagram (header, VXLAN header, inner frame).
+    specs[2]!.inner = { ...specs[2]!.inner, family: 6, l4: { p: 'tcp', sport: 10002, dport: 81, flags: 'S', seq: 9 } };
+    const udpBytes = 8 + vxlanPayloadBytes(specs[2]!.inner);
+    Object.assign(specs[2]!, { frags: [[16, 16, true], [0, 16, true], [32, udpBytes - 32, false]], fragPlan: 'reverse', fragId: 5 });
+    const wires = JSON.stringify(specs.map((s) => toVxlanWire(s, 3, 'y/b', addressing, vxlanAddressing)));
+    const script = `
+import json, sys
+sys.path.insert(0, ${JSON.stringify(path.join(import.meta.dirname, '../conformance/fuzz'))})
+import worker
+from scapy.all import Ether, IP, UDP, TCP, Raw
+from scapy.layers.inet6 import IPv6
+from scapy.layers.vxlan import VXLAN
+out = []
+for w in json.loads(sys.stdin.read()):
+    frs = worker.frames(w)
+    if len(frs) > 1:
+        # Reassembled by hand: the fragments' payloads by offset.
+        parts = sorted((Ether(f)[IP].frag * 8, bytes(Ether(f)[IP].payload)) for f in frs)
+        first = Ether(frs[[Ether(f)[IP].frag for f in frs].index(0)])
+        p = Ether(bytes(Ether(dst=first.dst, src=first.src) / IP(src=first[IP].src, dst=first[IP].dst, proto=17) / UDP(b"".join(b for _, b in parts))))
+    else:
+        p = Ether(frs[0])
+    ip = p.payload
+    u = ip.payload
+    v = p[VXLAN]
+    inner = v.payload
+    iip = inner[IP] if IP in inner else inner[IPv6]
+    out.append({"dst": ip.dst, "dport": u.dport, "ulen": u.len, "ulen_ok": u.len == len(bytes(u)),
+                "csum_ok": len(frs) > 1 or (UDP(bytes(type(ip)(src=ip.src, dst=ip.dst) / UDP(sport=u.sport, dport=u.dport) / Raw(bytes(u.payload)))[20 if type(ip) is IP else 40:]).chksum == u.chksum),
+                "flags": int(v.flags), "vni": v.vni, "edst": inner.dst, "esrc": inner.src, "isrc": iip.src, "idst": iip.dst,
+                "tcp": TCP in inner, "frags": len(frs), "inner_key": worker.inner_key(w) == worker.key_of(bytes(iip))})
+print(json.dumps(out))
+`;
+    const rows = JSON.parse(execFileSync('/usr/bin/python3', ['-c', script], { input: wires, encoding: 'utf8' })) as Record<string, unknown>[];
+    expect(rows[0]).toMatchObject({ dst: '172.20.0.2', dport: VXLAN_PORT, ulen_ok: true, csum_ok: true, flags: 0x08, vni: 1, edst: '02:53:ac:14:00:02', esrc: '02:53:ac:14:00:01', isrc: ipv4.get('y/b'), idst: ipv4.get('x/b'), inner_key: true });
+    expect(rows[1]).toMatchObject({ dst: 'fd00:1::81', vni: 0xabcde, edst: '02:53:ac:14:00:02', isrc: '172.20.0.2', idst: ipv4.get('y/c'), ulen_ok: true, csum_ok: true });
+    expect(rows[2]).toMatchObject({ dst: '172.20.0.1', frags: 3, edst: '02:53:ac:14:00:01', isrc: ipv6.get('z/a'), idst: ipv6.get('z/a'), tcp: true, inner_key: true });
   });
 });

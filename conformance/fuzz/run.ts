@@ -64,7 +64,7 @@ const sameLabels = (a: Record<string, string>, b: Record<string, string>) => JSO
 const SETTLE_MS = 60;
 
 /** Back to the model's base: no policies, base labels. */
-async function reset(cluster: FuzzCluster): Promise<void> {
+export async function reset(cluster: FuzzCluster): Promise<void> {
   const s = cluster.current();
   await cluster.delete(s.policies.map((p) => ({ kind: 'NetworkPolicy' as const, namespace: p.metadata.namespace, name: p.metadata.name })));
   const restore: Manifest[] = [];
@@ -90,7 +90,7 @@ async function sendPhase(cluster: FuzzCluster, specs: PacketSpec[], round: numbe
     const keys = hashes.get(pod)!;
     ss.forEach((s, i) =>
       framesOf(s).forEach((f) => {
-        const h = keys[i]![f.index]!;
+        const h = keys[i]!.frames[f.index]!;
         // Two frames of the same bytes (the grammar avoids it): which one arrived cannot be told, so neither is judged.
         if (byHash.has(h) && byHash.get(h) !== frameKey(f)) ambiguous.add(h);
         byHash.set(h, frameKey(f));

@@ -4,6 +4,7 @@
  * packet's index, so that no two packets of a run are the same bytes.
  */
 import type { AddrRef, Family, PacketSpec, Transport } from './grammar.ts';
+import { otherNode, receivingNode, VXLAN_PORT, type VxlanNode, type VxlanSpec } from './vxlan-grammar.ts';
 
 /** What the wire needs to know of the cluster. */
 export interface Addressing {
@@ -32,6 +33,25 @@ export interface Wire {
   frag_id?: number;
   /** IPv4 identification (of a packet not fragmented) or IPv6 flow label: unique in the round, so no two packets are the same bytes. */
   ip_id: number;
+  /** A VXLAN packet: l4 is the outer UDP header, and its payload the VXLAN header and the inner frame (worker.py, vxlan_l4). */
+  vxlan?: { vni: number; flags: number; inner: Wire };
+}
+
+/** What the VXLAN phase needs to know of a node. */
+export interface NodeAddressing {
+  /** Its underlay (InternalIP) address, IPv4. */
+  address: string;
+  /** The gateway of its pod CIDRs (their first address after the network), one per family. */
+  gateway4: string;
+  gateway6: string;
+  /** The MAC of its VXLAN device: an inner frame to it is the node's to route. */
+  vtepMac: string;
+}
+
+/** The nodes of the VXLAN phase, and the VNI their VXLAN devices use. */
+export interface VxlanAddressing {
+  nodes: Map<VxlanNode, NodeAddressing>;
+  vni: number;
 }
 
 const FORGED_MAC = '02:de:ad:be:ef:01';
@@ -95,5 +115,66 @@ export function toWire(spec: PacketSpec, round: number, a: Addressing): Wire {
   if (spec.truncate !== undefined) w.truncate = spec.truncate;
   if (spec.frags) w.frags = spec.frags;
   if (spec.fragId !== undefined) w.frag_id = spec.fragId;
+  return w;
+}
+
+function nodeAddressing(v: VxlanAddressing, node: VxlanNode): NodeAddressing {
+  const n = v.nodes.get(node);
+  if (!n) throw new Error(`no addresses for node ${node}`);
+  return n;
+}
+
+/** The outer destination address of a VXLAN spec. */
+export function vxlanTargetAddr(spec: VxlanSpec, a: Addressing, v: VxlanAddressing): string {
+  if ('pod' in spec.target) return resolveAddr({ pod: spec.target.pod }, spec.family, a);
+  const node = nodeAddressing(v, receivingNode(spec));
+  if (spec.target.addr === 'underlay') return node.address;
+  return spec.family === 4 ? node.gateway4 : node.gateway6;
+}
+
+/** The inner source address of a VXLAN spec; `admitted`: the pod that stands for { admitted: true } this round. */
+export function innerSourceAddr(spec: VxlanSpec, admitted: string, a: Addressing, v: VxlanAddressing): string {
+  const src = spec.inner.src;
+  const family = spec.inner.family;
+  if ('pod' in src) return resolveAddr(src, family, a);
+  if ('admitted' in src) return resolveAddr({ pod: admitted }, family, a);
+  if ('victim' in src) return resolveAddr({ pod: spec.inner.to }, family, a);
+  const receiver = receivingNode(spec);
+  return nodeAddressing(v, src.node === 'receiver' ? receiver : otherNode(receiver)).address;
+}
+
+/**
+ * The worker's packet for a VXLAN spec of round `round`: UDP from the pod's
+ * own address and MAC to port 4789 of the target, the inner frame from the
+ * other node's VXLAN device to the receiving node's, as a real peer sends it.
+ */
+export function toVxlanWire(spec: VxlanSpec, round: number, admitted: string, a: Addressing, v: VxlanAddressing): Wire {
+  const receiver = receivingNode(spec);
+  const inner: Wire = {
+    family: spec.inner.family,
+    src: innerSourceAddr(spec, admitted, a, v),
+    dst: resolveAddr({ pod: spec.inner.to }, spec.inner.family, a),
+    src_mac: nodeAddressing(v, otherNode(receiver)).vtepMac,
+    dst_mac: nodeAddressing(v, receiver).vtepMac,
+    l4: spec.inner.l4,
+    payload: payloadHex(round, spec.n, spec.inner.payload),
+    ip_id: spec.inner.family === 4 ? (spec.n % 0xffff) + 1 : ((round & 0xf) << 16) | (spec.n & 0xffff),
+  };
+  const w: Wire = {
+    family: spec.family,
+    src: resolveAddr({ pod: spec.from }, spec.family, a),
+    dst: vxlanTargetAddr(spec, a, v),
+    src_mac: a.mac.get(spec.from)!,
+    dst_mac: a.gatewayMac.get(spec.from) ?? 'ff:ff:ff:ff:ff:ff',
+    l4: { p: 'udp', sport: spec.sport, dport: VXLAN_PORT },
+    payload: '',
+    ip_id: spec.family === 4 ? (spec.n % 0xffff) + 1 : ((round & 0xf) << 16) | (spec.n & 0xffff),
+    vxlan: { vni: spec.vni === 'cluster' ? v.vni : spec.vni, flags: spec.flags, inner },
+  };
+  if (spec.frags) {
+    w.frags = spec.frags;
+    w.frag_id = spec.fragId!;
+    if (spec.family === 6) w.ext = ['frag'];
+  }
   return w;
 }

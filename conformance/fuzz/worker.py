@@ -12,7 +12,8 @@ zeroed (TTL or hop limit, IPv4 header checksum), so the sender and the
 receiver compute the same key for every shape, tiny fragments included.
 
 JSON lines on stdin, one answer line each on stdout:
-  {"op": "send", "packets": [WIRE, ...]}  -> {"hashes": [[frame hash, ...] per packet]}
+  {"op": "send", "packets": [WIRE, ...]}  -> {"hashes": [[frame hash, ...] per packet],
+                                              "inner": [hash of a VXLAN packet's inner IP packet, or null, per packet]}
   {"op": "build", "packets": [WIRE, ...]} -> {"frames": [[frame hex, ...] per packet]} (nothing sent)
   {"op": "seen"}                          -> {"seen": {hash: count}} since the last "seen"
   {"op": "quit"}
@@ -20,7 +21,9 @@ and first, once ready: {"ready": true, "mac": ..., "gateway_mac": ...}.
 
 WIRE (conformance/fuzz/wire.ts): family, src, dst, src_mac, dst_mac, options
 (IPv4), ext (IPv6 chain), l4, payload (hex), truncate, frags, frag_id, ip_id
-(IPv4 identification, IPv6 flow label).
+(IPv4 identification, IPv6 flow label), and for a VXLAN packet vxlan: vni,
+flags and inner (a WIRE, sent whole inside the outer UDP datagram to l4's
+ports, after an 8-byte VXLAN header).
 """
 import hashlib
 import json
@@ -145,11 +148,29 @@ def transport(l4, fam, src, dst):
     return full[20:] if fam == 4 else full[40:], num
 
 
+def vxlan_l4(w):
+    """A VXLAN packet's UDP datagram: header (length and checksum right, as a node's stack checks them), VXLAN header, inner frame."""
+    v = w["vxlan"]
+    body = struct.pack("!B3xI", v["flags"], v["vni"] << 8) + frames(v["inner"])[0]
+    udp = UDP(sport=w["l4"]["sport"], dport=w["l4"]["dport"]) / Raw(body)
+    if w["family"] == 4:
+        return bytes(IP(src=w["src"], dst=w["dst"]) / udp)[20:]
+    return bytes(IPv6(src=w["src"], dst=w["dst"]) / udp)[40:]
+
+
+def inner_key(w):
+    """The key of a VXLAN packet's inner IP packet (as it would arrive, decapsulated), or None."""
+    return key_of(frames(w["vxlan"]["inner"])[0][14:]) if w.get("vxlan") else None
+
+
 def frames(w):
     """The frames (Ethernet included) of one packet: whole, or its fragments in send order."""
     fam = w["family"]
-    l4, num = transport(w["l4"], fam, w["src"], w["dst"])
-    l4 += bytes.fromhex(w["payload"])
+    if w.get("vxlan"):
+        l4, num = vxlan_l4(w), PROTO["udp"]
+    else:
+        l4, num = transport(w["l4"], fam, w["src"], w["dst"])
+        l4 += bytes.fromhex(w["payload"])
     if w.get("truncate") is not None:
         l4 = l4[:w["truncate"]]
     eth = bytes.fromhex(w["dst_mac"].replace(":", "")) + bytes.fromhex(w["src_mac"].replace(":", "")) + \
@@ -253,7 +274,7 @@ def main():
                         pass  # e.g. a frame over the MTU: it was not sent, so it cannot arrive
                     keys.append(key_of(fr[14:]))
                 out.append(keys)
-            print(json.dumps({"hashes": out}), flush=True)
+            print(json.dumps({"hashes": out, "inner": [inner_key(w) for w in cmd["packets"]]}), flush=True)
         elif op == "build":
             print(json.dumps({"frames": [[fr.hex() for fr in frames(w)] for w in cmd["packets"]]}), flush=True)
         elif op == "seen":
