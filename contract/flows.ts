@@ -55,7 +55,7 @@ export interface HttpSummary {
   path?: string;
   /** Of a response. */
   status?: number;
-  /** The request line was cut (the datapath hands up 256 bytes) before its version: path may be a prefix, version is ''. */
+  /** The request line was cut (the datapath hands up 256 bytes) before its version: path may be a prefix (also in the paired response); a request's version is then ''. */
   truncated?: boolean;
 }
 

@@ -5,6 +5,7 @@ import { encode, type Answer, type Packet } from 'dns-packet';
 import { describe, expect, it } from 'vitest';
 import { parseDns } from '../agent/flows/dns.ts';
 import { parseHttp } from '../agent/flows/http.ts';
+import { DEFAULT_MAX_PENDING, L7Tracker, type L7Packet } from '../agent/flows/l7-tracker.ts';
 
 /** The datapath's capture: the first 256 bytes of the payload. */
 const CAPTURE_BYTES = 256;
@@ -268,5 +269,184 @@ describe('HTTP/1.x start lines', () => {
       const parsed = parseHttp(bytes);
       if (parsed !== null) expect(parsed.http.version === '' ? parsed.http.truncated : true).toBe(true);
     }
+  });
+});
+
+const MS = 1_000_000n;
+const CLIENT = '10.244.1.5';
+const COREDNS = '10.96.0.10';
+const WEB = '10.244.2.9';
+
+function udp(timeNs: bigint, src: string, sport: number, dst: string, dport: number, payload: Buffer): L7Packet {
+  return { timeNs, protocol: 'UDP', src, sport, dst, dport, payload };
+}
+function tcp(timeNs: bigint, src: string, sport: number, dst: string, dport: number, text: string): L7Packet {
+  return { timeNs, protocol: 'TCP', src, sport, dst, dport, payload: Buffer.from(text, 'latin1') };
+}
+const ask = (t: bigint, id: number, name = 'web.shop.svc.cluster.local', sport = 40000) => udp(t, CLIENT, sport, COREDNS, 53, query(name, 'A', id));
+const answer = (t: bigint, id: number, name = 'web.shop.svc.cluster.local', sport = 40000) =>
+  udp(t, COREDNS, 53, CLIENT, sport, response(name, 'A', 0, [a(name, '10.96.3.7')], {}, id));
+const get = (t: bigint, path: string, sport = 51000) => tcp(t, CLIENT, sport, WEB, 8080, `GET ${path} HTTP/1.1\r\nHost: web\r\n\r\n`);
+const reply = (t: bigint, status: number, sport = 51000) => tcp(t, WEB, 8080, CLIENT, sport, `HTTP/1.1 ${status} X\r\nContent-Length: 0\r\n\r\n`);
+
+/** The tracker's HTTP connection queues (private): they must empty as their requests go. */
+const connectionsOf = (t: L7Tracker) => (t as unknown as { connections: Map<string, unknown> }).connections;
+
+describe('L7Tracker', () => {
+  it('pairs a DNS response with its query: kind, latency from the datapath times, rcode and answers', () => {
+    const t = new L7Tracker();
+    expect(t.observe(ask(1_000n * MS, 0x77))).toEqual({ type: 'dns', kind: 'request', dns: { id: 0x77, query: 'web.shop.svc.cluster.local', qtype: 'A' } });
+    expect(t.stats()).toEqual({ pending: 1, evicted: 0, expired: 0 });
+    expect(t.observe(answer(1_000n * MS + 2_500_000n, 0x77))).toEqual({
+      type: 'dns',
+      kind: 'response',
+      latencyMs: 2.5,
+      dns: { id: 0x77, query: 'web.shop.svc.cluster.local', qtype: 'A', rcode: 'NOERROR', answers: ['10.96.3.7'] },
+    });
+    expect(t.stats()).toEqual({ pending: 0, evicted: 0, expired: 0 });
+    // Answered once: the same response again is a response without a query.
+    expect(t.observe(answer(1_010n * MS, 0x77))?.latencyMs).toBeUndefined();
+  });
+
+  it('pairs DNS only on the reverse tuple with the same id', () => {
+    const t = new L7Tracker();
+    t.observe(ask(0n, 1));
+    expect(t.observe(answer(MS, 2))?.latencyMs).toBeUndefined(); // another id
+    expect(t.observe(answer(MS, 1, undefined, 40001))?.latencyMs).toBeUndefined(); // another client port
+    expect(t.observe(udp(MS, '10.96.0.11', 53, CLIENT, 40000, response('web.shop.svc.cluster.local', 'A', 0, [], {}, 1)))?.latencyMs).toBeUndefined(); // another server
+    expect(t.observe(udp(MS, CLIENT, 40000, COREDNS, 53, response('web.shop.svc.cluster.local', 'A', 0, [], {}, 1)))?.latencyMs).toBeUndefined(); // the query's own direction
+    expect(t.stats().pending).toBe(1);
+    expect(t.observe(answer(3n * MS, 1))?.latencyMs).toBe(3);
+  });
+
+  it('a retransmitted query replaces the pending one; NXDOMAIN and SERVFAIL pair like any answer', () => {
+    const t = new L7Tracker();
+    t.observe(ask(0n, 5));
+    t.observe(ask(1_000n * MS, 5));
+    expect(t.stats().pending).toBe(1);
+    expect(t.observe(answer(1_004n * MS, 5))?.latencyMs).toBe(4);
+    // The repeat is the young one now: a query older than it still expires first.
+    t.observe(ask(0n, 9));
+    t.observe(ask(1_000n * MS, 10));
+    t.observe(ask(25_000n * MS, 9));
+    expect(t.expire(31_000n * MS).map((s) => s.dns?.id)).toEqual([10]);
+    expect(t.observe(answer(26_000n * MS, 9))?.latencyMs).toBe(1_000);
+    t.observe(ask(0n, 6, 'nope.example'));
+    expect(t.observe(udp(7n * MS, COREDNS, 53, CLIENT, 40000, response('nope.example', 'A', 3, [], { authorities: [soa] }, 6)))).toMatchObject({
+      kind: 'response',
+      latencyMs: 7,
+      dns: { rcode: 'NXDOMAIN', answers: [] },
+    });
+    t.observe(ask(0n, 8, 'flaky.example'));
+    expect(t.observe(udp(9n * MS, COREDNS, 53, CLIENT, 40000, response('flaky.example', 'A', 2, [], {}, 8)))?.dns?.rcode).toBe('SERVFAIL');
+    expect(t.stats()).toEqual({ pending: 0, evicted: 0, expired: 1 });
+  });
+
+  it('a DNS response without a question takes the name and type of its query', () => {
+    const t = new L7Tracker();
+    t.observe(udp(0n, CLIENT, 40000, COREDNS, 53, query('odd.example', 'AAAA', 11)));
+    const formerr = encode({ type: 'response', id: 11, flags: 1, questions: [] });
+    expect(t.observe(udp(MS, COREDNS, 53, CLIENT, 40000, formerr))?.dns).toEqual({ id: 11, query: 'odd.example', qtype: 'AAAA', rcode: 'FORMERR', answers: [] });
+  });
+
+  it('pairs HTTP responses with their requests first in first out, per connection, pipelined or not', () => {
+    const t = new L7Tracker();
+    expect(t.observe(get(0n, '/a'))).toEqual({ type: 'http', kind: 'request', http: { version: 'HTTP/1.1', method: 'GET', path: '/a' } });
+    t.observe(get(1n * MS, '/b'));
+    t.observe(get(2n * MS, '/other', 51001)); // another connection of the same client
+    t.observe(tcp(3n * MS, CLIENT, 51000, WEB, 8080, 'POST /c HTTP/1.1\r\nContent-Length: 0\r\n\r\n'));
+    expect(t.observe(reply(10n * MS, 200))).toEqual({ type: 'http', kind: 'response', latencyMs: 10, http: { version: 'HTTP/1.1', status: 200, method: 'GET', path: '/a' } });
+    expect(t.observe(reply(12n * MS, 404, 51001))).toMatchObject({ latencyMs: 10, http: { status: 404, path: '/other' } });
+    expect(t.observe(reply(13n * MS, 500))).toMatchObject({ latencyMs: 12, http: { status: 500, method: 'GET', path: '/b' } });
+    expect(t.observe(reply(15n * MS, 201))).toMatchObject({ latencyMs: 12, http: { status: 201, method: 'POST', path: '/c' } });
+    expect(t.observe(reply(16n * MS, 200))).toEqual({ type: 'http', kind: 'response', http: { version: 'HTTP/1.1', status: 200 } }); // nothing pending
+    expect(t.stats().pending).toBe(0);
+    expect(connectionsOf(t).size).toBe(0);
+  });
+
+  it('an interim HTTP response (100 Continue) leaves its request waiting for the final one', () => {
+    const t = new L7Tracker();
+    t.observe(tcp(0n, CLIENT, 51000, WEB, 8080, 'PUT /upload HTTP/1.1\r\nExpect: 100-continue\r\n\r\n'));
+    expect(t.observe(reply(1n * MS, 100))).toMatchObject({ latencyMs: 1, http: { status: 100, method: 'PUT', path: '/upload' } });
+    expect(t.observe(reply(40n * MS, 201))).toMatchObject({ latencyMs: 40, http: { status: 201, method: 'PUT', path: '/upload' } });
+    expect(t.stats().pending).toBe(0);
+  });
+
+  it('a truncated request pairs too, and its response says the path is cut', () => {
+    const t = new L7Tracker();
+    const long = `GET /${'p'.repeat(300)} HTTP/1.1\r\n`;
+    t.observe({ ...get(0n, '/'), payload: Buffer.from(long.slice(0, CAPTURE_BYTES)) });
+    expect(t.observe(reply(2n * MS, 200))?.http).toEqual({ version: 'HTTP/1.1', status: 200, method: 'GET', path: long.slice(4, CAPTURE_BYTES), truncated: true });
+  });
+
+  it('what is neither DNS on port 53 nor an HTTP/1.x start is null and remembered nowhere', () => {
+    const t = new L7Tracker();
+    expect(t.observe(udp(0n, CLIENT, 40000, COREDNS, 5353, query('x.local', 'A')))).toBeNull(); // mDNS is not port 53
+    expect(t.observe(udp(0n, CLIENT, 40000, COREDNS, 53, Buffer.from('not dns')))).toBeNull();
+    expect(t.observe(tcp(0n, CLIENT, 51000, WEB, 443, '\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03'))).toBeNull();
+    expect(t.observe(tcp(0n, CLIENT, 51000, WEB, 80, 'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'))).toBeNull();
+    expect(t.observe(tcp(0n, CLIENT, 51000, WEB, 53, query('x.example', 'A').toString('latin1')))).toBeNull(); // DNS over TCP is not HTTP
+    expect(t.stats()).toEqual({ pending: 0, evicted: 0, expired: 0 });
+  });
+
+  it('expire() returns the requests unanswered for timeoutMs, oldest first, and only those', () => {
+    const t = new L7Tracker({ timeoutMs: 30_000 });
+    t.observe(ask(0n, 1));
+    t.observe(get(10_000n * MS, '/slow'));
+    t.observe(ask(20_000n * MS, 2));
+    expect(t.expire(29_999n * MS)).toEqual([]);
+    expect(t.expire(30_000n * MS)).toEqual([{ type: 'dns', kind: 'request', dns: { id: 1, query: 'web.shop.svc.cluster.local', qtype: 'A' } }]);
+    expect(t.expire(45_000n * MS)).toEqual([{ type: 'http', kind: 'request', http: { version: 'HTTP/1.1', method: 'GET', path: '/slow' } }]);
+    expect(t.stats()).toEqual({ pending: 1, evicted: 0, expired: 2 });
+    expect(connectionsOf(t).size).toBe(0);
+    // Too late: the response of an expired request pairs with nothing.
+    expect(t.observe(answer(46_000n * MS, 1))?.latencyMs).toBeUndefined();
+    expect(t.observe(reply(46_000n * MS, 200))?.http?.path).toBeUndefined();
+    expect(t.observe(answer(46_000n * MS, 2))?.latencyMs).toBe(26_000);
+  });
+
+  it('beyond maxPending the oldest requests go first, counted, DNS and HTTP alike', () => {
+    const t = new L7Tracker({ maxPending: 3 });
+    t.observe(get(0n, '/first'));
+    t.observe(get(1n * MS, '/second'));
+    t.observe(ask(2n * MS, 1));
+    t.observe(ask(3n * MS, 2));
+    expect(t.stats()).toEqual({ pending: 3, evicted: 1, expired: 0 });
+    // /first is gone: the connection's next response is /second's.
+    expect(t.observe(reply(10n * MS, 200))?.http?.path).toBe('/second');
+    t.observe(ask(11n * MS, 3));
+    t.observe(ask(12n * MS, 4));
+    expect(t.stats()).toEqual({ pending: 3, evicted: 2, expired: 0 });
+    expect(t.observe(answer(20n * MS, 1))?.latencyMs).toBeUndefined();
+    for (const id of [2, 3, 4]) expect(t.observe(answer(20n * MS, id))?.latencyMs, `id ${id}`).toBeDefined();
+    expect(connectionsOf(t).size).toBe(0);
+  });
+
+  it('a flood of 100k distinct unanswered queries stays within maxPending, and real queries still pair', () => {
+    const t = new L7Tracker();
+    const next = prng(100_000);
+    const started = performance.now();
+    for (let i = 0; i < 100_000; i++) {
+      const sport = 1024 + ((next() << 8) | next()) % 64_000;
+      t.observe(udp(BigInt(i) * 1_000n, `10.244.${next()}.${next()}`, sport, COREDNS, 53, query(`x${i}.attacker.example`, 'A', i & 0xffff)));
+    }
+    const floodMs = performance.now() - started;
+    expect(t.stats()).toEqual({ pending: DEFAULT_MAX_PENDING, evicted: 100_000 - DEFAULT_MAX_PENDING, expired: 0 });
+    t.observe(ask(200n * MS, 4242));
+    expect(t.observe(answer(201n * MS, 4242))?.latencyMs).toBe(1);
+    // The real query evicted one more flood query; its answer took it out.
+    expect(t.stats()).toEqual({ pending: DEFAULT_MAX_PENDING - 1, evicted: 100_000 - DEFAULT_MAX_PENDING + 1, expired: 0 });
+    expect(t.expire(1_000_000n * MS)).toHaveLength(DEFAULT_MAX_PENDING - 1);
+    expect(t.stats()).toEqual({ pending: 0, evicted: 100_000 - DEFAULT_MAX_PENDING + 1, expired: DEFAULT_MAX_PENDING - 1 });
+    expect(floodMs).toBeLessThan(20_000); // about 1 s here: parsing dominates, nothing walks the pending requests
+  });
+
+  it('a flood of pipelined requests on one connection stays within maxPending and pairs with the oldest kept', () => {
+    const t = new L7Tracker({ maxPending: 1_000 });
+    for (let i = 0; i < 100_000; i++) t.observe(get(BigInt(i), `/r${i}`));
+    expect(t.stats()).toEqual({ pending: 1_000, evicted: 99_000, expired: 0 });
+    expect(t.observe(reply(200_000n, 200))?.http?.path).toBe('/r99000');
+    expect(t.expire(1_000_000n * MS)).toHaveLength(999);
+    expect(connectionsOf(t).size).toBe(0);
   });
 });
