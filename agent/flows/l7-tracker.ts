@@ -63,6 +63,8 @@ interface PendingRequest {
   summary: L7Summary;
   /** Of an HTTP request: its connection, whose queue holds it. */
   connection?: string;
+  /** What the caller observed it with (observe's context), handed back when it expires. */
+  context?: unknown;
   /** The age chain. */
   older?: PendingRequest;
   younger?: PendingRequest;
@@ -116,22 +118,27 @@ export class L7Tracker {
    * response (with latencyMs, and what its request said, when paired), or
    * null when the payload is not DNS (UDP port 53) or an HTTP/1.x start line (TCP).
    */
-  observe(p: L7Packet): L7Summary | null {
-    if (p.protocol === 'UDP' && (p.sport === DNS_PORT || p.dport === DNS_PORT)) return this.observeDns(p);
-    if (p.protocol === 'TCP') return this.observeHttp(p);
+  observe(p: L7Packet, context?: unknown): L7Summary | null {
+    if (p.protocol === 'UDP' && (p.sport === DNS_PORT || p.dport === DNS_PORT)) return this.observeDns(p, context);
+    if (p.protocol === 'TCP') return this.observeHttp(p, context);
     return null;
   }
 
   /** Removes and returns the requests unanswered for timeoutMs or more at nowNs (the datapath's clock), oldest first. */
   expire(nowNs: bigint): L7Summary[] {
-    const out: L7Summary[] = [];
+    return this.expireRequests(nowNs).map((r) => r.summary);
+  }
+
+  /** Like expire(), with the context each request was observed with (its ends, for the metrics of an unanswered one). */
+  expireRequests(nowNs: bigint): ExpiredRequest[] {
+    const out: ExpiredRequest[] = [];
     // Oldest first, so stop at the first young one. Events from different CPUs may arrive slightly out of
     // order: a request behind a younger one expires at most that much late.
     while (this.oldest !== undefined && nowNs - this.oldest.timeNs >= this.timeoutNs) {
       const request = this.oldest;
       this.remove(request);
       this.expired++;
-      out.push(request.summary);
+      out.push({ summary: request.summary, context: request.context });
     }
     return out;
   }
@@ -140,7 +147,7 @@ export class L7Tracker {
     return { pending: this.pending, evicted: this.evicted, expired: this.expired };
   }
 
-  private observeDns(p: L7Packet): L7Summary | null {
+  private observeDns(p: L7Packet, context: unknown): L7Summary | null {
     const message = parseDns(p.payload);
     if (message === null) return null;
     const { dns } = message;
@@ -149,7 +156,7 @@ export class L7Tracker {
       const key = dnsKey(p.src, p.sport, p.dst, p.dport, dns.id);
       const repeated = this.queries.get(key);
       if (repeated !== undefined) this.remove(repeated); // a retransmission replaces the query it repeats (and its time)
-      const request: PendingRequest = { key, timeNs: p.timeNs, summary };
+      const request: PendingRequest = { key, timeNs: p.timeNs, summary, context };
       this.queries.set(key, request);
       this.add(request);
       return summary;
@@ -168,7 +175,7 @@ export class L7Tracker {
     return summary;
   }
 
-  private observeHttp(p: L7Packet): L7Summary | null {
+  private observeHttp(p: L7Packet, context: unknown): L7Summary | null {
     const message = parseHttp(p.payload);
     if (message === null) return null;
     const { http } = message;
@@ -180,7 +187,7 @@ export class L7Tracker {
         queue = new Fifo<PendingRequest>();
         this.connections.set(connection, queue);
       }
-      const request: PendingRequest = { key: '', timeNs: p.timeNs, summary, connection };
+      const request: PendingRequest = { key: '', timeNs: p.timeNs, summary, connection, context };
       queue.push(request);
       this.add(request);
       return summary;
