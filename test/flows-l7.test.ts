@@ -405,6 +405,20 @@ describe('L7Tracker', () => {
     expect(t.observe(answer(46_000n * MS, 2))?.latencyMs).toBe(26_000);
   });
 
+  it('expireRequests() gives back the context each request was observed with; a repeated query brings its own', () => {
+    const t = new L7Tracker({ timeoutMs: 1_000 });
+    t.observe(ask(0n, 1), { from: 'first try' });
+    t.observe(get(0n, '/x'), { from: 'web client' });
+    t.observe(ask(1n * MS, 1), { from: 'retry' });
+    t.observe(ask(2n * MS, 2)); // none given
+    expect(t.expireRequests(5_000n * MS).map((r) => [r.summary.dns?.id ?? r.summary.http?.path, r.context])).toEqual([
+      ['/x', { from: 'web client' }],
+      [1, { from: 'retry' }],
+      [2, undefined],
+    ]);
+    expect(t.stats()).toEqual({ pending: 0, evicted: 0, expired: 3 });
+  });
+
   it('beyond maxPending the oldest requests go first, counted, DNS and HTTP alike', () => {
     const t = new L7Tracker({ maxPending: 3 });
     t.observe(get(0n, '/first'));
