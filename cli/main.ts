@@ -25,6 +25,8 @@ const USAGE = `usage: sluice <command>
                        address pools, their use, and every allocation with its pod
   tcp-health [-o json] [--socket P]
                        TCP health per pod: retransmits, connections opened/closed/reset/failed, RTT
+  ui [--address HOST:PORT] [--window S]
+                       a live service map in the browser: pods, flows by verdict, rates, errors, latency
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
   demo                 a guided tour on a local cluster
   install-cni [flags]  copy the CNI plugin into the node's CNI bin directory (the DaemonSet's init step)`;
@@ -168,6 +170,10 @@ async function main(argv: string[]): Promise<number> {
     case 'tcp-health': {
       const { tcpHealthCommand } = await import('./tcp-health.ts');
       return tcpHealthCommand(rest);
+    }
+    case 'ui': {
+      const { uiCommand } = await import('./ui.ts');
+      return uiCommand(rest);
     }
     case 'local': {
       const { localCommand } = await import('./local/command.ts');

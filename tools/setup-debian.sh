@@ -12,6 +12,7 @@ APT_PACKAGES=(
   containernetworking-plugins        # reference plugins, peers in benchmarks
   golang-go golang-github-appc-cni-dev  # CNI conformance driver built on libcni (conformance/cni)
   iperf3 python3 python3-scapy       # benchmarks, crafted packets
+  chromium                           # headless browser of the service map's test (test/ui-browser.test.ts)
 )
 
 if [ "$(id -u)" -ne 0 ]; then
