@@ -12,6 +12,7 @@ import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS } from './reclaim
 import { ROUTING_MODES, type RoutingMode } from './routing/plan.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/server.ts';
 import { DEFAULT_FLOW_METRIC_LABELS, FLOW_METRIC_LABELS, parseFlowMetricLabels, type FlowMetricLabel } from './metrics/flows.ts';
+import { DEFAULT_FLOW_CAPACITY } from './flows/store.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
@@ -47,6 +48,8 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
   --metrics-labels L,L...|none
                     the peer labels of the flow, DNS and HTTP metrics, from ${FLOW_METRIC_LABELS.join(', ')}
                     (default ${DEFAULT_FLOW_METRIC_LABELS.join(',')}; each adds series: agent/metrics/flows.ts)
+  --flow-records N
+                    flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}, about 1 KiB each)
   --service-cidr CIDR
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
@@ -102,6 +105,8 @@ export interface AgentFlags {
   metricsAddress: MetricsAddress | null;
   /** The peer labels of the flow metrics (--metrics-labels); empty for none. */
   metricsLabels: FlowMetricLabel[];
+  /** Flow records kept for GET /v1/flows (--flow-records). */
+  flowRecords: number;
   serviceCIDRs: string[];
   /** The datapath's settings; 0 takes the datapath's default. */
   datapathConfig: DatapathConfig;
@@ -134,6 +139,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       routing: { type: 'string', default: 'native' },
       'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
       'metrics-labels': { type: 'string', default: DEFAULT_FLOW_METRIC_LABELS.join(',') },
+      'flow-records': { type: 'string' },
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
@@ -171,6 +177,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     routing,
     metricsAddress: parseMetricsAddress(values['metrics-address']),
     metricsLabels: parseFlowMetricLabels(values['metrics-labels']),
+    flowRecords: positiveFlowRecords(values['flow-records']),
     serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
     datapathConfig: {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
@@ -185,4 +192,11 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     tcpHealth: values['tcp-health'] === 'on',
     cgroupRoot: values['cgroup-root'],
   };
+}
+
+/** --flow-records: at least one record. */
+function positiveFlowRecords(text: string | undefined): number {
+  const n = nonNegativeFlag('flow-records', text, DEFAULT_FLOW_CAPACITY, 'records');
+  if (n < 1 || !Number.isInteger(n)) throw new Error(`--flow-records '${text}' must be a whole number of records, at least 1`);
+  return n;
 }

@@ -34,6 +34,12 @@ import { MapFillReader } from './metrics/map-fill.ts';
 import { registerTcpHealthMetrics } from './metrics/tcp-health.ts';
 import { formatMetricsAddress, serveMetrics } from './metrics/server.ts';
 import { Monitor } from './monitor.ts';
+import { FlowRecorder } from './flows/recorder.ts';
+import { FlowStore } from './flows/store.ts';
+import { PolicyNamer } from './flows/policy-names.ts';
+import { FlowMetrics } from './metrics/flows.ts';
+import { flowRoutes } from './api/flow-routes.ts';
+import { clusterView, nodeAddresses } from './datastore/cluster-view.ts';
 import { NumberingStore } from './policy-sync/numbering-store.ts';
 import { PolicyState } from './policy-sync/state.ts';
 import { ConntrackSweeper } from './reclaim/conntrack-sweep.ts';
@@ -104,7 +110,8 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   stateDisk.addStore('ipam', () => ipam.reopen());
   stateDisk.addStore('endpoints', () => endpoints.reopen());
   stateDisk.addStore('numbering', () => numbering.reopen());
-  const monitor = new Monitor(makeResolver(endpoints, policy, datastore));
+  const naming = makeResolver(endpoints, policy, datastore);
+  const monitor = new Monitor(naming);
   const mapFill = new MapFillReader(datapath.maps);
   const metrics = new AgentMetrics(
     {
@@ -125,6 +132,28 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     f.metricsAddress !== null,
   );
   registerTcpHealthMetrics(metrics.registry, () => tcpHealth.report());
+  const flowStore = new FlowStore(f.flowRecords);
+  const flowRecorder = new FlowRecorder({
+    naming,
+    policies: new PolicyNamer(
+      {
+        revision: () => policy.revision,
+        view: () => clusterView(datastore.objects()),
+        explainOptions: () => ({
+          local: endpoints.list().map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips })),
+          addresses: { host: policy.hostAddresses(), nodes: nodeAddresses(datastore.objects()), serviceCidrs: f.serviceCIDRs },
+        }),
+      },
+      log,
+    ),
+    store: flowStore,
+    bootOffsetMs: monitor.bootOffset,
+    datapathLosses: () => datapath.readCounters().EVENTS_LOST.packets,
+    // Counted only where scraped: each record costs the metrics a few µs.
+    ...(f.metricsAddress !== null ? { metrics: new FlowMetrics(metrics.registry, f.metricsLabels) } : {}),
+    log,
+  });
+  monitor.onEvent((e) => flowRecorder.record(e));
 
   await policy.init(() => endpoints.list());
   const restored = endpoints.resync();
@@ -135,6 +164,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   // After the first sync: vxlan_in reads the other nodes' addresses from the ipcache.
   attachNetfilter(f, datapath);
   started.add(monitor, (m) => m.stop()).start(datapath.eventsPath, log);
+  started.add(flowRecorder, (r) => r.stop()).start();
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
   started.add(startDelQueueDrain({ ipam, endpoints, linksDir: `${f.pinDir}/links` }, `${f.stateDir}/${DEL_QUEUE_SUBDIR}`, log), (stop) => stop());
   reportStaleAllocations(ipam, log);
@@ -161,6 +191,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     ...policyRoutes({ endpoints, policy, datapath }),
     explainRoute({ node: f.nodeName, endpoints, policy, serviceCidrs: f.serviceCIDRs }),
     ...monitorRoutes({ monitor }),
+    ...flowRoutes({ store: flowStore, recorder: flowRecorder }),
     countersRoute(datapath),
     tcpHealthRoute(tcpHealth),
   ];

@@ -19,6 +19,10 @@ const USAGE = `usage: sluice <command>
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
   explain <from ns/pod> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [-o json]
                        would that new flow be allowed, and by which policy and rule (or why not)
+  observe [--follow] [--last N] [--namespace NS] [--pod NS/NAME] [--selector SEL] [--verdict V] [--type flow|drop|l7]
+          [--protocol P] [--port N] [--since 5m] [--l7 dns|http] [-o json]
+                       flow records: every new flow with its verdict and policies, drops, DNS and HTTP
+                       messages with latency; and the events lost (see 'sluice observe --help')
   monitor [--namespace NS] [--pod NS/NAME] [--verdict allowed|denied|dropped] [--type verdict|drop] [-o json]
                        live policy verdicts and drops, with pod names
   ipam [-o json] [--socket P]
@@ -157,6 +161,8 @@ async function main(argv: string[]): Promise<number> {
       return identities(rest);
     case 'policy':
       return policy(rest);
+    case 'observe':
+      return (await import('./observe.ts')).observeCommand(rest);
     case 'monitor':
       return monitor(rest);
     case 'explain': {

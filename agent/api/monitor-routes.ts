@@ -1,7 +1,8 @@
 /** API of the monitor: a live NDJSON stream with filters, and the latest drops. */
 import { StreamResponse, type Route } from './server.ts';
 import type { EndpointManager } from '../endpoints.ts';
-import type { Monitor, Resolver } from '../monitor.ts';
+import type { Monitor } from '../monitor.ts';
+import type { FlowNaming } from '../flows/record.ts';
 import type { PolicyState } from '../policy-sync/state.ts';
 import type { Datastore } from '../datastore/datastore.ts';
 
@@ -10,30 +11,43 @@ export interface MonitorContext {
   monitor: Monitor;
 }
 
-/** Names pods from the local endpoints and the datastore; rebuilt when the policy state changes. */
-export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: Pick<PolicyState, 'revision' | 'hostAddresses'>, datastore: Pick<Datastore, 'objects'>): Resolver {
+/**
+ * Names pods (and their labels) from the local endpoints and the datastore,
+ * and this node's pod devices; rebuilt when the policy state changes, so a
+ * lookup is a map read.
+ */
+export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: Pick<PolicyState, 'revision' | 'hostAddresses'>, datastore: Pick<Datastore, 'objects'>): FlowNaming {
   let revision = -1;
   let byIp = new Map<string, { namespace: string; pod: string }>();
   let byEndpoint = new Map<number, { namespace: string; pod: string }>();
+  let labels = new Map<string, Record<string, string>>();
+  let devices = new Map<number, string>();
   const refresh = () => {
     if (revision === policy.revision) return;
     revision = policy.revision;
     byIp = new Map();
     byEndpoint = new Map();
+    labels = new Map();
+    devices = new Map();
     for (const p of datastore.objects().pods) {
       const status = (p.status ?? {}) as { podIPs?: { ip: string }[] };
-      for (const { ip } of status.podIPs ?? []) byIp.set(ip, { namespace: p.metadata.namespace ?? 'default', pod: p.metadata.name });
+      const who = { namespace: p.metadata.namespace ?? 'default', pod: p.metadata.name };
+      for (const { ip } of status.podIPs ?? []) byIp.set(ip, who);
+      labels.set(`${who.namespace}/${who.pod}`, p.metadata.labels ?? {});
     }
     for (const e of endpoints.list()) {
       const who = { namespace: e.namespace, pod: e.pod };
       byEndpoint.set(e.id, who);
       for (const ip of e.ips) byIp.set(ip, who);
+      devices.set(e.hostIfindex, e.hostIfname);
     }
   };
   return {
     podOfIp: (ip) => (refresh(), byIp.get(ip)),
     podOfEndpoint: (id) => (refresh(), byEndpoint.get(id)),
     hostAddresses: () => policy.hostAddresses(),
+    labelsOf: (namespace, pod) => (refresh(), labels.get(`${namespace}/${pod}`)),
+    interfaceName: (ifindex) => (refresh(), devices.get(ifindex)),
   };
 }
 

@@ -28,9 +28,15 @@ export class ApiFailure extends Error {
  * the server keeps the response open, writing NDJSON lines until the client
  * goes away, when `stop` runs.
  */
+/** Bytes a stream may have queued for a slow reader; past them, lines are not written and writeLine says false. */
+export const STREAM_QUEUE_LIMIT_BYTES = 4 << 20;
+
+/** Writes one line of a stream; false when the reader is too slow and the line was left out. */
+export type WriteLine = (value: unknown) => boolean;
+
 export class StreamResponse {
-  readonly start: (writeLine: (value: unknown) => void) => () => void;
-  constructor(start: (writeLine: (value: unknown) => void) => () => void) {
+  readonly start: (writeLine: WriteLine) => () => void;
+  constructor(start: (writeLine: WriteLine) => () => void) {
     this.start = start;
   }
 }
@@ -123,7 +129,12 @@ export async function serveApi(
     }
     if (body instanceof StreamResponse) {
       res.writeHead(200, { 'content-type': 'application/x-ndjson' });
-      const stop = body.start((value) => res.write(JSON.stringify(value) + '\n'));
+      const stop = body.start((value) => {
+        // A reader that does not keep up loses lines, rather than growing the agent's memory.
+        if (res.writableLength > STREAM_QUEUE_LIMIT_BYTES) return false;
+        res.write(JSON.stringify(value) + '\n');
+        return true;
+      });
       res.on('close', stop);
       return;
     }

@@ -38,7 +38,8 @@ function endpointOf(peer: MonitorPeer, naming: FlowNaming): FlowEndpoint {
 }
 
 /** What an L7 message says in a few words. */
-function l7Text(l7: L7Summary): string {
+function l7Text(l7: L7Summary | undefined): string {
+  if (!l7) return 'L7 message';
   const latency = l7.latencyMs === undefined ? '' : ` ${l7.latencyMs.toFixed(1)}ms`;
   if (l7.dns) {
     const q = `${l7.dns.qtype} ${l7.dns.query}`;
@@ -53,9 +54,15 @@ function l7Text(l7: L7Summary): string {
 
 /**
  * The record of one event. l7 is the parsed message of an L7 event (the
- * caller parses and pairs them); policies, the verdict's policies.
+ * caller parses and pairs them); policiesOf names the verdict's policies.
  */
-export function flowRecordOf(e: DatapathEvent, naming: FlowNaming, bootOffsetMs: number, l7?: L7Summary, policies?: FlowPolicyRef[]): FlowRecord {
+export function flowRecordOf(
+  e: DatapathEvent,
+  naming: FlowNaming,
+  bootOffsetMs: number,
+  l7?: L7Summary,
+  policiesOf?: (r: FlowRecord) => FlowPolicyRef[] | undefined,
+): FlowRecord {
   const m = describeEvent(e, naming, bootOffsetMs);
   const type: FlowRecord['type'] = e.type === EventType.L7 ? 'l7' : e.type === EventType.DROP ? 'drop' : 'flow';
   const source = endpointOf(m.src, naming);
@@ -82,10 +89,11 @@ export function flowRecordOf(e: DatapathEvent, naming: FlowNaming, bootOffsetMs:
     record.service = { ip: destination.ip, port: destination.port, ...(service ? { name: service } : {}) };
   }
   if (l7) record.l7 = l7;
+  const policies = policiesOf?.(record);
   if (policies && policies.length > 0) record.policies = policies;
   const end = (p: FlowEndpoint) => (hasPorts(e.protocol) ? `${p.name}:${p.port}` : p.name);
   const flags = record.tcpFlags && record.tcpFlags.length > 0 ? ` [${record.tcpFlags.join(',')}]` : '';
-  const why = type === 'l7' ? l7Text(l7!) : `${m.verdict}${m.direction ? ` ${m.direction}` : ''} (${record.reason})`;
+  const why = type === 'l7' ? l7Text(l7) : `${m.verdict}${m.direction ? ` ${m.direction}` : ''} (${record.reason})`;
   const by = policies && policies.length > 0 ? ` by ${policies.map((p) => `${p.namespace}/${p.name}${p.rule === undefined ? '' : `#${p.rule}`}`).join(', ')}` : '';
   record.summary = `${end(source)} -> ${end(destination)} ${m.protocol}${flags} ${why}${by}`;
   return record;
