@@ -5,7 +5,8 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { FlowEndpoint, FlowRecord } from '../contract/flows.ts';
-import { ServiceMap, isL7Error } from '../ui/service-map.ts';
+import { layoutMap } from '../ui/layout.ts';
+import { ServiceMap, isL7Error, type MapNode } from '../ui/service-map.ts';
 
 const T0 = Date.parse('2026-12-07T20:00:00.000Z');
 
@@ -142,5 +143,49 @@ describe('ServiceMap', () => {
     const map = build([rec(0)]);
     map.setKnownPods([{ namespace: 'x', pod: 'a' }, { namespace: 'y', pod: 'idle' }]);
     expect(map.snapshot(T0 + 1000).nodes.map((n) => n.id)).toEqual(['x/a', 'x/b', 'y/idle']);
+  });
+});
+
+describe('layoutMap', () => {
+  const podNode = (ns: string, name: string): MapNode => ({ id: `${ns}/${name}`, label: name, namespace: ns, kind: 'pod' });
+  const nodes: MapNode[] = [
+    { id: 'world', label: 'world', namespace: '', kind: 'external' },
+    ...['e', 'd', 'c', 'b', 'a'].map((n) => podNode('shop', n)),
+    podNode('ops', 'prober'),
+    ...Array.from({ length: 20 }, (_, i) => podNode(`ns${String(i).padStart(2, '0')}`, 'p')),
+  ];
+
+  it('puts each namespace in a box, sorted by name, the ends that are not pods last, every node inside its box', () => {
+    const layout = layoutMap(nodes);
+    expect(layout.groups.map((g) => g.namespace).slice(0, 2)).toEqual(['ns00', 'ns01']);
+    expect(layout.groups.at(-1)).toMatchObject({ namespace: '', label: 'outside the pods' });
+    expect(layout.nodes).toHaveLength(nodes.length);
+    for (const n of layout.nodes) {
+      const box = layout.groups.find((g) => g.namespace === n.namespace)!;
+      expect(n.x).toBeGreaterThan(box.x);
+      expect(n.x).toBeLessThan(box.x + box.width);
+      expect(n.y).toBeGreaterThan(box.y);
+      expect(n.y).toBeLessThan(box.y + box.height);
+      expect(n.x).toBeLessThan(layout.width);
+      expect(n.y).toBeLessThan(layout.height);
+    }
+    // Five pods on a 3-column grid, by name.
+    const shop = layout.nodes.filter((n) => n.namespace === 'shop');
+    expect(shop.map((n) => n.label)).toEqual(['a', 'b', 'c', 'd', 'e']);
+    expect(new Set(shop.map((n) => n.y)).size).toBe(2);
+    expect(new Set(shop.map((n) => n.x)).size).toBe(3);
+  });
+
+  it('wraps boxes into rows, no two overlapping, and places the same nodes the same way whatever their order', () => {
+    const layout = layoutMap(nodes);
+    expect(new Set(layout.groups.map((g) => g.y)).size).toBeGreaterThan(1);
+    for (const a of layout.groups) {
+      for (const b of layout.groups) {
+        if (a === b) continue;
+        const apart = a.x + a.width <= b.x || b.x + b.width <= a.x || a.y + a.height <= b.y || b.y + b.height <= a.y;
+        expect(apart, `${a.namespace} and ${b.namespace} overlap`).toBe(true);
+      }
+    }
+    expect(layoutMap([...nodes].reverse())).toEqual(layout);
   });
 });
