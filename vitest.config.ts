@@ -21,6 +21,7 @@ const UNIT = [
   'test/endpoints.test.ts',
   'test/explain.test.ts',
   'test/flow-metrics.test.ts',
+  'test/flow-records.test.ts',
   'test/flows-l7.test.ts',
   'test/fuzz-grammar.test.ts', // runs /usr/bin/python3 (scapy) to build frames; sends nothing, no root
   'test/ipam.test.ts',

@@ -48,6 +48,8 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
   --metrics-labels L,L...|none
                     the peer labels of the flow, DNS and HTTP metrics, from ${FLOW_METRIC_LABELS.join(', ')}
                     (default ${DEFAULT_FLOW_METRIC_LABELS.join(',')}; each adds series: agent/metrics/flows.ts)
+  --l7 on|off       hand DNS and HTTP/1.x messages up from the datapath for flow records and metrics
+                    (default on; off: the datapath does not look at payloads)
   --flow-records N
                     flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}, about 1 KiB each)
   --service-cidr CIDR
@@ -140,6 +142,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       'metrics-address': { type: 'string', default: DEFAULT_METRICS_ADDRESS },
       'metrics-labels': { type: 'string', default: DEFAULT_FLOW_METRIC_LABELS.join(',') },
       'flow-records': { type: 'string' },
+      l7: { type: 'string', default: 'on' },
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
@@ -159,6 +162,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     throw new Error(`--datastore '${values.datastore}' must be kubernetes or local (with --datastore-dir)`);
   }
   if (values['tcp-health'] !== 'on' && values['tcp-health'] !== 'off') throw new Error(`--tcp-health '${values['tcp-health']}' must be on or off`);
+  if (values.l7 !== 'on' && values.l7 !== 'off') throw new Error(`--l7 '${values.l7}' must be on or off`);
   const routing = values.routing as RoutingMode;
   if (!ROUTING_MODES.includes(routing)) throw new Error(`--routing '${values.routing}' must be one of ${ROUTING_MODES.join(', ')}`);
   return {
@@ -185,6 +189,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       ctMaxPerEndpoint: nonNegativeFlag('ct-max-per-endpoint', values['ct-max-per-endpoint'], 0, 'entries'),
       fragMaxPerEndpoint: nonNegativeFlag('frag-max-per-endpoint', values['frag-max-per-endpoint'], 0, 'datagrams'),
       fragTimeoutSec: nonNegativeFlag('frag-timeout-sec', values['frag-timeout-sec'], 0, 'seconds'),
+      l7Off: values.l7 === 'off',
     },
     ctSweepIntervalMs: nonNegativeFlag('ct-sweep-interval-ms', values['ct-sweep-interval-ms'], DEFAULT_CT_SWEEP_INTERVAL_MS, 'milliseconds'),
     ipamGcGraceMs: nonNegativeFlag('ipam-gc-grace-ms', values['ipam-gc-grace-ms'], DEFAULT_IPAM_GC_GRACE_MS, 'milliseconds'),

@@ -21,10 +21,14 @@
  */
 static __always_inline __u32 l7_payload_offset(struct __sk_buff *skb, const struct flow *f)
 {
-	__u32 off, tag;
+	struct datapath_config *cfg;
+	__u32 off, tag, zero = 0;
 	__u8 doff;
 
-	if (f->fragment != FRAG_NONE)
+	if (f->fragment != FRAG_NONE || (f->protocol != IPPROTO_UDP && f->protocol != IPPROTO_TCP))
+		return 0;
+	cfg = bpf_map_lookup_elem(&config, &zero);
+	if (cfg && cfg->l7_off)
 		return 0;
 	if (f->protocol == IPPROTO_UDP) {
 		if (f->sport != bpf_htons(53) && f->dport != bpf_htons(53))

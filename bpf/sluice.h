@@ -296,6 +296,7 @@ struct datapath_config {
 	__u32 ct_max_per_endpoint;   /* conntrack budget of one endpoint */
 	__u32 frag_max_per_endpoint; /* fragment budget of one endpoint */
 	__u32 frag_timeout_sec;      /* lifetime of an incomplete datagram's entry */
+	__u32 l7_off;                /* 1: no L7 events (the agent's --l7 off): not even the payload check runs */
 };
 
 /*

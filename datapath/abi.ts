@@ -151,8 +151,8 @@ export const EP_COUNTER_KEY: StructLayout = { name: 'ep_counter_key', size: 8, m
 /** struct datapath_config: the one entry of the `config` array. */
 export const DATAPATH_CONFIG: StructLayout = {
   name: 'datapath_config',
-  size: 24,
-  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12, frag_max_per_endpoint: 16, frag_timeout_sec: 20 },
+  size: 28,
+  members: { ct_timeout_tcp_sec: 0, ct_timeout_closing_sec: 4, ct_timeout_other_sec: 8, ct_max_per_endpoint: 12, frag_max_per_endpoint: 16, frag_timeout_sec: 20, l7_off: 24 },
 };
 
 /** SLUICE_CT_TIMEOUT_TCP_SEC: idle time after which an open TCP flow must pass policy again, when the agent sets none. */
@@ -234,6 +234,8 @@ export interface DatapathConfig {
   fragMaxPerEndpoint?: number;
   /** Lifetime of an incomplete datagram's entry (SLUICE_FRAG_TIMEOUT_SEC when 0). */
   fragTimeoutSec?: number;
+  /** No L7 events: the datapath does not even look at payloads. */
+  l7Off?: boolean;
 }
 
 /** Encodes the config entry. */
@@ -246,6 +248,7 @@ export function encodeDatapathConfig(c: DatapathConfig): Buffer {
   buf.writeUInt32LE(c.ctMaxPerEndpoint ?? 0, m.ct_max_per_endpoint);
   buf.writeUInt32LE(c.fragMaxPerEndpoint ?? 0, m.frag_max_per_endpoint);
   buf.writeUInt32LE(c.fragTimeoutSec ?? 0, m.frag_timeout_sec);
+  buf.writeUInt32LE(c.l7Off ? 1 : 0, m.l7_off);
   return buf;
 }
 
