@@ -33,6 +33,10 @@ export function parseAddress(address: string): { host: string; port: number } {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+function isLoopback(host: string): boolean {
+  return host === 'localhost' || host === '::1' || /^127\./.test(host);
+}
+
 /** Runs `sluice ui`; resolves with the exit code once stopped. */
 export async function uiCommand(argv: string[]): Promise<number> {
   const { values } = parseArgs({
@@ -59,6 +63,7 @@ export async function uiCommand(argv: string[]): Promise<number> {
     pods: async () => (await agentRequest<Endpoint[]>(socket, 'GET', '/v1/endpoints')).map((e) => ({ namespace: e.namespace, pod: e.pod })),
   });
   console.log(`sluice ui: ${server.url}`);
+  if (!isLoopback(host)) console.error(`sluice ui: serving on ${host}, not on localhost: whoever reaches it sees this node's flows`);
   console.error(`serving the service map of the agent at ${socket} (Ctrl-C to stop)`);
   await new Promise<void>((resolve) => {
     process.once('SIGINT', resolve);

@@ -18,12 +18,64 @@ import path from 'node:path';
 import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { FlowEndpoint, FlowRecord, FlowsResponse } from '../contract/flows.ts';
-import { SLUICE } from './support/local-cluster.ts';
+import { SLUICE, TestCluster } from './support/local-cluster.ts';
 
 const CHROMIUM = '/usr/bin/chromium';
 // No internet here: without these Chromium waits on connections it tries by itself.
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const WAIT_MS = 20_000;
+const PYTHON = '/usr/bin/python3';
+/** An HTTP client in a loop: a new connection per request, every fifth a PUT (http.server answers 501). */
+const HTTP_CLIENT_PY = `
+import http.client, sys, time
+i = 0
+while True:
+    i += 1
+    try:
+        c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=2)
+        c.request('PUT' if i % 5 == 0 else 'GET', '/')
+        c.getresponse().read()
+        c.close()
+    except OSError:
+        pass
+    time.sleep(0.2)
+`;
+/** The scripted workload: a web pod, its client, and two others that reach it until a policy says no. */
+const WORKLOAD = `
+apiVersion: v1
+kind: Namespace
+metadata: {name: shop, labels: {team: shop}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: ops, labels: {team: ops}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: shop, name: web, labels: {app: web}}
+spec: {containers: [{name: web, ports: [{name: echo, containerPort: 80, protocol: TCP}]}]}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: shop, name: client, labels: {app: client}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: shop, name: intruder, labels: {app: intruder}}
+---
+apiVersion: v1
+kind: Pod
+metadata: {namespace: ops, name: prober, labels: {app: prober}}
+`;
+const WEB_FROM_CLIENT_ONLY = `
+apiVersion: networking.k8s.io/v1
+kind: NetworkPolicy
+metadata: {namespace: shop, name: web-from-client}
+spec:
+  podSelector: {matchLabels: {app: web}}
+  policyTypes: [Ingress]
+  ingress: [{from: [{podSelector: {matchLabels: {app: client}}}]}]
+`;
 
 /** Headless Chromium with a profile of its own; close() removes both. */
 async function openBrowser(): Promise<{ page: Page; close: () => Promise<void> }> {
@@ -201,7 +253,76 @@ describe('sluice ui against a fake agent', () => {
     expect(requests).toContain('/v1/flows?pod=shop%2Fapi&last=1000');
   });
 
+  it('answers only requests that name it by address or as localhost (no DNS rebinding)', async () => {
+    const get = (host: string) =>
+      new Promise<number>((resolve, reject) => {
+        const u = new URL(ui!.url);
+        http.get({ hostname: u.hostname, port: u.port, path: '/api/view', headers: { host } }, (res) => {
+          res.resume();
+          resolve(res.statusCode ?? 0);
+        }).on('error', reject);
+      });
+    expect(await get('attacker.example:80')).toBe(403);
+    expect(await get(`localhost:${new URL(ui!.url).port}`)).toBe(200);
+    expect(await get(new URL(ui!.url).host)).toBe(200);
+  });
+
   it('stops cleanly on SIGTERM', async () => {
     expect(await stop(ui!.child)).toBe(0);
+  });
+});
+
+describe('sluice ui on a local cluster', () => {
+  const cluster = new TestCluster();
+  let ui: Awaited<ReturnType<typeof startUi>> | undefined;
+  let browser: Awaited<ReturnType<typeof openBrowser>> | undefined;
+  let netns: Record<string, string> = {};
+  let ip: Record<string, string> = {};
+
+  const probe = (from: string, to: string, port: number) => cluster.local('probe', from, to, '--protocol', 'tcp', '--port', String(port), '--timeout-ms', '300');
+
+  beforeAll(async () => {
+    await cluster.up();
+    await cluster.apply(WORKLOAD);
+    ({ ip, netns } = await cluster.podAddresses());
+    const server = cluster.spawn('ip', ['netns', 'exec', netns['shop/web']!, PYTHON, '-u', '-m', 'http.server', '8080']);
+    await new Promise<void>((resolve, reject) => {
+      server.stdout!.once('data', () => resolve());
+      server.once('exit', (code) => reject(new Error(`the HTTP server in shop/web exited (${code})`)));
+    });
+    cluster.spawn('ip', ['netns', 'exec', netns['shop/client']!, PYTHON, '-c', HTTP_CLIENT_PY, ip['shop/web']!]);
+    ui = await startUi(cluster.socket, '--window', '5');
+    browser = await openBrowser();
+  });
+  afterAll(async () => {
+    await browser?.close();
+    if (ui) await stop(ui.child, 'SIGKILL');
+    await cluster.teardown();
+  });
+
+  it('draws the pods of a scripted workload, and a denied edge once a policy denies their flows', async () => {
+    const page = browser!.page;
+    await page.goto(ui!.url);
+    for (const from of ['shop/intruder', 'ops/prober']) expect((await probe(from, 'shop/web', 80)).code).toBe(0);
+    for (const id of ['shop/web', 'shop/client', 'shop/intruder', 'ops/prober']) await page.waitForSelector(node(id), { timeout: WAIT_MS });
+    await page.waitForSelector(edge('shop/intruder', 'shop/web', 'allowed'), { timeout: WAIT_MS });
+    await page.waitForSelector(edge('ops/prober', 'shop/web', 'allowed'), { timeout: WAIT_MS });
+    await page.waitForSelector(edge('shop/client', 'shop/web', 'allowed'), { timeout: WAIT_MS });
+    expect(await page.locator('g.ns[data-namespace="ops"] text').textContent()).toBe('namespace ops');
+
+    await cluster.apply(WEB_FROM_CLIENT_ONLY);
+    // Denied connections until the window holds only denials: the edges turn red.
+    const deadline = Date.now() + 30_000;
+    while ((await page.locator(edge('shop/intruder', 'shop/web', 'denied')).count()) === 0 || (await page.locator(edge('ops/prober', 'shop/web', 'denied')).count()) === 0) {
+      if (Date.now() > deadline) throw new Error('no denied edge from shop/intruder and ops/prober to shop/web within 30 s');
+      expect((await probe('shop/intruder', 'shop/web', 80)).code).toBe(1);
+      expect((await probe('ops/prober', 'shop/web', 80)).code).toBe(1);
+      await new Promise((r) => setTimeout(r, 300));
+    }
+    // The client is still allowed, with its HTTP requests, errors (501 for PUT) and latency on its edge.
+    await page.waitForSelector(edge('shop/client', 'shop/web', 'allowed'), { timeout: WAIT_MS });
+    await expect.poll(() => page.locator('text.edge-label.allowed').allTextContents(), { timeout: WAIT_MS }).toEqual(expect.arrayContaining([expect.stringMatching(/flows\/s · [\d.]+ req\/s/), expect.stringMatching(/^\d+% err · p50 /)]));
+    await page.waitForSelector('#flows tbody tr.denied', { timeout: WAIT_MS });
+    if (process.env.SLUICE_UI_SCREENSHOT) await page.screenshot({ path: process.env.SLUICE_UI_SCREENSHOT });
   });
 });

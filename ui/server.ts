@@ -10,7 +10,7 @@
  *   GET /api/flows?<filters>&last=N   the agent's FlowsResponse, as is
  */
 import http from 'node:http';
-import type { AddressInfo } from 'node:net';
+import { isIP, type AddressInfo } from 'node:net';
 import { errorMessage } from '../lib/errors.ts';
 import { FlowView, filterQuery, type FeedState, type FlowSource } from './flow-view.ts';
 import { layoutMap, type MapLayout } from './layout.ts';
@@ -46,6 +46,22 @@ export interface UiServerOptions {
 export interface UiServer {
   url: string;
   close(): Promise<void>;
+}
+
+/**
+ * Whether a request names this server by address or as localhost. Anything else is a page
+ * elsewhere that had its own name resolve to this machine (DNS rebinding), which must not
+ * read this node's flows.
+ */
+export function hostAllowed(hostHeader: string | undefined): boolean {
+  if (!hostHeader) return false;
+  let host: string;
+  try {
+    host = new URL(`http://${hostHeader}`).hostname.replace(/^\[(.*)\]$/, '$1');
+  } catch {
+    return false;
+  }
+  return host === 'localhost' || isIP(host) !== 0;
 }
 
 /** Known pods go into a view only when its filters are no more than a namespace and a pod that they match. */
@@ -112,6 +128,7 @@ export async function startUiServer(host: string, port: number, options: UiServe
 
   const server = http.createServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://ui');
+    if (!hostAllowed(req.headers.host)) return json(res, 403, { error: 'open the map by address (http://127.0.0.1:PORT/) or as localhost' });
     if (req.method !== 'GET') return json(res, 405, { error: `${req.method} is not served` });
     switch (url.pathname) {
       case '/':
