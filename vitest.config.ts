@@ -30,6 +30,7 @@ const UNIT = [
   'test/status-command.test.ts',
   'test/tcp-health-report.test.ts',
   'test/trace-abi.test.ts', // builds its own copy of the tracing object, like abi.test.ts (clang, bpftool; no root)
+  'test/ui-flow-view.test.ts',
   'test/ui-service-map.test.ts',
 ];
 
