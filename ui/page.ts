@@ -22,7 +22,7 @@ main { padding: 16px 20px; display: grid; gap: 16px; }
 .card { background: #fff; border: 1px solid var(--line); border-radius: 10px; padding: 12px 14px; }
 form { display: flex; flex-wrap: wrap; gap: 10px 14px; align-items: end; }
 label { display: grid; gap: 2px; font-size: 11px; text-transform: uppercase; letter-spacing: .04em; color: var(--muted); }
-input, select { font: inherit; font-size: 13px; padding: 4px 8px; border: 1px solid var(--line); border-radius: 6px; width: 128px; color: var(--ink); background: #fff; }
+input, select { font: inherit; font-size: 13px; padding: 4px 8px; border: 1px solid var(--line); border-radius: 6px; width: 112px; color: var(--ink); background: #fff; }
 #map-wrap { overflow: auto; }
 #map { display: block; max-width: 100%; height: auto; }
 .ns rect { fill: #f8f9fb; stroke: var(--line); }
@@ -57,7 +57,7 @@ const SCRIPT = `
 (function () {
   'use strict';
   var SVG_NS = 'http://www.w3.org/2000/svg';
-  var FILTERS = ['namespace', 'pod', 'selector', 'verdict', 'type', 'protocol', 'port'];
+  var FILTERS = ['namespace', 'pod', 'selector', 'verdict', 'type', 'l7', 'protocol', 'port', 'since'];
   var POLL_MS = 1000;
   var R = 18;
   var form = document.getElementById('filters');
@@ -247,8 +247,10 @@ export const PAGE_HTML = `<!doctype html>
     <label>selector <input name="selector" placeholder="app=web,tier!=db"></label>
     <label>verdict <select name="verdict"><option value="">any</option><option>ALLOWED</option><option>DENIED</option><option>DROPPED</option></select></label>
     <label>type <select name="type"><option value="">any</option><option value="flow">new flow</option><option value="drop">drop</option><option value="l7">L7</option></select></label>
+    <label>L7 <select name="l7"><option value="">any</option><option value="http">HTTP</option><option value="dns">DNS</option></select></label>
     <label>protocol <input name="protocol" placeholder="TCP, UDP, ..."></label>
     <label>port <input name="port" inputmode="numeric" placeholder="any"></label>
+    <label>since <input name="since" placeholder="5m, or a time"></label>
   </form>
   <section class="card">
     <div id="map-wrap"><svg id="map" xmlns="http://www.w3.org/2000/svg" role="img" aria-label="service map"><defs>${MARKERS}</defs></svg></div>
