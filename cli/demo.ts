@@ -1,12 +1,17 @@
 /**
  * `sluice demo`: a guided tour on a throw-away local cluster: pods come up
  * through the real CNI plugin, talk over ICMP, TCP and UDP, and the datapath
- * counters show that the eBPF programs carried the traffic.
+ * counters show that the eBPF programs carried the traffic; NetworkPolicy
+ * allows and denies; the flow records show DNS, HTTP and a cut connection.
  */
 import { parseArgs } from 'node:util';
 import { agentRequest } from '../contract/client.ts';
 import type { Endpoint } from '../contract/api-types.ts';
-import { applyManifests } from './local/apply.ts';
+import { spawn, type ChildProcess } from 'node:child_process';
+import { applyManifests, deleteManifests } from './local/apply.ts';
+import { selfCommand } from './local/cluster.ts';
+import type { FlowRecord, FlowsResponse } from '../contract/flows.ts';
+import type { TcpHealthResponse } from '../contract/tcp-health.ts';
 import { localDown } from './local/down.ts';
 import { probe } from './local/probe.ts';
 import { createPod } from './local/pods.ts';
@@ -99,6 +104,84 @@ async function policyChapter(c: ClusterConfig): Promise<number> {
   return wrong;
 }
 
+/** Starts `sluice local serve ARGS` in a pod's namespace; resolves once it listens, with the process to stop. */
+async function serveIn(netns: string, args: string[]): Promise<ChildProcess> {
+  const server = spawn('ip', ['netns', 'exec', netns, ...selfCommand(), 'local', 'serve', ...args], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    server.stdout!.once('data', () => resolve());
+    server.once('exit', (code) => reject(new Error(`server ${args.join(' ')} in ${netns} exited (${code})`)));
+  });
+  return server;
+}
+
+/** `sluice local ask ...` from a pod: its answer, or the error. */
+function askFrom(netns: string, args: string[]): Promise<string> {
+  return run('ip', ['netns', 'exec', netns, ...selfCommand(), 'local', 'ask', ...args]).then((out) => out.trim(), (err: unknown) => `failed: ${errorMessage(err)}`);
+}
+
+/** Flow records of namespace shop the agent holds, newest last. */
+async function shopFlows(c: ClusterConfig, query: string): Promise<FlowRecord[]> {
+  return (await agentRequest<FlowsResponse>(c.socket, 'GET', `/v1/flows?namespace=shop&last=200&${query}`)).flows;
+}
+
+/**
+ * The observability chapter: a DNS lookup that works and one that does not,
+ * an HTTP request that fails with 500, and a connection a policy change cuts
+ * (its retransmissions), in the flow records and the TCP health.
+ */
+async function observeChapter(c: ClusterConfig): Promise<number> {
+  let wrong = 0;
+  const netns = (pod: string) => `demo-shop-${pod}`;
+  const [webIp, dbIp] = [await podIp(c, 'web'), await podIp(c, 'db')];
+  say('Observability: DNS and HTTP seen by the datapath, without a proxy (sluice observe)');
+  await applyManifests(c, [
+    policy('dns-to-db', { podSelector: { matchLabels: { app: 'db' } }, ingress: [{ ports: [{ protocol: 'UDP', port: 53 }] }] }),
+    policy('web-echo-from-client', {
+      podSelector: { matchLabels: { app: 'web' } },
+      ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }], ports: [{ protocol: 'TCP', port: 81 }] }],
+    }),
+  ]);
+  const servers = [
+    await serveIn(netns('db'), ['--protocol', 'dns', '--port', '53', '--name', `web.shop=${webIp}`, '--name', `db.shop=${dbIp}`]),
+    await serveIn(netns('web'), ['--protocol', 'http', '--port', '80']),
+    await serveIn(netns('web'), ['--protocol', 'tcp', '--port', '81']),
+  ];
+  try {
+    const asks: [string, string[], RegExp][] = [
+      ['client: dns web.shop', ['dns', dbIp, 'web.shop'], /^NOERROR /],
+      ['client: dns nope.shop', ['dns', dbIp, 'nope.shop'], /^NXDOMAIN$/],
+      ['client: GET /', ['http', `http://${webIp}/`], /^200$/],
+      ['client: GET /fail/checkout', ['http', `http://${webIp}/fail/checkout`], /^500$/],
+    ];
+    for (const [label, args, want] of asks) {
+      const answer = await askFrom(netns('client'), args);
+      if (!want.test(answer)) wrong++;
+      console.log(`  ${label.padEnd(28)} ${answer}`);
+    }
+    await new Promise((r) => setTimeout(r, 500)); // the agent polls the events every 100 ms
+    console.log('\n  sluice observe --namespace shop --type l7:');
+    for (const r of await shopFlows(c, 'type=l7')) console.log(`    ${r.time.slice(11, 23)} ${r.summary}`);
+
+    say('A connection cut by a policy change: its packets are dropped, its sender retransmits');
+    const holder = spawn('ip', ['netns', 'exec', netns('client'), ...selfCommand(), 'local', 'connect', webIp, '81', '--hold-ms', '4000', '--interval-ms', '100', '--timeout-ms', '6000'], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 800));
+    await deleteManifests(c, [policy('web-echo-from-client', {})], false);
+    console.log('  deleted policy web-echo-from-client while shop/client held a connection to web:81');
+    await new Promise((r) => setTimeout(r, 2500));
+    if (holder.exitCode === null) holder.kill('SIGKILL');
+    const cut = (await shopFlows(c, 'type=drop')).filter((r) => r.dropReason === 'DROP_REVOKED');
+    const health = await agentRequest<TcpHealthResponse>(c.socket, 'GET', '/v1/tcp-health');
+    const retransmits = health.pods.find((p) => p.namespace === 'shop' && p.pod === 'client')?.retransmits ?? 0;
+    for (const r of cut.slice(-3)) console.log(`    ${r.time.slice(11, 23)} ${r.summary}`);
+    console.log(`  ${cut.length} packets dropped as revoked; shop/client retransmitted ${retransmits} segments (sluice tcp-health)`);
+    if (cut.length === 0 || retransmits === 0) wrong++;
+    console.log('  The same records feed /metrics (sluice_dns_queries_total, sluice_http_requests_total, ...) and the service map: sluice ui');
+  } finally {
+    for (const s of servers) if (s.exitCode === null) s.kill('SIGKILL');
+  }
+  return wrong;
+}
+
 async function podIp(c: ClusterConfig, name: string): Promise<string> {
   const eps = await agentRequest<Endpoint[]>(c.socket, 'GET', '/v1/endpoints');
   return eps.find((e) => e.pod === name)!.ips[0]!;
@@ -158,6 +241,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     console.log('  redirect_local counts packets handed from one pod to another by the programs, never touching host routing or iptables');
 
     failures += await policyChapter(c);
+    failures += await observeChapter(c);
     if (values.keep) {
       say(`The cluster stays up. Try: sluice local --dir ${DEMO.dir} get pods; remove it with: sluice local --dir ${DEMO.dir} down`);
       return failures ? 1 : 0;

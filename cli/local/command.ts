@@ -3,11 +3,13 @@
  * commands. Each command declares its own flags and parses them itself, so a
  * flag another command takes is refused, with the usage, rather than ignored.
  */
+import net from 'node:net';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { errorMessage } from '../../lib/errors.ts';
 import { clusterDir, loadCluster } from './cluster.ts';
 import { localDown } from './down.ts';
 import { connect, holdConnection, probe, serve, servePorts } from './probe.ts';
+import { askDns, askHttp, serveDns, serveHttp } from './l7.ts';
 import { applyManifests, deleteManifests, readManifests, syncAgent } from './apply.ts';
 import { createPod, deletePod, listObjects } from './pods.ts';
 import { localUp } from './up.ts';
@@ -30,6 +32,11 @@ const USAGE = `usage: sluice local <command> [--dir DIR]
   delete -f FILE [--ignore-not-found]
   probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N] [--timeout-ms N] [--family 4|6]
                        exit 0 when the connection succeeds, 1 when it does not
+  serve --protocol tcp|udp|dns|http --port N [--name NAME=IP]...   (inside a pod's netns)
+                       an echo server, a DNS server for the names given (NXDOMAIN for others),
+                       or an HTTP server (500 under /fail, 200 elsewhere)
+  ask dns SERVER NAME | ask http URL   (inside a pod's netns)
+                       a DNS query or an HTTP GET; prints the rcode and address, or the status
 
 The cluster lives in --dir, $SLUICE_LOCAL_DIR, or /var/lib/sluice/local.`;
 
@@ -90,7 +97,8 @@ const PROBE = {
   family: { type: 'string' },
 } as const satisfies ParseArgsOptionsConfig;
 const MANIFESTS = { ...COMMON, filename: { type: 'string', short: 'f', multiple: true }, 'ignore-not-found': { type: 'boolean' } } as const satisfies ParseArgsOptionsConfig;
-const SERVE = { ...COMMON, protocol: PROBE.protocol, port: PROBE.port, once: { type: 'boolean' }, ports: { type: 'string' } } as const satisfies ParseArgsOptionsConfig;
+const SERVE = { ...COMMON, protocol: PROBE.protocol, port: PROBE.port, once: { type: 'boolean' }, ports: { type: 'string' }, name: { type: 'string', multiple: true } } as const satisfies ParseArgsOptionsConfig;
+const ASK = { ...COMMON, 'timeout-ms': PROBE['timeout-ms'] } as const satisfies ParseArgsOptionsConfig;
 const CONNECT = {
   ...COMMON,
   protocol: PROBE.protocol,
@@ -230,7 +238,31 @@ const manifests = (verb: 'apply' | 'delete'): Command => async (argv) => {
 const serveCommand: Command = async (argv) => {
   const { values } = parse(argv, SERVE);
   if (values.ports) await servePorts(values.ports);
+  else if (values.protocol === 'dns') await serveDns(Number(values.port), dnsNames(values.name));
+  else if (values.protocol === 'http') await serveHttp(Number(values.port));
   else await serve(values.protocol as 'tcp' | 'udp', Number(values.port), values.once ?? false);
+  return 0;
+};
+
+/** --name NAME=IPV4, repeatable: the names a DNS server knows. */
+function dnsNames(values: string[] | undefined): Record<string, string> {
+  const names: Record<string, string> = {};
+  for (const kv of values ?? []) {
+    const eq = kv.indexOf('=');
+    if (eq <= 0 || net.isIPv4(kv.slice(eq + 1)) === false) throw new Error(`--name '${kv}' must be NAME=IPV4`);
+    names[kv.slice(0, eq).toLowerCase()] = kv.slice(eq + 1);
+  }
+  return names;
+}
+
+// A client of those servers: prints the answer (rcode and address, or the HTTP status); exit 1 when none came.
+const askCommand: Command = async (argv) => {
+  const { values, words } = parse(argv, ASK);
+  const [kind, target, name] = words;
+  const timeoutMs = Number(values['timeout-ms']);
+  if (kind === 'dns' && target && name) console.log(await askDns(target, name, timeoutMs));
+  else if (kind === 'http' && target) console.log(await askHttp(target, timeoutMs));
+  else throw new Error('usage: sluice local ask dns SERVER NAME | sluice local ask http URL');
   return 0;
 };
 
@@ -257,6 +289,7 @@ const COMMANDS: Record<string, Command> = {
   delete: manifests('delete'),
   serve: serveCommand,
   connect: connectCommand,
+  ask: askCommand,
 };
 
 /** Runs one `sluice local` command; returns the exit code. */
