@@ -21,9 +21,10 @@ const USAGE = `usage: sluice ui [--address HOST:PORT] [--window SECONDS] [--sock
   latency over the last --window seconds (default ${DEFAULT_WINDOW_SEC}). Below, the flow
   table, with the filters of 'sluice observe'.
 
-  In Kubernetes, on the agent's node (hostNetwork: its localhost is the node's):
-    kubectl -n sluice-system exec ds/sluice -- sluice ui --address 127.0.0.1:8090
-    kubectl -n sluice-system port-forward ds/sluice 8090   # then open http://127.0.0.1:8090/`;
+  In Kubernetes, in the agent's pod of a node (it shares the node's network):
+    POD=$(kubectl -n sluice-system get pod -l app.kubernetes.io/name=sluice --field-selector spec.nodeName=NODE -o name)
+    kubectl -n sluice-system exec $POD -- sluice ui --address 127.0.0.1:8090 &
+    kubectl -n sluice-system port-forward $POD 8090   # then open http://127.0.0.1:8090/`;
 
 /** HOST:PORT (an IPv6 host in brackets) into its parts. */
 export function parseAddress(address: string): { host: string; port: number } {
