@@ -7,13 +7,14 @@
  *   net-tool serve BASE_PORT NPORTS
  *       epoll echo server on BASE_PORT..BASE_PORT+NPORTS-1 (all addresses);
  *       prints "ready" once listening; runs until killed.
- *   net-tool crr IP BASE_PORT NPORTS FIRST_INDEX SECONDS INFLIGHT
+ *   net-tool crr IP BASE_PORT NPORTS FIRST_INDEX SECONDS INFLIGHT [http]
  *       connection rate: each connection is new (connect, 64-byte request,
  *       64-byte echo, reset-close so neither side keeps TIME_WAIT), INFLIGHT
  *       at a time. Connection i uses source port 1024 + (i / NPORTS) % 64512
  *       and destination port BASE_PORT + i % NPORTS, so no 5-tuple repeats
  *       within 64512 * NPORTS connections: every connection is a new flow to
- *       any connection tracker. Prints one JSON line.
+ *       any connection tracker. With `http`, the request (and so its echo)
+ *       begins with an HTTP/1.1 request line. Prints one JSON line.
  *   net-tool rr IP PORT COUNT
  *       request/response latency: one connection, COUNT round trips of one
  *       byte (after 1000 untimed); prints one JSON line with percentiles (us).
@@ -142,7 +143,7 @@ struct slot {
 	int got;
 };
 
-static int crr(const char *ip, int base, int nports, long first, double seconds, int inflight)
+static int crr(const char *ip, int base, int nports, long first, double seconds, int inflight, int http)
 {
 	int ep = epoll_create1(0);
 	int one = 1;
@@ -159,6 +160,9 @@ static int crr(const char *ip, int base, int nports, long first, double seconds,
 	if (inflight < 1 || inflight > MAX_INFLIGHT)
 		die("inflight");
 	memset(req, 'x', sizeof(req));
+	/* An HTTP/1.1 request line and headers, padded: what the datapath's L7 check hands up (bpf/l7.h). */
+	if (http)
+		memcpy(req, "GET /bench HTTP/1.1\r\nHost: bench\r\nX-Pad: ", 42);
 
 	/* Opens connection `next` in slot s. */
 #define OPEN(s)                                                                                                   \
@@ -372,7 +376,7 @@ int main(int argc, char **argv)
 	if (argc >= 4 && !strcmp(argv[1], "serve"))
 		return serve(atoi(argv[2]), atoi(argv[3]));
 	if (argc >= 8 && !strcmp(argv[1], "crr"))
-		return crr(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atof(argv[6]), atoi(argv[7]));
+		return crr(argv[2], atoi(argv[3]), atoi(argv[4]), atol(argv[5]), atof(argv[6]), atoi(argv[7]), argc >= 9 && !strcmp(argv[8], "http"));
 	if (argc >= 5 && !strcmp(argv[1], "rr"))
 		return rr(argv[2], atoi(argv[3]), atol(argv[4]));
 	if (argc >= 8 && !strcmp(argv[1], "watch"))

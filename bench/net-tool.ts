@@ -87,9 +87,10 @@ export interface CrrResult {
 /** Connection-index cursor: every run continues where the last one stopped, so no 5-tuple repeats in a whole benchmark. */
 let nextConnection = 0;
 
-/** New connections per second from netns to ip, `inflight` at a time, for `seconds`. */
-export function connectionRate(tool: string, netns: string, ip: string, seconds: number, inflight: number): CrrResult {
-  const r = runJson<CrrResult>(netns, [tool, 'crr', ip, String(ECHO_BASE_PORT), String(ECHO_PORTS), String(nextConnection), String(seconds), String(inflight)], (seconds + 30) * 1000);
+/** New connections per second from netns to ip, `inflight` at a time, for `seconds` (http: each request an HTTP/1.1 request line). */
+export function connectionRate(tool: string, netns: string, ip: string, seconds: number, inflight: number, opts: { http?: boolean } = {}): CrrResult {
+  const args = [tool, 'crr', ip, String(ECHO_BASE_PORT), String(ECHO_PORTS), String(nextConnection), String(seconds), String(inflight), ...(opts.http ? ['http'] : [])];
+  const r = runJson<CrrResult>(netns, args, (seconds + 30) * 1000);
   nextConnection = r.nextIndex;
   return r;
 }
