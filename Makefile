@@ -19,13 +19,20 @@ BPF_OBJ := dist/sluice.bpf.o
 # test/trace-abi.test.ts builds a copy with `make -s TRACE_OBJ=<tmp>/sluice-trace.bpf.o <tmp>/sluice-trace.bpf.o`.
 TRACE_OBJ := dist/sluice-trace.bpf.o
 
-bpf: $(BPF_OBJ) $(TRACE_OBJ)
+# The runtime security sensor (issue 19); test/security-abi.test.ts builds a copy the same way.
+SECURITY_OBJ := dist/sluice-security.bpf.o
+
+bpf: $(BPF_OBJ) $(TRACE_OBJ) $(SECURITY_OBJ)
 
 $(BPF_OBJ): bpf/datapath.c $(wildcard bpf/*.h)
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
 $(TRACE_OBJ): bpf/trace.c bpf/trace.h
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
+$(SECURITY_OBJ): bpf/security.c bpf/security.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 

@@ -1,0 +1,537 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Sluice's runtime security sensor (issue 19): process, file, privilege and
+ * connect events with the network namespace inode that names the pod, and
+ * two immediate actions the agent compiles from rules into maps. A third
+ * object beside the datapath and the tracing object, loaded and pinned by
+ * the agent under <bpf-dir>/security (datapath/security-loader.ts). Layouts:
+ * security.h.
+ *
+ *   sec_exec       tp_btf/sched_process_exec     exec events; kill (security_kill)
+ *   sec_exit       tp_btf/sched_process_exit     exit status, once per process
+ *   sec_openat     tracepoint sys_enter_openat   path as given, dfd, flags
+ *   sec_openat2    tracepoint sys_enter_openat2  the same, flags from open_how
+ *   sec_setuid_enter / sec_setuid_exit           tracepoints of setuid, setreuid,
+ *                                                setresuid: a uid or euid that
+ *                                                becomes 0 from non-zero
+ *   sec_connect4 / sec_connect6                  cgroup connect hooks at the
+ *                                                cgroup v2 root: events, deny-connect
+ *
+ * Only tp_btf, classic tracepoints and cgroup hooks: fentry, kprobes and BPF
+ * LSM do not load on the kernels this runs on (see the loader's probe).
+ * Paths are not resolved here (bpf_d_path is not allowed in tracepoints):
+ * the agent makes a relative path absolute from /proc/<pid>/cwd or the dfd.
+ *
+ * Cost: a process's netns inode is three dependent loads; an open of a host
+ * process stops there unless the agent asked for host opens. Events share one
+ * ring buffer behind a per-CPU token bucket; every event dropped is counted
+ * in security_stats.
+ */
+#include <linux/bpf.h>
+#include <linux/errno.h>
+#include <linux/in.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_core_read.h>
+#include <bpf/bpf_tracing.h>
+#include <bpf/bpf_endian.h>
+
+#include "security.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define SIGKILL 9
+#define AF_INET 2
+#define AF_INET6 10
+
+/* The kernel's structures, only the fields read here (CO-RE relocated against the running kernel). */
+struct ns_common {
+	unsigned int inum;
+} __attribute__((preserve_access_index));
+
+struct net {
+	struct ns_common ns;
+} __attribute__((preserve_access_index));
+
+struct nsproxy {
+	struct net *net_ns;
+} __attribute__((preserve_access_index));
+
+typedef struct {
+	unsigned int val;
+} kuid_t;
+
+struct cred {
+	kuid_t uid;
+	kuid_t euid;
+} __attribute__((preserve_access_index));
+
+struct mm_struct {
+	unsigned long arg_start;
+	unsigned long arg_end;
+} __attribute__((preserve_access_index));
+
+struct task_struct {
+	int pid;
+	int tgid;
+	int exit_code;
+	char comm[16];
+	struct task_struct *real_parent;
+	struct nsproxy *nsproxy;
+	struct mm_struct *mm;
+	const struct cred *cred;
+} __attribute__((preserve_access_index));
+
+struct qstr {
+	const unsigned char *name;
+} __attribute__((preserve_access_index));
+
+struct dentry {
+	struct qstr d_name;
+} __attribute__((preserve_access_index));
+
+struct path {
+	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct file {
+	struct path f_path;
+} __attribute__((preserve_access_index));
+
+struct linux_binprm {
+	struct file *file;
+	const char *filename;
+} __attribute__((preserve_access_index));
+
+struct open_how {
+	__u64 flags;
+	__u64 mode;
+	__u64 resolve;
+};
+
+/* The context of a syscalls/sys_enter_* tracepoint: the common fields, the number, then each argument in 8 bytes. */
+struct sys_enter_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__u64 args[6];
+};
+
+struct sys_exit_ctx {
+	__u64 common;
+	__s32 nr;
+	__u32 pad;
+	__s64 ret;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, SLUICE_SEC_RINGBUF_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_events SEC(".maps");
+
+struct sec_rate {
+	__u64 tokens;
+	__u64 last_ns;
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct sec_rate);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_rate SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, SLUICE_SEC_STAT_MAX);
+	__type(key, enum sluice_sec_stat);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct security_config);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_config SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_SEC_MAX_KILL);
+	__type(key, struct kill_key);
+	__type(value, struct kill_value);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_kill SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_SEC_MAX_CONNECT_RULES);
+	__type(key, __u32);
+	__type(value, struct connect_rule);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_connect SEC(".maps");
+
+struct pending_setuid {
+	__u32 uid;
+	__u32 euid;
+};
+
+/* Thread id -> its uids at the entry of a setuid-family call, until its exit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, SLUICE_SEC_MAX_PENDING_SETUID);
+	__type(key, __u32);
+	__type(value, struct pending_setuid);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} security_pending_setuid SEC(".maps");
+
+/* Put the enums only used in constants into the BTF, where test/security-abi.test.ts reads them. */
+const volatile enum sluice_security_limits sluice_sec_limits_btf_anchor = SLUICE_SEC_PATH_LEN;
+const volatile enum sluice_sec_event_type sluice_sec_type_btf_anchor = SLUICE_SEC_EXEC;
+const volatile enum sluice_sec_event_flag sluice_sec_flag_btf_anchor = SLUICE_SEC_F_KILLED;
+const volatile enum sluice_sec_config_flag sluice_sec_config_btf_anchor = SLUICE_SEC_CFG_HOST_OPENS;
+const volatile enum sluice_sec_connect_mode sluice_sec_mode_btf_anchor = SLUICE_SEC_CONNECT_DENY;
+/* And the records, only ever reached through ring buffer pointers (a pointer alone leaves only a forward declaration). */
+struct sec_records_btf_anchor {
+	struct sec_exec exec;
+	struct sec_exit exit;
+	struct sec_open open;
+	struct sec_setuid setuid;
+	struct sec_connect connect;
+};
+const volatile struct sec_records_btf_anchor sluice_sec_records_btf_anchor;
+
+static __always_inline void count_stat(__u32 stat)
+{
+	__u64 *n = bpf_map_lookup_elem(&security_stats, &stat);
+
+	if (n)
+		*n += 1;
+}
+
+/* Takes one token from this CPU's bucket; false (counted as lost) when spent. */
+static __always_inline int event_allowed(void)
+{
+	__u32 zero = 0;
+	struct sec_rate *rate = bpf_map_lookup_elem(&security_rate, &zero);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 refill;
+
+	if (!rate)
+		return 0;
+	if (rate->last_ns == 0) {
+		rate->tokens = SLUICE_SEC_EVENTS_BURST;
+		rate->last_ns = now;
+	}
+	refill = (now - rate->last_ns) * SLUICE_SEC_EVENTS_PER_SEC / 1000000000ull;
+	if (refill > 0) {
+		rate->tokens += refill;
+		if (rate->tokens > SLUICE_SEC_EVENTS_BURST)
+			rate->tokens = SLUICE_SEC_EVENTS_BURST;
+		rate->last_ns = now;
+	}
+	if (rate->tokens == 0) {
+		count_stat(SLUICE_SEC_STAT_LOST_BUDGET);
+		return 0;
+	}
+	rate->tokens -= 1;
+	return 1;
+}
+
+/* A record of `size` bytes in the ring buffer, or NULL (counted) when over budget or full. */
+static __always_inline void *reserve(__u64 size)
+{
+	void *e;
+
+	if (!event_allowed())
+		return NULL;
+	e = bpf_ringbuf_reserve(&security_events, size, 0);
+	if (!e)
+		count_stat(SLUICE_SEC_STAT_LOST_RINGBUF);
+	return e;
+}
+
+static __always_inline __u32 netns_of(struct task_struct *task)
+{
+	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
+}
+
+static __always_inline struct security_config *config(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&security_config, &zero);
+}
+
+static __always_inline int is_host(__u32 netns)
+{
+	struct security_config *c = config();
+
+	return c && c->host_netns == netns;
+}
+
+/* Fills the header from the current task; type, time and netns given. */
+static __always_inline void fill_header(struct sec_header *h, __u32 type, __u32 netns, struct task_struct *task)
+{
+	__u64 id = bpf_get_current_pid_tgid();
+
+	h->time_ns = bpf_ktime_get_ns();
+	h->type = type;
+	h->flags = 0;
+	h->netns = netns;
+	h->pid = id >> 32;
+	h->tid = (__u32)id;
+	h->ppid = BPF_CORE_READ(task, real_parent, tgid);
+	h->uid = BPF_CORE_READ(task, cred, uid.val);
+	h->euid = BPF_CORE_READ(task, cred, euid.val);
+	bpf_get_current_comm(h->comm, sizeof(h->comm));
+}
+
+/* The exact entry of netns, else the wildcard (0) one unless netns is the host's. */
+static __always_inline void *lookup_scoped(void *map, void *key, __u32 *netns_field, __u32 netns)
+{
+	void *v;
+
+	*netns_field = netns;
+	v = bpf_map_lookup_elem(map, key);
+	if (v || is_host(netns))
+		return v;
+	*netns_field = 0;
+	return bpf_map_lookup_elem(map, key);
+}
+
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
+{
+	struct kill_key key = {};
+	struct sec_exec *e;
+	unsigned long arg_start, arg_end, len;
+	__u32 netns = netns_of(task);
+	int killed = 0;
+	long n;
+
+	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name)) > 0 &&
+	    lookup_scoped(&security_kill, &key, &key.netns, netns)) {
+		bpf_send_signal(SIGKILL);
+		count_stat(SLUICE_SEC_STAT_KILLED);
+		killed = 1;
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_EXEC, netns, task);
+	if (killed)
+		e->h.flags |= SLUICE_SEC_F_KILLED;
+	BPF_CORE_READ_STR_INTO(&e->pcomm, task, real_parent, comm);
+	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	e->filename_len = n > 0 ? n - 1 : 0;
+
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (len > SLUICE_SEC_ARGS_LEN) {
+		len = SLUICE_SEC_ARGS_LEN;
+		e->h.flags |= SLUICE_SEC_F_ARGS_CUT;
+	}
+	/* Keeps the bound in the register the verifier checks. */
+	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(2 * SLUICE_SEC_ARGS_LEN - 1));
+	if (len > SLUICE_SEC_ARGS_LEN)
+		len = SLUICE_SEC_ARGS_LEN;
+	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) == 0)
+		e->args_len = len;
+	else
+		e->args_len = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
+{
+	struct sec_exit *e;
+
+	if (!group_dead)
+		return 0;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->reserved = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* An open event, unless a host process's and the agent did not ask for those. */
+static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __u32 event_flags)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 netns = netns_of(task);
+	struct security_config *c = config();
+	struct sec_open *e;
+	long n;
+
+	if (c && c->host_netns == netns && !(c->flags & SLUICE_SEC_CFG_HOST_OPENS))
+		return;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return;
+	fill_header(&e->h, SLUICE_SEC_OPEN, netns, task);
+	e->h.flags = event_flags;
+	e->dfd = dfd;
+	e->flags = flags;
+	n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
+	e->path_len = n > 0 ? n - 1 : 0;
+	bpf_ringbuf_submit(e, 0);
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat")
+int sec_openat(struct sys_enter_ctx *ctx)
+{
+	emit_open((int)ctx->args[0], (const char *)ctx->args[1], (__u32)ctx->args[2], 0);
+	return 0;
+}
+
+SEC("tracepoint/syscalls/sys_enter_openat2")
+int sec_openat2(struct sys_enter_ctx *ctx)
+{
+	struct open_how how = {};
+
+	bpf_probe_read_user(&how, sizeof(how), (const void *)ctx->args[2]);
+	emit_open((int)ctx->args[0], (const char *)ctx->args[1], how.flags, SLUICE_SEC_F_OPENAT2);
+	return 0;
+}
+
+/* Attached to sys_enter of setuid, setreuid and setresuid: remembers the uids of a thread that is not root yet. */
+SEC("tracepoint/syscalls/sys_enter_setuid")
+int sec_setuid_enter(struct sys_enter_ctx *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	struct pending_setuid p = {
+		.uid = BPF_CORE_READ(task, cred, uid.val),
+		.euid = BPF_CORE_READ(task, cred, euid.val),
+	};
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+
+	if (p.uid == 0 && p.euid == 0)
+		return 0;
+	if (bpf_map_update_elem(&security_pending_setuid, &tid, &p, BPF_ANY) != 0)
+		count_stat(SLUICE_SEC_STAT_LOST_SETUID);
+	return 0;
+}
+
+/* Attached to sys_exit of the same three: an event when the uid or euid went from non-zero to 0. */
+SEC("tracepoint/syscalls/sys_exit_setuid")
+int sec_setuid_exit(struct sys_exit_ctx *ctx)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 tid = (__u32)bpf_get_current_pid_tgid();
+	struct pending_setuid *p = bpf_map_lookup_elem(&security_pending_setuid, &tid);
+	struct pending_setuid before;
+	struct sec_setuid *e;
+	__u32 uid, euid;
+
+	if (!p)
+		return 0;
+	before = *p;
+	bpf_map_delete_elem(&security_pending_setuid, &tid);
+	if (ctx->ret != 0)
+		return 0;
+	uid = BPF_CORE_READ(task, cred, uid.val);
+	euid = BPF_CORE_READ(task, cred, euid.val);
+	if (!((before.uid != 0 && uid == 0) || (before.euid != 0 && euid == 0)))
+		return 0;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_SETUID, netns_of(task), task);
+	e->old_uid = before.uid;
+	e->old_euid = before.euid;
+	e->syscall = ctx->nr;
+	e->reserved = 0;
+	bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Whether the connect_rule refuses a connect to port (host order). */
+static __always_inline int refused(const struct connect_rule *r, __u16 port)
+{
+	int listed = 0;
+
+	for (int i = 0; i < SLUICE_SEC_MAX_PORTS; i++) {
+		if (i >= r->nports)
+			break;
+		if (r->ports[i] == port) {
+			listed = 1;
+			break;
+		}
+	}
+	if (r->mode == SLUICE_SEC_CONNECT_ALLOW_ONLY)
+		return !listed;
+	if (r->mode == SLUICE_SEC_CONNECT_DENY)
+		return listed;
+	return 0;
+}
+
+/* The verdict on a connect (1 lets it through, 0 refuses it with EPERM), with its event. */
+static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family)
+{
+	struct task_struct *task = bpf_get_current_task_btf();
+	__u32 netns = netns_of(task);
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	struct security_config *c = config();
+	struct connect_rule *rule;
+	struct sec_connect *e;
+	__u32 key;
+	int host = c && c->host_netns == netns;
+	int deny = 0;
+
+	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
+		return 1;
+	rule = lookup_scoped(&security_connect, &key, &key, netns);
+	if (rule && refused(rule, port)) {
+		deny = 1;
+		count_stat(SLUICE_SEC_STAT_DENIED);
+	}
+	if (host && !deny && !(c->flags & SLUICE_SEC_CFG_HOST_CONNECTS))
+		return 1;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return !deny;
+	fill_header(&e->h, SLUICE_SEC_CONNECT, netns, task);
+	if (deny)
+		e->h.flags |= SLUICE_SEC_F_DENIED;
+	e->family = family;
+	e->port = port;
+	e->protocol = ctx->protocol;
+	__builtin_memset(e->addr, 0, sizeof(e->addr));
+	if (family == AF_INET) {
+		__u32 ip4 = ctx->user_ip4;
+
+		__builtin_memcpy(e->addr, &ip4, 4);
+	} else {
+		__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2], ctx->user_ip6[3] };
+
+		__builtin_memcpy(e->addr, ip6, 16);
+	}
+	bpf_ringbuf_submit(e, 0);
+	return !deny;
+}
+
+SEC("cgroup/connect4")
+int sec_connect4(struct bpf_sock_addr *ctx)
+{
+	return judge_connect(ctx, AF_INET);
+}
+
+SEC("cgroup/connect6")
+int sec_connect6(struct bpf_sock_addr *ctx)
+{
+	return judge_connect(ctx, AF_INET6);
+}

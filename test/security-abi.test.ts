@@ -1,0 +1,224 @@
+// The TS mirror of the runtime security object (datapath/security-abi.ts) must match
+// bpf/security.h as the compiler laid it out: read back through the BTF of the object the
+// Makefile builds, so a change on either side alone fails here. No root: clang and bpftool only.
+import { execFileSync } from 'node:child_process';
+import { beforeAll, describe, expect, it } from 'vitest';
+import { withMakefileBuild, type MakefileObject } from './support/bpf-build.ts';
+import {
+  CONNECT_RULE,
+  KILL_KEY,
+  KILL_VALUE,
+  SECURITY_CONFIG,
+  SEC_ARGS_LEN,
+  SEC_COMM_LEN,
+  SEC_CONNECT,
+  SEC_EVENTS_BURST,
+  SEC_EVENTS_PER_SEC,
+  SEC_EXEC,
+  SEC_EXIT,
+  SEC_HEADER,
+  SEC_KILL_NAME_LEN,
+  SEC_MAX_CONNECT_RULES,
+  SEC_MAX_KILL,
+  SEC_MAX_PENDING_SETUID,
+  SEC_MAX_PORTS,
+  SEC_OPEN,
+  SEC_PATH_LEN,
+  SEC_RINGBUF_BYTES,
+  SEC_SETUID,
+  SEC_STAT_MAX,
+  SEC_STAT_VALUE_SIZE,
+  SEC_U32_KEY_SIZE,
+  SecConfigFlag,
+  SecConnectMode,
+  SecEventFlag,
+  SecEventType,
+  SecStat,
+  decodeConnectRule,
+  decodeKillKey,
+  decodeSecRecord,
+  encodeConnectRule,
+  encodeKillKey,
+  encodeSecHeader,
+  type SecHeader,
+} from '../datapath/security-abi.ts';
+import type { StructLayout } from '../datapath/abi.ts';
+
+const SECURITY_OBJECT: MakefileObject = { variable: 'SECURITY_OBJ', file: 'sluice-security.bpf.o' };
+const BITS_PER_BYTE = 8;
+
+interface BtfType {
+  id: number;
+  kind: string;
+  name: string;
+  size?: number;
+  type_id?: number;
+  nr_elems?: number;
+  members?: { name: string; type_id: number; bits_offset: number }[];
+  values?: { name: string; val: number }[];
+  vars?: { name: string; type_id: number }[];
+}
+
+let types: BtfType[] = [];
+
+beforeAll(() => {
+  types = withMakefileBuild((object) => {
+    const json = execFileSync('bpftool', ['btf', 'dump', 'file', object, 'format', 'raw', '-j'], { encoding: 'utf8' });
+    return (JSON.parse(json) as { types: BtfType[] }).types;
+  }, SECURITY_OBJECT);
+});
+
+function btfType(kind: string, name: string): BtfType {
+  const found = types.find((t) => t.kind === kind && t.name === name);
+  if (!found) throw new Error(`${kind} ${name} not in the BTF of the security object`);
+  return found;
+}
+
+function byId(id: number): BtfType {
+  const found = types.find((t) => t.id === id);
+  if (!found) throw new Error(`BTF type ${id} missing`);
+  return found;
+}
+
+function layoutFromBtf(name: string): StructLayout {
+  const struct = btfType('STRUCT', name);
+  const members: Record<string, number> = {};
+  for (const m of struct.members ?? []) {
+    expect(m.bits_offset % BITS_PER_BYTE, `${name}.${m.name} is a bit field`).toBe(0);
+    members[m.name] = m.bits_offset / BITS_PER_BYTE;
+  }
+  return { name, size: struct.size ?? -1, members };
+}
+
+function enumFromBtf(name: string): Record<string, number> {
+  return Object.fromEntries((btfType('ENUM', name).values ?? []).map((v) => [v.name, v.val]));
+}
+
+function mapDefinition(name: string): Record<string, BtfType> {
+  const maps = btfType('DATASEC', '.maps');
+  const v = (maps.vars ?? []).map((x) => byId(x.type_id)).find((t) => t.name === name);
+  if (!v || v.type_id === undefined) throw new Error(`map ${name} not in .maps`);
+  const struct = byId(v.type_id);
+  return Object.fromEntries((struct.members ?? []).map((m) => [m.name, byId(byId(m.type_id).type_id!)]));
+}
+
+function uintOf(def: Record<string, BtfType>, field: string): number {
+  const t = def[field];
+  if (!t || t.kind !== 'ARRAY') throw new Error(`map field ${field} is not __uint()`);
+  return t.nr_elems!;
+}
+
+function sizeOfType(def: Record<string, BtfType>, field: string): number {
+  let t = def[field]!;
+  while (t.kind === 'TYPEDEF' || t.kind === 'CONST' || t.kind === 'VOLATILE') t = byId(t.type_id!);
+  if (t.size === undefined) throw new Error(`no size for ${field}`);
+  return t.size;
+}
+
+describe('security-abi.ts mirrors bpf/security.h', () => {
+  for (const mirror of [SEC_HEADER, SEC_EXEC, SEC_EXIT, SEC_OPEN, SEC_SETUID, SEC_CONNECT, SECURITY_CONFIG, KILL_KEY, KILL_VALUE, CONNECT_RULE]) {
+    it(`struct ${mirror.name} has the same size, members and offsets`, () => {
+      const actual = layoutFromBtf(mirror.name);
+      expect(mirror.size, `sizeof(struct ${mirror.name})`).toBe(actual.size);
+      expect(Object.keys(mirror.members)).toEqual(Object.keys(actual.members));
+      expect(mirror.members).toEqual(actual.members);
+    });
+  }
+
+  it('the enums have the values of security-abi.ts', () => {
+    expect(enumFromBtf('sluice_security_limits')).toEqual({
+      SLUICE_SEC_COMM_LEN: SEC_COMM_LEN,
+      SLUICE_SEC_PATH_LEN: SEC_PATH_LEN,
+      SLUICE_SEC_ARGS_LEN: SEC_ARGS_LEN,
+      SLUICE_SEC_KILL_NAME_LEN: SEC_KILL_NAME_LEN,
+      SLUICE_SEC_MAX_PORTS: SEC_MAX_PORTS,
+      SLUICE_SEC_MAX_KILL: SEC_MAX_KILL,
+      SLUICE_SEC_MAX_CONNECT_RULES: SEC_MAX_CONNECT_RULES,
+      SLUICE_SEC_MAX_PENDING_SETUID: SEC_MAX_PENDING_SETUID,
+      SLUICE_SEC_RINGBUF_BYTES: SEC_RINGBUF_BYTES,
+      SLUICE_SEC_EVENTS_PER_SEC: SEC_EVENTS_PER_SEC,
+      SLUICE_SEC_EVENTS_BURST: SEC_EVENTS_BURST,
+    });
+    const prefixed = (prefix: string, o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k, v]));
+    expect(enumFromBtf('sluice_sec_event_type')).toEqual(prefixed('SLUICE_SEC_', SecEventType));
+    expect(enumFromBtf('sluice_sec_event_flag')).toEqual(prefixed('SLUICE_SEC_F_', SecEventFlag));
+    expect(enumFromBtf('sluice_sec_config_flag')).toEqual(prefixed('SLUICE_SEC_CFG_', SecConfigFlag));
+    expect(enumFromBtf('sluice_sec_connect_mode')).toEqual(prefixed('SLUICE_SEC_CONNECT_', SecConnectMode));
+    expect(enumFromBtf('sluice_sec_stat')).toEqual({ ...prefixed('SLUICE_SEC_STAT_', SecStat), SLUICE_SEC_STAT_MAX: SEC_STAT_MAX });
+  });
+
+  it('the maps have the key and value sizes and capacities the agent opens them with', () => {
+    const kill = mapDefinition('security_kill');
+    expect(sizeOfType(kill, 'key')).toBe(KILL_KEY.size);
+    expect(sizeOfType(kill, 'value')).toBe(KILL_VALUE.size);
+    expect(uintOf(kill, 'max_entries')).toBe(SEC_MAX_KILL);
+    const connect = mapDefinition('security_connect');
+    expect(sizeOfType(connect, 'key')).toBe(SEC_U32_KEY_SIZE);
+    expect(sizeOfType(connect, 'value')).toBe(CONNECT_RULE.size);
+    expect(uintOf(connect, 'max_entries')).toBe(SEC_MAX_CONNECT_RULES);
+    const config = mapDefinition('security_config');
+    expect(sizeOfType(config, 'value')).toBe(SECURITY_CONFIG.size);
+    const stats = mapDefinition('security_stats');
+    expect(sizeOfType(stats, 'value')).toBe(SEC_STAT_VALUE_SIZE);
+    expect(uintOf(stats, 'max_entries')).toBe(SEC_STAT_MAX);
+    expect(uintOf(mapDefinition('security_events'), 'max_entries')).toBe(SEC_RINGBUF_BYTES);
+  });
+
+  it('a layout that differs from the compiled one fails the comparison', () => {
+    expect(layoutFromBtf('sec_open').members).not.toEqual({ ...SEC_OPEN.members, flags: 60, path_len: 64 });
+  });
+});
+
+const HEADER: SecHeader = { timeNs: 5n, type: 0, flags: 0, netns: 4026532000, pid: 10, tid: 11, ppid: 1, uid: 1000, euid: 0, comm: 'sh' };
+
+function record(layout: StructLayout, h: SecHeader): Buffer {
+  const buf = Buffer.alloc(layout.size);
+  encodeSecHeader(h, buf);
+  return buf;
+}
+
+describe('decoding records', () => {
+  it('an exec: filename, the NUL-separated argv, parent comm, killed', () => {
+    const buf = record(SEC_EXEC, { ...HEADER, type: SecEventType.EXEC, flags: SecEventFlag.KILLED });
+    const m = SEC_EXEC.members;
+    buf.write('bash', m.pcomm!);
+    buf.write('/bin/sh', m.filename!);
+    const args = Buffer.from('sh\0-c\0echo hi\0');
+    args.copy(buf, m.args!);
+    buf.writeUInt32LE(args.length, m.args_len!);
+    expect(decodeSecRecord(buf)).toMatchObject({ kind: 'exec', pcomm: 'bash', filename: '/bin/sh', args: ['sh', '-c', 'echo hi'], killed: true, argsCut: false, h: { netns: 4026532000, pid: 10, comm: 'sh' } });
+  });
+
+  it('an exit splits the wait status into code and signal', () => {
+    const buf = record(SEC_EXIT, { ...HEADER, type: SecEventType.EXIT });
+    buf.writeUInt32LE(9, SEC_EXIT.members.exit_code!);
+    expect(decodeSecRecord(buf)).toMatchObject({ kind: 'exit', exitCode: 0, signal: 9 });
+    buf.writeUInt32LE(3 << 8, SEC_EXIT.members.exit_code!);
+    expect(decodeSecRecord(buf)).toMatchObject({ kind: 'exit', exitCode: 3, signal: 0 });
+  });
+
+  it('an open, a connect; an unknown type is null, a short record throws', () => {
+    const open = record(SEC_OPEN, { ...HEADER, type: SecEventType.OPEN });
+    open.writeInt32LE(-100, SEC_OPEN.members.dfd!);
+    open.writeBigUInt64LE(0o101n, SEC_OPEN.members.flags!);
+    open.write('etc/shadow', SEC_OPEN.members.path!);
+    expect(decodeSecRecord(open)).toMatchObject({ kind: 'open', dfd: -100, flags: 0o101, path: 'etc/shadow', openat2: false });
+    const c = record(SEC_CONNECT, { ...HEADER, type: SecEventType.CONNECT, flags: SecEventFlag.DENIED });
+    c.writeUInt16LE(2, SEC_CONNECT.members.family!);
+    c.writeUInt16LE(443, SEC_CONNECT.members.port!);
+    c.writeUInt32LE(6, SEC_CONNECT.members.protocol!);
+    Buffer.from([10, 0, 0, 1]).copy(c, SEC_CONNECT.members.addr!);
+    expect(decodeSecRecord(c)).toMatchObject({ kind: 'connect', family: 4, port: 443, protocol: 6, addr: Buffer.from([10, 0, 0, 1]), denied: true });
+    expect(decodeSecRecord(record(SEC_EXIT, { ...HEADER, type: 99 }))).toBeNull();
+    expect(() => decodeSecRecord(Buffer.alloc(60).fill(0).fill(1, 8, 9))).toThrow(/sec_exec/);
+  });
+
+  it('kill keys and connect rules round-trip; a name with a slash or too long is refused', () => {
+    expect(decodeKillKey(encodeKillKey(7, 'nc'))).toEqual({ netns: 7, name: 'nc' });
+    expect(() => encodeKillKey(7, '/usr/bin/nc')).toThrow(/file name/);
+    expect(() => encodeKillKey(7, 'x'.repeat(SEC_KILL_NAME_LEN))).toThrow(/file name/);
+    const rule = { mode: 'allow-only' as const, ports: [80, 443], rule: 3 };
+    expect(decodeConnectRule(encodeConnectRule(rule))).toEqual(rule);
+    expect(() => encodeConnectRule({ mode: 'deny', ports: new Array<number>(SEC_MAX_PORTS + 1).fill(1), rule: 0 })).toThrow(/at most/);
+  });
+});
