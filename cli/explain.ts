@@ -1,5 +1,5 @@
 /**
- * `sluice explain <from ns/pod> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP]`:
+ * `sluice explain <from ns/pod|ip> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP]`:
  * would a new flow get through, and why. The agent answers (GET /v1/explain)
  * from its compiled policy state; this prints, for the source's egress and
  * the destination's ingress, the verdict, the policy and rule behind it (or
@@ -11,7 +11,7 @@ import { agentRequest } from '../contract/client.ts';
 import { DEFAULT_SOCKET } from '../contract/api-types.ts';
 import type { ExplainResponse, ExplainedDirection } from '../agent/api/explain-route.ts';
 
-const USAGE = 'usage: sluice explain <from ns/pod> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [--family 4|6] [--socket PATH] [-o json]';
+const USAGE = 'usage: sluice explain <from ns/pod|ip> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [--family 4|6] [--socket PATH] [-o json]';
 const LABEL_WIDTH = 20;
 
 /** Runs `sluice explain`; returns the exit code (0 whenever the agent answered, whatever the verdict). */

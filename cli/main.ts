@@ -17,7 +17,7 @@ const USAGE = `usage: sluice <command>
   endpoints [-o json]  local endpoints
   identities [-o json] security identities and their labels
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
-  explain <from ns/pod> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [-o json]
+  explain <from ns/pod|ip> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [-o json]
                        would that new flow be allowed, and by which policy and rule (or why not)
   observe [--follow] [--last N] [--namespace NS] [--pod NS/NAME] [--selector SEL] [--verdict V] [--type flow|drop|l7]
           [--protocol P] [--port N] [--since 5m] [--l7 dns|http] [-o json]

@@ -29,7 +29,7 @@ export const POLICY_PROTOCOLS: readonly PolicyProtocol[] = ['TCP', 'UDP', 'SCTP'
 
 /** The flow to explain: a new connection from a pod to a pod or an address. */
 export interface FlowQuery {
-  /** The source pod, "namespace/name". */
+  /** The source: a pod "namespace/name", or an address (a pod's address is that pod; any other is judged by the destination's ingress only). */
   from: string;
   /** The destination: a pod "namespace/name", or an address (a pod's address is that pod). */
   to: string;
@@ -332,6 +332,11 @@ export function explainFlow(view: ClusterView, query: FlowQuery, options: Explai
   if (!Number.isInteger(query.port) || query.port < 1 || query.port > 0xffff) throw new ExplainQueryError(`port ${query.port} is not 1-65535`);
   if (!POLICY_PROTOCOLS.includes(query.protocol)) throw new ExplainQueryError(`protocol ${String(query.protocol)} is not TCP, UDP or SCTP`);
 
+  if (isAddress(query.from)) {
+    const pod = run.podWithAddress(query.from);
+    if (!pod) return explainFromAddress(run, query, options, findPod, isLocal);
+    query = { ...query, from: podRef(pod) };
+  }
   const src = findPod(query.from);
   let dst: PolicyPod | undefined;
   let dstIp: string;
@@ -375,6 +380,38 @@ export function explainFlow(view: ClusterView, query: FlowQuery, options: Explai
       : notJudged('ingress', null, false, `the destination is no pod (${to.kind}): no ingress policy applies`);
   }
   return { from, to, protocol: query.protocol, port: query.port, allowed: egress.allowed && ingress.allowed, egress, ingress, warnings };
+}
+
+/**
+ * A new flow from an address that is no pod's (this node, another node, the
+ * world) to a pod: only the pod's ingress judges it, with the address's
+ * reserved identity, as the datapath does.
+ */
+function explainFromAddress(
+  run: Compilation,
+  query: FlowQuery,
+  options: ExplainOptions,
+  findPod: (ref: string) => PolicyPod,
+  isLocal: (p: PolicyPod | undefined) => boolean,
+): FlowExplanation {
+  const srcIp = query.from;
+  try {
+    parseCidr(`${srcIp}/${familyOf(srcIp) === 4 ? 32 : 128}`);
+  } catch {
+    throw new ExplainQueryError(`'${query.from}' is neither namespace/pod nor an address`);
+  }
+  const dst = isAddress(query.to) ? run.podWithAddress(query.to) : findPod(query.to);
+  if (!dst) throw new ExplainQueryError(`from an address, the destination must be a pod: ${query.to} is none`);
+  const dstIp = isAddress(query.to) ? query.to : podAddress(dst, familyOf(srcIp));
+  if (!dstIp) throw new ExplainQueryError(`${query.to} has no IPv${familyOf(srcIp)} address`);
+  const source = addressKind(srcIp, options.addresses ?? {});
+  const from: FlowEnd = { pod: null, ip: srcIp, kind: source.kind };
+  const to: FlowEnd = { pod: podRef(dst), ip: dstIp, kind: 'pod', labels: dst.labels };
+  const warnings: string[] = [];
+  const flowText = `${query.protocol}/${query.port} from ${srcIp}`;
+  const egress = notJudged('egress', null, false, `the source is no pod (${source.kind}): no egress policy applies`);
+  const ingress = judge(run, dst, 'ingress', { ip: srcIp, identity: source.identity }, Protocol[query.protocol], query.port, flowText, isLocal(dst), warnings);
+  return { from, to, protocol: query.protocol, port: query.port, allowed: ingress.allowed, egress, ingress, warnings };
 }
 
 /**

@@ -180,6 +180,22 @@ describe('explain: addresses', () => {
     expect(service.egress).toMatchObject({ judged: false, allowed: true });
   });
 
+  it('from an address that is no pod, only the destination ingress judges, with the address identity', () => {
+    const ingressFrom = (peer: NonNullable<NetworkPolicy['ingress']>[number]['from']) => [{ ...B_ONLY, policyTypes: ['Ingress' as const], ingress: [{ from: peer }] }];
+    const policies = ingressFrom([{ ipBlock: { cidr: '8.0.0.0/8', except: ['8.8.8.0/24'] } }]);
+    const ok = explain(policies, '8.1.2.3', 'x/b');
+    expect(ok.from).toEqual({ pod: null, ip: '8.1.2.3', kind: 'world' });
+    expect(ok.to).toMatchObject({ pod: 'x/b', ip: '10.0.0.2' });
+    expect(ok.egress).toMatchObject({ judged: false, allowed: true, reason: 'the source is no pod (world): no egress policy applies' });
+    expect(ok.ingress.allowedBy[0]).toMatchObject({ policy: 'x/p0', rule: 0, peer: 'ipBlock 8.0.0.0/8 except 8.8.8.0/24' });
+    expect(ok.allowed).toBe(true);
+    expect(explain(policies, '8.8.8.8', 'x/b').ingress).toMatchObject({ allowed: false, policies: ['x/p0'] });
+    expect(explain(policies, '192.168.1.11', '10.0.0.2').from.kind).toBe('remote-node');
+    // A pod's address is that pod, with its egress judged too.
+    expect(explain(policies, '10.0.1.1', 'x/b').from).toMatchObject({ pod: 'y/a', kind: 'pod' });
+    expect(() => explain(policies, '8.1.2.3', '8.1.2.4')).toThrow(/the destination must be a pod/);
+  });
+
   it('a pod reaching itself is judged by nobody', () => {
     const e = explain([{ policyTypes: ['Ingress', 'Egress'] }], 'x/a', 'x/a');
     expect(e.allowed).toBe(true);

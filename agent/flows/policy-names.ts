@@ -7,7 +7,6 @@
  * explanation, not one each.
  */
 import type { FlowPolicyRef, FlowRecord } from '../../contract/flows.ts';
-import { isolates, selectingPolicies } from '../../policy/compile.ts';
 import { explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -51,7 +50,7 @@ export class PolicyNamer {
       this.cache.clear();
     }
     const to = r.destination.pod ? `${r.destination.namespace}/${r.destination.pod}` : r.destination.ip;
-    const from = r.source.pod ? `${r.source.namespace}/${r.source.pod}` : `ip:${r.source.ip}`;
+    const from = r.source.pod ? `${r.source.namespace}/${r.source.pod}` : r.source.ip;
     const key = `${r.verdict}|${r.direction}|${from}|${to}|${r.protocol}|${r.destination.port}`;
     if (this.cache.has(key)) return this.cache.get(key);
     if (this.cache.size >= CACHE_LIMIT) this.cache.clear();
@@ -72,7 +71,8 @@ export class PolicyNamer {
   }
 
   private answer(r: FlowRecord, from: string, to: string): FlowPolicyRef[] | undefined {
-    if (!r.source.pod) return r.verdict === 'ALLOWED' ? undefined : this.isolating(r);
+    // From an address that is no pod's, explain judges the destination's ingress only, with the address's identity.
+    if (!r.source.pod && !r.destination.pod) return undefined;
     const x = explainFlow(
       this.clusterView(),
       { from, to, port: r.destination.port, protocol: r.protocol as PolicyProtocol, family: r.source.ip.includes(':') ? 6 : 4 },
@@ -88,15 +88,5 @@ export class PolicyNamer {
     }
     const d: DirectionVerdict = r.direction === 'egress' ? x.egress : x.ingress;
     return d.policies.map((p) => ({ ...refOf(p), direction: d.direction }));
-  }
-
-  /** Of a denial whose source is no pod (explain starts at a pod): the policies isolating the destination pod for ingress. */
-  private isolating(r: FlowRecord): FlowPolicyRef[] | undefined {
-    if (r.direction !== 'ingress' || !r.destination.pod) return undefined;
-    const pod = this.clusterView().pods.find((p) => p.namespace === r.destination.namespace && p.name === r.destination.pod);
-    if (!pod) return undefined;
-    return selectingPolicies(pod, this.clusterView().policies)
-      .filter((p) => isolates(p, 'ingress'))
-      .map((p) => ({ namespace: p.namespace, name: p.name, direction: 'ingress' as const }));
   }
 }
