@@ -1,8 +1,12 @@
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import type { SecurityEvent } from '../contract/security.ts';
 import { compileCondition, resolveCondition, type ConditionScope } from '../security/rules/condition-compile.ts';
 import { ConditionSyntaxError, parseCondition } from '../security/rules/condition-parse.ts';
 import { lookupField } from '../security/rules/fields.ts';
+import { loadRuleFiles, loadRuleSources, type LoadResult } from '../security/rules/load.ts';
 
 // Synthetic events: a pod's exec unless overridden.
 const POD = { namespace: 'shop', name: 'web-1', labels: { app: 'web', 'app.kubernetes.io/name': 'shop-web' }, containerId: 'c0ffee', netnsInode: 4026532999 };
@@ -266,5 +270,201 @@ describe('fields', () => {
     expect(lookupField('proc.nmae')).toBeUndefined();
     expect(lookupField('k8s.pod.label.')).toBeUndefined();
     expect(lookupField('k8s.pod.label[]')).toBeUndefined();
+  });
+});
+
+describe('loading rule files', () => {
+  const SHELL = `
+- list: shell_binaries
+  items: [sh, bash]
+- macro: spawned_process
+  condition: evt.type = execve and evt.dir = <
+- macro: container
+  condition: container.id != host
+- rule: shell in a pod
+  desc: a shell started in a pod
+  condition: spawned_process and container and proc.name in (shell_binaries)
+  output: shell in %k8s.ns.name/%k8s.pod.name (cmd=%proc.cmdline)
+  priority: warning
+  tags: [shell, mitre_execution]
+`;
+  const byName = (r: LoadResult, name: string) => r.rules.find((x) => x.name === name);
+
+  it('loads rules, macros and lists, with defaults', () => {
+    const r = loadRuleSources([{ file: 'a.yaml', text: SHELL }]);
+    expect(r.errors).toEqual([]);
+    const rule = byName(r, 'shell in a pod')!;
+    expect(rule).toMatchObject({ desc: 'a shell started in a pod', priority: 'WARNING', tags: ['shell', 'mitre_execution'], action: 'alert', enabled: true, location: { file: 'a.yaml', line: 8 } });
+    expect(rule.matches(exec())).toBe(true);
+    expect(rule.matches(hostExec())).toBe(false);
+    expect(rule.matches(exec({ proc: { name: 'zsh' } }))).toBe(false);
+  });
+
+  it('a later file overrides a list, a macro and a rule of the same name; append adds to them', () => {
+    const later = `
+- list: shell_binaries
+  items: [zsh]
+- list: shell_binaries
+  items: [fish]
+  append: true
+- macro: container
+  condition: k8s.ns.name = shop
+- macro: container
+  condition: and k8s.pod.name = web-1
+  append: true
+`;
+    const r = loadRuleSources([{ file: 'a.yaml', text: SHELL }, { file: 'b.yaml', text: later }]);
+    expect(r.errors).toEqual([]);
+    const rule = byName(r, 'shell in a pod')!;
+    expect(rule.matches(exec())).toBe(false);
+    expect(rule.matches(exec({ proc: { name: 'zsh' } }))).toBe(true);
+    expect(rule.matches(exec({ proc: { name: 'fish' } }))).toBe(true);
+    expect(rule.matches(exec({ proc: { name: 'fish' }, pod: { ...POD, name: 'web-2' } }))).toBe(false);
+
+    const replaced = `
+- rule: shell in a pod
+  condition: spawned_process and proc.name = dash
+  output: dash
+  priority: ERROR
+- rule: shell in a pod
+  condition: or proc.name = ash
+  append: true
+- rule: other
+  condition: evt.type = connect
+  output: x
+  priority: INFO
+  enabled: false
+`;
+    const r2 = loadRuleSources([{ file: 'a.yaml', text: SHELL }, { file: 'c.yaml', text: replaced }]);
+    expect(r2.errors).toEqual([]);
+    const rule2 = byName(r2, 'shell in a pod')!;
+    expect(rule2).toMatchObject({ priority: 'ERROR', output: 'dash', condition: 'spawned_process and proc.name = dash or proc.name = ash' });
+    expect(rule2.matches(exec({ proc: { name: 'dash' } }))).toBe(true);
+    expect(rule2.matches(exec({ proc: { name: 'ash' } }))).toBe(true);
+    expect(rule2.matches(exec())).toBe(false);
+    expect(byName(r2, 'other')).toMatchObject({ enabled: false, priority: 'INFORMATIONAL' });
+    // `rule` + `enabled` alone switches an earlier rule.
+    const r3 = loadRuleSources([{ file: 'a.yaml', text: SHELL }, { file: 'd.yaml', text: '- rule: shell in a pod\n  enabled: false\n' }]);
+    expect(r3.errors).toEqual([]);
+    expect(byName(r3, 'shell in a pod')!.enabled).toBe(false);
+  });
+
+  it('a rule that does not load gets an error with its file and line, and the others load', () => {
+    const text = `- required_engine_version: 10
+- rule: good one
+  condition: proc.name = bash
+  output: ok
+  priority: NOTICE
+- rule: typo
+  condition: evt.type = execve and proc.nmae = bash
+  output: x
+  priority: NOTICE
+- rule: bad syntax
+  condition: >
+    evt.type = execve and
+    (proc.name = bash
+  output: x
+  priority: NOTICE
+- rule: bad priority
+  condition: proc.name = bash
+  output: x
+  priority: URGENT
+- rule: bad action
+  condition: proc.name = bash
+  output: x
+  priority: NOTICE
+  action: block
+- rule: no macro
+  condition: evt.type = execve and
+    shell_procs
+  output: x
+  priority: NOTICE
+- rule: no list
+  condition: proc.name in nowhere
+  output: x
+  priority: NOTICE
+- rule: bad output
+  condition: proc.name = bash
+  output: "%proc.nmae ran"
+  priority: NOTICE
+- rule: missing
+  desc: no condition
+- rule: unknown key
+  conditon: proc.name = bash
+  output: x
+  priority: NOTICE
+- rule: exceptions
+  condition: proc.name = bash
+  output: x
+  priority: NOTICE
+  exceptions: []
+- macro: broken macro
+  condition: proc.name = x
+- macro: bad_macro
+  condition: proc.pname = x and user.uid = root
+- rule: uses bad macro
+  condition: bad_macro
+  output: x
+  priority: NOTICE
+- list: appended
+  items: [a]
+  append: true
+- something: else
+- rule: late good one
+  condition: proc.name = sh
+  output: ok
+  priority: DEBUG
+`;
+    const r = loadRuleSources([{ file: 'rules/bad.yaml', text }]);
+    expect(r.rules.map((x) => x.name)).toEqual(['good one', 'late good one']);
+    expect(r.errors.map((e) => e.text)).toEqual([
+      'rules/bad.yaml:7: rule "typo": condition: unknown field proc.nmae',
+      "rules/bad.yaml:13: rule \"bad syntax\": condition: missing ')'",
+      'rules/bad.yaml:19: rule "bad priority": priority URGENT is not one of EMERGENCY, ALERT, CRITICAL, ERROR, WARNING, NOTICE, INFORMATIONAL, DEBUG',
+      'rules/bad.yaml:24: rule "bad action": action block is not one of alert, kill, deny-connect',
+      'rules/bad.yaml:27: rule "no macro": condition: unknown macro shell_procs',
+      'rules/bad.yaml:31: rule "no list": condition: unknown list nowhere',
+      'rules/bad.yaml:36: rule "bad output": output: unknown field %proc.nmae',
+      'rules/bad.yaml:38: rule "missing": missing condition, output, priority',
+      'rules/bad.yaml:41: rule "unknown key": unknown key conditon',
+      'rules/bad.yaml:48: rule "exceptions": unknown key exceptions (not supported)',
+      'rules/bad.yaml:49: macro "broken macro": a macro name is letters, digits and _',
+      'rules/bad.yaml:52: macro "bad_macro": condition: user.uid is a number, not \'root\'',
+      'rules/bad.yaml:54: rule "uses bad macro": condition: in macro bad_macro: user.uid is a number, not \'root\'',
+      'rules/bad.yaml:57: list "appended": append to a list that is not defined before',
+      'rules/bad.yaml:60: unknown item (keys: something): expected rule, macro or list',
+    ]);
+    expect(r.errors[0]).toMatchObject({ file: 'rules/bad.yaml', line: 7, message: 'rule "typo": condition: unknown field proc.nmae' });
+  });
+
+  it('a file whose YAML does not parse is reported and skipped; other files load', () => {
+    const r = loadRuleSources([
+      { file: 'broken.yaml', text: '- rule: x\n  condition: [unclosed\n  output: y\n' },
+      { file: 'ok.yaml', text: SHELL },
+      { file: 'map.yaml', text: 'rule: x\n' },
+    ]);
+    expect(r.rules.map((x) => x.name)).toEqual(['shell in a pod']);
+    expect(r.errors.map((e) => e.text)).toHaveLength(2);
+    expect(r.errors[0]!.text).toMatch(/^broken\.yaml:\d+: YAML: /);
+    expect(r.errors[1]!.text).toBe('map.yaml:1: a rules file is a list of rule, macro and list items');
+  });
+
+  it('reads files and directories (their *.yaml and *.yml, sorted), in the order given', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sluice-security-rules-'));
+    try {
+      mkdirSync(join(dir, 'd'));
+      writeFileSync(join(dir, 'd', '20-override.yml'), '- rule: shell in a pod\n  condition: proc.name = zsh\n  output: o\n  priority: DEBUG\n');
+      writeFileSync(join(dir, 'd', '10-base.yaml'), SHELL);
+      writeFileSync(join(dir, 'd', 'README.md'), 'not rules');
+      writeFileSync(join(dir, 'last.yaml'), '- rule: x\n  condition: proc.name = x\n  output: x\n  priority: warning\n  action: kill\n');
+      const r = loadRuleFiles([join(dir, 'd'), join(dir, 'last.yaml'), join(dir, 'missing.yaml')]);
+      expect(byName(r, 'shell in a pod')!.condition).toBe('proc.name = zsh');
+      expect(r.errors.map((e) => e.text)).toEqual([
+        `${join(dir, 'missing.yaml')}: cannot read: ENOENT: no such file or directory, stat '${join(dir, 'missing.yaml')}'`,
+        expect.stringMatching(new RegExp(`^${join(dir, 'last.yaml')}:2: rule "x": action kill: `)),
+      ]);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -18,9 +18,12 @@ export type Predicate = (e: SecurityEvent) => boolean;
 
 /** A problem with names or values in a condition (unknown field, macro, list; a value of the wrong type). */
 export class ConditionError extends Error {
-  constructor(message: string) {
+  /** Where in the condition text: the check or the macro reference at fault. */
+  readonly offset: number | undefined;
+  constructor(message: string, offset?: number) {
     super(message);
     this.name = 'ConditionError';
+    this.offset = offset;
   }
 }
 
@@ -44,13 +47,14 @@ function resolve(node: ConditionNode, scope: ConditionScope, macroPath: string[]
       return { kind: 'not', item: resolve(node.item, scope, macroPath) };
     case 'macro': {
       const body = scope.macros.get(node.name);
-      if (!body) throw new ConditionError(`unknown macro ${node.name}`);
-      if (macroPath.includes(node.name)) throw new ConditionError(`macro ${node.name} refers to itself (${[...macroPath, node.name].join(' -> ')})`);
+      if (!body) throw new ConditionError(`unknown macro ${node.name}`, node.at);
+      if (macroPath.includes(node.name)) throw new ConditionError(`macro ${node.name} refers to itself (${[...macroPath, node.name].join(' -> ')})`, node.at);
       try {
         return resolve(body, scope, [...macroPath, node.name]);
       } catch (err) {
-        if (err instanceof ConditionError && macroPath.length === 0 && !err.message.startsWith('in macro ')) {
-          throw new ConditionError(`in macro ${node.name}: ${err.message}`);
+        // Named by the outermost macro, at the place the condition refers to it.
+        if (err instanceof ConditionError && macroPath.length === 0) {
+          throw new ConditionError(err.message.startsWith('in macro ') ? err.message : `in macro ${node.name}: ${err.message}`, node.at);
         }
         throw err;
       }
@@ -62,7 +66,16 @@ function resolve(node: ConditionNode, scope: ConditionScope, macroPath: string[]
 
 function resolveCheck(node: Extract<ConditionNode, { kind: 'check' }>, scope: ConditionScope): Expr {
   const field = lookupField(node.field);
-  if (!field) throw new ConditionError(`unknown field ${node.field}`);
+  if (!field) throw new ConditionError(`unknown field ${node.field}`, node.at);
+  try {
+    return resolveValues(node, field, scope);
+  } catch (err) {
+    if (err instanceof ConditionError && err.offset === undefined) throw new ConditionError(err.message, node.at);
+    throw err;
+  }
+}
+
+function resolveValues(node: Extract<ConditionNode, { kind: 'check' }>, field: Field, scope: ConditionScope): Expr {
   const { op } = node;
   if (op === 'exists') return { kind: 'check', field, op, values: [] };
   let texts: string[];
