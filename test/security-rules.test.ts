@@ -2,11 +2,14 @@ import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import type { SecurityEvent } from '../contract/security.ts';
+import type { SecurityEvent, SecurityEventType } from '../contract/security.ts';
 import { compileCondition, resolveCondition, type ConditionScope } from '../security/rules/condition-compile.ts';
 import { ConditionSyntaxError, parseCondition } from '../security/rules/condition-parse.ts';
+import { RuleEngine } from '../security/rules/engine.ts';
+import { EVENT_TYPES, eventTypesOf } from '../security/rules/event-types.ts';
 import { lookupField } from '../security/rules/fields.ts';
 import { loadRuleFiles, loadRuleSources, type LoadResult } from '../security/rules/load.ts';
+import { compileOutput } from '../security/rules/output.ts';
 
 // Synthetic events: a pod's exec unless overridden.
 const POD = { namespace: 'shop', name: 'web-1', labels: { app: 'web', 'app.kubernetes.io/name': 'shop-web' }, containerId: 'c0ffee', netnsInode: 4026532999 };
@@ -466,5 +469,108 @@ describe('loading rule files', () => {
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+});
+
+describe('output', () => {
+  it('fills %fields, <NA> for absent ones, and ends a field at a sentence dot', () => {
+    const out = compileOutput('Shell %proc.name (%proc.cmdline) by uid=%user.uid in %k8s.ns.name/%k8s.pod.name app=%k8s.pod.label[app] file=%fd.name. 100% done.');
+    expect(out.format(exec()).text).toBe('Shell bash (bash -c id) by uid=1000 in shop/web-1 app=web file=<NA>. 100% done.');
+    expect(out.format(hostExec()).text).toBe('Shell bash (bash -c id) by uid=1000 in <NA>/<NA> app=<NA> file=<NA>. 100% done.');
+  });
+  it('output_fields has every field named once, keyed as written, typed, null when absent', () => {
+    const out = compileOutput('%proc.name %user.uid %fd.name %proc.name %k8s.pod.label.app %evt.is_open_write');
+    expect(out.fields.map((f) => f.name)).toEqual(['proc.name', 'user.uid', 'fd.name', 'k8s.pod.label.app', 'evt.is_open_write']);
+    expect(out.format(exec()).fields).toEqual({ 'proc.name': 'bash', 'user.uid': 1000, 'fd.name': null, 'k8s.pod.label.app': 'web', 'evt.is_open_write': null });
+  });
+  it('rejects an unknown field', () => {
+    expect(() => compileOutput('x %proc.nmae')).toThrow('unknown field %proc.nmae');
+  });
+});
+
+describe('rule engine', () => {
+  const RULES = `
+- rule: shell
+  condition: evt.type = execve and proc.name = bash and container.id != host
+  output: shell %proc.name in %k8s.pod.name (file %fd.name)
+  priority: WARNING
+  tags: [shell]
+- rule: any process named bash
+  condition: proc.name = bash
+  output: bash
+  priority: DEBUG
+- rule: connect
+  condition: evt.type = connect and fd.sport = 22
+  output: ssh to %fd.sip:%fd.sport
+  priority: NOTICE
+- rule: not a connect
+  condition: not (evt.type = connect or evt.type in (openat, openat2)) and proc.name = curl
+  output: x
+  priority: NOTICE
+- rule: never
+  condition: evt.type = execve and evt.type = connect
+  output: x
+  priority: NOTICE
+- rule: off
+  condition: proc.name = bash
+  output: x
+  priority: NOTICE
+  enabled: false
+`;
+  const loaded = loadRuleSources([{ file: 'engine.yaml', text: RULES }]);
+  const engine = new RuleEngine(loaded.rules, { hostname: 'node-a' });
+  it('loads the fixture', () => expect(loaded.errors).toEqual([]));
+
+  it('raises Falco-shaped alerts for every rule whose condition holds, in load order', () => {
+    const e = exec();
+    const alerts = engine.evaluate(e);
+    expect(alerts.map((a) => a.rule)).toEqual(['shell', 'any process named bash']);
+    expect(alerts[0]).toEqual({
+      time: '2026-12-07T20:00:00.000Z',
+      rule: 'shell',
+      priority: 'WARNING',
+      output: 'shell bash in web-1 (file <NA>)',
+      output_fields: { 'proc.name': 'bash', 'k8s.pod.name': 'web-1', 'fd.name': null },
+      tags: ['shell'],
+      source: 'syscall',
+      hostname: 'node-a',
+      action: 'alert',
+      event: e,
+    });
+    expect(JSON.parse(JSON.stringify(alerts[0]))).toMatchObject({ rule: 'shell', output_fields: { 'fd.name': null } });
+    expect(engine.evaluate(hostExec()).map((a) => a.rule)).toEqual(['any process named bash']);
+    expect(engine.evaluate(connect('10.1.1.1', 22)).map((a) => a.output)).toEqual(['ssh to 10.1.1.1:22']);
+    expect(engine.evaluate(connect('10.1.1.1', 80))).toEqual([]);
+  });
+
+  it('indexes rules by the event types their conditions allow', () => {
+    const names = (t: SecurityEventType) => engine.rulesFor(t).map((r) => r.name);
+    expect(names('execve')).toEqual(['shell', 'any process named bash', 'not a connect']);
+    expect(names('connect')).toEqual(['any process named bash', 'connect']);
+    expect(names('openat')).toEqual(['any process named bash']);
+    expect(names('procexit')).toEqual(['any process named bash', 'not a connect']);
+    expect(engine.rules.map((r) => r.name)).not.toContain('off');
+    // An event is only tried against its type's rules.
+    const e = connect('10.1.1.1', 22);
+    const tried: string[] = [];
+    const spied = new RuleEngine(
+      loaded.rules.map((r) => ({ ...r, matches: (ev: SecurityEvent) => (tried.push(r.name), r.matches(ev)) })),
+      { hostname: 'n' },
+    );
+    spied.evaluate(e);
+    expect(tried).toEqual(['any process named bash', 'connect']);
+  });
+
+  it('computes event types through not, and, or', () => {
+    const types = (c: string) => [...eventTypesOf(resolveCondition(parseCondition(c), EMPTY))].sort();
+    expect(types('proc.name = x')).toEqual([...EVENT_TYPES].sort());
+    expect(types('evt.type = execve')).toEqual(['execve']);
+    expect(types('evt.type != execve and evt.type != connect')).toEqual(['openat', 'openat2', 'procexit', 'setuid']);
+    expect(types('not evt.type in (execve, connect, openat, openat2)')).toEqual(['procexit', 'setuid']);
+    expect(types('evt.type = execve or proc.name = x')).toEqual([...EVENT_TYPES].sort());
+    expect(types('evt.type = execve or evt.type = setuid and proc.name = x')).toEqual(['execve', 'setuid']);
+    expect(types('not (evt.type = execve and proc.name = x)')).toEqual([...EVENT_TYPES].sort());
+    expect(types('not (evt.type = execve or proc.name = x)')).toEqual(['connect', 'openat', 'openat2', 'procexit', 'setuid']);
+    expect(types('evt.type = open')).toEqual([]);
   });
 });
