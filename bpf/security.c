@@ -145,7 +145,7 @@ struct {
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, SLUICE_SEC_STAT_MAX);
-	__type(key, enum sluice_sec_stat);
+	__type(key, __u32); /* enum sluice_sec_stat (an enum key makes the kernel refuse the map's BTF) */
 	__type(value, __u64);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } security_stats SEC(".maps");
@@ -196,6 +196,7 @@ const volatile enum sluice_sec_event_type sluice_sec_type_btf_anchor = SLUICE_SE
 const volatile enum sluice_sec_event_flag sluice_sec_flag_btf_anchor = SLUICE_SEC_F_KILLED;
 const volatile enum sluice_sec_config_flag sluice_sec_config_btf_anchor = SLUICE_SEC_CFG_HOST_OPENS;
 const volatile enum sluice_sec_connect_mode sluice_sec_mode_btf_anchor = SLUICE_SEC_CONNECT_DENY;
+const volatile enum sluice_sec_stat sluice_sec_stat_btf_anchor = SLUICE_SEC_STAT_MAX;
 /* And the records, only ever reached through ring buffer pointers (a pointer alone leaves only a forward declaration). */
 struct sec_records_btf_anchor {
 	struct sec_exec exec;

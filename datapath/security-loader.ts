@@ -1,0 +1,304 @@
+/**
+ * Loads the runtime security object (bpf/security.c) and attaches its
+ * programs, or adopts what a previous agent left pinned, so that the sensor
+ * and its kill and deny-connect maps keep working across agent restarts.
+ * Map layouts: security-abi.ts.
+ *
+ * Layout under pinDir (the agent's <bpf-dir>/security):
+ *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
+ *   progs/<program>   sec_exec, sec_exit (tp_btf), sec_openat, sec_openat2,
+ *                     sec_setuid_enter, sec_setuid_exit (tracepoints),
+ *                     sec_connect4, sec_connect6 (cgroup sock_addr)
+ *   links/<link>      one per attachment: exec, exit (raw tracepoint links);
+ *                     openat, openat2, setuid-enter-*, setuid-exit-* (perf event
+ *                     links on the syscalls/ tracepoints, which need tracefs:
+ *                     mounted here when absent); connect4, connect6 (the root of
+ *                     the cgroup v2 hierarchy). Unpinning a link detaches it.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import sea from 'node:sea';
+import koffi from 'koffi';
+import { BpfMap } from './bpf-map.ts';
+import { BpfError, closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
+import { CONNECT_RULE, KILL_KEY, KILL_VALUE, SECURITY_CONFIG, SEC_STAT_VALUE_SIZE, SEC_U32_KEY_SIZE } from './security-abi.ts';
+import { errorMessage } from '../lib/errors.ts';
+
+const OBJECT_NAME = 'sluice_security';
+const MAPS_DIR = 'maps';
+const PROGS_DIR = 'progs';
+const LINKS_DIR = 'links';
+/** The ring buffer's pin under maps/: opened by the sensor with its own reader. */
+export const SECURITY_EVENTS_MAP = 'security_events';
+
+/** Name of the object among the single executable's assets, and the override of its path from a checkout. */
+export const SECURITY_OBJECT_ASSET = 'sluice-security.bpf.o';
+export const SECURITY_OBJECT_ENV = 'SLUICE_SECURITY_OBJECT';
+
+/** enum bpf_attach_type values (uapi/linux/bpf.h). */
+const BPF_CGROUP_INET4_CONNECT = 10;
+const BPF_CGROUP_INET6_CONNECT = 11;
+const BPF_TRACE_RAW_TP = 23;
+const BPF_PERF_EVENT = 41;
+
+/** Where tracefs is mounted (and mounted when absent), for the syscall tracepoints' ids. */
+export const TRACEFS = '/sys/kernel/tracing';
+
+const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6'] as const;
+type ProgramName = (typeof PROGRAMS)[number];
+
+type LinkSpec =
+  | { name: string; program: ProgramName; at: 'raw_tp' }
+  | { name: string; program: ProgramName; at: 'tracepoint'; tracepoint: string }
+  | { name: string; program: ProgramName; at: 'cgroup'; attachType: number };
+
+const SETUID_SYSCALLS = ['setuid', 'setreuid', 'setresuid'];
+
+/** Every attachment, in the order they are made. */
+export const SECURITY_LINKS: readonly LinkSpec[] = [
+  { name: 'exec', program: 'sec_exec', at: 'raw_tp' },
+  { name: 'exit', program: 'sec_exit', at: 'raw_tp' },
+  { name: 'openat', program: 'sec_openat', at: 'tracepoint', tracepoint: 'syscalls/sys_enter_openat' },
+  { name: 'openat2', program: 'sec_openat2', at: 'tracepoint', tracepoint: 'syscalls/sys_enter_openat2' },
+  ...SETUID_SYSCALLS.map((s): LinkSpec => ({ name: `setuid-enter-${s}`, program: 'sec_setuid_enter', at: 'tracepoint', tracepoint: `syscalls/sys_enter_${s}` })),
+  ...SETUID_SYSCALLS.map((s): LinkSpec => ({ name: `setuid-exit-${s}`, program: 'sec_setuid_exit', at: 'tracepoint', tracepoint: `syscalls/sys_exit_${s}` })),
+  { name: 'connect4', program: 'sec_connect4', at: 'cgroup', attachType: BPF_CGROUP_INET4_CONNECT },
+  { name: 'connect6', program: 'sec_connect6', at: 'cgroup', attachType: BPF_CGROUP_INET6_CONNECT },
+];
+
+const MAP_SPECS = {
+  security_stats: { keySize: SEC_U32_KEY_SIZE, valueSize: SEC_STAT_VALUE_SIZE, perCpu: true },
+  security_config: { keySize: SEC_U32_KEY_SIZE, valueSize: SECURITY_CONFIG.size, perCpu: false },
+  security_kill: { keySize: KILL_KEY.size, valueSize: KILL_VALUE.size, perCpu: false },
+  security_connect: { keySize: SEC_U32_KEY_SIZE, valueSize: CONNECT_RULE.size, perCpu: false },
+} as const;
+
+/** The security object's maps the agent reads and writes, open in this process. */
+export type SecurityMaps = Record<keyof typeof MAP_SPECS, BpfMap>;
+
+/** A loaded (or adopted) security object. */
+export interface Security {
+  /** True if the pinned programs and maps of a previous load were re-used as they were. */
+  adopted: boolean;
+  maps: SecurityMaps;
+  /** The pinned ring buffer security_events (open it with objGet; see SecuritySensor). */
+  eventsPath: string;
+  /** Links attached now, and links removed (a reload replaces them; attach: false removes them all). */
+  attached: string[];
+  removed: string[];
+  /** The links pinned when loaded. */
+  links: string[];
+  /** Links that could not be attached, with why (no cgroup v2: no connect events and no deny-connect). */
+  missing: { name: string; reason: string }[];
+  /** Closes this process's map fds; everything pinned stays in the kernel. */
+  close(): void;
+}
+
+/** Options for loadSecurity. */
+export interface LoadSecurityOptions {
+  /** A directory on bpffs, e.g. /sys/fs/bpf/sluice/security. */
+  pinDir: string;
+  /** The compiled object (see securityObjectBytes()). */
+  objectBytes: Buffer;
+  /** The root of the cgroup v2 hierarchy (trace-loader's cgroup2Root()); null: no connect hooks. */
+  cgroupRoot: string | null;
+  /** False: load and pin, but attach nothing and remove the pinned links (the programs stop running). */
+  attach: boolean;
+  /** Where tracefs is or is to be mounted (default TRACEFS). */
+  tracefs?: string;
+}
+
+/** The bytes of the security object: an asset of the single executable, else dist/ (or $SLUICE_SECURITY_OBJECT). */
+export function securityObjectBytes(): Buffer {
+  if (sea.isSea()) return Buffer.from(sea.getAsset(SECURITY_OBJECT_ASSET));
+  return readFileSync(process.env[SECURITY_OBJECT_ENV] || join(import.meta.dirname, '..', 'dist', SECURITY_OBJECT_ASSET));
+}
+
+/**
+ * Adopts the pinned security object under pinDir if it is complete, else
+ * loads objectBytes (re-using any maps already pinned) and pins its
+ * programs; then makes the pinned links the ones wanted. Throws BpfError on
+ * a kernel or libbpf failure, or when a tracepoint cannot be attached (the
+ * sensor would be blind to opens or setuid calls): the caller reports it.
+ */
+export function loadSecurity(options: LoadSecurityOptions): Security {
+  const mapsDir = join(options.pinDir, MAPS_DIR);
+  const progsDir = join(options.pinDir, PROGS_DIR);
+  const linksDir = join(options.pinDir, LINKS_DIR);
+  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+
+  const progPath = (name: ProgramName) => join(progsDir, name);
+  const pinned = [...PROGRAMS.map(progPath), ...[...Object.keys(MAP_SPECS), SECURITY_EVENTS_MAP].map((name) => join(mapsDir, name))];
+  const adopted = pinned.every((path) => existsSync(path));
+  if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPath);
+
+  const { attached, removed, missing } = syncLinks(linksDir, progPath, options, !adopted);
+  const maps = openMaps(mapsDir);
+  return {
+    adopted,
+    maps,
+    eventsPath: join(mapsDir, SECURITY_EVENTS_MAP),
+    attached,
+    removed,
+    links: readdirSync(linksDir).sort(),
+    missing,
+    close: () => {
+      for (const map of Object.values(maps)) map.close();
+    },
+  };
+}
+
+/** Detaches every program (unpins the links) and, with everything, removes the pinned programs and maps too. */
+export function removeSecurity(pinDir: string, everything = false): void {
+  const linksDir = join(pinDir, LINKS_DIR);
+  if (existsSync(linksDir)) for (const pin of readdirSync(linksDir)) unlinkSync(join(linksDir, pin));
+  if (everything) rmSync(pinDir, { recursive: true, force: true });
+}
+
+function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
+  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
+  try {
+    loadObject(obj, OBJECT_NAME);
+    for (const name of PROGRAMS) {
+      if (existsSync(progPath(name))) unlinkSync(progPath(name));
+      pinProgram(findProgram(obj, name), name, progPath(name));
+    }
+  } finally {
+    closeObject(obj);
+  }
+}
+
+function syncLinks(linksDir: string, progPath: (name: ProgramName) => string, options: LoadSecurityOptions, reload: boolean) {
+  const wanted = new Set(options.attach ? SECURITY_LINKS.map((l) => l.name) : []);
+  const removed: string[] = [];
+  for (const pin of readdirSync(linksDir)) {
+    if (wanted.has(pin) && !reload) continue;
+    unlinkSync(join(linksDir, pin));
+    removed.push(pin);
+  }
+  const attached: string[] = [];
+  const missing: { name: string; reason: string }[] = [];
+  if (!options.attach) return { attached, removed, missing };
+  const tracefs = options.tracefs ?? TRACEFS;
+  if (SECURITY_LINKS.some((l) => l.at === 'tracepoint' && !existsSync(join(linksDir, l.name)))) ensureTracefs(tracefs);
+  for (const link of SECURITY_LINKS) {
+    const pin = join(linksDir, link.name);
+    if (existsSync(pin)) continue;
+    if (link.at === 'cgroup' && options.cgroupRoot === null) {
+      missing.push({ name: link.name, reason: 'no cgroup v2 hierarchy is mounted' });
+      continue;
+    }
+    try {
+      attachAndPin(progPath(link.program), link, options.cgroupRoot, tracefs, pin);
+    } catch (err: unknown) {
+      // Without cgroup v2 connects are neither seen nor refused; the process and file events still are.
+      if (link.at !== 'cgroup') throw err;
+      missing.push({ name: link.name, reason: errorMessage(err) });
+      continue;
+    }
+    attached.push(link.name);
+  }
+  return { attached, removed, missing };
+}
+
+function attachAndPin(progPinPath: string, link: LinkSpec, cgroupRoot: string | null, tracefs: string, pin: string): void {
+  const progFd = objGet(progPinPath, `program ${link.program}`);
+  try {
+    let linkFd: number;
+    if (link.at === 'cgroup') {
+      const cgroupFd = openSync(cgroupRoot!, 'r');
+      try {
+        linkFd = linkCreate(progFd, cgroupFd, link.attachType, `attach ${link.program} to cgroup ${cgroupRoot}`);
+      } finally {
+        closeSync(cgroupFd);
+      }
+    } else if (link.at === 'tracepoint') {
+      // The link holds the perf event; the event's own fd is not needed once the link exists.
+      const perfFd = perfEventOpenTracepoint(tracepointId(tracefs, link.tracepoint), link.tracepoint);
+      try {
+        linkFd = linkCreate(progFd, perfFd, BPF_PERF_EVENT, `attach ${link.program} to tracepoint ${link.tracepoint}`);
+      } finally {
+        closeFd(perfFd);
+      }
+    } else {
+      linkFd = linkCreate(progFd, 0, BPF_TRACE_RAW_TP, `attach ${link.program} to its tracepoint`);
+    }
+    try {
+      objPin(linkFd, pin, `link ${link.name}`);
+    } finally {
+      closeFd(linkFd);
+    }
+  } finally {
+    closeFd(progFd);
+  }
+}
+
+function openMaps(mapsDir: string): SecurityMaps {
+  const opened: BpfMap[] = [];
+  try {
+    const entries = Object.entries(MAP_SPECS).map(([name, spec]) => {
+      const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
+      opened.push(map);
+      return [name, map] as const;
+    });
+    return Object.fromEntries(entries) as SecurityMaps;
+  } catch (err: unknown) {
+    for (const map of opened) map.close();
+    throw err;
+  }
+}
+
+// ---- tracefs and perf events: the classic tracepoints' attachment -------------------------
+
+const TRACEFS_MAGIC = 0x74726163n;
+const STATFS_SIZE_BYTES = 128;
+const SYS_PERF_EVENT_OPEN_X86_64 = 298;
+const PERF_TYPE_TRACEPOINT = 2;
+/** sizeof(struct perf_event_attr), PERF_ATTR_SIZE_VER8. */
+const PERF_ATTR_SIZE = 136;
+const PERF_FLAG_FD_CLOEXEC = 8;
+
+type Fn = (...args: unknown[]) => unknown;
+let libc: { syscall: Fn; statfs: Fn; mount: Fn } | undefined;
+
+function c(): { syscall: Fn; statfs: Fn; mount: Fn } {
+  if (libc) return libc;
+  const lib = koffi.load('libc.so.6');
+  libc = {
+    syscall: lib.func('long syscall(long number, ...)'),
+    statfs: lib.func('int statfs(const char *path, void *buf)'),
+    mount: lib.func('int mount(const char *source, const char *target, const char *fstype, unsigned long flags, const void *data)'),
+  };
+  return libc;
+}
+
+/** Mounts tracefs at dir unless it is there (classic tracepoints are found through it; without it, ENOENT). */
+export function ensureTracefs(dir = TRACEFS): void {
+  const buf = Buffer.alloc(STATFS_SIZE_BYTES);
+  if (c().statfs(dir, buf) === 0 && BigInt.asUintN(32, buf.readBigInt64LE(0)) === TRACEFS_MAGIC) return;
+  mkdirSync(dir, { recursive: true });
+  if (c().mount('tracefs', dir, 'tracefs', 0, null) !== 0) throw new BpfError(`mount tracefs at ${dir}`, koffi.errno());
+}
+
+function tracepointId(tracefs: string, tracepoint: string): number {
+  const path = join(tracefs, 'events', tracepoint, 'id');
+  try {
+    return Number(readFileSync(path, 'utf8').trim());
+  } catch (err: unknown) {
+    throw new Error(`tracepoint ${tracepoint}: cannot read its id at ${path}: ${errorMessage(err)}`);
+  }
+}
+
+/** perf_event_open(2) of a tracepoint on every CPU (pid -1, cpu 0: a BPF program runs wherever it fires). */
+function perfEventOpenTracepoint(id: number, what: string): number {
+  if (process.arch !== 'x64') throw new Error(`perf_event_open: the syscall number of ${process.arch} is not known here`);
+  const attr = Buffer.alloc(PERF_ATTR_SIZE);
+  attr.writeUInt32LE(PERF_TYPE_TRACEPOINT, 0);
+  attr.writeUInt32LE(PERF_ATTR_SIZE, 4);
+  attr.writeBigUInt64LE(BigInt(id), 8);
+  attr.writeBigUInt64LE(1n, 16); // sample_period
+  attr.writeUInt32LE(1, 48); // wakeup_events
+  const fd = Number(c().syscall(SYS_PERF_EVENT_OPEN_X86_64, 'void *', attr, 'int', -1, 'int', 0, 'int', -1, 'unsigned long', PERF_FLAG_FD_CLOEXEC));
+  if (fd < 0) throw new BpfError(`perf_event_open tracepoint ${what}`, koffi.errno());
+  return fd;
+}
