@@ -77,19 +77,20 @@ static __always_inline int icmp_quoted_flow(struct __sk_buff *skb, const struct 
 }
 
 /*
- * May the error's sender report on the quoted packet? Who received a packet
- * may report on it: the quoted packet's destination is the error's source.
- * Anyone else is a third party, and only routers are: this node, another
- * node, or an address outside the cluster; never a pod, which is no router
- * on a pod-to-pod path and can only report packets it received itself.
- * Else an isolated pod could send errors quoting any open flow, each with a
- * payload of its own, past every policy.
+ * May the error's sender report on the quoted packet? A pod may report only
+ * on a packet it received as its flow's responder: the quoted packet's
+ * destination is the error's source, and the packet went the way the flow
+ * was opened (reversed: it was a reply). Anyone else is a third party, and
+ * only routers are: this node, another node, or an address outside the
+ * cluster, about packets either way; never a pod, which is no router on a
+ * pod-to-pod path. Else an isolated pod could send errors quoting any open
+ * flow, each with a payload of its own, past every policy.
  */
-static __always_inline int icmp_sender_may_report(const struct flow *f, const struct flow *q)
+static __always_inline int icmp_sender_may_report(const struct flow *f, const struct flow *q, int reversed)
 {
 	__u32 identity;
 
-	if (addr_equal(q->daddr, f->saddr, f->family == SLUICE_FAMILY_IPV4 ? 4 : 16))
+	if (!reversed && addr_equal(q->daddr, f->saddr, f->family == SLUICE_FAMILY_IPV4 ? 4 : 16))
 		return 1;
 	identity = lookup_identity(f->family, f->saddr);
 	return identity == SLUICE_ID_HOST || identity == SLUICE_ID_REMOTE_NODE || identity == SLUICE_ID_WORLD;
@@ -98,7 +99,8 @@ static __always_inline int icmp_sender_may_report(const struct flow *f, const st
 /*
  * Is this ICMP error about a flow this node let through? The quoted packet
  * must be one the error's destination sent (errors go back to the sender),
- * reported by its receiver or by a router (icmp_sender_may_report), and its
+ * reported by its receiver as the flow's responder or by a router
+ * (icmp_sender_may_report), and its
  * flow must be established, not revoked, and still bound to the same
  * endpoints: the error then crosses policy only as that allowed flow's
  * reply. Looking does not refresh the flow: errors cannot keep it alive.
@@ -117,13 +119,13 @@ static __noinline int icmp_error_related(struct __sk_buff *skb, const struct flo
 		return 0;
 	if (!addr_equal(q.saddr, f->daddr, f->family == SLUICE_FAMILY_IPV4 ? 4 : 16))
 		return 0;
-	if (!icmp_sender_may_report(f, &q))
-		return 0;
 	__builtin_memcpy(ekey.addr, q.saddr, 16);
 	qsrc = bpf_map_lookup_elem(&endpoints, &ekey);
 	__builtin_memcpy(ekey.addr, q.daddr, 16);
 	qdst = bpf_map_lookup_elem(&endpoints, &ekey);
 	if (ct_find(&q, qsrc ? qsrc->endpoint_id : 0, qdst ? qdst->endpoint_id : 0, &key, &entry, &reversed) != 1 || !entry)
+		return 0;
+	if (!icmp_sender_may_report(f, &q, reversed))
 		return 0;
 	if (entry->flags & SLUICE_CT_REVOKED)
 		return 0;

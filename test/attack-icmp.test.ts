@@ -5,8 +5,10 @@
  * a deny-all ingress policy) and never otherwise. Other ICMP messages are not
  * flows either: one of them let out must not let any ICMP back in.
  *
- * Who may send an error matters too: the receiver of the quoted packet, or
- * a router (this node, another node, the world); never a third pod, which on
+ * Who may send an error matters too: the receiver of the quoted packet as
+ * its flow's responder, or a router (this node, another node, the world)
+ * about packets either way; never a third pod, nor a flow's opener about its
+ * replies, which on
  * a pod-to-pod path is no router and could otherwise carry payloads of its
  * own past every policy inside errors about other pods' flows.
  *
@@ -111,6 +113,12 @@ spec: {podSelector: {matchLabels: {role: isolated}}, policyTypes: [Ingress]}
   it("an error quoting v's flow but sent to its other end is dropped", async () => {
     // The quoted packet went from v to r, so only v may hear about it.
     expect(await delivered('e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
+  }, 60_000);
+
+  it("the flow's opener may not report on the replies it got: a pod reports only as its flow's responder", async () => {
+    // v opened the flow to r: r's replies went to v, but v is no router and answered nothing. Before, these arrived at r.
+    expect(await delivered('v', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.v!, '7000', '41100', '5')).toBe(0);
+    // The same error from r, the flow's responder, about v's packet it received, still arrives (the first test).
   }, 60_000);
 
   it('an ICMP timestamp request let out opens no way back in for any ICMP', async () => {
