@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import type { SecurityEvent, SecurityEventType } from '../contract/security.ts';
 import { compileCondition, resolveCondition, type ConditionScope } from '../security/rules/condition-compile.ts';
 import { ConditionSyntaxError, parseCondition } from '../security/rules/condition-parse.ts';
+import type { KillEnforcement } from '../security/rules/enforcement.ts';
 import { RuleEngine } from '../security/rules/engine.ts';
 import { EVENT_TYPES, eventTypesOf } from '../security/rules/event-types.ts';
 import { lookupField } from '../security/rules/fields.ts';
@@ -572,5 +573,110 @@ describe('rule engine', () => {
     expect(types('not (evt.type = execve and proc.name = x)')).toEqual([...EVENT_TYPES].sort());
     expect(types('not (evt.type = execve or proc.name = x)')).toEqual(['connect', 'openat', 'openat2', 'procexit', 'setuid']);
     expect(types('evt.type = open')).toEqual([]);
+  });
+});
+
+describe('enforcement: kill and deny-connect rules reduce to what the kernel enforces', () => {
+  const HEAD = `
+- list: miner_names
+  items: [xmrig, kdevtmpfsi]
+- list: miner_paths
+  items: [/opt/miner/run]
+- macro: spawned_process
+  condition: evt.type = execve and evt.dir = <
+- macro: container
+  condition: container.id != host
+`;
+  const rule = (name: string, condition: string, action: string) =>
+    `- rule: ${name}\n  condition: ${condition}\n  output: "%proc.name"\n  priority: CRITICAL\n  action: ${action}\n`;
+  const load = (...items: string[]) => loadRuleSources([{ file: 'enforce.yaml', text: HEAD + items.join('') }]);
+
+  it('a kill rule gives its binaries by name and path, and a pod predicate', () => {
+    const r = load(
+      rule('kill nc', 'spawned_process and (proc.name in (nc, ncat) or proc.exepath = /usr/bin/socat) and k8s.ns.name = shop and k8s.pod.label.app != db', 'kill'),
+      rule('kill anywhere in pods', 'evt.type = execve and container and proc.exepath in (/usr/bin/wget)', 'kill'),
+    );
+    expect(r.errors).toEqual([]);
+    const plan = new RuleEngine(r.rules, { hostname: 'n' }).enforcement();
+    expect(plan.denyConnect).toEqual([]);
+    expect(plan.kill.map((k) => ({ rule: k.rule, binaries: k.binaries }))).toEqual([
+      { rule: 'kill nc', binaries: { names: ['nc', 'ncat'], paths: ['/usr/bin/socat'] } },
+      { rule: 'kill anywhere in pods', binaries: { names: [], paths: ['/usr/bin/wget'] } },
+    ]);
+    const [nc, wget] = plan.kill as [KillEnforcement, KillEnforcement];
+    expect(nc.pods({ app: 'web' }, 'shop', 'web-1')).toBe(true);
+    expect(nc.pods({ app: 'db' }, 'shop', 'db-1')).toBe(false);
+    expect(nc.pods({ app: 'web' }, 'other', 'web-1')).toBe(false);
+    expect(nc.pods({}, 'shop', 'x')).toBe(false); // no app label: != fails on an absent field, as in Falco
+    expect(wget.pods({}, 'any', 'pod')).toBe(true);
+    // The rule still alerts like any other, with its action.
+    expect(new RuleEngine(r.rules, { hostname: 'n' }).evaluate(exec({ proc: { name: 'nc' }, pod: { ...POD, labels: { app: 'web' } } }))[0]).toMatchObject({ rule: 'kill nc', action: 'kill' });
+  });
+
+  it('lists expand into the binaries; disabled rules are not enforced', () => {
+    const r = load(
+      rule('miners', 'spawned_process and container and (proc.name in (miner_names) or proc.exepath in (miner_paths, /tmp/x))', 'kill'),
+      '- rule: miners\n  enabled: false\n',
+    );
+    expect(r.errors).toEqual([]);
+    expect(r.rules[0]!.enforcement).toMatchObject({ binaries: { names: ['xmrig', 'kdevtmpfsi'], paths: ['/opt/miner/run', '/tmp/x'] } });
+    expect(new RuleEngine(r.rules, { hostname: 'n' }).enforcement().kill).toEqual([]);
+  });
+
+  it('a deny-connect rule gives denied ports, or the only allowed ones, and a pod predicate', () => {
+    const r = load(
+      '- list: allowed\n  items: [53, 443]\n',
+      rule('no ssh', 'evt.type = connect and fd.sport in (22, 2222) and k8s.pod.label[app] = web', 'deny-connect'),
+      rule('only allowed', 'evt.type = connect and not fd.sport in (allowed) and fd.sport != 80 and k8s.ns.name in (shop, web)', 'deny-connect'),
+      rule('deny minus allow', 'evt.type = connect and fd.sport in (22, 23, 25) and fd.sport != 23 and container', 'deny-connect'),
+    );
+    expect(r.errors).toEqual([]);
+    const plan = new RuleEngine(r.rules, { hostname: 'n' }).enforcement();
+    expect(plan.kill).toEqual([]);
+    expect(plan.denyConnect.map(({ rule, deniedPorts, allowedPorts }) => ({ rule, deniedPorts, allowedPorts }))).toEqual([
+      { rule: 'no ssh', deniedPorts: [22, 2222], allowedPorts: undefined },
+      { rule: 'only allowed', deniedPorts: undefined, allowedPorts: [53, 80, 443] },
+      { rule: 'deny minus allow', deniedPorts: [22, 25], allowedPorts: undefined },
+    ]);
+    expect(plan.denyConnect[0]!.pods({ app: 'web' }, 'x', 'y')).toBe(true);
+    expect(plan.denyConnect[0]!.pods({ app: 'api' }, 'x', 'y')).toBe(false);
+    expect(plan.denyConnect[1]!.pods({}, 'web', 'y')).toBe(true);
+    expect(plan.denyConnect[1]!.pods({}, 'kube-system', 'y')).toBe(false);
+  });
+
+  it('refuses, with file, line and the term at fault, a rule the kernel cannot enforce', () => {
+    const cases: [string, string][] = [
+      [rule('unscoped', 'spawned_process and proc.name = nc', 'kill'), 'must be scoped to pods'],
+      [rule('host too', 'spawned_process and proc.name = nc and not k8s.ns.name = kube-system', 'kill'), 'must be scoped to pods'],
+      [rule('host only', 'spawned_process and proc.name = nc and container.id = host', 'kill'), 'must be scoped to pods'],
+      [rule('no type', 'proc.name = nc and container', 'kill'), 'must limit evt.type to execve'],
+      [rule('two types', 'evt.type in (execve, connect) and proc.name = nc and container', 'kill'), 'must limit evt.type to execve'],
+      [rule('type in or', '(evt.type = execve or proc.name = nc) and container', 'kill'), 'must limit evt.type to execve'],
+      [rule('kill on connect', 'evt.type = connect and fd.sport = 22 and container', 'kill'), 'must limit evt.type to execve'],
+      [rule('no binaries', 'spawned_process and container', 'kill'), 'names no binaries'],
+      [rule('uid', 'spawned_process and container and proc.name = nc and user.uid = 0', 'kill'), 'cannot enforce "user.uid = 0"'],
+      [rule('exclusion', 'spawned_process and container and not proc.name in (sh, bash)', 'kill'), 'cannot enforce "not proc.name in (sh, bash)"'],
+      [rule('prefix', 'spawned_process and container and proc.exepath startswith /tmp/', 'kill'), 'cannot enforce "proc.exepath startswith /tmp/"'],
+      [rule('mixed or', 'spawned_process and container and (proc.name = nc or proc.pname = sh)', 'kill'), 'cannot enforce "proc.pname = sh"'],
+      [rule('long comm', 'spawned_process and container and proc.name = a-very-long-binary-name', 'kill'), "longer than the kernel's 15-byte process name"],
+      [rule('relative', 'spawned_process and container and proc.exepath = bin/nc', 'kill'), 'proc.exepath bin/nc is not an absolute path'],
+      [rule('container id', 'spawned_process and proc.name = nc and container.id = abc', 'kill'), 'container.id can only be compared with host'],
+      [rule('no ports', 'evt.type = connect and container', 'deny-connect'), 'names no ports'],
+      [rule('port range', 'evt.type = connect and container and fd.sport > 1024', 'deny-connect'), 'cannot enforce "fd.sport > 1024"'],
+      [rule('address', 'evt.type = connect and container and fd.sip = 10.0.0.1', 'deny-connect'), 'cannot enforce "fd.sip = 10.0.0.1"'],
+      [rule('connect unscoped', 'evt.type = connect and fd.sport = 22', 'deny-connect'), 'must be scoped to pods'],
+      [rule('connect on exec', 'spawned_process and fd.sport = 22 and container', 'deny-connect'), 'must limit evt.type to connect'],
+    ];
+    const r = load(...cases.map(([text]) => text), rule('fine', 'spawned_process and container and proc.name = nc', 'kill'));
+    expect(r.rules.map((x) => x.name)).toEqual(['fine']);
+    expect(r.errors).toHaveLength(cases.length);
+    cases.forEach(([text, message], i) => {
+      const e = r.errors[i]!;
+      const name = /rule: (.*)/.exec(text)![1]!;
+      expect(e.text).toContain(`enforce.yaml:${e.line}: rule "${name}": action ${/action: (.*)/.exec(text)![1]}: `);
+      expect(e.text).toContain(message);
+      // The line of the rule's condition.
+      expect((HEAD + cases.map(([t]) => t).join('')).split('\n')[e.line - 1]).toContain(`condition: ${/condition: (.*)/.exec(text)![1]}`);
+    });
   });
 });
