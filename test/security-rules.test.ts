@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -678,5 +678,98 @@ describe('enforcement: kill and deny-connect rules reduce to what the kernel enf
       // The line of the rule's condition.
       expect((HEAD + cases.map(([t]) => t).join('')).split('\n')[e.line - 1]).toContain(`condition: ${/condition: (.*)/.exec(text)![1]}`);
     });
+  });
+});
+
+describe('shipped default rules', () => {
+  const DEFAULTS = join(import.meta.dirname, '..', 'security', 'rules', 'default.yaml');
+  const loaded = loadRuleFiles([DEFAULTS]);
+  const engine = new RuleEngine(loaded.rules, { hostname: 'node-a' });
+  const fired = (e: SecurityEvent) => engine.evaluate(e).map((a) => a.rule);
+  const SHELL = 'Shell started in a pod';
+  const SHADOW = 'Read of /etc/shadow';
+  const WRITE = 'Write below /etc or /usr/bin in a pod';
+  const PKG = 'Package manager run in a pod';
+  const ESCALATION = 'Privilege escalation to root in a pod';
+  const OUTBOUND = 'Outbound connection to a port outside the allowed list';
+  const onHost = (e: SecurityEvent): SecurityEvent => {
+    const h = { ...e, host: true };
+    delete h.pod;
+    return h;
+  };
+
+  it('load without errors, all alert-only, with the rules the issue lists', () => {
+    expect(loaded.errors).toEqual([]);
+    expect(engine.rules.map((r) => r.name)).toEqual([SHELL, SHADOW, WRITE, PKG, ESCALATION, OUTBOUND]);
+    expect(engine.rules.every((r) => r.action === 'alert')).toBe(true);
+    expect(engine.enforcement()).toEqual({ kill: [], denyConnect: [] });
+  });
+
+  it('a shell in a pod, not on the host', () => {
+    expect(fired(exec())).toEqual([SHELL]);
+    expect(fired(exec({ proc: { name: 'sh', exepath: '/bin/sh', args: ['sh'] } }))).toEqual([SHELL]);
+    expect(fired(hostExec())).toEqual([]);
+    expect(fired(exec({ proc: { name: 'ls', exepath: '/bin/ls', args: ['ls'] } }))).toEqual([]);
+    expect(fired(exec({ type: 'procexit', exit: { code: 0, signal: 0 } }))).toEqual([]);
+    const alert = engine.evaluate(exec())[0]!;
+    expect(alert.output).toBe('Shell started in a pod (pod=shop/web-1 shell=bash parent=containerd-shim cmdline=bash -c id uid=1000 pid=4242 container=c0ffee)');
+    expect(alert).toMatchObject({ priority: 'WARNING', hostname: 'node-a', tags: ['container', 'shell', 'mitre_execution'] });
+  });
+
+  it('a read of /etc/shadow, in a pod or on the host, except by the authentication programs', () => {
+    expect(fired(open('/etc/shadow', ['O_RDONLY', 'O_CLOEXEC']))).toEqual([SHADOW]);
+    expect(fired(onHost(open('/etc/shadow', ['O_RDONLY'])))).toEqual([SHADOW]);
+    expect(fired(onHost({ ...open('/etc/shadow', ['O_RDONLY']), proc: { ...exec().proc, name: 'sshd' } }))).toEqual([]);
+    expect(fired(open('/etc/shadow-', ['O_RDONLY']))).toEqual([]);
+    expect(fired(open('/etc/passwd', ['O_RDONLY']))).toEqual([]);
+  });
+
+  it('a write below /etc or /usr/bin in a pod, not a read, not elsewhere, not on the host', () => {
+    expect(fired(open('/etc/passwd', ['O_WRONLY']))).toEqual([WRITE]);
+    expect(fired(open('/etc/cron.d/evil', ['O_WRONLY', 'O_CREAT', 'O_TRUNC']))).toEqual([WRITE]);
+    expect(fired(open('/usr/bin/ls', ['O_RDWR']))).toEqual([WRITE]);
+    expect(fired({ ...open('/usr/bin/x', [], 0o101), type: 'openat2' })).toEqual([WRITE]);
+    expect(fired(open('/etc/shadow', ['O_RDWR']))).toEqual([SHADOW, WRITE]);
+    expect(fired(open('/etc/hosts', ['O_RDONLY']))).toEqual([]);
+    expect(fired(open('/usr/lib/x', ['O_WRONLY']))).toEqual([]);
+    expect(fired(open('/etcetera', ['O_WRONLY']))).toEqual([]);
+    expect(fired(onHost(open('/etc/passwd', ['O_WRONLY'])))).toEqual([]);
+  });
+
+  it('a package manager run in a pod, not on the host', () => {
+    for (const name of ['apt-get', 'apk', 'dnf', 'pip']) {
+      expect(fired(exec({ proc: { name, exepath: `/usr/bin/${name}`, args: [name, 'install', 'x'] } })), name).toEqual([PKG]);
+    }
+    expect(fired(hostExec({ name: 'apt-get', exepath: '/usr/bin/apt-get', args: ['apt-get'] }))).toEqual([]);
+  });
+
+  it('a pod process that becomes root by setuid or a setuid binary, not root from the start, not on the host', () => {
+    const su = { name: 'su', exepath: '/bin/su', args: ['su'], uid: 0, previousUid: 1000 };
+    expect(fired(exec({ proc: su }))).toEqual([ESCALATION]);
+    expect(fired(exec({ type: 'setuid', proc: { uid: 0, previousUid: 33, name: 'exploit', exepath: '/tmp/exploit', args: ['exploit'] } }))).toEqual([ESCALATION]);
+    expect(fired(exec({ proc: { ...su, previousUid: undefined } }))).toEqual([]);
+    expect(fired(exec({ type: 'setuid', proc: { uid: 0, previousUid: 0 } }))).toEqual([]);
+    expect(fired(exec({ type: 'setuid', proc: { uid: 1000, previousUid: 0, name: 'nginx' } }))).toEqual([]);
+    expect(fired(hostExec(su))).toEqual([]);
+  });
+
+  it('an outbound connection from a pod to a port outside the allowed list, not loopback, not on the host', () => {
+    expect(fired(connect('203.0.113.9', 4444))).toEqual([OUTBOUND]);
+    expect(engine.evaluate(connect('203.0.113.9', 4444))[0]!.output).toContain('connection=203.0.113.9:4444 proto=tcp');
+    for (const port of [53, 80, 443]) expect(fired(connect('203.0.113.9', port))).toEqual([]);
+    expect(fired(connect('127.0.0.1', 4444))).toEqual([]);
+    expect(fired(onHost(connect('203.0.113.9', 4444)))).toEqual([]);
+  });
+
+  it('are tuned from a later file: a list appended, a rule switched off', () => {
+    const later = loadRuleSources([
+      { file: DEFAULTS, text: readFileSync(DEFAULTS, 'utf8') },
+      { file: 'local.yaml', text: `- list: allowed_outbound_ports\n  items: [4444]\n  append: true\n- rule: ${SHELL}\n  enabled: false\n` },
+    ]);
+    expect(later.errors).toEqual([]);
+    const tuned = new RuleEngine(later.rules, { hostname: 'n' });
+    expect(tuned.evaluate(connect('203.0.113.9', 4444))).toEqual([]);
+    expect(tuned.evaluate(connect('203.0.113.9', 22)).map((a) => a.rule)).toEqual([OUTBOUND]);
+    expect(tuned.evaluate(exec())).toEqual([]);
   });
 });

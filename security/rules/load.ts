@@ -346,7 +346,8 @@ class Definitions {
       location: item.location(),
       desc: item.string('desc', what) ?? '',
       pieces: [piece!],
-      output: output!,
+      // A folded `>` output ends with a newline that belongs to no alert.
+      output: output!.trim(),
       outputAt: item.at('output'),
       priority,
       tags: item.strings('tags', what) ?? [],
