@@ -6,6 +6,7 @@ import type { SecurityEvent, SecurityEventType } from '../contract/security.ts';
 import { compileCondition, resolveCondition, type ConditionScope } from '../security/rules/condition-compile.ts';
 import { ConditionSyntaxError, parseCondition } from '../security/rules/condition-parse.ts';
 import type { KillEnforcement } from '../security/rules/enforcement.ts';
+import { defaultRulesSource } from '../security/rules/default-rules.ts';
 import { RuleEngine } from '../security/rules/engine.ts';
 import { EVENT_TYPES, eventTypesOf } from '../security/rules/event-types.ts';
 import { lookupField } from '../security/rules/fields.ts';
@@ -413,6 +414,9 @@ describe('loading rule files', () => {
 - list: appended
   items: [a]
   append: true
+- rule: good one
+  output: changed
+  append: true
 - something: else
 - rule: late good one
   condition: proc.name = sh
@@ -436,7 +440,8 @@ describe('loading rule files', () => {
       'rules/bad.yaml:52: macro "bad_macro": condition: user.uid is a number, not \'root\'',
       'rules/bad.yaml:54: rule "uses bad macro": condition: in macro bad_macro: user.uid is a number, not \'root\'',
       'rules/bad.yaml:57: list "appended": append to a list that is not defined before',
-      'rules/bad.yaml:60: unknown item (keys: something): expected rule, macro or list',
+      'rules/bad.yaml:61: rule "good one": output cannot be appended (only condition; redefine the rule to change it)',
+      'rules/bad.yaml:63: unknown item (keys: something): expected rule, macro or list',
     ]);
     expect(r.errors[0]).toMatchObject({ file: 'rules/bad.yaml', line: 7, message: 'rule "typo": condition: unknown field proc.nmae' });
   });
@@ -762,8 +767,9 @@ describe('shipped default rules', () => {
   });
 
   it('are tuned from a later file: a list appended, a rule switched off', () => {
+    expect(defaultRulesSource()).toEqual({ file: DEFAULTS, text: readFileSync(DEFAULTS, 'utf8') });
     const later = loadRuleSources([
-      { file: DEFAULTS, text: readFileSync(DEFAULTS, 'utf8') },
+      defaultRulesSource(),
       { file: 'local.yaml', text: `- list: allowed_outbound_ports\n  items: [4444]\n  append: true\n- rule: ${SHELL}\n  enabled: false\n` },
     ]);
     expect(later.errors).toEqual([]);

@@ -128,24 +128,26 @@ function typed(text: string, field: Field): FieldValue {
   }
 }
 
-/** Compiles a resolved condition to one closure per node. */
+/** Compiles a resolved condition to one closure per node (nested and/or flattened, as macros nest them). */
 export function compileCondition(expr: Expr): Predicate {
   switch (expr.kind) {
-    case 'and': {
-      const items = expr.items.map(compileCondition);
-      if (items.length === 2) {
-        const [a, b] = items as [Predicate, Predicate];
-        return (e) => a(e) && b(e);
-      }
-      return (e) => items.every((p) => p(e));
-    }
+    case 'and':
     case 'or': {
-      const items = expr.items.map(compileCondition);
+      const items = flatten(expr.kind, expr.items).map(compileCondition);
+      const any = expr.kind === 'or';
+      if (items.length === 1) return items[0]!;
       if (items.length === 2) {
         const [a, b] = items as [Predicate, Predicate];
-        return (e) => a(e) || b(e);
+        return any ? (e) => a(e) || b(e) : (e) => a(e) && b(e);
       }
-      return (e) => items.some((p) => p(e));
+      if (items.length === 3) {
+        const [a, b, c] = items as [Predicate, Predicate, Predicate];
+        return any ? (e) => a(e) || b(e) || c(e) : (e) => a(e) && b(e) && c(e);
+      }
+      return (e) => {
+        for (const p of items) if (p(e) === any) return any;
+        return !any;
+      };
     }
     case 'not': {
       const item = compileCondition(expr.item);
@@ -154,6 +156,10 @@ export function compileCondition(expr: Expr): Predicate {
     case 'check':
       return compileCheck(expr);
   }
+}
+
+function flatten(kind: 'and' | 'or', items: readonly Expr[]): Expr[] {
+  return items.flatMap((i) => (i.kind === kind ? flatten(kind, i.items) : [i]));
 }
 
 function compileCheck(expr: Extract<Expr, { kind: 'check' }>): Predicate {

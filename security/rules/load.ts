@@ -70,6 +70,7 @@ export interface RuleSource {
 const ACTIONS: readonly RuleAction[] = ['alert', 'kill', 'deny-connect'];
 const PRIORITY_ALIASES: Record<string, Priority> = { INFO: 'INFORMATIONAL' };
 const RULE_KEYS = new Set(['rule', 'desc', 'condition', 'output', 'priority', 'tags', 'enabled', 'action', 'append', 'source', 'warn_evttypes', 'skip-if-unknown-filter']);
+const APPEND_RULE_KEYS = new Set(['rule', 'condition', 'append', 'enabled']);
 const MACRO_KEYS = new Set(['macro', 'condition', 'append']);
 const LIST_KEYS = new Set(['list', 'items', 'append']);
 const IGNORED_ITEMS = ['required_engine_version', 'required_plugin_versions'];
@@ -320,6 +321,8 @@ class Definitions {
     const enabled = item.boolean('enabled', what);
     if (item.boolean('append', what)) {
       if (!earlier) throw new ItemError(item.location(), `${what}: append to a rule that is not defined before`);
+      const other = item.keys().find((k) => !APPEND_RULE_KEYS.has(k));
+      if (other !== undefined) throw new ItemError(item.at(other), `${what}: ${other} cannot be appended (only condition; redefine the rule to change it)`);
       const piece = item.condition(what);
       if (piece) earlier.pieces.push(piece);
       if (enabled !== undefined) earlier.enabled = enabled;
