@@ -446,6 +446,36 @@ describe('loading rule files', () => {
     expect(r.errors[0]).toMatchObject({ file: 'rules/bad.yaml', line: 7, message: 'rule "typo": condition: unknown field proc.nmae' });
   });
 
+  it('an error in an appended condition names the file and line of the append; skip-if-unknown-filter skips quietly', () => {
+    const r = loadRuleSources([
+      { file: 'a.yaml', text: SHELL },
+      {
+        file: 'b.yaml',
+        text: `- rule: shell in a pod
+  append: true
+  condition: >
+    and not
+    proc.pnmae = sshd
+- rule: future
+  condition: evt.type = execve and proc.future_field = x
+  output: x
+  priority: NOTICE
+  skip-if-unknown-filter: true
+- rule: twice
+  condition: proc.name = a
+  condition: proc.name = b
+  output: x
+  priority: NOTICE
+`,
+      },
+    ]);
+    expect(r.rules).toEqual([]);
+    expect(r.errors.map((e) => e.text)).toEqual([
+      'b.yaml:5: rule "shell in a pod": condition: unknown field proc.pnmae',
+      'b.yaml:13: rule "twice": condition given twice',
+    ]);
+  });
+
   it('a file whose YAML does not parse is reported and skipped; other files load', () => {
     const r = loadRuleSources([
       { file: 'broken.yaml', text: '- rule: x\n  condition: [unclosed\n  output: y\n' },

@@ -272,7 +272,10 @@ class Definitions {
   }
 
   private checkKeys(item: Item, allowed: ReadonlySet<string>, what: string): void {
-    for (const key of item.keys()) {
+    const seen = new Set<string>();
+    for (const [i, key] of item.keys().entries()) {
+      if (seen.has(key)) throw new ItemError(item.location(item.map.items[i]!.key as Node), `${what}: ${key} given twice`);
+      seen.add(key);
       if (!allowed.has(key)) {
         const hint = key === 'exceptions' || key === 'override' ? ' (not supported)' : '';
         throw new ItemError(item.at(key), `${what}: unknown key ${key}${hint}`);
