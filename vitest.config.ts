@@ -28,6 +28,7 @@ const UNIT = [
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',
   'test/security-rules.test.ts',
+  'test/services-table.test.ts',
   'test/security-abi.test.ts', // builds its own copy of the security object, like trace-abi (clang, bpftool; no root)
   'test/status-command.test.ts',
   'test/tcp-health-report.test.ts',

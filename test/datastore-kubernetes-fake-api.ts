@@ -33,6 +33,9 @@ const COLLECTIONS: Record<string, { kind: string; apiVersion: string }> = {
   '/api/v1/namespaces': { kind: 'Namespace', apiVersion: 'v1' },
   '/api/v1/nodes': { kind: 'Node', apiVersion: 'v1' },
   '/apis/networking.k8s.io/v1/networkpolicies': { kind: 'NetworkPolicy', apiVersion: 'networking.k8s.io/v1' },
+  '/api/v1/services': { kind: 'Service', apiVersion: 'v1' },
+  '/api/v1/endpoints': { kind: 'Endpoints', apiVersion: 'v1' },
+  '/apis/discovery.k8s.io/v1beta1/endpointslices': { kind: 'EndpointSlice', apiVersion: 'discovery.k8s.io/v1beta1' },
 };
 
 function keyOf(o: Obj): string {
@@ -57,6 +60,8 @@ export class FakeKubeApi {
   goneAsHttpStatus = false;
   /** Pods (namespace/name) whose events are withheld from watches (a watch lagging behind a GET). */
   readonly hiddenFromWatch = new Set<string>();
+  /** Collections this server does not serve (404), e.g. an API group a newer Kubernetes removed. */
+  readonly missingCollections = new Set<string>();
   port = 0;
 
   constructor() {
@@ -161,7 +166,7 @@ export class FakeKubeApi {
       res.end(JSON.stringify(pod));
       return;
     }
-    const collection = COLLECTIONS[url.pathname];
+    const collection = this.missingCollections.has(url.pathname) ? undefined : COLLECTIONS[url.pathname];
     if (!collection) return this.status(res, 404, 'NotFound', `no collection ${url.pathname}`);
     if (url.searchParams.get('watch') === 'true') this.watch(url, res);
     else this.list(url, res);

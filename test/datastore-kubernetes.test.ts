@@ -9,11 +9,17 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { KubeClient } from '../agent/datastore/kubernetes-client.ts';
 import { KubernetesDatastore } from '../agent/datastore/kubernetes.ts';
 import { FakeKubeApi } from './datastore-kubernetes-fake-api.ts';
+import { serviceTable } from '../agent/services/table.ts';
 
 const PODS = '/api/v1/pods';
 const NAMESPACES = '/api/v1/namespaces';
 const NODES = '/api/v1/nodes';
 const POLICIES = '/apis/networking.k8s.io/v1/networkpolicies';
+const SERVICES = '/api/v1/services';
+const ENDPOINTS = '/api/v1/endpoints';
+const SLICES = '/apis/discovery.k8s.io/v1beta1/endpointslices';
+/** Every collection the datastore watches. */
+const WATCHES = 7;
 
 let api: FakeKubeApi | null = null;
 let store: KubernetesDatastore | null = null;
@@ -99,7 +105,7 @@ describe('Kubernetes datastore', () => {
     s.refresh();
     let pushes = 0;
     s.onChange(() => pushes++);
-    await until(() => a.openWatches() === 4);
+    await until(() => a.openWatches() === WATCHES);
 
     const t0 = performance.now();
     a.put(POLICIES, { metadata: { namespace: 'x', name: 'p' }, spec: { podSelector: {} } });
@@ -128,7 +134,7 @@ describe('Kubernetes datastore', () => {
   it('resumes a dropped watch from the last bookmark, without listing again', async () => {
     const { api: a, store: s } = await startWith((f) => f.put(NAMESPACES, { metadata: { name: 'x' } }));
     await s.whenReady();
-    await until(() => a.openWatches() === 4);
+    await until(() => a.openWatches() === WATCHES);
     // Changes elsewhere move the resourceVersion on; the pod watch hears of it only by a bookmark.
     a.put(NAMESPACES, { metadata: { name: 'y' } });
     const rv = a.bookmark();
@@ -151,7 +157,7 @@ describe('Kubernetes datastore', () => {
         f.put(PODS, pod('x', 'kept', { v: '1' }, '10.244.0.5'));
       });
       await s.whenReady();
-      await until(() => a.openWatches() === 4 && podNames(s).length === 2);
+      await until(() => a.openWatches() === WATCHES && podNames(s).length === 2);
       // While the agent is cut off, history moves on and is compacted away.
       a.dropWatches();
       a.delete(PODS, 'x', 'old');
@@ -170,7 +176,7 @@ describe('Kubernetes datastore', () => {
   it('reconnects with backoff when the API server goes away, and catches up when it is back', async () => {
     const { api: a, store: s, logs } = await startWith((f) => f.put(NAMESPACES, { metadata: { name: 'x' } }));
     await s.whenReady();
-    await until(() => a.openWatches() === 4);
+    await until(() => a.openWatches() === WATCHES);
     await a.close();
     await new Promise((r) => setTimeout(r, 300));
     const failures = s.stats().pods!.failures;
@@ -213,5 +219,49 @@ describe('Kubernetes datastore', () => {
     await s.ensurePod('x', 'early');
     expect(a.requests.length).toBe(gets + 1);
     expect(s.podExists('x', 'missing')).toBe(false);
+  });
+
+  it('watches Services, Endpoints and EndpointSlices apart from policy: their changes push only service listeners', async () => {
+    const { api: a, store: s } = await startWith((f) => {
+      f.put(NAMESPACES, { metadata: { name: 'x' } });
+      f.put(SERVICES, { metadata: { namespace: 'x', name: 'web' }, spec: { type: 'ClusterIP', clusterIP: '10.96.0.10', selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 'http', protocol: 'TCP' }] }, status: {} });
+    });
+    await s.whenReady();
+    await until(() => s.servicesReady() && a.openWatches() === WATCHES);
+    let policyPushes = 0;
+    let servicePushes = 0;
+    s.onChange(() => policyPushes++);
+    s.onServicesChange(() => servicePushes++);
+    s.refresh();
+
+    a.put(ENDPOINTS, { metadata: { namespace: 'x', name: 'web' }, subsets: [{ addresses: [{ ip: '10.244.0.2' }], notReadyAddresses: [{ ip: '10.244.0.3' }], ports: [{ name: 'http', port: 8080, protocol: 'TCP' }] }] });
+    await until(() => servicePushes > 0 && s.serviceObjects().endpoints.length === 1);
+    expect(serviceTable(s.serviceObjects())[0]!.backends).toEqual([
+      { address: '10.244.0.2', port: 8080, ready: true, terminating: false },
+      { address: '10.244.0.3', port: 8080, ready: false, terminating: false },
+    ]);
+    // EndpointSlices win over Endpoints, and a terminating endpoint is never ready.
+    a.put(SLICES, {
+      metadata: { namespace: 'x', name: 'web-abc', labels: { 'kubernetes.io/service-name': 'web' } },
+      addressType: 'IPv4',
+      endpoints: [{ addresses: ['10.244.0.4'], conditions: { ready: true } }, { addresses: ['10.244.0.5'], conditions: { ready: false, terminating: true } }],
+      ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
+    });
+    await until(() => s.serviceObjects().endpointSlices.length === 1);
+    expect(serviceTable(s.serviceObjects())[0]!.backends.map((b) => [b.address, b.ready, b.terminating])).toEqual([['10.244.0.4', true, false], ['10.244.0.5', false, true]]);
+    expect(s.serviceObjects().services[0]!.spec).not.toHaveProperty('status');
+    await new Promise((r) => setTimeout(r, 50));
+    expect(policyPushes).toBe(0);
+    expect(s.refresh()).toBe(false);
+  });
+
+  it('stays ready for policy when the API server has no discovery.k8s.io/v1beta1 (servicesReady waits)', async () => {
+    const { store: s } = await startWith((f) => {
+      f.missingCollections.add(SLICES);
+      f.put(NAMESPACES, { metadata: { name: 'x' } });
+    });
+    await s.whenReady();
+    expect(s.ready()).toBe(true);
+    expect(s.servicesReady()).toBe(false);
   });
 });

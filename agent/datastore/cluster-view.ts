@@ -11,6 +11,12 @@ export interface ClusterObjects {
   namespaces: KubeObject[];
   networkPolicies: KubeObject[];
   nodes: KubeObject[];
+  /** v1 Services; absent: a datastore that keeps none. */
+  services?: KubeObject[];
+  /** v1 Endpoints (Kubernetes only: the local cluster derives endpoints from its pods). */
+  endpoints?: KubeObject[];
+  /** discovery.k8s.io/v1beta1 EndpointSlices (Kubernetes only). */
+  endpointSlices?: KubeObject[];
 }
 
 function podOf(obj: KubeObject): PolicyPod {

@@ -56,6 +56,7 @@ export class LocalDirDatastore implements Datastore {
       namespaces: this.store.list('Namespace'),
       networkPolicies: this.store.list('NetworkPolicy'),
       nodes: this.store.list('Node'),
+      services: this.store.list('Service'),
     };
     return true;
   }

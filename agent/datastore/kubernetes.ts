@@ -1,5 +1,6 @@
 /**
- * The Kubernetes datastore: Pods, Namespaces, Nodes and NetworkPolicies kept
+ * The Kubernetes datastore: Pods, Namespaces, Nodes, NetworkPolicies,
+ * Services, Endpoints and EndpointSlices (discovery.k8s.io/v1beta1) kept
  * in memory by list+watch reflectors, served through the agent's Datastore
  * interface as plain Kubernetes objects (only the fields the agent reads).
  * A watch event calls the change listeners at once, so a new policy reaches
@@ -65,6 +66,21 @@ function projectNode(obj: KubeObject): KubeObject {
   return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj), spec: pick(obj.spec, ['podCIDR', 'podCIDRs']), status: pick(obj.status, ['addresses']) };
 }
 
+/** The fields of a Service the load balancer reads. */
+function projectService(obj: KubeObject): KubeObject {
+  return {
+    apiVersion: obj.apiVersion,
+    kind: obj.kind,
+    metadata: meta(obj),
+    spec: pick(obj.spec, ['type', 'selector', 'clusterIP', 'clusterIPs', 'ports', 'sessionAffinity', 'sessionAffinityConfig', 'externalTrafficPolicy', 'ipFamilies']),
+  };
+}
+
+/** Endpoints and EndpointSlices keep their data at the top level, not under spec. */
+function projectTopLevel(keys: string[]): (obj: KubeObject) => KubeObject {
+  return (obj) => ({ apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj), ...pick(obj as unknown as Record<string, unknown>, keys) });
+}
+
 function projectPolicy(obj: KubeObject): KubeObject {
   return { apiVersion: obj.apiVersion, kind: obj.kind, metadata: meta(obj), spec: obj.spec ?? {} };
 }
@@ -92,7 +108,16 @@ export class KubernetesDatastore implements Datastore {
   private readonly namespaces: Reflector;
   private readonly nodes: Reflector;
   private readonly policies: Reflector;
+  // Services, Endpoints and EndpointSlices do not gate ready(): policy does not
+  // need them, and an API server without discovery.k8s.io/v1beta1 must not stop
+  // the agent. Their changes have listeners of their own (onServicesChange), so
+  // Endpoints churn never recompiles policy.
+  private readonly services: Reflector;
+  private readonly endpoints: Reflector;
+  private readonly endpointSlices: Reflector;
   private readonly listeners: (() => void)[] = [];
+  private readonly serviceListeners: (() => void)[] = [];
+  private serviceNotifyScheduled = false;
   private readonly log: (msg: string) => void;
   private dirty = true;
   private notifyScheduled = false;
@@ -118,6 +143,16 @@ export class KubernetesDatastore implements Datastore {
       apiVersion: 'networking.k8s.io/v1',
       project: projectPolicy,
     });
+    const serviceCommon = { ...common, onChange: () => this.servicesChanged() };
+    this.services = new Reflector(client, { ...serviceCommon, path: '/api/v1/services', kind: 'Service', apiVersion: 'v1', project: projectService });
+    this.endpoints = new Reflector(client, { ...serviceCommon, path: '/api/v1/endpoints', kind: 'Endpoints', apiVersion: 'v1', project: projectTopLevel(['subsets']) });
+    this.endpointSlices = new Reflector(client, {
+      ...serviceCommon,
+      path: '/apis/discovery.k8s.io/v1beta1/endpointslices',
+      kind: 'EndpointSlice',
+      apiVersion: 'discovery.k8s.io/v1beta1',
+      project: projectTopLevel(['addressType', 'endpoints', 'ports']),
+    });
   }
 
   /** A datastore for the cluster of a kubeconfig file, or the in-cluster service account when none is given. */
@@ -129,14 +164,23 @@ export class KubernetesDatastore implements Datastore {
     return [this.namespaces, this.nodes, this.pods, this.policies];
   }
 
+  private serviceReflectors(): Reflector[] {
+    return [this.services, this.endpoints, this.endpointSlices];
+  }
+
   /** Starts listing and watching. */
   start(): void {
-    for (const r of this.reflectors()) r.start();
+    for (const r of [...this.reflectors(), ...this.serviceReflectors()]) r.start();
   }
 
   /** Stops every watch. */
   stop(): void {
-    for (const r of this.reflectors()) r.stop();
+    for (const r of [...this.reflectors(), ...this.serviceReflectors()]) r.stop();
+  }
+
+  /** True once Services, Endpoints and EndpointSlices have been listed: before, a Service may look endpoint-less. */
+  servicesReady(): boolean {
+    return this.serviceReflectors().every((r) => r.synced);
   }
 
   /** True once every collection has been listed. */
@@ -162,6 +206,29 @@ export class KubernetesDatastore implements Datastore {
       this.notifyScheduled = false;
       for (const l of this.listeners) l();
     });
+  }
+
+  /** Calls the listener (coalesced, on a later tick) whenever a Service, Endpoints or EndpointSlice changes. */
+  onServicesChange(listener: () => void): void {
+    this.serviceListeners.push(listener);
+  }
+
+  private servicesChanged(): void {
+    if (this.serviceNotifyScheduled) return;
+    this.serviceNotifyScheduled = true;
+    setImmediate(() => {
+      this.serviceNotifyScheduled = false;
+      for (const l of this.serviceListeners) l();
+    });
+  }
+
+  /** Services, Endpoints and EndpointSlices as last seen (sorted by namespace and name). */
+  serviceObjects(): { services: KubeObject[]; endpoints: KubeObject[]; endpointSlices: KubeObject[] } {
+    return {
+      services: sorted(this.services.items.values()),
+      endpoints: sorted(this.endpoints.items.values()),
+      endpointSlices: sorted(this.endpointSlices.items.values()),
+    };
   }
 
   refresh(): boolean {
@@ -218,6 +285,14 @@ export class KubernetesDatastore implements Datastore {
 
   /** List and watch counters per collection. */
   stats(): Record<string, ReflectorStats> {
-    return { pods: this.pods.stats, namespaces: this.namespaces.stats, nodes: this.nodes.stats, networkPolicies: this.policies.stats };
+    return {
+      pods: this.pods.stats,
+      namespaces: this.namespaces.stats,
+      nodes: this.nodes.stats,
+      networkPolicies: this.policies.stats,
+      services: this.services.stats,
+      endpoints: this.endpoints.stats,
+      endpointSlices: this.endpointSlices.stats,
+    };
   }
 }

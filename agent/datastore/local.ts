@@ -28,6 +28,7 @@ const PLURALS: Record<string, { plural: string; namespaced: boolean }> = {
   Namespace: { plural: 'namespaces', namespaced: false },
   Node: { plural: 'nodes', namespaced: false },
   NetworkPolicy: { plural: 'networkpolicies', namespaced: true },
+  Service: { plural: 'services', namespaced: true },
 };
 
 function kindInfo(kind: string): { plural: string; namespaced: boolean } {

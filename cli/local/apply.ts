@@ -3,6 +3,8 @@
  * one or many documents, against the local cluster. Labels are set to exactly
  * the manifest's; a Pod that exists keeps its address and netns and only
  * changes labels (a changed port list is rejected, as Kubernetes rejects it);
+ * a Service gets its ClusterIP and NodePorts allocated as the API server would
+ * (cli/local/services.ts);
  * objects need their Namespace. Both return once the agent has the change in
  * the datapath.
  */
@@ -15,8 +17,9 @@ import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';
 import { parseIpBlock } from '../../policy/address-rules.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { allocateService, checkServiceSpec, serviceCidrsOf } from './services.ts';
 
-const KINDS = ['Namespace', 'Pod', 'NetworkPolicy'] as const;
+const KINDS = ['Namespace', 'Pod', 'NetworkPolicy', 'Service'] as const;
 type Kind = (typeof KINDS)[number];
 const NAME_RE = /^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/;
 
@@ -52,6 +55,7 @@ function check(obj: KubeObject): { kind: Kind; namespace: string; name: string }
     throw new Error(`${obj.kind} ${name}: label values must be strings (quote numbers and booleans)`);
   }
   if (obj.kind === 'NetworkPolicy') checkPolicyBlocks(name, obj.spec);
+  if (obj.kind === 'Service') checkServiceSpec(name, obj.spec);
   return { kind: obj.kind as Kind, namespace, name };
 }
 
@@ -99,6 +103,9 @@ export async function applyManifests(config: ClusterConfig, objects: KubeObject[
       store.put({ apiVersion: 'v1', kind, metadata: { ...(existing?.metadata ?? {}), name, labels } });
     } else if (kind === 'NetworkPolicy') {
       store.put({ apiVersion: 'networking.k8s.io/v1', kind, metadata: { ...(existing?.metadata ?? {}), name, namespace, labels }, spec: obj.spec ?? {} });
+    } else if (kind === 'Service') {
+      const others = store.list('Service').filter((o) => !(o.metadata.namespace === namespace && o.metadata.name === name));
+      store.put(allocateService({ ...obj, metadata: { ...obj.metadata, name, namespace, labels } }, existing, others, serviceCidrsOf(config)));
     } else if (existing) {
       if (!samePorts(existing, obj)) {
         throw new Error(`pod ${ref}: container ports cannot be changed on a running pod (delete it and create it again)`);
@@ -130,6 +137,7 @@ export async function deleteManifests(config: ClusterConfig, objects: KubeObject
       // As in Kubernetes, a namespace takes its objects with it.
       for (const pod of store.list('Pod').filter((p) => p.metadata.namespace === name)) await deletePod(config, `${name}/${pod.metadata.name}`);
       for (const np of store.list('NetworkPolicy').filter((p) => p.metadata.namespace === name)) store.delete('NetworkPolicy', np.metadata.name, name);
+      for (const svc of store.list('Service').filter((p) => p.metadata.namespace === name)) store.delete('Service', svc.metadata.name, name);
       store.delete('Namespace', name);
     } else {
       store.delete(kind, name, namespace);

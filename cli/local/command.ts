@@ -27,8 +27,9 @@ const USAGE = `usage: sluice local <command> [--dir DIR]
   pod create <ns>/<name> [--label k=v]... [--node NAME]
   pod delete <ns>/<name>
   node delete <name>   remove a node of a multi-node cluster, with its pods, agent and namespace
-  get pods|nodes|namespaces -o json
-  apply -f FILE        create or update Namespaces, Pods and NetworkPolicies (YAML or JSON, many documents)
+  get pods|nodes|namespaces|services -o json
+  apply -f FILE        create or update Namespaces, Pods, NetworkPolicies and Services (YAML or JSON, many documents;
+                       a Service's clusterIP is kept when given, else allocated from the agents' --service-cidr)
   delete -f FILE [--ignore-not-found]
   probe <from ns/pod> <to ns/pod|ip> [--protocol tcp|udp|icmp] [--port N] [--timeout-ms N] [--family 4|6]
                        exit 0 when the connection succeeds, 1 when it does not
@@ -40,7 +41,8 @@ const USAGE = `usage: sluice local <command> [--dir DIR]
 
 The cluster lives in --dir, $SLUICE_LOCAL_DIR, or /var/lib/sluice/local.`;
 
-const KINDS: Record<string, 'Pod' | 'Node' | 'Namespace'> = {
+const KINDS: Record<string, 'Pod' | 'Node' | 'Namespace' | 'Service'> = {
+  service: 'Service', services: 'Service', svc: 'Service',
   pod: 'Pod', pods: 'Pod', po: 'Pod', node: 'Node', nodes: 'Node', no: 'Node', namespace: 'Namespace', namespaces: 'Namespace', ns: 'Namespace',
 };
 
@@ -195,7 +197,7 @@ const node: Command = async (argv) => {
 const get: Command = async (argv) => {
   const { values, words, dir } = parse(argv, GET);
   const kind = KINDS[words[0] ?? ''];
-  if (!kind) throw new Error('usage: sluice local get pods|nodes|namespaces [-o json]');
+  if (!kind) throw new Error('usage: sluice local get pods|nodes|namespaces|services [-o json]');
   const list = listObjects(loadCluster(dir), kind);
   if (values.output === 'json') {
     console.log(JSON.stringify(list, null, 2));
@@ -203,7 +205,12 @@ const get: Command = async (argv) => {
   }
   for (const item of list.items) {
     const ns = item.metadata.namespace ? `${item.metadata.namespace}/` : '';
-    const ip = item.status?.podIP ? `\t${String(item.status.podIP)}` : '';
+    const svc = item.spec as { clusterIP?: string; ports?: { port: number; protocol?: string; nodePort?: number }[] } | undefined;
+    const ip = item.status?.podIP
+      ? `\t${String(item.status.podIP)}`
+      : kind === 'Service' && svc
+        ? `\t${svc.clusterIP ?? ''}\t${(svc.ports ?? []).map((p) => `${p.port}${p.nodePort ? `:${p.nodePort}` : ''}/${p.protocol ?? 'TCP'}`).join(',')}`
+        : '';
     const labels = Object.entries(item.metadata.labels ?? {}).map(([k, v]) => `${k}=${v}`).join(',');
     console.log(`${ns}${item.metadata.name}${ip}\t${labels}`);
   }

@@ -181,6 +181,6 @@ export async function deletePod(config: ClusterConfig, ref: string): Promise<boo
 }
 
 /** Kubernetes-style list of the cluster's objects of a kind, for `get -o json`. */
-export function listObjects(config: ClusterConfig, kind: 'Pod' | 'Node' | 'Namespace'): { apiVersion: string; kind: string; items: KubeObject[] } {
+export function listObjects(config: ClusterConfig, kind: 'Pod' | 'Node' | 'Namespace' | 'Service'): { apiVersion: string; kind: string; items: KubeObject[] } {
   return { apiVersion: 'v1', kind: 'List', items: datastoreOf(config).list(kind) };
 }
