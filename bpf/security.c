@@ -25,7 +25,8 @@
  * Cost: a process's netns inode is three dependent loads; an open of a host
  * process stops there unless the agent asked for host opens. Events share one
  * ring buffer behind a per-CPU token bucket; every event dropped is counted
- * in security_stats.
+ * in security_stats. Records are submitted without a wakeup (BPF_RB_NO_WAKEUP):
+ * the agent polls on a timer, and a wakeup per event is most of an event's cost.
  */
 #include <linux/bpf.h>
 #include <linux/errno.h>
@@ -273,7 +274,8 @@ static __always_inline int is_host(__u32 netns)
 {
 	struct security_config *c = config();
 
-	return c && c->host_netns == netns;
+	/* Unconfigured (0): any netns might be the host's, so no wildcard entry applies anywhere. */
+	return !c || c->host_netns == 0 || c->host_netns == netns;
 }
 
 /* Fills the header from the current task; type, time and netns given. */
@@ -348,7 +350,7 @@ int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binpr
 		e->args_len = len;
 	else
 		e->args_len = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -365,7 +367,7 @@ int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
 	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->reserved = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -378,7 +380,8 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	struct sec_open *e;
 	long n;
 
-	if (c && c->host_netns == netns && !(c->flags & SLUICE_SEC_CFG_HOST_OPENS))
+	/* Until the agent has said which netns is the host's (host_netns 0), no opens: they would be the host's. */
+	if (!c || c->host_netns == 0 || (c->host_netns == netns && !(c->flags & SLUICE_SEC_CFG_HOST_OPENS)))
 		return;
 	e = reserve(sizeof(*e));
 	if (!e)
@@ -389,7 +392,7 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	e->flags = flags;
 	n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
 	e->path_len = n > 0 ? n - 1 : 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 SEC("tracepoint/syscalls/sys_enter_openat")
@@ -456,7 +459,7 @@ int sec_setuid_exit(struct sys_exit_ctx *ctx)
 	e->old_euid = before.euid;
 	e->syscall = ctx->nr;
 	e->reserved = 0;
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return 0;
 }
 
@@ -490,7 +493,8 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 	struct connect_rule *rule;
 	struct sec_connect *e;
 	__u32 key;
-	int host = c && c->host_netns == netns;
+	/* As for opens: an unconfigured sensor reports no connects (it still refuses what the map says). */
+	int host = !c || c->host_netns == 0 || c->host_netns == netns;
 	int deny = 0;
 
 	if (ctx->protocol != IPPROTO_TCP && ctx->protocol != IPPROTO_UDP)
@@ -500,7 +504,7 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 		deny = 1;
 		count_stat(SLUICE_SEC_STAT_DENIED);
 	}
-	if (host && !deny && !(c->flags & SLUICE_SEC_CFG_HOST_CONNECTS))
+	if (host && !deny && !(c && c->host_netns != 0 && (c->flags & SLUICE_SEC_CFG_HOST_CONNECTS)))
 		return 1;
 	e = reserve(sizeof(*e));
 	if (!e)
@@ -521,7 +525,7 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 
 		__builtin_memcpy(e->addr, ip6, 16);
 	}
-	bpf_ringbuf_submit(e, 0);
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 	return !deny;
 }
 

@@ -149,7 +149,11 @@ struct sec_connect {
 	__u8 addr[16];
 };
 
-/* Map security_config (array of one): written by the agent. */
+/*
+ * Map security_config (array of one): written by the agent. Until host_netns
+ * is set, no open or connect is reported and no wildcard (netns 0) entry of
+ * security_kill or security_connect applies: any netns could be the host's.
+ */
 struct security_config {
 	__u32 host_netns;
 	__u32 flags;

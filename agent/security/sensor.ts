@@ -1,0 +1,189 @@
+/**
+ * The agent side of the runtime security sensor (issue 19): reads the
+ * security object's ring buffer, turns each record into a SecurityEvent
+ * attributed to its pod (netns inode → pod, from the endpoint list), hands
+ * it to the subscribers (the rule engine, the API stream), counts what it
+ * received and what the kernel lost, and writes the kill and deny-connect
+ * maps the rule engine asks for.
+ *
+ * Wiring (agent/main.ts): loadSecurity() (datapath/security-loader.ts), then
+ * new SecuritySensor({ security, labels, log }), start(), track() on every
+ * endpoint sync, subscribe() for the rule engine, setKill()/setDenyConnect()
+ * with what the rules compile to (again after track(): entries of pods
+ * that had not registered yet are written then), stop() last.
+ */
+import { statSync } from 'node:fs';
+import type { Endpoint } from '../../contract/api-types.ts';
+import type { SecurityEvent } from '../../contract/security.ts';
+import { closeFd, objGet } from '../../datapath/libbpf.ts';
+import { RingBufferReader } from '../../datapath/ringbuf.ts';
+import { SecConfigFlag, SecStat, decodeSecRecord, encodeSecurityConfig, encodeU32Key, sumSecStat } from '../../datapath/security-abi.ts';
+import type { SecurityMaps } from '../../datapath/security-loader.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import { buildEvent } from './event-builder.ts';
+import { connectMapEntries, killMapEntries, syncMap, type DenyConnectEntry, type KillEntry } from './enforcement.ts';
+import { PodIndex } from './pod-index.ts';
+import { ProcessTable } from './process-table.ts';
+
+const POLL_INTERVAL_MS = 100;
+
+/** What the sensor counted: records received, records it could not decode, events the kernel dropped. */
+export interface SecuritySensorStats {
+  received: number;
+  undecoded: number;
+  lost: { budget: number; ringbuf: number; setuid: number; total: number };
+  killed: number;
+  denied: number;
+}
+
+export interface SecuritySensorOptions {
+  /** The loaded object (loadSecurity()): its pinned ring buffer and maps. */
+  security: { eventsPath: string; maps: SecurityMaps };
+  /** A pod's labels (the lead's resolver over the cluster view). */
+  labels: (namespace: string, pod: string) => Record<string, string>;
+  log: (message: string) => void;
+  /** The host's netns inode; default: this process's (the agent runs in the host's). */
+  hostNetns?: number;
+  /** Also report the host's opens / connects (off: only pods', the host's execs, exits and setuid calls). */
+  hostOpens?: boolean;
+  hostConnects?: boolean;
+  /** Swappable in tests: netns path → inode. */
+  inodeOf?: (path: string) => number;
+  pollIntervalMs?: number;
+}
+
+export class SecuritySensor {
+  private readonly opts: SecuritySensorOptions;
+  private readonly pods: PodIndex;
+  private readonly processes = new ProcessTable();
+  private readonly listeners = new Set<(e: SecurityEvent) => void>();
+  private readonly bootOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
+  private reader: RingBufferReader | null = null;
+  private fd = -1;
+  private timer: NodeJS.Timeout | null = null;
+  private kill: readonly KillEntry[] = [];
+  private denyConnect: readonly DenyConnectEntry[] = [];
+  private received = 0;
+  private undecoded = 0;
+  readonly hostNetns: number;
+
+  constructor(opts: SecuritySensorOptions) {
+    this.opts = opts;
+    this.pods = new PodIndex({ inodeOf: opts.inodeOf, log: opts.log });
+    this.hostNetns = opts.hostNetns ?? statSync('/proc/self/ns/net').ino;
+  }
+
+  /** Tells the programs which netns is the host's, opens the ring buffer and polls it. Throws BpfError. */
+  start(): void {
+    const flags = (this.opts.hostOpens ? SecConfigFlag.HOST_OPENS : 0) | (this.opts.hostConnects ? SecConfigFlag.HOST_CONNECTS : 0);
+    this.opts.security.maps.security_config.update(encodeU32Key(0), encodeSecurityConfig(this.hostNetns, flags));
+    this.fd = objGet(this.opts.security.eventsPath, 'security events ring buffer');
+    this.reader = new RingBufferReader(this.fd, (record) => this.deliver(record));
+    this.timer = setInterval(() => {
+      try {
+        this.poll();
+      } catch (err: unknown) {
+        this.opts.log(`security sensor: ${errorMessage(err)}`);
+      }
+    }, this.opts.pollIntervalMs ?? POLL_INTERVAL_MS);
+    this.timer.unref();
+  }
+
+  /** Delivers every pending record now; returns how many. */
+  poll(): number {
+    return this.reader?.poll() ?? 0;
+  }
+
+  /** Stops polling and releases the ring buffer (the maps and programs stay as they are). */
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = null;
+    this.reader?.close();
+    this.reader = null;
+    if (this.fd >= 0) closeFd(this.fd);
+    this.fd = -1;
+  }
+
+  /** Follows the endpoints (call on every endpoint sync); rewrites the action maps when pods came or went. */
+  track(endpoints: readonly Endpoint[]): void {
+    if (!this.pods.track(endpoints)) return;
+    try {
+      this.writeKill();
+      this.writeDenyConnect();
+    } catch (err: unknown) {
+      this.opts.log(`security sensor: action maps: ${errorMessage(err)}`);
+    }
+  }
+
+  /** Calls listener with every event until the returned function is called. */
+  subscribe(listener: (e: SecurityEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  /** Makes the kill map hold exactly these entries. Throws on a binary name that is no file name, or a kernel error. */
+  setKill(entries: readonly KillEntry[]): { written: number; deleted: number } {
+    this.kill = [...entries];
+    return this.writeKill();
+  }
+
+  /** Makes the deny-connect map hold exactly these entries (merged per pod). Throws when a pod ends up with too many ports. */
+  setDenyConnect(entries: readonly DenyConnectEntry[]): { written: number; deleted: number } {
+    this.denyConnect = [...entries];
+    return this.writeDenyConnect();
+  }
+
+  /** Received and lost events, and the actions taken, so far. */
+  stats(): SecuritySensorStats {
+    const stat = (index: number) => sumSecStat(this.opts.security.maps.security_stats.lookupPerCpu(encodeU32Key(index)));
+    const budget = stat(SecStat.LOST_BUDGET);
+    const ringbuf = stat(SecStat.LOST_RINGBUF);
+    const setuid = stat(SecStat.LOST_SETUID);
+    return {
+      received: this.received,
+      undecoded: this.undecoded,
+      lost: { budget, ringbuf, setuid, total: budget + ringbuf + setuid },
+      killed: stat(SecStat.KILLED),
+      denied: stat(SecStat.DENIED),
+    };
+  }
+
+  private writeKill(): { written: number; deleted: number } {
+    return syncMap(this.opts.security.maps.security_kill, killMapEntries(this.kill, (ns, name) => this.pods.inodeOfPod(ns, name)));
+  }
+
+  private writeDenyConnect(): { written: number; deleted: number } {
+    return syncMap(this.opts.security.maps.security_connect, connectMapEntries(this.denyConnect, (ns, name) => this.pods.inodeOfPod(ns, name)));
+  }
+
+  private deliver(record: Buffer): void {
+    this.received++;
+    let built: ReturnType<typeof buildEvent>;
+    try {
+      const r = decodeSecRecord(record);
+      if (!r) {
+        this.undecoded++;
+        return;
+      }
+      built = buildEvent(r, {
+        pod: (inode) => this.pods.pod(inode),
+        labels: this.opts.labels,
+        process: (pid) => this.processes.get(pid),
+        bootOffsetMs: this.bootOffsetMs,
+      });
+      if (built.exec) this.processes.exec(r.h.pid, built.exec);
+      if (r.kind === 'exit') this.processes.exit(r.h.pid);
+    } catch (err: unknown) {
+      this.undecoded++;
+      this.opts.log(`security sensor: record of ${record.length} bytes: ${errorMessage(err)}`);
+      return;
+    }
+    for (const listener of this.listeners) {
+      try {
+        listener(built.event);
+      } catch (err: unknown) {
+        this.opts.log(`security sensor: listener: ${errorMessage(err)}`);
+      }
+    }
+  }
+}
