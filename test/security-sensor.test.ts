@@ -3,10 +3,10 @@
 // they are meant to. Root: netns, bpffs, tracefs, cgroup v2. Names start with `sens`.
 import { execFileSync, spawn } from 'node:child_process';
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { Endpoint } from '../contract/api-types.ts';
 import type { SecurityEvent } from '../contract/security.ts';
 import { SecuritySensor } from '../agent/security/sensor.ts';
@@ -174,5 +174,59 @@ describe('delivery', () => {
     expect(seen.length + lost).toBeGreaterThanOrEqual(2 * PER_POD);
     for (const pod of ['a', 'b'] as const) expect(seen.filter((e) => e.pod?.name === pod && e.pod.netnsInode === inode[pod]).length, `pod ${pod}`).toBeGreaterThanOrEqual(Math.ceil(0.999 * PER_POD));
     expect(seen.every((e) => !e.host && e.pod!.netnsInode === inode[e.pod!.name as 'a' | 'b'])).toBe(true);
+  });
+});
+
+describe('kill', () => {
+  const POD_A = { namespace: 'sens', name: 'a' };
+  let binary: string;
+
+  beforeAll(() => {
+    // A binary with a side effect (touch), under a name of its own.
+    binary = join(dir, 'sensmark');
+    copyFileSync('/usr/bin/touch', binary);
+    symlinkSync(binary, join(dir, 'sens-other-name'));
+  });
+
+  afterEach(() => {
+    sensor.setKill([]);
+  });
+
+  /** Runs the binary (or a path to it) through sh in ns (or on the host): the status sh saw and whether the marker exists. */
+  async function attempt(path: string, ns: string | undefined, marker: string) {
+    const r = await run(['sh', '-c', '"$0" "$1"; echo $?', path, join(dir, marker)], ns);
+    return { status: Number(r.stdout.trim()), created: existsSync(join(dir, marker)) };
+  }
+
+  it('kills the binary in the selected pod before it runs (137, no marker), not in another pod nor on the host', async () => {
+    const killedBefore = sensor.stats().killed;
+    expect(sensor.setKill([{ pod: POD_A, binary: 'sensmark', rule: 1 }])).toEqual({ written: 1, deleted: 0 });
+    expect(await attempt(binary, NS.a, 'marker-a')).toEqual({ status: 137, created: false });
+    expect(await attempt(binary, NS.b, 'marker-b')).toEqual({ status: 0, created: true });
+    expect(await attempt(binary, undefined, 'marker-host')).toEqual({ status: 0, created: true });
+    // Through a symlink of another name the executed file is still sensmark.
+    expect(await attempt(join(dir, 'sens-other-name'), NS.a, 'marker-link')).toEqual({ status: 137, created: false });
+    // Run directly, the process itself ends by SIGKILL.
+    const direct = await run([binary, join(dir, 'marker-direct')], NS.a);
+    expect(direct.signal).toBe('SIGKILL');
+    expect(existsSync(join(dir, 'marker-direct'))).toBe(false);
+    expect(await waitFor((e) => e.type === 'execve' && e.enforced === 'killed' && e.pod?.name === 'a')).toMatchObject({ proc: { exepath: binary } });
+    expect(sensor.stats().killed - killedBefore).toBe(3);
+  });
+
+  it("'*' kills in every pod and never on the host; an empty list removes the entries", async () => {
+    sensor.setKill([{ pod: '*', binary: 'sensmark', rule: 2 }]);
+    expect(await attempt(binary, NS.a, 'w-a')).toEqual({ status: 137, created: false });
+    expect(await attempt(binary, NS.b, 'w-b')).toEqual({ status: 137, created: false });
+    expect(await attempt(binary, undefined, 'w-host')).toEqual({ status: 0, created: true });
+    expect(sensor.setKill([])).toEqual({ written: 0, deleted: 1 });
+    expect(await attempt(binary, NS.a, 'w-a-after')).toEqual({ status: 0, created: true });
+  });
+
+  it('a copy under another name is not caught (what the key does not catch, bpf/security.h)', async () => {
+    sensor.setKill([{ pod: POD_A, binary: 'sensmark', rule: 1 }]);
+    const copy = join(dir, 'sens-copy');
+    copyFileSync(binary, copy);
+    expect(await attempt(copy, NS.a, 'copy-a')).toEqual({ status: 0, created: true });
   });
 });
