@@ -230,3 +230,51 @@ describe('kill', () => {
     expect(await attempt(copy, NS.a, 'copy-a')).toEqual({ status: 0, created: true });
   });
 });
+
+describe('deny-connect', () => {
+  const POD_A = { namespace: 'sens', name: 'a' };
+  const EPERM = 1;
+  const ECONNREFUSED = 111;
+
+  afterEach(() => {
+    sensor.setDenyConnect([]);
+  });
+
+  /** connect()'s errno (0: connected) for a TCP or UDP socket in ns (or on the host), to a loopback port with nothing listening. */
+  async function connectErrno(ns: string | undefined, port: number, opts: { family?: 4 | 6; udp?: boolean } = {}): Promise<number> {
+    const family = opts.family === 6 ? 'AF_INET6' : 'AF_INET';
+    const type = opts.udp ? 'SOCK_DGRAM' : 'SOCK_STREAM';
+    const host = opts.family === 6 ? '::1' : '127.0.0.1';
+    const r = await run(['/usr/bin/python3', '-c', `import socket; s = socket.socket(socket.${family}, socket.${type}); print(s.connect_ex(('${host}', ${port})))`], ns);
+    return Number(r.stdout.trim());
+  }
+
+  it('refuses with EPERM only in the selected pod, only the listed port, TCP and UDP, IPv4 and IPv6', async () => {
+    const deniedBefore = sensor.stats().denied;
+    expect(sensor.setDenyConnect([{ pod: POD_A, mode: 'deny', ports: [9], rule: 3 }])).toEqual({ written: 1, deleted: 0 });
+    expect(await connectErrno(NS.a, 9)).toBe(EPERM);
+    expect(await connectErrno(NS.a, 9, { family: 6 })).toBe(EPERM);
+    expect(await connectErrno(NS.a, 9, { udp: true })).toBe(EPERM);
+    expect(await connectErrno(NS.a, 10)).toBe(ECONNREFUSED);
+    expect(await connectErrno(NS.b, 9)).toBe(ECONNREFUSED);
+    expect(await waitFor((e) => e.type === 'connect' && e.enforced === 'denied')).toMatchObject({ pod: { name: 'a' }, connect: { port: 9 } });
+    expect(sensor.stats().denied - deniedBefore).toBe(3);
+  });
+
+  it('allow-only refuses every other port; with a deny entry for every pod, the pods merge both', async () => {
+    sensor.setDenyConnect([{ pod: POD_A, mode: 'allow-only', ports: [80, 9], rule: 4 }]);
+    expect(await connectErrno(NS.a, 9)).toBe(ECONNREFUSED);
+    expect(await connectErrno(NS.a, 5432)).toBe(EPERM);
+    sensor.setDenyConnect([
+      { pod: POD_A, mode: 'allow-only', ports: [80, 9], rule: 4 },
+      { pod: '*', mode: 'deny', ports: [9], rule: 5 },
+    ]);
+    expect(await connectErrno(NS.a, 9)).toBe(EPERM);
+    expect(await connectErrno(NS.a, 80)).toBe(ECONNREFUSED);
+    expect(await connectErrno(NS.b, 9)).toBe(EPERM);
+    expect(await connectErrno(NS.b, 5432)).toBe(ECONNREFUSED);
+    expect(await connectErrno(undefined, 9)).not.toBe(EPERM);
+    expect(sensor.setDenyConnect([])).toEqual({ written: 0, deleted: 2 });
+    expect(await connectErrno(NS.a, 5432)).toBe(ECONNREFUSED);
+  });
+});
