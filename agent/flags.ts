@@ -13,6 +13,7 @@ import { ROUTING_MODES, type RoutingMode } from './routing/plan.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/server.ts';
 import { DEFAULT_FLOW_METRIC_LABELS, FLOW_METRIC_LABELS, parseFlowMetricLabels, type FlowMetricLabel } from './metrics/flows.ts';
 import { DEFAULT_FLOW_CAPACITY } from './flows/store.ts';
+import { groupId, type ApiAccess } from './api/peer.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
@@ -28,7 +29,11 @@ export const AGENT_DEFAULTS = {
 export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH] [--bpf-dir DIR] [--node-name NAME] [--pod-cidr CIDR]...
 
   --state-dir DIR   IPAM and endpoint store (default ${AGENT_DEFAULTS.stateDir})
-  --socket PATH     root-only API socket (default ${AGENT_DEFAULTS.socket})
+  --socket PATH     API socket (default ${AGENT_DEFAULTS.socket}), root-only unless --socket-group
+  --socket-group NAME|GID
+                    members of the group may connect and read (status, endpoints, flows, ...); every verb
+                    that changes state stays root's (SO_PEERCRED), refused with 403 and counted
+  --write-uid UID   a uid besides root that may change state (repeatable)
   --bpf-dir DIR     bpffs directory for pinned programs, maps and links (default ${AGENT_DEFAULTS.bpfDir})
   --node-name NAME  this node's name (default: the hostname)
   --pod-cidr CIDR   the node's pod CIDR; repeat for dual stack (default ${AGENT_DEFAULTS.podCIDR})
@@ -91,6 +96,8 @@ function nonNegativeFlag(name: string, value: string | undefined, fallback: numb
 export interface AgentFlags {
   stateDir: string;
   socket: string;
+  /** Who may read and write through the socket (--socket-group, --write-uid). */
+  apiAccess: ApiAccess;
   pinDir: string;
   nodeName: string;
   /** --pod-cidr flags (undefined: none given). */
@@ -128,6 +135,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     options: {
       'state-dir': { type: 'string', default: AGENT_DEFAULTS.stateDir },
       socket: { type: 'string', default: AGENT_DEFAULTS.socket },
+      'socket-group': { type: 'string' },
+      'write-uid': { type: 'string', multiple: true },
       'bpf-dir': { type: 'string', default: AGENT_DEFAULTS.bpfDir },
       'node-name': { type: 'string', default: os.hostname() },
       'pod-cidr': { type: 'string', multiple: true },
@@ -168,6 +177,13 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
   return {
     stateDir: values['state-dir'],
     socket: values.socket,
+    apiAccess: {
+      gid: values['socket-group'] === undefined ? null : groupId(values['socket-group']),
+      writerUids: (values['write-uid'] ?? []).map((u) => {
+        if (!/^\d+$/.test(u)) throw new Error(`--write-uid '${u}' must be a numeric uid`);
+        return Number(u);
+      }),
+    },
     pinDir: values['bpf-dir'],
     nodeName: values['node-name'],
     podCIDRs: values['pod-cidr'],

@@ -33,6 +33,7 @@ import { AgentMetrics } from './metrics/metrics.ts';
 import { MapFillReader } from './metrics/map-fill.ts';
 import { registerTcpHealthMetrics } from './metrics/tcp-health.ts';
 import { formatMetricsAddress, serveMetrics } from './metrics/server.ts';
+import { Counter as PromCounter } from 'prom-client';
 import { Monitor } from './monitor.ts';
 import { FlowRecorder } from './flows/recorder.ts';
 import { FlowStore } from './flows/store.ts';
@@ -195,7 +196,13 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     countersRoute(datapath),
     tcpHealthRoute(tcpHealth),
   ];
-  const server = await serveApi(f.socket, routes, log, { onRequest: (...a) => metrics.observeApiRequest(...a), mapError: (err) => stateDisk.apiFailure(err) });
+  const refused = new PromCounter({ name: 'sluice_api_refused_total', help: 'API requests that would change state, refused to a caller that is not root (or --write-uid).', labelNames: ['route'], registers: [metrics.registry] });
+  const server = await serveApi(f.socket, routes, log, {
+    onRequest: (...a) => metrics.observeApiRequest(...a),
+    mapError: (err) => stateDisk.apiFailure(err),
+    access: f.apiAccess,
+    onRefused: (route) => refused.inc({ route }),
+  });
   stateDisk.start(STATE_DISK_PROBE_MS);
   log(`serving ${f.socket}; node ${f.nodeName}, pod CIDRs ${podCIDRs.join(', ')}`);
   kube?.serving();

@@ -112,6 +112,7 @@ export class Ipam {
       countInRange: this.db.prepare('SELECT COUNT(*) AS n FROM allocations WHERE ip_key BETWEEN ? AND ?'),
       release: this.db.prepare('DELETE FROM allocations WHERE container_id = ? AND ifname = ? RETURNING ip, ip_key'),
       list: this.db.prepare('SELECT * FROM allocations ORDER BY ip_key'),
+      addressesOf: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? ORDER BY ip_key'),
     };
   }
 
@@ -129,6 +130,11 @@ export class Ipam {
       if (rows.length > 0) this.stmts.pruneReleased!.run(MAX_RELEASED_ROWS);
       return rows.map((row) => String(row.ip));
     });
+  }
+
+  /** The addresses one attachment holds (an index lookup, not a walk). */
+  addressesOf(containerID: string, ifname: string): string[] {
+    return this.stmts.addressesOf!.all(containerID, ifname).map((row) => String(row.ip));
   }
 
   /** Every allocation in the store, in address order. */

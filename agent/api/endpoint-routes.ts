@@ -10,6 +10,7 @@ import { EndpointNotServedError, type EndpointManager } from '../endpoints.ts';
 import type { StateDisk } from '../state-disk.ts';
 import { requireObject, requireString } from './body.ts';
 import { ApiFailure, type Route } from './server.ts';
+import { checkRegistration, type HostInterfaceReader } from './registration-check.ts';
 
 /** What the endpoint routes act on. */
 export interface EndpointRouteContext {
@@ -23,6 +24,8 @@ export interface EndpointRouteContext {
   podMtu: () => number | undefined;
   /** The state directory's health: registrations are refused while it refuses writes, DELs defer theirs. */
   stateDisk: StateDisk;
+  /** Host interfaces a registration names (default: /sys/class/net). */
+  readInterface?: HostInterfaceReader;
 }
 
 function parseEndpointSpec(raw: unknown): EndpointSpec {
@@ -78,6 +81,7 @@ export function endpointRoutes(ctx: EndpointRouteContext): Route[] {
       pattern: '/v1/endpoints',
       handler: async ({ body }) => {
         const spec = parseEndpointSpec(body);
+        checkRegistration(spec, ctx.ipam.addressesOf(spec.containerID, spec.ifname), ctx.endpoints.list(), ctx.readInterface);
         ctx.stateDisk.requireWritable();
         await ctx.datastore.ensurePod?.(spec.namespace, spec.pod);
         try {

@@ -1,7 +1,9 @@
 /**
- * The agent's API server: HTTP/JSON on a root-only unix socket. Routing is a
- * table of method + path pattern → handler; handlers throw ApiFailure for
- * errors a caller should see.
+ * The agent's API server: HTTP/JSON on a unix socket, root-only unless a
+ * group is given (--socket-group), whose members may read (GET) but never
+ * change the node's state: every other verb checks the peer's credentials
+ * (SO_PEERCRED, peer.ts). Routing is a table of method + path pattern →
+ * handler; handlers throw ApiFailure for errors a caller should see.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -9,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import type { ApiError } from '../../contract/api-types.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { mayWrite, peerCredentials, type ApiAccess, type PeerCredentials } from './peer.ts';
 
 const MAX_BODY_BYTES = 1 << 20;
 
@@ -102,8 +105,16 @@ export async function serveApi(
   socket: string,
   routes: Route[],
   log: (msg: string) => void,
-  options: { onRequest?: RequestObserver; mapError?: (err: unknown) => ApiFailure | null } = {},
+  options: {
+    onRequest?: RequestObserver;
+    mapError?: (err: unknown) => ApiFailure | null;
+    /** Who may read and who may write; default: root alone, the socket 0600. */
+    access?: ApiAccess;
+    /** A verb that changes state was refused to peer. */
+    onRefused?: (route: string, peer: PeerCredentials | null) => void;
+  } = {},
 ): Promise<http.Server> {
+  const access = options.access ?? { gid: null, writerUids: [] };
   fs.mkdirSync(path.dirname(socket), { recursive: true, mode: 0o700 });
   await clearStaleSocket(socket);
   const server = http.createServer(async (req, res) => {
@@ -115,6 +126,17 @@ export async function serveApi(
     try {
       route = routes.find((r) => r.method === req.method && match(r.pattern, url.pathname));
       if (!route) throw new ApiFailure(404, 'NotFound', `no such API: ${req.method} ${url.pathname}`);
+      // Reading is for the socket's group; changing the node (allocate, release, register, sync...) for root.
+      if (route.method !== 'GET') {
+        const peer = peerCredentials(req.socket);
+        if (!mayWrite(peer, access)) {
+          const verb = `${route.method} ${route.pattern}`;
+          const who = peer ? `uid ${peer.uid} (pid ${peer.pid})` : 'a caller whose credentials the kernel did not give';
+          log(`API ${verb} refused to ${who}: it changes the node's state`);
+          options.onRefused?.(verb, peer);
+          throw new ApiFailure(403, 'Forbidden', `${verb} changes the node's state: only root${access.writerUids.length ? ` or uid ${access.writerUids.join(', ')}` : ''} may call it, not ${who}`);
+        }
+      }
       body = await route.handler({ params: match(route.pattern, url.pathname)!, query: url.searchParams, body: await readBody(req) });
     } catch (thrown: unknown) {
       // e.g. a refused disk write: an error the caller can act on, not an internal one.
@@ -152,6 +174,15 @@ export async function serveApi(
   } finally {
     process.umask(oldMask);
   }
-  fs.chmodSync(socket, 0o600);
+  if (access.gid === null) {
+    fs.chmodSync(socket, 0o600);
+  } else {
+    // The group may connect (and so read); what it may change is decided per request, by its credentials.
+    fs.chownSync(socket, 0, access.gid);
+    fs.chmodSync(socket, 0o660);
+    const dir = path.dirname(socket);
+    fs.chownSync(dir, 0, access.gid);
+    fs.chmodSync(dir, 0o750);
+  }
   return server;
 }
