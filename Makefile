@@ -22,7 +22,10 @@ TRACE_OBJ := dist/sluice-trace.bpf.o
 # The runtime security sensor (issue 19); test/security-abi.test.ts builds a copy the same way.
 SECURITY_OBJ := dist/sluice-security.bpf.o
 
-bpf: $(BPF_OBJ) $(TRACE_OBJ) $(SECURITY_OBJ)
+# The socket load balancer for Services (issue 17); test/service-lb-abi.test.ts builds a copy the same way.
+SERVICE_LB_OBJ := dist/sluice-service-lb.bpf.o
+
+bpf: $(BPF_OBJ) $(TRACE_OBJ) $(SECURITY_OBJ) $(SERVICE_LB_OBJ)
 
 $(BPF_OBJ): bpf/datapath.c $(wildcard bpf/*.h)
 	@mkdir -p $(@D)
@@ -36,13 +39,17 @@ $(SECURITY_OBJ): bpf/security.c bpf/security.h
 	@mkdir -p $(@D)
 	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
 
+$(SERVICE_LB_OBJ): bpf/service-lb.c bpf/service-lb.h
+	@mkdir -p $(@D)
+	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+
 typecheck: node_modules/.bin/tsc
 	tsc -p .
 
 dist/sluice-cni: $(TS_SOURCES) tools/build-sea.ts
 	$(NODE) tools/build-sea.ts cni/main.ts $@
 
-dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o dist/sluice-trace.bpf.o
+dist/sluice: $(TS_SOURCES) tools/build-sea.ts dist/sluice.bpf.o dist/sluice-trace.bpf.o dist/sluice-security.bpf.o security/rules/default.yaml $(SERVICE_LB_OBJ)
 	$(NODE) tools/build-sea.ts cli/main.ts $@ --bpf
 
 # Both vitest projects (vitest.config.ts) in one run and one JSON report: `unit` (files in

@@ -53,6 +53,9 @@ async function main(): Promise<void> {
   if (flags.includes('--bpf')) {
     assets['sluice.bpf.o'] = BPF_OBJECT;
     assets['sluice-trace.bpf.o'] = TRACE_OBJECT;
+    assets['sluice-security.bpf.o'] = path.join(ROOT, 'dist', 'sluice-security.bpf.o');
+    assets['security-default-rules.yaml'] = path.join(ROOT, 'security', 'rules', 'default.yaml');
+    assets['sluice-service-lb.bpf.o'] = path.join(ROOT, 'dist', 'sluice-service-lb.bpf.o');
   }
 
   const loader = path.join(ROOT, 'tools', 'native-asset.ts');

@@ -23,6 +23,9 @@ export const DATAPATH_OBJECT: MakefileObject = { variable: 'BPF_OBJ', file: 'slu
 /** The tracing object (bpf/trace.c). */
 export const TRACE_OBJECT: MakefileObject = { variable: 'TRACE_OBJ', file: 'sluice-trace.bpf.o' };
 
+/** The socket load balancer (bpf/service-lb.c). */
+export const SERVICE_LB_OBJECT: MakefileObject = { variable: 'SERVICE_LB_OBJ', file: 'sluice-service-lb.bpf.o' };
+
 /** Builds the object into a private directory, hands its path to use, and removes the directory. */
 export function withMakefileBuild<T>(use: (objectPath: string) => T, which: MakefileObject = DATAPATH_OBJECT): T {
   const dir = join(tmpdir(), `sluice-bpf-${randomUUID()}`);

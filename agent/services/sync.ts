@@ -1,0 +1,238 @@
+/**
+ * The service table → the load balancer's maps (lb_services, lb_backends),
+ * written as a difference against what the maps hold: a change costs the
+ * entries of the frontends and backends it touches, never a rewrite of the
+ * table. On start the state is read back from the (adopted) maps, so an agent
+ * restart writes nothing when nothing changed.
+ *
+ * Only ready, not terminating backends get slots. Order of writes, so that a
+ * socket hook reading concurrently never picks an id without a backend: new
+ * backends, then slots, then a frontend's count, then removed slots, then
+ * removed backends. A frontend without slots (no ready endpoint) keeps its
+ * slot 0 with count 0: the hooks refuse it at once.
+ */
+import {
+  LB_MAX_BACKENDS,
+  LB_MAX_SLOTS_PER_SERVICE,
+  decodeBackend,
+  decodeServiceKey,
+  decodeServiceValue,
+  encodeBackend,
+  encodeBackendId,
+  encodeServiceHead,
+  encodeServiceKey,
+  encodeServiceSlot,
+  type LbProtocol,
+} from '../../datapath/service-lb-abi.ts';
+import type { ServiceFrontend } from './table.ts';
+import { errorMessage } from '../../lib/errors.ts';
+
+/** The map operations the sync needs (BpfMap has them; tests pass a fake). */
+export interface LbMap {
+  update(key: Buffer, value: Buffer): void;
+  lookup(key: Buffer): Buffer | null;
+  delete(key: Buffer): boolean;
+  keys(): Buffer[];
+}
+
+/** The maps the sync writes. lb_backend_flows is per CPU: a fresh id's counts are cleared. */
+export interface LbSyncMaps {
+  lb_services: LbMap;
+  lb_backends: LbMap;
+  lb_backend_flows?: { update(key: Buffer, value: Buffer): void };
+}
+
+/** What one sync did. */
+export interface LbSyncStats {
+  written: number;
+  deleted: number;
+  frontends: number;
+  backends: number;
+  /** Entries the kernel refused (e.g. a full map), with why; retried on the next sync. */
+  failed: string[];
+  durationMs: number;
+}
+
+interface FrontendState {
+  frontend: { address: string; port: number; protocol: LbProtocol };
+  /** Backend ids in slots 1..n (0: unknown, rewrite). */
+  slots: number[];
+  /** False when slot 0 may not hold slots.length (a failed write): rewrite it. */
+  headKnown: boolean;
+}
+
+const backendKey = (address: string, port: number) => `${address}|${port}`;
+const frontendKey = (f: { address: string; port: number; protocol: string }) => `${f.address}|${f.port}|${f.protocol}`;
+
+/** The load balancer's maps kept equal to a service table. */
+export class ServiceMapSync {
+  private readonly maps: LbSyncMaps;
+  /** backend "address|port" → id. */
+  private readonly backendIds = new Map<string, number>();
+  private readonly frontends = new Map<string, FrontendState>();
+  private nextIdHint = 1;
+
+  constructor(maps: LbSyncMaps) {
+    this.maps = maps;
+    this.adopt();
+  }
+
+  /** Reads what the maps hold (left by an earlier agent) into the state the next diff starts from. */
+  private adopt(): void {
+    for (const key of this.maps.lb_backends.keys()) {
+      const value = this.maps.lb_backends.lookup(key);
+      if (!value) continue;
+      const b = decodeBackend(value);
+      this.backendIds.set(backendKey(b.address, b.port), key.readUInt32LE(0));
+    }
+    const slots = new Map<string, Map<number, number>>();
+    for (const key of this.maps.lb_services.keys()) {
+      const value = this.maps.lb_services.lookup(key);
+      if (!value) continue;
+      const k = decodeServiceKey(key);
+      if (k.protocol !== 'TCP' && k.protocol !== 'UDP') continue;
+      const fk = frontendKey({ address: k.address, port: k.port, protocol: k.protocol });
+      if (k.slot === 0) {
+        const state = this.frontends.get(fk) ?? { frontend: { address: k.address, port: k.port, protocol: k.protocol }, slots: [], headKnown: true };
+        state.slots.length = decodeServiceValue(value).count;
+        this.frontends.set(fk, state);
+      } else {
+        slots.set(fk, (slots.get(fk) ?? new Map()).set(k.slot, decodeServiceValue(value).backendId));
+      }
+    }
+    for (const [fk, state] of this.frontends) {
+      const bySlot = slots.get(fk) ?? new Map<number, number>();
+      // A slot missing (a sync cut short) reads as 0: the next diff rewrites it.
+      state.slots = Array.from({ length: state.slots.length }, (_, i) => bySlot.get(i + 1) ?? 0);
+    }
+  }
+
+  /** Makes the maps hold the table; returns what was written. Map errors are collected, not thrown. */
+  apply(table: ServiceFrontend[]): LbSyncStats {
+    const started = performance.now();
+    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, failed: [], durationMs: 0 };
+    const write = (map: LbMap | LbSyncMaps['lb_backend_flows'], key: Buffer, value: Buffer, what: string): boolean => {
+      try {
+        map!.update(key, value);
+        stats.written++;
+        return true;
+      } catch (err: unknown) {
+        stats.failed.push(`${what}: ${errorMessage(err)}`);
+        return false;
+      }
+    };
+    const remove = (map: LbMap, key: Buffer, what: string) => {
+      try {
+        if (map.delete(key)) stats.deleted++;
+      } catch (err: unknown) {
+        stats.failed.push(`delete ${what}: ${errorMessage(err)}`);
+      }
+    };
+
+    // The desired frontends and their ready backends (the socket hooks see TCP and UDP only).
+    const desired = new Map<string, { frontend: FrontendState['frontend']; backends: { address: string; port: number }[] }>();
+    for (const f of table) {
+      if (f.protocol !== 'TCP' && f.protocol !== 'UDP') continue;
+      const backends = f.backends.filter((b) => b.ready && !b.terminating).slice(0, LB_MAX_SLOTS_PER_SERVICE);
+      desired.set(frontendKey(f), { frontend: { address: f.address, port: f.port, protocol: f.protocol }, backends });
+    }
+
+    // 1. Backends that are new get an id and an entry before any slot names them.
+    const wantedBackends = new Set<string>();
+    for (const { backends } of desired.values()) {
+      for (const b of backends) {
+        const bk = backendKey(b.address, b.port);
+        wantedBackends.add(bk);
+        if (this.backendIds.has(bk)) continue;
+        const id = this.freeId();
+        if (id === 0) {
+          stats.failed.push(`backend ${b.address}:${b.port}: no free backend id (${LB_MAX_BACKENDS - 1} in use)`);
+          continue;
+        }
+        if (!write(this.maps.lb_backends, encodeBackendId(id), encodeBackend(b), `backend ${b.address}:${b.port}`)) continue;
+        this.maps.lb_backend_flows?.update(encodeBackendId(id), Buffer.alloc(8));
+        this.backendIds.set(bk, id);
+      }
+    }
+
+    // 2. Frontends: slots, then the count, then slots past the count.
+    for (const [fk, want] of desired) {
+      const ids = want.backends.map((b) => this.backendIds.get(backendKey(b.address, b.port))).filter((id): id is number => id !== undefined);
+      const state = this.frontends.get(fk);
+      const old = state?.slots ?? [];
+      const next = arrangeSlots(old, ids);
+      let ok = true;
+      next.forEach((id, i) => {
+        if (old[i] !== id) ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), encodeServiceSlot(id), `slot ${i + 1} of ${fk}`) && ok;
+      });
+      if (!state || !state.headKnown || old.length !== next.length) {
+        ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, 0), encodeServiceHead(next.length), `frontend ${fk}`) && ok;
+      }
+      for (let i = next.length; i < old.length; i++) remove(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), `slot ${i + 1} of ${fk}`);
+      // A failed write leaves the state unknown: forget it, so the next sync writes the frontend whole.
+      this.frontends.set(fk, { frontend: want.frontend, slots: ok ? next : next.map(() => 0), headKnown: ok });
+    }
+    for (const [fk, state] of [...this.frontends]) {
+      if (desired.has(fk)) continue;
+      remove(this.maps.lb_services, encodeServiceKey(state.frontend, 0), `frontend ${fk}`);
+      state.slots.forEach((_, i) => remove(this.maps.lb_services, encodeServiceKey(state.frontend, i + 1), `slot ${i + 1} of ${fk}`));
+      this.frontends.delete(fk);
+    }
+
+    // 3. Backends no slot names any more.
+    for (const [bk, id] of [...this.backendIds]) {
+      if (wantedBackends.has(bk)) continue;
+      remove(this.maps.lb_backends, encodeBackendId(id), `backend ${bk}`);
+      this.backendIds.delete(bk);
+    }
+    stats.frontends = this.frontends.size;
+    stats.backends = this.backendIds.size;
+    stats.durationMs = performance.now() - started;
+    return stats;
+  }
+
+  /** The id of a backend, or undefined when it has no slot. */
+  backendId(address: string, port: number): number | undefined {
+    return this.backendIds.get(backendKey(address, port));
+  }
+
+  private freeId(): number {
+    const used = new Set(this.backendIds.values());
+    for (let n = 0; n < LB_MAX_BACKENDS - 1; n++) {
+      const id = ((this.nextIdHint - 1 + n) % (LB_MAX_BACKENDS - 1)) + 1;
+      if (!used.has(id)) {
+        this.nextIdHint = id + 1;
+        return id;
+      }
+    }
+    return 0;
+  }
+}
+
+/**
+ * The new slot list: backends that stay keep their slot, new ones fill the
+ * slots of removed ones, then the end; slots left empty are filled from the
+ * end, so the list stays dense and most slots are not rewritten.
+ */
+export function arrangeSlots(old: number[], ids: number[]): number[] {
+  const want = new Set(ids);
+  const fresh = ids.filter((id) => !old.includes(id));
+  const next: (number | null)[] = old.map((id) => (want.has(id) ? id : null));
+  // Each id once, even if an old list (adopted from the maps) held it twice.
+  const seen = new Set<number>();
+  for (let i = 0; i < next.length; i++) {
+    const id = next[i];
+    if (id === null || id === undefined) continue;
+    if (seen.has(id)) next[i] = null;
+    else seen.add(id);
+  }
+  for (let i = 0; i < next.length && fresh.length > 0; i++) if (next[i] === null) next[i] = fresh.shift()!;
+  next.push(...fresh);
+  for (let i = 0; i < next.length; i++) {
+    if (next[i] !== null) continue;
+    while (next.length > i && next[next.length - 1] === null) next.pop();
+    if (next.length > i + 1) next[i] = next.pop()!;
+    else next.length = i;
+  }
+  return next.filter((id): id is number => id !== null);
+}

@@ -1,0 +1,176 @@
+/**
+ * Loads the socket load balancer (bpf/service-lb.c: ClusterIP Services
+ * translated in connect, sendmsg, recvmsg and getpeername) and attaches its
+ * programs at the root of the cgroup v2 hierarchy, or adopts what a previous
+ * agent left pinned, so Services keep working across agent restarts. Map
+ * layouts: service-lb-abi.ts.
+ *
+ * Layout under pinDir (the agent's <bpf-dir>/service-lb):
+ *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
+ *   progs/<program>   lb_connect4 ... lb_getpeername6
+ *   links/<link>      one cgroup link per program (connect4, ..., getpeername6), on the
+ *                     root of the cgroup v2 hierarchy, which every socket of the node
+ *                     descends from. Unpinning a link detaches its program.
+ */
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import sea from 'node:sea';
+import { LB_BACKEND, LB_BACKEND_ID_SIZE, LB_FLOWS_VALUE_SIZE, LB_REVNAT_KEY, LB_REVNAT_VALUE, LB_SERVICE_KEY, LB_SERVICE_VALUE } from './service-lb-abi.ts';
+import { BpfMap } from './bpf-map.ts';
+import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
+
+const OBJECT_NAME = 'sluice_lb';
+const MAPS_DIR = 'maps';
+const PROGS_DIR = 'progs';
+const LINKS_DIR = 'links';
+
+/** Name of the object among the single executable's assets. */
+export const SERVICE_LB_OBJECT_ASSET = 'sluice-service-lb.bpf.o';
+/** Environment variable that overrides the object's path outside a single executable. */
+export const SERVICE_LB_OBJECT_ENV = 'SLUICE_SERVICE_LB_OBJECT';
+
+/** The links: the program each runs and its enum bpf_attach_type (uapi/linux/bpf.h). */
+const LINKS = [
+  { name: 'connect4', program: 'lb_connect4', attachType: 10 }, // BPF_CGROUP_INET4_CONNECT
+  { name: 'connect6', program: 'lb_connect6', attachType: 11 }, // BPF_CGROUP_INET6_CONNECT
+  { name: 'sendmsg4', program: 'lb_sendmsg4', attachType: 14 }, // BPF_CGROUP_UDP4_SENDMSG
+  { name: 'sendmsg6', program: 'lb_sendmsg6', attachType: 15 }, // BPF_CGROUP_UDP6_SENDMSG
+  { name: 'recvmsg4', program: 'lb_recvmsg4', attachType: 19 }, // BPF_CGROUP_UDP4_RECVMSG
+  { name: 'recvmsg6', program: 'lb_recvmsg6', attachType: 20 }, // BPF_CGROUP_UDP6_RECVMSG
+  { name: 'getpeername4', program: 'lb_getpeername4', attachType: 29 }, // BPF_CGROUP_INET4_GETPEERNAME
+  { name: 'getpeername6', program: 'lb_getpeername6', attachType: 30 }, // BPF_CGROUP_INET6_GETPEERNAME
+] as const;
+type ProgramName = (typeof LINKS)[number]['program'];
+const PROGRAMS: ProgramName[] = LINKS.map((l) => l.program);
+
+const MAP_SPECS = {
+  lb_services: { keySize: LB_SERVICE_KEY.size, valueSize: LB_SERVICE_VALUE.size, perCpu: false },
+  lb_backends: { keySize: LB_BACKEND_ID_SIZE, valueSize: LB_BACKEND.size, perCpu: false },
+  lb_revnat: { keySize: LB_REVNAT_KEY.size, valueSize: LB_REVNAT_VALUE.size, perCpu: false },
+  lb_backend_flows: { keySize: LB_BACKEND_ID_SIZE, valueSize: LB_FLOWS_VALUE_SIZE, perCpu: true },
+} satisfies Record<string, { keySize: number; valueSize: number; perCpu: boolean }>;
+
+/** The load balancer's maps, open in this process. */
+export type ServiceLbMaps = Record<keyof typeof MAP_SPECS, BpfMap>;
+
+/** A loaded (or adopted) socket load balancer. */
+export interface ServiceLb {
+  /** True if the pinned programs and maps of a previous load were re-used as they were. */
+  adopted: boolean;
+  maps: ServiceLbMaps;
+  /** Links attached by this load. */
+  attached: string[];
+  /** The links pinned (attached) now. */
+  links: string[];
+  /** Closes this process's map fds; everything pinned stays in the kernel. */
+  close(): void;
+}
+
+/** Options for loadServiceLb. */
+export interface LoadServiceLbOptions {
+  /** A directory on bpffs, e.g. /sys/fs/bpf/sluice/service-lb. */
+  pinDir: string;
+  /** The compiled object (see serviceLbObjectBytes()). */
+  objectBytes: Buffer;
+  /** The root of the cgroup v2 hierarchy (trace-loader's cgroup2Root()). */
+  cgroupRoot: string;
+}
+
+/** The bytes of the object: an asset of the single executable, else dist/ (or $SLUICE_SERVICE_LB_OBJECT). */
+export function serviceLbObjectBytes(): Buffer {
+  if (sea.isSea()) return Buffer.from(sea.getAsset(SERVICE_LB_OBJECT_ASSET));
+  return readFileSync(process.env[SERVICE_LB_OBJECT_ENV] || join(import.meta.dirname, '..', 'dist', SERVICE_LB_OBJECT_ASSET));
+}
+
+/**
+ * Adopts the pinned load balancer under pinDir if it is complete, else loads
+ * objectBytes (re-using any maps already pinned, so the Services stay) and
+ * pins its programs; then attaches every link that is not pinned yet. Throws
+ * BpfError on a kernel or libbpf failure, or when a hook cannot be attached
+ * (a cgroup root that is no cgroup v2 directory): Services would half work.
+ */
+export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
+  const mapsDir = join(options.pinDir, MAPS_DIR);
+  const progsDir = join(options.pinDir, PROGS_DIR);
+  const linksDir = join(options.pinDir, LINKS_DIR);
+  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+
+  const progPath = (name: ProgramName) => join(progsDir, name);
+  const pinned = [...PROGRAMS.map(progPath), ...Object.keys(MAP_SPECS).map((name) => join(mapsDir, name))];
+  const adopted = pinned.every((path) => existsSync(path));
+  if (!adopted) {
+    loadAndPin(options.objectBytes, mapsDir, progPath);
+    // Links of older programs are replaced by links of the new ones.
+    for (const pin of readdirSync(linksDir)) unlinkSync(join(linksDir, pin));
+  }
+  const attached: string[] = [];
+  for (const link of LINKS) {
+    const pin = join(linksDir, link.name);
+    if (existsSync(pin)) continue;
+    attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
+    attached.push(link.name);
+  }
+  const maps = openMaps(mapsDir);
+  return {
+    adopted,
+    maps,
+    attached,
+    links: readdirSync(linksDir).sort(),
+    close: () => {
+      for (const map of Object.values(maps)) map.close();
+    },
+  };
+}
+
+/** Detaches every program (unpins the links) and removes the pins under pinDir: Services stop being translated. */
+export function removeServiceLb(pinDir: string): void {
+  rmSync(pinDir, { recursive: true, force: true });
+}
+
+function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
+  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
+  try {
+    loadObject(obj, OBJECT_NAME);
+    for (const name of PROGRAMS) {
+      if (existsSync(progPath(name))) unlinkSync(progPath(name));
+      pinProgram(findProgram(obj, name), name, progPath(name));
+    }
+  } finally {
+    closeObject(obj);
+  }
+}
+
+function attachAndPin(progPinPath: string, link: (typeof LINKS)[number], cgroupRoot: string, pin: string): void {
+  const progFd = objGet(progPinPath, `program ${link.program}`);
+  try {
+    const cgroupFd = openSync(cgroupRoot, 'r');
+    let linkFd: number;
+    try {
+      linkFd = linkCreate(progFd, cgroupFd, link.attachType, `attach ${link.program} to cgroup ${cgroupRoot}`);
+    } finally {
+      closeSync(cgroupFd);
+    }
+    try {
+      objPin(linkFd, pin, `link ${link.name}`);
+    } finally {
+      closeFd(linkFd);
+    }
+  } finally {
+    closeFd(progFd);
+  }
+}
+
+function openMaps(mapsDir: string): ServiceLbMaps {
+  const opened: BpfMap[] = [];
+  try {
+    const entries = Object.entries(MAP_SPECS).map(([name, spec]) => {
+      const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
+      opened.push(map);
+      return [name, map] as const;
+    });
+    return Object.fromEntries(entries) as ServiceLbMaps;
+  } catch (err: unknown) {
+    for (const map of opened) map.close();
+    throw err;
+  }
+}

@@ -1,0 +1,155 @@
+/**
+ * The service table → the load balancer's maps (agent/services/sync.ts), against
+ * in-memory maps: what each change writes, the order readers depend on, adoption. Pure.
+ */
+import { describe, expect, it } from 'vitest';
+import { ServiceMapSync, arrangeSlots, type LbMap } from '../agent/services/sync.ts';
+import type { ServiceFrontend } from '../agent/services/table.ts';
+import { decodeBackend, decodeServiceKey, decodeServiceValue } from '../datapath/service-lb-abi.ts';
+
+class FakeMap implements LbMap {
+  readonly entries = new Map<string, Buffer>();
+  readonly log: string[] = [];
+  private readonly name: string;
+  constructor(name: string) {
+    this.name = name;
+  }
+  update(key: Buffer, value: Buffer): void {
+    this.entries.set(key.toString('hex'), Buffer.from(value));
+    this.log.push(`${this.name} put ${key.toString('hex')}`);
+  }
+  lookup(key: Buffer): Buffer | null {
+    return this.entries.get(key.toString('hex')) ?? null;
+  }
+  delete(key: Buffer): boolean {
+    this.log.push(`${this.name} del ${key.toString('hex')}`);
+    return this.entries.delete(key.toString('hex'));
+  }
+  keys(): Buffer[] {
+    return [...this.entries.keys()].map((k) => Buffer.from(k, 'hex'));
+  }
+}
+
+function maps() {
+  return { lb_services: new FakeMap('services'), lb_backends: new FakeMap('backends') };
+}
+
+function frontend(address: string, port: number, backends: [string, number, boolean?][], protocol: 'TCP' | 'UDP' | 'SCTP' = 'TCP'): ServiceFrontend {
+  return {
+    namespace: 'x', name: 's', portName: '', type: 'ClusterIP', address, port, protocol, sessionAffinity: 'None', affinityTimeoutSec: 10_800,
+    backends: backends.map(([a, p, ready]) => ({ address: a, port: p, ready: ready ?? true, terminating: false })),
+  };
+}
+
+/** What the maps say: frontend → the backends a hook could pick. */
+function picks(m: ReturnType<typeof maps>): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const key of m.lb_services.keys()) {
+    const k = decodeServiceKey(key);
+    if (k.slot !== 0) continue;
+    const { count } = decodeServiceValue(m.lb_services.lookup(key)!);
+    const list: string[] = [];
+    for (let slot = 1; slot <= count; slot++) {
+      const slotKey = Buffer.from(key);
+      slotKey.writeUInt16LE(slot, 20);
+      const { backendId } = decodeServiceValue(m.lb_services.lookup(slotKey)!);
+      const id = Buffer.alloc(4);
+      id.writeUInt32LE(backendId);
+      const b = decodeBackend(m.lb_backends.lookup(id)!);
+      list.push(`${b.address}:${b.port}`);
+    }
+    out[`${k.address}:${k.port}/${k.protocol}`] = list.sort();
+  }
+  return out;
+}
+
+describe('service map sync', () => {
+  it('writes frontends with their ready backends only; a frontend without any keeps a count of 0 (refused at once)', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m);
+    const stats = sync.apply([
+      frontend('10.96.0.10', 80, [['10.244.0.2', 8080], ['10.244.0.3', 8080], ['10.244.0.4', 8080, false]]),
+      frontend('10.96.0.11', 53, [], 'UDP'),
+      frontend('10.96.0.12', 9, [['10.244.0.2', 9]], 'SCTP'),
+    ]);
+    expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.2:8080', '10.244.0.3:8080'], '10.96.0.11:53/UDP': [] });
+    expect(stats).toMatchObject({ frontends: 2, backends: 2, failed: [] });
+  });
+
+  it('costs per change, not per cluster: one backend more in one of 1,000 Services writes its backend, a slot and a count', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m);
+    const table = Array.from({ length: 1000 }, (_, i) => frontend(`10.96.${i >> 8}.${i & 255}`, 80, [[`10.244.${i >> 8}.${i & 255}`, 8080]]));
+    sync.apply(table);
+    expect(sync.apply(table)).toMatchObject({ written: 0, deleted: 0 });
+    table[500] = frontend(table[500]!.address, 80, [[table[500]!.backends[0]!.address, 8080], ['10.245.0.1', 8080]]);
+    expect(sync.apply(table)).toMatchObject({ written: 3, deleted: 0 });
+    // And one backend less: the count, its slot and the backend go.
+    table[500] = frontend(table[500]!.address, 80, [['10.245.0.1', 8080]]);
+    const stats = sync.apply(table);
+    expect(stats.written + stats.deleted).toBeLessThanOrEqual(4);
+    expect(picks(m)[`${table[500]!.address}:80/TCP`]).toEqual(['10.245.0.1:8080']);
+  });
+
+  it('writes a backend before the slot naming it, and the count after the slots; removes slots after lowering the count', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m);
+    sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80]])]);
+    m.lb_services.log.length = 0;
+    m.lb_backends.log.length = 0;
+    const merged: string[] = [];
+    const orig = [m.lb_services.update.bind(m.lb_services), m.lb_backends.update.bind(m.lb_backends), m.lb_services.delete.bind(m.lb_services), m.lb_backends.delete.bind(m.lb_backends)] as const;
+    m.lb_services.update = (k, v) => (merged.push(`slot${k.readUInt16LE(20)} put`), orig[0](k, v));
+    m.lb_backends.update = (k, v) => (merged.push('backend put'), orig[1](k, v));
+    m.lb_services.delete = (k) => (merged.push(`slot${k.readUInt16LE(20)} del`), orig[2](k));
+    m.lb_backends.delete = (k) => (merged.push('backend del'), orig[3](k));
+    sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80], ['10.244.0.3', 80]])]);
+    expect(merged).toEqual(['backend put', 'slot2 put', 'slot0 put']);
+    merged.length = 0;
+    sync.apply([frontend('10.96.0.10', 80, [['10.244.0.3', 80]])]);
+    // The last backend moves into slot 1, the count drops, then slot 2 and the old backend go.
+    expect(merged).toEqual(['slot1 put', 'slot0 put', 'slot2 del', 'backend del']);
+    expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.3:80'] });
+    merged.length = 0;
+    sync.apply([]);
+    expect(merged).toEqual(['slot0 del', 'slot1 del', 'backend del']);
+    expect(m.lb_services.entries.size + m.lb_backends.entries.size).toBe(0);
+  });
+
+  it('adopts what an earlier agent wrote: the same table again writes nothing', () => {
+    const m = maps();
+    const table = [frontend('10.96.0.10', 80, [['10.244.0.2', 80], ['10.244.0.3', 80]]), frontend('fd00:96::a', 53, [['fd00:244::2', 5353]], 'UDP')];
+    new ServiceMapSync(m).apply(table);
+    const again = new ServiceMapSync(m);
+    expect(again.apply(table)).toMatchObject({ written: 0, deleted: 0 });
+    expect(again.backendId('10.244.0.3', 80)).toBeGreaterThan(0);
+    expect(picks(m)['fd00:96::a:53/UDP']).toEqual(['fd00:244::2:5353']);
+  });
+
+  it('keeps a map error as a failure and retries the frontend whole next time', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m);
+    let fail = true;
+    const update = m.lb_services.update.bind(m.lb_services);
+    m.lb_services.update = (k, v) => {
+      if (fail && k.readUInt16LE(20) === 0) throw new Error('E2BIG');
+      update(k, v);
+    };
+    expect(sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80]])]).failed).toEqual(['frontend 10.96.0.10|80|TCP: E2BIG']);
+    fail = false;
+    expect(sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80]])]).failed).toEqual([]);
+    expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.2:80'] });
+  });
+});
+
+describe('slot arrangement', () => {
+  it('keeps backends in their slots, fills holes with new ones, then from the end', () => {
+    expect(arrangeSlots([1, 2, 3], [1, 2, 3])).toEqual([1, 2, 3]);
+    expect(arrangeSlots([1, 2, 3], [1, 3, 4])).toEqual([1, 4, 3]);
+    expect(arrangeSlots([1, 2, 3, 4], [1, 4])).toEqual([1, 4]);
+    expect(arrangeSlots([1, 2, 3, 4], [2, 3])).toEqual([3, 2]);
+    expect(arrangeSlots([1, 2], [1, 2, 5, 6])).toEqual([1, 2, 5, 6]);
+    expect(arrangeSlots([1, 1, 2], [1, 2])).toEqual([1, 2]);
+    expect(arrangeSlots([1, 2, 3], [])).toEqual([]);
+  });
+});
