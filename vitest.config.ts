@@ -33,6 +33,7 @@ const UNIT = [
   'test/services-sync.test.ts',
   'test/services-table.test.ts',
   'test/security-abi.test.ts', // builds its own copy of the security object, like trace-abi (clang, bpftool; no root)
+  'test/security-sensor-logic.test.ts',
   'test/status-command.test.ts',
   'test/tcp-health-report.test.ts',
   'test/trace-abi.test.ts', // builds its own copy of the tracing object, like abi.test.ts (clang, bpftool; no root)
