@@ -278,3 +278,20 @@ describe('deny-connect', () => {
     expect(await connectErrno(NS.a, 5432)).toBe(ECONNREFUSED);
   });
 });
+
+describe('losses', () => {
+  it('a burst past the budget and the ring buffer: what is not delivered is counted as lost', () => {
+    const OPENS = 40_000;
+    const path = `/etc/hostname`;
+    const before = sensor.stats().lost;
+    // Synchronous on purpose: the sensor cannot poll meanwhile, so the ring buffer fills.
+    execFileSync('ip', ['netns', 'exec', NS.a, '/usr/bin/python3', '-c', `import os\nfor i in range(${OPENS}): os.close(os.open('${path}', os.O_RDONLY))`]);
+    while (sensor.poll() > 0);
+    const after = sensor.stats().lost;
+    const delivered = events.filter((e) => e.type === 'openat' && e.pod?.name === 'a' && e.file?.path === path).length;
+    const lost = after.total - before.total;
+    console.log(`burst: ${delivered} delivered, lost ${after.budget - before.budget} to the budget and ${after.ringbuf - before.ringbuf} to a full ring buffer`);
+    expect(lost).toBeGreaterThan(0);
+    expect(delivered + lost).toBeGreaterThanOrEqual(OPENS);
+  });
+});
