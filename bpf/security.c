@@ -16,6 +16,8 @@
  *                                                becomes 0 from non-zero
  *   sec_connect4 / sec_connect6                  cgroup connect hooks at the
  *                                                cgroup v2 root: events, deny-connect
+ *   sec_sendmsg4 / sec_sendmsg6                  cgroup UDP sendmsg hooks: deny-connect
+ *                                                for datagrams sent without a connect
  *
  * Only tp_btf, classic tracepoints and cgroup hooks: fentry, kprobes and BPF
  * LSM do not load on the kernels this runs on (see the loader's probe).
@@ -483,8 +485,13 @@ static __always_inline int refused(const struct connect_rule *r, __u16 port)
 	return 0;
 }
 
-/* The verdict on a connect (1 lets it through, 0 refuses it with EPERM), with its event. */
-static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family)
+/*
+ * The verdict on a connect, or on a UDP datagram sent to an address without
+ * one (sendto: no connect to refuse, so sendmsg is judged the same way): 1
+ * lets it through, 0 refuses it with EPERM. A connect always has its event;
+ * a datagram only when refused (one per datagram would flood the ring).
+ */
+static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family, int datagram)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
 	__u32 netns = netns_of(task);
@@ -504,6 +511,8 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 		deny = 1;
 		count_stat(SLUICE_SEC_STAT_DENIED);
 	}
+	if (datagram && !deny)
+		return 1;
 	if (host && !deny && !(c && c->host_netns != 0 && (c->flags & SLUICE_SEC_CFG_HOST_CONNECTS)))
 		return 1;
 	e = reserve(sizeof(*e));
@@ -532,11 +541,23 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 SEC("cgroup/connect4")
 int sec_connect4(struct bpf_sock_addr *ctx)
 {
-	return judge_connect(ctx, AF_INET);
+	return judge_connect(ctx, AF_INET, 0);
 }
 
 SEC("cgroup/connect6")
 int sec_connect6(struct bpf_sock_addr *ctx)
 {
-	return judge_connect(ctx, AF_INET6);
+	return judge_connect(ctx, AF_INET6, 0);
+}
+
+SEC("cgroup/sendmsg4")
+int sec_sendmsg4(struct bpf_sock_addr *ctx)
+{
+	return judge_connect(ctx, AF_INET, 1);
+}
+
+SEC("cgroup/sendmsg6")
+int sec_sendmsg6(struct bpf_sock_addr *ctx)
+{
+	return judge_connect(ctx, AF_INET6, 1);
 }

@@ -192,8 +192,11 @@ enum sluice_sec_connect_mode {
 
 /*
  * Map security_connect: network namespace inode (0: every pod's, never the
- * host's) -> which TCP and UDP connect() calls (IPv4 and IPv6) are refused
- * with EPERM. An exact entry wins over the wildcard one.
+ * host's) -> which TCP and UDP connect() calls (IPv4 and IPv6), and UDP
+ * datagrams sent to an address (sendto, sendmsg), are refused with EPERM. An
+ * exact entry wins over the wildcard one. Not covered: raw and SCTP sockets,
+ * and a socket made in another netns and passed in (the hook judges by the
+ * calling task's netns).
  */
 struct connect_rule {
 	__u32 mode;

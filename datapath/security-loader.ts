@@ -8,12 +8,13 @@
  *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
  *   progs/<program>   sec_exec, sec_exit (tp_btf), sec_openat, sec_openat2,
  *                     sec_setuid_enter, sec_setuid_exit (tracepoints),
- *                     sec_connect4, sec_connect6 (cgroup sock_addr)
+ *                     sec_connect4, sec_connect6, sec_sendmsg4, sec_sendmsg6 (cgroup sock_addr)
  *   links/<link>      one per attachment: exec, exit (raw tracepoint links);
  *                     openat, openat2, setuid-enter-*, setuid-exit-* (perf event
  *                     links on the syscalls/ tracepoints, which need tracefs:
- *                     mounted here when absent); connect4, connect6 (the root of
- *                     the cgroup v2 hierarchy). Unpinning a link detaches it.
+ *                     mounted here when absent); connect4, connect6, sendmsg4,
+ *                     sendmsg6 (the root of the cgroup v2 hierarchy). Unpinning
+ *                     a link detaches it.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
@@ -38,13 +39,15 @@ export const SECURITY_OBJECT_ENV = 'SLUICE_SECURITY_OBJECT';
 /** enum bpf_attach_type values (uapi/linux/bpf.h). */
 const BPF_CGROUP_INET4_CONNECT = 10;
 const BPF_CGROUP_INET6_CONNECT = 11;
+const BPF_CGROUP_UDP4_SENDMSG = 14;
+const BPF_CGROUP_UDP6_SENDMSG = 15;
 const BPF_TRACE_RAW_TP = 23;
 const BPF_PERF_EVENT = 41;
 
 /** Where tracefs is mounted (and mounted when absent), for the syscall tracepoints' ids. */
 export const TRACEFS = '/sys/kernel/tracing';
 
-const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6'] as const;
+const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6'] as const;
 type ProgramName = (typeof PROGRAMS)[number];
 
 type LinkSpec =
@@ -64,6 +67,8 @@ export const SECURITY_LINKS: readonly LinkSpec[] = [
   ...SETUID_SYSCALLS.map((s): LinkSpec => ({ name: `setuid-exit-${s}`, program: 'sec_setuid_exit', at: 'tracepoint', tracepoint: `syscalls/sys_exit_${s}` })),
   { name: 'connect4', program: 'sec_connect4', at: 'cgroup', attachType: BPF_CGROUP_INET4_CONNECT },
   { name: 'connect6', program: 'sec_connect6', at: 'cgroup', attachType: BPF_CGROUP_INET6_CONNECT },
+  { name: 'sendmsg4', program: 'sec_sendmsg4', at: 'cgroup', attachType: BPF_CGROUP_UDP4_SENDMSG },
+  { name: 'sendmsg6', program: 'sec_sendmsg6', at: 'cgroup', attachType: BPF_CGROUP_UDP6_SENDMSG },
 ];
 
 const MAP_SPECS = {

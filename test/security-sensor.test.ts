@@ -249,16 +249,29 @@ describe('deny-connect', () => {
     return Number(r.stdout.trim());
   }
 
-  it('refuses with EPERM only in the selected pod, only the listed port, TCP and UDP, IPv4 and IPv6', async () => {
+  /** sendto()'s errno (0: sent) for a UDP datagram to a loopback port, with no connect before. */
+  async function sendtoErrno(ns: string, port: number, family: 4 | 6 = 4): Promise<number> {
+    const af = family === 6 ? 'AF_INET6' : 'AF_INET';
+    const host = family === 6 ? '::1' : '127.0.0.1';
+    const code = `import socket\ns = socket.socket(socket.${af}, socket.SOCK_DGRAM)\ntry:\n  s.sendto(b'x', ('${host}', ${port})); print(0)\nexcept OSError as e:\n  print(e.errno)`;
+    const r = await run(['/usr/bin/python3', '-c', code], ns);
+    return Number(r.stdout.trim());
+  }
+
+  it('refuses with EPERM only in the selected pod, only the listed port, TCP and UDP (connect and sendto), IPv4 and IPv6', async () => {
     const deniedBefore = sensor.stats().denied;
     expect(sensor.setDenyConnect([{ pod: POD_A, mode: 'deny', ports: [9], rule: 3 }])).toEqual({ written: 1, deleted: 0 });
     expect(await connectErrno(NS.a, 9)).toBe(EPERM);
     expect(await connectErrno(NS.a, 9, { family: 6 })).toBe(EPERM);
     expect(await connectErrno(NS.a, 9, { udp: true })).toBe(EPERM);
+    expect(await sendtoErrno(NS.a, 9)).toBe(EPERM);
+    expect(await sendtoErrno(NS.a, 9, 6)).toBe(EPERM);
+    expect(await sendtoErrno(NS.a, 10)).toBe(0);
+    expect(await sendtoErrno(NS.b, 9)).toBe(0);
     expect(await connectErrno(NS.a, 10)).toBe(ECONNREFUSED);
     expect(await connectErrno(NS.b, 9)).toBe(ECONNREFUSED);
     expect(await waitFor((e) => e.type === 'connect' && e.enforced === 'denied')).toMatchObject({ pod: { name: 'a' }, connect: { port: 9 } });
-    expect(sensor.stats().denied - deniedBefore).toBe(3);
+    expect(sensor.stats().denied - deniedBefore).toBe(5);
   });
 
   it('allow-only refuses every other port; with a deny entry for every pod, the pods merge both', async () => {
