@@ -5,7 +5,7 @@ export PATH := $(CURDIR)/node_modules/.bin:$(PATH)
 NODE   := node_modules/.bin/node
 CLANG  ?= clang
 BPF_CFLAGS := -O2 -g -Wall -Werror -target bpf -I/usr/include/$(shell uname -m)-linux-gnu
-TS_SOURCES := $(shell find agent cli cni contract datapath install ipam lib policy tools ui -name '*.ts' 2>/dev/null)
+TS_SOURCES := $(shell find agent cli cni contract datapath install ipam lib policy security tools ui -name '*.ts' 2>/dev/null)
 
 .PHONY: all bpf typecheck test unit demo clean conformance conformance-netpol image e2e e2e-down
 

@@ -55,6 +55,11 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
                     (default ${DEFAULT_FLOW_METRIC_LABELS.join(',')}; each adds series: agent/metrics/flows.ts)
   --l7 on|off       hand DNS and HTTP/1.x messages up from the datapath for flow records and metrics
                     (default on; off: the datapath does not look at payloads)
+  --security on|off runtime security (default off: its hooks are node-wide): process, file and connect events of
+                    every pod, Falco-style rules, kill and deny-connect actions (sluice security events)
+  --security-rules PATH
+                    rules (a file or a directory of *.yaml), repeatable, after the shipped defaults; reloaded
+                    when they change; implies --security on
   --flow-records N
                     flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}, about 1 KiB each)
   --service-cidr CIDR
@@ -116,6 +121,9 @@ export interface AgentFlags {
   metricsLabels: FlowMetricLabel[];
   /** Flow records kept for GET /v1/flows (--flow-records). */
   flowRecords: number;
+  /** Runtime security on (--security, or any --security-rules). */
+  security: boolean;
+  securityRules: string[];
   serviceCIDRs: string[];
   /** The datapath's settings; 0 takes the datapath's default. */
   datapathConfig: DatapathConfig;
@@ -152,6 +160,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       'metrics-labels': { type: 'string', default: DEFAULT_FLOW_METRIC_LABELS.join(',') },
       'flow-records': { type: 'string' },
       l7: { type: 'string', default: 'on' },
+      security: { type: 'string' },
+      'security-rules': { type: 'string', multiple: true },
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'ct-timeout-other-sec': { type: 'string' },
@@ -172,6 +182,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
   }
   if (values['tcp-health'] !== 'on' && values['tcp-health'] !== 'off') throw new Error(`--tcp-health '${values['tcp-health']}' must be on or off`);
   if (values.l7 !== 'on' && values.l7 !== 'off') throw new Error(`--l7 '${values.l7}' must be on or off`);
+  if (values.security !== undefined && values.security !== 'on' && values.security !== 'off') throw new Error(`--security '${values.security}' must be on or off`);
+  if (values.security === 'off' && values['security-rules']) throw new Error('--security off contradicts --security-rules');
   const routing = values.routing as RoutingMode;
   if (!ROUTING_MODES.includes(routing)) throw new Error(`--routing '${values.routing}' must be one of ${ROUTING_MODES.join(', ')}`);
   return {
@@ -198,6 +210,8 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     metricsAddress: parseMetricsAddress(values['metrics-address']),
     metricsLabels: parseFlowMetricLabels(values['metrics-labels']),
     flowRecords: positiveFlowRecords(values['flow-records']),
+    security: values.security === 'on' || (values['security-rules'] ?? []).length > 0,
+    securityRules: values['security-rules'] ?? [],
     serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
     datapathConfig: {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),

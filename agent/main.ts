@@ -33,8 +33,13 @@ import { AgentMetrics } from './metrics/metrics.ts';
 import { MapFillReader } from './metrics/map-fill.ts';
 import { registerTcpHealthMetrics } from './metrics/tcp-health.ts';
 import { formatMetricsAddress, serveMetrics } from './metrics/server.ts';
-import { Counter as PromCounter } from 'prom-client';
+import { Counter as PromCounter, type Registry } from 'prom-client';
 import { Monitor } from './monitor.ts';
+import { SecurityRuntime } from './security/runtime.ts';
+import { SecuritySensor } from './security/sensor.ts';
+import { securityRoutes } from './api/security-routes.ts';
+import { loadSecurity, securityObjectBytes } from '../datapath/security-loader.ts';
+import { probeSecurityModes } from '../datapath/security-probe.ts';
 import { FlowRecorder } from './flows/recorder.ts';
 import { FlowStore } from './flows/store.ts';
 import { PolicyNamer } from './flows/policy-names.ts';
@@ -101,9 +106,12 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const numbering = started.add(new NumberingStore(`${f.stateDir}/numbering.db`, stateDisk), (n) => n.close());
   const datastore: Datastore = kube?.datastore ?? (f.datastoreDir ? new LocalDirDatastore(f.datastoreDir) : new NoDatastore());
   const policy = new PolicyState(datastore, datapath.maps, numbering, f.serviceCIDRs);
+  // Runtime security follows the endpoints too; it starts once pods can be named (below).
+  let security: SecurityRuntime | null = null;
   const endpoints = started.add(
     new EndpointManager(`${f.stateDir}/endpoints.db`, (eps) => {
         tcpHealth.track(eps);
+        security?.track(eps);
         return policy.apply(eps);
       }, { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
     (e) => e.close(),
@@ -155,6 +163,17 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     log,
   });
   monitor.onEvent((e) => flowRecorder.record(e));
+  const securityModes = f.security ? probeSecurityModes() : [];
+  let securityOff = 'off (--security on or --security-rules to turn it on)';
+  if (f.security) {
+    try {
+      security = startSecurity(f, started, (ns, pod) => naming.labelsOf(ns, pod) ?? {}, metrics.registry);
+      security.track(endpoints.list());
+    } catch (err: unknown) {
+      securityOff = `the security programs could not be loaded: ${errorMessage(err)}`;
+      log(`security: ${securityOff}`);
+    }
+  }
 
   await policy.init(() => endpoints.list());
   const restored = endpoints.resync();
@@ -195,6 +214,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     ...flowRoutes({ store: flowStore, recorder: flowRecorder }),
     countersRoute(datapath),
     tcpHealthRoute(tcpHealth),
+    ...securityRoutes({ runtime: security, reason: securityOff, modes: securityModes }),
   ];
   const refused = new PromCounter({ name: 'sluice_api_refused_total', help: 'API requests that would change state, refused to a caller that is not root (or --write-uid).', labelNames: ['route'], registers: [metrics.registry] });
   const server = await serveApi(f.socket, routes, log, {
@@ -257,6 +277,23 @@ function startTcpHealth(f: AgentFlags, started: Stoppers): TcpHealth {
   const changes = [...trace.attached.map((l) => `+${l}`), ...trace.removed.map((l) => `-${l}`), ...trace.missing.map((m) => `${m.name} not attached (${m.reason})`)];
   log(`tcp health: tracing ${trace.adopted ? 'adopted from' : 'loaded at'} ${f.pinDir}/trace${f.tcpHealth ? '' : ', detached (--tcp-health off)'}${changes.length ? `; links ${changes.join(', ')}` : ''}`);
   return new TcpHealth({ maps: trace.maps, links: () => trace.linksNow() }, { reason: f.tcpHealth ? undefined : 'detached (--tcp-health off)', log });
+}
+
+/**
+ * Runtime security: the sensor object loaded or adopted under <bpf-dir>/security and attached, its
+ * events read, and the rules (the shipped defaults, then --security-rules) run on them. Throws when
+ * the object cannot be loaded; the agent serves on without it, and GET /v1/security says why.
+ */
+function startSecurity(f: AgentFlags, started: Stoppers, labels: (ns: string, pod: string) => Record<string, string>, registry: Registry): SecurityRuntime {
+  const cgroupRoot = f.cgroupRoot !== undefined ? cgroup2RootUnder(f.cgroupRoot) : cgroup2Root();
+  const loaded = started.add(loadSecurity({ pinDir: `${f.pinDir}/security`, objectBytes: securityObjectBytes(), cgroupRoot, attach: true }), (s) => s.close());
+  const missing = loaded.missing.map((m) => `${m.name} not attached (${m.reason})`);
+  log(`security: sensor ${loaded.adopted ? 'adopted from' : 'loaded at'} ${f.pinDir}/security${missing.length ? `; ${missing.join(', ')}` : ''}`);
+  const sensor = started.add(new SecuritySensor({ security: loaded, labels, log }), (s) => s.stop());
+  sensor.start();
+  const runtime = started.add(new SecurityRuntime({ sensor, ruleFiles: f.securityRules, labels, log, registry }), (r) => r.stop());
+  runtime.start();
+  return runtime;
 }
 
 /** Routes to other nodes' pods (and in VXLAN mode the pod MTU), in place before the first ADD is served. */

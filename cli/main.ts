@@ -25,10 +25,15 @@ const USAGE = `usage: sluice <command>
                        messages with latency; and the events lost (see 'sluice observe --help')
   monitor [--namespace NS] [--pod NS/NAME] [--verdict allowed|denied|dropped] [--type verdict|drop] [-o json]
                        live policy verdicts and drops, with pod names
+  security status|events [--pod NS/NAME] [--rule NAME] [--alerts] [--last N] [--follow] [-o json]
+                       runtime security: hooks, rules and their errors; process, file and connect events
+                       of every pod and the alerts rules raise (Falco's JSON); kill and deny-connect actions
   ipam [-o json] [--socket P]
                        address pools, their use, and every allocation with its pod
   tcp-health [-o json] [--socket P]
                        TCP health per pod: retransmits, connections opened/closed/reset/failed, RTT
+  service list [-o json] [--socket P]
+                       Service frontends of the socket load balancer, their backends, state and new flows
   ui [--address HOST:PORT] [--window S]
                        a live service map in the browser: pods, flows by verdict, rates, errors, latency
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
@@ -161,6 +166,8 @@ async function main(argv: string[]): Promise<number> {
       return identities(rest);
     case 'policy':
       return policy(rest);
+    case 'security':
+      return (await import('./security.ts')).securityCommand(rest);
     case 'observe':
       return (await import('./observe.ts')).observeCommand(rest);
     case 'monitor':
@@ -176,6 +183,10 @@ async function main(argv: string[]): Promise<number> {
     case 'tcp-health': {
       const { tcpHealthCommand } = await import('./tcp-health.ts');
       return tcpHealthCommand(rest);
+    }
+    case 'service': {
+      const { serviceCommand } = await import('./service.ts');
+      return serviceCommand(rest);
     }
     case 'ui': {
       const { uiCommand } = await import('./ui.ts');

@@ -4,6 +4,7 @@
  * flag another command takes is refused, with the usage, rather than ignored.
  */
 import net from 'node:net';
+import path from 'node:path';
 import { parseArgs, type ParseArgsOptionsConfig } from 'node:util';
 import { errorMessage } from '../../lib/errors.ts';
 import { clusterDir, loadCluster } from './cluster.ts';
@@ -20,6 +21,7 @@ const USAGE = `usage: sluice local <command> [--dir DIR]
 
   up [--pod-cidr CIDR]... [--name NAME] [--node-name NAME] [--socket PATH] [--state-dir DIR] [--bpf-dir DIR] [--cni-bin PATH]
      [--agent-arg=--FLAG[=VALUE]]... [--metrics-address HOST:PORT] [--nodes N] [--routing native|vxlan]
+     [--security-rules PATH]...  runtime security on, with these rules after the defaults
                        start a local cluster: the agent, and the CNI plugin installed as 'sluice'
                        --nodes N (N >= 2): N nodes, each a netns with its own agent, joined by an underlay
                        bridge; the pod CIDR (default 10.244.0.0/16) is split into one slice per node
@@ -85,6 +87,7 @@ const UP = {
   'bpf-dir': { type: 'string' },
   'cni-bin': { type: 'string' },
   'agent-arg': { type: 'string', multiple: true },
+  'security-rules': { type: 'string', multiple: true },
   nodes: { type: 'string' },
   routing: { type: 'string' },
   'metrics-address': { type: 'string' },
@@ -142,7 +145,8 @@ const up: Command = async (argv) => {
     stateDir: values['state-dir'],
     bpfDir: values['bpf-dir'],
     cniBin: values['cni-bin'],
-    agentArgs: values['agent-arg'],
+    // Runtime security rules are the agent's: passed on as absolute paths (the agent runs elsewhere).
+    agentArgs: [...(values['agent-arg'] ?? []), ...(values['security-rules'] ?? []).map((p) => `--security-rules=${path.resolve(p)}`)],
     metricsAddress: values['metrics-address'],
     nodes: parseNodeCount(values.nodes),
     routing: parseRouting(values.routing),

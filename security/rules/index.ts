@@ -11,4 +11,4 @@ export { RuleEngine, type EnforcementPlan, type RuleEngineOptions } from './engi
 export type { DenyConnectEnforcement, Enforcement, KillEnforcement, PodPredicate } from './enforcement.ts';
 export { EVENT_TYPES } from './event-types.ts';
 export { FIELD_NAMES } from './fields.ts';
-export { loadRuleFiles, loadRuleSources, type LoadedRule, type LoadResult, type RuleLoadError, type RuleLocation, type RuleSource } from './load.ts';
+export { loadRuleFiles, loadRuleSources, readRuleFiles, type LoadedRule, type LoadResult, type RuleLoadError, type RuleLocation, type RuleSource } from './load.ts';

@@ -77,6 +77,13 @@ const IGNORED_ITEMS = ['required_engine_version', 'required_plugin_versions'];
 
 /** Loads rule files and directories (each directory's *.yaml and *.yml, sorted), in the order given. */
 export function loadRuleFiles(paths: readonly string[]): LoadResult {
+  const { sources, errors } = readRuleFiles(paths);
+  const result = loadRuleSources(sources);
+  return { rules: result.rules, errors: [...errors, ...result.errors] };
+}
+
+/** Reads rule files and directories into sources (to load with others, e.g. after the defaults); what cannot be read is an error. */
+export function readRuleFiles(paths: readonly string[]): { sources: RuleSource[]; errors: RuleLoadError[] } {
   const sources: RuleSource[] = [];
   const errors: RuleLoadError[] = [];
   for (const path of paths) {
@@ -93,8 +100,7 @@ export function loadRuleFiles(paths: readonly string[]): LoadResult {
       errors.push(loadError({ file: path, line: 0 }, `cannot read: ${errorMessage(err)}`));
     }
   }
-  const result = loadRuleSources(sources);
-  return { rules: result.rules, errors: [...errors, ...result.errors] };
+  return { sources, errors };
 }
 
 /** Loads rules from texts already read, in order (files, or the keys of a ConfigMap). */
