@@ -21,8 +21,12 @@
  *
  * Only tp_btf, classic tracepoints and cgroup hooks: fentry, kprobes and BPF
  * LSM do not load on the kernels this runs on (see the loader's probe).
- * Paths are not resolved here (bpf_d_path is not allowed in tracepoints):
- * the agent makes a relative path absolute from /proc/<pid>/cwd or the dfd.
+ * bpf_d_path is not allowed in tracepoints: a path relative to the cwd is
+ * made absolute here by walking the cwd's dentries and mounts up to the
+ * process's root (resolve_cwd); one relative to another directory fd, or a
+ * cwd too deep, is left to the agent (/proc/<pid>/fd/<dfd>, /proc/<pid>/cwd).
+ * sched_process_fork is not hooked: each event reads the parent from
+ * task->real_parent.
  *
  * Cost: a process's netns inode is three dependent loads; an open of a host
  * process stops there unless the agent asked for host opens. Events share one
@@ -82,6 +86,7 @@ struct task_struct {
 	struct nsproxy *nsproxy;
 	struct mm_struct *mm;
 	const struct cred *cred;
+	struct fs_struct *fs;
 } __attribute__((preserve_access_index));
 
 struct qstr {
@@ -89,11 +94,29 @@ struct qstr {
 } __attribute__((preserve_access_index));
 
 struct dentry {
+	struct dentry *d_parent;
 	struct qstr d_name;
 } __attribute__((preserve_access_index));
 
+struct vfsmount {
+	struct dentry *mnt_root;
+} __attribute__((preserve_access_index));
+
+/* The mount a vfsmount is embedded in (container_of): where it hangs in its parent. */
+struct mount {
+	struct mount *mnt_parent;
+	struct dentry *mnt_mountpoint;
+	struct vfsmount mnt;
+} __attribute__((preserve_access_index));
+
 struct path {
+	struct vfsmount *mnt;
 	struct dentry *dentry;
+} __attribute__((preserve_access_index));
+
+struct fs_struct {
+	struct path root;
+	struct path pwd;
 } __attribute__((preserve_access_index));
 
 struct file {
@@ -374,6 +397,101 @@ int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
 }
 
 /* An open event, unless a host process's and the agent did not ask for those. */
+#define AT_FDCWD -100
+/* Directories walked up from a cwd, and mount boundaries crossed, before giving up (the agent then tries /proc). */
+#define CWD_DEPTH 16
+#define CWD_MOUNT_HOPS 8
+#define PATH_MASK (SLUICE_SEC_PATH_LEN - 1)
+
+/* Where a cwd-relative path is put together: twice a path, so any write at an offset below one path fits. */
+struct path_scratch {
+	char buf[2 * SLUICE_SEC_PATH_LEN];
+};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct path_scratch);
+} security_path_scratch SEC(".maps");
+
+/*
+ * Makes e->path, relative to the cwd, absolute as the process sees it: the
+ * cwd's names walked up to the process's root (a container's own root), mount
+ * boundaries crossed. Leaves it as it is when the cwd is deeper than
+ * CWD_DEPTH, crosses more than CWD_MOUNT_HOPS mounts, or the result is longer
+ * than a path. Only relative opens pay for this; most opens name absolute paths.
+ */
+static __always_inline void resolve_cwd(struct task_struct *task, struct sec_open *e)
+{
+	const unsigned char *names[CWD_DEPTH];
+	__u32 zero = 0;
+	struct path_scratch *scratch = bpf_map_lookup_elem(&security_path_scratch, &zero);
+	struct fs_struct *fs = BPF_CORE_READ(task, fs);
+	struct dentry *root = BPF_CORE_READ(fs, root.dentry);
+	struct vfsmount *root_mnt = BPF_CORE_READ(fs, root.mnt);
+	struct dentry *d = BPF_CORE_READ(fs, pwd.dentry);
+	struct vfsmount *vmnt = BPF_CORE_READ(fs, pwd.mnt);
+	__u64 mnt_off = bpf_core_field_offset(struct mount, mnt);
+	int n = 0, hops = 0, done = 0;
+	__u32 off = 0;
+	long r;
+
+	if (!scratch)
+		return;
+	for (int i = 0; i < CWD_DEPTH + CWD_MOUNT_HOPS; i++) {
+		struct dentry *parent;
+
+		if (d == root && vmnt == root_mnt) {
+			done = 1;
+			break;
+		}
+		if (d == BPF_CORE_READ(vmnt, mnt_root)) {
+			/* The top of this mount: go on from where it is mounted. */
+			struct mount *m = (struct mount *)((void *)vmnt - mnt_off);
+			struct mount *up = BPF_CORE_READ(m, mnt_parent);
+
+			if (up == m || ++hops > CWD_MOUNT_HOPS)
+				break;
+			d = BPF_CORE_READ(m, mnt_mountpoint);
+			vmnt = (struct vfsmount *)((void *)up + mnt_off);
+			continue;
+		}
+		parent = BPF_CORE_READ(d, d_parent);
+		if (parent == d) {
+			done = 1;
+			break;
+		}
+		if (n >= CWD_DEPTH)
+			break;
+		names[n++] = BPF_CORE_READ(d, d_name.name);
+		d = parent;
+	}
+	if (!done)
+		return;
+	for (int i = CWD_DEPTH - 1; i >= 0; i--) {
+		if (i >= n)
+			continue;
+		scratch->buf[off & PATH_MASK] = '/';
+		off++;
+		r = bpf_probe_read_kernel_str(&scratch->buf[off & PATH_MASK], SLUICE_SEC_PATH_LEN, names[i]);
+		if (r <= 0)
+			return;
+		off += r - 1;
+		if (off >= SLUICE_SEC_PATH_LEN)
+			return;
+	}
+	scratch->buf[off & PATH_MASK] = '/';
+	off++;
+	r = bpf_probe_read_kernel_str(&scratch->buf[off & PATH_MASK], SLUICE_SEC_PATH_LEN, e->path);
+	if (r <= 0 || off + r > SLUICE_SEC_PATH_LEN)
+		return;
+	off += r - 1;
+	bpf_probe_read_kernel(e->path, sizeof(e->path), scratch->buf);
+	e->path_len = off;
+	e->h.flags |= SLUICE_SEC_F_CWD_RESOLVED;
+}
+
 static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __u32 event_flags)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -394,6 +512,8 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	e->flags = flags;
 	n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
 	e->path_len = n > 0 ? n - 1 : 0;
+	if (dfd == AT_FDCWD && n > 1 && e->path[0] != '/')
+		resolve_cwd(task, e);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 

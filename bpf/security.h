@@ -55,6 +55,8 @@ enum sluice_sec_event_flag {
 	SLUICE_SEC_F_ARGS_CUT = 4,
 	/* open: the syscall was openat2 (flags from its struct open_how). */
 	SLUICE_SEC_F_OPENAT2 = 8,
+	/* open: a path relative to the cwd, made absolute by the program (the cwd as the process sees it). */
+	SLUICE_SEC_F_CWD_RESOLVED = 16,
 };
 
 /* security_config.flags: what is reported of host processes besides exec, exit and setuid. */

@@ -24,7 +24,7 @@ export const SEC_EVENTS_BURST = 20000;
 export const SecEventType = { EXEC: 1, EXIT: 2, OPEN: 3, SETUID: 4, CONNECT: 5 } as const;
 
 /** enum sluice_sec_event_flag: sec_header.flags. */
-export const SecEventFlag = { KILLED: 1, DENIED: 2, ARGS_CUT: 4, OPENAT2: 8 } as const;
+export const SecEventFlag = { KILLED: 1, DENIED: 2, ARGS_CUT: 4, OPENAT2: 8, CWD_RESOLVED: 16 } as const;
 
 /** enum sluice_sec_config_flag: security_config.flags. */
 export const SecConfigFlag = { HOST_OPENS: 1, HOST_CONNECTS: 2 } as const;

@@ -106,10 +106,14 @@ describe('events', () => {
     await run(['cat', '/etc/shadow'], NS.a);
     expect(await waitFor((e) => e.type === 'openat' && e.file?.path === '/etc/shadow' && e.proc.name === 'cat')).toMatchObject({ pod: { name: 'a' }, file: { flags: expect.any(Number) } });
     expect(events.find((e) => e.file?.path === '/etc/shadow')!.file!.flagNames[0]).toBe('O_RDONLY');
-    // The process is still there when the agent reads it, so its cwd makes the path absolute.
-    await run(['perl', '-e', 'chdir "/etc"; open(F, ">>", "sens-nonexistent-dir/x"); open(G, "<", "shadow"); sleep 1'], NS.b);
+    // The program makes it absolute from the cwd; no sleep: the process is gone before the agent could ask /proc.
+    await run(['perl', '-e', 'chdir "/etc"; open(F, ">>", "sens-nonexistent-dir/x"); open(G, "<", "shadow")'], NS.b);
     const rel = await waitFor((e) => e.type === 'openat' && e.proc.name === 'perl' && e.file!.path.endsWith('shadow'));
     expect(rel).toMatchObject({ pod: { name: 'b' }, file: { path: '/etc/shadow' } });
+    // From a cwd some levels deep (kept as the process wrote it, '..' and all), and across a mount (/proc).
+    await run(['sh', '-c', `mkdir -p ${dir}/d1/d2 && cd ${dir}/d1/d2 && cat ../../sens-rel 2>/dev/null; cd /proc/sys/kernel && cat hostname`], NS.a);
+    expect(await waitFor((e) => e.type === 'openat' && e.proc.name === 'cat' && e.file!.path.endsWith('sens-rel'))).toMatchObject({ file: { path: `${dir}/d1/d2/../../sens-rel` } });
+    expect(await waitFor((e) => e.type === 'openat' && e.proc.name === 'cat' && e.file!.path.endsWith('/hostname'))).toMatchObject({ file: { path: '/proc/sys/kernel/hostname' } });
     const w = events.find((e) => e.proc.name === 'perl' && e.file?.path.endsWith('sens-nonexistent-dir/x'));
     expect(w?.file?.flagNames).toEqual(expect.arrayContaining(['O_WRONLY', 'O_CREAT', 'O_APPEND']));
   });

@@ -1,9 +1,10 @@
 /**
  * Turns a decoded kernel record (datapath/security-abi.ts) into the
  * contract's SecurityEvent: the pod by netns inode, the host by the agent's
- * own netns inode, the process's binary and arguments from its exec, a
- * relative path made absolute from the process's cwd or directory fd while
- * the process is still there to ask (else kept as given).
+ * own netns inode, the process's binary and arguments from its exec. The
+ * programs make a cwd-relative open absolute; a path relative to another
+ * directory fd (or a cwd too deep for them) is made absolute here from /proc
+ * while the process is still there to ask, else kept as given.
  */
 import { isAbsolute, join } from 'node:path';
 import { readlinkSync } from 'node:fs';
