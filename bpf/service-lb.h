@@ -56,11 +56,12 @@ struct lb_service_value {
 	__u16 flags;
 };
 
+/* A backend is an address, a port and a protocol: TCP and UDP on one port are two backends, counted apart. */
 struct lb_backend {
 	__u8 addr[16];
 	__u16 port;	/* network order */
 	__u8 family;
-	__u8 pad;
+	__u8 protocol;
 };
 
 /* Reverse translation of a socket's traffic from a backend: (socket, backend) → the frontend it asked for. */

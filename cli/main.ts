@@ -32,6 +32,8 @@ const USAGE = `usage: sluice <command>
                        address pools, their use, and every allocation with its pod
   tcp-health [-o json] [--socket P]
                        TCP health per pod: retransmits, connections opened/closed/reset/failed, RTT
+  service list [-o json] [--socket P]
+                       Service frontends of the socket load balancer, their backends, state and new flows
   ui [--address HOST:PORT] [--window S]
                        a live service map in the browser: pods, flows by verdict, rates, errors, latency
   local ...            a local cluster of network-namespace pods (see 'sluice local --help')
@@ -181,6 +183,10 @@ async function main(argv: string[]): Promise<number> {
     case 'tcp-health': {
       const { tcpHealthCommand } = await import('./tcp-health.ts');
       return tcpHealthCommand(rest);
+    }
+    case 'service': {
+      const { serviceCommand } = await import('./service.ts');
+      return serviceCommand(rest);
     }
     case 'ui': {
       const { uiCommand } = await import('./ui.ts');

@@ -20,7 +20,7 @@ export const LbFamily = { V4: 4, V6: 6 } as const;
 
 export const LB_SERVICE_KEY: StructLayout = { name: 'lb_service_key', size: 24, members: { addr: 0, port: 16, protocol: 18, family: 19, slot: 20, pad: 22 } };
 export const LB_SERVICE_VALUE: StructLayout = { name: 'lb_service_value', size: 8, members: { backend_id: 0, count: 4, flags: 6 } };
-export const LB_BACKEND: StructLayout = { name: 'lb_backend', size: 20, members: { addr: 0, port: 16, family: 18, pad: 19 } };
+export const LB_BACKEND: StructLayout = { name: 'lb_backend', size: 20, members: { addr: 0, port: 16, family: 18, protocol: 19 } };
 export const LB_REVNAT_KEY: StructLayout = { name: 'lb_revnat_key', size: 32, members: { cookie: 0, addr: 8, port: 24, family: 26, pad: 27 } };
 export const LB_REVNAT_VALUE: StructLayout = { name: 'lb_revnat_value', size: 20, members: { addr: 0, port: 16, family: 18, pad: 19 } };
 /** lb_backends' and lb_backend_flows' key: a backend id (__u32); lb_backend_flows' value: __u64 per CPU. */
@@ -61,9 +61,7 @@ export function encodeServiceKey(frontend: LbAddress & { protocol: LbProtocol },
 /** A decoded lb_services key. */
 export function decodeServiceKey(key: Buffer): LbAddress & { protocol: LbProtocol | number; slot: number } {
   const m = LB_SERVICE_KEY.members;
-  const number = key.readUInt8(m.protocol!);
-  const protocol = number === Protocol.TCP ? 'TCP' : number === Protocol.UDP ? 'UDP' : number;
-  return { address: readAddr(key, m.addr!, key.readUInt8(m.family!)), port: key.readUInt16BE(m.port!), protocol, slot: key.readUInt16LE(m.slot!) };
+  return { address: readAddr(key, m.addr!, key.readUInt8(m.family!)), port: key.readUInt16BE(m.port!), protocol: protocolOf(key.readUInt8(m.protocol!)), slot: key.readUInt16LE(m.slot!) };
 }
 
 /** Slot 0's value: the number of backend slots. */
@@ -93,18 +91,23 @@ export function encodeBackendId(id: number): Buffer {
 }
 
 /** An lb_backends value. */
-export function encodeBackend(backend: LbAddress): Buffer {
+export function encodeBackend(backend: LbAddress & { protocol: LbProtocol }): Buffer {
   const m = LB_BACKEND.members;
   const v = Buffer.alloc(LB_BACKEND.size);
   v.writeUInt8(writeAddr(v, m.addr!, backend.address), m.family!);
   v.writeUInt16BE(backend.port, m.port!);
+  v.writeUInt8(PROTOCOL_NUMBERS[backend.protocol], m.protocol!);
   return v;
 }
 
 /** A decoded lb_backends value. */
-export function decodeBackend(v: Buffer): LbAddress {
+export function decodeBackend(v: Buffer): LbAddress & { protocol: LbProtocol | number } {
   const m = LB_BACKEND.members;
-  return { address: readAddr(v, m.addr!, v.readUInt8(m.family!)), port: v.readUInt16BE(m.port!) };
+  return { address: readAddr(v, m.addr!, v.readUInt8(m.family!)), port: v.readUInt16BE(m.port!), protocol: protocolOf(v.readUInt8(m.protocol!)) };
+}
+
+function protocolOf(number: number): LbProtocol | number {
+  return number === Protocol.TCP ? 'TCP' : number === Protocol.UDP ? 'UDP' : number;
 }
 
 /** A decoded lb_revnat entry: a socket, the backend it reached and the frontend it asked for. */

@@ -150,7 +150,7 @@ describe('encoding', () => {
   it('slot values and backends round-trip', () => {
     expect(decodeServiceValue(encodeServiceHead(7))).toEqual({ backendId: 0, count: 7 });
     expect(decodeServiceValue(encodeServiceSlot(65535))).toEqual({ backendId: 65535, count: 0 });
-    expect(decodeBackend(encodeBackend({ address: '10.244.0.2', port: 8080 }))).toEqual({ address: '10.244.0.2', port: 8080 });
-    expect(decodeBackend(encodeBackend({ address: 'fd00:244::2', port: 65535 }))).toEqual({ address: 'fd00:244::2', port: 65535 });
+    expect(decodeBackend(encodeBackend({ address: '10.244.0.2', port: 8080, protocol: 'TCP' }))).toEqual({ address: '10.244.0.2', port: 8080, protocol: 'TCP' });
+    expect(decodeBackend(encodeBackend({ address: 'fd00:244::2', port: 65535, protocol: 'UDP' }))).toEqual({ address: 'fd00:244::2', port: 65535, protocol: 'UDP' });
   });
 });

@@ -71,9 +71,11 @@ describe('service map sync', () => {
       frontend('10.96.0.10', 80, [['10.244.0.2', 8080], ['10.244.0.3', 8080], ['10.244.0.4', 8080, false]]),
       frontend('10.96.0.11', 53, [], 'UDP'),
       frontend('10.96.0.12', 9, [['10.244.0.2', 9]], 'SCTP'),
+      frontend('10.96.0.10', 80, [['10.244.0.2', 8080]], 'UDP'),
     ]);
-    expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.2:8080', '10.244.0.3:8080'], '10.96.0.11:53/UDP': [] });
-    expect(stats).toMatchObject({ frontends: 2, backends: 2, failed: [] });
+    expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.2:8080', '10.244.0.3:8080'], '10.96.0.10:80/UDP': ['10.244.0.2:8080'], '10.96.0.11:53/UDP': [] });
+    // TCP and UDP on one address and port are two backends, their new flows counted apart.
+    expect(stats).toMatchObject({ frontends: 3, backends: 3, failed: [] });
   });
 
   it('costs per change, not per cluster: one backend more in one of 1,000 Services writes its backend, a slot and a count', () => {
@@ -122,7 +124,8 @@ describe('service map sync', () => {
     new ServiceMapSync(m).apply(table);
     const again = new ServiceMapSync(m);
     expect(again.apply(table)).toMatchObject({ written: 0, deleted: 0 });
-    expect(again.backendId('10.244.0.3', 80)).toBeGreaterThan(0);
+    expect(again.backendId('10.244.0.3', 80, 'TCP')).toBeGreaterThan(0);
+    expect(again.backendId('10.244.0.3', 80, 'UDP')).toBeUndefined();
     expect(picks(m)['fd00:96::a:53/UDP']).toEqual(['fd00:244::2:5353']);
   });
 

@@ -61,7 +61,7 @@ interface FrontendState {
   headKnown: boolean;
 }
 
-const backendKey = (address: string, port: number) => `${address}|${port}`;
+const backendKey = (address: string, port: number, protocol: string | number) => `${address}|${port}|${protocol}`;
 const frontendKey = (f: { address: string; port: number; protocol: string }) => `${f.address}|${f.port}|${f.protocol}`;
 
 /** The load balancer's maps kept equal to a service table. */
@@ -83,7 +83,7 @@ export class ServiceMapSync {
       const value = this.maps.lb_backends.lookup(key);
       if (!value) continue;
       const b = decodeBackend(value);
-      this.backendIds.set(backendKey(b.address, b.port), key.readUInt32LE(0));
+      this.backendIds.set(backendKey(b.address, b.port, b.protocol), key.readUInt32LE(0));
     }
     const slots = new Map<string, Map<number, number>>();
     for (const key of this.maps.lb_services.keys()) {
@@ -130,10 +130,14 @@ export class ServiceMapSync {
     };
 
     // The desired frontends and their ready backends (the socket hooks see TCP and UDP only).
-    const desired = new Map<string, { frontend: FrontendState['frontend']; backends: { address: string; port: number }[] }>();
+    const desired = new Map<string, { frontend: FrontendState['frontend']; backends: { address: string; port: number; protocol: LbProtocol }[] }>();
     for (const f of table) {
       if (f.protocol !== 'TCP' && f.protocol !== 'UDP') continue;
-      const backends = f.backends.filter((b) => b.ready && !b.terminating).slice(0, LB_MAX_SLOTS_PER_SERVICE);
+      const protocol = f.protocol;
+      const backends = f.backends
+        .filter((b) => b.ready && !b.terminating)
+        .slice(0, LB_MAX_SLOTS_PER_SERVICE)
+        .map((b) => ({ address: b.address, port: b.port, protocol }));
       desired.set(frontendKey(f), { frontend: { address: f.address, port: f.port, protocol: f.protocol }, backends });
     }
 
@@ -141,7 +145,7 @@ export class ServiceMapSync {
     const wantedBackends = new Set<string>();
     for (const { backends } of desired.values()) {
       for (const b of backends) {
-        const bk = backendKey(b.address, b.port);
+        const bk = backendKey(b.address, b.port, b.protocol);
         wantedBackends.add(bk);
         if (this.backendIds.has(bk)) continue;
         const id = this.freeId();
@@ -157,7 +161,7 @@ export class ServiceMapSync {
 
     // 2. Frontends: slots, then the count, then slots past the count.
     for (const [fk, want] of desired) {
-      const ids = want.backends.map((b) => this.backendIds.get(backendKey(b.address, b.port))).filter((id): id is number => id !== undefined);
+      const ids = want.backends.map((b) => this.backendIds.get(backendKey(b.address, b.port, b.protocol))).filter((id): id is number => id !== undefined);
       const state = this.frontends.get(fk);
       const old = state?.slots ?? [];
       const next = arrangeSlots(old, ids);
@@ -192,8 +196,8 @@ export class ServiceMapSync {
   }
 
   /** The id of a backend, or undefined when it has no slot. */
-  backendId(address: string, port: number): number | undefined {
-    return this.backendIds.get(backendKey(address, port));
+  backendId(address: string, port: number, protocol: LbProtocol): number | undefined {
+    return this.backendIds.get(backendKey(address, port, protocol));
   }
 
   private freeId(): number {

@@ -1,0 +1,135 @@
+/**
+ * The agent's Services part: loads the socket load balancer (or adopts it),
+ * keeps its maps equal to the service table built from the datastore, and
+ * reports it for GET /v1/services. startServices takes everything it needs;
+ * agent/main.ts calls sync() after each policy sync (which follows every
+ * datastore change) and on the Kubernetes datastore's service events.
+ */
+import type { Datastore } from '../datastore/datastore.ts';
+import type { KubeObject } from '../datastore/local.ts';
+import { loadServiceLb, type LoadServiceLbOptions, type ServiceLb } from '../../datapath/service-lb-loader.ts';
+import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
+import { serviceTable, type ServiceFrontend, type ServiceInputs } from './table.ts';
+import { ServiceMapSync, type LbSyncStats } from './sync.ts';
+import { errorMessage } from '../../lib/errors.ts';
+import type { ServicesResponse } from '../../contract/services.ts';
+
+/** A datastore that keeps Services apart from the objects policy reads (KubernetesDatastore). */
+interface ServiceWatchingDatastore {
+  serviceObjects(): { services: KubeObject[]; endpoints: KubeObject[]; endpointSlices: KubeObject[] };
+  onServicesChange(listener: () => void): void;
+}
+
+function watchesServices(d: object): d is ServiceWatchingDatastore {
+  return typeof (d as Partial<ServiceWatchingDatastore>).serviceObjects === 'function';
+}
+
+/**
+ * What the table is built from: a Kubernetes datastore's Services, Endpoints
+ * and EndpointSlices; else (the local directory) its Services, with endpoints
+ * derived from its pods.
+ */
+export function serviceInputsOf(datastore: Datastore): ServiceInputs {
+  if (watchesServices(datastore)) return datastore.serviceObjects();
+  const objects = datastore.objects();
+  return { services: objects.services ?? [], pods: objects.pods };
+}
+
+/** What startServices needs. */
+export interface StartServicesOptions {
+  /** --socket-lb: false loads nothing and reports the load balancer off. */
+  enabled: boolean;
+  /** <bpf-dir>/service-lb, the object's bytes, the cgroup v2 root (null: none mounted). */
+  pinDir: string;
+  objectBytes: () => Buffer;
+  cgroupRoot: string | null;
+  datastore: Datastore;
+  log: (msg: string) => void;
+  /** For tests: the loader (default loadServiceLb). */
+  load?: (options: LoadServiceLbOptions) => ServiceLb;
+}
+
+/** The running Services part. */
+export interface Services {
+  /** Rebuilds the table from the datastore and writes what changed; never throws (failures go to report()). */
+  sync(): LbSyncStats | null;
+  /** The body of GET /v1/services. */
+  report(): ServicesResponse;
+  /** Closes the map fds; the pinned programs keep serving Services while the agent is away. */
+  close(): void;
+}
+
+/**
+ * Loads (or adopts) the load balancer and syncs it once; a Kubernetes
+ * datastore's service events sync it again. Never throws: a load balancer
+ * that cannot load is reported off with the reason (policy and pods go on).
+ */
+export function startServices(options: StartServicesOptions): Services {
+  let lb: ServiceLb | null = null;
+  let sync: ServiceMapSync | null = null;
+  let reason: string | undefined = options.enabled ? undefined : '--socket-lb off';
+  let table: ServiceFrontend[] = [];
+  let syncError: string | null = null;
+  if (options.enabled && options.cgroupRoot === null) reason = 'no cgroup v2 hierarchy is mounted';
+  else if (options.enabled) {
+    try {
+      lb = (options.load ?? loadServiceLb)({ pinDir: options.pinDir, objectBytes: options.objectBytes(), cgroupRoot: options.cgroupRoot! });
+      sync = new ServiceMapSync(lb.maps);
+      options.log(`socket load balancer ${lb.adopted ? 'adopted' : 'loaded'} at ${options.cgroupRoot}${lb.attached.length ? ` (attached ${lb.attached.join(', ')})` : ''}`);
+    } catch (err: unknown) {
+      reason = `load the socket load balancer: ${errorMessage(err)}`;
+      options.log(reason);
+    }
+  }
+
+  const services: Services = {
+    sync() {
+      if (!sync) return null;
+      try {
+        table = serviceTable(serviceInputsOf(options.datastore));
+        const stats = sync.apply(table);
+        syncError = stats.failed.length > 0 ? stats.failed.join('; ') : null;
+        if (stats.written + stats.deleted > 0) options.log(`services: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+        if (syncError) options.log(`services sync incomplete (retried on the next change): ${syncError}`);
+        return stats;
+      } catch (err: unknown) {
+        syncError = errorMessage(err);
+        options.log(`services sync failed: ${syncError}`);
+        return null;
+      }
+    },
+    report() {
+      const flows = (id: number | undefined) => (id === undefined || !lb ? 0 : sumBackendFlows(lb.maps.lb_backend_flows.lookupPerCpu(encodeBackendId(id))));
+      return {
+        enabled: sync !== null,
+        ...(reason ? { reason } : {}),
+        syncError,
+        frontends: table.map((f) => ({
+          namespace: f.namespace,
+          name: f.name,
+          portName: f.portName,
+          type: f.type,
+          address: f.address,
+          port: f.port,
+          protocol: f.protocol,
+          ...(f.nodePort ? { nodePort: f.nodePort } : {}),
+          sessionAffinity: f.sessionAffinity,
+          served: sync !== null && f.protocol !== 'SCTP',
+          backends: f.backends.map((b) => ({
+            address: b.address,
+            port: b.port,
+            state: b.terminating ? 'terminating' : b.ready ? 'ready' : 'not-ready',
+            ...(b.pod ? { pod: b.pod } : {}),
+            newFlows: b.ready && !b.terminating && f.protocol !== 'SCTP' ? flows(sync?.backendId(b.address, b.port, f.protocol)) : 0,
+          })),
+        })),
+      };
+    },
+    close() {
+      lb?.close();
+    },
+  };
+  if (watchesServices(options.datastore)) options.datastore.onServicesChange(() => services.sync());
+  services.sync();
+  return services;
+}
