@@ -12,6 +12,10 @@ import { applyManifests, deleteManifests } from './local/apply.ts';
 import { selfCommand } from './local/cluster.ts';
 import type { FlowRecord, FlowsResponse } from '../contract/flows.ts';
 import type { TcpHealthResponse } from '../contract/tcp-health.ts';
+import type { SecurityAlert } from '../contract/security.ts';
+import type { SecurityEventsResponse } from '../agent/api/security-routes.ts';
+import fs from 'node:fs';
+import path from 'node:path';
 import { localDown } from './local/down.ts';
 import { probe } from './local/probe.ts';
 import { createPod } from './local/pods.ts';
@@ -27,7 +31,17 @@ const DEMO = {
   stateDir: '/var/lib/sluice/demo-state',
   bpfDir: '/sys/fs/bpf/sluice-demo',
   podCIDR: '10.244.100.0/24',
+  rulesDir: '/var/lib/sluice/demo-security-rules',
 };
+
+/** The demo's own security rule: curl may not run in shop/client (it dies at exec). */
+const DEMO_RULES = `- rule: No curl in shop/client
+  desc: the demo's kill rule
+  condition: evt.type = execve and proc.name = curl and k8s.ns.name = shop and k8s.pod.name = client
+  output: "%proc.exepath killed in %k8s.ns.name/%k8s.pod.name (pid %proc.pid)"
+  priority: CRITICAL
+  action: kill
+`;
 
 type Counters = Record<string, { packets: number; bytes: number }>;
 
@@ -182,6 +196,35 @@ async function observeChapter(c: ClusterConfig): Promise<number> {
   return wrong;
 }
 
+/** Alerts of one rule the agent holds. */
+async function alertsOf(c: ClusterConfig, rule: string): Promise<SecurityAlert[]> {
+  const res = await agentRequest<SecurityEventsResponse>(c.socket, 'GET', `/v1/security/events?alerts=1&last=50&rule=${encodeURIComponent(rule)}`);
+  return res.items.flatMap((i) => (i.kind === 'alert' ? [i.alert] : []));
+}
+
+/** The runtime security chapter: a shell in a pod raises the shipped alert, and a kill rule stops curl in one pod, not on the host. */
+async function securityChapter(c: ClusterConfig): Promise<number> {
+  let wrong = 0;
+  say('Runtime security: what runs in each pod (sluice security events)');
+  await run('ip', ['netns', 'exec', 'demo-shop-web', 'sh', '-c', 'id -u >/dev/null']);
+  await run('sh', ['-c', 'true']);
+  await new Promise((r) => setTimeout(r, 500));
+  const shells = await alertsOf(c, 'Shell started in a pod');
+  for (const a of shells.slice(-2)) console.log(`  ${a.priority} ${a.rule}: ${a.output}`);
+  const hostShell = shells.some((a) => !a.event.pod);
+  console.log(`  a shell in shop/web: ${shells.length ? 'alert raised' : 'NO ALERT'}; the host's own shell: ${hostShell ? 'ALERT (unexpected)' : 'no alert (host processes are not pods)'}`);
+  if (!shells.length || hostShell) wrong++;
+
+  say('A kill rule: curl dies at exec in shop/client, before its first instruction; the host runs it');
+  const inPod = await run('ip', ['netns', 'exec', 'demo-shop-client', 'sh', '-c', 'curl --version >/dev/null; echo $?']).then((o) => o.trim(), () => 'failed');
+  const onHost = await run('sh', ['-c', 'curl --version >/dev/null; echo $?']).then((o) => o.trim(), () => 'failed');
+  console.log(`  shop/client: curl --version exits ${inPod}${inPod === '137' ? ' (SIGKILL from the exec hook)' : ''}; host: exits ${onHost}`);
+  if (inPod !== '137' || onHost !== '0') wrong++;
+  await new Promise((r) => setTimeout(r, 300));
+  for (const a of (await alertsOf(c, 'No curl in shop/client')).slice(-1)) console.log(`  ${a.priority} ${a.rule} [${a.action}]: ${a.output}`);
+  return wrong;
+}
+
 async function podIp(c: ClusterConfig, name: string): Promise<string> {
   const eps = await agentRequest<Endpoint[]>(c.socket, 'GET', '/v1/endpoints');
   return eps.find((e) => e.pod === name)!.ips[0]!;
@@ -192,7 +235,13 @@ export async function runDemo(argv: string[]): Promise<number> {
   const { values } = parseArgs({ args: argv, options: { keep: { type: 'boolean' } } });
   let failures = 0;
   say('Bringing up a local cluster: the agent loads and pins the eBPF datapath');
-  const c = await localUp({ dir: DEMO.dir, name: DEMO.name, socket: DEMO.socket, stateDir: DEMO.stateDir, bpfDir: DEMO.bpfDir, podCIDRs: [DEMO.podCIDR] });
+  // Runtime security on, with one rule of the demo's own besides the shipped ones (the security chapter).
+  fs.mkdirSync(DEMO.rulesDir, { recursive: true });
+  fs.writeFileSync(path.join(DEMO.rulesDir, 'demo.yaml'), DEMO_RULES);
+  const c = await localUp({
+    dir: DEMO.dir, name: DEMO.name, socket: DEMO.socket, stateDir: DEMO.stateDir, bpfDir: DEMO.bpfDir, podCIDRs: [DEMO.podCIDR],
+    agentArgs: [`--security-rules=${DEMO.rulesDir}`],
+  });
   try {
     console.log(`agent pid ${c.agentPid}, socket ${c.socket}, pins under ${c.bpfDir}`);
     say('Creating three pods: each is a network namespace wired by sluice-cni, run as a container runtime runs it');
@@ -242,6 +291,7 @@ export async function runDemo(argv: string[]): Promise<number> {
 
     failures += await policyChapter(c);
     failures += await observeChapter(c);
+    failures += await securityChapter(c);
     if (values.keep) {
       say(`The cluster stays up. Try: sluice local --dir ${DEMO.dir} get pods; remove it with: sluice local --dir ${DEMO.dir} down`);
       return failures ? 1 : 0;
@@ -252,6 +302,7 @@ export async function runDemo(argv: string[]): Promise<number> {
   }
   say('Tearing down: pods, veths, pins, agent and state are removed');
   for (const p of await localDown(DEMO.dir)) console.error(`warning: ${p}`);
+  fs.rmSync(DEMO.rulesDir, { recursive: true, force: true });
   console.log(failures ? `\n${failures} check(s) failed` : '\nAll checks passed.');
   return failures ? 1 : 0;
 }
