@@ -30,6 +30,7 @@ const UNIT = [
   'test/registration-check.test.ts',
   'test/security-rules.test.ts',
   'test/service-lb-abi.test.ts', // builds its own copy of the socket load-balancing object (clang, bpftool; no root)
+  'test/services-start.test.ts',
   'test/services-sync.test.ts',
   'test/services-table.test.ts',
   'test/security-abi.test.ts', // builds its own copy of the security object, like trace-abi (clang, bpftool; no root)
