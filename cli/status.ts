@@ -6,6 +6,7 @@
  */
 import { parseArgs } from 'node:util';
 import { agentRequest } from '../contract/client.ts';
+import type { SecurityResponse } from '../agent/api/security-routes.ts';
 import { DEFAULT_SOCKET, type StatusMapFill, type StatusResponse } from '../contract/api-types.ts';
 import type { MonitorEvent } from '../agent/monitor.ts';
 
@@ -20,6 +21,8 @@ export interface StatusDocument extends StatusResponse {
   counters: Counters;
   /** The latest drops and denials, newest last (at most what the agent keeps). */
   recentDrops: MonitorEvent[];
+  /** Runtime security (GET /v1/security); absent from an agent that predates it. */
+  security?: SecurityResponse;
 }
 
 /** Runs `sluice status`; returns the exit code. */
@@ -34,7 +37,10 @@ export async function statusCommand(argv: string[]): Promise<number> {
     agentRequest<Counters>(socket, 'GET', '/v1/counters'),
     agentRequest<MonitorEvent[]>(socket, 'GET', '/v1/monitor/drops').catch(() => []),
   ]);
-  const doc: StatusDocument = { ...status, counters, recentDrops };
+  const answer = await agentRequest<SecurityResponse>(socket, 'GET', '/v1/security').catch(() => undefined);
+  // An agent that predates it answers something else (or 404): no security line then.
+  const security = answer && typeof answer.enabled === 'boolean' && Array.isArray(answer.modes) ? answer : undefined;
+  const doc: StatusDocument = { ...status, counters, recentDrops, ...(security ? { security } : {}) };
   if (values.output === 'json') console.log(JSON.stringify(doc, null, 2));
   else for (const line of renderStatus(doc, Date.now())) console.log(line);
   // A readiness probe: 1 while the agent is not ready. --liveness: 0 whenever the agent answers.
@@ -60,6 +66,15 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
   row('endpoints', String(s.endpoints));
   row('pools', ...(s.pools.length ? s.pools.map((p) => `${p.cidr} ${p.used}/${p.size} used (${percent(p.used, p.size)})`) : ['(none)']));
   if (s.maps) row('maps', ...s.maps.map(mapLine));
+  if (s.security) {
+    const sec = s.security;
+    const hooks = sec.modes.map((m) => `${m.mode} ${m.available ? 'yes' : 'no'}`).join(', ');
+    row(
+      'security',
+      sec.enabled ? `on: ${sec.rules} rules${sec.errors.length ? `, ${sec.errors.length} NOT LOADED (sluice security status)` : ''}, ${sec.stats?.lost.total ?? 0} events lost` : `off: ${sec.reason}`,
+      ...(hooks ? [`hooks: ${hooks}`] : []),
+    );
+  }
   if (s.metrics) row('metrics', s.metrics.address ? `http://${s.metrics.address}/metrics${s.metrics.listening ? '' : ' (NOT listening: see the agent log)'}` : 'off');
   row('counters', ...Object.entries(s.counters).map(([name, v]) => `${name.padEnd(22)} ${String(v.packets).padStart(10)} pkts ${String(v.bytes).padStart(12)} bytes`));
   const drops = s.recentDrops.slice(-RECENT_DROPS_SHOWN);
