@@ -333,70 +333,6 @@ static __always_inline void *lookup_scoped(void *map, void *key, __u32 *netns_fi
 	return bpf_map_lookup_elem(map, key);
 }
 
-SEC("tp_btf/sched_process_exec")
-int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
-{
-	struct kill_key key = {};
-	struct sec_exec *e;
-	unsigned long arg_start, arg_end, len;
-	__u32 netns = netns_of(task);
-	int killed = 0;
-	long n;
-
-	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name)) > 0 &&
-	    lookup_scoped(&security_kill, &key, &key.netns, netns)) {
-		bpf_send_signal(SIGKILL);
-		count_stat(SLUICE_SEC_STAT_KILLED);
-		killed = 1;
-	}
-
-	e = reserve(sizeof(*e));
-	if (!e)
-		return 0;
-	fill_header(&e->h, SLUICE_SEC_EXEC, netns, task);
-	if (killed)
-		e->h.flags |= SLUICE_SEC_F_KILLED;
-	BPF_CORE_READ_STR_INTO(&e->pcomm, task, real_parent, comm);
-	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
-	e->filename_len = n > 0 ? n - 1 : 0;
-
-	arg_start = BPF_CORE_READ(task, mm, arg_start);
-	arg_end = BPF_CORE_READ(task, mm, arg_end);
-	len = arg_end > arg_start ? arg_end - arg_start : 0;
-	if (len > SLUICE_SEC_ARGS_LEN) {
-		len = SLUICE_SEC_ARGS_LEN;
-		e->h.flags |= SLUICE_SEC_F_ARGS_CUT;
-	}
-	/* Keeps the bound in the register the verifier checks. */
-	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(2 * SLUICE_SEC_ARGS_LEN - 1));
-	if (len > SLUICE_SEC_ARGS_LEN)
-		len = SLUICE_SEC_ARGS_LEN;
-	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) == 0)
-		e->args_len = len;
-	else
-		e->args_len = 0;
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-	return 0;
-}
-
-SEC("tp_btf/sched_process_exit")
-int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
-{
-	struct sec_exit *e;
-
-	if (!group_dead)
-		return 0;
-	e = reserve(sizeof(*e));
-	if (!e)
-		return 0;
-	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
-	e->exit_code = BPF_CORE_READ(task, exit_code);
-	e->reserved = 0;
-	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
-	return 0;
-}
-
-/* An open event, unless a host process's and the agent did not ask for those. */
 #define AT_FDCWD -100
 /* Directories walked up from a cwd, and mount boundaries crossed, before giving up (the agent then tries /proc). */
 #define CWD_DEPTH 16
@@ -416,13 +352,13 @@ struct {
 } security_path_scratch SEC(".maps");
 
 /*
- * Makes e->path, relative to the cwd, absolute as the process sees it: the
+ * Makes path, relative to the cwd, absolute as the process sees it: the
  * cwd's names walked up to the process's root (a container's own root), mount
  * boundaries crossed. Leaves it as it is when the cwd is deeper than
  * CWD_DEPTH, crosses more than CWD_MOUNT_HOPS mounts, or the result is longer
  * than a path. Only relative opens pay for this; most opens name absolute paths.
  */
-static __always_inline void resolve_cwd(struct task_struct *task, struct sec_open *e)
+static __always_inline void resolve_cwd(struct task_struct *task, char path[SLUICE_SEC_PATH_LEN], __u32 *path_len, __u32 *flags)
 {
 	const unsigned char *names[CWD_DEPTH];
 	__u32 zero = 0;
@@ -483,15 +419,81 @@ static __always_inline void resolve_cwd(struct task_struct *task, struct sec_ope
 	}
 	scratch->buf[off & PATH_MASK] = '/';
 	off++;
-	r = bpf_probe_read_kernel_str(&scratch->buf[off & PATH_MASK], SLUICE_SEC_PATH_LEN, e->path);
+	r = bpf_probe_read_kernel_str(&scratch->buf[off & PATH_MASK], SLUICE_SEC_PATH_LEN, path);
 	if (r <= 0 || off + r > SLUICE_SEC_PATH_LEN)
 		return;
 	off += r - 1;
-	bpf_probe_read_kernel(e->path, sizeof(e->path), scratch->buf);
-	e->path_len = off;
-	e->h.flags |= SLUICE_SEC_F_CWD_RESOLVED;
+	bpf_probe_read_kernel(path, SLUICE_SEC_PATH_LEN, scratch->buf);
+	*path_len = off;
+	*flags |= SLUICE_SEC_F_CWD_RESOLVED;
 }
 
+SEC("tp_btf/sched_process_exec")
+int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
+{
+	struct kill_key key = {};
+	struct sec_exec *e;
+	unsigned long arg_start, arg_end, len;
+	__u32 netns = netns_of(task);
+	int killed = 0;
+	long n;
+
+	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name)) > 0 &&
+	    lookup_scoped(&security_kill, &key, &key.netns, netns)) {
+		bpf_send_signal(SIGKILL);
+		count_stat(SLUICE_SEC_STAT_KILLED);
+		killed = 1;
+	}
+
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_EXEC, netns, task);
+	if (killed)
+		e->h.flags |= SLUICE_SEC_F_KILLED;
+	BPF_CORE_READ_STR_INTO(&e->pcomm, task, real_parent, comm);
+	n = bpf_probe_read_kernel_str(e->filename, sizeof(e->filename), BPF_CORE_READ(bprm, filename));
+	e->filename_len = n > 0 ? n - 1 : 0;
+	if (n > 1 && e->filename[0] != '/')
+		resolve_cwd(task, e->filename, &e->filename_len, &e->h.flags);
+
+	arg_start = BPF_CORE_READ(task, mm, arg_start);
+	arg_end = BPF_CORE_READ(task, mm, arg_end);
+	len = arg_end > arg_start ? arg_end - arg_start : 0;
+	if (len > SLUICE_SEC_ARGS_LEN) {
+		len = SLUICE_SEC_ARGS_LEN;
+		e->h.flags |= SLUICE_SEC_F_ARGS_CUT;
+	}
+	/* Keeps the bound in the register the verifier checks. */
+	asm volatile("%[len] &= %[mask]" : [len] "+r"(len) : [mask] "i"(2 * SLUICE_SEC_ARGS_LEN - 1));
+	if (len > SLUICE_SEC_ARGS_LEN)
+		len = SLUICE_SEC_ARGS_LEN;
+	if (len > 0 && bpf_probe_read_user(e->args, len, (const void *)arg_start) == 0)
+		e->args_len = len;
+	else
+		e->args_len = 0;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+SEC("tp_btf/sched_process_exit")
+int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
+{
+	struct sec_exit *e;
+
+	if (!group_dead)
+		return 0;
+	e = reserve(sizeof(*e));
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
+	e->exit_code = BPF_CORE_READ(task, exit_code);
+	e->reserved = 0;
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
+}
+
+/* An open event, unless a host process's and the agent did not ask for those. */
 static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __u32 event_flags)
 {
 	struct task_struct *task = bpf_get_current_task_btf();
@@ -513,7 +515,7 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	n = bpf_probe_read_user_str(e->path, sizeof(e->path), path);
 	e->path_len = n > 0 ? n - 1 : 0;
 	if (dfd == AT_FDCWD && n > 1 && e->path[0] != '/')
-		resolve_cwd(task, e);
+		resolve_cwd(task, e->path, &e->path_len, &e->h.flags);
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 

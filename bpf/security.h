@@ -55,7 +55,7 @@ enum sluice_sec_event_flag {
 	SLUICE_SEC_F_ARGS_CUT = 4,
 	/* open: the syscall was openat2 (flags from its struct open_how). */
 	SLUICE_SEC_F_OPENAT2 = 8,
-	/* open: a path relative to the cwd, made absolute by the program (the cwd as the process sees it). */
+	/* exec, open: a path relative to the cwd, made absolute by the program (the cwd as the process sees it). */
 	SLUICE_SEC_F_CWD_RESOLVED = 16,
 };
 
@@ -103,7 +103,7 @@ struct sec_exec {
 	/* Bytes of filename (NUL excluded) and of args used. */
 	__u32 filename_len;
 	__u32 args_len;
-	/* bprm->filename: the path execve() was given (relative ones as given). */
+	/* bprm->filename: the path execve() was given, a relative one made absolute (SLUICE_SEC_F_CWD_RESOLVED). */
 	char filename[SLUICE_SEC_PATH_LEN];
 	/* The new image's argv area, NUL-separated. */
 	char args[SLUICE_SEC_ARGS_LEN];

@@ -61,6 +61,7 @@ describe('buildEvent', () => {
   it('a path whose process is gone stays as given; flag names start with the access mode', () => {
     expect(absolutePath('etc/shadow', 99, -100, ctx.readlink!)).toBe('etc/shadow');
     expect(absolutePath('/etc/shadow', 42, -100, ctx.readlink!)).toBe('/etc/shadow');
+    expect(absolutePath('/tmp/./x/../../etc/shadow', 42, -100, ctx.readlink!)).toBe('/etc/shadow');
     expect(openFlagNames(0)).toEqual(['O_RDONLY']);
     expect(openFlagNames(0o1101)).toEqual(['O_WRONLY', 'O_CREAT', 'O_TRUNC']);
   });

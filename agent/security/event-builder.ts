@@ -6,7 +6,7 @@
  * directory fd (or a cwd too deep for them) is made absolute here from /proc
  * while the process is still there to ask, else kept as given.
  */
-import { isAbsolute, join } from 'node:path';
+import { isAbsolute, join, normalize } from 'node:path';
 import { readlinkSync } from 'node:fs';
 import type { SecurityEvent, SecurityEventType, SecurityPod } from '../../contract/security.ts';
 import type { SecRecord } from '../../datapath/security-abi.ts';
@@ -72,9 +72,14 @@ function evtType(r: SecRecord): SecurityEventType {
   }
 }
 
-/** A path as the process meant it: relative ones joined to its cwd (or dirfd) when it can still be read. */
+/**
+ * A path as the process meant it: relative ones joined to its cwd (or dirfd)
+ * when it can still be read; '.' and '..' taken out as Falco does (so that
+ * /tmp/../etc/shadow is /etc/shadow to the rules).
+ */
 export function absolutePath(path: string, pid: number, dfd: number, readlink: (p: string) => string): string {
-  if (isAbsolute(path) || path === '') return path;
+  if (path === '') return path;
+  if (isAbsolute(path)) return normalize(path);
   try {
     const base = readlink(dfd === AT_FDCWD ? `/proc/${pid}/cwd` : `/proc/${pid}/fd/${dfd}`);
     return join(base, path);
