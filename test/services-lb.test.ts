@@ -24,12 +24,14 @@ const CONNECTS = 40;
 const NAME_SERVER = `
 import socket, sys, threading
 name, port = sys.argv[1].encode(), int(sys.argv[2])
-u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('0.0.0.0', port))
+def dual(kind):
+    s = socket.socket(socket.AF_INET6, kind); s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(('::', port)); return s
+u = dual(socket.SOCK_DGRAM)
 def udp():
     while True:
         d, a = u.recvfrom(100); u.sendto(name, a)
 threading.Thread(target=udp, daemon=True).start()
-t = socket.socket(); t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); t.bind(('0.0.0.0', port)); t.listen(64)
+t = dual(socket.SOCK_STREAM); t.listen(64)
 print('ready', flush=True)
 while True:
     c, _ = t.accept(); c.sendall(name); c.close()
@@ -48,7 +50,7 @@ for i in range(n):
         s.close()
     except OSError as e:
         out['errors'].append('tcp ' + str(e))
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1)
+    u = socket.socket(socket.AF_INET6 if ':' in vip else socket.AF_INET, socket.SOCK_DGRAM); u.settimeout(1)
     try:
         u.sendto(b'?', (vip, 53)); d, a = u.recvfrom(100)
         out['udp'][d.decode()] += 1; out['sources'].append('%s:%d' % a[:2])
@@ -77,6 +79,8 @@ describe('ClusterIP Services by the socket load balancer', () => {
   const cluster = new TestCluster();
   const serviceCidr = `10.150.${parseInt(cluster.id.slice(0, 2), 16)}.0/24`;
   const emptyIP = serviceCidr.replace('.0/24', '.200');
+  const serviceCidr6 = `fd00:150:${cluster.id.slice(0, 4)}::/112`;
+  const vip6 = `fd00:150:${cluster.id.slice(0, 4)}::10`;
   let services: Services | null = null;
   let datastore: LocalDirDatastore;
   let netns: Record<string, string> = {};
@@ -91,7 +95,7 @@ describe('ClusterIP Services by the socket load balancer', () => {
   const inPod = async (pod: string, script: string, ...args: string[]) => JSON.parse(await must('ip', ['netns', 'exec', netns[pod]!, PYTHON, '-c', script, ...args]));
 
   beforeAll(async () => {
-    await cluster.up(`--agent-arg=--service-cidr=${serviceCidr}`);
+    await cluster.up('--pod-cidr', `fd00:151:${cluster.id.slice(0, 4)}::/120`, `--agent-arg=--service-cidr=${serviceCidr}`, `--agent-arg=--service-cidr=${serviceCidr6}`);
     await cluster.apply(`
 apiVersion: v1
 kind: Namespace
@@ -152,6 +156,16 @@ spec:
   clusterIP: ${emptyIP}
   selector: {app: nothing}
   ports: [{port: 80}]
+---
+apiVersion: v1
+kind: Service
+metadata: {namespace: sv, name: echo6}
+spec:
+  clusterIP: ${vip6}
+  selector: {app: echo}
+  ports:
+    - {name: name-tcp, port: 80, targetPort: 9000, protocol: TCP}
+    - {name: name-udp, port: 53, targetPort: 9000, protocol: UDP}
 `);
     netns = (await cluster.podAddresses()).netns;
     await Promise.all(
@@ -205,6 +219,15 @@ spec:
     const tcp = services!.report().frontends.find((f) => f.address === vip && f.port === 80)!;
     expect(tcp.backends.map((b) => b.state)).toEqual(['ready', 'ready']);
     expect(tcp.backends.reduce((sum, b) => sum + b.newFlows, 0)).toBe(CONNECTS);
+  });
+
+  it('does the same over IPv6: connect6, getpeername6, sendmsg6 and recvmsg6', async () => {
+    const out = await inPod('sv/client', CLIENT, vip6, '20');
+    expect(out.errors).toEqual([]);
+    expect(Object.keys(out.tcp).sort()).toEqual(['sv/b1', 'sv/b2']);
+    expect(Object.keys(out.udp).sort()).toEqual(['sv/b1', 'sv/b2']);
+    expect(out.peers).toEqual([`${vip6}:80`]);
+    expect(out.sources).toEqual([`${vip6}:53`]);
   });
 
   it('resolves a named targetPort to the pod container port (the echo server of `local serve`)', async () => {
