@@ -62,6 +62,9 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
                     when they change; implies --security on
   --flow-records N
                     flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}, about 1 KiB each)
+  --socket-lb on|off
+                    ClusterIP Services translated in connect/sendmsg/recvmsg/getpeername hooks on the cgroup v2
+                    root, for every socket of the node (default on; agent/services/)
   --service-cidr CIDR
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
@@ -125,6 +128,8 @@ export interface AgentFlags {
   security: boolean;
   securityRules: string[];
   serviceCIDRs: string[];
+  /** Socket-level load balancing of Services (--socket-lb). */
+  socketLb: boolean;
   /** The datapath's settings; 0 takes the datapath's default. */
   datapathConfig: DatapathConfig;
   ctSweepIntervalMs: number;
@@ -164,6 +169,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       'security-rules': { type: 'string', multiple: true },
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
+      'socket-lb': { type: 'string', default: 'on' },
       'ct-timeout-other-sec': { type: 'string' },
       'ct-max-per-endpoint': { type: 'string' },
       'ct-sweep-interval-ms': { type: 'string' },
@@ -182,6 +188,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
   }
   if (values['tcp-health'] !== 'on' && values['tcp-health'] !== 'off') throw new Error(`--tcp-health '${values['tcp-health']}' must be on or off`);
   if (values.l7 !== 'on' && values.l7 !== 'off') throw new Error(`--l7 '${values.l7}' must be on or off`);
+  if (values['socket-lb'] !== 'on' && values['socket-lb'] !== 'off') throw new Error(`--socket-lb '${values['socket-lb']}' must be on or off`);
   if (values.security !== undefined && values.security !== 'on' && values.security !== 'off') throw new Error(`--security '${values.security}' must be on or off`);
   if (values.security === 'off' && values['security-rules']) throw new Error('--security off contradicts --security-rules');
   const routing = values.routing as RoutingMode;
@@ -213,6 +220,7 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     security: values.security === 'on' || (values['security-rules'] ?? []).length > 0,
     securityRules: values['security-rules'] ?? [],
     serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
+    socketLb: values['socket-lb'] === 'on',
     datapathConfig: {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
       ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
