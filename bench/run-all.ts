@@ -32,6 +32,7 @@ const BENCHES: { name: string; file: string; short: string[]; full: string[] }[]
   { name: 'cni-vs-bridge', file: 'cni-vs-bridge.ts', short: ['--pods', '50', '--parallel', '8', '--rounds', '1'], full: ['--pods', '50', '--parallel', '8', '--rounds', '3'] },
   { name: 'agent-resources', file: 'agent-resources.ts', short: ['--pods', '50,100', '--idle-seconds', '5'], full: ['--pods', '100,500', '--idle-seconds', '20'] },
   { name: 'tcp-health-overhead', file: 'tcp-health-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
+  { name: 'security-overhead', file: 'security-overhead.ts', short: ['--rounds', '4', '--execs', '1000'], full: ['--rounds', '8', '--execs', '3000'] },
   { name: 'observability-overhead', file: 'observability-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
 ];
 
