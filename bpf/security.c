@@ -30,7 +30,8 @@
  *
  * Cost: a process's netns inode is three dependent loads; an open of a host
  * process stops there unless the agent asked for host opens. Events share one
- * ring buffer behind a per-CPU token bucket; every event dropped is counted
+ * ring buffer behind per-CPU token buckets, one for opens and one for the
+ * rest (an open flood must not hide an exec); every event dropped is counted
  * in security_stats. Records are submitted without a wakeup (BPF_RB_NO_WAKEUP):
  * the agent polls on a timer, and a wakeup per event is most of an event's cost.
  */
@@ -162,8 +163,8 @@ struct sec_rate {
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, 1);
-	__type(key, __u32);
+	__uint(max_entries, SLUICE_SEC_BUCKET_MAX);
+	__type(key, __u32); /* enum sluice_sec_bucket */
 	__type(value, struct sec_rate);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } security_rate SEC(".maps");
@@ -223,6 +224,7 @@ const volatile enum sluice_sec_event_flag sluice_sec_flag_btf_anchor = SLUICE_SE
 const volatile enum sluice_sec_config_flag sluice_sec_config_btf_anchor = SLUICE_SEC_CFG_HOST_OPENS;
 const volatile enum sluice_sec_connect_mode sluice_sec_mode_btf_anchor = SLUICE_SEC_CONNECT_DENY;
 const volatile enum sluice_sec_stat sluice_sec_stat_btf_anchor = SLUICE_SEC_STAT_MAX;
+const volatile enum sluice_sec_bucket sluice_sec_bucket_btf_anchor = SLUICE_SEC_BUCKET_MAX;
 /* And the records, only ever reached through ring buffer pointers (a pointer alone leaves only a forward declaration). */
 struct sec_records_btf_anchor {
 	struct sec_exec exec;
@@ -241,11 +243,10 @@ static __always_inline void count_stat(__u32 stat)
 		*n += 1;
 }
 
-/* Takes one token from this CPU's bucket; false (counted as lost) when spent. */
-static __always_inline int event_allowed(void)
+/* Takes one token from this CPU's bucket of that kind; false (counted as lost) when spent. */
+static __always_inline int event_allowed(__u32 bucket)
 {
-	__u32 zero = 0;
-	struct sec_rate *rate = bpf_map_lookup_elem(&security_rate, &zero);
+	struct sec_rate *rate = bpf_map_lookup_elem(&security_rate, &bucket);
 	__u64 now = bpf_ktime_get_ns();
 	__u64 refill;
 
@@ -270,12 +271,12 @@ static __always_inline int event_allowed(void)
 	return 1;
 }
 
-/* A record of `size` bytes in the ring buffer, or NULL (counted) when over budget or full. */
-static __always_inline void *reserve(__u64 size)
+/* A record of `size` bytes in the ring buffer, or NULL (counted) when its bucket is spent or the ring full. */
+static __always_inline void *reserve(__u64 size, __u32 bucket)
 {
 	void *e;
 
-	if (!event_allowed())
+	if (!event_allowed(bucket))
 		return NULL;
 	e = bpf_ringbuf_reserve(&security_events, size, 0);
 	if (!e)
@@ -445,7 +446,7 @@ int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binpr
 		killed = 1;
 	}
 
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
 	if (!e)
 		return 0;
 	fill_header(&e->h, SLUICE_SEC_EXEC, netns, task);
@@ -483,7 +484,7 @@ int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
 
 	if (!group_dead)
 		return 0;
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
 	if (!e)
 		return 0;
 	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
@@ -505,7 +506,7 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	/* Until the agent has said which netns is the host's (host_netns 0), no opens: they would be the host's. */
 	if (!c || c->host_netns == 0 || (c->host_netns == netns && !(c->flags & SLUICE_SEC_CFG_HOST_OPENS)))
 		return;
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_FILES);
 	if (!e)
 		return;
 	fill_header(&e->h, SLUICE_SEC_OPEN, netns, task);
@@ -575,7 +576,7 @@ int sec_setuid_exit(struct sys_exit_ctx *ctx)
 	euid = BPF_CORE_READ(task, cred, euid.val);
 	if (!((before.uid != 0 && uid == 0) || (before.euid != 0 && euid == 0)))
 		return 0;
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
 	if (!e)
 		return 0;
 	fill_header(&e->h, SLUICE_SEC_SETUID, netns_of(task), task);
@@ -637,7 +638,7 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 		return 1;
 	if (host && !deny && !(c && c->host_netns != 0 && (c->flags & SLUICE_SEC_CFG_HOST_CONNECTS)))
 		return 1;
-	e = reserve(sizeof(*e));
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
 	if (!e)
 		return !deny;
 	fill_header(&e->h, SLUICE_SEC_CONNECT, netns, task);

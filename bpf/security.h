@@ -31,7 +31,7 @@ enum sluice_security_limits {
 	/* Threads inside a setuid-family syscall at once (their uids before it). */
 	SLUICE_SEC_MAX_PENDING_SETUID = 8192,
 	SLUICE_SEC_RINGBUF_BYTES = 8 << 20,
-	/* Per-CPU event budget: a token bucket, refilled at this rate up to the burst. */
+	/* Per-CPU event budget of each bucket (enum sluice_sec_bucket): a token bucket, refilled at this rate up to the burst. */
 	SLUICE_SEC_EVENTS_PER_SEC = 20000,
 	SLUICE_SEC_EVENTS_BURST = 20000,
 };
@@ -63,6 +63,18 @@ enum sluice_sec_event_flag {
 enum sluice_sec_config_flag {
 	SLUICE_SEC_CFG_HOST_OPENS = 1,
 	SLUICE_SEC_CFG_HOST_CONNECTS = 2,
+};
+
+/*
+ * Indexes of the per-CPU array security_rate: each kind of event spends its
+ * own budget, so that a flood of opens (cheap to cause) cannot hide an exec.
+ */
+enum sluice_sec_bucket {
+	/* exec, exit, setuid, connect. */
+	SLUICE_SEC_BUCKET_PROCESS,
+	/* open, openat2. */
+	SLUICE_SEC_BUCKET_FILES,
+	SLUICE_SEC_BUCKET_MAX,
 };
 
 /* Indexes of the per-CPU array security_stats. */

@@ -32,6 +32,11 @@ export const SecConfigFlag = { HOST_OPENS: 1, HOST_CONNECTS: 2 } as const;
 /** enum sluice_sec_connect_mode: connect_rule.mode. */
 export const SecConnectMode = { ALLOW_ONLY: 1, DENY: 2 } as const;
 
+/** enum sluice_sec_bucket: indexes of security_rate, one budget per kind of event. */
+export const SecBucket = { PROCESS: 0, FILES: 1 } as const;
+/** SLUICE_SEC_BUCKET_MAX. */
+export const SEC_BUCKET_MAX = 2;
+
 /** enum sluice_sec_stat: indexes of security_stats. */
 export const SecStat = { LOST_BUDGET: 0, LOST_RINGBUF: 1, LOST_SETUID: 2, KILLED: 3, DENIED: 4 } as const;
 /** SLUICE_SEC_STAT_MAX. */

@@ -26,9 +26,11 @@ import {
   SEC_PATH_LEN,
   SEC_RINGBUF_BYTES,
   SEC_SETUID,
+  SEC_BUCKET_MAX,
   SEC_STAT_MAX,
   SEC_STAT_VALUE_SIZE,
   SEC_U32_KEY_SIZE,
+  SecBucket,
   SecConfigFlag,
   SecConnectMode,
   SecEventFlag,
@@ -145,6 +147,7 @@ describe('security-abi.ts mirrors bpf/security.h', () => {
     expect(enumFromBtf('sluice_sec_config_flag')).toEqual(prefixed('SLUICE_SEC_CFG_', SecConfigFlag));
     expect(enumFromBtf('sluice_sec_connect_mode')).toEqual(prefixed('SLUICE_SEC_CONNECT_', SecConnectMode));
     expect(enumFromBtf('sluice_sec_stat')).toEqual({ ...prefixed('SLUICE_SEC_STAT_', SecStat), SLUICE_SEC_STAT_MAX: SEC_STAT_MAX });
+    expect(enumFromBtf('sluice_sec_bucket')).toEqual({ ...prefixed('SLUICE_SEC_BUCKET_', SecBucket), SLUICE_SEC_BUCKET_MAX: SEC_BUCKET_MAX });
   });
 
   it('the maps have the key and value sizes and capacities the agent opens them with', () => {
@@ -162,6 +165,7 @@ describe('security-abi.ts mirrors bpf/security.h', () => {
     expect(sizeOfType(stats, 'value')).toBe(SEC_STAT_VALUE_SIZE);
     expect(uintOf(stats, 'max_entries')).toBe(SEC_STAT_MAX);
     expect(uintOf(mapDefinition('security_events'), 'max_entries')).toBe(SEC_RINGBUF_BYTES);
+    expect(uintOf(mapDefinition('security_rate'), 'max_entries')).toBe(SEC_BUCKET_MAX);
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {
