@@ -4,6 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { absolutePath, buildEvent, openFlagNames, type EventContext } from '../agent/security/event-builder.ts';
 import { connectMapEntries, killMapEntries, mergeConnectEntries } from '../agent/security/enforcement.ts';
 import { PodIndex } from '../agent/security/pod-index.ts';
+import { ProcessTable } from '../agent/security/process-table.ts';
+import { seesHostPids } from '../agent/security/sensor.ts';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { decodeConnectRule, decodeKillKey, type SecHeader, type SecRecord } from '../datapath/security-abi.ts';
 
 const POD_INODE = 4026532100;
@@ -129,5 +134,22 @@ describe('PodIndex', () => {
     expect(logs[0]).toMatch(/ns\/b .*unattributed/);
     expect(index.track([])).toBe(true);
     expect(index.pod(13)).toBeUndefined();
+  });
+});
+
+describe('outside the host pid namespace', () => {
+  it('NSpid with one pid is the host namespace; with more, /proc is not asked', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'sens-logic-'));
+    try {
+      writeFileSync(join(dir, 'host'), 'Name:\tnode\nNSpid:\t4242\n');
+      writeFileSync(join(dir, 'pod'), 'Name:\tnode\nNSpid:\t4242\t1\n');
+      expect(seesHostPids(join(dir, 'host'))).toBe(true);
+      expect(seesHostPids(join(dir, 'pod'))).toBe(false);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // This process is in /proc: a table told not to look must not find it there.
+    expect(new ProcessTable({ procfs: null }).get(process.pid)).toBeNull();
+    expect(new ProcessTable().get(process.pid)).toMatchObject({ exepath: expect.stringMatching(/node/) });
   });
 });

@@ -19,9 +19,13 @@ export class ProcessTable {
   private readonly max: number;
   private readonly procfs: string;
 
-  constructor(opts: { max?: number; procfs?: string } = {}) {
+  private readonly useProc: boolean;
+
+  /** procfs null: never look in /proc (its pids are not the kernel's, e.g. in a pod without hostPID). */
+  constructor(opts: { max?: number; procfs?: string | null } = {}) {
     this.max = opts.max ?? MAX_PROCESSES;
     this.procfs = opts.procfs ?? '/proc';
+    this.useProc = opts.procfs !== null;
   }
 
   /** Records a process's new image (an exec replaces what was there). */
@@ -34,7 +38,7 @@ export class ProcessTable {
   /** What is known of pid: from its exec, else from /proc (then remembered); null when gone and never seen. */
   get(pid: number): ProcessInfo | null {
     const known = this.byPid.get(pid);
-    if (known) return known;
+    if (known || !this.useProc) return known ?? null;
     try {
       const exepath = readlinkSync(`${this.procfs}/${pid}/exe`);
       const args = readFileSync(`${this.procfs}/${pid}/cmdline`, 'utf8').split('\0');

@@ -12,7 +12,7 @@
  * with what the rules compile to (again after track(): entries of pods
  * that had not registered yet are written then), stop() last.
  */
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import type { Endpoint } from '../../contract/api-types.ts';
 import type { SecurityEvent } from '../../contract/security.ts';
 import { closeFd, objGet } from '../../datapath/libbpf.ts';
@@ -26,6 +26,17 @@ import { PodIndex } from './pod-index.ts';
 import { ProcessTable } from './process-table.ts';
 
 const POLL_INTERVAL_MS = 100;
+
+/**
+ * Whether this process sees the host's pids in /proc: the programs report
+ * pids as the host's pid namespace numbers them, so in a pod without
+ * hostPID, /proc/<pid> would be some other process (NSpid lists one pid per
+ * nested namespace; one means the host's).
+ */
+export function seesHostPids(status = '/proc/self/status'): boolean {
+  const nspid = /^NSpid:\s+(.*)$/m.exec(readFileSync(status, 'utf8'));
+  return nspid !== null && nspid[1]!.trim().split(/\s+/).length === 1;
+}
 
 /** What the sensor counted: records received, records it could not decode, events the kernel dropped. */
 export interface SecuritySensorStats {
@@ -47,15 +58,23 @@ export interface SecuritySensorOptions {
   /** Also report the host's opens / connects (off: only pods', the host's execs, exits and setuid calls). */
   hostOpens?: boolean;
   hostConnects?: boolean;
+  /** Whether /proc shows the host's pids; default: seesHostPids(). */
+  hostPids?: boolean;
   /** Swappable in tests: netns path → inode. */
   inodeOf?: (path: string) => number;
   pollIntervalMs?: number;
 }
 
+function noProc(): never {
+  throw new Error('no host /proc');
+}
+
 export class SecuritySensor {
   private readonly opts: SecuritySensorOptions;
   private readonly pods: PodIndex;
-  private readonly processes = new ProcessTable();
+  private readonly processes: ProcessTable;
+  /** False in a pod without hostPID: no /proc lookups (binary of a process not seen at exec, paths relative to a dirfd). */
+  private readonly procUsable: boolean;
   private readonly listeners = new Set<(e: SecurityEvent) => void>();
   private readonly bootOffsetMs = Date.now() - Number(process.hrtime.bigint() / 1_000_000n);
   private reader: RingBufferReader | null = null;
@@ -71,6 +90,9 @@ export class SecuritySensor {
     this.opts = opts;
     this.pods = new PodIndex({ inodeOf: opts.inodeOf, log: opts.log });
     this.hostNetns = opts.hostNetns ?? statSync('/proc/self/ns/net').ino;
+    this.procUsable = opts.hostPids ?? seesHostPids();
+    this.processes = new ProcessTable({ procfs: this.procUsable ? '/proc' : null });
+    if (!this.procUsable) opts.log('security sensor: not in the host pid namespace (no hostPID): processes running before it started show no binary, paths relative to a directory fd stay relative');
   }
 
   /** Tells the programs which netns is the host's, opens the ring buffer and polls it. Throws BpfError. */
@@ -170,6 +192,7 @@ export class SecuritySensor {
         labels: this.opts.labels,
         process: (pid) => this.processes.get(pid),
         bootOffsetMs: this.bootOffsetMs,
+        ...(this.procUsable ? {} : { readlink: noProc }),
       });
       if (built.exec) this.processes.exec(r.h.pid, built.exec);
       if (r.kind === 'exit') this.processes.exit(r.h.pid);
