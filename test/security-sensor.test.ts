@@ -71,11 +71,19 @@ beforeAll(() => {
 }, 60_000);
 
 afterAll(() => {
-  sensor?.stop();
-  security?.close();
-  removeSecurity(pinDir, true);
-  for (const ns of Object.values(NS)) execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' });
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  // Each step on its own: a setup that failed half-way leaves some of these undone.
+  const attempt = (step: () => void) => {
+    try {
+      step();
+    } catch (err: unknown) {
+      console.log(`cleanup: ${String(err)}`);
+    }
+  };
+  attempt(() => sensor?.stop());
+  attempt(() => security?.close());
+  attempt(() => removeSecurity(pinDir, true));
+  for (const ns of Object.values(NS)) if (existsSync(`/var/run/netns/${ns}`)) attempt(() => execFileSync('ip', ['netns', 'del', ns], { stdio: 'ignore' }));
+  if (dir) attempt(() => rmSync(dir, { recursive: true, force: true }));
 });
 
 beforeEach(() => {
