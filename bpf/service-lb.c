@@ -53,6 +53,14 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_revnat SEC(".maps");
 
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_LB_MAX_AFFINITY);
+	__type(key, struct lb_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_affinity SEC(".maps");
+
 /* New connections (TCP connects, UDP connects and sends) per backend id, per CPU. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -65,6 +73,9 @@ struct {
 /* Put the enums in the BTF, where test/service-lb-abi.test.ts reads them (an enum only used in constants leaves no trace). */
 const volatile enum sluice_lb_limits sluice_lb_limits_btf_anchor = SLUICE_LB_MAX_BACKENDS;
 const volatile enum sluice_lb_family sluice_lb_family_btf_anchor = SLUICE_LB_FAMILY_V4;
+const volatile enum sluice_lb_service_flags sluice_lb_service_flags_btf_anchor = SLUICE_LB_F_AFFINITY;
+
+#define NSEC_PER_SEC 1000000000ULL
 
 /* An address as the maps hold it: the family and 16 bytes (IPv4 in the first 4). */
 struct lb_addr {
@@ -137,9 +148,12 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int v6)
 	struct lb_service_value *svc, *slot;
 	struct lb_revnat_key rkey = {};
 	struct lb_revnat_value rval = {};
-	struct lb_backend *backend;
+	struct lb_affinity_key akey = {};
+	struct lb_affinity_value aval = {}, *aff = NULL;
+	struct lb_backend *backend = NULL;
 	struct lb_addr a;
-	__u32 id;
+	__u64 now = 0;
+	__u32 id = 0;
 	__u64 *flows;
 	__u16 port = (__u16)ctx->user_port;
 
@@ -158,14 +172,35 @@ static __always_inline int translate(struct bpf_sock_addr *ctx, int v6)
 		bpf_set_retval(-ECONNREFUSED);
 		return 0;
 	}
-	key.slot = (bpf_get_prandom_u32() % svc->count) + 1;
-	slot = bpf_map_lookup_elem(&lb_services, &key);
-	if (!slot)
-		return 1;
-	id = slot->backend_id;
-	backend = bpf_map_lookup_elem(&lb_backends, &id);
-	if (!backend)
-		return 1;
+	if (svc->flags & SLUICE_LB_F_AFFINITY) {
+		now = bpf_ktime_get_ns();
+		akey.netns_cookie = bpf_get_netns_cookie(ctx);
+		__builtin_memcpy(akey.addr, key.addr, sizeof(akey.addr));
+		akey.port = key.port;
+		akey.protocol = key.protocol;
+		akey.family = key.family;
+		aff = bpf_map_lookup_elem(&lb_affinity, &akey);
+		/* A remembered backend that is gone (its id freed) is chosen again; see sync.ts for ids. */
+		if (aff && now - aff->last_used_ns < (__u64)svc->affinity_timeout_sec * NSEC_PER_SEC) {
+			id = aff->backend_id;
+			backend = bpf_map_lookup_elem(&lb_backends, &id);
+		}
+	}
+	if (!backend) {
+		key.slot = (bpf_get_prandom_u32() % svc->count) + 1;
+		slot = bpf_map_lookup_elem(&lb_services, &key);
+		if (!slot)
+			return 1;
+		id = slot->backend_id;
+		backend = bpf_map_lookup_elem(&lb_backends, &id);
+		if (!backend)
+			return 1;
+	}
+	if (now) {
+		aval.last_used_ns = now;
+		aval.backend_id = id;
+		bpf_map_update_elem(&lb_affinity, &akey, &aval, BPF_ANY);
+	}
 	if (write_addr(ctx, v6, a.mapped, backend->addr, backend->family, backend->port) < 0)
 		return 1;
 	rkey.cookie = bpf_get_socket_cookie(ctx);

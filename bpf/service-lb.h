@@ -31,6 +31,16 @@ enum sluice_lb_limits {
 	SLUICE_LB_MAX_REVNAT = 262144,
 	/* Backend slots one frontend may have. */
 	SLUICE_LB_MAX_SLOTS_PER_SERVICE = 4096,
+	/* (client, frontend) pairs remembered for sessionAffinity: ClientIP (LRU). */
+	SLUICE_LB_MAX_AFFINITY = 65536,
+};
+
+/* lb_service_value.flags of slot 0. */
+enum sluice_lb_service_flags {
+	/* sessionAffinity: ClientIP: a client keeps its backend for affinity_timeout_sec after its last new flow.
+	 * The client is its network namespace (a pod; the host's processes are one client), as the socket
+	 * hooks cannot know the source address a connect will get. */
+	SLUICE_LB_F_AFFINITY = 1,
 };
 
 enum sluice_lb_family {
@@ -53,7 +63,26 @@ struct lb_service_value {
 	__u32 backend_id;
 	/* Slot 0: the number of backend slots. */
 	__u16 count;
+	/* Slot 0: enum sluice_lb_service_flags. */
 	__u16 flags;
+	/* Slot 0 with SLUICE_LB_F_AFFINITY: how long a client keeps its backend. */
+	__u32 affinity_timeout_sec;
+};
+
+/* sessionAffinity: ClientIP, per client network namespace and frontend. */
+struct lb_affinity_key {
+	__u64 netns_cookie;	/* bpf_get_netns_cookie() */
+	__u8 addr[16];		/* the frontend */
+	__u16 port;
+	__u8 protocol;
+	__u8 family;
+	__u32 pad;
+};
+
+struct lb_affinity_value {
+	__u64 last_used_ns;	/* bpf_ktime_get_ns() of the client's last new flow to it */
+	__u32 backend_id;
+	__u32 pad;
 };
 
 /* A backend is an address, a port and a protocol: TCP and UDP on one port are two backends, counted apart. */

@@ -14,12 +14,18 @@ export const LB_MAX_SERVICE_SLOTS = 65536;
 export const LB_MAX_BACKENDS = 65536;
 export const LB_MAX_REVNAT = 262144;
 export const LB_MAX_SLOTS_PER_SERVICE = 4096;
+export const LB_MAX_AFFINITY = 65536;
+
+/** enum sluice_lb_service_flags (slot 0's flags). */
+export const LbServiceFlags = { AFFINITY: 1 } as const;
 
 /** enum sluice_lb_family. */
 export const LbFamily = { V4: 4, V6: 6 } as const;
 
 export const LB_SERVICE_KEY: StructLayout = { name: 'lb_service_key', size: 24, members: { addr: 0, port: 16, protocol: 18, family: 19, slot: 20, pad: 22 } };
-export const LB_SERVICE_VALUE: StructLayout = { name: 'lb_service_value', size: 8, members: { backend_id: 0, count: 4, flags: 6 } };
+export const LB_SERVICE_VALUE: StructLayout = { name: 'lb_service_value', size: 12, members: { backend_id: 0, count: 4, flags: 6, affinity_timeout_sec: 8 } };
+export const LB_AFFINITY_KEY: StructLayout = { name: 'lb_affinity_key', size: 32, members: { netns_cookie: 0, addr: 8, port: 24, protocol: 26, family: 27, pad: 28 } };
+export const LB_AFFINITY_VALUE: StructLayout = { name: 'lb_affinity_value', size: 16, members: { last_used_ns: 0, backend_id: 8, pad: 12 } };
 export const LB_BACKEND: StructLayout = { name: 'lb_backend', size: 20, members: { addr: 0, port: 16, family: 18, protocol: 19 } };
 export const LB_REVNAT_KEY: StructLayout = { name: 'lb_revnat_key', size: 32, members: { cookie: 0, addr: 8, port: 24, family: 26, pad: 27 } };
 export const LB_REVNAT_VALUE: StructLayout = { name: 'lb_revnat_value', size: 20, members: { addr: 0, port: 16, family: 18, pad: 19 } };
@@ -64,10 +70,15 @@ export function decodeServiceKey(key: Buffer): LbAddress & { protocol: LbProtoco
   return { address: readAddr(key, m.addr!, key.readUInt8(m.family!)), port: key.readUInt16BE(m.port!), protocol: protocolOf(key.readUInt8(m.protocol!)), slot: key.readUInt16LE(m.slot!) };
 }
 
-/** Slot 0's value: the number of backend slots. */
-export function encodeServiceHead(count: number): Buffer {
+/** Slot 0's value: the number of backend slots, and with a timeout, sessionAffinity: ClientIP. */
+export function encodeServiceHead(count: number, affinityTimeoutSec?: number): Buffer {
+  const m = LB_SERVICE_VALUE.members;
   const v = Buffer.alloc(LB_SERVICE_VALUE.size);
-  v.writeUInt16LE(count, LB_SERVICE_VALUE.members.count!);
+  v.writeUInt16LE(count, m.count!);
+  if (affinityTimeoutSec !== undefined) {
+    v.writeUInt16LE(LbServiceFlags.AFFINITY, m.flags!);
+    v.writeUInt32LE(affinityTimeoutSec, m.affinity_timeout_sec!);
+  }
   return v;
 }
 
@@ -78,9 +89,16 @@ export function encodeServiceSlot(backendId: number): Buffer {
   return v;
 }
 
-/** A decoded lb_services value. */
-export function decodeServiceValue(v: Buffer): { backendId: number; count: number } {
-  return { backendId: v.readUInt32LE(LB_SERVICE_VALUE.members.backend_id!), count: v.readUInt16LE(LB_SERVICE_VALUE.members.count!) };
+/** A decoded lb_services value (affinityTimeoutSec: 0 without affinity). */
+export function decodeServiceValue(v: Buffer): { backendId: number; count: number; affinityTimeoutSec: number } {
+  const m = LB_SERVICE_VALUE.members;
+  const affinity = (v.readUInt16LE(m.flags!) & LbServiceFlags.AFFINITY) !== 0;
+  return { backendId: v.readUInt32LE(m.backend_id!), count: v.readUInt16LE(m.count!), affinityTimeoutSec: affinity ? v.readUInt32LE(m.affinity_timeout_sec!) : 0 };
+}
+
+/** The backend id an lb_affinity value holds. */
+export function decodeAffinityBackend(v: Buffer): number {
+  return v.readUInt32LE(LB_AFFINITY_VALUE.members.backend_id!);
 }
 
 /** An lb_backends key (and lb_backend_flows index). */

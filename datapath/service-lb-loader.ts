@@ -15,7 +15,7 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import sea from 'node:sea';
-import { LB_BACKEND, LB_BACKEND_ID_SIZE, LB_FLOWS_VALUE_SIZE, LB_REVNAT_KEY, LB_REVNAT_VALUE, LB_SERVICE_KEY, LB_SERVICE_VALUE } from './service-lb-abi.ts';
+import { LB_AFFINITY_KEY, LB_AFFINITY_VALUE, LB_BACKEND, LB_BACKEND_ID_SIZE, LB_FLOWS_VALUE_SIZE, LB_REVNAT_KEY, LB_REVNAT_VALUE, LB_SERVICE_KEY, LB_SERVICE_VALUE } from './service-lb-abi.ts';
 import { BpfMap } from './bpf-map.ts';
 import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
 
@@ -48,6 +48,7 @@ const MAP_SPECS = {
   lb_backends: { keySize: LB_BACKEND_ID_SIZE, valueSize: LB_BACKEND.size, perCpu: false },
   lb_revnat: { keySize: LB_REVNAT_KEY.size, valueSize: LB_REVNAT_VALUE.size, perCpu: false },
   lb_backend_flows: { keySize: LB_BACKEND_ID_SIZE, valueSize: LB_FLOWS_VALUE_SIZE, perCpu: true },
+  lb_affinity: { keySize: LB_AFFINITY_KEY.size, valueSize: LB_AFFINITY_VALUE.size, perCpu: false },
 } satisfies Record<string, { keySize: number; valueSize: number; perCpu: boolean }>;
 
 /** The load balancer's maps, open in this process. */

@@ -5,9 +5,12 @@ import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SERVICE_LB_OBJECT, withMakefileBuild } from './support/bpf-build.ts';
 import {
+  LB_AFFINITY_KEY,
+  LB_AFFINITY_VALUE,
   LB_BACKEND,
   LB_BACKEND_ID_SIZE,
   LB_FLOWS_VALUE_SIZE,
+  LB_MAX_AFFINITY,
   LB_MAX_BACKENDS,
   LB_MAX_REVNAT,
   LB_MAX_SERVICE_SLOTS,
@@ -17,6 +20,7 @@ import {
   LB_SERVICE_KEY,
   LB_SERVICE_VALUE,
   LbFamily,
+  LbServiceFlags,
   decodeBackend,
   decodeServiceKey,
   decodeServiceValue,
@@ -100,7 +104,7 @@ function sizeOfType(def: Record<string, BtfType>, field: string): number {
 }
 
 describe('service-lb-abi.ts mirrors bpf/service-lb.h', () => {
-  for (const mirror of [LB_SERVICE_KEY, LB_SERVICE_VALUE, LB_BACKEND, LB_REVNAT_KEY, LB_REVNAT_VALUE]) {
+  for (const mirror of [LB_SERVICE_KEY, LB_SERVICE_VALUE, LB_BACKEND, LB_REVNAT_KEY, LB_REVNAT_VALUE, LB_AFFINITY_KEY, LB_AFFINITY_VALUE]) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
       const actual = layoutFromBtf(mirror.name);
       expect(mirror.size, `sizeof(struct ${mirror.name})`).toBe(actual.size);
@@ -115,7 +119,9 @@ describe('service-lb-abi.ts mirrors bpf/service-lb.h', () => {
       SLUICE_LB_MAX_BACKENDS: LB_MAX_BACKENDS,
       SLUICE_LB_MAX_REVNAT: LB_MAX_REVNAT,
       SLUICE_LB_MAX_SLOTS_PER_SERVICE: LB_MAX_SLOTS_PER_SERVICE,
+      SLUICE_LB_MAX_AFFINITY: LB_MAX_AFFINITY,
     });
+    expect(enumFromBtf('sluice_lb_service_flags')).toEqual({ SLUICE_LB_F_AFFINITY: LbServiceFlags.AFFINITY });
     expect(enumFromBtf('sluice_lb_family')).toEqual({ SLUICE_LB_FAMILY_V4: LbFamily.V4, SLUICE_LB_FAMILY_V6: LbFamily.V6 });
   });
 
@@ -130,6 +136,7 @@ describe('service-lb-abi.ts mirrors bpf/service-lb.h', () => {
     expectMap('lb_backends', LB_BACKEND_ID_SIZE, LB_BACKEND.size, LB_MAX_BACKENDS);
     expectMap('lb_revnat', LB_REVNAT_KEY.size, LB_REVNAT_VALUE.size, LB_MAX_REVNAT);
     expectMap('lb_backend_flows', LB_BACKEND_ID_SIZE, LB_FLOWS_VALUE_SIZE, LB_MAX_BACKENDS);
+    expectMap('lb_affinity', LB_AFFINITY_KEY.size, LB_AFFINITY_VALUE.size, LB_MAX_AFFINITY);
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {
@@ -148,8 +155,9 @@ describe('encoding', () => {
   });
 
   it('slot values and backends round-trip', () => {
-    expect(decodeServiceValue(encodeServiceHead(7))).toEqual({ backendId: 0, count: 7 });
-    expect(decodeServiceValue(encodeServiceSlot(65535))).toEqual({ backendId: 65535, count: 0 });
+    expect(decodeServiceValue(encodeServiceHead(7))).toEqual({ backendId: 0, count: 7, affinityTimeoutSec: 0 });
+    expect(decodeServiceValue(encodeServiceHead(2, 10_800))).toEqual({ backendId: 0, count: 2, affinityTimeoutSec: 10_800 });
+    expect(decodeServiceValue(encodeServiceSlot(65535))).toEqual({ backendId: 65535, count: 0, affinityTimeoutSec: 0 });
     expect(decodeBackend(encodeBackend({ address: '10.244.0.2', port: 8080, protocol: 'TCP' }))).toEqual({ address: '10.244.0.2', port: 8080, protocol: 'TCP' });
     expect(decodeBackend(encodeBackend({ address: 'fd00:244::2', port: 65535, protocol: 'UDP' }))).toEqual({ address: 'fd00:244::2', port: 65535, protocol: 'UDP' });
   });

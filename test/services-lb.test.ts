@@ -85,6 +85,7 @@ describe('ClusterIP Services by the socket load balancer', () => {
   let datastore: LocalDirDatastore;
   let netns: Record<string, string> = {};
   let vip = '';
+  let stickyVip = '';
 
   /** What `sluice local apply` just stored, into the maps (what the agent does after its policy sync). */
   const sync = () => {
@@ -159,6 +160,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {namespace: sv, name: sticky}
+spec:
+  selector: {app: echo}
+  sessionAffinity: ClientIP
+  ports: [{name: name-tcp, port: 80, targetPort: 9000}, {name: name-udp, port: 53, targetPort: 9000, protocol: UDP}]
+---
+apiVersion: v1
+kind: Service
 metadata: {namespace: sv, name: echo6}
 spec:
   clusterIP: ${vip6}
@@ -201,7 +210,9 @@ spec:
     const list = JSON.parse((await cluster.local('get', 'services', '-o', 'json')).stdout) as { items: { metadata: { name: string }; spec: { clusterIP: string; ports: { port: number; targetPort: unknown }[] } }[] };
     const byName = Object.fromEntries(list.items.map((s) => [s.metadata.name, s.spec]));
     vip = byName.echo!.clusterIP;
+    stickyVip = byName.sticky!.clusterIP;
     expect(vip).toBe(serviceCidr.replace('.0/24', '.1'));
+    expect(stickyVip).toBe(serviceCidr.replace('.0/24', '.2'));
     expect(byName.empty!.clusterIP).toBe(emptyIP);
     expect(byName.echo!.ports.map((p) => p.targetPort)).toEqual([9000, 9000, 'echo']);
   });
@@ -228,6 +239,14 @@ spec:
     expect(Object.keys(out.udp).sort()).toEqual(['sv/b1', 'sv/b2']);
     expect(out.peers).toEqual([`${vip6}:80`]);
     expect(out.sources).toEqual([`${vip6}:53`]);
+  });
+
+  it('keeps a client on one backend with sessionAffinity: ClientIP', async () => {
+    const out = await inPod('sv/client', CLIENT, stickyVip, '20');
+    expect(out.errors).toEqual([]);
+    expect(Object.values(out.tcp)).toEqual([20]);
+    // Per Service port, as kube-proxy keeps it: the UDP port may stick to the other backend.
+    expect(Object.values(out.udp)).toEqual([20]);
   });
 
   it('resolves a named targetPort to the pod container port (the echo server of `local serve`)', async () => {

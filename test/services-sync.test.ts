@@ -145,6 +145,42 @@ describe('service map sync', () => {
   });
 });
 
+describe('session affinity', () => {
+  it('writes ClientIP affinity and its timeout into slot 0; a change of either rewrites slot 0 only', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m);
+    const f = frontend('10.96.0.10', 80, [['10.244.0.2', 80]]);
+    sync.apply([{ ...f, sessionAffinity: 'ClientIP', affinityTimeoutSec: 60 }]);
+    const head = () => decodeServiceValue(m.lb_services.lookup(m.lb_services.keys().find((k) => k.readUInt16LE(20) === 0)!)!);
+    expect(head()).toMatchObject({ count: 1, affinityTimeoutSec: 60 });
+    expect(sync.apply([{ ...f, sessionAffinity: 'ClientIP', affinityTimeoutSec: 30 }])).toMatchObject({ written: 1, deleted: 0 });
+    expect(head().affinityTimeoutSec).toBe(30);
+    expect(sync.apply([f])).toMatchObject({ written: 1, deleted: 0 });
+    expect(head().affinityTimeoutSec).toBe(0);
+    // Adopted as it is: nothing to write.
+    expect(new ServiceMapSync(m).apply([f])).toMatchObject({ written: 0, deleted: 0 });
+  });
+
+  it('forgets the clients of a backend that leaves, so none is kept on it nor sent to a reuse of its id', () => {
+    const m = { ...maps(), lb_affinity: new FakeMap('affinity') };
+    const sync = new ServiceMapSync(m);
+    const f = (backends: [string, number][]) => ({ ...frontend('10.96.0.10', 80, backends), sessionAffinity: 'ClientIP' as const });
+    sync.apply([f([['10.244.0.2', 80], ['10.244.0.3', 80]])]);
+    const entry = (cookie: number, backendId: number) => {
+      const key = Buffer.alloc(32);
+      key.writeBigUInt64LE(BigInt(cookie));
+      const value = Buffer.alloc(16);
+      value.writeUInt32LE(backendId, 8);
+      m.lb_affinity.update(key, value);
+    };
+    const gone = sync.backendId('10.244.0.3', 80, 'TCP')!;
+    entry(1, sync.backendId('10.244.0.2', 80, 'TCP')!);
+    entry(2, gone);
+    sync.apply([f([['10.244.0.2', 80]])]);
+    expect(m.lb_affinity.keys().map((k) => Number(k.readBigUInt64LE(0)))).toEqual([1]);
+  });
+});
+
 describe('slot arrangement', () => {
   it('keeps backends in their slots, fills holes with new ones, then from the end', () => {
     expect(arrangeSlots([1, 2, 3], [1, 2, 3])).toEqual([1, 2, 3]);

@@ -14,6 +14,7 @@
 import {
   LB_MAX_BACKENDS,
   LB_MAX_SLOTS_PER_SERVICE,
+  decodeAffinityBackend,
   decodeBackend,
   decodeServiceKey,
   decodeServiceValue,
@@ -35,11 +36,17 @@ export interface LbMap {
   keys(): Buffer[];
 }
 
-/** The maps the sync writes. lb_backend_flows is per CPU: a fresh id's counts are cleared. */
+/**
+ * The maps the sync writes. lb_backend_flows is per CPU: a fresh id's counts
+ * are cleared. lb_affinity loses the entries naming a backend a frontend no
+ * longer has (or an id freed), so no client is kept on a backend that left
+ * its Service, nor sent to whatever backend reuses the id.
+ */
 export interface LbSyncMaps {
   lb_services: LbMap;
   lb_backends: LbMap;
   lb_backend_flows?: { update(key: Buffer, value: Buffer): void };
+  lb_affinity?: LbMap;
 }
 
 /** What one sync did. */
@@ -59,6 +66,8 @@ interface FrontendState {
   slots: number[];
   /** False when slot 0 may not hold slots.length (a failed write): rewrite it. */
   headKnown: boolean;
+  /** ClientIP affinity timeout; 0: none. */
+  affinitySec: number;
 }
 
 const backendKey = (address: string, port: number, protocol: string | number) => `${address}|${port}|${protocol}`;
@@ -93,8 +102,10 @@ export class ServiceMapSync {
       if (k.protocol !== 'TCP' && k.protocol !== 'UDP') continue;
       const fk = frontendKey({ address: k.address, port: k.port, protocol: k.protocol });
       if (k.slot === 0) {
-        const state = this.frontends.get(fk) ?? { frontend: { address: k.address, port: k.port, protocol: k.protocol }, slots: [], headKnown: true };
-        state.slots.length = decodeServiceValue(value).count;
+        const head = decodeServiceValue(value);
+        const state = this.frontends.get(fk) ?? { frontend: { address: k.address, port: k.port, protocol: k.protocol }, slots: [], headKnown: true, affinitySec: 0 };
+        state.slots.length = head.count;
+        state.affinitySec = head.affinityTimeoutSec;
         this.frontends.set(fk, state);
       } else {
         slots.set(fk, (slots.get(fk) ?? new Map()).set(k.slot, decodeServiceValue(value).backendId));
@@ -130,7 +141,7 @@ export class ServiceMapSync {
     };
 
     // The desired frontends and their ready backends (the socket hooks see TCP and UDP only).
-    const desired = new Map<string, { frontend: FrontendState['frontend']; backends: { address: string; port: number; protocol: LbProtocol }[] }>();
+    const desired = new Map<string, { frontend: FrontendState['frontend']; affinitySec: number; backends: { address: string; port: number; protocol: LbProtocol }[] }>();
     for (const f of table) {
       if (f.protocol !== 'TCP' && f.protocol !== 'UDP') continue;
       const protocol = f.protocol;
@@ -138,7 +149,8 @@ export class ServiceMapSync {
         .filter((b) => b.ready && !b.terminating)
         .slice(0, LB_MAX_SLOTS_PER_SERVICE)
         .map((b) => ({ address: b.address, port: b.port, protocol }));
-      desired.set(frontendKey(f), { frontend: { address: f.address, port: f.port, protocol: f.protocol }, backends });
+      const affinitySec = f.sessionAffinity === 'ClientIP' ? Math.max(1, f.affinityTimeoutSec) : 0;
+      desired.set(frontendKey(f), { frontend: { address: f.address, port: f.port, protocol: f.protocol }, affinitySec, backends });
     }
 
     // 1. Backends that are new get an id and an entry before any slot names them.
@@ -160,6 +172,7 @@ export class ServiceMapSync {
     }
 
     // 2. Frontends: slots, then the count, then slots past the count.
+    const leftAffinity = new Set<number>();
     for (const [fk, want] of desired) {
       const ids = want.backends.map((b) => this.backendIds.get(backendKey(b.address, b.port, b.protocol))).filter((id): id is number => id !== undefined);
       const state = this.frontends.get(fk);
@@ -169,12 +182,14 @@ export class ServiceMapSync {
       next.forEach((id, i) => {
         if (old[i] !== id) ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), encodeServiceSlot(id), `slot ${i + 1} of ${fk}`) && ok;
       });
-      if (!state || !state.headKnown || old.length !== next.length) {
-        ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, 0), encodeServiceHead(next.length), `frontend ${fk}`) && ok;
+      if (!state || !state.headKnown || old.length !== next.length || state.affinitySec !== want.affinitySec) {
+        const head = encodeServiceHead(next.length, want.affinitySec > 0 ? want.affinitySec : undefined);
+        ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, 0), head, `frontend ${fk}`) && ok;
       }
+      if (want.affinitySec > 0) for (const id of old) if (!next.includes(id)) leftAffinity.add(id);
       for (let i = next.length; i < old.length; i++) remove(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), `slot ${i + 1} of ${fk}`);
       // A failed write leaves the state unknown: forget it, so the next sync writes the frontend whole.
-      this.frontends.set(fk, { frontend: want.frontend, slots: ok ? next : next.map(() => 0), headKnown: ok });
+      this.frontends.set(fk, { frontend: want.frontend, slots: ok ? next : next.map(() => 0), headKnown: ok, affinitySec: want.affinitySec });
     }
     for (const [fk, state] of [...this.frontends]) {
       if (desired.has(fk)) continue;
@@ -188,6 +203,14 @@ export class ServiceMapSync {
       if (wantedBackends.has(bk)) continue;
       remove(this.maps.lb_backends, encodeBackendId(id), `backend ${bk}`);
       this.backendIds.delete(bk);
+      leftAffinity.add(id);
+    }
+    // 4. Affinity to backends that left (one pass over lb_affinity, only when some did).
+    if (leftAffinity.size > 0 && this.maps.lb_affinity) {
+      for (const key of this.maps.lb_affinity.keys()) {
+        const value = this.maps.lb_affinity.lookup(key);
+        if (value && leftAffinity.has(decodeAffinityBackend(value))) remove(this.maps.lb_affinity, key, 'affinity entry');
+      }
     }
     stats.frontends = this.frontends.size;
     stats.backends = this.backendIds.size;
