@@ -27,9 +27,10 @@ SERVICE_LB_OBJ := dist/sluice-service-lb.bpf.o
 
 bpf: $(BPF_OBJ) $(TRACE_OBJ) $(SECURITY_OBJ) $(SERVICE_LB_OBJ)
 
+# BPF_EXTRA_CFLAGS: for tests that build a variant (test/datapath-version.test.ts: a changed map layout).
 $(BPF_OBJ): bpf/datapath.c $(wildcard bpf/*.h)
 	@mkdir -p $(@D)
-	$(CLANG) $(BPF_CFLAGS) -c $< -o $@
+	$(CLANG) $(BPF_CFLAGS) $(BPF_EXTRA_CFLAGS) -c $< -o $@
 
 $(TRACE_OBJ): bpf/trace.c bpf/trace.h
 	@mkdir -p $(@D)

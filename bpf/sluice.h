@@ -18,7 +18,9 @@
 #define SLUICE_MAX_CIDR_POLICY 262144
 #define SLUICE_MAX_CONNTRACK 262144
 /* Fragment table: 128 endpoints at their budget fill it, more than kubelet's default of 110 pods a node. */
+#ifndef SLUICE_MAX_FRAGMENTS /* a build flag only for tests of a changed layout (test/datapath-version.test.ts) */
 #define SLUICE_MAX_FRAGMENTS 131072
+#endif
 
 /*
  * Conntrack entries one endpoint may hold at a time (the flows it opened),

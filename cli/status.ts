@@ -54,7 +54,13 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
   const a = s.agent;
   row('agent', `node ${s.node}, ${s.ready ? 'ready' : 'NOT READY'}${a ? `, pid ${a.pid}, up ${duration(a.uptimeSeconds)}, version ${a.version}` : ''}`);
   if (!s.ready && s.notReady?.length) row('not ready', ...s.notReady);
-  row('datapath', `${s.datapath.pinDir} (${s.datapath.adopted ? 'adopted pinned programs' : 'loaded at start'})`);
+  const dp = s.datapath;
+  const stale = dp.version && dp.runningVersion && dp.runningVersion !== dp.version;
+  row(
+    'datapath',
+    `${dp.pinDir} (${dp.adopted ? 'adopted pinned programs' : 'loaded at start'})${dp.runningVersion ? `, version ${dp.runningVersion}` : ''}`,
+    ...(stale ? [`PINNED BY ANOTHER VERSION: this agent carries ${dp.version}; its programs are not running (replacing them: issue 33)`] : []),
+  );
   const d = s.datastore;
   if (d) {
     const sync = d.lastSync

@@ -90,7 +90,8 @@ export interface StatusResponse {
   notReady?: string[];
   podCIDRs: string[];
   endpoints: number;
-  datapath: { pinDir: string; adopted: boolean };
+  /** version: the datapath this agent carries; runningVersion: the one whose programs run (they differ after an upgrade that adopted older pins). */
+  datapath: { pinDir: string; adopted: boolean; version?: string; runningVersion?: string };
   pools: { cidr: string; size: number; used: number }[];
   /** The agent process. */
   agent?: { pid: number; version: string; startedAt: string; uptimeSeconds: number };

@@ -105,6 +105,14 @@ interface Bindings {
   linkCreate: Fn;
   linkDetach: Fn;
   objInfo: Fn;
+  mapType: Fn;
+  mapKeySize: Fn;
+  mapValueSize: Fn;
+  mapMaxEntries: Fn;
+  mapFlags: Fn;
+  nextMap: Fn;
+  mapName: Fn;
+  mapCreate: Fn;
   numCpus: Fn;
   libcClose: Fn;
   progTestRun: Fn;
@@ -162,6 +170,14 @@ function lib(): Bindings {
     linkCreate: bpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
     linkDetach: bpf.func('int bpf_link_detach(int link_fd)'),
     objInfo: bpf.func('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)'),
+    mapType: bpf.func('bpf_map__type', 'int', [mapPtr]),
+    mapKeySize: bpf.func('bpf_map__key_size', 'uint32_t', [mapPtr]),
+    mapValueSize: bpf.func('bpf_map__value_size', 'uint32_t', [mapPtr]),
+    mapMaxEntries: bpf.func('bpf_map__max_entries', 'uint32_t', [mapPtr]),
+    mapFlags: bpf.func('bpf_map__map_flags', 'uint32_t', [mapPtr]),
+    nextMap: bpf.func('bpf_object__next_map', mapPtr, [objectPtr, mapPtr]),
+    mapName: bpf.func('bpf_map__name', 'const char *', [mapPtr]),
+    mapCreate: bpf.func('int bpf_map_create(int map_type, const char *map_name, uint32_t key_size, uint32_t value_size, uint32_t max_entries, const void *opts)'),
     numCpus: bpf.func('int libbpf_num_possible_cpus(void)'),
     libcClose: libc.func('int close(int fd)'),
     progTestRun: bpf.func('bpf_prog_test_run_opts', 'int', ['int', koffi.inout(koffi.pointer(testRunOpts))]),
@@ -275,6 +291,38 @@ export function pinProgram(prog: BpfProgramHandle, name: string, path: string): 
 /** The map named `name` in the object; throws ENOENT if absent. */
 export function findMap(obj: BpfObjectHandle, name: string): BpfMapHandle {
   return checkPointer(lib().findMap(obj, name), `find map ${name}`);
+}
+
+/** A map as an opened (not necessarily loaded) object defines it. */
+export interface MapDefinition {
+  name: string;
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  mapFlags: number;
+}
+
+/** Every map the object defines, as libbpf read it from the object (its .maps, and the internal .rodata/.bss ones). */
+export function mapDefinitions(obj: BpfObjectHandle): MapDefinition[] {
+  const b = lib();
+  const out: MapDefinition[] = [];
+  for (let m = b.nextMap(obj, null) as BpfMapHandle | null; m; m = b.nextMap(obj, m) as BpfMapHandle | null) {
+    out.push({
+      name: String(b.mapName(m)),
+      type: Number(b.mapType(m)),
+      keySize: Number(b.mapKeySize(m)),
+      valueSize: Number(b.mapValueSize(m)),
+      maxEntries: Number(b.mapMaxEntries(m)),
+      mapFlags: Number(b.mapFlags(m)),
+    });
+  }
+  return out;
+}
+
+/** bpf_map_create with no options; returns the new map's fd. */
+export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number): number {
+  return check(lib().mapCreate(type, name, keySize, valueSize, maxEntries, null), `create map ${name}`);
 }
 
 /** The fd of a created map (owned by the object). */

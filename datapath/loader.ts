@@ -41,6 +41,7 @@ import {
   type CounterTotal,
 } from './abi.ts';
 import { BpfMap } from './bpf-map.ts';
+import { DatapathLayoutError, datapathVersion, layoutChanges, pinVersion, readPinnedVersion } from './pin-version.ts';
 import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
 
 const OBJECT_NAME = 'sluice';
@@ -75,6 +76,15 @@ export interface DatapathMaps {
 export interface Datapath {
   /** True if the pinned programs and maps of a previous load were re-used as they were. */
   adopted: boolean;
+  /** The version (pin-version.ts) of the object this agent carries. */
+  version: string;
+  /**
+   * The version of the programs running: this agent's, or, when it adopted
+   * pins of another object with the same map layouts, that one's ('unknown'
+   * for pins older than the record). Differs from version until the programs
+   * are replaced (issue 33, step 2).
+   */
+  runningVersion: string;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
   /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent; the netfilter programs. */
@@ -141,11 +151,23 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
   const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
   const adopted = [...Object.values(progPaths), ...mapPaths].every((path) => existsSync(path));
-  if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPaths);
+  // Before anything pinned is used or replaced: maps whose layout changed are refused, and nothing is removed.
+  const changes = layoutChanges(options.objectBytes, mapsDir, OBJECT_NAME);
+  if (changes.length > 0) throw new DatapathLayoutError(pinDir, changes);
+  const version = datapathVersion(options.objectBytes);
+  let runningVersion = version;
+  if (adopted) {
+    runningVersion = readPinnedVersion(mapsDir) ?? 'unknown';
+  } else {
+    loadAndPin(options.objectBytes, mapsDir, progPaths);
+    pinVersion(mapsDir, version);
+  }
 
   const maps = openMaps(mapsDir);
   return {
     adopted,
+    version,
+    runningVersion,
     maps,
     progPaths,
     linksDir,

@@ -23,7 +23,7 @@ export interface StatusContext {
   pinDir: string;
   ipam: Ipam;
   endpoints: Pick<EndpointManager, 'list'>;
-  datapath: { adopted: boolean };
+  datapath: { adopted: boolean; version: string; runningVersion: string };
   policy: PolicyState;
   /** The datastore the policy is computed from. */
   datastore: Pick<Datastore, 'objects' | 'ready' | 'describe'>;
@@ -54,7 +54,7 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
     notReady,
     podCIDRs: ctx.ipam.pools.map((p) => p.cidr.text),
     endpoints: ctx.endpoints.list().length,
-    datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted },
+    datapath: { pinDir: ctx.pinDir, adopted: ctx.datapath.adopted, version: ctx.datapath.version, runningVersion: ctx.datapath.runningVersion },
     pools: ctx.ipam.usage(),
     agent: {
       pid: process.pid,

@@ -27,14 +27,14 @@ export const TRACE_OBJECT: MakefileObject = { variable: 'TRACE_OBJ', file: 'slui
 export const SERVICE_LB_OBJECT: MakefileObject = { variable: 'SERVICE_LB_OBJ', file: 'sluice-service-lb.bpf.o' };
 
 /** Builds the object into a private directory, hands its path to use, and removes the directory. */
-export function withMakefileBuild<T>(use: (objectPath: string) => T, which: MakefileObject = DATAPATH_OBJECT): T {
+export function withMakefileBuild<T>(use: (objectPath: string) => T, which: MakefileObject = DATAPATH_OBJECT, extraCflags = ''): T {
   const dir = join(tmpdir(), `sluice-bpf-${randomUUID()}`);
   mkdirSync(dir, { mode: 0o700 }); // not recursive: fails rather than share an existing directory
   try {
     const object = join(dir, which.file);
     // Under `make -j test` the jobserver's descriptors are not this process's to pass on.
     const makeflags = (process.env.MAKEFLAGS ?? '').replace(/\s*--jobserver-(auth|fds)=\S+/g, '');
-    execFileSync('make', ['-s', '-C', REPO_ROOT, `${which.variable}=${object}`, object], {
+    execFileSync('make', ['-s', '-C', REPO_ROOT, `${which.variable}=${object}`, ...(extraCflags ? [`BPF_EXTRA_CFLAGS=${extraCflags}`] : []), object], {
       env: { ...process.env, MAKEFLAGS: makeflags },
       stdio: ['ignore', 'ignore', 'inherit'],
     });

@@ -1,0 +1,123 @@
+/**
+ * What the pins under a datapath's directory are (issue 33, step 1): the
+ * version of the object that pinned them (a hash of its bytes), recorded in
+ * a small pinned array map of its own beside the object's maps (bpffs holds
+ * no plain files), and each pinned map's layout, which the kernel keeps and
+ * reports (type, key and value size, max entries, flags).
+ *
+ * An agent compares both with the object it carries before it touches the
+ * pins: the same layouts may be adopted; a changed layout is refused with
+ * the maps named, and nothing pinned is removed, so the node keeps
+ * forwarding with the datapath it has.
+ */
+import { createHash } from 'node:crypto';
+import { existsSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import { readMapInfo, type MapInfo } from './bpf-info.ts';
+import { closeFd, closeObject, mapCreate, mapDefinitions, mapLookupElem, mapUpdateElem, objGet, objPin, openObjectFromMemory, type MapDefinition } from './libbpf.ts';
+
+/** The pinned map that records the version (not part of the object: the agent makes it). */
+export const VERSION_MAP = 'sluice_version';
+const BPF_MAP_TYPE_ARRAY = 2;
+const VERSION_BYTES = 64;
+
+/** The version of a datapath object: the start of the SHA-256 of its bytes. */
+export function datapathVersion(objectBytes: Buffer): string {
+  return createHash('sha256').update(objectBytes).digest('hex').slice(0, 16);
+}
+
+/** The version recorded beside the maps, or null when none is (pins of an agent older than the record). */
+export function readPinnedVersion(mapsDir: string): string | null {
+  const path = join(mapsDir, VERSION_MAP);
+  if (!existsSync(path)) return null;
+  const fd = objGet(path, 'datapath version map');
+  try {
+    const value = Buffer.alloc(VERSION_BYTES);
+    if (!mapLookupElem(fd, Buffer.alloc(4), value, 'datapath version')) return null;
+    const text = value.subarray(0, value.indexOf(0) < 0 ? VERSION_BYTES : value.indexOf(0)).toString('ascii');
+    return text || null;
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** Records the version beside the maps (replacing an earlier record). */
+export function pinVersion(mapsDir: string, version: string): void {
+  const path = join(mapsDir, VERSION_MAP);
+  const fd = mapCreate(BPF_MAP_TYPE_ARRAY, VERSION_MAP, 4, VERSION_BYTES, 1);
+  try {
+    const value = Buffer.alloc(VERSION_BYTES);
+    value.write(version, 'ascii');
+    mapUpdateElem(fd, Buffer.alloc(4), value, 0, 'datapath version');
+    if (existsSync(path)) unlinkSync(path);
+    objPin(fd, path, 'datapath version map');
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** A pinned map whose layout differs from the object's definition of it. */
+export interface LayoutChange {
+  map: string;
+  pinned: Pick<MapInfo, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'mapFlags'>;
+  wanted: Pick<MapDefinition, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'mapFlags'>;
+}
+
+const FIELDS = [
+  ['type', 'type'],
+  ['keySize', 'key size'],
+  ['valueSize', 'value size'],
+  ['maxEntries', 'max entries'],
+  ['mapFlags', 'flags'],
+] as const;
+
+/** What differs, in words: "value size 24 pinned, 28 in this agent's datapath". */
+export function describeChange(c: LayoutChange): string {
+  const diffs = FIELDS.filter(([k]) => c.pinned[k] !== c.wanted[k]).map(([k, label]) => `${label} ${c.pinned[k]} pinned, ${c.wanted[k]} in this agent's datapath`);
+  return `map ${c.map}: ${diffs.join('; ')}`;
+}
+
+/** The pinned maps (under mapsDir) whose layout the object defines differently; maps not pinned are not compared. */
+export function layoutChanges(objectBytes: Buffer, mapsDir: string, objectName: string): LayoutChange[] {
+  // Opened, never loaded: libbpf reads the definitions; nothing pinned is touched.
+  const obj = openObjectFromMemory(objectBytes, { objectName, pinRootPath: mapsDir });
+  let defs: MapDefinition[];
+  try {
+    defs = mapDefinitions(obj);
+  } finally {
+    closeObject(obj);
+  }
+  const changes: LayoutChange[] = [];
+  for (const def of defs) {
+    const path = join(mapsDir, def.name);
+    if (!existsSync(path)) continue;
+    const fd = objGet(path, `map ${def.name}`);
+    try {
+      const info = readMapInfo(fd, `map ${def.name}`);
+      if (FIELDS.some(([k]) => info[k] !== def[k])) {
+        changes.push({
+          map: def.name,
+          pinned: { type: info.type, keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries, mapFlags: info.mapFlags },
+          wanted: { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.mapFlags },
+        });
+      }
+    } finally {
+      closeFd(fd);
+    }
+  }
+  return changes;
+}
+
+/** The agent's datapath cannot take over these pins: their layouts changed and no migration exists yet. */
+export class DatapathLayoutError extends Error {
+  readonly changes: LayoutChange[];
+  constructor(pinDir: string, changes: LayoutChange[]) {
+    super(
+      `the datapath pinned under ${pinDir} has other map layouts than this agent's, and no migration exists for them: ` +
+        `${changes.map(describeChange).join('; ')}. Nothing was changed: the node keeps forwarding with the pinned datapath. ` +
+        `Run the agent version that pinned it, or remove ${pinDir} to start afresh (every pod's conntrack and policy state is lost and its traffic cut until it is rewired).`,
+    );
+    this.name = 'DatapathLayoutError';
+    this.changes = changes;
+  }
+}
