@@ -9,6 +9,7 @@
  * The hooks sit at the root of the cgroup v2 hierarchy: they see every
  * socket of the machine, so this test's Service CIDR is its own.
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, must, sh } from './support/local-cluster.ts';
@@ -61,6 +62,24 @@ out['peers'] = sorted(set(out['peers'])); out['sources'] = sorted(set(out['sourc
 print(json.dumps(out))
 `;
 
+/** In the client pod: a connected UDP socket whose backend is argv[2]; once argv[3] exists, what using it gives. */
+const HELD_UDP = `
+import socket, sys, os, time, errno
+vip, want, go = sys.argv[1], sys.argv[2], sys.argv[3]
+for i in range(200):
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(1); s.connect((vip, 53)); s.send(b'?')
+    if s.recv(100).decode() == want: break
+    s.close()
+print('ready', flush=True)
+while not os.path.exists(go): time.sleep(0.05)
+try:
+    s.send(b'?'); print('answer ' + s.recv(100).decode(), flush=True)
+except socket.timeout:
+    print('timeout', flush=True)
+except OSError as e:
+    print('error ' + errno.errorcode.get(e.errno, str(e.errno)), flush=True)
+`;
+
 /** In a pod: one connect to addr:port; the errno name (or 'connected') and how long it took. */
 const CONNECT_ONCE = `
 import socket, sys, time, errno, json
@@ -92,6 +111,13 @@ describe('ClusterIP Services by the socket load balancer', () => {
     datastore.refresh();
     const stats = services!.sync();
     expect(stats?.failed ?? ['no load balancer']).toEqual([]);
+  };
+  const until = async (cond: () => boolean, timeoutMs = 20_000) => {
+    const deadline = Date.now() + timeoutMs;
+    while (!cond()) {
+      if (Date.now() > deadline) throw new Error('condition not met in time');
+      await new Promise((r) => setTimeout(r, 50));
+    }
   };
   const inPod = async (pod: string, script: string, ...args: string[]) => JSON.parse(await must('ip', ['netns', 'exec', netns[pod]!, PYTHON, '-c', script, ...args]));
 
@@ -195,6 +221,7 @@ spec:
       cgroupRoot: cgroup2Root(),
       datastore,
       log: () => undefined,
+      podNetns: () => Object.values(netns).map((n) => `/var/run/netns/${n}`),
     });
     expect(services.report().reason).toBeUndefined();
     sync();
@@ -270,13 +297,24 @@ spec:
     expect(await inPod('sv/limited', CONNECT_ONCE, vip, '7', '1')).toMatchObject({ result: 'timeout' });
   });
 
-  it('stops choosing a backend whose pod is gone', async () => {
+  it('stops choosing a backend whose pod is gone, and destroys the UDP sockets connected to it', async () => {
+    const go = path.join(cluster.dir, 'held-udp-go');
+    const held = cluster.spawn('ip', ['netns', 'exec', netns['sv/client']!, PYTHON, '-c', HELD_UDP, vip, 'sv/b2', go]);
+    let heldOut = '';
+    held.stdout!.on('data', (d: Buffer) => (heldOut += d.toString()));
+    const exited = new Promise((resolve) => held.once('exit', resolve));
+    await until(() => heldOut.includes('ready'));
     await cluster.delete(`
 apiVersion: v1
 kind: Pod
 metadata: {namespace: sv, name: b2}
 `);
     sync();
+    await services!.settled();
+    fs.writeFileSync(go, '');
+    await exited;
+    // Not a silent timeout: the owner learns at once that its socket is gone (and opens a new one).
+    expect(heldOut.trim().split('\n').at(-1)).toMatch(/^error E/);
     const out = await inPod('sv/client', CLIENT, vip, '20');
     expect(out.tcp).toEqual({ 'sv/b1': 20 });
     expect(out.udp).toEqual({ 'sv/b1': 20 });

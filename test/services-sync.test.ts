@@ -5,6 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { ServiceMapSync, arrangeSlots, type LbMap } from '../agent/services/sync.ts';
 import type { ServiceFrontend } from '../agent/services/table.ts';
+import { ssKillArgs } from '../agent/services/stale-sockets.ts';
 import { decodeBackend, decodeServiceKey, decodeServiceValue } from '../datapath/service-lb-abi.ts';
 
 class FakeMap implements LbMap {
@@ -142,6 +143,20 @@ describe('service map sync', () => {
     fail = false;
     expect(sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80]])]).failed).toEqual([]);
     expect(picks(m)).toEqual({ '10.96.0.10:80/TCP': ['10.244.0.2:80'] });
+  });
+});
+
+describe('stale UDP backends', () => {
+  it('names the backends that left a UDP frontend (not a TCP one), for their connected sockets to be destroyed', () => {
+    const sync = new ServiceMapSync(maps());
+    const both = (backends: [string, number][]) => [frontend('10.96.0.10', 53, backends, 'UDP'), frontend('10.96.0.10', 53, backends, 'TCP')];
+    expect(sync.apply(both([['10.244.0.2', 53], ['10.244.0.3', 53]])).udpBackendsGone).toEqual([]);
+    expect(sync.apply(both([['10.244.0.2', 53]])).udpBackendsGone).toEqual([{ address: '10.244.0.3', port: 53 }]);
+    // A UDP frontend removed whole takes its backends with it.
+    expect(sync.apply([]).udpBackendsGone).toEqual([{ address: '10.244.0.2', port: 53 }]);
+    expect(ssKillArgs([{ address: 'fd00::2', port: 53 }, { address: '10.244.0.2', port: 5353 }]).join(' ')).toBe(
+      '-K -n -u -a ( dst [fd00::2] and dport = :53 ) or ( dst 10.244.0.2 and dport = :5353 )',
+    );
   });
 });
 

@@ -11,6 +11,7 @@ import { loadServiceLb, type LoadServiceLbOptions, type ServiceLb } from '../../
 import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
 import { serviceTable, type ServiceFrontend, type ServiceInputs } from './table.ts';
 import { ServiceMapSync, type LbSyncStats } from './sync.ts';
+import { destroyStaleUdpSockets } from './stale-sockets.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { ServicesResponse } from '../../contract/services.ts';
 
@@ -45,14 +46,19 @@ export interface StartServicesOptions {
   cgroupRoot: string | null;
   datastore: Datastore;
   log: (msg: string) => void;
-  /** For tests: the loader (default loadServiceLb). */
+  /** The network namespaces of the node's pods (e.g. the endpoints' netns paths): where stale UDP sockets are destroyed. */
+  podNetns?: () => string[];
+  /** For tests: the loader (default loadServiceLb), and what destroys stale UDP sockets (default destroyStaleUdpSockets). */
   load?: (options: LoadServiceLbOptions) => ServiceLb;
+  destroyUdp?: (backends: { address: string; port: number }[], netnsPaths: string[]) => Promise<string[]>;
 }
 
 /** The running Services part. */
 export interface Services {
   /** Rebuilds the table from the datastore and writes what changed; never throws (failures go to report()). */
   sync(): LbSyncStats | null;
+  /** Resolves once the stale UDP sockets of the syncs so far are destroyed. */
+  settled(): Promise<void>;
   /** The body of GET /v1/services. */
   report(): ServicesResponse;
   /** Closes the map fds; the pinned programs keep serving Services while the agent is away. */
@@ -70,6 +76,7 @@ export function startServices(options: StartServicesOptions): Services {
   let reason: string | undefined = options.enabled ? undefined : '--socket-lb off';
   let table: ServiceFrontend[] = [];
   let syncError: string | null = null;
+  let destroying: Promise<void> = Promise.resolve();
   if (options.enabled && options.cgroupRoot === null) reason = 'no cgroup v2 hierarchy is mounted';
   else if (options.enabled) {
     try {
@@ -91,12 +98,23 @@ export function startServices(options: StartServicesOptions): Services {
         syncError = stats.failed.length > 0 ? stats.failed.join('; ') : null;
         if (stats.written + stats.deleted > 0) options.log(`services: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
         if (syncError) options.log(`services sync incomplete (retried on the next change): ${syncError}`);
+        if (stats.udpBackendsGone.length > 0) {
+          const gone = stats.udpBackendsGone;
+          destroying = destroying
+            .then(() => (options.destroyUdp ?? destroyStaleUdpSockets)(gone, options.podNetns?.() ?? []))
+            .then((failures) => {
+              for (const f of failures) options.log(`destroy UDP sockets of backends that left: ${f}`);
+            });
+        }
         return stats;
       } catch (err: unknown) {
         syncError = errorMessage(err);
         options.log(`services sync failed: ${syncError}`);
         return null;
       }
+    },
+    settled() {
+      return destroying;
     },
     report() {
       const flows = (id: number | undefined) => (id === undefined || !lb ? 0 : sumBackendFlows(lb.maps.lb_backend_flows.lookupPerCpu(encodeBackendId(id))));

@@ -58,6 +58,8 @@ export interface LbSyncStats {
   /** Entries the kernel refused (e.g. a full map), with why; retried on the next sync. */
   failed: string[];
   durationMs: number;
+  /** Backends that left a UDP frontend: connected UDP sockets pointing at them are stale (stale-sockets.ts). */
+  udpBackendsGone: { address: string; port: number }[];
 }
 
 interface FrontendState {
@@ -121,7 +123,9 @@ export class ServiceMapSync {
   /** Makes the maps hold the table; returns what was written. Map errors are collected, not thrown. */
   apply(table: ServiceFrontend[]): LbSyncStats {
     const started = performance.now();
-    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, failed: [], durationMs: 0 };
+    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, failed: [], durationMs: 0, udpBackendsGone: [] };
+    const addressOf = new Map([...this.backendIds].map(([bk, id]) => [id, bk]));
+    const udpGone = new Set<string>();
     const write = (map: LbMap | LbSyncMaps['lb_backend_flows'], key: Buffer, value: Buffer, what: string): boolean => {
       try {
         map!.update(key, value);
@@ -186,7 +190,11 @@ export class ServiceMapSync {
         const head = encodeServiceHead(next.length, want.affinitySec > 0 ? want.affinitySec : undefined);
         ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, 0), head, `frontend ${fk}`) && ok;
       }
-      if (want.affinitySec > 0) for (const id of old) if (!next.includes(id)) leftAffinity.add(id);
+      for (const id of old) {
+        if (next.includes(id)) continue;
+        if (want.affinitySec > 0) leftAffinity.add(id);
+        if (want.frontend.protocol === 'UDP' && addressOf.has(id)) udpGone.add(addressOf.get(id)!);
+      }
       for (let i = next.length; i < old.length; i++) remove(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), `slot ${i + 1} of ${fk}`);
       // A failed write leaves the state unknown: forget it, so the next sync writes the frontend whole.
       this.frontends.set(fk, { frontend: want.frontend, slots: ok ? next : next.map(() => 0), headKnown: ok, affinitySec: want.affinitySec });
@@ -194,6 +202,7 @@ export class ServiceMapSync {
     for (const [fk, state] of [...this.frontends]) {
       if (desired.has(fk)) continue;
       remove(this.maps.lb_services, encodeServiceKey(state.frontend, 0), `frontend ${fk}`);
+      if (state.frontend.protocol === 'UDP') for (const id of state.slots) if (addressOf.has(id)) udpGone.add(addressOf.get(id)!);
       state.slots.forEach((_, i) => remove(this.maps.lb_services, encodeServiceKey(state.frontend, i + 1), `slot ${i + 1} of ${fk}`));
       this.frontends.delete(fk);
     }
@@ -212,6 +221,10 @@ export class ServiceMapSync {
         if (value && leftAffinity.has(decodeAffinityBackend(value))) remove(this.maps.lb_affinity, key, 'affinity entry');
       }
     }
+    stats.udpBackendsGone = [...udpGone].map((bk) => {
+      const [address, port] = bk.split('|');
+      return { address: address!, port: Number(port) };
+    });
     stats.frontends = this.frontends.size;
     stats.backends = this.backendIds.size;
     stats.durationMs = performance.now() - started;
