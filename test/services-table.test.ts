@@ -77,6 +77,18 @@ describe('service table', () => {
     expect(serviceTable({ services: [service('d', { clusterIP: '10.96.0.14', sessionAffinity: 'ClientIP', ports: [{ port: 1 }] })] })[0]!.affinityTimeoutSec).toBe(10_800);
   });
 
+  it('skips a malformed Service (a hand-written file) or port, and serves the others', () => {
+    const table = serviceTable({
+      services: [
+        service('bad', { clusterIP: '10.96.0.20', ports: { port: 80 } }),
+        service('bad-port', { clusterIP: '10.96.0.21', ports: [{ port: 'eighty' }, { port: 81, protocol: 'ICMP' }, { port: 82 }] }),
+        service('good', { clusterIP: '10.96.0.22', ports: [{ port: 80 }] }),
+      ],
+      pods: [],
+    });
+    expect(table.map((f) => `${f.name} ${f.port}`)).toEqual(['bad-port 82', 'good 80']);
+  });
+
   it('reads v1 Endpoints (notReadyAddresses never ready) and prefers EndpointSlices (terminating never ready) over them and over pods', () => {
     const endpoints: KubeObject = {
       apiVersion: 'v1', kind: 'Endpoints', metadata: { namespace: 'x', name: 'web' },

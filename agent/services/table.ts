@@ -182,47 +182,67 @@ export function serviceTable(inputs: ServiceInputs): ServiceFrontend[] {
   const endpointsByService = new Map((inputs.endpoints ?? []).map((e) => [keyOf(e), e]));
   const out: ServiceFrontend[] = [];
   for (const service of inputs.services) {
-    const spec = (service.spec ?? {}) as ServiceSpec;
-    const type: ServiceType | undefined = spec.type === undefined || spec.type === 'ClusterIP' ? 'ClusterIP' : spec.type === 'NodePort' ? 'NodePort' : undefined;
-    if (!type) continue; // LoadBalancer and ExternalName are not served yet
-    const key = keyOf(service);
-    const slices = slicesByService.get(key);
-    const endpoints = endpointsByService.get(key);
-    const sets = slices ? slices.map(endpointSetOfSlice) : endpoints ? endpointSetsOfEndpoints(endpoints) : inputs.pods ? endpointSetsOfPods(service, inputs.pods) : [];
-    const affinity = spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None';
-    const affinityTimeoutSec = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SEC;
-    for (const address of serviceAddresses(service)) {
-      const family = net.isIP(address);
-      for (const sp of spec.ports ?? []) {
-        const portName = sp.name ?? '';
-        const protocol = sp.protocol ?? 'TCP';
-        const seen = new Set<string>();
-        const backends: ServiceBackend[] = [];
-        for (const set of sets) {
-          // Endpoints name their ports as the Service does ('' for the one unnamed port).
-          const ep = set.ports.find((p) => p.name === portName && p.protocol === protocol);
-          if (!ep) continue;
-          for (const a of set.addresses) {
-            if (net.isIP(a.ip) !== family || seen.has(`${a.ip}|${ep.port}`)) continue;
-            seen.add(`${a.ip}|${ep.port}`);
-            backends.push({ address: a.ip, port: ep.port, ready: a.ready, terminating: a.terminating, ...(a.pod ? { pod: a.pod } : {}) });
-          }
-        }
-        out.push({
-          namespace: service.metadata.namespace ?? 'default',
-          name: service.metadata.name,
-          portName,
-          type,
-          address,
-          port: sp.port,
-          protocol,
-          ...(type === 'NodePort' && sp.nodePort ? { nodePort: sp.nodePort } : {}),
-          sessionAffinity: affinity,
-          affinityTimeoutSec,
-          backends: backends.sort(compareBackends),
-        });
-      }
+    // One malformed object (a hand-written file in the local datastore) costs its own frontends, not the others'.
+    try {
+      out.push(...frontendsOf(service, slicesByService, endpointsByService, inputs.pods));
+    } catch {
+      continue;
     }
   }
-  return out.sort((a, b) => (a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port || (a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0)));
+  return out.sort(compareFrontends);
+}
+
+function frontendsOf(service: KubeObject, slicesByService: Map<string, KubeObject[]>, endpointsByService: Map<string, KubeObject>, pods: KubeObject[] | undefined): ServiceFrontend[] {
+  const out: ServiceFrontend[] = [];
+  const spec = (service.spec ?? {}) as ServiceSpec;
+  const type: ServiceType | undefined = spec.type === undefined || spec.type === 'ClusterIP' ? 'ClusterIP' : spec.type === 'NodePort' ? 'NodePort' : undefined;
+  if (!type) return []; // LoadBalancer and ExternalName are not served yet
+  const key = keyOf(service);
+  const slices = slicesByService.get(key);
+  const endpoints = endpointsByService.get(key);
+  const sets = slices ? slices.map(endpointSetOfSlice) : endpoints ? endpointSetsOfEndpoints(endpoints) : pods ? endpointSetsOfPods(service, pods) : [];
+  const ports = (spec.ports ?? []).filter((sp) => isPort(sp.port) && ['TCP', 'UDP', 'SCTP'].includes(sp.protocol ?? 'TCP'));
+  const affinity = spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None';
+  const affinityTimeoutSec = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SEC;
+  for (const address of serviceAddresses(service)) {
+    const family = net.isIP(address);
+    for (const sp of ports) {
+      const portName = sp.name ?? '';
+      const protocol = sp.protocol ?? 'TCP';
+      const seen = new Set<string>();
+      const backends: ServiceBackend[] = [];
+      for (const set of sets) {
+        // Endpoints name their ports as the Service does ('' for the one unnamed port).
+        const ep = set.ports.find((p) => p.name === portName && p.protocol === protocol);
+        if (!ep || !isPort(ep.port)) continue;
+        for (const a of set.addresses) {
+          if (net.isIP(a.ip) !== family || seen.has(`${a.ip}|${ep.port}`)) continue;
+          seen.add(`${a.ip}|${ep.port}`);
+          backends.push({ address: a.ip, port: ep.port, ready: a.ready, terminating: a.terminating, ...(a.pod ? { pod: a.pod } : {}) });
+        }
+      }
+      out.push({
+        namespace: service.metadata.namespace ?? 'default',
+        name: service.metadata.name,
+        portName,
+        type,
+        address,
+        port: sp.port,
+        protocol,
+        ...(type === 'NodePort' && sp.nodePort ? { nodePort: sp.nodePort } : {}),
+        sessionAffinity: affinity,
+        affinityTimeoutSec,
+        backends: backends.sort(compareBackends),
+      });
+    }
+  }
+  return out;
+}
+
+function isPort(p: unknown): p is number {
+  return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
+}
+
+function compareFrontends(a: ServiceFrontend, b: ServiceFrontend): number {
+  return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port || (a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0);
 }
