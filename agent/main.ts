@@ -42,6 +42,7 @@ import { loadSecurity, securityObjectBytes } from '../datapath/security-loader.t
 import { probeSecurityModes } from '../datapath/security-probe.ts';
 import { FlowRecorder } from './flows/recorder.ts';
 import { FlowStore } from './flows/store.ts';
+import { alertRecordOf } from './flows/alert-record.ts';
 import { PolicyNamer } from './flows/policy-names.ts';
 import { FlowMetrics } from './metrics/flows.ts';
 import { flowRoutes } from './api/flow-routes.ts';
@@ -169,6 +170,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     try {
       security = startSecurity(f, started, (ns, pod) => naming.labelsOf(ns, pod) ?? {}, metrics.registry);
       security.track(endpoints.list());
+      security.onAlert((a) => flowStore.add(alertRecordOf(a)));
     } catch (err: unknown) {
       securityOff = `the security programs could not be loaded: ${errorMessage(err)}`;
       log(`security: ${securityOff}`);

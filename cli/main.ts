@@ -19,7 +19,7 @@ const USAGE = `usage: sluice <command>
   policy <ns>/<pod>    the pod's computed policy: isolation, what is allowed, drops
   explain <from ns/pod|ip> <to ns/pod|ip> --port N [--protocol TCP|UDP|SCTP] [-o json]
                        would that new flow be allowed, and by which policy and rule (or why not)
-  observe [--follow] [--last N] [--namespace NS] [--pod NS/NAME] [--selector SEL] [--verdict V] [--type flow|drop|l7]
+  observe [--follow] [--last N] [--namespace NS] [--pod NS/NAME] [--selector SEL] [--verdict V] [--type flow|drop|l7|alert]
           [--protocol P] [--port N] [--since 5m] [--l7 dns|http] [-o json]
                        flow records: every new flow with its verdict and policies, drops, DNS and HTTP
                        messages with latency; and the events lost (see 'sluice observe --help')

@@ -14,7 +14,7 @@ export const OBSERVE_USAGE = `usage: sluice observe [--follow] [--last N] [filte
   --last N             the newest N records the agent holds (default 20 without --follow)
   filters (each given must match; "either end" for pod, namespace, labels, port):
   --namespace, -n NS   --pod NS/NAME|NAME   --selector, -l 'app=web,tier!=db'
-  --verdict allowed|denied|dropped          --type flow|drop|l7      --l7 dns|http
+  --verdict allowed|denied|dropped          --type flow|drop|l7|alert  --l7 dns|http
   --protocol TCP|UDP|SCTP|ICMP|...          --port N                 --since 5m|ISO-TIME
   -o json              one record per line (fields: README, "Flow records")`;
 

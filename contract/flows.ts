@@ -81,8 +81,8 @@ export interface FlowService {
 export interface FlowRecord {
   /** ISO 8601, when the datapath saw the packet. */
   time: string;
-  /** flow: a new flow's verdict; drop: a dropped packet; l7: a DNS or HTTP message. */
-  type: 'flow' | 'drop' | 'l7';
+  /** flow: a new flow's verdict; drop: a dropped packet; l7: a DNS or HTTP message; alert: a runtime security rule fired. */
+  type: 'flow' | 'drop' | 'l7' | 'alert';
   verdict: 'ALLOWED' | 'DENIED' | 'DROPPED';
   /** Of a drop or denial: the datapath counter (DROP_POLICY_INGRESS, DROP_SPOOF, ...). */
   dropReason?: string;
@@ -102,6 +102,8 @@ export interface FlowRecord {
   interface: { index: number; name?: string };
   service?: FlowService;
   l7?: L7Summary;
+  /** Of an alert: the rule, as `sluice security events` shows it in full (source: the pod; destination: a connect's peer, else empty). */
+  alert?: { rule: string; priority: string; output: string; action: string };
   /** Of an allowed flow: the policies and rules that allowed it; of a denied one: the policies that isolate the pod, in the direction that denied. */
   policies?: FlowPolicyRef[];
   /** Length of the packet. */

@@ -102,6 +102,12 @@ metadata: {namespace: s, name: b, labels: {app: b}}
     expect(shells[0]).toMatchObject({ priority: expect.any(String), source: 'syscall', tags: expect.any(Array) });
   });
 
+  it('shows alerts among the flow records too (sluice observe --type alert)', async () => {
+    const out = await must(SLUICE, ['observe', '--socket', cluster.socket, '--type', 'alert', '--pod', 's/b', '--last', '100', '-o', 'json']);
+    const records = out.split('\n').filter(Boolean).map((l) => JSON.parse(l) as { type: string; source: { name: string }; alert: { rule: string } });
+    expect(records.some((r) => r.type === 'alert' && r.source.name === 's/b' && r.alert.rule === 'Shell started in a pod')).toBe(true);
+  });
+
   it('kills the binary in the pod the rule selects before it runs, and only there', async () => {
     const marker = (pod: string) => path.join(dir, `marker-${pod}`);
     // Through a shell, which reports the exit status as a runtime would: 128 + SIGKILL.

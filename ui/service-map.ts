@@ -162,6 +162,8 @@ export class ServiceMap {
 
   /** Folds one record in. A record without a parseable time counts as seen at `nowMs`. */
   add(r: FlowRecord, nowMs: number): void {
+    // An alert is about a process, not a flow between two ends: the table shows it, the map does not.
+    if (r.type === 'alert') return;
     this.records++;
     const parsed = Date.parse(r.time);
     const t = Number.isFinite(parsed) ? parsed : nowMs;

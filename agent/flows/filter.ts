@@ -18,7 +18,7 @@ export interface CompiledFlowFilter {
 }
 
 const VERDICTS = ['ALLOWED', 'DENIED', 'DROPPED'] as const;
-const TYPES = ['flow', 'drop', 'l7'] as const;
+const TYPES = ['flow', 'drop', 'l7', 'alert'] as const;
 const DURATION = /^(\d+(?:\.\d+)?)(ms|s|m|h|d)$/;
 const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
 

@@ -80,6 +80,7 @@ export class SecurityRuntime {
   private endpoints: readonly Endpoint[] = [];
   private readonly ring: SecurityItem[] = [];
   private readonly followers = new Set<{ filter: SecurityFilter; send: (i: SecurityItem) => boolean }>();
+  private readonly alertListeners: ((a: SecurityAlert) => void)[] = [];
   private readonly watchers: fs.FSWatcher[] = [];
   private reloadTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
@@ -138,6 +139,11 @@ export class SecurityRuntime {
   reload(): void {
     this.engine = this.load();
     this.applyEnforcement();
+  }
+
+  /** Calls listener with every alert (the flow records show them too). */
+  onAlert(listener: (a: SecurityAlert) => void): void {
+    this.alertListeners.push(listener);
   }
 
   latest(filter: SecurityFilter, last: number): SecurityItem[] {
@@ -221,6 +227,7 @@ export class SecurityRuntime {
     for (const alert of this.engine.evaluate(event)) {
       this.alerts?.inc({ rule: alert.rule, priority: alert.priority });
       this.keep({ kind: 'alert', alert });
+      for (const listener of this.alertListeners) listener(alert);
     }
   }
 
