@@ -14,8 +14,10 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { TestCluster, must, sh } from './support/local-cluster.ts';
 import { LocalDirDatastore } from '../agent/datastore/datastore.ts';
-import { startServices, type Services } from '../agent/services/start.ts';
-import { serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
+import { serviceInputsOf, startServices, type Services } from '../agent/services/start.ts';
+import { ServiceMapSync } from '../agent/services/sync.ts';
+import { serviceTable } from '../agent/services/table.ts';
+import { loadServiceLb, serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
 import { cgroup2Root } from '../datapath/trace-loader.ts';
 
 const PYTHON = '/usr/bin/python3';
@@ -321,8 +323,20 @@ metadata: {namespace: sv, name: b2}
     expect(services!.report().frontends.find((f) => f.address === vip && f.port === 80)!.backends.map((b) => b.pod)).toEqual(['sv/b1']);
   });
 
-  it('pins one link per hook under <bpf-dir>/service-lb (removing them detaches the hooks)', async () => {
+  it('pins one link per hook under <bpf-dir>/service-lb; a restarted agent adopts them, attaching nothing twice and writing nothing', async () => {
     const links = await sh('ls', [path.join(cluster.bpfDir, 'service-lb', 'links')]);
     expect(links.stdout.trim().split('\n').sort()).toEqual(['connect4', 'connect6', 'getpeername4', 'getpeername6', 'recvmsg4', 'recvmsg6', 'sendmsg4', 'sendmsg6']);
+    const again = loadServiceLb({ pinDir: path.join(cluster.bpfDir, 'service-lb'), objectBytes: serviceLbObjectBytes(), cgroupRoot: cgroup2Root()! });
+    try {
+      expect(again).toMatchObject({ adopted: true, attached: [] });
+      expect(again.links).toHaveLength(8);
+      datastore.refresh();
+      const stats = new ServiceMapSync(again.maps).apply(serviceTable(serviceInputsOf(datastore)));
+      expect(stats).toMatchObject({ written: 0, deleted: 0, failed: [] });
+    } finally {
+      again.close();
+    }
+    // Still served by the adopted programs.
+    expect(await inPod('sv/client', CONNECT_ONCE, vip, '80', '1')).toMatchObject({ result: 'connected' });
   });
 });
