@@ -1,10 +1,9 @@
 // The TS mirror (datapath/abi.ts) must match bpf/sluice.h as the compiler laid it out: read
 // back through the BTF of the compiled object, so a change on either side alone fails here.
-import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { withMakefileBuild } from './support/bpf-build.ts';
+import { btfOfMakefileBuild, expectSameLayout, type ObjectBtf } from './support/btf-layout.ts';
 import {
   CIDR_POLICY_FIXED_BITS,
   CIDR_POLICY_KEY,
@@ -58,57 +57,13 @@ import {
   encodeEndpointInfo,
   encodeEndpointKey,
   type EndpointInfo,
-  type StructLayout,
 } from '../datapath/abi.ts';
 import { RESERVED_IDENTITIES } from '../lib/identity-numbers.ts';
 
-const BITS_PER_BYTE = 8;
-
-interface BtfType {
-  kind: string;
-  name: string;
-  size?: number;
-  members?: { name: string; bits_offset: number }[];
-  values?: { name: string; val: number }[];
-}
-
-let btfTypes: BtfType[] = [];
-
-/** The BTF of the object as the Makefile builds it. */
-function btfOfMakefileBuild(): BtfType[] {
-  return withMakefileBuild((object) => {
-    const json = execFileSync('bpftool', ['btf', 'dump', 'file', object, 'format', 'raw', '-j'], { encoding: 'utf8' });
-    return (JSON.parse(json) as { types: BtfType[] }).types;
-  });
-}
-
-function btfType(kind: string, name: string): BtfType {
-  const found = btfTypes.find((t) => t.kind === kind && t.name === name);
-  if (!found) throw new Error(`${kind} ${name} not in the BTF of the compiled object`);
-  return found;
-}
-
-/** The layout of a struct as the compiler produced it, in the shape of abi.ts's StructLayout. */
-function layoutFromBtf(name: string): StructLayout {
-  const struct = btfType('STRUCT', name);
-  const members: Record<string, number> = {};
-  for (const m of struct.members ?? []) {
-    expect(m.bits_offset % BITS_PER_BYTE, `${name}.${m.name} is a bit field`).toBe(0);
-    members[m.name] = m.bits_offset / BITS_PER_BYTE;
-  }
-  return { name, size: struct.size ?? -1, members };
-}
-
-/** Fails unless the two layouts agree on size, member names, order and offsets. */
-function expectSameLayout(actual: StructLayout, mirror: StructLayout): void {
-  expect(mirror.name).toBe(actual.name);
-  expect(mirror.size, `sizeof(struct ${actual.name})`).toBe(actual.size);
-  expect(Object.keys(mirror.members), `members of struct ${actual.name}`).toEqual(Object.keys(actual.members));
-  expect(mirror.members, `offsets in struct ${actual.name}`).toEqual(actual.members);
-}
+let btf: ObjectBtf;
 
 beforeAll(() => {
-  btfTypes = btfOfMakefileBuild();
+  btf = btfOfMakefileBuild();
 });
 
 describe('abi.ts mirrors bpf/sluice.h', () => {
@@ -119,25 +74,19 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
-      expectSameLayout(layoutFromBtf(mirror.name), mirror);
+      expectSameLayout(btf.structLayout(mirror.name), mirror);
     });
   }
 
   it('enum sluice_counter has the same names and values as Counter', () => {
     const fromBtf = Object.fromEntries(
-      (btfType('ENUM', 'sluice_counter').values ?? []).map((v) => [v.name.replace(/^SLUICE_CTR_/, ''), v.val]),
+      Object.entries(btf.enumValues('sluice_counter')).map(([name, value]) => [name.replace(/^SLUICE_CTR_/, ''), value]),
     );
     expect(Counter).toEqual(fromBtf);
   });
 
-  // Enums, not #defines, on the C side: BTF carries the values the compiler computed (the fixed bits
-  // come from offsetof), which a regex over the header could not evaluate.
-  function enumFromBtf(name: string): Record<string, number> {
-    return Object.fromEntries((btfType('ENUM', name).values ?? []).map((v) => [v.name, v.val]));
-  }
-
   it('enum sluice_lpm_fixed_bits has the fixed bits abi.ts computes from the key layouts', () => {
-    expect(enumFromBtf('sluice_lpm_fixed_bits')).toEqual({
+    expect(btf.enumValues('sluice_lpm_fixed_bits')).toEqual({
       SLUICE_IPCACHE_FIXED_BITS: IPCACHE_FIXED_BITS,
       SLUICE_POLICY_FIXED_BITS: POLICY_FIXED_BITS,
       SLUICE_CIDR_POLICY_FIXED_BITS: CIDR_POLICY_FIXED_BITS,
@@ -145,7 +94,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   });
 
   it('enum sluice_ct_timeout_sec has the conntrack timeout defaults of abi.ts', () => {
-    expect(enumFromBtf('sluice_ct_timeout_sec')).toEqual({
+    expect(btf.enumValues('sluice_ct_timeout_sec')).toEqual({
       SLUICE_CT_TIMEOUT_TCP_SEC: CT_TIMEOUT_TCP_SEC,
       SLUICE_CT_TIMEOUT_CLOSING_SEC: CT_TIMEOUT_CLOSING_SEC,
       SLUICE_CT_TIMEOUT_OTHER_SEC: CT_TIMEOUT_OTHER_SEC,
@@ -202,12 +151,12 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {
-    const actual = layoutFromBtf('endpoint_info');
+    const actual = btf.structLayout('endpoint_info');
     const shifted = { ...ENDPOINT_INFO, members: { ...ENDPOINT_INFO.members, ipv4: 27 } };
     const renamed = { ...COUNTER_VALUE, members: { pkts: 0, bytes: 8 } };
     expect(() => expectSameLayout(actual, shifted)).toThrow();
     expect(() => expectSameLayout(actual, { ...ENDPOINT_INFO, size: 36 })).toThrow();
-    expect(() => expectSameLayout(layoutFromBtf('counter_value'), renamed)).toThrow();
+    expect(() => expectSameLayout(btf.structLayout('counter_value'), renamed)).toThrow();
   });
 
   it('COUNTER_NAMES lists every counter but MAX in index order', () => {

@@ -1,9 +1,9 @@
 // The TS mirror of the runtime security object (datapath/security-abi.ts) must match
 // bpf/security.h as the compiler laid it out: read back through the BTF of the object the
 // Makefile builds, so a change on either side alone fails here. No root: clang and bpftool only.
-import { execFileSync } from 'node:child_process';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { withMakefileBuild, type MakefileObject } from './support/bpf-build.ts';
+import type { MakefileObject } from './support/bpf-build.ts';
+import { btfOfMakefileBuild, expectSameLayout, type ObjectBtf } from './support/btf-layout.ts';
 import {
   CONNECT_RULE,
   KILL_KEY,
@@ -47,88 +47,21 @@ import {
 import type { StructLayout } from '../datapath/abi.ts';
 
 const SECURITY_OBJECT: MakefileObject = { variable: 'SECURITY_OBJ', file: 'sluice-security.bpf.o' };
-const BITS_PER_BYTE = 8;
-
-interface BtfType {
-  id: number;
-  kind: string;
-  name: string;
-  size?: number;
-  type_id?: number;
-  nr_elems?: number;
-  members?: { name: string; type_id: number; bits_offset: number }[];
-  values?: { name: string; val: number }[];
-  vars?: { name: string; type_id: number }[];
-}
-
-let types: BtfType[] = [];
+let btf: ObjectBtf;
 
 beforeAll(() => {
-  types = withMakefileBuild((object) => {
-    const json = execFileSync('bpftool', ['btf', 'dump', 'file', object, 'format', 'raw', '-j'], { encoding: 'utf8' });
-    return (JSON.parse(json) as { types: BtfType[] }).types;
-  }, SECURITY_OBJECT);
+  btf = btfOfMakefileBuild(SECURITY_OBJECT);
 });
-
-function btfType(kind: string, name: string): BtfType {
-  const found = types.find((t) => t.kind === kind && t.name === name);
-  if (!found) throw new Error(`${kind} ${name} not in the BTF of the security object`);
-  return found;
-}
-
-function byId(id: number): BtfType {
-  const found = types.find((t) => t.id === id);
-  if (!found) throw new Error(`BTF type ${id} missing`);
-  return found;
-}
-
-function layoutFromBtf(name: string): StructLayout {
-  const struct = btfType('STRUCT', name);
-  const members: Record<string, number> = {};
-  for (const m of struct.members ?? []) {
-    expect(m.bits_offset % BITS_PER_BYTE, `${name}.${m.name} is a bit field`).toBe(0);
-    members[m.name] = m.bits_offset / BITS_PER_BYTE;
-  }
-  return { name, size: struct.size ?? -1, members };
-}
-
-function enumFromBtf(name: string): Record<string, number> {
-  return Object.fromEntries((btfType('ENUM', name).values ?? []).map((v) => [v.name, v.val]));
-}
-
-function mapDefinition(name: string): Record<string, BtfType> {
-  const maps = btfType('DATASEC', '.maps');
-  const v = (maps.vars ?? []).map((x) => byId(x.type_id)).find((t) => t.name === name);
-  if (!v || v.type_id === undefined) throw new Error(`map ${name} not in .maps`);
-  const struct = byId(v.type_id);
-  return Object.fromEntries((struct.members ?? []).map((m) => [m.name, byId(byId(m.type_id).type_id!)]));
-}
-
-function uintOf(def: Record<string, BtfType>, field: string): number {
-  const t = def[field];
-  if (!t || t.kind !== 'ARRAY') throw new Error(`map field ${field} is not __uint()`);
-  return t.nr_elems!;
-}
-
-function sizeOfType(def: Record<string, BtfType>, field: string): number {
-  let t = def[field]!;
-  while (t.kind === 'TYPEDEF' || t.kind === 'CONST' || t.kind === 'VOLATILE') t = byId(t.type_id!);
-  if (t.size === undefined) throw new Error(`no size for ${field}`);
-  return t.size;
-}
 
 describe('security-abi.ts mirrors bpf/security.h', () => {
   for (const mirror of [SEC_HEADER, SEC_EXEC, SEC_EXIT, SEC_OPEN, SEC_SETUID, SEC_CONNECT, SECURITY_CONFIG, KILL_KEY, KILL_VALUE, CONNECT_RULE]) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
-      const actual = layoutFromBtf(mirror.name);
-      expect(mirror.size, `sizeof(struct ${mirror.name})`).toBe(actual.size);
-      expect(Object.keys(mirror.members)).toEqual(Object.keys(actual.members));
-      expect(mirror.members).toEqual(actual.members);
+      expectSameLayout(btf.structLayout(mirror.name), mirror);
     });
   }
 
   it('the enums have the values of security-abi.ts', () => {
-    expect(enumFromBtf('sluice_security_limits')).toEqual({
+    expect(btf.enumValues('sluice_security_limits')).toEqual({
       SLUICE_SEC_COMM_LEN: SEC_COMM_LEN,
       SLUICE_SEC_PATH_LEN: SEC_PATH_LEN,
       SLUICE_SEC_ARGS_LEN: SEC_ARGS_LEN,
@@ -142,34 +75,34 @@ describe('security-abi.ts mirrors bpf/security.h', () => {
       SLUICE_SEC_EVENTS_BURST: SEC_EVENTS_BURST,
     });
     const prefixed = (prefix: string, o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k, v]));
-    expect(enumFromBtf('sluice_sec_event_type')).toEqual(prefixed('SLUICE_SEC_', SecEventType));
-    expect(enumFromBtf('sluice_sec_event_flag')).toEqual(prefixed('SLUICE_SEC_F_', SecEventFlag));
-    expect(enumFromBtf('sluice_sec_config_flag')).toEqual(prefixed('SLUICE_SEC_CFG_', SecConfigFlag));
-    expect(enumFromBtf('sluice_sec_connect_mode')).toEqual(prefixed('SLUICE_SEC_CONNECT_', SecConnectMode));
-    expect(enumFromBtf('sluice_sec_stat')).toEqual({ ...prefixed('SLUICE_SEC_STAT_', SecStat), SLUICE_SEC_STAT_MAX: SEC_STAT_MAX });
-    expect(enumFromBtf('sluice_sec_bucket')).toEqual({ ...prefixed('SLUICE_SEC_BUCKET_', SecBucket), SLUICE_SEC_BUCKET_MAX: SEC_BUCKET_MAX });
+    expect(btf.enumValues('sluice_sec_event_type')).toEqual(prefixed('SLUICE_SEC_', SecEventType));
+    expect(btf.enumValues('sluice_sec_event_flag')).toEqual(prefixed('SLUICE_SEC_F_', SecEventFlag));
+    expect(btf.enumValues('sluice_sec_config_flag')).toEqual(prefixed('SLUICE_SEC_CFG_', SecConfigFlag));
+    expect(btf.enumValues('sluice_sec_connect_mode')).toEqual(prefixed('SLUICE_SEC_CONNECT_', SecConnectMode));
+    expect(btf.enumValues('sluice_sec_stat')).toEqual({ ...prefixed('SLUICE_SEC_STAT_', SecStat), SLUICE_SEC_STAT_MAX: SEC_STAT_MAX });
+    expect(btf.enumValues('sluice_sec_bucket')).toEqual({ ...prefixed('SLUICE_SEC_BUCKET_', SecBucket), SLUICE_SEC_BUCKET_MAX: SEC_BUCKET_MAX });
   });
 
   it('the maps have the key and value sizes and capacities the agent opens them with', () => {
-    const kill = mapDefinition('security_kill');
-    expect(sizeOfType(kill, 'key')).toBe(KILL_KEY.size);
-    expect(sizeOfType(kill, 'value')).toBe(KILL_VALUE.size);
-    expect(uintOf(kill, 'max_entries')).toBe(SEC_MAX_KILL);
-    const connect = mapDefinition('security_connect');
-    expect(sizeOfType(connect, 'key')).toBe(SEC_U32_KEY_SIZE);
-    expect(sizeOfType(connect, 'value')).toBe(CONNECT_RULE.size);
-    expect(uintOf(connect, 'max_entries')).toBe(SEC_MAX_CONNECT_RULES);
-    const config = mapDefinition('security_config');
-    expect(sizeOfType(config, 'value')).toBe(SECURITY_CONFIG.size);
-    const stats = mapDefinition('security_stats');
-    expect(sizeOfType(stats, 'value')).toBe(SEC_STAT_VALUE_SIZE);
-    expect(uintOf(stats, 'max_entries')).toBe(SEC_STAT_MAX);
-    expect(uintOf(mapDefinition('security_events'), 'max_entries')).toBe(SEC_RINGBUF_BYTES);
-    expect(uintOf(mapDefinition('security_rate'), 'max_entries')).toBe(SEC_BUCKET_MAX);
+    const kill = btf.mapDefinition('security_kill');
+    expect(btf.sizeOfType(kill, 'key')).toBe(KILL_KEY.size);
+    expect(btf.sizeOfType(kill, 'value')).toBe(KILL_VALUE.size);
+    expect(btf.uintOf(kill, 'max_entries')).toBe(SEC_MAX_KILL);
+    const connect = btf.mapDefinition('security_connect');
+    expect(btf.sizeOfType(connect, 'key')).toBe(SEC_U32_KEY_SIZE);
+    expect(btf.sizeOfType(connect, 'value')).toBe(CONNECT_RULE.size);
+    expect(btf.uintOf(connect, 'max_entries')).toBe(SEC_MAX_CONNECT_RULES);
+    const config = btf.mapDefinition('security_config');
+    expect(btf.sizeOfType(config, 'value')).toBe(SECURITY_CONFIG.size);
+    const stats = btf.mapDefinition('security_stats');
+    expect(btf.sizeOfType(stats, 'value')).toBe(SEC_STAT_VALUE_SIZE);
+    expect(btf.uintOf(stats, 'max_entries')).toBe(SEC_STAT_MAX);
+    expect(btf.uintOf(btf.mapDefinition('security_events'), 'max_entries')).toBe(SEC_RINGBUF_BYTES);
+    expect(btf.uintOf(btf.mapDefinition('security_rate'), 'max_entries')).toBe(SEC_BUCKET_MAX);
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {
-    expect(layoutFromBtf('sec_open').members).not.toEqual({ ...SEC_OPEN.members, flags: 60, path_len: 64 });
+    expect(btf.structLayout('sec_open').members).not.toEqual({ ...SEC_OPEN.members, flags: 60, path_len: 64 });
   });
 });
 
