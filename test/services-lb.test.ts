@@ -16,7 +16,7 @@ import { TestCluster, must, sh } from './support/local-cluster.ts';
 import { LocalDirDatastore } from '../agent/datastore/datastore.ts';
 import { serviceInputsOf, startServices, type Services } from '../agent/services/start.ts';
 import { ServiceMapSync } from '../agent/services/sync.ts';
-import { serviceTable } from '../agent/services/table.ts';
+import { serviceTable, withNodePorts } from '../agent/services/table.ts';
 import { loadServiceLb, serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
 import { cgroup2Root } from '../datapath/trace-loader.ts';
 
@@ -107,6 +107,7 @@ describe('ClusterIP Services by the socket load balancer', () => {
   let netns: Record<string, string> = {};
   let vip = '';
   let stickyVip = '';
+  let hostAddress = '';
 
   /** What `sluice local apply` just stored, into the maps (what the agent does after its policy sync). */
   const sync = () => {
@@ -196,6 +197,14 @@ spec:
 ---
 apiVersion: v1
 kind: Service
+metadata: {namespace: sv, name: np}
+spec:
+  type: NodePort
+  selector: {app: echo}
+  ports: [{port: 80, targetPort: 9000}]
+---
+apiVersion: v1
+kind: Service
 metadata: {namespace: sv, name: echo6}
 spec:
   clusterIP: ${vip6}
@@ -215,6 +224,9 @@ spec:
           }),
       ),
     );
+    // This node's address, as the agent passes policy.hostAddresses().
+    const addrs = JSON.parse(await must('ip', ['-j', '-4', 'addr', 'show', 'scope', 'global'])) as { addr_info: { local: string }[] }[];
+    hostAddress = addrs.flatMap((l) => l.addr_info.map((a) => a.local))[0]!;
     datastore = new LocalDirDatastore(path.join(cluster.dir, 'datastore'));
     services = startServices({
       enabled: true,
@@ -223,6 +235,7 @@ spec:
       cgroupRoot: cgroup2Root(),
       datastore,
       log: () => undefined,
+      nodeAddresses: () => [hostAddress],
       podNetns: () => Object.values(netns).map((n) => `/var/run/netns/${n}`),
     });
     expect(services.report().reason).toBeUndefined();
@@ -278,6 +291,14 @@ spec:
     expect(Object.values(out.udp)).toEqual([20]);
   });
 
+  it('serves a NodePort on the node address to pods and to the host', async () => {
+    const list = JSON.parse((await cluster.local('get', 'services', '-o', 'json')).stdout) as { items: { metadata: { name: string }; spec: { ports: { nodePort?: number }[] } }[] };
+    const nodePort = list.items.find((s) => s.metadata.name === 'np')!.spec.ports[0]!.nodePort!;
+    expect(nodePort).toBeGreaterThanOrEqual(30000);
+    expect(await inPod('sv/client', CONNECT_ONCE, hostAddress, String(nodePort), '1')).toMatchObject({ result: 'connected' });
+    expect(JSON.parse(await must(PYTHON, ['-c', CONNECT_ONCE, hostAddress, String(nodePort), '1']))).toMatchObject({ result: 'connected' });
+  });
+
   it('resolves a named targetPort to the pod container port (the echo server of `local serve`)', async () => {
     expect(await inPod('sv/client', CONNECT_ONCE, vip, '7', '2')).toMatchObject({ result: 'connected' });
   });
@@ -331,7 +352,7 @@ metadata: {namespace: sv, name: b2}
       expect(again).toMatchObject({ adopted: true, attached: [] });
       expect(again.links).toHaveLength(8);
       datastore.refresh();
-      const stats = new ServiceMapSync(again.maps).apply(serviceTable(serviceInputsOf(datastore)));
+      const stats = new ServiceMapSync(again.maps).apply(withNodePorts(serviceTable(serviceInputsOf(datastore)), [hostAddress]));
       expect(stats).toMatchObject({ written: 0, deleted: 0, failed: [] });
     } finally {
       again.close();

@@ -4,7 +4,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../agent/datastore/local.ts';
-import { serviceTable } from '../agent/services/table.ts';
+import { serviceTable, withNodePorts } from '../agent/services/table.ts';
 import { allocateService, checkServiceSpec, serviceCidrsOf } from '../cli/local/services.ts';
 import type { ClusterConfig } from '../cli/local/cluster.ts';
 
@@ -87,6 +87,19 @@ describe('service table', () => {
       pods: [],
     });
     expect(table.map((f) => `${f.name} ${f.port}`)).toEqual(['bad-port 82', 'good 80']);
+  });
+
+  it('serves a NodePort on every node address of its family, with the backends of its ClusterIP', () => {
+    const table = serviceTable({
+      services: [service('np', { type: 'NodePort', clusterIP: '10.96.0.13', selector: { app: 'web' }, ports: [{ port: 80, targetPort: 8080, nodePort: 30080 }] })],
+      pods: [pod('a', { app: 'web' }, ['10.244.0.2'])],
+    });
+    const full = withNodePorts(table, ['192.168.1.10', 'fd00::10', '192.168.1.10']);
+    expect(full.map((f) => `${f.address}:${f.port} ${f.type} ${f.backends.map((b) => `${b.address}:${b.port}`).join()}`)).toEqual([
+      '10.96.0.13:80 NodePort 10.244.0.2:8080',
+      '192.168.1.10:30080 NodePort 10.244.0.2:8080',
+    ]);
+    expect(withNodePorts(serviceTable({ services: [web], pods: [] }), ['192.168.1.10'])).toHaveLength(4);
   });
 
   it('reads v1 Endpoints (notReadyAddresses never ready) and prefers EndpointSlices (terminating never ready) over them and over pods', () => {

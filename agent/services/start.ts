@@ -9,7 +9,7 @@ import type { Datastore } from '../datastore/datastore.ts';
 import type { KubeObject } from '../datastore/local.ts';
 import { loadServiceLb, type LoadServiceLbOptions, type ServiceLb } from '../../datapath/service-lb-loader.ts';
 import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
-import { serviceTable, type ServiceFrontend, type ServiceInputs } from './table.ts';
+import { serviceTable, withNodePorts, type ServiceFrontend, type ServiceInputs } from './table.ts';
 import { ServiceMapSync, type LbSyncStats } from './sync.ts';
 import { destroyStaleUdpSockets } from './stale-sockets.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -46,6 +46,8 @@ export interface StartServicesOptions {
   cgroupRoot: string | null;
   datastore: Datastore;
   log: (msg: string) => void;
+  /** This node's addresses (e.g. policy.hostAddresses()): NodePort Services are served on each. */
+  nodeAddresses?: () => string[];
   /** The network namespaces of the node's pods (e.g. the endpoints' netns paths): where stale UDP sockets are destroyed. */
   podNetns?: () => string[];
   /** For tests: the loader (default loadServiceLb), and what destroys stale UDP sockets (default destroyStaleUdpSockets). */
@@ -93,7 +95,7 @@ export function startServices(options: StartServicesOptions): Services {
     sync() {
       if (!sync) return null;
       try {
-        table = serviceTable(serviceInputsOf(options.datastore));
+        table = withNodePorts(serviceTable(serviceInputsOf(options.datastore)), options.nodeAddresses?.() ?? []);
         const stats = sync.apply(table);
         syncError = stats.failed.length > 0 ? stats.failed.join('; ') : null;
         if (stats.written + stats.deleted > 0) options.log(`services: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);

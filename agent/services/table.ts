@@ -239,6 +239,27 @@ function frontendsOf(service: KubeObject, slicesByService: Map<string, KubeObjec
   return out;
 }
 
+/**
+ * The table with each NodePort frontend also on every node address (the
+ * node's own, as the socket hooks see a connect to it from a pod or the
+ * host): kube-proxy's NodePort for traffic that starts on this node.
+ */
+export function withNodePorts(table: ServiceFrontend[], nodeAddresses: string[]): ServiceFrontend[] {
+  const out = [...table];
+  const seen = new Set(table.map((f) => `${f.address}|${f.port}|${f.protocol}`));
+  for (const f of table) {
+    if (f.type !== 'NodePort' || !f.nodePort) continue;
+    const family = net.isIP(f.address);
+    for (const address of nodeAddresses) {
+      const key = `${address}|${f.nodePort}|${f.protocol}`;
+      if (net.isIP(address) !== family || seen.has(key)) continue;
+      seen.add(key);
+      out.push({ ...f, address, port: f.nodePort });
+    }
+  }
+  return out.sort(compareFrontends);
+}
+
 function isPort(p: unknown): p is number {
   return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
 }
