@@ -274,6 +274,13 @@ spec:
     expect(tcp.backends.reduce((sum, b) => sum + b.newFlows, 0)).toBe(CONNECTS);
   });
 
+  it('hairpin: a backend reaching its own Service lands on itself as often as on the other', async () => {
+    const out = await inPod('sv/b1', CLIENT, vip, '20');
+    expect(out.errors).toEqual([]);
+    expect(Object.keys(out.tcp).sort()).toEqual(['sv/b1', 'sv/b2']);
+    expect(out.peers).toEqual([`${vip}:80`]);
+  });
+
   it('does the same over IPv6: connect6, getpeername6, sendmsg6 and recvmsg6', async () => {
     const out = await inPod('sv/client', CLIENT, vip6, '20');
     expect(out.errors).toEqual([]);
