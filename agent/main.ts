@@ -257,7 +257,11 @@ async function startKubernetes(f: AgentFlags): Promise<KubernetesMode> {
 function startDatapath(f: AgentFlags): Datapath {
   ensureBpffs();
   const datapath = loadDatapath({ pinDir: f.pinDir, objectBytes: bpfObjectBytes() });
-  log(`datapath ${datapath.adopted ? 'adopted from' : 'loaded and pinned at'} ${f.pinDir}`);
+  log(`datapath ${datapath.adopted ? 'adopted from' : 'loaded and pinned at'} ${f.pinDir}, version ${datapath.runningVersion}`);
+  const r = datapath.replaced;
+  if (r) {
+    log(`datapath: programs of version ${r.from} replaced by ${datapath.version}; ${r.links} TCX links switched${r.failed.length ? `, ${r.failed.length} NOT: ${r.failed.join('; ')}` : ''}`);
+  }
   datapath.maps.config.update(encodeU32(0), encodeDatapathConfig(f.datapathConfig));
   return datapath;
 }
@@ -311,7 +315,7 @@ async function startRouting(f: AgentFlags, datastore: Datastore): Promise<NodeRo
 
 /** The netfilter programs (Service egress, and the VXLAN guard in VXLAN mode), attached or detached to match. */
 function attachNetfilter(f: AgentFlags, datapath: Datapath): void {
-  const netfilter = syncNetfilterLinks({ dir: datapath.netfilterDir, programs: datapath.progPaths, vxlan: f.routing === 'vxlan', reload: !datapath.adopted });
+  const netfilter = syncNetfilterLinks({ dir: datapath.netfilterDir, programs: datapath.progPaths, vxlan: f.routing === 'vxlan', reload: !datapath.adopted || datapath.replaced !== null });
   if (netfilter.attached.length > 0) log(`netfilter hooks attached: ${netfilter.attached.join(', ')}`);
   if (netfilter.removed.length > 0) log(`netfilter hooks removed: ${netfilter.removed.join(', ')}`);
 }

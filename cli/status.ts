@@ -59,7 +59,7 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
   row(
     'datapath',
     `${dp.pinDir} (${dp.adopted ? 'adopted pinned programs' : 'loaded at start'})${dp.runningVersion ? `, version ${dp.runningVersion}` : ''}`,
-    ...(stale ? [`PINNED BY ANOTHER VERSION: this agent carries ${dp.version}; its programs are not running (replacing them: issue 33)`] : []),
+    ...(stale ? [`NOT THIS AGENT'S PROGRAMS: it carries ${dp.version}, the links run ${dp.runningVersion} (a replacement failed: see the agent log)`] : []),
   );
   const d = s.datastore;
   if (d) {

@@ -84,3 +84,13 @@ export function readLinkInfo(fd: number, what: string): LinkInfo {
   }
   return link;
 }
+
+/** Room for struct bpf_prog_info's leading fields (type, id, tag...). */
+const PROG_INFO_BYTES = 256;
+
+/** The id of the program behind `fd` (struct bpf_prog_info.id). */
+export function readProgramId(fd: number, what: string): number {
+  const info = Buffer.alloc(PROG_INFO_BYTES);
+  objGetInfo(fd, info, what);
+  return info.readUInt32LE(4);
+}

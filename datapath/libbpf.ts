@@ -104,6 +104,7 @@ interface Bindings {
   mapNextKey: Fn;
   linkCreate: Fn;
   linkDetach: Fn;
+  linkUpdate: Fn;
   objInfo: Fn;
   mapType: Fn;
   mapKeySize: Fn;
@@ -169,6 +170,7 @@ function lib(): Bindings {
     mapNextKey: bpf.func('int bpf_map_get_next_key(int fd, const void *key, void *next_key)'),
     linkCreate: bpf.func('int bpf_link_create(int prog_fd, int target_fd, int attach_type, const void *opts)'),
     linkDetach: bpf.func('int bpf_link_detach(int link_fd)'),
+    linkUpdate: bpf.func('int bpf_link_update(int link_fd, int new_prog_fd, const void *opts)'),
     objInfo: bpf.func('int bpf_obj_get_info_by_fd(int bpf_fd, void *info, void *info_len)'),
     mapType: bpf.func('bpf_map__type', 'int', [mapPtr]),
     mapKeySize: bpf.func('bpf_map__key_size', 'uint32_t', [mapPtr]),
@@ -389,6 +391,11 @@ export function linkCreate(progFd: number, targetFd: number, attachType: number,
 /** Detaches a link from its hook (the link object lives on until its last fd/pin goes). */
 export function linkDetach(linkFd: number, what: string): void {
   check(lib().linkDetach(linkFd), what);
+}
+
+/** Makes the link run another program, atomically (BPF_LINK_UPDATE); TCX links support it. */
+export function linkUpdate(linkFd: number, newProgFd: number, what: string): void {
+  check(lib().linkUpdate(linkFd, newProgFd, null), what);
 }
 
 /** bpf_obj_get_info_by_fd into `info` (zeroed by the caller); returns the length the kernel filled. */

@@ -42,7 +42,9 @@ import {
 } from './abi.ts';
 import { BpfMap } from './bpf-map.ts';
 import { DatapathLayoutError, datapathVersion, layoutChanges, pinVersion, readPinnedVersion } from './pin-version.ts';
-import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
+import { BPF_TCX_INGRESS, closeFd, closeObject, findProgram, linkUpdate, loadObject, objGet, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
+import { BPF_LINK_TYPE_TCX, readLinkInfo } from './bpf-info.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 const OBJECT_NAME = 'sluice';
 const MAPS_DIR = 'maps';
@@ -85,6 +87,13 @@ export interface Datapath {
    * are replaced (issue 33, step 2).
    */
   runningVersion: string;
+  /**
+   * When this agent took over pins of another version with the same layouts:
+   * that version, the TCX links switched to the new programs, and those that
+   * could not be (the version is then 'mixed'). The netfilter links are the
+   * agent's to replace (syncNetfilterLinks with reload).
+   */
+  replaced: { from: string; links: number; failed: string[] } | null;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
   /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent; the netfilter programs. */
@@ -107,6 +116,8 @@ export interface LoadDatapathOptions {
   pinDir: string;
   /** The compiled eBPF object (see bpfObjectBytes()). */
   objectBytes: Buffer;
+  /** False: adopt pins of another version as they are, without replacing their programs (default true). */
+  replace?: boolean;
 }
 
 interface MapSpec {
@@ -156,8 +167,15 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   if (changes.length > 0) throw new DatapathLayoutError(pinDir, changes);
   const version = datapathVersion(options.objectBytes);
   let runningVersion = version;
+  let replaced: Datapath['replaced'] = null;
   if (adopted) {
     runningVersion = readPinnedVersion(mapsDir) ?? 'unknown';
+    if (runningVersion !== version && options.replace !== false) {
+      // Another object with the same map layouts: its programs take over the maps, and every link switches.
+      replaced = replacePrograms(options.objectBytes, mapsDir, progPaths, linksDir, runningVersion);
+      runningVersion = replaced.failed.length === 0 ? version : 'mixed';
+      if (replaced.failed.length === 0) pinVersion(mapsDir, version);
+    }
   } else {
     loadAndPin(options.objectBytes, mapsDir, progPaths);
     pinVersion(mapsDir, version);
@@ -168,6 +186,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     adopted,
     version,
     runningVersion,
+    replaced,
     maps,
     progPaths,
     linksDir,
@@ -178,6 +197,45 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
       for (const map of Object.values(maps)) map.close();
     },
   };
+}
+
+/**
+ * Loads the object's programs against the pinned maps (whose layouts were
+ * checked to be the same), pins them in place of the old ones, and switches
+ * every pinned TCX link to its new program with BPF_LINK_UPDATE, one link
+ * at a time and atomically each: a packet runs the old program or the new,
+ * and both read the same maps. An endpoint's two links switch a moment
+ * apart; that is safe because the layouts are identical. The CNI plugin
+ * attaches the new pins from then on.
+ */
+function replacePrograms(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths'], linksDir: string, from: string): { from: string; links: number; failed: string[] } {
+  loadAndPin(objectBytes, mapsDir, progPaths);
+  const fromPod = objGet(progPaths.fromPod, 'program from_pod');
+  const toPod = objGet(progPaths.toPod, 'program to_pod');
+  const failed: string[] = [];
+  let links = 0;
+  try {
+    for (const name of existsSync(linksDir) ? readdirSync(linksDir) : []) {
+      const path = join(linksDir, name);
+      let linkFd = -1;
+      try {
+        linkFd = objGet(path, 'link');
+        const info = readLinkInfo(linkFd, `link ${path}`);
+        if (info.type !== BPF_LINK_TYPE_TCX) continue;
+        const prog = info.tcx?.attachType === BPF_TCX_INGRESS ? fromPod : toPod;
+        linkUpdate(linkFd, prog, `switch link ${path} to the new program`);
+        links++;
+      } catch (err: unknown) {
+        failed.push(`${name}: ${errorMessage(err)}`);
+      } finally {
+        if (linkFd >= 0) closeFd(linkFd);
+      }
+    }
+  } finally {
+    closeFd(fromPod);
+    closeFd(toPod);
+  }
+  return { from, links, failed };
 }
 
 /** Unpins everything under pinDir (detaching pinned TCX links) and removes its directories; absent → no-op. */
