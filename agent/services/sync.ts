@@ -80,6 +80,8 @@ export class ServiceMapSync {
   private readonly maps: LbSyncMaps;
   /** backend "address|port" → id. */
   private readonly backendIds = new Map<string, number>();
+  /** The ids in backendIds, kept beside it so an allocation does not scan them all. */
+  private readonly usedIds = new Set<number>();
   private readonly frontends = new Map<string, FrontendState>();
   private nextIdHint = 1;
 
@@ -95,6 +97,7 @@ export class ServiceMapSync {
       if (!value) continue;
       const b = decodeBackend(value);
       this.backendIds.set(backendKey(b.address, b.port, b.protocol), key.readUInt32LE(0));
+      this.usedIds.add(key.readUInt32LE(0));
     }
     const slots = new Map<string, Map<number, number>>();
     for (const key of this.maps.lb_services.keys()) {
@@ -124,7 +127,9 @@ export class ServiceMapSync {
   apply(table: ServiceFrontend[]): LbSyncStats {
     const started = performance.now();
     const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, failed: [], durationMs: 0, udpBackendsGone: [] };
-    const addressOf = new Map([...this.backendIds].map(([bk, id]) => [id, bk]));
+    // id → backend, built only when a UDP frontend loses one (it costs a pass over every backend).
+    let addressMap: Map<number, string> | null = null;
+    const addressOf = () => (addressMap ??= new Map([...this.backendIds].map(([bk, id]) => [id, bk])));
     const udpGone = new Set<string>();
     const write = (map: LbMap | LbSyncMaps['lb_backend_flows'], key: Buffer, value: Buffer, what: string): boolean => {
       try {
@@ -172,6 +177,7 @@ export class ServiceMapSync {
         if (!write(this.maps.lb_backends, encodeBackendId(id), encodeBackend(b), `backend ${b.address}:${b.port}`)) continue;
         this.maps.lb_backend_flows?.update(encodeBackendId(id), Buffer.alloc(8));
         this.backendIds.set(bk, id);
+        this.usedIds.add(id);
       }
     }
 
@@ -193,7 +199,7 @@ export class ServiceMapSync {
       for (const id of old) {
         if (next.includes(id)) continue;
         if (want.affinitySec > 0) leftAffinity.add(id);
-        if (want.frontend.protocol === 'UDP' && addressOf.has(id)) udpGone.add(addressOf.get(id)!);
+        if (want.frontend.protocol === 'UDP' && addressOf().has(id)) udpGone.add(addressOf().get(id)!);
       }
       for (let i = next.length; i < old.length; i++) remove(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), `slot ${i + 1} of ${fk}`);
       // A failed write leaves the state unknown: forget it, so the next sync writes the frontend whole.
@@ -202,7 +208,7 @@ export class ServiceMapSync {
     for (const [fk, state] of [...this.frontends]) {
       if (desired.has(fk)) continue;
       remove(this.maps.lb_services, encodeServiceKey(state.frontend, 0), `frontend ${fk}`);
-      if (state.frontend.protocol === 'UDP') for (const id of state.slots) if (addressOf.has(id)) udpGone.add(addressOf.get(id)!);
+      if (state.frontend.protocol === 'UDP') for (const id of state.slots) if (addressOf().has(id)) udpGone.add(addressOf().get(id)!);
       state.slots.forEach((_, i) => remove(this.maps.lb_services, encodeServiceKey(state.frontend, i + 1), `slot ${i + 1} of ${fk}`));
       this.frontends.delete(fk);
     }
@@ -212,6 +218,7 @@ export class ServiceMapSync {
       if (wantedBackends.has(bk)) continue;
       remove(this.maps.lb_backends, encodeBackendId(id), `backend ${bk}`);
       this.backendIds.delete(bk);
+      this.usedIds.delete(id);
       leftAffinity.add(id);
     }
     // 4. Affinity to backends that left (one pass over lb_affinity, only when some did).
@@ -237,7 +244,7 @@ export class ServiceMapSync {
   }
 
   private freeId(): number {
-    const used = new Set(this.backendIds.values());
+    const used = this.usedIds;
     for (let n = 0; n < LB_MAX_BACKENDS - 1; n++) {
       const id = ((this.nextIdHint - 1 + n) % (LB_MAX_BACKENDS - 1)) + 1;
       if (!used.has(id)) {
