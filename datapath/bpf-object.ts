@@ -1,7 +1,8 @@
 /**
- * Where the compiled eBPF object comes from: an asset of the single
- * executable in production, dist/sluice.bpf.o (or $SLUICE_BPF_OBJECT) in a
- * source checkout.
+ * Where the compiled eBPF object comes from: $SLUICE_BPF_OBJECT when set (a
+ * datapath built apart, e.g. to test an upgrade in place), else an asset of
+ * the single executable in production, or dist/sluice.bpf.o in a source
+ * checkout.
  */
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -9,11 +10,12 @@ import sea from 'node:sea';
 
 /** Name of the object among the single executable's assets (see sea-config.json). */
 export const BPF_OBJECT_ASSET = 'sluice.bpf.o';
-/** Environment variable that overrides the object's path outside a single executable. */
+/** Environment variable that names another object file (the single executable's own included). */
 export const BPF_OBJECT_ENV = 'SLUICE_BPF_OBJECT';
 
 /** The bytes of the eBPF object; throws ENOENT if it was not built (`make`). */
 export function bpfObjectBytes(): Buffer {
+  if (process.env[BPF_OBJECT_ENV]) return readFileSync(process.env[BPF_OBJECT_ENV]);
   if (sea.isSea()) return Buffer.from(sea.getAsset(BPF_OBJECT_ASSET));
   return readFileSync(bpfObjectPath());
 }
