@@ -17,6 +17,7 @@ const UNIT = [
   'test/cni-spec.test.ts',
   'test/conformance-netpol-evaluator.test.ts',
   'test/datapath-sync.test.ts',
+  'test/datastore-local-dir.test.ts',
   'test/datastore-kubernetes.test.ts',
   'test/endpoints.test.ts',
   'test/explain.test.ts',

@@ -6,7 +6,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { EMPTY_OBJECTS, type ClusterObjects } from './cluster-view.ts';
-import { LocalDatastore } from './local.ts';
+import YAML from 'yaml';
+import { LocalDatastore, type KubeObject } from './local.ts';
 
 /** A source of cluster objects. */
 export interface Datastore {
@@ -37,27 +38,58 @@ export class NoDatastore implements Datastore {
   }
 }
 
-/** The local datastore directory; re-parses only when a file was added, removed or rewritten. */
+/** The kinds the agent reads from the local directory, by their directory (LocalDatastore's layout). */
+const LOCAL_KINDS = { pods: 'pods', namespaces: 'namespaces', networkpolicies: 'networkPolicies', nodes: 'nodes', services: 'services' } as const;
+
+/** One object file as last read: its stamp (size, mtime, inode) and what it held. */
+interface CachedFile {
+  stamp: string;
+  object: KubeObject | null;
+}
+
+/**
+ * The local datastore directory. A refresh stats every file (cheap) and
+ * parses only the files added or rewritten since the last one: the cost of
+ * a change is the files it touched, not the cluster (before, any change
+ * re-read and re-parsed every file, about 210 ms at 500 pods).
+ */
 export class LocalDirDatastore implements Datastore {
   private readonly store: LocalDatastore;
-  private fingerprint = '';
+  private readonly files = new Map<string, CachedFile>();
   private current: ClusterObjects = EMPTY_OBJECTS;
+  /** Files parsed by the last refresh (for tests and the log). */
+  lastParsed = 0;
 
   constructor(dir: string) {
     this.store = new LocalDatastore(dir);
   }
 
   refresh(): boolean {
-    const print = fingerprintOf(this.store.dir);
-    if (print === this.fingerprint) return false;
-    this.fingerprint = print;
-    this.current = {
-      pods: this.store.list('Pod'),
-      namespaces: this.store.list('Namespace'),
-      networkPolicies: this.store.list('NetworkPolicy'),
-      nodes: this.store.list('Node'),
-      services: this.store.list('Service'),
-    };
+    const seen = new Set<string>();
+    let changed = false;
+    this.lastParsed = 0;
+    for (const { file, stamp } of objectFiles(this.store.dir)) {
+      seen.add(file);
+      const cached = this.files.get(file);
+      if (cached?.stamp === stamp) continue;
+      changed = true;
+      this.lastParsed++;
+      this.files.set(file, { stamp, object: readObject(file) });
+    }
+    for (const file of this.files.keys()) {
+      if (!seen.has(file)) {
+        this.files.delete(file);
+        changed = true;
+      }
+    }
+    if (!changed) return false;
+    const lists: Record<(typeof LOCAL_KINDS)[keyof typeof LOCAL_KINDS], KubeObject[]> = { pods: [], namespaces: [], networkPolicies: [], nodes: [], services: [] };
+    for (const file of [...this.files.keys()].sort()) {
+      const object = this.files.get(file)!.object;
+      const kind = LOCAL_KINDS[path.relative(this.store.dir, file).split(path.sep)[0] as keyof typeof LOCAL_KINDS];
+      if (object && kind) lists[kind].push(object);
+    }
+    this.current = lists;
     return true;
   }
 
@@ -70,9 +102,19 @@ export class LocalDirDatastore implements Datastore {
   }
 }
 
-/** Names, sizes and modification times of every object file: changes whenever an object does. */
-function fingerprintOf(dir: string): string {
-  const parts: string[] = [];
+/** Reads one object file; null when it went away between the listing and the read. */
+function readObject(file: string): KubeObject | null {
+  try {
+    return YAML.parse(fs.readFileSync(file, 'utf8')) as KubeObject;
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return null;
+    throw err;
+  }
+}
+
+/** Every object file under dir with its stamp: size, modification time and inode change whenever the object does. */
+function objectFiles(dir: string): { file: string; stamp: string }[] {
+  const out: { file: string; stamp: string }[] = [];
   const walk = (d: string) => {
     let entries: fs.Dirent[];
     try {
@@ -85,10 +127,10 @@ function fingerprintOf(dir: string): string {
       if (e.isDirectory()) walk(p);
       else if (e.name.endsWith('.yaml')) {
         const st = fs.statSync(p, { throwIfNoEntry: false });
-        if (st) parts.push(`${p}:${st.size}:${st.mtimeMs}:${st.ino}`);
+        if (st) out.push({ file: p, stamp: `${st.size}:${st.mtimeMs}:${st.ino}` });
       }
     }
   };
   walk(dir);
-  return parts.sort().join('\n');
+  return out;
 }
