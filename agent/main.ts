@@ -36,6 +36,9 @@ import { formatMetricsAddress, serveMetrics } from './metrics/server.ts';
 import { Counter as PromCounter, type Registry } from 'prom-client';
 import { Monitor } from './monitor.ts';
 import { SecurityRuntime } from './security/runtime.ts';
+import { startServices } from './services/start.ts';
+import { serviceRoutes } from './api/service-routes.ts';
+import { serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
 import { SecuritySensor } from './security/sensor.ts';
 import { securityRoutes } from './api/security-routes.ts';
 import { loadSecurity, securityObjectBytes } from '../datapath/security-loader.ts';
@@ -186,6 +189,21 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   // After the first sync: vxlan_in reads the other nodes' addresses from the ipcache.
   attachNetfilter(f, datapath);
   started.add(monitor, (m) => m.stop()).start(datapath.eventsPath, log);
+  // Services at the socket (issue 17): connects to a ClusterIP or NodePort go straight to a backend.
+  const services = started.add(
+    startServices({
+      enabled: f.socketLb,
+      pinDir: `${f.pinDir}/service-lb`,
+      objectBytes: serviceLbObjectBytes,
+      cgroupRoot: f.cgroupRoot !== undefined ? cgroup2RootUnder(f.cgroupRoot) : cgroup2Root(),
+      datastore,
+      log,
+      nodeAddresses: () => policy.hostAddresses(),
+      podNetns: () => endpoints.list().map((e) => e.netns),
+    }),
+    (s) => s.close(),
+  );
+  policy.onSync(() => services.sync());
   started.add(flowRecorder, (r) => r.stop()).start();
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
   started.add(startDelQueueDrain({ ipam, endpoints, linksDir: `${f.pinDir}/links` }, `${f.stateDir}/${DEL_QUEUE_SUBDIR}`, log), (stop) => stop());
@@ -217,6 +235,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     countersRoute(datapath),
     tcpHealthRoute(tcpHealth),
     ...securityRoutes({ runtime: security, reason: securityOff, modes: securityModes }),
+    ...serviceRoutes(services),
   ];
   const refused = new PromCounter({ name: 'sluice_api_refused_total', help: 'API requests that would change state, refused to a caller that is not root (or --write-uid).', labelNames: ['route'], registers: [metrics.registry] });
   const server = await serveApi(f.socket, routes, log, {

@@ -23,27 +23,28 @@ const spec: EndpointSpec = {
   hostMac: '02:00:00:00:00:aa',
   ips: ['10.0.0.5', 'fd00::5'],
 };
-const host: HostInterfaceReader = (ifname, attr) =>
-  ({ slc1: { ifindex: '11', address: '02:00:00:00:00:AA' }, slc2: { ifindex: '12', address: '02:00:00:00:00:bb' } })[ifname]?.[attr];
+const host: HostInterfaceReader = async (ifname) =>
+  ({ slc1: { index: 11, mac: '02:00:00:00:00:AA', kind: 'veth' }, slc2: { index: 12, mac: '02:00:00:00:00:bb', kind: 'veth' }, br9: { index: 13, mac: '02:00:00:00:00:cc', kind: 'bridge' } })[ifname];
 const other: Endpoint = { ...spec, containerID: 'c2', pod: 'b', hostIfname: 'slc2', hostIfindex: 12, ips: ['10.0.0.6'], id: 2, identity: 300, createdAt: 0 };
 const check = (s: Partial<EndpointSpec>, allocated = ['10.0.0.5', 'fd00:0::5'], endpoints: Endpoint[] = [other]) =>
   checkRegistration({ ...spec, ...s }, allocated, endpoints, host);
 
 describe('checkRegistration', () => {
-  it('accepts the attachment ADD allocated, on its own veth (a retry of the same one too)', () => {
-    expect(() => check({})).not.toThrow();
-    expect(() => check({}, undefined, [other, { ...other, ...spec, id: 1, identity: 300, createdAt: 0 }])).not.toThrow();
+  it('accepts the attachment ADD allocated, on its own veth (a retry of the same one too)', async () => {
+    await expect(check({})).resolves.toBeUndefined();
+    await expect(check({}, undefined, [other, { ...other, ...spec, id: 1, identity: 300, createdAt: 0 }])).resolves.toBeUndefined();
   });
 
-  it('refuses each mismatch with its own kind and message', () => {
-    expect(() => check({}, [])).toThrow(expect.objectContaining({ status: 409, kind: 'NoAllocation' }));
-    expect(() => check({ ips: ['10.0.0.5'] })).toThrow(expect.objectContaining({ kind: 'AddressMismatch' }));
-    expect(() => check({ ips: ['10.0.0.6', 'fd00::5'] })).toThrow(expect.objectContaining({ kind: 'AddressMismatch' }));
-    expect(() => check({ ips: ['10.0.0.6'] }, ['10.0.0.6'])).toThrow(expect.objectContaining({ kind: 'AddressInUse', message: expect.stringMatching(/registered to c2\/eth0 \(x\/b\)/) }));
-    expect(() => check({ hostIfname: 'slc2', hostIfindex: 12, hostMac: '02:00:00:00:00:bb' })).toThrow(expect.objectContaining({ kind: 'VethInUse' }));
-    expect(() => check({ hostIfname: 'slc9' })).toThrow(expect.objectContaining({ kind: 'NoSuchVeth' }));
-    expect(() => check({ hostIfindex: 99 })).toThrow(expect.objectContaining({ kind: 'VethMismatch', message: expect.stringMatching(/ifindex 11, not 99/) }));
-    expect(() => check({ hostMac: '02:00:00:00:00:ab' })).toThrow(expect.objectContaining({ kind: 'VethMismatch', message: expect.stringMatching(/MAC/) }));
+  it('refuses each mismatch with its own kind and message', async () => {
+    await expect(check({}, [])).rejects.toThrow(expect.objectContaining({ status: 409, kind: 'NoAllocation' }));
+    await expect(check({ ips: ['10.0.0.5'] })).rejects.toThrow(expect.objectContaining({ kind: 'AddressMismatch' }));
+    await expect(check({ ips: ['10.0.0.6', 'fd00::5'] })).rejects.toThrow(expect.objectContaining({ kind: 'AddressMismatch' }));
+    await expect(check({ ips: ['10.0.0.6'] }, ['10.0.0.6'])).rejects.toThrow(expect.objectContaining({ kind: 'AddressInUse', message: expect.stringMatching(/registered to c2\/eth0 \(x\/b\)/) }));
+    await expect(check({ hostIfname: 'slc2', hostIfindex: 12, hostMac: '02:00:00:00:00:bb' })).rejects.toThrow(expect.objectContaining({ kind: 'VethInUse' }));
+    await expect(check({ hostIfname: 'slc9' })).rejects.toThrow(expect.objectContaining({ kind: 'NoSuchVeth' }));
+    await expect(check({ hostIfindex: 99 })).rejects.toThrow(expect.objectContaining({ kind: 'VethMismatch', message: expect.stringMatching(/ifindex 11, not 99/) }));
+    await expect(check({ hostMac: '02:00:00:00:00:ab' })).rejects.toThrow(expect.objectContaining({ kind: 'VethMismatch', message: expect.stringMatching(/MAC/) }));
+    await expect(check({ hostIfname: 'br9', hostIfindex: 13, hostMac: '02:00:00:00:00:cc' })).rejects.toThrow(expect.objectContaining({ kind: 'VethMismatch', message: expect.stringMatching(/bridge device, not a veth/) }));
   });
 });
 

@@ -19,6 +19,8 @@ import { ServiceMapSync } from '../agent/services/sync.ts';
 import { serviceTable, withNodePorts } from '../agent/services/table.ts';
 import { loadServiceLb, serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
 import { cgroup2Root } from '../datapath/trace-loader.ts';
+import { hostAddresses } from '../agent/routing/host-addresses.ts';
+import { formatIp, parseIp } from '../lib/ip-bytes.ts';
 
 const PYTHON = '/usr/bin/python3';
 const CONNECTS = 40;
@@ -101,7 +103,8 @@ describe('ClusterIP Services by the socket load balancer', () => {
   const serviceCidr = `10.150.${parseInt(cluster.id.slice(0, 2), 16)}.0/24`;
   const emptyIP = serviceCidr.replace('.0/24', '.200');
   const serviceCidr6 = `fd00:150:${cluster.id.slice(0, 4)}::/112`;
-  const vip6 = `fd00:150:${cluster.id.slice(0, 4)}::10`;
+  // Canonical (RFC 5952) text, as the agent reports addresses: the id may start with a 0.
+  const vip6 = formatIp(parseIp(`fd00:150:${cluster.id.slice(0, 4)}::10`).bytes);
   let services: Services | null = null;
   let datastore: LocalDirDatastore;
   let netns: Record<string, string> = {};
@@ -224,7 +227,9 @@ spec:
           }),
       ),
     );
-    // This node's address, as the agent passes policy.hostAddresses().
+    // This node's addresses, as the agent passes policy.hostAddresses(): the agent syncs the same maps from the
+    // same datastore, so both writers must write the same table.
+    const nodeAddresses = await hostAddresses();
     const addrs = JSON.parse(await must('ip', ['-j', '-4', 'addr', 'show', 'scope', 'global'])) as { addr_info: { local: string }[] }[];
     hostAddress = addrs.flatMap((l) => l.addr_info.map((a) => a.local))[0]!;
     datastore = new LocalDirDatastore(path.join(cluster.dir, 'datastore'));
@@ -235,7 +240,7 @@ spec:
       cgroupRoot: cgroup2Root(),
       datastore,
       log: () => undefined,
-      nodeAddresses: () => [hostAddress],
+      nodeAddresses: () => nodeAddresses,
       podNetns: () => Object.values(netns).map((n) => `/var/run/netns/${n}`),
     });
     expect(services.report().reason).toBeUndefined();
@@ -359,7 +364,7 @@ metadata: {namespace: sv, name: b2}
       expect(again).toMatchObject({ adopted: true, attached: [] });
       expect(again.links).toHaveLength(8);
       datastore.refresh();
-      const stats = new ServiceMapSync(again.maps).apply(withNodePorts(serviceTable(serviceInputsOf(datastore)), [hostAddress]));
+      const stats = new ServiceMapSync(again.maps).apply(withNodePorts(serviceTable(serviceInputsOf(datastore)), await hostAddresses()));
       expect(stats).toMatchObject({ written: 0, deleted: 0, failed: [] });
     } finally {
       again.close();

@@ -81,7 +81,7 @@ export function endpointRoutes(ctx: EndpointRouteContext): Route[] {
       pattern: '/v1/endpoints',
       handler: async ({ body }) => {
         const spec = parseEndpointSpec(body);
-        checkRegistration(spec, ctx.ipam.addressesOf(spec.containerID, spec.ifname), ctx.endpoints.list(), ctx.readInterface);
+        await checkRegistration(spec, ctx.ipam.addressesOf(spec.containerID, spec.ifname), ctx.endpoints.list(), ctx.readInterface);
         ctx.stateDisk.requireWritable();
         await ctx.datastore.ensurePod?.(spec.namespace, spec.pod);
         try {

@@ -11,28 +11,28 @@
  * (reading the peer's namespace needs netlink inside it; the CNI plugin
  * created both ends itself).
  */
-import fs from 'node:fs';
+import { linkByName, openRtnl } from '../../datapath/netlink.ts';
 import type { EndpointSpec, Endpoint } from '../../contract/api-types.ts';
 import { formatIp, parseIp } from '../../lib/ip-bytes.ts';
 import { ApiFailure } from './server.ts';
 
-/** Reads a host interface's attribute; undefined when it does not exist. */
-export type HostInterfaceReader = (ifname: string, attribute: 'ifindex' | 'address') => string | undefined;
+/** A host interface as the registration check reads it; undefined when none has that name. */
+export type HostInterfaceReader = (ifname: string) => Promise<{ index: number; mac: string; kind?: string } | undefined>;
 
-/** /sys/class/net of the agent's (the host's) network namespace. */
-export const sysfsInterface: HostInterfaceReader = (ifname, attribute) => {
-  if (!/^[^/\0]{1,15}$/.test(ifname) || ifname === '.' || ifname === '..') return undefined;
+/** rtnetlink in the agent's own network namespace (a node of a multi-node local cluster has its own; /sys would show the host's). */
+export const netlinkInterface: HostInterfaceReader = async (ifname) => {
+  const rtnl = openRtnl();
   try {
-    return fs.readFileSync(`/sys/class/net/${ifname}/${attribute}`, 'utf8').trim();
-  } catch {
-    return undefined;
+    return (await linkByName(rtnl, ifname)) ?? undefined;
+  } finally {
+    rtnl.close();
   }
 };
 
 const canonical = (ip: string) => formatIp(parseIp(ip).bytes);
 
 /** Throws ApiFailure (409, with the check that failed) unless the registration matches what the agent handed out. */
-export function checkRegistration(spec: EndpointSpec, allocated: string[], endpoints: Endpoint[], readInterface: HostInterfaceReader = sysfsInterface): void {
+export async function checkRegistration(spec: EndpointSpec, allocated: string[], endpoints: Endpoint[], readInterface: HostInterfaceReader = netlinkInterface): Promise<void> {
   const who = `${spec.containerID}/${spec.ifname}`;
   if (allocated.length === 0) {
     throw new ApiFailure(409, 'NoAllocation', `no addresses are allocated to ${who}: only an attachment ADD allocated for may be registered`);
@@ -50,13 +50,15 @@ export function checkRegistration(spec: EndpointSpec, allocated: string[], endpo
       throw new ApiFailure(409, 'VethInUse', `veth ${spec.hostIfname} (ifindex ${spec.hostIfindex}) is registered to ${e.containerID}/${e.ifname} (${e.namespace}/${e.pod})`);
     }
   }
-  const ifindex = readInterface(spec.hostIfname, 'ifindex');
-  if (ifindex === undefined) throw new ApiFailure(409, 'NoSuchVeth', `no interface ${spec.hostIfname} in the host namespace`);
-  if (Number(ifindex) !== spec.hostIfindex) {
-    throw new ApiFailure(409, 'VethMismatch', `${spec.hostIfname} has ifindex ${ifindex}, not ${spec.hostIfindex}`);
+  const link = await readInterface(spec.hostIfname);
+  if (link === undefined) throw new ApiFailure(409, 'NoSuchVeth', `no interface ${spec.hostIfname} in the host namespace`);
+  if (link.index !== spec.hostIfindex) {
+    throw new ApiFailure(409, 'VethMismatch', `${spec.hostIfname} has ifindex ${link.index}, not ${spec.hostIfindex}`);
   }
-  const mac = readInterface(spec.hostIfname, 'address');
-  if (mac?.toLowerCase() !== spec.hostMac.toLowerCase()) {
-    throw new ApiFailure(409, 'VethMismatch', `${spec.hostIfname} has MAC ${mac ?? 'none'}, not ${spec.hostMac}`);
+  if (link.mac.toLowerCase() !== spec.hostMac.toLowerCase()) {
+    throw new ApiFailure(409, 'VethMismatch', `${spec.hostIfname} has MAC ${link.mac || 'none'}, not ${spec.hostMac}`);
+  }
+  if (link.kind !== undefined && link.kind !== 'veth') {
+    throw new ApiFailure(409, 'VethMismatch', `${spec.hostIfname} is a ${link.kind} device, not a veth`);
   }
 }
