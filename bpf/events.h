@@ -86,7 +86,8 @@ static __noinline void emit_event(const struct pkt_meta *p, const struct event_m
 	e->is_reply = m->is_reply;
 	e->payload_len = 0;
 	e->reserved = 0;
-	bpf_ringbuf_submit(e, 0);
+	/* No wakeup: the agent consumes on a timer (datapath/ringbuf.ts), and a wakeup per event is most of its cost. */
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 /* Drops a packet of a known endpoint with an event saying why. */

@@ -118,7 +118,8 @@ static __noinline void emit_l7_event(struct __sk_buff *skb, const struct flow *f
 	e->event.is_reply = 0;
 	e->event.payload_len = len;
 	e->event.reserved = 0;
-	bpf_ringbuf_submit(e, 0);
+	/* No wakeup: the agent consumes on a timer (datapath/ringbuf.ts), and a wakeup per event is most of its cost. */
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
 }
 
 #endif
