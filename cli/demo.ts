@@ -13,6 +13,7 @@ import { selfCommand } from './local/cluster.ts';
 import type { FlowRecord, FlowsResponse } from '../contract/flows.ts';
 import type { TcpHealthResponse } from '../contract/tcp-health.ts';
 import type { SecurityAlert } from '../contract/security.ts';
+import type { ServiceFrontendReport, ServicesResponse } from '../contract/services.ts';
 import type { SecurityEventsResponse } from '../agent/api/security-routes.ts';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -225,6 +226,36 @@ async function securityChapter(c: ClusterConfig): Promise<number> {
   return wrong;
 }
 
+/** The Services chapter: a ClusterIP load-balanced between two pods at the socket, without kube-proxy. */
+async function servicesChapter(c: ClusterConfig): Promise<number> {
+  say('Services without kube-proxy: a ClusterIP served at the socket (sluice service list)');
+  await createPod(c, 'shop/web-2', { app: 'web' });
+  const servers = [await serveIn('demo-shop-web', ['--protocol', 'http', '--port', '80']), await serveIn('demo-shop-web-2', ['--protocol', 'http', '--port', '80'])];
+  try {
+    await applyManifests(c, [
+      { apiVersion: 'v1', kind: 'Service', metadata: { namespace: 'shop', name: 'web' }, spec: { selector: { app: 'web' }, ports: [{ name: 'http', port: 80, targetPort: 80, protocol: 'TCP' }] } },
+    ]);
+    let frontend: ServiceFrontendReport | undefined;
+    for (let i = 0; i < 50 && !(frontend && frontend.backends.filter((b) => b.state === 'ready').length === 2); i++) {
+      frontend = (await agentRequest<ServicesResponse>(c.socket, 'GET', '/v1/services')).frontends.find((f) => f.namespace === 'shop' && f.name === 'web');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    if (!frontend) {
+      console.log('  the Service never reached the load balancer: FAILED');
+      return 1;
+    }
+    console.log(`  shop/web ClusterIP ${frontend.address}:${frontend.port}, backends ${frontend.backends.map((b) => `${b.pod} ${b.address}`).join(', ')}`);
+    const asks = await Promise.all(Array.from({ length: 20 }, () => askFrom('demo-shop-client', ['http', `http://${frontend!.address}/`])));
+    const answered = asks.filter((a) => a === '200').length;
+    const after = (await agentRequest<ServicesResponse>(c.socket, 'GET', '/v1/services')).frontends.find((f) => f.namespace === 'shop' && f.name === 'web')!;
+    console.log(`  shop/client: ${answered} of 20 GETs to the ClusterIP answered 200; new connections per backend: ${after.backends.map((b) => `${b.pod} ${b.newFlows}`).join(', ')}`);
+    console.log('  the connect() went straight to a backend (cgroup hooks at the socket): no DNAT, no iptables rule');
+    return answered === 20 && after.backends.every((b) => b.newFlows > 0) ? 0 : 1;
+  } finally {
+    for (const s of servers) if (s.exitCode === null) s.kill('SIGKILL');
+  }
+}
+
 async function podIp(c: ClusterConfig, name: string): Promise<string> {
   const eps = await agentRequest<Endpoint[]>(c.socket, 'GET', '/v1/endpoints');
   return eps.find((e) => e.pod === name)!.ips[0]!;
@@ -292,6 +323,7 @@ export async function runDemo(argv: string[]): Promise<number> {
     failures += await policyChapter(c);
     failures += await observeChapter(c);
     failures += await securityChapter(c);
+    failures += await servicesChapter(c);
     if (values.keep) {
       say(`The cluster stays up. Try: sluice local --dir ${DEMO.dir} get pods; remove it with: sluice local --dir ${DEMO.dir} down`);
       return failures ? 1 : 0;
