@@ -18,8 +18,6 @@
  *
  * usage (root, after make): node bench/observability-overhead.ts [--rounds 4] [--seconds 2]
  */
-import { spawnSync } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATAPATH_CONFIG, decodeCounterValue, COUNTER_NAMES } from '../datapath/abi.ts';
@@ -28,6 +26,7 @@ import { traceObjectBytes } from '../datapath/bpf-object.ts';
 import { cgroup2Root, loadTrace } from '../datapath/trace-loader.ts';
 import { BenchCluster, namespace, pod } from './bench-cluster.ts';
 import { cleanupNow, onCleanup } from './cleanup.ts';
+import { diffStats, progStats, withBpfStats, type ProgStats as BpfProgStats } from './bpf-stats.ts';
 import { buildNetTool, connectionRate, startServers, throughputGbps } from './net-tool.ts';
 import { fmt, machine, median, round, table } from './stats.ts';
 
@@ -44,25 +43,10 @@ const cluster = new BenchCluster();
 const empty = () => Object.fromEntries(FIGURES.map((f) => [f, [] as number[]])) as Record<Figure, number[]>;
 const samples = { on: empty(), off: empty() };
 const startedAt = new Date();
-const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
 const PROGRAMS = ['from_pod', 'to_pod'] as const;
-type ProgStats = Record<(typeof PROGRAMS)[number], { runs: number; ns: number }>;
+type ProgStats = BpfProgStats<(typeof PROGRAMS)[number]>;
 let perPacket: Record<'l7On' | 'l7Off', ProgStats> | null = null;
 const sustained: { offeredConnPerS: number; records: number; recordsPerS: number; lost: number }[] = [];
-
-function progStats(progsDir: string): ProgStats {
-  const out = {} as ProgStats;
-  for (const name of PROGRAMS) {
-    const r = spawnSync('bpftool', ['prog', 'show', 'pinned', path.join(progsDir, name), '-j'], { encoding: 'utf8' });
-    const j = JSON.parse(r.stdout) as { run_cnt?: number; run_time_ns?: number };
-    out[name] = { runs: j.run_cnt ?? 0, ns: j.run_time_ns ?? 0 };
-  }
-  return out;
-}
-
-function diffStats(a: ProgStats, b: ProgStats): ProgStats {
-  return Object.fromEntries(PROGRAMS.map((n) => [n, { runs: b[n].runs - a[n].runs, ns: b[n].ns - a[n].ns }])) as ProgStats;
-}
 
 /** Total of a datapath counter (per CPU values summed), from the pinned counters map. */
 function counterPackets(counters: BpfMap, name: string): number {
@@ -113,19 +97,15 @@ try {
   setTracing(true);
 
   // The L7 check's own cost per packet: from_pod and to_pod over the same HTTP connection run, L7 on and off.
-  const statsWas = fs.readFileSync(BPF_STATS, 'utf8').trim();
-  onCleanup(`${BPF_STATS} back to ${statsWas}`, () => fs.writeFileSync(BPF_STATS, statsWas));
-  fs.writeFileSync(BPF_STATS, '1');
   const progsDir = path.join(cluster.bpfDir, 'progs');
   const runWith = (on: boolean) => {
     setL7(on);
-    const a = progStats(progsDir);
+    const a = progStats(progsDir, PROGRAMS);
     connectionRate(tool, clientNs, serverIp, SECONDS, 8, { http: true });
     throughputGbps(clientNs, serverIp, SECONDS, 1);
-    return diffStats(a, progStats(progsDir));
+    return diffStats(a, progStats(progsDir, PROGRAMS));
   };
-  perPacket = { l7On: runWith(true), l7Off: runWith(false) };
-  fs.writeFileSync(BPF_STATS, statsWas);
+  perPacket = withBpfStats(() => ({ l7On: runWith(true), l7Off: runWith(false) }));
   setL7(true);
 
   // Records per second before losses: paced HTTP connections (2 L7 records and 1 verdict record each).

@@ -22,12 +22,12 @@ import { SecuritySensor } from '../agent/security/sensor.ts';
 import { defaultRulesSource, loadRuleSources, RuleEngine } from '../security/rules/index.ts';
 import { BenchCluster, namespace, pod } from './bench-cluster.ts';
 import { cleanupNow, onCleanup } from './cleanup.ts';
+import { diffStats, progStats, withBpfStats } from './bpf-stats.ts';
 import { fmt, machine, median, round, table } from './stats.ts';
 
 const { values } = parseArgs({ options: { rounds: { type: 'string', default: '4' }, execs: { type: 'string', default: '2000' } } });
 const ROUNDS = Number(values.rounds);
 const EXECS = Number(values.execs);
-const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
 const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat'] as const;
 
 const cluster = new BenchCluster();
@@ -43,15 +43,6 @@ function execRate(netns: string): number {
   const r = spawnSync('ip', ['netns', 'exec', netns, '/bin/sh', '-c', script], { stdio: 'ignore' });
   if (r.status !== 0) throw new Error(`exec loop in ${netns} exited ${r.status}`);
   return EXECS / (Number(process.hrtime.bigint() - t0) / 1e9);
-}
-
-function progStats(progsDir: string): Record<string, { runs: number; ns: number }> {
-  const out: Record<string, { runs: number; ns: number }> = {};
-  for (const name of PROGRAMS) {
-    const j = JSON.parse(spawnSync('bpftool', ['prog', 'show', 'pinned', path.join(progsDir, name), '-j'], { encoding: 'utf8' }).stdout) as { run_cnt?: number; run_time_ns?: number };
-    out[name] = { runs: j.run_cnt ?? 0, ns: j.run_time_ns ?? 0 };
-  }
-  return out;
 }
 
 try {
@@ -84,14 +75,12 @@ try {
     }
   }
   load(true).close();
-  const statsWas = fs.readFileSync(BPF_STATS, 'utf8').trim();
-  onCleanup(`${BPF_STATS} back to ${statsWas}`, () => fs.writeFileSync(BPF_STATS, statsWas));
-  fs.writeFileSync(BPF_STATS, '1');
-  const before = progStats(path.join(pinDir, 'progs'));
-  execRate(netns);
-  const after = progStats(path.join(pinDir, 'progs'));
-  fs.writeFileSync(BPF_STATS, statsWas);
-  perEvent = Object.fromEntries(PROGRAMS.map((n) => [n, { runs: after[n]!.runs - before[n]!.runs, ns: after[n]!.ns - before[n]!.ns }]));
+  const progsDir = path.join(pinDir, 'progs');
+  perEvent = withBpfStats(() => {
+    const before = progStats(progsDir, PROGRAMS);
+    execRate(netns);
+    return diffStats(before, progStats(progsDir, PROGRAMS));
+  });
   sensor.poll();
   delivered = { ...delivered, lost: sensor.stats().lost.total };
 } finally {

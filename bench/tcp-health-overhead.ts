@@ -22,14 +22,14 @@
  *
  * usage (root, after make): node bench/tcp-health-overhead.ts [--rounds 4] [--seconds 2]
  */
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { traceObjectBytes } from '../datapath/bpf-object.ts';
 import { cgroup2Root, loadTrace } from '../datapath/trace-loader.ts';
 import { BenchCluster, namespace, pod } from './bench-cluster.ts';
-import { cleanupNow, onCleanup } from './cleanup.ts';
+import { cleanupNow } from './cleanup.ts';
+import { diffStats, progStats, withBpfStats, type ProgStats as BpfProgStats } from './bpf-stats.ts';
 import { buildNetTool, connectionRate, startServers, throughputGbps } from './net-tool.ts';
 import { fmt, machine, median, round, table } from './stats.ts';
 
@@ -49,25 +49,9 @@ const samples: Record<'on' | 'off', Record<Figure, number[]>> = {
   off: { 'conn/s x1': [], 'conn/s x8': [], 'Gbit/s 1 stream': [] },
 };
 const startedAt = new Date();
-const BPF_STATS = '/proc/sys/kernel/bpf_stats_enabled';
 const PROGRAMS = ['tcp_state', 'tcp_retransmit', 'tcp_rtt_sockops'] as const;
-type ProgStats = Record<(typeof PROGRAMS)[number], { runs: number; ns: number }>;
+type ProgStats = BpfProgStats<(typeof PROGRAMS)[number]>;
 let cost: { perConnection: ProgStats; connections: number; perStream: ProgStats; megabytes: number } | null = null;
-
-/** Run count and run time of each tracing program so far (BPF statistics must be on). */
-function progStats(traceDir: string): ProgStats {
-  const out = {} as ProgStats;
-  for (const name of PROGRAMS) {
-    const r = spawnSync('bpftool', ['prog', 'show', 'pinned', path.join(traceDir, 'progs', name), '-j'], { encoding: 'utf8' });
-    const j = JSON.parse(r.stdout) as { run_cnt?: number; run_time_ns?: number };
-    out[name] = { runs: j.run_cnt ?? 0, ns: j.run_time_ns ?? 0 };
-  }
-  return out;
-}
-
-function diffStats(a: ProgStats, b: ProgStats): ProgStats {
-  return Object.fromEntries(PROGRAMS.map((n) => [n, { runs: b[n].runs - a[n].runs, ns: b[n].ns - a[n].ns }])) as ProgStats;
-}
 
 try {
   console.error(`setting up a Sluice local cluster (${cluster.podCIDR}) with two pods`);
@@ -99,16 +83,14 @@ try {
   setTracing(true); // as the agent left it
 
   // The programs' own cost, from the kernel's BPF statistics over one more run of each kind.
-  const statsWas = fs.readFileSync(BPF_STATS, 'utf8').trim();
-  onCleanup(`${BPF_STATS} back to ${statsWas}`, () => fs.writeFileSync(BPF_STATS, statsWas));
-  fs.writeFileSync(BPF_STATS, '1');
-  const s0 = progStats(traceDir);
-  const crr = connectionRate(tool, clientNs, serverIp, SECONDS, 8);
-  const s1 = progStats(traceDir);
-  const gbps = throughputGbps(clientNs, serverIp, SECONDS, 1);
-  const s2 = progStats(traceDir);
-  fs.writeFileSync(BPF_STATS, statsWas);
-  // iperf3 runs SECONDS plus 1 s omitted; the programs ran for all of it.
+  const progsDir = path.join(traceDir, 'progs');
+  const [s0, s1, s2, crr, gbps] = withBpfStats(() => {
+    const a = progStats(progsDir, PROGRAMS);
+    const c = connectionRate(tool, clientNs, serverIp, SECONDS, 8);
+    const b = progStats(progsDir, PROGRAMS);
+    const g = throughputGbps(clientNs, serverIp, SECONDS, 1);
+    return [a, b, progStats(progsDir, PROGRAMS), c, g] as const;
+  });
   cost = { perConnection: diffStats(s0, s1), connections: crr.connections, perStream: diffStats(s1, s2), megabytes: (gbps * 1e3 * (SECONDS + 1)) / 8 };
 } finally {
   cleanupNow();
