@@ -77,29 +77,32 @@ function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoin
   return { ip, port, identity, name: reservedIdentityName(identity) ?? (ip || 'unknown') };
 }
 
-/** Turns a datapath event into what people read. */
-export function describeEvent(e: DatapathEvent, r: Resolver, bootOffsetMs: number): MonitorEvent {
-  const src = peerOf(r, e.src, e.sport, e.srcIdentity, e.srcEndpoint);
-  const dst = peerOf(r, e.dst, e.dport, e.dstIdentity, e.dstEndpoint);
-  const protocol = protocolName(e.protocol);
+/** What an event says, named: everything of a MonitorEvent but its summary line (the flow records build their own). */
+export type EventBasics = Omit<MonitorEvent, 'summary'>;
+
+/** Names an event's ends and says its verdict, reason and direction. */
+export function eventBasics(e: DatapathEvent, r: Resolver, bootOffsetMs: number): EventBasics {
   const verdict = e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
-  const direction = e.direction === Direction.INGRESS ? 'ingress' : e.direction === Direction.EGRESS ? 'egress' : '';
-  const reason = REASONS[e.reason] ?? COUNTER_NAMES[e.reason]?.toLowerCase() ?? String(e.reason);
-  const end = (p: MonitorPeer) => (hasPorts(e.protocol) ? `${p.name}:${p.port}` : p.name);
-  const why = verdict === 'ALLOWED' && !direction ? '(no policy)' : `(${reason})`;
   return {
     time: new Date(bootOffsetMs + Number(e.timestampNs / 1_000_000n)).toISOString(),
     type: e.type === EventType.DROP ? 'drop' : 'verdict',
     verdict,
-    reason,
+    reason: REASONS[e.reason] ?? COUNTER_NAMES[e.reason]?.toLowerCase() ?? String(e.reason),
     counter: COUNTER_NAMES[e.reason] ?? String(e.reason),
-    direction,
-    protocol,
-    src,
-    dst,
+    direction: e.direction === Direction.INGRESS ? 'ingress' : e.direction === Direction.EGRESS ? 'egress' : '',
+    protocol: protocolName(e.protocol),
+    src: peerOf(r, e.src, e.sport, e.srcIdentity, e.srcEndpoint),
+    dst: peerOf(r, e.dst, e.dport, e.dstIdentity, e.dstEndpoint),
     bytes: e.len,
-    summary: `${end(src)} -> ${end(dst)} ${protocol} ${verdict}${direction ? ` ${direction}` : ''} ${why}`,
   };
+}
+
+/** Turns a datapath event into what people read. */
+export function describeEvent(e: DatapathEvent, r: Resolver, bootOffsetMs: number): MonitorEvent {
+  const b = eventBasics(e, r, bootOffsetMs);
+  const end = (p: MonitorPeer) => (hasPorts(e.protocol) ? `${p.name}:${p.port}` : p.name);
+  const why = b.verdict === 'ALLOWED' && !b.direction ? '(no policy)' : `(${b.reason})`;
+  return { ...b, summary: `${end(b.src)} -> ${end(b.dst)} ${b.protocol} ${b.verdict}${b.direction ? ` ${b.direction}` : ''} ${why}` };
 }
 
 /** True when the event passes every filter given. */

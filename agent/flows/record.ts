@@ -8,7 +8,7 @@ import { EventType, type DatapathEvent } from '../../datapath/abi.ts';
 import type { FlowEndpoint, FlowPolicyRef, FlowRecord, L7Summary } from '../../contract/flows.ts';
 import { Identity } from '../../lib/identity-numbers.ts';
 import { hasPorts } from '../../lib/protocols.ts';
-import { describeEvent, type MonitorPeer, type Resolver } from '../monitor.ts';
+import { eventBasics, type MonitorPeer, type Resolver } from '../monitor.ts';
 
 /** What a record needs named beyond the monitor's resolver. */
 export interface FlowNaming extends Resolver {
@@ -63,7 +63,7 @@ export function flowRecordOf(
   l7?: L7Summary,
   policiesOf?: (r: FlowRecord) => FlowPolicyRef[] | undefined,
 ): FlowRecord {
-  const m = describeEvent(e, naming, bootOffsetMs);
+  const m = eventBasics(e, naming, bootOffsetMs);
   const type: FlowRecord['type'] = e.type === EventType.L7 ? 'l7' : e.type === EventType.DROP ? 'drop' : 'flow';
   const source = endpointOf(m.src, naming);
   const destination = endpointOf(m.dst, naming);

@@ -92,12 +92,13 @@ export class FlowRecorder {
     if (e.type !== EventType.L7) return flowRecordOf(e, naming, bootOffsetMs, undefined, (r) => this.o.policies.policiesOf(r));
     const protocol = protocolName(e.protocol);
     if (protocol !== 'TCP' && protocol !== 'UDP') return null;
-    // Named first: a request keeps its ends for the metrics of one never answered.
-    const draft = flowRecordOf(e, naming, bootOffsetMs);
-    const l7 = this.tracker.observe(
-      { timeNs: e.timestampNs, protocol, src: e.src, sport: e.sport, dst: e.dst, dport: e.dport, payload: e.payload },
-      { source: draft.source, destination: draft.destination } satisfies RequestEnds,
-    );
-    return l7 ? flowRecordOf(e, naming, bootOffsetMs, l7) : null;
+    // A request keeps its ends for the metrics of one never answered: filled in once the record names them.
+    const ends = {} as RequestEnds;
+    const l7 = this.tracker.observe({ timeNs: e.timestampNs, protocol, src: e.src, sport: e.sport, dst: e.dst, dport: e.dport, payload: e.payload }, ends);
+    if (!l7) return null;
+    const r = flowRecordOf(e, naming, bootOffsetMs, l7);
+    ends.source = r.source;
+    ends.destination = r.destination;
+    return r;
   }
 }
