@@ -54,6 +54,12 @@ export interface ExplainOptions {
   /** This node's endpoints: their addresses are authoritative, and their directions are marked local. */
   local?: LocalEndpoint[];
   addresses?: AddressNames;
+  /**
+   * The compilation to answer from (explainCompilation of the same view and
+   * local endpoints): a caller that explains many flows of one revision
+   * (the flow records) builds it once, instead of once per flow.
+   */
+  compilation?: Compilation;
 }
 
 /** What an address is: a pod, this node, another node, a Service address, or the world. */
@@ -311,6 +317,11 @@ function podAddress(pod: PolicyPod, family: 4 | 6): string | undefined {
   return pod.ips.find((ip) => familyOf(ip) === family);
 }
 
+/** What explainFlow answers from: the cluster's pods, identities and policies, compiled on demand per pod. */
+export function explainCompilation(view: ClusterView, local: LocalEndpoint[] = []): Compilation {
+  return Compilation.of(view, local, new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+}
+
 /**
  * Explains a new flow from a pod to a pod or an address, from the cluster's
  * objects: each direction that judges it, its verdict, and the policy and
@@ -319,7 +330,7 @@ function podAddress(pod: PolicyPod, family: 4 | 6): string | undefined {
  */
 export function explainFlow(view: ClusterView, query: FlowQuery, options: ExplainOptions = {}): FlowExplanation {
   const local = options.local ?? [];
-  const run = Compilation.of(view, local, new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+  const run = options.compilation ?? explainCompilation(view, local);
   const isLocal = (p: PolicyPod | undefined) => p !== undefined && local.some((ep) => ep.namespace === p.namespace && ep.pod === p.name);
   const findPod = (ref: string): PolicyPod => {
     const r = splitRef(ref);

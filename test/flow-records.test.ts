@@ -3,12 +3,15 @@
  * ends named, filters read from a query and matched, the ring keeps the
  * newest and counts what slow followers miss, and kubectl-style selectors.
  */
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import type { FlowRecord } from '../contract/flows.ts';
 import { Counter, Direction, EventType, Verdict, type DatapathEvent } from '../datapath/abi.ts';
 import { FlowFilterError, flowFilterOf, flowMatches } from '../agent/flows/filter.ts';
 import { flowRecordOf, tcpFlagNames, type FlowNaming } from '../agent/flows/record.ts';
 import { FlowStore } from '../agent/flows/store.ts';
+import { PolicyNamer } from '../agent/flows/policy-names.ts';
+import { Compilation } from '../policy/compile.ts';
+import type { ClusterView, PolicyPod } from '../policy/types.ts';
 import { parseSelectorText, SelectorSyntaxError, selectorMatches } from '../policy/selector.ts';
 
 const naming: FlowNaming = {
@@ -170,5 +173,32 @@ describe('parseSelectorText', () => {
 
   it('refuses what it cannot read', () => {
     for (const bad of ['a in (b', 'a)', 'a=b,,c=d', 'a in ()', '=b', 'a b']) expect(() => parseSelectorText(bad), bad).toThrow(SelectorSyntaxError);
+  });
+});
+
+describe('PolicyNamer', () => {
+  const podOf = (name: string, ip: string): PolicyPod => ({ namespace: 'web', name, labels: { app: name }, ips: [ip], ports: [] });
+  const view: ClusterView = {
+    namespaces: new Map([['web', {}]]),
+    pods: [podOf('client', '10.0.0.1'), podOf('server', '10.0.0.2')],
+    policies: [{ namespace: 'web', name: 'from-client', podSelector: { matchLabels: { app: 'server' } }, ingress: [{ from: [{ podSelector: { matchLabels: { app: 'client' } } }] }] }],
+  };
+
+  it('names the rule of every flow a hostile pod opens to a new port each time, compiling the cluster once per revision, not once per port', () => {
+    const compiles = vi.spyOn(Compilation, 'of');
+    try {
+      let revision = 1;
+      const namer = new PolicyNamer({ revision: () => revision, view: () => view, explainOptions: () => ({}) });
+      for (let port = 1000; port < 1500; port++) {
+        const r = flowRecordOf(event({ dport: port }), naming, BOOT_MS);
+        expect(namer.policiesOf(r), String(port)).toEqual([{ namespace: 'web', name: 'from-client', direction: 'ingress', rule: 0 }]);
+      }
+      expect(compiles).toHaveBeenCalledTimes(1);
+      revision = 2; // a policy change: compiled again, once
+      namer.policiesOf(flowRecordOf(event({ dport: 80 }), naming, BOOT_MS));
+      expect(compiles).toHaveBeenCalledTimes(2);
+    } finally {
+      compiles.mockRestore();
+    }
   });
 });

@@ -7,7 +7,7 @@
  * explanation, not one each.
  */
 import type { FlowPolicyRef, FlowRecord } from '../../contract/flows.ts';
-import { explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
+import { explainCompilation, explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import { errorMessage } from '../../lib/errors.ts';
 
@@ -32,6 +32,7 @@ export class PolicyNamer {
   private readonly source: PolicyNamerSource;
   private revision = -1;
   private view: ClusterView | null = null;
+  private options: ExplainOptions | null = null;
   private readonly cache = new Map<string, FlowPolicyRef[] | undefined>();
   private readonly log: (msg: string) => void;
 
@@ -47,6 +48,7 @@ export class PolicyNamer {
     if (revision !== this.revision) {
       this.revision = revision;
       this.view = null;
+      this.options = null;
       this.cache.clear();
     }
     const to = r.destination.pod ? `${r.destination.namespace}/${r.destination.pod}` : r.destination.ip;
@@ -70,13 +72,26 @@ export class PolicyNamer {
     return this.view;
   }
 
+  /**
+   * The explain options of this revision, with its compilation built once:
+   * a miss costs judging two pods, not compiling the cluster (a pod sending
+   * to many ports makes a miss per port).
+   */
+  private explainOptions(): ExplainOptions {
+    if (!this.options) {
+      const options = this.source.explainOptions();
+      this.options = { ...options, compilation: explainCompilation(this.clusterView(), options.local) };
+    }
+    return this.options;
+  }
+
   private answer(r: FlowRecord, from: string, to: string): FlowPolicyRef[] | undefined {
     // From an address that is no pod's, explain judges the destination's ingress only, with the address's identity.
     if (!r.source.pod && !r.destination.pod) return undefined;
     const x = explainFlow(
       this.clusterView(),
       { from, to, port: r.destination.port, protocol: r.protocol as PolicyProtocol, family: r.source.ip.includes(':') ? 6 : 4 },
-      this.source.explainOptions(),
+      this.explainOptions(),
     );
     if (r.verdict === 'ALLOWED') {
       const refs: FlowPolicyRef[] = [];
