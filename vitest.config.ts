@@ -29,6 +29,7 @@ const UNIT = [
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',
   'test/registration-check.test.ts',
+  'test/security-actions.test.ts',
   'test/security-rules.test.ts',
   'test/service-lb-abi.test.ts', // builds its own copy of the socket load-balancing object (clang, bpftool; no root)
   'test/services-start.test.ts',

@@ -85,6 +85,8 @@ export class SecurityRuntime {
   private reloadTimer: NodeJS.Timeout | null = null;
   private unsubscribe: (() => void) | null = null;
   private plan = { kill: 0, denyConnect: 0 };
+  /** The entries last handed to the sensor: an endpoint sync that changes none of them writes nothing again. */
+  private written = '';
   private readonly events?: Counter;
   private readonly alerts?: Counter;
   followerLosses = 0;
@@ -138,6 +140,7 @@ export class SecurityRuntime {
   /** Reads the rule files again; the previous rules stay when none loads. */
   reload(): void {
     this.engine = this.load();
+    this.written = ''; // a reload writes the kernel's actions again, whatever they were
     this.applyEnforcement();
   }
 
@@ -212,9 +215,14 @@ export class SecurityRuntime {
         deny.push(rule.allowedPorts ? { pod, mode: 'allow-only', ports: rule.allowedPorts, rule: index } : { pod, mode: 'deny', ports: rule.deniedPorts!, rule: index });
       }
     });
+    // Every endpoint sync (each CNI ADD and DEL) comes here; the sensor's track() has already
+    // rewritten its maps for pods that came or went, so only changed entries are written again.
+    const entries = JSON.stringify([kill, deny]);
+    if (entries === this.written) return;
     try {
       this.o.sensor.setKill(kill);
       this.o.sensor.setDenyConnect(deny);
+      this.written = entries;
       this.plan = { kill: kill.length, denyConnect: deny.length };
     } catch (err: unknown) {
       this.o.log(`security rules: cannot write the kernel's actions: ${errorMessage(err)}`);
