@@ -77,4 +77,13 @@ export interface ClusterView {
   namespaces: Map<string, Record<string, string>>;
   pods: PolicyPod[];
   policies: NetworkPolicy[];
+  /**
+   * True when pods (and namespaces) can lag behind the local endpoints (a
+   * Kubernetes watch behind a CNI ADD): a local endpoint whose pod or
+   * namespace is not here yet is isolated in both directions until it is,
+   * never compiled with guessed (empty) labels. Absent: such an endpoint is
+   * an unlabelled pod (no datastore, or the local cluster, which writes the
+   * pod before its ADD).
+   */
+  isolateUnknownPods?: boolean;
 }

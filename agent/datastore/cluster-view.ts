@@ -17,6 +17,8 @@ export interface ClusterObjects {
   endpoints?: KubeObject[];
   /** discovery.k8s.io/v1beta1 EndpointSlices (Kubernetes only). */
   endpointSlices?: KubeObject[];
+  /** The pods may lag behind the node's endpoints (see ClusterView.isolateUnknownPods): set by the Kubernetes datastore. */
+  isolateUnknownPods?: boolean;
 }
 
 function podOf(obj: KubeObject): PolicyPod {
@@ -43,6 +45,7 @@ export function clusterView(objects: ClusterObjects): ClusterView {
     namespaces: new Map(objects.namespaces.map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}])),
     pods: objects.pods.map(podOf),
     policies: objects.networkPolicies.map(policyOf),
+    ...(objects.isolateUnknownPods ? { isolateUnknownPods: true } : {}),
   };
 }
 

@@ -121,7 +121,8 @@ export class KubernetesDatastore implements Datastore {
   private readonly log: (msg: string) => void;
   private dirty = true;
   private notifyScheduled = false;
-  private current: ClusterObjects = { pods: [], namespaces: [], networkPolicies: [], nodes: [] };
+  // A CNI ADD can come before the watch delivers its pod: such an endpoint is isolated until it does (ClusterView.isolateUnknownPods).
+  private current: ClusterObjects = { pods: [], namespaces: [], networkPolicies: [], nodes: [], isolateUnknownPods: true };
 
   constructor(client: KubeClient, opts: KubernetesDatastoreOptions = {}) {
     this.client = client;
@@ -239,6 +240,7 @@ export class KubernetesDatastore implements Datastore {
       namespaces: sorted(this.namespaces.items.values()),
       networkPolicies: sorted(this.policies.items.values()),
       nodes: sorted(this.nodes.items.values()),
+      isolateUnknownPods: true,
     };
     return true;
   }

@@ -35,6 +35,7 @@ import {
 import type { BpfMap } from '../../datapath/bpf-map.ts';
 import { compile, CompileCache, type CompiledEndpoint, type CompiledState, type PolicyDirection } from '../../policy/compile.ts';
 import type { Numbering } from '../../policy/identity.ts';
+import { isolateUnknownPods } from '../../policy/unknown-labels.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -227,7 +228,8 @@ export class DatapathSync {
   apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
-    const compiled = compile(view, local, this.numbering, this.cache);
+    // A pod whose labels the datastore has not delivered yet is isolated both ways until it has.
+    const compiled = isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
     const desired = { ipcache: this.desiredIpcache(compiled, hostAddresses, nodeAddresses) };
     let written = 0;
     let deleted = 0;
