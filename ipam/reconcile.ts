@@ -15,7 +15,11 @@
  * An endpoint whose netns still exists keeps its addresses even when its pod
  * is gone: the runtime still owes it a DEL. A pod the datastore shows running
  * on this node keeps them whatever its netns looks like from the agent (a
- * path the agent's container cannot see is "unknown", never "gone").
+ * path the agent's container cannot see is "unknown", never "gone"), unless
+ * the attachment is superseded: another attachment of the same pod and
+ * ifname is registered in a netns that exists, and this one's netns is gone
+ * or is that same netns without an endpoint of its own (the pod's sandbox
+ * was made again after an ADD whose rollback could not release its addresses).
  */
 import type { AllocationRecord } from './store.ts';
 
@@ -58,6 +62,7 @@ export type ReconcileReason =
   | 'endpoint-exists'
   | 'pod-exists'
   | 'pod-running'
+  | 'superseded'
   | 'pod-gone'
   | 'no-endpoint';
 
@@ -90,6 +95,32 @@ export function decideReleases(input: ReconcileInput): ReconcileDecision {
     byAttachment.set(k, [...(byAttachment.get(k) ?? []), a]);
   }
 
+  const netnsOf = (k: string, allocs: AllocationRecord[]): string => endpoints.get(k)?.netns || allocs.find((a) => a.netns !== '')?.netns || '';
+  const stateOf = new Map<string, NetnsState>();
+  for (const [k, allocs] of byAttachment) {
+    const netns = netnsOf(k, allocs);
+    stateOf.set(k, netns === '' ? 'unknown' : input.netnsState(netns));
+  }
+  // Pod and ifname → the netns of its attachments that have an endpoint in a netns that exists.
+  const podIfKey = (a: AllocationRecord): string => `${a.namespace}/${a.pod}\u0000${a.ifname}`;
+  const liveOfPod = new Map<string, { key: string; netns: string }[]>();
+  for (const [k, allocs] of byAttachment) {
+    if (stateOf.get(k) !== 'exists' || !endpoints.has(k) || allocs[0]!.pod === '') continue;
+    const pk = podIfKey(allocs[0]!);
+    liveOfPod.set(pk, [...(liveOfPod.get(pk) ?? []), { key: k, netns: netnsOf(k, allocs) }]);
+  }
+  /**
+   * Superseded: another attachment of the same pod and ifname is registered in
+   * a netns that exists, and this one's netns is gone, or it has no endpoint
+   * and names that same netns (one ifname in one netns has one owner).
+   */
+  const superseded = (k: string, allocs: AllocationRecord[], state: NetnsState): boolean => {
+    const netns = netnsOf(k, allocs);
+    return (liveOfPod.get(podIfKey(allocs[0]!)) ?? []).some(
+      (live) => live.key !== k && (state === 'gone' || (state === 'exists' && !endpoints.has(k) && live.netns === netns)),
+    );
+  };
+
   const out: ReconcileDecision = { release: [], keep: [] };
   for (const [k, allocs] of byAttachment) {
     const first = allocs[0]!;
@@ -116,8 +147,11 @@ export function decideReleases(input: ReconcileInput): ReconcileDecision {
       else decide(true, 'not-in-valid-attachments');
       continue;
     }
-    const netns = endpoint?.netns || allocs.find((a) => a.netns !== '')?.netns || '';
-    const state: NetnsState = netns === '' ? 'unknown' : input.netnsState(netns);
+    const state = stateOf.get(k)!;
+    if (superseded(k, allocs, state)) {
+      decide(true, 'superseded');
+      continue;
+    }
     if (state === 'exists') {
       decide(false, 'netns-exists');
       continue;

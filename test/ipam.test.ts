@@ -329,6 +329,36 @@ describe('reconcile decision', () => {
     expect(r).toEqual({ release: { b: 'netns-gone' }, keep: { a: 'pod-running' } });
   });
 
+  it('releases an attachment superseded by a newer sandbox of the same running pod, and only when its own netns is gone', () => {
+    // An ADD failed after allocating and could not release (a full disk); the pod's sandbox was made again.
+    const r = decide({
+      allocations: [alloc('a', { pod: 'p', netns: '/run/netns/old' }), alloc('b', { pod: 'p', netns: '/run/netns/new' }), alloc('c', { pod: 'q', netns: '/run/netns/q-old' })],
+      endpoints: [{ containerID: 'b', ifname: 'eth0', netns: '/run/netns/new' }],
+      netnsState: (ns) => (ns === '/run/netns/new' ? 'exists' : 'gone'),
+      podRunning: () => true,
+      podExists: () => true,
+    });
+    expect(r).toEqual({ release: { a: 'superseded' }, keep: { b: 'netns-exists', c: 'pod-running' } });
+    // Out of sight is not gone: nothing is superseded.
+    const unknown = decide({
+      allocations: [alloc('a', { pod: 'p', netns: '/proc/1/ns/net' }), alloc('b', { pod: 'p', netns: '/run/netns/new' })],
+      netnsState: (ns) => (ns === '/run/netns/new' ? 'exists' : 'unknown'),
+      podRunning: () => true,
+      podExists: () => true,
+    });
+    expect(unknown.release).toEqual({});
+    // The same netns path again (a local cluster names netns after the pod): the one without an endpoint goes.
+    const same = decide({
+      allocations: [alloc('a', { pod: 'p', netns: '/run/netns/p' }), alloc('b', { pod: 'p', netns: '/run/netns/p' })],
+      endpoints: [{ containerID: 'b', ifname: 'eth0', netns: '/run/netns/p' }],
+      netnsState: () => 'exists',
+      podRunning: () => true,
+    });
+    expect(same).toEqual({ release: { a: 'superseded' }, keep: { b: 'netns-exists' } });
+    // Without a registered sibling, nothing is superseded.
+    expect(decide({ allocations: [alloc('a', { pod: 'p', netns: '/run/netns/p' }), alloc('b', { pod: 'p', netns: '/run/netns/p' })], netnsState: () => 'exists' }).release).toEqual({});
+  });
+
   it('a netns out of sight is not gone: an endpoint keeps it, an allocation alone follows the datastore', () => {
     const r = decide({
       allocations: [alloc('a'), alloc('b', { netns: '/proc/4242/ns/net' }), alloc('c', { netns: '/proc/4343/ns/net' })],

@@ -49,10 +49,10 @@ describe('a full state disk', () => {
     return { code: r.code, text: r.stdout + r.stderr };
   }
 
-  async function until(what: string, ok: () => Promise<boolean>, timeoutMs = 15_000): Promise<void> {
+  async function until(what: string, ok: () => Promise<boolean>, timeoutMs = 15_000, explain?: () => Promise<string>): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     while (!(await ok())) {
-      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+      if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}${explain ? `: ${await explain()}` : ''}`);
       await new Promise((r) => setTimeout(r, 200));
     }
   }
@@ -98,10 +98,21 @@ describe('a full state disk', () => {
     const pods = await cluster.podsByName();
     const podIps = Object.values(pods).flatMap((p) => p.ips).sort();
     expect(new Set(podIps).size).toBe(podIps.length);
-    await until('IPAM to hold exactly the running pods\' addresses', async () => {
-      const held = (JSON.parse(await must(SLUICE, ['ipam', '--socket', cluster.socket, '-o', 'json'])) as { allocations: { ip: string }[] }).allocations.map((a) => a.ip).sort();
-      return JSON.stringify(held) === JSON.stringify(podIps);
-    });
+    const allocations = async (): Promise<{ ip: string }[]> =>
+      (JSON.parse(await must(SLUICE, ['ipam', '--socket', cluster.socket, '-o', 'json'])) as { allocations: { ip: string }[] }).allocations;
+    const held = async (): Promise<string[]> => (await allocations()).map((a) => a.ip).sort();
+    await until(
+      'IPAM to hold exactly the running pods\' addresses',
+      async () => JSON.stringify(await held()) === JSON.stringify(podIps),
+      15_000,
+      async () => {
+        const now = await allocations();
+        const ips = new Set(now.map((a) => a.ip));
+        const extra = now.filter((a) => !podIps.includes(a.ip));
+        const missing = podIps.filter((ip) => !ips.has(ip));
+        return `held but not running: ${JSON.stringify(extra)}; running but not held: ${JSON.stringify(missing)}`;
+      },
+    );
     const status = await cluster.status();
     expect(status.endpoints).toBe(Object.keys(pods).length);
     // The pods that exist talk to each other.
