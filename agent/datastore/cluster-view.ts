@@ -3,7 +3,8 @@
  * knows the API's field names; everything above works on policy/types.ts.
  */
 import type { KubeObject } from './local.ts';
-import type { ClusterView, ContainerPort, NetworkPolicy, PolicyPod } from '../../policy/types.ts';
+import { checkPolicy, type CheckedPolicy } from '../../policy/policy-check.ts';
+import type { ClusterView, ContainerPort, PolicyPod } from '../../policy/types.ts';
 
 /** The objects a datastore holds. */
 export interface ClusterObjects {
@@ -30,13 +31,37 @@ function podOf(obj: KubeObject): PolicyPod {
     name: obj.metadata.name,
     labels: obj.metadata.labels ?? {},
     ips,
-    ports: (spec.containers ?? []).flatMap((c) => c.ports ?? []),
+    ports: (spec.containers ?? []).flatMap((c) => c.ports ?? []).filter(isContainerPort),
   };
 }
 
-function policyOf(obj: KubeObject): NetworkPolicy {
-  const spec = (obj.spec ?? {}) as Omit<NetworkPolicy, 'namespace' | 'name'>;
-  return { ...spec, podSelector: spec.podSelector ?? {}, namespace: obj.metadata.namespace ?? 'default', name: obj.metadata.name };
+/** A container port a named port can resolve to; any other (not from an API server) is left out, so names resolving to it allow nothing. */
+function isContainerPort(p: ContainerPort): boolean {
+  return Number.isInteger(p?.containerPort) && p.containerPort >= 1 && p.containerPort <= 65535 && (p.protocol === undefined || ['TCP', 'UDP', 'SCTP'].includes(p.protocol));
+}
+
+/** A NetworkPolicy Sluice cannot compile as written, and what of it fails closed (policy/policy-check.ts). */
+export interface PolicyError {
+  namespace: string;
+  name: string;
+  problems: string[];
+}
+
+/** Checked once per object: datastores hand back the same object until it changes. */
+const CHECKED = new WeakMap<KubeObject, CheckedPolicy>();
+
+function checkedPolicyOf(obj: KubeObject): CheckedPolicy {
+  let checked = CHECKED.get(obj);
+  if (!checked) CHECKED.set(obj, (checked = checkPolicy(obj.metadata.namespace ?? 'default', obj.metadata.name, obj.spec)));
+  return checked;
+}
+
+/** The NetworkPolicies that cannot be compiled as written, with why (sorted as the datastore holds them). */
+export function policyErrors(objects: ClusterObjects): PolicyError[] {
+  return objects.networkPolicies.flatMap((obj) => {
+    const { policy, problems } = checkedPolicyOf(obj);
+    return problems.length > 0 ? [{ namespace: policy.namespace, name: policy.name, problems }] : [];
+  });
 }
 
 /** Builds the compiler's view of the cluster from its objects. */
@@ -44,7 +69,7 @@ export function clusterView(objects: ClusterObjects): ClusterView {
   return {
     namespaces: new Map(objects.namespaces.map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}])),
     pods: objects.pods.map(podOf),
-    policies: objects.networkPolicies.map(policyOf),
+    policies: objects.networkPolicies.map((obj) => checkedPolicyOf(obj).policy),
     ...(objects.isolateUnknownPods ? { isolateUnknownPods: true } : {}),
   };
 }
