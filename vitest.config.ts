@@ -28,6 +28,7 @@ const UNIT = [
   'test/ipam.test.ts',
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',
+  'test/policy-incremental.test.ts',
   'test/policy-check.test.ts',
   'test/policy-unknown-labels.test.ts',
   'test/registration-check.test.ts',

@@ -139,7 +139,7 @@ function portSpec(port: NetworkPolicyPort, resolveOn: ContainerPort[] | null): P
   return match ? `${proto}:${match.containerPort}-${match.containerPort}` : null;
 }
 
-function isNamed(port: NetworkPolicyPort): boolean {
+export function isNamed(port: NetworkPolicyPort): boolean {
   return typeof port.port === 'string' && !/^\d+$/.test(port.port);
 }
 
@@ -178,16 +178,14 @@ function entriesFor(direction: PolicyDirection, peer: number, specs: PortSpec[])
   return out;
 }
 
-/** Identities a selector peer takes (ipBlock peers are handled by address). */
-function peerIdentities(peer: NetworkPolicyPeer, policyNamespace: string, identities: IdentityInfo[]): IdentityInfo[] {
-  return identities.filter(({ labels }) => {
-    if (peer.namespaceSelector) {
-      if (!selectorMatches(peer.namespaceSelector, labels.namespaceLabels)) return false;
-    } else if (labels.namespace !== policyNamespace) {
-      return false;
-    }
-    return selectorMatches(peer.podSelector ?? {}, labels.podLabels);
-  });
+/** True when a selector peer (ipBlock peers are handled by address) of a policy in policyNamespace takes the identity. */
+export function peerTakes(peer: NetworkPolicyPeer, policyNamespace: string, labels: IdentityLabels): boolean {
+  if (peer.namespaceSelector) {
+    if (!selectorMatches(peer.namespaceSelector, labels.namespaceLabels)) return false;
+  } else if (labels.namespace !== policyNamespace) {
+    return false;
+  }
+  return selectorMatches(peer.podSelector ?? {}, labels.podLabels);
 }
 
 function hostPrefix(ip: string): string {
@@ -195,22 +193,36 @@ function hostPrefix(ip: string): string {
 }
 
 /** What one rule allows one endpoint: entries by identity, and rules by address. */
-interface RuleResult {
+export interface RuleResult {
   entries: CompiledEntry[];
   addressRules: AddressRule[];
 }
 
-interface RuleContext {
+/** An identity as a rule sees it: its number, labels and pods (named egress ports resolve on the pods). */
+export interface PeerIdentity {
+  id: number;
+  labels: IdentityLabels;
+  pods: Iterable<PolicyPod>;
+}
+
+/** What a rule reads of the cluster: compile() scans every identity, policy/incremental.ts asks its selector cache. */
+export interface RuleSource {
+  /** The identities a selector peer (no ipBlock) of a policy in policyNamespace takes. */
+  peerIdentities(peer: NetworkPolicyPeer, policyNamespace: string): Iterable<PeerIdentity>;
+  /** Every pod of the cluster. */
+  allPods(): Iterable<PolicyPod>;
+}
+
+export interface RuleContext {
   direction: PolicyDirection;
   policy: NetworkPolicy;
   rule: NetworkPolicyRule;
   self: PolicyPod;
-  identities: IdentityInfo[];
-  allPods: PolicyPod[];
+  source: RuleSource;
 }
 
 /** What one ingress or egress rule allows the endpoint. */
-function compileRule(ctx: RuleContext): RuleResult {
+export function compileRule(ctx: RuleContext): RuleResult {
   const { direction, rule, self } = ctx;
   const result: RuleResult = { entries: [], addressRules: [] };
   const peers = (direction === 'ingress' ? rule.from : rule.to) ?? [];
@@ -223,7 +235,7 @@ function compileRule(ctx: RuleContext): RuleResult {
 
   const namedSpecsFor = (pod: PolicyPod): PortSpec[] =>
     namedEgress.map((p) => portSpec(p, pod.ports)).filter((s): s is PortSpec => s !== null);
-  const addNamedFor = (pods: PolicyPod[], inBlock?: (ip: string) => boolean) => {
+  const addNamedFor = (pods: Iterable<PolicyPod>, inBlock?: (ip: string) => boolean) => {
     for (const pod of pods) {
       const named = namedSpecsFor(pod);
       if (named.length === 0) continue;
@@ -233,7 +245,7 @@ function compileRule(ctx: RuleContext): RuleResult {
 
   if (peers.length === 0) {
     if (specs.length > 0) result.entries.push(...entriesFor(direction, Identity.ANY, specs));
-    addNamedFor(ctx.allPods);
+    addNamedFor(ctx.source.allPods());
     return result;
   }
   for (const peer of peers) {
@@ -244,13 +256,15 @@ function compileRule(ctx: RuleContext): RuleResult {
       if (namedEgress.length > 0) {
         // Named ports of pods inside the block (and outside its excepts), per pod address.
         const block = addressPrefixes([{ cidr: ipBlock.cidr, except: ipBlock.except, ports: [ALL] }]);
-        addNamedFor(ctx.allPods, (ip) => ipInAllowed(ip, block));
+        addNamedFor(ctx.source.allPods(), (ip) => ipInAllowed(ip, block));
       }
       continue;
     }
-    const matched = peerIdentities(peer, ctx.policy.namespace, ctx.identities);
-    if (specs.length > 0) for (const id of matched) result.entries.push(...entriesFor(direction, id.id, specs));
-    if (namedEgress.length > 0) addNamedFor(matched.flatMap((id) => id.pods));
+    const matched = ctx.source.peerIdentities(peer, ctx.policy.namespace);
+    for (const id of matched) {
+      if (specs.length > 0) result.entries.push(...entriesFor(direction, id.id, specs));
+      if (namedEgress.length > 0) addNamedFor(id.pods);
+    }
   }
   return result;
 }
@@ -380,7 +394,7 @@ function ipcacheOf(pods: PolicyPod[], identities: Identities): IpcacheEntry[] {
 }
 
 /** Address selector → its port specs. Selector numbers are stable per port set, so any endpoint's entries can name them. */
-function selectorsOf(endpoints: CompiledEndpoint[]): Map<number, string[]> {
+export function selectorsOf(endpoints: CompiledEndpoint[]): Map<number, string[]> {
   const selectors = new Map<number, string[]>();
   for (const c of endpoints) for (const a of c.cidrEntries) selectors.set(a.selector, a.ports);
   return selectors;
@@ -396,6 +410,57 @@ interface DirectionResult {
 /** What one rule, or a whole direction, allows an endpoint: entries as compile() writes them. */
 export type CompiledRules = Pick<CompiledEndpoint, 'entries' | 'cidrEntries'>;
 
+/** A rule's result for the endpoint being compiled (from a cache, or computed). */
+export type RuleResultOf = (direction: PolicyDirection, policy: NetworkPolicy, rule: NetworkPolicyRule) => RuleResult;
+
+/**
+ * One endpoint's compiled policy from the policies selecting it: the one
+ * place both compile() and the incremental compiler add rules up.
+ */
+export function compileEndpoint(ep: LocalEndpoint, identity: number, selecting: NetworkPolicy[], ruleResult: RuleResultOf, numbering: Numbering): CompiledEndpoint {
+  const ingress = compileDirection('ingress', selecting, ruleResult, numbering);
+  const egress = compileDirection('egress', selecting, ruleResult, numbering);
+  const entries = [...ingress.entries, ...egress.entries];
+  return {
+    endpointId: ep.endpointId,
+    identity,
+    ingressIsolated: ingress.isolated,
+    egressIsolated: egress.isolated,
+    policies: selecting.map((p) => `${p.namespace}/${p.name}`),
+    entries: dedupe(entries, (e) => `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`),
+    cidrEntries: [...ingress.cidrEntries, ...egress.cidrEntries],
+  };
+}
+
+/** The rules of every selecting policy that isolates the endpoint in this direction, added up. */
+function compileDirection(direction: PolicyDirection, selecting: NetworkPolicy[], ruleResult: RuleResultOf, numbering: Numbering): DirectionResult {
+  const out: DirectionResult = { isolated: false, entries: [], cidrEntries: [] };
+  const addressRules: AddressRule[] = [];
+  for (const policy of selecting) {
+    if (!isolates(policy, direction)) continue;
+    out.isolated = true;
+    for (const rule of (direction === 'ingress' ? policy.ingress : policy.egress) ?? []) {
+      const result = ruleResult(direction, policy, rule);
+      for (const e of result.entries) out.entries.push(e);
+      for (const a of result.addressRules) addressRules.push(a);
+    }
+  }
+  addAddressEntries(out, direction, addressRules, numbering);
+  return out;
+}
+
+/** The address rules as non-overlapping prefixes, each with the selector of its port set and that selector's entries. */
+function addAddressEntries(out: DirectionResult, direction: PolicyDirection, addressRules: AddressRule[], numbering: Numbering): void {
+  for (const prefix of addressPrefixes(addressRules)) {
+    let selector = NOTHING_SELECTOR;
+    if (prefix.ports.length > 0) {
+      selector = numbering.selector(prefix.ports.join(','));
+      out.entries.push(...entriesFor(direction, selector, prefix.ports));
+    }
+    out.cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector, ports: prefix.ports });
+  }
+}
+
 /**
  * One run of compile() over its pods and identities: compiles each local
  * endpoint through the cache, and makes the fingerprints the cache keys hold
@@ -406,7 +471,8 @@ export class Compilation {
   private readonly policies: NetworkPolicy[];
   private readonly pods: PolicyPod[];
   private readonly identities: Identities;
-  private readonly identityList: IdentityInfo[];
+  /** What rules read: every identity scanned, every pod. */
+  private readonly source: RuleSource;
   private readonly numbering: Numbering;
   private readonly cache: CompileCache;
   /** Fingerprint of every identity and its label set. */
@@ -426,7 +492,11 @@ export class Compilation {
     this.policies = policies;
     this.pods = pods;
     this.identities = identities;
-    this.identityList = [...identities.byKey.values()];
+    const identityList = [...identities.byKey.values()];
+    this.source = {
+      peerIdentities: (peer, policyNamespace) => identityList.filter((i) => peerTakes(peer, policyNamespace, i.labels)),
+      allPods: () => pods,
+    };
     this.numbering = numbering;
     this.cache = cache;
     this.identityPrint = fingerprint([...identities.byKey.entries()].map(([key, info]) => `${info.id}=${key}`));
@@ -473,9 +543,9 @@ export class Compilation {
    */
   ruleEntries(direction: PolicyDirection, policy: NetworkPolicy, rule: NetworkPolicyRule, pod: PolicyPod): CompiledRules {
     const out: DirectionResult = { isolated: true, entries: [], cidrEntries: [] };
-    const result = compileRule({ direction, policy, rule, self: pod, identities: this.identityList, allPods: this.pods });
+    const result = compileRule({ direction, policy, rule, self: pod, source: this.source });
     out.entries.push(...result.entries);
-    this.addAddressEntries(out, direction, result.addressRules);
+    addAddressEntries(out, direction, result.addressRules, this.numbering);
     return out;
   }
 
@@ -495,35 +565,7 @@ export class Compilation {
   }
 
   private compileEndpoint(ep: LocalEndpoint, self: PolicyPod, selecting: NetworkPolicy[]): CompiledEndpoint {
-    const ingress = this.compileDirection('ingress', self, selecting);
-    const egress = this.compileDirection('egress', self, selecting);
-    const entries = [...ingress.entries, ...egress.entries];
-    return {
-      endpointId: ep.endpointId,
-      identity: this.identities.ofPod.get(self)!.id,
-      ingressIsolated: ingress.isolated,
-      egressIsolated: egress.isolated,
-      policies: selecting.map((p) => `${p.namespace}/${p.name}`),
-      entries: dedupe(entries, (e) => `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`),
-      cidrEntries: [...ingress.cidrEntries, ...egress.cidrEntries],
-    };
-  }
-
-  /** The rules of every selecting policy that isolates the endpoint in this direction, added up. */
-  private compileDirection(direction: PolicyDirection, self: PolicyPod, selecting: NetworkPolicy[]): DirectionResult {
-    const out: DirectionResult = { isolated: false, entries: [], cidrEntries: [] };
-    const addressRules: AddressRule[] = [];
-    for (const policy of selecting) {
-      if (!isolates(policy, direction)) continue;
-      out.isolated = true;
-      for (const rule of (direction === 'ingress' ? policy.ingress : policy.egress) ?? []) {
-        const result = this.ruleResult(direction, policy, rule, self);
-        for (const e of result.entries) out.entries.push(e);
-        for (const a of result.addressRules) addressRules.push(a);
-      }
-    }
-    this.addAddressEntries(out, direction, addressRules);
-    return out;
+    return compileEndpoint(ep, this.identities.ofPod.get(self)!.id, selecting, (direction, policy, rule) => this.ruleResult(direction, policy, rule, self), this.numbering);
   }
 
   /** One rule's result, from the cache when the rule and everything it depends on are unchanged (see CompileCache). */
@@ -537,19 +579,7 @@ export class Compilation {
       this.identityPrint,
       named && direction === 'egress' ? this.podsPrint() : '',
     ].join('|');
-    return this.cache.get(key, () => compileRule({ direction, policy, rule, self, identities: this.identityList, allPods: this.pods }));
-  }
-
-  /** The address rules as non-overlapping prefixes, each with the selector of its port set and that selector's entries. */
-  private addAddressEntries(out: DirectionResult, direction: PolicyDirection, addressRules: AddressRule[]): void {
-    for (const prefix of addressPrefixes(addressRules)) {
-      let selector = NOTHING_SELECTOR;
-      if (prefix.ports.length > 0) {
-        selector = this.numbering.selector(prefix.ports.join(','));
-        out.entries.push(...entriesFor(direction, selector, prefix.ports));
-      }
-      out.cidrEntries.push({ direction, family: prefix.family, address: prefix.address, prefixLength: prefix.prefixLength, selector, ports: prefix.ports });
-    }
+    return this.cache.get(key, () => compileRule({ direction, policy, rule, self, source: this.source }));
   }
 
   private podsPrint(): string {
