@@ -85,10 +85,12 @@ fuzz-datapath: dist/sluice.bpf.o dist/sluice-cni dist/sluice
 
 # OCI image archive of the agent and the CNI plugin, named as install/30-daemonset.yaml names it;
 # no registry and no container engine: `ctr -n k8s.io images import dist/sluice-image.tar` loads it.
+# Its manifest digest is written into install/30-daemonset.yaml (REPO:TAG@sha256:...), so what
+# kubectl apply -f install/ runs is exactly this image (commit the manifest with a release).
 image: dist/sluice-image.tar
 
 dist/sluice-image.tar: dist/sluice dist/sluice-cni tools/image.ts install/30-daemonset.yaml
-	$(NODE) tools/image.ts --out $@ --ref-from install/30-daemonset.yaml \
+	$(NODE) tools/image.ts --out $@ --ref-from install/30-daemonset.yaml --pin-into install/30-daemonset.yaml \
 	  --add dist/sluice:/usr/bin/sluice --add dist/sluice-cni:/usr/bin/sluice-cni \
 	  --lib /lib/$(shell uname -m)-linux-gnu/libbpf.so.1 \
 	  --ldd node_modules/@koromix/koffi-linux-x64/linux_x64/koffi.node \

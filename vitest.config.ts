@@ -25,6 +25,7 @@ const UNIT = [
   'test/flow-records.test.ts',
   'test/flows-l7.test.ts',
   'test/fuzz-grammar.test.ts', // runs /usr/bin/python3 (scapy) to build frames; sends nothing, no root
+  'test/install-manifests.test.ts', // reads install/; statfs of /sys/fs/bpf, mounts nothing
   'test/ipam.test.ts',
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',

@@ -4,6 +4,11 @@
  * (a runtime may be executing the old copy: rename, never overwrite in place),
  * and optionally writes the conflist. The agent writes the conflist itself once
  * it is ready, so a node is Ready only when its agent is.
+ *
+ * The DaemonSet runs it twice: `--mount-bpffs DIR --bpffs-only` in the one
+ * privileged init container (a mount the host must see needs Bidirectional
+ * propagation, which Kubernetes allows only to privileged containers), then
+ * the copy in an init container with no capabilities at all.
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -18,7 +23,8 @@ const USAGE = `usage: sluice install-cni [--source FILE] [--bin-dir DIR] [--name
   --name NAME           its name there, the conflist's "type" (default sluice)
   --conf FILE           also write the network config there (default: leave it to the agent)
   --conf-template FILE  the conflist to write (default: the sluice plugin alone)
-  --mount-bpffs DIR     mount bpffs there unless it already is (with Bidirectional propagation: on the host)`;
+  --mount-bpffs DIR     mount bpffs there unless it already is (with Bidirectional propagation: on the host)
+  --bpffs-only          only that mount: copy and write nothing (the DaemonSet's privileged step)`;
 
 /** Runs the install step; returns the exit code. */
 export async function installCniCommand(argv: string[]): Promise<number> {
@@ -31,6 +37,7 @@ export async function installCniCommand(argv: string[]): Promise<number> {
       conf: { type: 'string' },
       'conf-template': { type: 'string' },
       'mount-bpffs': { type: 'string' },
+      'bpffs-only': { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -41,6 +48,11 @@ export async function installCniCommand(argv: string[]): Promise<number> {
   if (values['mount-bpffs']) {
     ensureBpffs(values['mount-bpffs']);
     console.error(`install-cni: bpffs at ${values['mount-bpffs']}`);
+  }
+  if (values['bpffs-only']) {
+    if (values['mount-bpffs']) return 0;
+    console.error('install-cni: --bpffs-only needs --mount-bpffs DIR');
+    return 2;
   }
   const dest = path.join(values['bin-dir'], values.name);
   const changed = writeFileAtomic(dest, fs.readFileSync(values.source), 0o755);

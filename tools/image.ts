@@ -3,9 +3,13 @@
  * root filesystem of the given files plus the shared libraries they need
  * (resolved with ldd from this Debian host, with an ld.so.cache), one
  * uncompressed layer tar, and the OCI config, manifest, index and layout
- * written here. `ctr -n k8s.io images import FILE` loads it under --ref.
+ * written here. `ctr -n k8s.io images import FILE` loads it under --ref and
+ * under REPO@DIGEST (the manifest's digest), the name a pull would also
+ * create, so a pod that names the image by digest finds it without a registry.
+ * --pin-into rewrites the image: fields of a Kubernetes manifest to
+ * REPO:TAG@DIGEST, so the image cannot change under a running node.
  *
- * usage: node tools/image.ts --out FILE (--ref REF | --ref-from MANIFEST.yaml)
+ * usage: node tools/image.ts --out FILE (--ref REF | --ref-from MANIFEST.yaml) [--pin-into MANIFEST.yaml]...
  *          [--add SRC:DEST]... [--lib SRC]... [--ldd SRC]... [--symlink LINK=TARGET]...
  *          [--dir PATH]... [--entrypoint PATH] [--cmd ARG]...
  */
@@ -16,11 +20,28 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 
-/** The image reference in a manifest's first `image:` field (install/ is the source of truth). */
+/** An `image:` field of a YAML manifest: its reference up to any `@digest`, and the digest. */
+const IMAGE_FIELD = /^(\s*-?\s*image:\s*)["']?([^\s"'@]+)(@sha256:[0-9a-f]{64})?["']?/gm;
+
+/** The image reference (REPO:TAG, without a pinned digest) in a manifest's first `image:` field (install/ is the source of truth). */
 export function imageRefOf(manifestFile: string): string {
-  const m = /^\s*image:\s*["']?([^\s"']+)/m.exec(fs.readFileSync(manifestFile, 'utf8'));
+  const m = new RegExp(IMAGE_FIELD.source, 'm').exec(fs.readFileSync(manifestFile, 'utf8'));
   if (!m) throw new Error(`${manifestFile}: no image: field`);
-  return m[1]!;
+  return m[2]!;
+}
+
+/** The repository of a reference: REPO of REPO:TAG or REPO@DIGEST (a registry's :port is not a tag). */
+export function repositoryOf(ref: string): string {
+  const name = ref.split('@')[0]!;
+  const colon = name.lastIndexOf(':');
+  return colon > name.lastIndexOf('/') ? name.slice(0, colon) : name;
+}
+
+/** The manifest text with every `image:` of ref's repository set to ref@digest (other images untouched). */
+export function pinImageDigest(manifest: string, ref: string, digest: string): string {
+  if (!/^sha256:[0-9a-f]{64}$/.test(digest)) throw new Error(`not a sha256 digest: ${digest}`);
+  const repo = repositoryOf(ref);
+  return manifest.replace(IMAGE_FIELD, (field, prefix: string, found: string) => (repositoryOf(found) === repo ? `${prefix}${ref}@${digest}` : field));
 }
 
 /** The shared libraries (resolved paths) an ELF file loads, per ldd; [] for a static file. */
@@ -68,6 +89,7 @@ function main(): void {
       out: { type: 'string' },
       ref: { type: 'string' },
       'ref-from': { type: 'string' },
+      'pin-into': { type: 'string', multiple: true, default: [] },
       add: { type: 'string', multiple: true, default: [] },
       lib: { type: 'string', multiple: true, default: [] },
       ldd: { type: 'string', multiple: true, default: [] },
@@ -145,26 +167,35 @@ function main(): void {
     );
     const tag = ref.includes(':', ref.lastIndexOf('/')) ? ref.slice(ref.lastIndexOf(':') + 1) : 'latest';
     fs.writeFileSync(path.join(oci, 'oci-layout'), JSON.stringify({ imageLayoutVersion: '1.0.0' }));
+    const platform = { architecture: 'amd64', os: 'linux' };
+    const manifestDescriptor = { mediaType: 'application/vnd.oci.image.manifest.v1+json', ...manifest, platform };
+    const byDigest = `${repositoryOf(ref)}@${manifest.digest}`;
     fs.writeFileSync(
       path.join(oci, 'index.json'),
       JSON.stringify({
         schemaVersion: 2,
         mediaType: 'application/vnd.oci.image.index.v1+json',
         manifests: [
-          {
-            mediaType: 'application/vnd.oci.image.manifest.v1+json',
-            ...manifest,
-            platform: { architecture: 'amd64', os: 'linux' },
-            annotations: { 'io.containerd.image.name': ref, 'org.opencontainers.image.ref.name': tag },
-          },
+          { ...manifestDescriptor, annotations: { 'io.containerd.image.name': ref, 'org.opencontainers.image.ref.name': tag } },
+          // The name a pull creates too: CRI resolves REPO:TAG@DIGEST (as REPO@DIGEST) and REPO@DIGEST by it.
+          { ...manifestDescriptor, annotations: { 'io.containerd.image.name': byDigest } },
         ],
       }),
     );
     const out = path.resolve(values.out);
     fs.mkdirSync(path.dirname(out), { recursive: true });
     execFileSync('tar', ['--sort=name', '--owner=0', '--group=0', '--numeric-owner', '--mtime=@0', '-cf', `${out}.tmp`, '-C', oci, 'oci-layout', 'index.json', 'blobs']);
+    // Pinned before the archive lands, so the manifest is never newer than the image it names (make stays idle).
+    for (const file of values['pin-into']) {
+      const text = fs.readFileSync(file, 'utf8');
+      const pinned = pinImageDigest(text, ref, manifest.digest);
+      if (pinned === text) continue;
+      fs.writeFileSync(`${file}.tmp`, pinned);
+      fs.renameSync(`${file}.tmp`, file);
+      console.error(`image ${ref}: ${file} now names ${byDigest}`);
+    }
     fs.renameSync(`${out}.tmp`, out);
-    console.error(`image ${ref}: ${out} (${(fs.statSync(out).size / 1e6).toFixed(0)} MB, ${libs.size} libraries, layer ${layer.digest.slice(0, 19)})`);
+    console.error(`image ${byDigest} (${ref}): ${out} (${(fs.statSync(out).size / 1e6).toFixed(0)} MB, ${libs.size} libraries, layer ${layer.digest.slice(0, 19)})`);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
