@@ -12,13 +12,24 @@
 #define SLUICE_FAMILY_IPV4 4
 #define SLUICE_FAMILY_IPV6 6
 
+/*
+ * Map sizes. Each may be set by a build flag, only for tests of a changed
+ * layout and its migration (test/datapath-version.test.ts,
+ * test/datapath-migration.test.ts).
+ */
+#ifndef SLUICE_MAX_ENDPOINTS
 #define SLUICE_MAX_ENDPOINTS 65536
+#endif
 #define SLUICE_MAX_IPCACHE 262144
+#ifndef SLUICE_MAX_POLICY
 #define SLUICE_MAX_POLICY 1048576
+#endif
 #define SLUICE_MAX_CIDR_POLICY 262144
+#ifndef SLUICE_MAX_CONNTRACK
 #define SLUICE_MAX_CONNTRACK 262144
+#endif
 /* Fragment table: 128 endpoints at their budget fill it, more than kubelet's default of 110 pods a node. */
-#ifndef SLUICE_MAX_FRAGMENTS /* a build flag only for tests of a changed layout (test/datapath-version.test.ts) */
+#ifndef SLUICE_MAX_FRAGMENTS
 #define SLUICE_MAX_FRAGMENTS 131072
 #endif
 
@@ -346,6 +357,9 @@ struct frag_key {
 	__u8 family;
 	__u8 direction;  /* SLUICE_DIR_EGRESS: seen by from_pod; SLUICE_DIR_INGRESS: by to_pod */
 	__u8 pad;
+#ifdef SLUICE_TEST_FRAG_KEY_EXTRA /* a build flag only for the test of a key layout no migration can carry (test/datapath-migration.test.ts) */
+	__u32 test_extra;
+#endif
 };
 
 /*

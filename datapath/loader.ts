@@ -42,9 +42,9 @@ import {
 } from './abi.ts';
 import { BpfMap } from './bpf-map.ts';
 import { DatapathLayoutError, datapathVersion, layoutChanges, pinVersion, readPinnedVersion } from './pin-version.ts';
-import { BPF_TCX_INGRESS, closeFd, closeObject, findProgram, linkUpdate, loadObject, objGet, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
-import { BPF_LINK_TYPE_TCX, readLinkInfo } from './bpf-info.ts';
-import { errorMessage } from '../lib/errors.ts';
+import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
+import { migratePins, recoverPins, refusedMaps, switchTcxLinks } from './pin-migration.ts';
+import type { MigrationReport } from './pin-migration.ts';
 
 const OBJECT_NAME = 'sluice';
 const MAPS_DIR = 'maps';
@@ -88,12 +88,14 @@ export interface Datapath {
    */
   runningVersion: string;
   /**
-   * When this agent took over pins of another version with the same layouts:
-   * that version, the TCX links switched to the new programs, and those that
-   * could not be (the version is then 'mixed'). The netfilter links are the
+   * When this agent took over pins of another version: that version, the
+   * TCX links switched to the new programs, and those that could not be (the
+   * version is then 'mixed'), and, when map layouts changed, the maps
+   * migrated (pin-migration.ts) and what was done with each; also set when
+   * an interrupted migration was finished. The netfilter links are the
    * agent's to replace (syncNetfilterLinks with reload).
    */
-  replaced: { from: string; links: number; failed: string[] } | null;
+  replaced: { from: string; links: number; failed: string[]; migrated: MigrationReport['maps'] } | null;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
   /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent; the netfilter programs. */
@@ -116,7 +118,7 @@ export interface LoadDatapathOptions {
   pinDir: string;
   /** The compiled eBPF object (see bpfObjectBytes()). */
   objectBytes: Buffer;
-  /** False: adopt pins of another version as they are, without replacing their programs (default true). */
+  /** False: adopt pins of another version as they are, without replacing their programs or migrating maps (default true). */
   replace?: boolean;
 }
 
@@ -152,33 +154,37 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
   const linksDir = join(pinDir, LINKS_DIR);
   for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
 
-  const progPaths = {
-    fromPod: join(progsDir, PROG_FROM_POD),
-    toPod: join(progsDir, PROG_TO_POD),
-    ctSweep: join(progsDir, PROG_CT_SWEEP),
-    serviceEgress: join(progsDir, PROG_SERVICE_EGRESS),
-    vxlanIn: join(progsDir, PROG_VXLAN_IN),
-  };
+  const progPaths = programPaths(progsDir);
   // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
   const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
+  // What an interrupted migration left is finished (or discarded) before anything looks at the pins.
+  const recovered = recoverPins(pinDir);
   const adopted = [...Object.values(progPaths), ...mapPaths].every((path) => existsSync(path));
-  // Before anything pinned is used or replaced: maps whose layout changed are refused, and nothing is removed.
-  const changes = layoutChanges(options.objectBytes, mapsDir, OBJECT_NAME);
-  if (changes.length > 0) throw new DatapathLayoutError(pinDir, changes);
   const version = datapathVersion(options.objectBytes);
   let runningVersion = version;
-  let replaced: Datapath['replaced'] = null;
-  if (adopted) {
+  let replaced: Datapath['replaced'] = recovered ? { from: 'an interrupted migration', ...recovered, migrated: [] } : null;
+  // Maps whose layout changed are migrated where they can be; otherwise refused, and nothing is removed.
+  const changes = layoutChanges(options.objectBytes, mapsDir, OBJECT_NAME);
+  if (changes.length > 0) {
+    const { steps, refused } = refusedMaps(options.objectBytes, mapsDir, OBJECT_NAME, changes);
+    if (refused.length > 0 || options.replace === false) throw new DatapathLayoutError(pinDir, changes, refused);
+    const from = readPinnedVersion(mapsDir) ?? 'unknown';
+    const loadInto = (m: string, p: string): void => loadAndPin(options.objectBytes, m, programPaths(p));
+    const migration = migratePins(pinDir, steps, options.objectBytes, OBJECT_NAME, version, loadInto);
+    replaced = { from, links: migration.links, failed: migration.failed, migrated: migration.maps };
+    runningVersion = migration.failed.length === 0 ? version : 'mixed';
+  } else if (adopted) {
     runningVersion = readPinnedVersion(mapsDir) ?? 'unknown';
     if (runningVersion !== version && options.replace !== false) {
       // Another object with the same map layouts: its programs take over the maps, and every link switches.
-      replaced = replacePrograms(options.objectBytes, mapsDir, progPaths, linksDir, runningVersion);
-      runningVersion = replaced.failed.length === 0 ? version : 'mixed';
-      if (replaced.failed.length === 0) pinVersion(mapsDir, version);
+      const switched = replacePrograms(options.objectBytes, mapsDir, progPaths, linksDir);
+      replaced = { from: runningVersion, ...switched, migrated: [] };
+      runningVersion = switched.failed.length === 0 ? version : 'mixed';
+      if (switched.failed.length === 0) pinVersions(pinDir, version);
     }
   } else {
     loadAndPin(options.objectBytes, mapsDir, progPaths);
-    pinVersion(mapsDir, version);
+    pinVersions(pinDir, version);
   }
 
   const maps = openMaps(mapsDir);
@@ -208,34 +214,25 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
  * apart; that is safe because the layouts are identical. The CNI plugin
  * attaches the new pins from then on.
  */
-function replacePrograms(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths'], linksDir: string, from: string): { from: string; links: number; failed: string[] } {
+function replacePrograms(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths'], linksDir: string): { links: number; failed: string[] } {
   loadAndPin(objectBytes, mapsDir, progPaths);
-  const fromPod = objGet(progPaths.fromPod, 'program from_pod');
-  const toPod = objGet(progPaths.toPod, 'program to_pod');
-  const failed: string[] = [];
-  let links = 0;
-  try {
-    for (const name of existsSync(linksDir) ? readdirSync(linksDir) : []) {
-      const path = join(linksDir, name);
-      let linkFd = -1;
-      try {
-        linkFd = objGet(path, 'link');
-        const info = readLinkInfo(linkFd, `link ${path}`);
-        if (info.type !== BPF_LINK_TYPE_TCX) continue;
-        const prog = info.tcx?.attachType === BPF_TCX_INGRESS ? fromPod : toPod;
-        linkUpdate(linkFd, prog, `switch link ${path} to the new program`);
-        links++;
-      } catch (err: unknown) {
-        failed.push(`${name}: ${errorMessage(err)}`);
-      } finally {
-        if (linkFd >= 0) closeFd(linkFd);
-      }
-    }
-  } finally {
-    closeFd(fromPod);
-    closeFd(toPod);
-  }
-  return { from, links, failed };
+  return switchTcxLinks(linksDir, progPaths.fromPod, progPaths.toPod);
+}
+
+/** The version recorded with the maps and with the programs (pin-migration.ts tells sets apart by it). */
+function pinVersions(pinDir: string, version: string): void {
+  pinVersion(join(pinDir, MAPS_DIR), version);
+  pinVersion(join(pinDir, PROGS_DIR), version);
+}
+
+function programPaths(progsDir: string): Datapath['progPaths'] {
+  return {
+    fromPod: join(progsDir, PROG_FROM_POD),
+    toPod: join(progsDir, PROG_TO_POD),
+    ctSweep: join(progsDir, PROG_CT_SWEEP),
+    serviceEgress: join(progsDir, PROG_SERVICE_EGRESS),
+    vxlanIn: join(progsDir, PROG_VXLAN_IN),
+  };
 }
 
 /** Unpins everything under pinDir (detaching pinned TCX links) and removes its directories; absent → no-op. */

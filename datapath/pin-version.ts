@@ -6,9 +6,10 @@
  * reports (type, key and value size, max entries, flags).
  *
  * An agent compares both with the object it carries before it touches the
- * pins: the same layouts may be adopted; a changed layout is refused with
- * the maps named, and nothing pinned is removed, so the node keeps
- * forwarding with the datapath it has.
+ * pins: the same layouts may be adopted; a changed layout is migrated where
+ * map-migration.ts says it can be (pin-migration.ts), and otherwise refused
+ * with the maps named, nothing pinned removed, so the node keeps forwarding
+ * with the datapath it has.
  */
 import { createHash } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
@@ -108,16 +109,21 @@ export function layoutChanges(objectBytes: Buffer, mapsDir: string, objectName: 
   return changes;
 }
 
-/** The agent's datapath cannot take over these pins: their layouts changed and no migration exists yet. */
+/** The agent's datapath cannot take over these pins: layouts changed in ways no migration covers (map-migration.ts). */
 export class DatapathLayoutError extends Error {
   readonly changes: LayoutChange[];
-  constructor(pinDir: string, changes: LayoutChange[]) {
+  /** The maps that cannot be migrated, and why. */
+  readonly refused: { map: string; reason: string }[];
+  constructor(pinDir: string, changes: LayoutChange[], refused: { map: string; reason: string }[] = []) {
+    const all = changes.map(describeChange).join('; ');
+    const why = refused.length > 0 ? `${refused.map((r) => `map ${r.map}: ${r.reason}`).join('; ')} (all changes: ${all})` : all;
     super(
-      `the datapath pinned under ${pinDir} has other map layouts than this agent's, and no migration exists for them: ` +
-        `${changes.map(describeChange).join('; ')}. Nothing was changed: the node keeps forwarding with the pinned datapath. ` +
+      `the datapath pinned under ${pinDir} has other map layouts than this agent's, and they cannot be migrated: ` +
+        `${why}. Nothing was changed: the node keeps forwarding with the pinned datapath. ` +
         `Run the agent version that pinned it, or remove ${pinDir} to start afresh (every pod's conntrack and policy state is lost and its traffic cut until it is rewired).`,
     );
     this.name = 'DatapathLayoutError';
     this.changes = changes;
+    this.refused = refused;
   }
 }

@@ -1,0 +1,200 @@
+/**
+ * Migrating one pinned map to the layout another datapath object defines
+ * (issue 33, step 3): which changes can be migrated, what each of the
+ * datapath's maps does with its entries, and the copy itself.
+ *
+ * Safe, and migrated:
+ *   - max_entries changed: the entries are copied. A smaller map must hold
+ *     them: a hash with more entries than the new size, or an array with a
+ *     non-zero entry past the new end, is refused.
+ *   - the value grew or shrank at its end: BTF shows the fields of the
+ *     shorter value as the first fields of the longer one (same names,
+ *     offsets and sizes). The shared fields are copied, fields added at the
+ *     end start at zero, and fields dropped at the end (a downgrade) go.
+ *     Bytes past the last shared field (padding) are zeroed, not copied.
+ * Refused, with the map named: a changed type, key size or flags; a value
+ * whose fields changed in the middle, or whose size changed with no BTF (or
+ * not a struct) to show where.
+ *
+ * Pure decisions (planMigration) are kept apart from the kernel copy
+ * (copyEntries), so the rules are unit-tested without a kernel.
+ */
+import { BPF_ANY, BPF_NOEXIST } from './bpf-map.ts';
+import { isBpfError, mapGetNextKey, mapLookupElem, mapUpdateElem, numPossibleCpus } from './libbpf.ts';
+import type { ValueLayout } from './map-btf.ts';
+import { fieldsEnd } from './map-btf.ts';
+
+/** enum bpf_map_type values met here. */
+const BPF_MAP_TYPE_HASH = 1;
+const BPF_MAP_TYPE_ARRAY = 2;
+const BPF_MAP_TYPE_PERCPU_HASH = 5;
+const BPF_MAP_TYPE_PERCPU_ARRAY = 6;
+const BPF_MAP_TYPE_LRU_HASH = 9;
+const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
+const BPF_MAP_TYPE_LPM_TRIE = 11;
+const COPYABLE_TYPES = new Set([BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_LPM_TRIE]);
+const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
+const PERCPU_TYPES = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
+/** Per-CPU values sit in slots rounded up to 8 bytes. */
+const PERCPU_SLOT_ALIGN_BYTES = 8;
+const ARRAY_KEY_BYTES = 4;
+/** Bound on a key walk of a map that changes under it: steps per entry it can hold. */
+const WALK_STEPS_PER_ENTRY = 4;
+
+/**
+ * What a migration does with each map of the datapath (bpf/maps.h) whose
+ * layout changed. A map whose layout did not change is kept as it is,
+ * shared by the old and the new programs. A map not named here is copied.
+ */
+export const MAP_TREATMENT: Readonly<Record<string, { treatment: 'copy' | 'reset'; why: string }>> = {
+  endpoints: { treatment: 'copy', why: "the agent's (registrations), copied so the new programs know every pod from their first packet; the agent's next sync writes it again" },
+  devices: { treatment: 'copy', why: "the agent's, as endpoints" },
+  ipcache: { treatment: 'copy', why: "the agent's (identities of addresses), copied for the first packets; rewritten by the next sync" },
+  policy: { treatment: 'copy', why: "the agent's; copied so a flow allowed stays allowed and an isolated pod stays isolated before the agent's first sync" },
+  cidr_policy: { treatment: 'copy', why: "the agent's, as policy" },
+  conntrack: { treatment: 'copy', why: 'runtime state nothing can rebuild: without it established flows would be checked again as new (and replies dropped)' },
+  ct_counts: { treatment: 'copy', why: 'must agree with conntrack and fragments, whose entries it counts against each endpoint budget' },
+  fragments: { treatment: 'copy', why: 'datagrams in reassembly: their later fragments need the ports of the first' },
+  counters: { treatment: 'copy', why: 'totals scraped by Prometheus, which reads a drop as a counter reset' },
+  ep_counters: { treatment: 'copy', why: 'as counters' },
+  config: { treatment: 'copy', why: "the agent's settings; written again by the agent at start" },
+  events: { treatment: 'reset', why: 'a ring buffer: it has no entries to copy; events not yet read are lost' },
+  event_rate: { treatment: 'reset', why: 'token buckets of event rate limiting; they refill within a second' },
+};
+
+/** A map's layout: what the kernel reports of a pinned map, or what an object defines, plus its value's fields. */
+export interface MapLayout {
+  type: number;
+  keySize: number;
+  valueSize: number;
+  maxEntries: number;
+  mapFlags: number;
+  value: ValueLayout | null;
+}
+
+/** How one changed map is migrated. */
+export type MigrationStep =
+  | { map: string; action: 'copy'; /** bytes of each value copied; the rest of the new value is zero */ copyBytes: number }
+  | { map: string; action: 'reset' };
+
+/** A changed map that cannot be migrated, and why. */
+export interface MigrationRefusal {
+  map: string;
+  reason: string;
+}
+
+/** How `map` goes from its pinned layout to the wanted one, or why it cannot. */
+export function planMigration(map: string, pinned: MapLayout, wanted: MapLayout): MigrationStep | MigrationRefusal {
+  if (pinned.type !== wanted.type) return { map, reason: `map type changed (${pinned.type} pinned, ${wanted.type} wanted)` };
+  if (MAP_TREATMENT[map]?.treatment === 'reset') return { map, action: 'reset' };
+  if (pinned.keySize !== wanted.keySize) return { map, reason: `key layout changed (${pinned.keySize} bytes pinned, ${wanted.keySize} wanted): entries cannot be carried over` };
+  if (pinned.mapFlags !== wanted.mapFlags) return { map, reason: `flags changed (${pinned.mapFlags} pinned, ${wanted.mapFlags} wanted)` };
+  if (!COPYABLE_TYPES.has(pinned.type)) return { map, reason: `entries of a map of type ${pinned.type} cannot be copied` };
+  if (pinned.valueSize === wanted.valueSize) return { map, action: 'copy', copyBytes: pinned.valueSize };
+  const shared = sharedPrefix(pinned.value, wanted.value);
+  if (typeof shared === 'string') return { map, reason: `value layout changed (${pinned.valueSize} bytes pinned, ${wanted.valueSize} wanted): ${shared}` };
+  return { map, action: 'copy', copyBytes: Math.min(shared, pinned.valueSize, wanted.valueSize) };
+}
+
+/** True when the plan is a refusal. */
+export function isRefusal(p: MigrationStep | MigrationRefusal): p is MigrationRefusal {
+  return 'reason' in p;
+}
+
+/** The bytes the two values share at their start (to the end of the last shared field), or why they share none safely. */
+function sharedPrefix(a: ValueLayout | null, b: ValueLayout | null): number | string {
+  if (!a || !b) return 'no BTF shows where the fields are';
+  if (!a.fields || !b.fields) return `the value (${a.typeName || b.typeName || 'unnamed'}) is not a struct`;
+  const [shorter, longer] = a.fields.length <= b.fields.length ? [a.fields, b.fields] : [b.fields, a.fields];
+  for (let i = 0; i < shorter.length; i++) {
+    const s = shorter[i];
+    const l = longer[i];
+    if (s.name !== l.name || s.bitOffset !== l.bitOffset || s.bytes !== l.bytes) {
+      return `field ${s.name} (bit ${s.bitOffset}, ${s.bytes} bytes) became ${l.name} (bit ${l.bitOffset}, ${l.bytes} bytes): only fields added or removed at the end can be migrated`;
+    }
+  }
+  return fieldsEnd(shorter);
+}
+
+/** A migration that could not complete (entries that do not fit, a failed copy); nothing was committed. */
+export class MapMigrationError extends Error {
+  readonly map: string;
+  constructor(map: string, message: string) {
+    super(`map ${map}: ${message}`);
+    this.name = 'MapMigrationError';
+    this.map = map;
+  }
+}
+
+/**
+ * Copies the entries of the map behind oldFd (layout `from`) into the map
+ * behind newFd (layout `to`), each value converted by `step`. 'missing'
+ * copies only keys the new map lacks (a catch-up after programs switched);
+ * 'all' also checks first that the entries fit. Returns the entries written.
+ */
+export function copyEntries(map: string, oldFd: number, newFd: number, from: MapLayout, to: MapLayout, copyBytes: number, mode: 'all' | 'missing'): number {
+  const isArray = ARRAY_TYPES.has(from.type);
+  const slots = PERCPU_TYPES.has(from.type) ? numPossibleCpus() : 1;
+  const oldStride = slots > 1 ? roundUp(from.valueSize) : from.valueSize;
+  const newStride = slots > 1 ? roundUp(to.valueSize) : to.valueSize;
+  const oldValue = Buffer.alloc(oldStride * slots);
+  const convert = (): Buffer => {
+    const value = Buffer.alloc(newStride * slots);
+    for (let cpu = 0; cpu < slots; cpu++) oldValue.copy(value, cpu * newStride, cpu * oldStride, cpu * oldStride + copyBytes);
+    return value;
+  };
+  if (isArray) {
+    if (mode === 'missing') return 0; // every index of an array exists; the first copy wrote them
+    for (let index = to.maxEntries; index < from.maxEntries; index++) {
+      if (mapLookupElem(oldFd, u32(index), oldValue, `map ${map}`) && oldValue.some((byte) => byte !== 0)) {
+        throw new MapMigrationError(map, `entry ${index} is in use and the new map ends at ${to.maxEntries}`);
+      }
+    }
+    const n = Math.min(from.maxEntries, to.maxEntries);
+    for (let index = 0; index < n; index++) {
+      if (!mapLookupElem(oldFd, u32(index), oldValue, `map ${map}`)) continue;
+      mapUpdateElem(newFd, u32(index), convert(), BPF_ANY, `map ${map} (new)`);
+    }
+    return n;
+  }
+  const keys = allKeys(map, oldFd, from.keySize, from.maxEntries);
+  if (mode === 'all' && keys.length > to.maxEntries) {
+    throw new MapMigrationError(map, `${keys.length} entries do not fit in the new map of ${to.maxEntries}`);
+  }
+  let written = 0;
+  for (const key of keys) {
+    if (!mapLookupElem(oldFd, key, oldValue, `map ${map}`)) continue; // gone since it was listed
+    try {
+      mapUpdateElem(newFd, key, convert(), mode === 'all' ? BPF_ANY : BPF_NOEXIST, `map ${map} (new)`);
+      written++;
+    } catch (err: unknown) {
+      if (mode === 'missing' && isBpfError(err, 'EEXIST')) continue; // the new programs made it since
+      throw new MapMigrationError(map, `copying entry ${written + 1} of ${keys.length}: ${(err as Error).message}`);
+    }
+  }
+  return written;
+}
+
+/** Every key of the map (a snapshot taken before copying: a live map changes while it is walked). */
+function allKeys(map: string, fd: number, keySize: number, maxEntries: number): Buffer[] {
+  // A key deleted under the walk sends it back to the first key: seen keys are skipped, and the walk is bounded.
+  const keys = new Map<string, Buffer>();
+  let prev: Buffer | null = null;
+  for (let step = 0; step < WALK_STEPS_PER_ENTRY * maxEntries + 1; step++) {
+    const next = Buffer.alloc(keySize);
+    if (!mapGetNextKey(fd, prev, next, `map ${map}`)) break;
+    keys.set(next.toString('hex'), next);
+    prev = next;
+  }
+  return [...keys.values()];
+}
+
+function roundUp(bytes: number): number {
+  return Math.ceil(bytes / PERCPU_SLOT_ALIGN_BYTES) * PERCPU_SLOT_ALIGN_BYTES;
+}
+
+function u32(n: number): Buffer {
+  const b = Buffer.alloc(ARRAY_KEY_BYTES);
+  b.writeUInt32LE(n);
+  return b;
+}

@@ -1,0 +1,294 @@
+/**
+ * Migrating a pinned datapath whose map layouts changed (issue 33, step 3):
+ * new maps made and filled, the new programs loaded against them, every TCX
+ * link switched, and the pins replaced, so that a crash at any point leaves
+ * a set of pins that works and that the next agent finishes or discards.
+ *
+ * Under pinDir, beside maps/ and progs/:
+ *   migration-staging/{maps,progs}
+ *                         being built: maps whose layout is unchanged pinned
+ *                         again (shared, not copied), changed ones created by
+ *                         libbpf and filled from the old (map-migration.ts),
+ *                         the new programs loaded against them. Nothing runs
+ *                         them yet. A crash here: the next agent removes
+ *                         it, the old set never stopped working.
+ *   migration-ready/      the staging directory renamed once complete (the
+ *                         commit point: a rename is atomic on bpffs). Its
+ *                         sluice_version names the target version, as do
+ *                         those in its maps/ and progs/. From here on the
+ *                         migration only goes forward; the next agent, of
+ *                         whichever version, finishes it:
+ *     1. every TCX link switched to its programs (BPF_LINK_UPDATE, each
+ *        veth's two links one after the other);
+ *     2. entries the old programs made in copied maps since their copy (new
+ *        flows' conntrack, fragments) copied once more where missing;
+ *     3. maps/ and migration-ready/maps exchanged (renameat2 RENAME_EXCHANGE,
+ *        atomic), then progs/ and migration-ready/progs; each only if the
+ *        directory in place does not carry the target version yet, so a
+ *        crash between the two is finished, not repeated;
+ *     4. migration-ready/ (now the old set) renamed migration-retired/ and
+ *        removed.
+ * While migration-ready/ exists the agent is not serving, so no CNI ADD
+ * attaches the old programs meanwhile (it needs the agent's addresses first).
+ */
+import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
+import koffi from 'koffi';
+import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
+import { BPF_TCX_INGRESS, closeFd, closeObject, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
+import { definedValueLayout, pinnedValueLayout } from './map-btf.ts';
+import { MAP_TREATMENT, copyEntries, isRefusal, planMigration, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
+import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
+import { errorMessage } from '../lib/errors.ts';
+
+const STAGING_DIR = 'migration-staging';
+const READY_DIR = 'migration-ready';
+const RETIRED_DIR = 'migration-retired';
+const MAPS_DIR = 'maps';
+const PROGS_DIR = 'progs';
+const PROG_FROM_POD = 'from_pod';
+const PROG_TO_POD = 'to_pod';
+const AT_FDCWD = -100;
+const RENAME_EXCHANGE = 2;
+
+/**
+ * A debug knob for the crash tests: with SLUICE_MIGRATION_CRASH_AFTER=<step>
+ * the migration stops right after that step as a crash would, leaving every
+ * pin as it is (no cleanup). Unset, it costs one environment lookup.
+ */
+export const MIGRATION_CRASH_ENV = 'SLUICE_MIGRATION_CRASH_AFTER';
+/** The steps a crash may be injected after. */
+export const MIGRATION_STEPS = ['staged', 'ready', 'links', 'exchange-maps'] as const;
+export type MigrationStepName = (typeof MIGRATION_STEPS)[number];
+
+/** Thrown by an injected crash; nothing is cleaned up behind it. */
+export class InjectedCrash extends Error {
+  constructor(step: MigrationStepName) {
+    super(`injected crash after migration step '${step}' (${MIGRATION_CRASH_ENV} is set)`);
+    this.name = 'InjectedCrash';
+  }
+}
+
+function crashPoint(step: MigrationStepName): void {
+  if (process.env[MIGRATION_CRASH_ENV] === step) throw new InjectedCrash(step);
+}
+
+/** What a migration did. */
+export interface MigrationReport {
+  /** The changed maps and what was done with each (entries copied, or reset). */
+  maps: { map: string; action: 'copy' | 'reset'; entries: number }[];
+  /** TCX links switched to the new programs, and those that could not be. */
+  links: number;
+  failed: string[];
+}
+
+/** Loads the object against pinned maps under mapsDir, pinning the programs it creates at progsDir (the loader's). */
+export type LoadInto = (mapsDir: string, progsDir: string) => void;
+
+/** The maps of a pinned datapath that cannot be migrated to this object's layouts. */
+export function refusedMaps(objectBytes: Buffer, mapsDir: string, objectName: string, changes: LayoutChange[]): { steps: MigrationStep[]; refused: MigrationRefusal[] } {
+  const wanted = definedLayouts(objectBytes, mapsDir, objectName, changes.map((c) => c.map));
+  const steps: MigrationStep[] = [];
+  const refused: MigrationRefusal[] = [];
+  for (const c of changes) {
+    const plan = planMigration(c.map, pinnedLayout(join(mapsDir, c.map), c.map), wanted.get(c.map)!);
+    if (isRefusal(plan)) refused.push(plan);
+    else steps.push(plan);
+  }
+  return { steps, refused };
+}
+
+/**
+ * Migrates the pins under pinDir to the object's layouts by the steps of
+ * refusedMaps (none refused). A failure before the commit point removes
+ * the staging directory and throws: nothing pinned changed. After it, the migration is
+ * finished here or by the next agent.
+ */
+export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes: Buffer, objectName: string, version: string, loadInto: LoadInto): MigrationReport {
+  const mapsDir = join(pinDir, MAPS_DIR);
+  const staging = join(pinDir, STAGING_DIR);
+  const report: MigrationReport = { maps: [], links: 0, failed: [] };
+  removeTree(staging);
+  try {
+    mkdirSync(join(staging, MAPS_DIR), { recursive: true });
+    mkdirSync(join(staging, PROGS_DIR), { recursive: true });
+    const changed = new Set(steps.map((s) => s.map));
+    // Unchanged maps are shared: the same kernel map pinned once more, which libbpf then re-uses.
+    for (const name of definedLayouts(objectBytes, mapsDir, objectName, []).keys()) {
+      if (changed.has(name) || !existsSync(join(mapsDir, name))) continue;
+      const fd = objGet(join(mapsDir, name), `map ${name}`);
+      try {
+        objPin(fd, join(staging, MAPS_DIR, name), `map ${name} (staged)`);
+      } finally {
+        closeFd(fd);
+      }
+    }
+    loadInto(join(staging, MAPS_DIR), join(staging, PROGS_DIR));
+    for (const step of steps) {
+      report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, 'all') : 0 });
+    }
+    crashPoint('staged');
+    pinVersion(join(staging, MAPS_DIR), version);
+    pinVersion(join(staging, PROGS_DIR), version);
+    pinVersion(staging, version);
+  } catch (err: unknown) {
+    if (!(err instanceof InjectedCrash)) removeTree(staging);
+    throw err;
+  }
+  renameSync(staging, join(pinDir, READY_DIR));
+  crashPoint('ready');
+  const finished = finishMigration(pinDir);
+  return { ...report, links: finished.links, failed: finished.failed };
+}
+
+/**
+ * Puts right what an interrupted migration left under pinDir, before
+ * anything else looks at the pins: an incomplete staging directory is
+ * removed, a ready migration finished, a retired set removed. Returns the finished
+ * migration's links, or null when there was none to finish.
+ */
+export function recoverPins(pinDir: string): { links: number; failed: string[] } | null {
+  removeTree(join(pinDir, STAGING_DIR));
+  const finished = existsSync(join(pinDir, READY_DIR)) ? finishMigration(pinDir) : null;
+  removeTree(join(pinDir, RETIRED_DIR));
+  return finished;
+}
+
+/** Steps 1 to 4 of the file comment, from the state the directories are in; safe to run again after a crash. */
+function finishMigration(pinDir: string): { links: number; failed: string[] } {
+  const ready = join(pinDir, READY_DIR);
+  const target = readPinnedVersion(ready);
+  if (target === null) throw new Error(`an interrupted migration under ${ready} names no target version: remove ${ready} if the pins in ${pinDir} are complete`);
+  const inPlace = (dir: string): boolean => readPinnedVersion(join(pinDir, dir)) === target;
+  const newer = (dir: string): string => join(inPlace(dir) ? pinDir : ready, dir);
+  const older = (dir: string): string => join(inPlace(dir) ? ready : pinDir, dir);
+
+  const switched = switchTcxLinks(join(pinDir, 'links'), join(newer(PROGS_DIR), PROG_FROM_POD), join(newer(PROGS_DIR), PROG_TO_POD));
+  catchUp(older(MAPS_DIR), newer(MAPS_DIR));
+  crashPoint('links');
+  if (!inPlace(MAPS_DIR)) exchange(join(pinDir, MAPS_DIR), join(ready, MAPS_DIR));
+  crashPoint('exchange-maps');
+  if (!inPlace(PROGS_DIR)) exchange(join(pinDir, PROGS_DIR), join(ready, PROGS_DIR));
+  const retired = join(pinDir, RETIRED_DIR);
+  removeTree(retired);
+  renameSync(ready, retired);
+  removeTree(retired);
+  return switched;
+}
+
+/**
+ * Switches every pinned TCX link under linksDir to the program for its
+ * direction, atomically each (BPF_LINK_UPDATE). Links are taken in name
+ * order, so a veth's two (<veth>_egress, <veth>_ingress) switch one right
+ * after the other. A link already running the program is left alone.
+ */
+export function switchTcxLinks(linksDir: string, fromPodPath: string, toPodPath: string): { links: number; failed: string[] } {
+  const fromPod = objGet(fromPodPath, 'program from_pod');
+  const toPod = objGet(toPodPath, 'program to_pod');
+  const ids = { fromPod: readProgramId(fromPod, 'program from_pod'), toPod: readProgramId(toPod, 'program to_pod') };
+  const failed: string[] = [];
+  let links = 0;
+  try {
+    for (const name of existsSync(linksDir) ? readdirSync(linksDir).sort() : []) {
+      const path = join(linksDir, name);
+      let linkFd = -1;
+      try {
+        linkFd = objGet(path, 'link');
+        const info = readLinkInfo(linkFd, `link ${path}`);
+        if (info.type !== BPF_LINK_TYPE_TCX) continue;
+        const ingress = info.tcx?.attachType === BPF_TCX_INGRESS;
+        if (info.progId !== (ingress ? ids.fromPod : ids.toPod)) linkUpdate(linkFd, ingress ? fromPod : toPod, `switch link ${path} to the new program`);
+        links++;
+      } catch (err: unknown) {
+        failed.push(`${name}: ${errorMessage(err)}`);
+      } finally {
+        if (linkFd >= 0) closeFd(linkFd);
+      }
+    }
+  } finally {
+    closeFd(fromPod);
+    closeFd(toPod);
+  }
+  return { links, failed };
+}
+
+/** Copies, where the new map lacks them, entries the old programs made after the first copy (maps that were copied only). */
+function catchUp(oldMapsDir: string, newMapsDir: string): void {
+  for (const name of readdirSync(newMapsDir)) {
+    if (name === VERSION_MAP || MAP_TREATMENT[name]?.treatment === 'reset' || !existsSync(join(oldMapsDir, name))) continue;
+    const oldLayout = pinnedLayout(join(oldMapsDir, name), name);
+    const newLayout = pinnedLayout(join(newMapsDir, name), name);
+    if (oldLayout.id === newLayout.id) continue; // shared, not copied
+    const plan = planMigration(name, oldLayout, newLayout);
+    if (!isRefusal(plan) && plan.action === 'copy') copyMap(name, oldMapsDir, newMapsDir, plan.copyBytes, 'missing');
+  }
+}
+
+function copyMap(name: string, fromDir: string, toDir: string, copyBytes: number, mode: 'all' | 'missing'): number {
+  const from = pinnedLayout(join(fromDir, name), name);
+  const to = pinnedLayout(join(toDir, name), name);
+  const oldFd = objGet(join(fromDir, name), `map ${name}`);
+  try {
+    const newFd = objGet(join(toDir, name), `map ${name} (new)`);
+    try {
+      return copyEntries(name, oldFd, newFd, from, to, copyBytes, mode);
+    } finally {
+      closeFd(newFd);
+    }
+  } finally {
+    closeFd(oldFd);
+  }
+}
+
+function pinnedLayout(path: string, name: string): MapLayout & { id: number } {
+  const fd = objGet(path, `map ${name}`);
+  try {
+    const info = readMapInfo(fd, `map ${name}`);
+    return { ...info, value: pinnedValueLayout(fd, `map ${name}`) };
+  } finally {
+    closeFd(fd);
+  }
+}
+
+/** The layouts the object defines for the maps it pins (all of them when `names` is empty). */
+function definedLayouts(objectBytes: Buffer, mapsDir: string, objectName: string, names: string[]): Map<string, MapLayout> {
+  const obj = openObjectFromMemory(objectBytes, { objectName, pinRootPath: mapsDir });
+  try {
+    const out = new Map<string, MapLayout>();
+    for (const def of mapDefinitions(obj)) {
+      if (def.name.startsWith('.') || def.name.includes('.')) continue; // .rodata, .bss: internal, never pinned
+      if (names.length > 0 && !names.includes(def.name)) continue;
+      out.set(def.name, { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.mapFlags, value: definedValueLayout(obj, def.name) });
+    }
+    return out;
+  } finally {
+    closeObject(obj);
+  }
+}
+
+let renameat2: ((...args: unknown[]) => unknown) | undefined;
+
+/** Swaps two paths atomically (renameat2 RENAME_EXCHANGE, which bpffs supports). */
+function exchange(a: string, b: string): void {
+  renameat2 ??= koffi.load('libc.so.6').func('int renameat2(int olddirfd, const char *oldpath, int newdirfd, const char *newpath, unsigned int flags)');
+  if (Number(renameat2(AT_FDCWD, a, AT_FDCWD, b, RENAME_EXCHANGE)) !== 0) {
+    throw new Error(`exchange ${a} and ${b}: errno ${koffi.errno()}`);
+  }
+}
+
+/** rm -r for bpffs; absent → no-op. */
+function removeTree(path: string): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stat.isDirectory()) {
+    unlinkSync(path);
+    return;
+  }
+  for (const entry of readdirSync(path)) removeTree(join(path, entry));
+  rmdirSync(path);
+}

@@ -1,0 +1,81 @@
+/**
+ * Which changed map layouts a migration takes, and how (datapath/map-migration.ts):
+ * pure decisions, no kernel.
+ */
+import { describe, expect, it } from 'vitest';
+import { MAP_TREATMENT, planMigration, type MapLayout } from '../datapath/map-migration.ts';
+import { fieldsEnd, type ValueField } from '../datapath/map-btf.ts';
+
+const HASH = 1;
+const LPM_TRIE = 11;
+const RINGBUF = 27;
+
+/** struct ct_count-like values: fields of 8 bytes, one after the other. */
+function fields(...names: string[]): ValueField[] {
+  return names.map((name, i) => ({ name, bitOffset: i * 64, bytes: 8 }));
+}
+
+function layout(over: Partial<MapLayout> = {}): MapLayout {
+  const f = fields('entries', 'fragments');
+  return { type: HASH, keySize: 4, valueSize: 16, maxEntries: 1024, mapFlags: 0, value: { typeName: 'ct_count', fields: f }, ...over };
+}
+
+describe('planning the migration of a changed map', () => {
+  it('copies every byte when only max_entries changed, growing or shrinking (the fit is checked at copy time)', () => {
+    expect(planMigration('conntrack', layout(), layout({ maxEntries: 2048 }))).toEqual({ map: 'conntrack', action: 'copy', copyBytes: 16 });
+    expect(planMigration('conntrack', layout(), layout({ maxEntries: 10 }))).toEqual({ map: 'conntrack', action: 'copy', copyBytes: 16 });
+  });
+
+  it('copies the old fields of a value that grew at its end; the new field starts at zero', () => {
+    const grown = layout({ valueSize: 24, value: { typeName: 'ct_count', fields: fields('entries', 'fragments', 'bytes') } });
+    expect(planMigration('ct_counts', layout(), grown)).toEqual({ map: 'ct_counts', action: 'copy', copyBytes: 16 });
+  });
+
+  it('applies the same rule on a downgrade: the fields the older value has are kept, the one at the end dropped', () => {
+    const grown = layout({ valueSize: 24, value: { typeName: 'ct_count', fields: fields('entries', 'fragments', 'bytes') } });
+    expect(planMigration('ct_counts', grown, layout())).toEqual({ map: 'ct_counts', action: 'copy', copyBytes: 16 });
+  });
+
+  it('copies up to the end of the last shared field, not the padding after it', () => {
+    const padded = layout({ valueSize: 16, value: { typeName: 'v', fields: [{ name: 'a', bitOffset: 0, bytes: 8 }, { name: 'b', bitOffset: 64, bytes: 4 }] } });
+    const grown = layout({ valueSize: 24, value: { typeName: 'v', fields: [{ name: 'a', bitOffset: 0, bytes: 8 }, { name: 'b', bitOffset: 64, bytes: 4 }, { name: 'c', bitOffset: 96, bytes: 4 }, { name: 'd', bitOffset: 128, bytes: 8 }] } });
+    expect(planMigration('fragments', padded, grown)).toEqual({ map: 'fragments', action: 'copy', copyBytes: 12 });
+  });
+
+  it('refuses a value whose fields changed in the middle, naming the field', () => {
+    const reordered = layout({ valueSize: 24, value: { typeName: 'ct_count', fields: fields('entries', 'bytes', 'fragments') } });
+    const plan = planMigration('ct_counts', layout(), reordered);
+    expect(plan).toMatchObject({ map: 'ct_counts' });
+    expect('reason' in plan && plan.reason).toMatch(/field fragments .* became bytes .*only fields added or removed at the end/);
+  });
+
+  it('refuses a value size change it cannot see into (no BTF, or not a struct)', () => {
+    expect(planMigration('policy', layout({ value: null }), layout({ valueSize: 24, value: null }))).toMatchObject({ reason: /no BTF shows where the fields are/ });
+    const scalar = { typeName: '__u64', fields: null };
+    expect(planMigration('policy', layout({ valueSize: 8, value: scalar }), layout({ valueSize: 4, value: { typeName: '__u32', fields: null } }))).toMatchObject({ reason: /not a struct/ });
+  });
+
+  it('refuses a changed key, type or flags', () => {
+    expect(planMigration('fragments', layout(), layout({ keySize: 8 }))).toMatchObject({ reason: /key layout changed \(4 bytes pinned, 8 wanted\)/ });
+    expect(planMigration('policy', layout(), layout({ type: LPM_TRIE }))).toMatchObject({ reason: /map type changed/ });
+    expect(planMigration('policy', layout(), layout({ mapFlags: 1 }))).toMatchObject({ reason: /flags changed/ });
+  });
+
+  it('starts the maps it resets empty whatever changed in them, except their type', () => {
+    const ring = layout({ type: RINGBUF, keySize: 0, valueSize: 0, value: null });
+    expect(planMigration('events', ring, { ...ring, maxEntries: 1 << 22 })).toEqual({ map: 'events', action: 'reset' });
+    expect(planMigration('event_rate', layout(), layout({ valueSize: 40, value: null, keySize: 8 }))).toEqual({ map: 'event_rate', action: 'reset' });
+    expect(planMigration('events', ring, layout())).toMatchObject({ reason: /map type changed/ });
+  });
+
+  it('names a treatment, and why, for every map of the datapath', () => {
+    const maps = ['endpoints', 'devices', 'counters', 'ipcache', 'policy', 'cidr_policy', 'conntrack', 'ct_counts', 'fragments', 'ep_counters', 'config', 'events', 'event_rate'];
+    for (const m of maps) expect(MAP_TREATMENT[m]?.why, m).toBeTruthy();
+    expect(Object.keys(MAP_TREATMENT).sort()).toEqual([...maps].sort());
+  });
+
+  it('measures where the last field ends', () => {
+    expect(fieldsEnd([{ name: 'a', bitOffset: 0, bytes: 8 }, { name: 'b', bitOffset: 64, bytes: 2 }])).toBe(10);
+    expect(fieldsEnd([])).toBe(0);
+  });
+});
