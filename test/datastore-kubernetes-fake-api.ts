@@ -2,7 +2,9 @@
  * A small fake Kubernetes API server speaking the list/watch protocol over
  * plain HTTP: paged lists with resourceVersions, watch streams with
  * bookmarks, 410 Gone for compacted history (as an ERROR event or an HTTP
- * status), injected failures and dropped connections. For the datastore's
+ * status), injected failures and dropped connections. It also takes the
+ * core/v1 Events the agent writes (create, 409 on a name taken, merge patch)
+ * and keeps them in kubeEvents. For the datastore's
  * edge-case tests; everything else runs against a real API server (make e2e).
  */
 import http from 'node:http';
@@ -60,6 +62,16 @@ export class FakeKubeApi {
   goneAsHttpStatus = false;
   /** Pods (namespace/name) whose events are withheld from watches (a watch lagging behind a GET). */
   readonly hiddenFromWatch = new Set<string>();
+  /**
+   * Pods (namespace/name) the server does not show yet, as a slow API server
+   * behind the kubelet: absent from lists and watches, and a direct GET
+   * answers 504. releasePod() shows one.
+   */
+  readonly withheldPods = new Set<string>();
+  /** core/v1 Events written to this server, by namespace/name, as last patched. */
+  readonly kubeEvents = new Map<string, Obj>();
+  /** Fail this many of the next Event writes with 500. */
+  failEventWrites = 0;
   /** Collections this server does not serve (404), e.g. an API group a newer Kubernetes removed. */
   readonly missingCollections = new Set<string>();
   port = 0;
@@ -132,6 +144,14 @@ export class FakeKubeApi {
     return String(this.rv);
   }
 
+  /** Shows a withheld pod: watches get it as a modification (new resourceVersion), lists and GETs return it. */
+  releasePod(namespace: string, name: string): void {
+    const key = `${namespace}/${name}`;
+    this.withheldPods.delete(key);
+    const pod = this.stores.get('/api/v1/pods')!.get(key);
+    if (pod) this.put('/api/v1/pods', pod);
+  }
+
   /** Deletes an object; false when absent. */
   delete(collection: string, namespace: string | undefined, name: string): boolean {
     const store = this.stores.get(collection)!;
@@ -152,15 +172,22 @@ export class FakeKubeApi {
   }
 
   private hidden(e: Event): boolean {
-    return e.collection === '/api/v1/pods' && this.hiddenFromWatch.has(keyOf(e.object));
+    return e.collection === '/api/v1/pods' && (this.hiddenFromWatch.has(keyOf(e.object)) || this.withheldPods.has(keyOf(e.object)));
   }
 
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const url = new URL(req.url ?? '/', 'http://x');
     this.requests.push({ path: url.pathname, query: url.searchParams });
+    const events = /^\/api\/v1\/namespaces\/([^/]+)\/events(?:\/([^/]+))?$/.exec(url.pathname);
+    if (events && (req.method === 'POST' || req.method === 'PATCH')) {
+      void readBody(req).then((body) => this.writeEvent(req.method!, decodeURIComponent(events[1]!), events[2] && decodeURIComponent(events[2]), body, res));
+      return;
+    }
     const single = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)$/.exec(url.pathname);
     if (single) {
-      const pod = this.stores.get('/api/v1/pods')!.get(`${decodeURIComponent(single[1]!)}/${decodeURIComponent(single[2]!)}`);
+      const key = `${decodeURIComponent(single[1]!)}/${decodeURIComponent(single[2]!)}`;
+      if (this.withheldPods.has(key)) return this.status(res, 504, 'Timeout', 'the server was unable to return a response in the time allotted');
+      const pod = this.stores.get('/api/v1/pods')!.get(key);
       if (!pod) return this.status(res, 404, 'NotFound', 'pods not found');
       res.writeHead(200, { 'content-type': 'application/json' });
       res.end(JSON.stringify(pod));
@@ -170,6 +197,32 @@ export class FakeKubeApi {
     if (!collection) return this.status(res, 404, 'NotFound', `no collection ${url.pathname}`);
     if (url.searchParams.get('watch') === 'true') this.watch(url, res);
     else this.list(url, res);
+  }
+
+  /** POST creates an Event (409 when its name is taken), PATCH merges into one (404 when there is none). */
+  private writeEvent(method: string, namespace: string, name: string | undefined, body: string, res: http.ServerResponse): void {
+    if (this.failEventWrites > 0) {
+      this.failEventWrites--;
+      return this.status(res, 500, 'InternalError', 'injected event write failure');
+    }
+    const obj = JSON.parse(body) as Obj;
+    if (method === 'POST') {
+      const key = `${namespace}/${obj.metadata.name}`;
+      if (obj.metadata.namespace !== namespace) return this.status(res, 400, 'BadRequest', 'the namespace of the object does not match the namespace on the request');
+      if (this.kubeEvents.has(key)) return this.status(res, 409, 'AlreadyExists', `events "${obj.metadata.name}" already exists`);
+      obj.metadata.resourceVersion = String(++this.rv);
+      this.kubeEvents.set(key, obj);
+      res.writeHead(201, { 'content-type': 'application/json' });
+      res.end(JSON.stringify(obj));
+      return;
+    }
+    const key = `${namespace}/${name}`;
+    const old = this.kubeEvents.get(key);
+    if (!old) return this.status(res, 404, 'NotFound', `events "${name}" not found`);
+    const merged: Obj = { ...old, ...obj, metadata: { ...old.metadata, resourceVersion: String(++this.rv) } };
+    this.kubeEvents.set(key, merged);
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.end(JSON.stringify(merged));
   }
 
   private status(res: http.ServerResponse, code: number, reason: string, message: string): void {
@@ -184,7 +237,8 @@ export class FakeKubeApi {
     }
     const limit = Number(url.searchParams.get('limit') ?? 0) || Infinity;
     const start = Number(url.searchParams.get('continue') || 0);
-    const all = [...this.stores.get(url.pathname)!.values()].sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
+    const shown = [...this.stores.get(url.pathname)!.values()].filter((o) => url.pathname !== '/api/v1/pods' || !this.withheldPods.has(keyOf(o)));
+    const all = shown.sort((a, b) => (keyOf(a) < keyOf(b) ? -1 : 1));
     const page = all.slice(start, start + limit);
     const more = start + limit < all.length;
     // List items carry no kind or apiVersion, as on a real server.
@@ -214,4 +268,13 @@ export class FakeKubeApi {
       this.watchers = this.watchers.filter((x) => x !== w);
     });
   }
+}
+
+function readBody(req: http.IncomingMessage): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    req.on('error', reject);
+  });
 }
