@@ -127,11 +127,22 @@ describe('install/ manifests', () => {
     const c = privileged[0]!;
     expect(c.command).toEqual(PRIVILEGED.command);
     expect(c.args ?? []).toEqual([]);
-    expect(c.volumeMounts?.map((m) => m.name)).toEqual(['bpffs']);
+    // Of the host, only /sys/fs/bpf; the cache is the pod's own emptyDir (checked below).
+    expect(c.volumeMounts?.map((m) => m.name).sort()).toEqual(['bpffs', 'cache']);
     const why = keyComment(doc, [...containerPath(doc, c.name), 'securityContext'], 'privileged');
     expect(why).toMatch(/Bidirectional/);
     // Kubernetes refuses allowPrivilegeEscalation: false beside privileged: true.
     expect(sc(c).allowPrivilegeEscalation).toBeUndefined();
+  });
+
+  it('every container writes the executable\'s native addons to an emptyDir at /var/cache/sluice (its root is read-only)', () => {
+    const spec = podSpec(daemonSetDocument());
+    for (const c of allContainers(spec)) {
+      const cache = c.volumeMounts?.find((m) => m.mountPath === '/var/cache/sluice');
+      expect(cache, `${c.name}: without it, sluice cannot load koffi on a read-only root`).toBeDefined();
+      expect(cache!.readOnly ?? false).toBe(false);
+      expect(spec.volumes?.find((v) => v.name === cache!.name)?.emptyDir, c.name).toBeDefined();
+    }
   });
 
   it('Bidirectional mount propagation only where the container is privileged (Kubernetes validation)', () => {
