@@ -32,6 +32,7 @@ const UNIT = [
   'test/policy.test.ts',
   'test/policy-incremental.test.ts',
   'test/policy-check.test.ts',
+  'test/policy-errors-kubernetes.test.ts',
   'test/policy-unknown-labels.test.ts',
   'test/registration-check.test.ts',
   'test/security-actions.test.ts',

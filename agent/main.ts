@@ -138,6 +138,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       identities: () => policy.sync.state()?.identities.size ?? 0,
       policies: () => datastore.objects().networkPolicies.length,
       policyRevision: () => policy.revision,
+      policyErrors: () => policy.policyErrors,
       onPolicySync: (listener) => policy.onSync(listener),
       ipam,
       monitorReceived: () => monitor.received,
@@ -204,6 +205,12 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     (s) => s.close(),
   );
   policy.onSync(() => services.sync());
+  // Its author looks at the object, not at this node's log (issue 31).
+  if (kube) {
+    const reportPolicyErrors = () => void kube.policyEvents.report(policy.policyErrors, datastore.objects().networkPolicies);
+    policy.onSync(reportPolicyErrors);
+    reportPolicyErrors(); // the first sync ran before this listener
+  }
   started.add(flowRecorder, (r) => r.stop()).start();
   // DELs the CNI plugin queued while this agent was down are released before any new ADD is served.
   started.add(startDelQueueDrain({ ipam, endpoints, linksDir: `${f.pinDir}/links` }, `${f.stateDir}/${DEL_QUEUE_SUBDIR}`, log), (stop) => stop());

@@ -68,7 +68,12 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
       : 'never synced';
     row('datastore', `${d.backend}, revision ${d.revision}, ${sync}`, `${d.pods} pods, ${d.namespaces} namespaces, ${d.policies} network policies, ${d.nodes} nodes`);
   }
-  row('policy', `revision ${s.policyRevision ?? '?'}, ${s.identities ?? '?'} pod identities`);
+  // A policy that cannot be compiled is its author's mistake, not the node's: not unready, its pods fail closed.
+  row(
+    'policy',
+    `revision ${s.policyRevision ?? '?'}, ${s.identities ?? '?'} pod identities`,
+    ...(s.policyErrors ?? []).map((e) => `NOT COMPILED: NetworkPolicy ${e.namespace}/${e.name}: ${e.problems.join('; ')} (its pods fail closed)`),
+  );
   row('endpoints', String(s.endpoints));
   row('pools', ...(s.pools.length ? s.pools.map((p) => `${p.cidr} ${p.used}/${p.size} used (${percent(p.used, p.size)})`) : ['(none)']));
   if (s.maps) row('maps', ...s.maps.map(mapLine));

@@ -101,6 +101,8 @@ export interface StatusResponse {
   identities?: number;
   /** Policy syncs since the agent started. */
   policyRevision?: number;
+  /** NetworkPolicies Sluice cannot compile as written, with why: the pods they select stay isolated, their unreadable rules allow nothing. */
+  policyErrors?: { namespace: string; name: string; problems: string[] }[];
   /** Metrics endpoint: address null when disabled; listening false when it could not be bound. */
   metrics?: { address: string | null; listening: boolean };
   /** Datapath map fill, only with ?maps=true. */

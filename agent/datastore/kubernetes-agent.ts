@@ -9,6 +9,7 @@ import { podCIDRsOfNode } from '../../ipam/pod-cidrs.ts';
 import { readConflistTemplate, removeConflist, writeConflist } from '../../install/cni-conf.ts';
 import { ApiStatusError } from './kubernetes-client.ts';
 import { KubernetesDatastore } from './kubernetes.ts';
+import { PolicyEvents } from './kubernetes-policy-events.ts';
 import { errorMessage } from '../../lib/errors.ts';
 
 const PROGRESS_LOG_INTERVAL_MS = 10_000;
@@ -32,6 +33,8 @@ export interface KubernetesModeOptions {
 export interface KubernetesMode {
   datastore: KubernetesDatastore;
   podCIDRs: string[];
+  /** Events on the NetworkPolicies that cannot be compiled: call its report() after every sync. */
+  policyEvents: PolicyEvents;
   /** Call once the API serves: writes the conflist. */
   serving(): void;
   /** Call on SIGTERM: stops the watches; removes the conflist when uninstalling. */
@@ -67,15 +70,18 @@ export async function startKubernetesMode(opts: KubernetesModeOptions): Promise<
       if (opts.podCIDRFlags && opts.podCIDRFlags.length > 0) return opts.podCIDRFlags;
       return undefined;
     });
+    const policyEvents = new PolicyEvents({ client: ds.client, node: opts.nodeName, log: opts.log });
     return {
       datastore: ds,
       podCIDRs,
+      policyEvents,
       serving: () => {
         if (!opts.cniConf) return;
         const wrote = writeConflist(opts.cniConf, readConflistTemplate(opts.cniConfTemplate));
         opts.log(`CNI config ${opts.cniConf} ${wrote ? 'written' : 'already in place'}`);
       },
       stop: async () => {
+        policyEvents.stop();
         if (opts.cniConf && (await uninstalling(ds, opts))) {
           removeConflist(opts.cniConf);
           opts.log(`Sluice is being uninstalled: removed ${opts.cniConf}, the node's network is not ready any more`);

@@ -1,7 +1,8 @@
 /**
  * The Kubernetes API as the datastore uses it: a KubeConfig (in-cluster or a
  * kubeconfig file, from @kubernetes/client-node) for the server, TLS and
- * credentials, plain JSON GETs, and watch streams (client-node's Watch).
+ * credentials, plain JSON GETs (and the few writes: Events), and watch
+ * streams (client-node's Watch).
  */
 import { HttpMethod, KubeConfig, RequestContext, Watch } from '@kubernetes/client-node';
 import { fetch } from 'undici';
@@ -60,14 +61,34 @@ export class KubeClient {
   }
 
   /** GETs a path as JSON; throws ApiStatusError on a non-2xx status. */
-  async getJson<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}, timeoutMs = GET_TIMEOUT_MS): Promise<T> {
+  getJson<T>(path: string, query: Record<string, string | number | boolean | undefined> = {}, timeoutMs = GET_TIMEOUT_MS): Promise<T> {
+    return this.request<T>(HttpMethod.GET, path, query, undefined, timeoutMs);
+  }
+
+  /**
+   * Sends a JSON body (POST to create; PATCH with the patch's content type,
+   * e.g. application/merge-patch+json) and returns the answer; throws
+   * ApiStatusError on a non-2xx status.
+   */
+  sendJson<T>(method: 'POST' | 'PATCH', path: string, body: unknown, contentType = 'application/json', timeoutMs = GET_TIMEOUT_MS): Promise<T> {
+    return this.request<T>(method === 'POST' ? HttpMethod.POST : HttpMethod.PATCH, path, {}, { text: JSON.stringify(body), contentType }, timeoutMs);
+  }
+
+  private async request<T>(
+    method: HttpMethod,
+    path: string,
+    query: Record<string, string | number | boolean | undefined>,
+    body: { text: string; contentType: string } | undefined,
+    timeoutMs: number,
+  ): Promise<T> {
     const url = new URL(this.server() + path);
     for (const [k, v] of Object.entries(query)) if (v !== undefined && v !== '') url.searchParams.set(k, String(v));
-    const ctx = new RequestContext(url.toString(), HttpMethod.GET);
+    const ctx = new RequestContext(url.toString(), method);
     await this.kc.applySecurityAuthentication(ctx);
     const res = await fetch(url, {
-      method: 'GET',
-      headers: { ...ctx.getHeaders(), accept: 'application/json' },
+      method,
+      headers: { ...ctx.getHeaders(), accept: 'application/json', ...(body ? { 'content-type': body.contentType } : {}) },
+      ...(body ? { body: body.text } : {}),
       dispatcher: ctx.getDispatcher(),
       signal: AbortSignal.timeout(timeoutMs),
     });
@@ -82,7 +103,7 @@ export class KubeClient {
       } catch {
         // not a Status body
       }
-      throw new ApiStatusError(`GET ${path}: ${res.status} ${message}`, res.status, reason);
+      throw new ApiStatusError(`${method} ${path}: ${res.status} ${message}`, res.status, reason);
     }
     return JSON.parse(text) as T;
   }

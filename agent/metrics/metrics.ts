@@ -44,6 +44,8 @@ export interface MetricsSources {
   identities(): number;
   policies(): number;
   policyRevision(): number;
+  /** The NetworkPolicies that cannot be compiled as written; absent: none are reported. */
+  policyErrors?(): { namespace: string; name: string }[];
   /** Subscribes to policy syncs (PolicyState.onSync): the metrics observe each one. */
   onPolicySync(listener: (stats: SyncStats, propagationMs: number | null) => void): void;
   ipam: Pick<Ipam, 'usage'>;
@@ -118,6 +120,9 @@ export class AgentMetrics {
     this.gauge('identities', 'Security identities of pods (reserved ones not counted).', [], (emit) => emit({}, sources.identities()));
     this.gauge('policies', 'NetworkPolicies in the datastore.', [], (emit) => emit({}, sources.policies()));
     this.gauge('policy_revision', 'Policy syncs since the agent started.', [], (emit) => emit({}, sources.policyRevision()));
+    this.gauge('policy_errors', 'A NetworkPolicy Sluice cannot compile as written: 1 while it fails (its pods fail closed, sluice status says why), gone once fixed or deleted.', ['namespace', 'name'], (emit) => {
+      for (const e of sources.policyErrors?.() ?? []) emit({ namespace: e.namespace, name: e.name }, 1);
+    });
     const fill = async (emit: (m: MapFill) => void) => {
       for (const m of await this.scraped('mapFill', () => sources.mapFill())) emit(m);
     };

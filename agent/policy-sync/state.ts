@@ -7,7 +7,7 @@
  */
 import type { DatapathMaps } from '../../datapath/loader.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
-import { clusterView, nodeAddresses } from '../datastore/cluster-view.ts';
+import { clusterView, nodeAddresses, policyErrors, type PolicyError } from '../datastore/cluster-view.ts';
 import type { Datastore } from '../datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './maps.ts';
 import { hostAddresses } from '../routing/host-addresses.ts';
@@ -38,6 +38,8 @@ export class PolicyState {
   lastSync: SyncStats | null = null;
   /** The error of the last sync when it failed (the maps may lag the datastore); null after one succeeds. */
   syncError: string | null = null;
+  /** The NetworkPolicies of the last sync that cannot be compiled as written (they fail closed: policy/policy-check.ts). */
+  policyErrors: PolicyError[] = [];
   /** Wall-clock ms when the last sync finished (0 before the first). */
   lastSyncAtMs = 0;
   revision = 0;
@@ -64,6 +66,7 @@ export class PolicyState {
     try {
       changed = this.datastore.refresh() || noticedAtMs !== undefined;
       const objects = this.datastore.objects();
+      this.policyErrors = policyErrors(objects);
       this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
     } catch (err) {
       this.syncError = errorMessage(err);
