@@ -228,6 +228,9 @@ struct ct_key {
  */
 struct ct_value {
 	__u64 created_ns;
+#ifdef SLUICE_TEST_CT_VALUE_MIDDLE /* build flag only for the test of a value changed in the middle (test/datapath-migration.test.ts) */
+	__u64 test_middle;
+#endif
 	__u64 last_seen_ns;
 	__u64 packets;
 	__u32 flags;        /* SLUICE_CT_* */
@@ -243,6 +246,9 @@ struct ct_value {
 	__u32 src_identity;
 	__u32 dst_identity;
 	__u32 charged; /* the ct_counts key the entry is charged to (endpoint id, or a remote bucket) */
+#ifdef SLUICE_TEST_CT_VALUE_EXTRA /* build flag only for the test of a value grown at its end (test/datapath-migration.test.ts) */
+	__u64 test_extra;
+#endif
 };
 
 /* struct ct_value.flags: a FIN was seen, the flow is winding down. */

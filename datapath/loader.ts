@@ -46,7 +46,8 @@ import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram,
 import { migratePins, recoverPins, refusedMaps, switchTcxLinks } from './pin-migration.ts';
 import type { MigrationReport } from './pin-migration.ts';
 
-const OBJECT_NAME = 'sluice';
+/** The object's name, which libbpf gives its internal maps. */
+export const OBJECT_NAME = 'sluice';
 const MAPS_DIR = 'maps';
 const PROGS_DIR = 'progs';
 const LINKS_DIR = 'links';
@@ -169,8 +170,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     const { steps, refused } = refusedMaps(options.objectBytes, mapsDir, OBJECT_NAME, changes);
     if (refused.length > 0 || options.replace === false) throw new DatapathLayoutError(pinDir, changes, refused);
     const from = readPinnedVersion(mapsDir) ?? 'unknown';
-    const loadInto = (m: string, p: string): void => loadAndPin(options.objectBytes, m, programPaths(p));
-    const migration = migratePins(pinDir, steps, options.objectBytes, OBJECT_NAME, version, loadInto);
+    const migration = migratePins(pinDir, steps, options.objectBytes, OBJECT_NAME, version, (m, p) => loadProgramsInto(options.objectBytes, m, p));
     replaced = { from, links: migration.links, failed: migration.failed, migrated: migration.maps };
     runningVersion = migration.failed.length === 0 ? version : 'mixed';
   } else if (adopted) {
@@ -223,6 +223,11 @@ function replacePrograms(objectBytes: Buffer, mapsDir: string, progPaths: Datapa
 function pinVersions(pinDir: string, version: string): void {
   pinVersion(join(pinDir, MAPS_DIR), version);
   pinVersion(join(pinDir, PROGS_DIR), version);
+}
+
+/** Loads the object against the maps pinned under mapsDir (creating and pinning those absent), its programs pinned under progsDir. */
+export function loadProgramsInto(objectBytes: Buffer, mapsDir: string, progsDir: string): void {
+  loadAndPin(objectBytes, mapsDir, programPaths(progsDir));
 }
 
 function programPaths(progsDir: string): Datapath['progPaths'] {

@@ -14,9 +14,11 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { readLinkInfo, readMapInfo, readProgramId } from '../datapath/bpf-info.ts';
 import { closeFd, mapLookupElem, mapUpdateElem, numPossibleCpus, objGet } from '../datapath/libbpf.ts';
-import { loadDatapath } from '../datapath/loader.ts';
-import { InjectedCrash, MIGRATION_CRASH_ENV, MIGRATION_STEPS } from '../datapath/pin-migration.ts';
-import { DatapathLayoutError, datapathVersion, readPinnedVersion } from '../datapath/pin-version.ts';
+import { OBJECT_NAME, loadDatapath, loadProgramsInto } from '../datapath/loader.ts';
+import { closeObject, openObjectFromMemory } from '../datapath/libbpf.ts';
+import { definedValueLayout, fieldsEnd, pinnedValueLayout } from '../datapath/map-btf.ts';
+import { InjectedCrash, MIGRATION_CRASH_ENV, MIGRATION_STEPS, migratePins, refusedMaps } from '../datapath/pin-migration.ts';
+import { DatapathLayoutError, datapathVersion, layoutChanges, readPinnedVersion } from '../datapath/pin-version.ts';
 import { attachTcx } from '../datapath/tcx.ts';
 import { withMakefileBuild } from './support/bpf-build.ts';
 
@@ -197,4 +199,70 @@ describe('datapath pins: migrating changed map layouts', () => {
       expectNoMigrationLeft();
     });
   }
+});
+
+/*
+ * A value grown at its end cannot go through loadDatapath in a test (the
+ * agent's ABI mirror, abi.ts, knows only the real sizes), so this drives the
+ * same migration (pin-migration.ts) with the object's own BTF, for a
+ * conntrack value with a field added at its end (build flags in bpf/sluice.h).
+ */
+describe('datapath pins: migrating a value that grew at its end', () => {
+  const pinDir = `/sys/fs/bpf/sluice-test-migrate-value-${TAG}`;
+  const mapsDir = join(pinDir, 'maps');
+  let normal: Buffer;
+  let extra: Buffer;
+  let middle: Buffer;
+
+  beforeAll(() => {
+    normal = withMakefileBuild((p) => readFileSync(p));
+    extra = withMakefileBuild((p) => readFileSync(p), undefined, '-DSLUICE_TEST_CT_VALUE_EXTRA=1');
+    middle = withMakefileBuild((p) => readFileSync(p), undefined, '-DSLUICE_TEST_CT_VALUE_MIDDLE=1');
+  }, 240_000);
+  afterAll(() => rmSync(pinDir, { recursive: true, force: true }));
+
+  function migrate(objectBytes: Buffer): ReturnType<typeof migratePins> {
+    const { steps, refused } = refusedMaps(objectBytes, mapsDir, OBJECT_NAME, layoutChanges(objectBytes, mapsDir, OBJECT_NAME));
+    expect(refused).toEqual([]);
+    return migratePins(pinDir, steps, objectBytes, OBJECT_NAME, datapathVersion(objectBytes), (m, p) => loadProgramsInto(objectBytes, m, p));
+  }
+
+  it('reads the same value fields from the pinned map (kernel BTF) as from the object', () => {
+    loadDatapath({ pinDir, objectBytes: normal }).close();
+    const pinned = withPinned(join(mapsDir, 'conntrack'), (fd) => pinnedValueLayout(fd, 'conntrack'));
+    const obj = openObjectFromMemory(normal, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
+    try {
+      expect(pinned).toEqual(definedValueLayout(obj, 'conntrack'));
+    } finally {
+      closeObject(obj);
+    }
+    expect(pinned?.typeName).toBe('ct_value');
+    expect(pinned?.fields?.[0]).toEqual({ name: 'created_ns', bitOffset: 0, bytes: 8 });
+    expect(fieldsEnd(pinned!.fields!)).toBe(56);
+  });
+
+  it('copies the old fields, zero-extends the new one, and drops it again on a downgrade', () => {
+    const key = randomBytes(mapInfo(pinDir, 'conntrack').keySize);
+    const value = randomBytes(56);
+    withPinned(join(mapsDir, 'conntrack'), (fd) => mapUpdateElem(fd, key, value, BPF_ANY, 'conntrack'));
+
+    const up = migrate(extra);
+    expect(up.maps).toEqual([{ map: 'conntrack', action: 'copy', entries: 1 }]);
+    expect(mapInfo(pinDir, 'conntrack').valueSize).toBe(64);
+    expect(readEntry(pinDir, 'conntrack', key, 64)).toEqual(Buffer.concat([value, Buffer.alloc(8)]));
+    // The new programs fill the new field; a downgrade drops it and keeps the rest.
+    withPinned(join(mapsDir, 'conntrack'), (fd) => mapUpdateElem(fd, key, Buffer.concat([value, Buffer.alloc(8, 0xee)]), BPF_ANY, 'conntrack'));
+    const down = migrate(normal);
+    expect(down.maps).toEqual([{ map: 'conntrack', action: 'copy', entries: 1 }]);
+    expect(readEntry(pinDir, 'conntrack', key, 56)).toEqual(value);
+    expect(readPinnedVersion(mapsDir)).toBe(datapathVersion(normal));
+  });
+
+  it('refuses a value changed in the middle, naming the map and the field', () => {
+    const { refused } = refusedMaps(middle, mapsDir, OBJECT_NAME, layoutChanges(middle, mapsDir, OBJECT_NAME));
+    expect(refused).toHaveLength(1);
+    expect(refused[0]!.map).toBe('conntrack');
+    expect(refused[0]!.reason).toMatch(/value layout changed \(56 bytes pinned, 64 wanted\): field last_seen_ns \(bit 64, 8 bytes\) became test_middle/);
+    expect(() => loadDatapath({ pinDir, objectBytes: middle })).toThrow(/map conntrack: value layout changed/);
+  });
 });
