@@ -287,6 +287,7 @@ function startDatapath(f: AgentFlags): Datapath {
   const r = datapath.replaced;
   if (r) {
     log(`datapath: programs of version ${r.from} replaced by ${datapath.version}; ${r.links} TCX links switched${r.failed.length ? `, ${r.failed.length} NOT: ${r.failed.join('; ')}` : ''}`);
+    if (r.migrated.length > 0) log(`datapath: maps migrated to new layouts: ${r.migrated.map((m) => `${m.map} (${m.action === 'copy' ? `${m.entries} entries copied` : 'reset'})`).join(', ')}`);
   }
   datapath.maps.config.update(encodeU32(0), encodeDatapathConfig(f.datapathConfig));
   return datapath;
