@@ -18,6 +18,8 @@
  *                                                cgroup v2 root: events, deny-connect
  *   sec_sendmsg4 / sec_sendmsg6                  cgroup UDP sendmsg hooks: deny-connect
  *                                                for datagrams sent without a connect
+ *   sec_sock_create                              cgroup/sock_create: deny-connect's raw
+ *                                                and SCTP sockets, refused at socket()
  *
  * Only tp_btf, classic tracepoints and cgroup hooks: fentry, kprobes and BPF
  * LSM do not load on the kernels this runs on (see the loader's probe).
@@ -30,9 +32,10 @@
  *
  * Cost: a process's netns inode is three dependent loads; an open of a host
  * process stops there unless the agent asked for host opens. Events share one
- * ring buffer behind per-CPU token buckets, one for opens and one for the
+ * ring buffer behind token buckets per network namespace (a pod's flood
+ * spends its own budget, not another pod's), one for opens and one for the
  * rest (an open flood must not hide an exec); every event dropped is counted
- * in security_stats. Records are submitted without a wakeup (BPF_RB_NO_WAKEUP):
+ * in security_stats and in its namespace's budget entry. Records are submitted without a wakeup (BPF_RB_NO_WAKEUP):
  * the agent polls on a timer, and a wakeup per event is most of an event's cost.
  */
 #include <linux/bpf.h>
@@ -156,18 +159,13 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } security_events SEC(".maps");
 
-struct sec_rate {
-	__u64 tokens;
-	__u64 last_ns;
-};
-
 struct {
-	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-	__uint(max_entries, SLUICE_SEC_BUCKET_MAX);
-	__type(key, __u32); /* enum sluice_sec_bucket */
-	__type(value, struct sec_rate);
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_SEC_MAX_BUDGETS);
+	__type(key, struct sec_budget_key);
+	__type(value, struct sec_budget);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} security_rate SEC(".maps");
+} security_budget SEC(".maps");
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
@@ -243,47 +241,6 @@ static __always_inline void count_stat(__u32 stat)
 		*n += 1;
 }
 
-/* Takes one token from this CPU's bucket of that kind; false (counted as lost) when spent. */
-static __always_inline int event_allowed(__u32 bucket)
-{
-	struct sec_rate *rate = bpf_map_lookup_elem(&security_rate, &bucket);
-	__u64 now = bpf_ktime_get_ns();
-	__u64 refill;
-
-	if (!rate)
-		return 0;
-	if (rate->last_ns == 0) {
-		rate->tokens = SLUICE_SEC_EVENTS_BURST;
-		rate->last_ns = now;
-	}
-	refill = (now - rate->last_ns) * SLUICE_SEC_EVENTS_PER_SEC / 1000000000ull;
-	if (refill > 0) {
-		rate->tokens += refill;
-		if (rate->tokens > SLUICE_SEC_EVENTS_BURST)
-			rate->tokens = SLUICE_SEC_EVENTS_BURST;
-		rate->last_ns = now;
-	}
-	if (rate->tokens == 0) {
-		count_stat(SLUICE_SEC_STAT_LOST_BUDGET);
-		return 0;
-	}
-	rate->tokens -= 1;
-	return 1;
-}
-
-/* A record of `size` bytes in the ring buffer, or NULL (counted) when its bucket is spent or the ring full. */
-static __always_inline void *reserve(__u64 size, __u32 bucket)
-{
-	void *e;
-
-	if (!event_allowed(bucket))
-		return NULL;
-	e = bpf_ringbuf_reserve(&security_events, size, 0);
-	if (!e)
-		count_stat(SLUICE_SEC_STAT_LOST_RINGBUF);
-	return e;
-}
-
 static __always_inline __u32 netns_of(struct task_struct *task)
 {
 	return BPF_CORE_READ(task, nsproxy, net_ns, ns.inum);
@@ -294,6 +251,87 @@ static __always_inline struct security_config *config(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&security_config, &zero);
+}
+
+#define NS_PER_SEC 1000000000ull
+
+/* The budget of netns for this kind of event, made full the first time the namespace is seen (or after the LRU evicted it). */
+static __always_inline struct sec_budget *budget_of(__u32 netns, __u32 bucket, __u64 burst, __u64 now)
+{
+	struct sec_budget_key key = { .netns = netns, .bucket = bucket };
+	struct sec_budget *b = bpf_map_lookup_elem(&security_budget, &key);
+	struct sec_budget fresh = { .tokens = burst, .last_ns = now };
+
+	if (b)
+		return b;
+	/* Another CPU may create it first: NOEXIST keeps theirs. */
+	bpf_map_update_elem(&security_budget, &key, &fresh, BPF_NOEXIST);
+	return bpf_map_lookup_elem(&security_budget, &key);
+}
+
+/*
+ * Takes one token from netns's budget of that kind: NULL when there was one,
+ * else the budget to charge the loss to (or NULL, and the event let through,
+ * when the map could not hold it: a full LRU evicts, so that is not expected).
+ * Lock-free: one CPU wins the refill of an interval (cmpxchg of last_ns); a
+ * token is taken by fetch-and-add and given back when there was none.
+ */
+static __always_inline int event_allowed(__u32 netns, __u32 bucket, struct sec_budget **charge)
+{
+	struct security_config *c = config();
+	int host = c && c->host_netns != 0 && c->host_netns == netns;
+	__u64 rate = host ? SLUICE_SEC_HOST_EVENTS_PER_SEC : SLUICE_SEC_POD_EVENTS_PER_SEC;
+	__u64 burst = host ? SLUICE_SEC_HOST_EVENTS_BURST : SLUICE_SEC_POD_EVENTS_BURST;
+	__u64 ns_per_token = NS_PER_SEC / rate;
+	__u64 now = bpf_ktime_get_ns();
+	struct sec_budget *b = budget_of(netns, bucket, burst, now);
+	__u64 last, tokens;
+	__s64 had;
+
+	*charge = b;
+	if (!b)
+		return 1;
+	last = b->last_ns;
+	if (now > last && now - last >= ns_per_token) {
+		tokens = (now - last) / ns_per_token;
+		/* Idle for longer than a burst takes to refill: start from now, full. */
+		__u64 next = tokens >= burst ? now : last + tokens * ns_per_token;
+
+		if (__sync_val_compare_and_swap(&b->last_ns, last, next) == last) {
+			__s64 cur = b->tokens;
+
+			if (cur < 0)
+				cur = 0;
+			if (cur + (__s64)tokens > (__s64)burst)
+				tokens = burst - cur;
+			if (tokens > 0)
+				__sync_fetch_and_add(&b->tokens, tokens);
+		}
+	}
+	had = __sync_fetch_and_add(&b->tokens, -1);
+	if (had > 0)
+		return 1;
+	__sync_fetch_and_add(&b->tokens, 1);
+	__sync_fetch_and_add(&b->lost_budget, 1);
+	count_stat(SLUICE_SEC_STAT_LOST_BUDGET);
+	return 0;
+}
+
+/* A record of `size` bytes in the ring buffer, or NULL (counted, globally and for netns) when netns's budget of that kind is spent or the ring full. */
+static __always_inline void *reserve(__u64 size, __u32 bucket, __u32 netns)
+{
+	struct sec_budget *b;
+	void *e;
+
+	if (!event_allowed(netns, bucket, &b))
+		return NULL;
+	e = bpf_ringbuf_reserve(&security_events, size, 0);
+	if (!e) {
+		count_stat(SLUICE_SEC_STAT_LOST_RINGBUF);
+		if (b)
+			__sync_fetch_and_add(&b->lost_ringbuf, 1);
+	}
+	return e;
 }
 
 static __always_inline int is_host(__u32 netns)
@@ -446,7 +484,7 @@ int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binpr
 		killed = 1;
 	}
 
-	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS, netns);
 	if (!e)
 		return 0;
 	fill_header(&e->h, SLUICE_SEC_EXEC, netns, task);
@@ -481,13 +519,15 @@ SEC("tp_btf/sched_process_exit")
 int BPF_PROG(sec_exit, struct task_struct *task, _Bool group_dead)
 {
 	struct sec_exit *e;
+	__u32 netns;
 
 	if (!group_dead)
 		return 0;
-	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
+	netns = netns_of(task);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS, netns);
 	if (!e)
 		return 0;
-	fill_header(&e->h, SLUICE_SEC_EXIT, netns_of(task), task);
+	fill_header(&e->h, SLUICE_SEC_EXIT, netns, task);
 	e->exit_code = BPF_CORE_READ(task, exit_code);
 	e->reserved = 0;
 	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
@@ -506,7 +546,7 @@ static __always_inline void emit_open(int dfd, const char *path, __u64 flags, __
 	/* Until the agent has said which netns is the host's (host_netns 0), no opens: they would be the host's. */
 	if (!c || c->host_netns == 0 || (c->host_netns == netns && !(c->flags & SLUICE_SEC_CFG_HOST_OPENS)))
 		return;
-	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_FILES);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_FILES, netns);
 	if (!e)
 		return;
 	fill_header(&e->h, SLUICE_SEC_OPEN, netns, task);
@@ -564,7 +604,7 @@ int sec_setuid_exit(struct sys_exit_ctx *ctx)
 	struct pending_setuid *p = bpf_map_lookup_elem(&security_pending_setuid, &tid);
 	struct pending_setuid before;
 	struct sec_setuid *e;
-	__u32 uid, euid;
+	__u32 uid, euid, netns;
 
 	if (!p)
 		return 0;
@@ -576,10 +616,11 @@ int sec_setuid_exit(struct sys_exit_ctx *ctx)
 	euid = BPF_CORE_READ(task, cred, euid.val);
 	if (!((before.uid != 0 && uid == 0) || (before.euid != 0 && euid == 0)))
 		return 0;
-	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
+	netns = netns_of(task);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS, netns);
 	if (!e)
 		return 0;
-	fill_header(&e->h, SLUICE_SEC_SETUID, netns_of(task), task);
+	fill_header(&e->h, SLUICE_SEC_SETUID, netns, task);
 	e->old_uid = before.uid;
 	e->old_euid = before.euid;
 	e->syscall = ctx->nr;
@@ -638,7 +679,7 @@ static __always_inline int judge_connect(struct bpf_sock_addr *ctx, __u16 family
 		return 1;
 	if (host && !deny && !(c && c->host_netns != 0 && (c->flags & SLUICE_SEC_CFG_HOST_CONNECTS)))
 		return 1;
-	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS, netns);
 	if (!e)
 		return !deny;
 	fill_header(&e->h, SLUICE_SEC_CONNECT, netns, task);
@@ -683,4 +724,41 @@ SEC("cgroup/sendmsg6")
 int sec_sendmsg6(struct bpf_sock_addr *ctx)
 {
 	return judge_connect(ctx, AF_INET6, 1);
+}
+
+#define SOCK_RAW 3
+
+/*
+ * deny-connect's other half: a raw socket (any protocol: with IPPROTO_RAW
+ * and IP_HDRINCL it writes whole IP packets) or an SCTP socket passes by the
+ * connect and sendmsg hooks, so in a namespace with a security_connect entry
+ * it is refused at creation (EPERM), whatever the entry's ports. Runs for
+ * every AF_INET and AF_INET6 socket of the node: one lookup when the
+ * namespace has no entry (and none for the wildcard).
+ */
+SEC("cgroup/sock_create")
+int sec_sock_create(struct bpf_sock *sk)
+{
+	struct task_struct *task;
+	struct sec_connect *e;
+	__u32 netns, key;
+
+	if (sk->type != SOCK_RAW && sk->protocol != IPPROTO_SCTP)
+		return 1;
+	task = bpf_get_current_task_btf();
+	netns = netns_of(task);
+	if (!lookup_scoped(&security_connect, &key, &key, netns))
+		return 1;
+	count_stat(SLUICE_SEC_STAT_DENIED);
+	e = reserve(sizeof(*e), SLUICE_SEC_BUCKET_PROCESS, netns);
+	if (!e)
+		return 0;
+	fill_header(&e->h, SLUICE_SEC_CONNECT, netns, task);
+	e->h.flags |= SLUICE_SEC_F_DENIED | SLUICE_SEC_F_SOCKET;
+	e->family = sk->family;
+	e->port = 0;
+	e->protocol = sk->protocol;
+	__builtin_memset(e->addr, 0, sizeof(e->addr));
+	bpf_ringbuf_submit(e, BPF_RB_NO_WAKEUP);
+	return 0;
 }

@@ -31,9 +31,20 @@ enum sluice_security_limits {
 	/* Threads inside a setuid-family syscall at once (their uids before it). */
 	SLUICE_SEC_MAX_PENDING_SETUID = 8192,
 	SLUICE_SEC_RINGBUF_BYTES = 8 << 20,
-	/* Per-CPU event budget of each bucket (enum sluice_sec_bucket): a token bucket, refilled at this rate up to the burst. */
-	SLUICE_SEC_EVENTS_PER_SEC = 20000,
-	SLUICE_SEC_EVENTS_BURST = 20000,
+	/*
+	 * Event budgets (struct sec_budget): one token bucket per network
+	 * namespace and kind of event (enum sluice_sec_bucket), shared by all
+	 * CPUs, refilled at PER_SEC up to BURST. A pod's flood spends only its own
+	 * budget. A pod's burst of opens and connects fits in the ring buffer
+	 * several times over, so one pod cannot fill it for the others either.
+	 * The host's namespace (security_config.host_netns) has a larger one.
+	 */
+	SLUICE_SEC_POD_EVENTS_PER_SEC = 5000,
+	SLUICE_SEC_POD_EVENTS_BURST = 5000,
+	SLUICE_SEC_HOST_EVENTS_PER_SEC = 20000,
+	SLUICE_SEC_HOST_EVENTS_BURST = 20000,
+	/* Entries of security_budget (namespaces x kinds); the least recently used one goes when it is full. */
+	SLUICE_SEC_MAX_BUDGETS = 8192,
 };
 
 /* sec_header.type: which record follows the header. */
@@ -57,6 +68,13 @@ enum sluice_sec_event_flag {
 	SLUICE_SEC_F_OPENAT2 = 8,
 	/* exec, open: a path relative to the cwd, made absolute by the program (the cwd as the process sees it). */
 	SLUICE_SEC_F_CWD_RESOLVED = 16,
+	/*
+	 * connect (with DENIED): not a connect but a socket() refused at creation
+	 * by cgroup/sock_create: a raw (SOCK_RAW) or SCTP socket in a namespace a
+	 * deny-connect entry applies to. port and addr are 0; protocol is the
+	 * socket's (IPPROTO_SCTP for SCTP, IPPROTO_RAW's 255 or another for raw).
+	 */
+	SLUICE_SEC_F_SOCKET = 32,
 };
 
 /* security_config.flags: what is reported of host processes besides exec, exit and setuid. */
@@ -66,8 +84,8 @@ enum sluice_sec_config_flag {
 };
 
 /*
- * Indexes of the per-CPU array security_rate: each kind of event spends its
- * own budget, so that a flood of opens (cheap to cause) cannot hide an exec.
+ * sec_budget_key.bucket: each kind of event spends its own budget, so that a
+ * flood of opens (cheap to cause) cannot hide an exec of the same pod.
  */
 enum sluice_sec_bucket {
 	/* exec, exit, setuid, connect. */
@@ -79,16 +97,39 @@ enum sluice_sec_bucket {
 
 /* Indexes of the per-CPU array security_stats. */
 enum sluice_sec_stat {
-	/* Events dropped because this CPU's budget was spent. */
+	/* Events dropped because their namespace's budget was spent (per namespace: struct sec_budget). */
 	SLUICE_SEC_STAT_LOST_BUDGET,
 	/* Events dropped because the ring buffer was full (the agent reads too slowly). */
 	SLUICE_SEC_STAT_LOST_RINGBUF,
 	/* Setuid-family calls not followed because security_pending_setuid was full. */
 	SLUICE_SEC_STAT_LOST_SETUID,
-	/* Execs killed, connects denied (counted even when their event was lost). */
+	/* Execs killed, connects (and raw or SCTP sockets) denied, counted even when their event was lost. */
 	SLUICE_SEC_STAT_KILLED,
 	SLUICE_SEC_STAT_DENIED,
 	SLUICE_SEC_STAT_MAX,
+};
+
+/* Map security_budget (LRU hash): a namespace's budget for one kind of event. */
+struct sec_budget_key {
+	__u32 netns;
+	/* enum sluice_sec_bucket. */
+	__u32 bucket;
+};
+
+/*
+ * Updated by every CPU at once with atomic operations (tracing programs may
+ * not take a bpf_spin_lock): the refill is claimed by a compare-and-swap of
+ * last_ns, a token taken by a fetch-and-add on tokens. The losses are this
+ * namespace's share of security_stats' (the agent reads them per pod; an
+ * entry the LRU evicts takes its counts with it, the totals stay exact).
+ */
+struct sec_budget {
+	__s64 tokens;
+	/* bpf_ktime_get_ns() up to which tokens were added. */
+	__u64 last_ns;
+	/* Events dropped because this budget was spent, and because the ring buffer was full. */
+	__u64 lost_budget;
+	__u64 lost_ringbuf;
 };
 
 /* The start of every record in the ring buffer security_events. */
@@ -150,14 +191,17 @@ struct sec_setuid {
 	__u32 reserved;
 };
 
-/* SLUICE_SEC_CONNECT, from cgroup connect4/connect6 at the root of the cgroup v2 hierarchy. */
+/*
+ * SLUICE_SEC_CONNECT, from cgroup connect4/connect6 at the root of the cgroup
+ * v2 hierarchy (and a refused raw or SCTP socket: SLUICE_SEC_F_SOCKET).
+ */
 struct sec_connect {
 	struct sec_header h;
 	/* AF_INET (2) or AF_INET6 (10). */
 	__u16 family;
 	/* Host order. */
 	__u16 port;
-	/* IPPROTO_TCP, IPPROTO_UDP. */
+	/* IPPROTO_TCP, IPPROTO_UDP (with SLUICE_SEC_F_SOCKET: the refused socket's protocol). */
 	__u32 protocol;
 	/* An IPv4 address in the first 4 bytes. */
 	__u8 addr[16];
@@ -208,8 +252,12 @@ enum sluice_sec_connect_mode {
  * Map security_connect: network namespace inode (0: every pod's, never the
  * host's) -> which TCP and UDP connect() calls (IPv4 and IPv6), and UDP
  * datagrams sent to an address (sendto, sendmsg), are refused with EPERM. An
- * exact entry wins over the wildcard one. Not covered: raw and SCTP sockets,
- * and a socket made in another netns and passed in (the hook judges by the
+ * exact entry wins over the wildcard one. Raw sockets (SOCK_RAW) and SCTP
+ * sockets pass by the connect and sendmsg hooks, so a namespace with an entry
+ * may not create them at all (cgroup/sock_create refuses socket() with EPERM,
+ * whatever the ports): with one it could send to any port. Not covered:
+ * AF_PACKET sockets (the kernel runs no cgroup hook for them), a socket made
+ * before the entry, or in another netns and passed in (the hooks judge by the
  * calling task's netns).
  */
 struct connect_rule {

@@ -33,7 +33,9 @@ export function securityLine(item: SecurityItem): string {
         : e.file
           ? `${e.proc.name} ${e.file.path} ${e.file.flagNames.join('|')}`
           : e.connect
-            ? `${e.proc.name} -> ${e.connect.ip}:${e.connect.port}/${e.connect.protocol}`
+            ? e.connect.socket
+              ? `${e.proc.name} socket ${e.connect.socket} (IPv${e.connect.family})`
+              : `${e.proc.name} -> ${e.connect.ip}:${e.connect.port}/${e.connect.protocol}`
             : `${e.proc.name} uid ${e.proc.previousUid ?? '?'} -> ${e.proc.uid}`;
   return `${e.time.slice(11, 23)} ${e.type.padEnd(8)} ${where(e).padEnd(20)} pid ${e.proc.pid} ${what}${e.enforced ? ` (${e.enforced})` : ''}`;
 }
@@ -65,7 +67,14 @@ export async function securityCommand(argv: string[]): Promise<number> {
     if (!s.enabled) return 0;
     console.log(`  rules: ${s.rules} loaded${s.ruleFiles.length ? ` (defaults, ${s.ruleFiles.join(', ')})` : ' (defaults)'}; kernel actions: ${s.kill} kill, ${s.denyConnect} deny-connect entries`);
     for (const e of s.errors) console.log(`  rule error: ${e}`);
-    if (s.stats) console.log(`  events: ${s.stats.received} received, ${s.stats.lost.total} lost in the kernel; ${s.stats.killed} killed, ${s.stats.denied} connects denied`);
+    if (s.stats) {
+      console.log(`  events: ${s.stats.received} received, ${s.stats.lost.total} lost in the kernel; ${s.stats.killed} killed, ${s.stats.denied} connects or raw/SCTP sockets denied`);
+      // Each pod has its own budget: a pod's flood is its own loss.
+      for (const l of s.stats.lostByPod ?? []) {
+        const who = l.pod ? `${l.namespace}/${l.pod}` : l.host ? 'host' : `netns ${l.netns}`;
+        console.log(`  lost by ${who}: ${l.budget} ${l.kind} events over its budget, ${l.ringbuf} to a full ring buffer`);
+      }
+    }
     return 0;
   }
   if (sub !== 'events') {

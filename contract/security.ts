@@ -53,8 +53,12 @@ export interface SecurityEvent {
   exit?: { code: number; signal: number };
   /** openat/openat2: the absolute path (fd.name) and the open flags. */
   file?: { path: string; flags: number; flagNames: string[] };
-  /** connect: the destination (fd.sip, fd.sport). */
-  connect?: { ip: string; port: number; family: 4 | 6; protocol: 'TCP' | 'UDP' };
+  /**
+   * connect: the destination (fd.sip, fd.sport). With socket set, no connect but
+   * a socket() a deny-connect rule refused (a raw or SCTP socket could reach any
+   * port): ip is the unspecified address, port 0.
+   */
+  connect?: { ip: string; port: number; family: 4 | 6; protocol: 'TCP' | 'UDP' | 'SCTP' | 'RAW'; socket?: 'raw' | 'sctp' };
   /** What the datapath did on the spot: a kill rule's SIGKILL at exec, a deny-connect rule's EPERM. */
   enforced?: 'killed' | 'denied';
 }

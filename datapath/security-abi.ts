@@ -17,14 +17,18 @@ export const SEC_MAX_KILL = 4096;
 export const SEC_MAX_CONNECT_RULES = 4096;
 export const SEC_MAX_PENDING_SETUID = 8192;
 export const SEC_RINGBUF_BYTES = 8 << 20;
-export const SEC_EVENTS_PER_SEC = 20000;
-export const SEC_EVENTS_BURST = 20000;
+/** Event budgets per network namespace and kind of event (struct sec_budget): a pod's, and the host's. */
+export const SEC_POD_EVENTS_PER_SEC = 5000;
+export const SEC_POD_EVENTS_BURST = 5000;
+export const SEC_HOST_EVENTS_PER_SEC = 20000;
+export const SEC_HOST_EVENTS_BURST = 20000;
+export const SEC_MAX_BUDGETS = 8192;
 
 /** enum sluice_sec_event_type: sec_header.type. */
 export const SecEventType = { EXEC: 1, EXIT: 2, OPEN: 3, SETUID: 4, CONNECT: 5 } as const;
 
 /** enum sluice_sec_event_flag: sec_header.flags. */
-export const SecEventFlag = { KILLED: 1, DENIED: 2, ARGS_CUT: 4, OPENAT2: 8, CWD_RESOLVED: 16 } as const;
+export const SecEventFlag = { KILLED: 1, DENIED: 2, ARGS_CUT: 4, OPENAT2: 8, CWD_RESOLVED: 16, SOCKET: 32 } as const;
 
 /** enum sluice_sec_config_flag: security_config.flags. */
 export const SecConfigFlag = { HOST_OPENS: 1, HOST_CONNECTS: 2 } as const;
@@ -32,7 +36,7 @@ export const SecConfigFlag = { HOST_OPENS: 1, HOST_CONNECTS: 2 } as const;
 /** enum sluice_sec_connect_mode: connect_rule.mode. */
 export const SecConnectMode = { ALLOW_ONLY: 1, DENY: 2 } as const;
 
-/** enum sluice_sec_bucket: indexes of security_rate, one budget per kind of event. */
+/** enum sluice_sec_bucket: sec_budget_key.bucket, one budget per kind of event. */
 export const SecBucket = { PROCESS: 0, FILES: 1 } as const;
 /** SLUICE_SEC_BUCKET_MAX. */
 export const SEC_BUCKET_MAX = 2;
@@ -63,6 +67,8 @@ export const SEC_CONNECT: StructLayout = { name: 'sec_connect', size: 80, member
 export const SECURITY_CONFIG: StructLayout = { name: 'security_config', size: 8, members: { host_netns: 0, flags: 4 } };
 export const KILL_KEY: StructLayout = { name: 'kill_key', size: 68, members: { netns: 0, name: 4 } };
 export const KILL_VALUE: StructLayout = { name: 'kill_value', size: 4, members: { rule: 0 } };
+export const SEC_BUDGET_KEY: StructLayout = { name: 'sec_budget_key', size: 8, members: { netns: 0, bucket: 4 } };
+export const SEC_BUDGET: StructLayout = { name: 'sec_budget', size: 32, members: { tokens: 0, last_ns: 8, lost_budget: 16, lost_ringbuf: 24 } };
 export const CONNECT_RULE: StructLayout = { name: 'connect_rule', size: 44, members: { mode: 0, nports: 4, ports: 8, rule: 40 } };
 
 /** Key and value sizes of the maps keyed by a u32 (security_config's index, security_connect's netns, security_stats' index). */
@@ -90,7 +96,7 @@ export type SecRecord =
   | { kind: 'exit'; h: SecHeader; exitCode: number; signal: number }
   | { kind: 'open'; h: SecHeader; dfd: number; path: string; flags: number; openat2: boolean }
   | { kind: 'setuid'; h: SecHeader; oldUid: number; oldEuid: number; syscall: number }
-  | { kind: 'connect'; h: SecHeader; family: 4 | 6; port: number; protocol: number; addr: Buffer; denied: boolean };
+  | { kind: 'connect'; h: SecHeader; family: 4 | 6; port: number; protocol: number; addr: Buffer; denied: boolean; socket: boolean };
 
 const AF_INET = 2;
 
@@ -183,6 +189,7 @@ export function decodeSecRecord(buf: Buffer): SecRecord | null {
         protocol: buf.readUInt32LE(m.protocol!),
         addr: Buffer.from(buf.subarray(m.addr!, m.addr! + (family === 4 ? 4 : 16))),
         denied: (h.flags & SecEventFlag.DENIED) !== 0,
+        socket: (h.flags & SecEventFlag.SOCKET) !== 0,
       };
     }
     default:
@@ -250,6 +257,29 @@ export function decodeConnectRule(buf: Buffer): ConnectRuleValue {
   const n = Math.min(buf.readUInt32LE(m.nports!), SEC_MAX_PORTS);
   const ports = Array.from({ length: n }, (_, i) => buf.readUInt16LE(m.ports! + 2 * i));
   return { mode: buf.readUInt32LE(m.mode!) === SecConnectMode.ALLOW_ONLY ? 'allow-only' : 'deny', ports, rule: buf.readUInt32LE(m.rule!) };
+}
+
+/** One security_budget entry: whose (netns), which kind, and what it lost. */
+export interface SecBudgetEntry {
+  netns: number;
+  bucket: number;
+  tokens: number;
+  lostBudget: number;
+  lostRingbuf: number;
+}
+
+export function decodeSecBudget(key: Buffer, value: Buffer): SecBudgetEntry {
+  need(key, SEC_BUDGET_KEY);
+  need(value, SEC_BUDGET);
+  const k = SEC_BUDGET_KEY.members;
+  const v = SEC_BUDGET.members;
+  return {
+    netns: key.readUInt32LE(k.netns!),
+    bucket: key.readUInt32LE(k.bucket!),
+    tokens: Number(value.readBigInt64LE(v.tokens!)),
+    lostBudget: Number(value.readBigUInt64LE(v.lost_budget!)),
+    lostRingbuf: Number(value.readBigUInt64LE(v.lost_ringbuf!)),
+  };
 }
 
 /** The sum of the per-CPU values of one security_stats slot. */

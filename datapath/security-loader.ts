@@ -8,12 +8,13 @@
  *   maps/<map name>   pinned by libbpf (LIBBPF_PIN_BY_NAME), re-used on every load
  *   progs/<program>   sec_exec, sec_exit (tp_btf), sec_openat, sec_openat2,
  *                     sec_setuid_enter, sec_setuid_exit (tracepoints),
- *                     sec_connect4, sec_connect6, sec_sendmsg4, sec_sendmsg6 (cgroup sock_addr)
+ *                     sec_connect4, sec_connect6, sec_sendmsg4, sec_sendmsg6 (cgroup sock_addr),
+ *                     sec_sock_create (cgroup sock: deny-connect's raw and SCTP sockets)
  *   links/<link>      one per attachment: exec, exit (raw tracepoint links);
  *                     openat, openat2, setuid-enter-*, setuid-exit-* (perf event
  *                     links on the syscalls/ tracepoints, which need tracefs:
  *                     mounted here when absent); connect4, connect6, sendmsg4,
- *                     sendmsg6 (the root of the cgroup v2 hierarchy). Unpinning
+ *                     sendmsg6, sock-create (the root of the cgroup v2 hierarchy). Unpinning
  *                     a link detaches it.
  */
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
@@ -22,7 +23,7 @@ import sea from 'node:sea';
 import koffi from 'koffi';
 import { BpfMap } from './bpf-map.ts';
 import { BpfError, closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
-import { CONNECT_RULE, KILL_KEY, KILL_VALUE, SECURITY_CONFIG, SEC_STAT_VALUE_SIZE, SEC_U32_KEY_SIZE } from './security-abi.ts';
+import { CONNECT_RULE, KILL_KEY, KILL_VALUE, SECURITY_CONFIG, SEC_BUDGET, SEC_BUDGET_KEY, SEC_STAT_VALUE_SIZE, SEC_U32_KEY_SIZE } from './security-abi.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 const OBJECT_NAME = 'sluice_security';
@@ -37,6 +38,7 @@ export const SECURITY_OBJECT_ASSET = 'sluice-security.bpf.o';
 export const SECURITY_OBJECT_ENV = 'SLUICE_SECURITY_OBJECT';
 
 /** enum bpf_attach_type values (uapi/linux/bpf.h). */
+const BPF_CGROUP_INET_SOCK_CREATE = 2;
 const BPF_CGROUP_INET4_CONNECT = 10;
 const BPF_CGROUP_INET6_CONNECT = 11;
 const BPF_CGROUP_UDP4_SENDMSG = 14;
@@ -47,7 +49,7 @@ const BPF_PERF_EVENT = 41;
 /** Where tracefs is mounted (and mounted when absent), for the syscall tracepoints' ids. */
 export const TRACEFS = '/sys/kernel/tracing';
 
-const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6'] as const;
+const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_sock_create'] as const;
 type ProgramName = (typeof PROGRAMS)[number];
 
 type LinkSpec =
@@ -69,6 +71,7 @@ export const SECURITY_LINKS: readonly LinkSpec[] = [
   { name: 'connect6', program: 'sec_connect6', at: 'cgroup', attachType: BPF_CGROUP_INET6_CONNECT },
   { name: 'sendmsg4', program: 'sec_sendmsg4', at: 'cgroup', attachType: BPF_CGROUP_UDP4_SENDMSG },
   { name: 'sendmsg6', program: 'sec_sendmsg6', at: 'cgroup', attachType: BPF_CGROUP_UDP6_SENDMSG },
+  { name: 'sock-create', program: 'sec_sock_create', at: 'cgroup', attachType: BPF_CGROUP_INET_SOCK_CREATE },
 ];
 
 const MAP_SPECS = {
@@ -76,6 +79,7 @@ const MAP_SPECS = {
   security_config: { keySize: SEC_U32_KEY_SIZE, valueSize: SECURITY_CONFIG.size, perCpu: false },
   security_kill: { keySize: KILL_KEY.size, valueSize: KILL_VALUE.size, perCpu: false },
   security_connect: { keySize: SEC_U32_KEY_SIZE, valueSize: CONNECT_RULE.size, perCpu: false },
+  security_budget: { keySize: SEC_BUDGET_KEY.size, valueSize: SEC_BUDGET.size, perCpu: false },
 } as const;
 
 /** The security object's maps the agent reads and writes, open in this process. */
@@ -160,7 +164,11 @@ export function removeSecurity(pinDir: string, everything = false): void {
   if (everything) rmSync(pinDir, { recursive: true, force: true });
 }
 
+/** Pinned maps an older object had and this one has not (the per-CPU budgets before the per-namespace ones). */
+const RETIRED_MAPS = ['security_rate'];
+
 function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
+  for (const name of RETIRED_MAPS) if (existsSync(join(mapsDir, name))) unlinkSync(join(mapsDir, name));
   const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
   try {
     loadObject(obj, OBJECT_NAME);

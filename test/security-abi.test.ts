@@ -12,8 +12,13 @@ import {
   SEC_ARGS_LEN,
   SEC_COMM_LEN,
   SEC_CONNECT,
-  SEC_EVENTS_BURST,
-  SEC_EVENTS_PER_SEC,
+  SEC_BUDGET,
+  SEC_BUDGET_KEY,
+  SEC_HOST_EVENTS_BURST,
+  SEC_HOST_EVENTS_PER_SEC,
+  SEC_MAX_BUDGETS,
+  SEC_POD_EVENTS_BURST,
+  SEC_POD_EVENTS_PER_SEC,
   SEC_EXEC,
   SEC_EXIT,
   SEC_HEADER,
@@ -37,6 +42,7 @@ import {
   SecEventType,
   SecStat,
   decodeConnectRule,
+  decodeSecBudget,
   decodeKillKey,
   decodeSecRecord,
   encodeConnectRule,
@@ -54,7 +60,7 @@ beforeAll(() => {
 });
 
 describe('security-abi.ts mirrors bpf/security.h', () => {
-  for (const mirror of [SEC_HEADER, SEC_EXEC, SEC_EXIT, SEC_OPEN, SEC_SETUID, SEC_CONNECT, SECURITY_CONFIG, KILL_KEY, KILL_VALUE, CONNECT_RULE]) {
+  for (const mirror of [SEC_HEADER, SEC_EXEC, SEC_EXIT, SEC_OPEN, SEC_SETUID, SEC_CONNECT, SECURITY_CONFIG, KILL_KEY, KILL_VALUE, CONNECT_RULE, SEC_BUDGET_KEY, SEC_BUDGET]) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
       expectSameLayout(btf.structLayout(mirror.name), mirror);
     });
@@ -71,8 +77,11 @@ describe('security-abi.ts mirrors bpf/security.h', () => {
       SLUICE_SEC_MAX_CONNECT_RULES: SEC_MAX_CONNECT_RULES,
       SLUICE_SEC_MAX_PENDING_SETUID: SEC_MAX_PENDING_SETUID,
       SLUICE_SEC_RINGBUF_BYTES: SEC_RINGBUF_BYTES,
-      SLUICE_SEC_EVENTS_PER_SEC: SEC_EVENTS_PER_SEC,
-      SLUICE_SEC_EVENTS_BURST: SEC_EVENTS_BURST,
+      SLUICE_SEC_POD_EVENTS_PER_SEC: SEC_POD_EVENTS_PER_SEC,
+      SLUICE_SEC_POD_EVENTS_BURST: SEC_POD_EVENTS_BURST,
+      SLUICE_SEC_HOST_EVENTS_PER_SEC: SEC_HOST_EVENTS_PER_SEC,
+      SLUICE_SEC_HOST_EVENTS_BURST: SEC_HOST_EVENTS_BURST,
+      SLUICE_SEC_MAX_BUDGETS: SEC_MAX_BUDGETS,
     });
     const prefixed = (prefix: string, o: Record<string, number>) => Object.fromEntries(Object.entries(o).map(([k, v]) => [prefix + k, v]));
     expect(btf.enumValues('sluice_sec_event_type')).toEqual(prefixed('SLUICE_SEC_', SecEventType));
@@ -98,7 +107,10 @@ describe('security-abi.ts mirrors bpf/security.h', () => {
     expect(btf.sizeOfType(stats, 'value')).toBe(SEC_STAT_VALUE_SIZE);
     expect(btf.uintOf(stats, 'max_entries')).toBe(SEC_STAT_MAX);
     expect(btf.uintOf(btf.mapDefinition('security_events'), 'max_entries')).toBe(SEC_RINGBUF_BYTES);
-    expect(btf.uintOf(btf.mapDefinition('security_rate'), 'max_entries')).toBe(SEC_BUCKET_MAX);
+    const budget = btf.mapDefinition('security_budget');
+    expect(btf.sizeOfType(budget, 'key')).toBe(SEC_BUDGET_KEY.size);
+    expect(btf.sizeOfType(budget, 'value')).toBe(SEC_BUDGET.size);
+    expect(btf.uintOf(budget, 'max_entries')).toBe(SEC_MAX_BUDGETS);
   });
 
   it('a layout that differs from the compiled one fails the comparison', () => {
@@ -145,9 +157,22 @@ describe('decoding records', () => {
     c.writeUInt16LE(443, SEC_CONNECT.members.port!);
     c.writeUInt32LE(6, SEC_CONNECT.members.protocol!);
     Buffer.from([10, 0, 0, 1]).copy(c, SEC_CONNECT.members.addr!);
-    expect(decodeSecRecord(c)).toMatchObject({ kind: 'connect', family: 4, port: 443, protocol: 6, addr: Buffer.from([10, 0, 0, 1]), denied: true });
+    expect(decodeSecRecord(c)).toMatchObject({ kind: 'connect', family: 4, port: 443, protocol: 6, addr: Buffer.from([10, 0, 0, 1]), denied: true, socket: false });
+    c.writeUInt32LE(SecEventFlag.DENIED | SecEventFlag.SOCKET, SEC_HEADER.members.flags!);
+    expect(decodeSecRecord(c)).toMatchObject({ kind: 'connect', denied: true, socket: true });
     expect(decodeSecRecord(record(SEC_EXIT, { ...HEADER, type: 99 }))).toBeNull();
     expect(() => decodeSecRecord(Buffer.alloc(60).fill(0).fill(1, 8, 9))).toThrow(/sec_exec/);
+  });
+
+  it('a budget entry: its namespace, kind and losses', () => {
+    const key = Buffer.alloc(SEC_BUDGET_KEY.size);
+    key.writeUInt32LE(4026532001, SEC_BUDGET_KEY.members.netns!);
+    key.writeUInt32LE(SecBucket.FILES, SEC_BUDGET_KEY.members.bucket!);
+    const value = Buffer.alloc(SEC_BUDGET.size);
+    value.writeBigInt64LE(-1n, SEC_BUDGET.members.tokens!);
+    value.writeBigUInt64LE(12n, SEC_BUDGET.members.lost_budget!);
+    value.writeBigUInt64LE(3n, SEC_BUDGET.members.lost_ringbuf!);
+    expect(decodeSecBudget(key, value)).toEqual({ netns: 4026532001, bucket: SecBucket.FILES, tokens: -1, lostBudget: 12, lostRingbuf: 3 });
   });
 
   it('kill keys and connect rules round-trip; a name with a slash or too long is refused', () => {

@@ -50,13 +50,13 @@ describe('loadSecurity', () => {
     const off = load(false);
     expect(off.removed.sort()).toEqual(SECURITY_LINKS.map((l) => l.name).sort());
     expect(readdirSync(join(pinDir, 'links'))).toEqual([]);
-    expect(readdirSync(join(pinDir, 'progs')).length).toBe(10);
+    expect(readdirSync(join(pinDir, 'progs')).length).toBe(11);
   });
 
-  it('without cgroup v2 the connect and sendmsg hooks are reported missing, the rest attached', () => {
+  it('without cgroup v2 the connect, sendmsg and sock_create hooks are reported missing, the rest attached', () => {
     const s = loadSecurity({ pinDir, objectBytes, cgroupRoot: null, attach: true });
     opened.push(s);
-    expect(s.missing.map((m) => m.name).sort()).toEqual(['connect4', 'connect6', 'sendmsg4', 'sendmsg6']);
+    expect(s.missing.map((m) => m.name).sort()).toEqual(['connect4', 'connect6', 'sendmsg4', 'sendmsg6', 'sock-create']);
     expect(s.attached).toContain('openat');
   });
 });

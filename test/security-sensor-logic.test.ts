@@ -58,8 +58,11 @@ describe('buildEvent', () => {
   it('an open relative to a directory fd; a connect; an exit', () => {
     const open = buildEvent({ kind: 'open', h: h(), dfd: 7, path: 'f.db', flags: 0o2102, openat2: true }, ctx).event;
     expect(open).toMatchObject({ type: 'openat2', file: { path: '/var/data/f.db', flags: 0o2102, flagNames: ['O_RDWR', 'O_CREAT', 'O_APPEND'] } });
-    const conn = buildEvent({ kind: 'connect', h: h(), family: 6, port: 443, protocol: 17, addr: Buffer.from('20010db8000000000000000000000001', 'hex'), denied: true }, ctx).event;
+    const conn = buildEvent({ kind: 'connect', h: h(), family: 6, port: 443, protocol: 17, addr: Buffer.from('20010db8000000000000000000000001', 'hex'), denied: true, socket: false }, ctx).event;
     expect(conn).toMatchObject({ type: 'connect', connect: { ip: '2001:db8::1', port: 443, family: 6, protocol: 'UDP' }, enforced: 'denied' });
+    // A raw socket refused at socket(): no destination.
+    const raw = buildEvent({ kind: 'connect', h: h(), family: 4, port: 0, protocol: 6, addr: Buffer.alloc(4), denied: true, socket: true }, ctx).event;
+    expect(raw).toMatchObject({ type: 'connect', connect: { ip: '0.0.0.0', port: 0, family: 4, protocol: 'RAW', socket: 'raw' }, enforced: 'denied' });
     expect(buildEvent({ kind: 'exit', h: h(), exitCode: 0, signal: 9 }, ctx).event).toMatchObject({ type: 'procexit', exit: { code: 0, signal: 9 } });
   });
 

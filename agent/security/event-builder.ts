@@ -16,6 +16,7 @@ import type { ProcessInfo } from './process-table.ts';
 
 const AT_FDCWD = -100;
 const IPPROTO_TCP = 6;
+const IPPROTO_SCTP = 132;
 
 /** O_* flags by value (x86-64 and the generic table), O_ACCMODE apart. */
 const OPEN_FLAGS: [number, string][] = [
@@ -150,7 +151,13 @@ export function buildEvent(r: SecRecord, ctx: EventContext): { event: SecurityEv
       }
       break;
     case 'connect':
-      event.connect = { ip: formatIp(r.addr), port: r.port, family: r.family, protocol: r.protocol === IPPROTO_TCP ? 'TCP' : 'UDP' };
+      if (r.socket) {
+        // A raw or SCTP socket refused at socket(): no destination yet.
+        const sctp = r.protocol === IPPROTO_SCTP;
+        event.connect = { ip: formatIp(r.addr), port: 0, family: r.family, protocol: sctp ? 'SCTP' : 'RAW', socket: sctp ? 'sctp' : 'raw' };
+      } else {
+        event.connect = { ip: formatIp(r.addr), port: r.port, family: r.family, protocol: r.protocol === IPPROTO_TCP ? 'TCP' : 'UDP' };
+      }
       if (r.denied) event.enforced = 'denied';
       break;
   }

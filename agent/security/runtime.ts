@@ -101,11 +101,25 @@ export class SecurityRuntime {
       const sensor = options.sensor;
       new Counter({
         name: 'sluice_security_events_lost_total',
-        help: 'Runtime security events the kernel could not send (over the per-CPU budget, or the ring buffer full).',
+        help: 'Runtime security events the kernel could not send (over a budget, the ring buffer full, or a setuid not followed).',
         registers,
         collect() {
           this.reset();
           this.inc(sensor.stats().lost.total);
+        },
+      });
+      new Counter({
+        name: 'sluice_security_pod_events_lost_total',
+        help: 'Runtime security events lost, by the pod whose they were (pod "" and host "true" for the host, both "" for a namespace that is no pod), kind (process, files) and reason (budget: over its own budget; ringbuf: the ring buffer full).',
+        labelNames: ['namespace', 'pod', 'host', 'kind', 'reason'],
+        registers,
+        collect() {
+          this.reset();
+          for (const l of sensor.stats().lostByPod) {
+            const labels = { namespace: l.namespace ?? '', pod: l.pod ?? '', host: String(l.host), kind: l.kind };
+            if (l.budget > 0) this.inc({ ...labels, reason: 'budget' }, l.budget);
+            if (l.ringbuf > 0) this.inc({ ...labels, reason: 'ringbuf' }, l.ringbuf);
+          }
         },
       });
     }

@@ -17,7 +17,7 @@ import type { Endpoint } from '../../contract/api-types.ts';
 import type { SecurityEvent } from '../../contract/security.ts';
 import { closeFd, objGet } from '../../datapath/libbpf.ts';
 import { RingBufferReader } from '../../datapath/ringbuf.ts';
-import { SecConfigFlag, SecStat, decodeSecRecord, encodeSecurityConfig, encodeU32Key, sumSecStat } from '../../datapath/security-abi.ts';
+import { SecBucket, SecConfigFlag, SecStat, decodeSecBudget, decodeSecRecord, encodeSecurityConfig, encodeU32Key, sumSecStat } from '../../datapath/security-abi.ts';
 import type { SecurityMaps } from '../../datapath/security-loader.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { buildEvent } from './event-builder.ts';
@@ -38,11 +38,29 @@ export function seesHostPids(status = '/proc/self/status'): boolean {
   return nspid !== null && nspid[1]!.trim().split(/\s+/).length === 1;
 }
 
+/**
+ * Events one pod (or the host, or a namespace that is no pod's) lost, of one
+ * kind: over its own budget, or to a full ring buffer. Each namespace has its
+ * own budget, so one pod's flood shows here as that pod's losses only.
+ */
+export interface SecurityPodLoss {
+  /** Absent for the host and for a namespace that is no known pod's. */
+  namespace?: string;
+  pod?: string;
+  host: boolean;
+  netns: number;
+  kind: 'process' | 'files';
+  budget: number;
+  ringbuf: number;
+}
+
 /** What the sensor counted: records received, records it could not decode, events the kernel dropped. */
 export interface SecuritySensorStats {
   received: number;
   undecoded: number;
   lost: { budget: number; ringbuf: number; setuid: number; total: number };
+  /** The budget and ring buffer losses by namespace and kind (only those with a loss). */
+  lostByPod: SecurityPodLoss[];
   killed: number;
   denied: number;
 }
@@ -84,6 +102,8 @@ export class SecuritySensor {
   private denyConnect: readonly DenyConnectEntry[] = [];
   private received = 0;
   private undecoded = 0;
+  /** Losses by budget entry ("netns:bucket"), summed across the LRU evicting and making an entry again. */
+  private readonly losses = new Map<string, { netns: number; bucket: number; budget: number; ringbuf: number; seenBudget: number; seenRingbuf: number }>();
   readonly hostNetns: number;
 
   constructor(opts: SecuritySensorOptions) {
@@ -165,9 +185,42 @@ export class SecuritySensor {
       received: this.received,
       undecoded: this.undecoded,
       lost: { budget, ringbuf, setuid, total: budget + ringbuf + setuid },
+      lostByPod: this.lostByPod(),
       killed: stat(SecStat.KILLED),
       denied: stat(SecStat.DENIED),
     };
+  }
+
+  /** Reads the kernel's budget entries and names the namespaces that lost events. */
+  private lostByPod(): SecurityPodLoss[] {
+    const map = this.opts.security.maps.security_budget;
+    for (const key of map.keys()) {
+      const value = map.lookup(key);
+      if (!value) continue; // evicted meanwhile
+      const b = decodeSecBudget(key, value);
+      const id = `${b.netns}:${b.bucket}`;
+      const acc = this.losses.get(id) ?? { netns: b.netns, bucket: b.bucket, budget: 0, ringbuf: 0, seenBudget: 0, seenRingbuf: 0 };
+      // A count below the last one read: the entry was evicted and made again, counting from 0.
+      acc.budget += b.lostBudget >= acc.seenBudget ? b.lostBudget - acc.seenBudget : b.lostBudget;
+      acc.ringbuf += b.lostRingbuf >= acc.seenRingbuf ? b.lostRingbuf - acc.seenRingbuf : b.lostRingbuf;
+      acc.seenBudget = b.lostBudget;
+      acc.seenRingbuf = b.lostRingbuf;
+      this.losses.set(id, acc);
+    }
+    const out: SecurityPodLoss[] = [];
+    for (const acc of this.losses.values()) {
+      if (acc.budget === 0 && acc.ringbuf === 0) continue;
+      const pod = this.pods.pod(acc.netns);
+      out.push({
+        ...(pod ? { namespace: pod.namespace, pod: pod.name } : {}),
+        host: acc.netns === this.hostNetns,
+        netns: acc.netns,
+        kind: acc.bucket === SecBucket.FILES ? 'files' : 'process',
+        budget: acc.budget,
+        ringbuf: acc.ringbuf,
+      });
+    }
+    return out;
   }
 
   private writeKill(): { written: number; deleted: number } {
