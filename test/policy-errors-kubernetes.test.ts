@@ -13,6 +13,7 @@ import type { Endpoint } from '../contract/api-types.ts';
 import type { DatapathMaps } from '../datapath/loader.ts';
 import { Identity } from '../datapath/abi.ts';
 import { agentStatus, type StatusContext } from '../agent/api/status-route.ts';
+import { explain } from '../agent/api/explain-route.ts';
 import { KubeClient } from '../agent/datastore/kubernetes-client.ts';
 import { KubernetesDatastore } from '../agent/datastore/kubernetes.ts';
 import { PolicyEvents, POLICY_NOT_COMPILED } from '../agent/datastore/kubernetes-policy-events.ts';
@@ -185,6 +186,11 @@ describe('a NetworkPolicy that cannot be compiled, from the Kubernetes API', () 
     const lines = renderStatus({ ...status, counters: {}, recentDrops: [] }, Date.now());
     expect(lines).toContainEqual(expect.stringMatching(/^ {12}NOT COMPILED: NetworkPolicy x\/a-web: ingress\[0\]\.ports\[0\]\.port: 70000 is not a port .*\(its pods fail closed\)$/));
     expect(await metric(policy)).toBe('sluice_policy_errors{namespace="x",name="a-web"} 1');
+    // sluice explain: denied by the policy it names, and why that policy allows nothing.
+    const why = explain({ node: 'n1', endpoints: { list: () => ENDPOINTS }, policy, serviceCidrs: [] }, { from: 'x/b', to: 'x/a', port: 80, protocol: 'TCP' });
+    expect(why.allowed).toBe(false);
+    expect(why.ingress.policies).toEqual(['x/a-web']);
+    expect(why.warnings).toContain('ingress of x/a: NetworkPolicy x/a-web cannot be compiled as written (ingress[0].ports[0].port: 70000 is not a port (1-65535) (this rule allows nothing)); what cannot be read allows nothing');
 
     // Fixed: no more line or series, and the policy as written applies.
     a.put(POLICIES, { ...BROKEN, spec: { ...BROKEN.spec, ingress: [{ ports: [{ port: 80 }] }] } });
