@@ -126,6 +126,23 @@ metadata: {namespace: s, name: b, labels: {app: b}}
       inPod(pod, '/usr/bin/python3', '-c', 'import socket,errno\ns=socket.socket()\ntry:\n s.connect(("127.0.0.1", 9999))\nexcept OSError as e:\n print(errno.errorcode[e.errno])');
     expect((await connect('a')).stdout.trim()).toBe('EPERM');
     expect((await connect('b')).stdout.trim()).toBe('ECONNREFUSED');
+    // Nor around the rule with a raw socket: pod a may not make one, pod b may.
+    const raw = (pod: string) =>
+      inPod(pod, '/usr/bin/python3', '-c', 'import socket,errno\ntry:\n socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_UDP); print("made")\nexcept OSError as e:\n print(errno.errorcode[e.errno])');
+    expect((await raw('a')).stdout.trim()).toBe('EPERM');
+    expect((await raw('b')).stdout.trim()).toBe('made');
+  });
+
+  it("counts a flooding pod's losses as its own, in status and /metrics", async () => {
+    await inPod('a', '/usr/bin/python3', '-c', 'import os\nfor i in range(30000): os.close(os.open("/etc/hostname", os.O_RDONLY))');
+    const text = await must(SLUICE, ['security', 'status', '--socket', cluster.socket]);
+    expect(text).toMatch(/lost by s\/a: [1-9]\d* files events over its budget/);
+    expect(text).not.toMatch(/lost by s\/b/);
+    const status = JSON.parse(await must(SLUICE, ['status', '--socket', cluster.socket, '-o', 'json'])) as { metrics: { address: string } };
+    const m = parseExposition(await (await fetch(`http://${status.metrics.address}/metrics`)).text());
+    const lost = m.samples.filter((x) => x.name === 'sluice_security_pod_events_lost_total' && x.labels['namespace'] === 's' && x.labels['pod'] === 'a' && x.labels['kind'] === 'files' && x.labels['reason'] === 'budget');
+    expect(lost.length).toBe(1);
+    expect(lost[0]!.value).toBeGreaterThan(0);
   });
 
   it('counts events and alerts in /metrics', async () => {
