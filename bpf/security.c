@@ -302,7 +302,9 @@ static __always_inline int event_allowed(__u32 netns, __u32 bucket, struct sec_b
 
 			if (cur < 0)
 				cur = 0;
-			if (cur + (__s64)tokens > (__s64)burst)
+			if (cur >= (__s64)burst)
+				tokens = 0;
+			else if (cur + (__s64)tokens > (__s64)burst)
 				tokens = burst - cur;
 			if (tokens > 0)
 				__sync_fetch_and_add(&b->tokens, tokens);
