@@ -80,11 +80,21 @@ function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoin
 /** What an event says, named: everything of a MonitorEvent but its summary line (the flow records build their own). */
 export type EventBasics = Omit<MonitorEvent, 'summary'>;
 
+/** The last event time formatted: events come in bursts within one millisecond, and toISOString is costly. */
+let lastTime = { ms: NaN, text: '' };
+
+/** An event's time (bpf_ktime_get_ns) as an ISO 8601 wall-clock time. */
+function eventTime(e: DatapathEvent, bootOffsetMs: number): string {
+  const ms = bootOffsetMs + Number(e.timestampNs / 1_000_000n);
+  if (ms !== lastTime.ms) lastTime = { ms, text: new Date(ms).toISOString() };
+  return lastTime.text;
+}
+
 /** Names an event's ends and says its verdict, reason and direction. */
 export function eventBasics(e: DatapathEvent, r: Resolver, bootOffsetMs: number): EventBasics {
   const verdict = e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
   return {
-    time: new Date(bootOffsetMs + Number(e.timestampNs / 1_000_000n)).toISOString(),
+    time: eventTime(e, bootOffsetMs),
     type: e.type === EventType.DROP ? 'drop' : 'verdict',
     verdict,
     reason: REASONS[e.reason] ?? COUNTER_NAMES[e.reason]?.toLowerCase() ?? String(e.reason),
@@ -182,6 +192,9 @@ export class Monitor {
     for (const listener of this.listeners) listener(event);
     // The monitor shows verdicts and drops; L7 messages are the flow records'.
     if (event.type === EventType.L7) return;
+    // Named only when someone looks: the recent drops, or a follower.
+    const isDrop = event.type === EventType.DROP || event.verdict === Verdict.DENIED;
+    if (!isDrop && this.subscribers.size === 0) return;
     const e = describeEvent(event, this.resolver, this.bootOffsetMs);
     if (e.verdict !== 'ALLOWED') {
       this.drops.push(e);

@@ -325,13 +325,36 @@ export interface DatapathEvent {
   payload: Buffer;
 }
 
+/**
+ * IPv4 addresses of recent events, as text: a node's events name the same few
+ * thousand addresses over and over, and formatting one costs more than the
+ * rest of the event's decoding. Bounded: emptied when full.
+ */
+const ipv4Text = new Map<number, string>();
+const IPV4_TEXT_CACHE_ENTRIES = 65_536;
+
+function eventAddress(buf: Buffer, at: number, family: 4 | 6): string {
+  if (family === 4) {
+    const n = buf.readUInt32BE(at);
+    if (n === 0) return '';
+    let text = ipv4Text.get(n);
+    if (text === undefined) {
+      if (ipv4Text.size >= IPV4_TEXT_CACHE_ENTRIES) ipv4Text.clear();
+      text = `${n >>> 24}.${(n >>> 16) & 0xff}.${(n >>> 8) & 0xff}.${n & 0xff}`;
+      ipv4Text.set(n, text);
+    }
+    return text;
+  }
+  const bytes = buf.subarray(at, at + IPV6_LEN_BYTES);
+  return bytes.every((b) => b === 0) ? '' : formatIp(bytes);
+}
+
 /** Decodes one struct event, or struct l7_event. */
 export function decodeEvent(buf: Buffer): DatapathEvent {
   checkSize(buf, EVENT);
   const m = EVENT.members;
   const family = buf.readUInt8(m.family) === FAMILY_IPV6 ? 6 : 4;
-  const len = family === 4 ? IPV4_LEN_BYTES : IPV6_LEN_BYTES;
-  const addr = (at: number) => (buf.subarray(at, at + len).every((b) => b === 0) ? '' : formatIp(buf.subarray(at, at + len)));
+  const addr = (at: number) => eventAddress(buf, at, family);
   return {
     timestampNs: buf.readBigUInt64LE(m.timestamp_ns),
     type: buf.readUInt32LE(m.type),

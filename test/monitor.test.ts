@@ -17,7 +17,7 @@ const PYTHON = '/usr/bin/python3';
 const EVENT_WAIT_MS = 15_000;
 /** Denied UDP packets per second from x/b to x/a, for FLOOD_SECONDS. */
 const FLOOD_PPS = 30_000;
-const FLOOD_SECONDS = 5;
+const FLOOD_SECONDS = 8;
 /** The datapath's event budget per CPU (bpf/sluice.h). */
 const EVENTS_PER_SEC = 2000;
 const EVENTS_BURST = 500;
