@@ -15,7 +15,7 @@
 import { existsSync, mkdirSync, readdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { closeFd, isBpfError, netfilterLinkCreate, objGet, objPin, type NetfilterHook } from './libbpf.ts';
-import { readLinkInfo } from './bpf-info.ts';
+import { readLinkInfo, readProgramId } from './bpf-info.ts';
 
 const NFPROTO_IPV4 = 2;
 const NFPROTO_IPV6 = 10;
@@ -78,8 +78,8 @@ export interface NetfilterLinksOptions {
 
 /**
  * Makes the pinned links exactly the ones this node needs: attaches the
- * missing ones, and removes those of a mode the node no longer runs in (or,
- * on reload, of an older program). Returns the names attached and removed.
+ * missing ones, and removes those of a mode the node no longer runs in, and
+ * those running another program than the pinned one (all of them on reload). Returns the names attached and removed.
  */
 export function syncNetfilterLinks(options: NetfilterLinksOptions): { attached: string[]; removed: string[] } {
   const { dir, programs } = options;
@@ -87,8 +87,11 @@ export function syncNetfilterLinks(options: NetfilterLinksOptions): { attached: 
   const wanted = specs(options.vxlan);
   const names = new Set(wanted.map((s) => s.name));
   const removed: string[] = [];
+  // A link running another program than the one pinned (left by an agent that stopped before it
+  // replaced them, e.g. after a map migration) is replaced as on a reload.
+  const programOf = new Map(wanted.map((s) => [s.name, programId(programs[s.program])]));
   for (const pinned of readdirSync(dir)) {
-    if (names.has(pinned) && !options.reload) continue;
+    if (names.has(pinned) && !options.reload && linkProgramId(join(dir, pinned)) === programOf.get(pinned)) continue;
     unlinkSync(join(dir, pinned));
     removed.push(pinned);
   }
@@ -100,6 +103,24 @@ export function syncNetfilterLinks(options: NetfilterLinksOptions): { attached: 
     attached.push(spec.name);
   }
   return { attached, removed };
+}
+
+function programId(progPinPath: string): number {
+  const fd = objGet(progPinPath, 'program');
+  try {
+    return readProgramId(fd, progPinPath);
+  } finally {
+    closeFd(fd);
+  }
+}
+
+function linkProgramId(linkPinPath: string): number {
+  const fd = objGet(linkPinPath, 'link');
+  try {
+    return readLinkInfo(fd, linkPinPath).progId;
+  } finally {
+    closeFd(fd);
+  }
 }
 
 /** A pinned netfilter link, as the kernel describes it. */

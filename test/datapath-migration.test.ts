@@ -20,6 +20,7 @@ import { definedValueLayout, fieldsEnd, pinnedValueLayout } from '../datapath/ma
 import { InjectedCrash, MIGRATION_CRASH_ENV, MIGRATION_STEPS, migratePins, refusedMaps } from '../datapath/pin-migration.ts';
 import { DatapathLayoutError, datapathVersion, layoutChanges, readPinnedVersion } from '../datapath/pin-version.ts';
 import { attachTcx } from '../datapath/tcx.ts';
+import { netfilterLinks, syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { withMakefileBuild } from './support/bpf-build.ts';
 
 const TAG = randomBytes(3).toString('hex');
@@ -199,6 +200,25 @@ describe('datapath pins: migrating changed map layouts', () => {
       expectNoMigrationLeft();
     });
   }
+
+  it('netfilter links a crash left on the old programs after a migration are replaced at the next start, without a reload', () => {
+    const programs = { serviceEgress: join(pinDir, 'progs', 'service_egress'), vxlanIn: join(pinDir, 'progs', 'vxlan_in') };
+    const dir = join(pinDir, 'netfilter');
+    syncNetfilterLinks({ dir, programs, vxlan: false, reload: true });
+    const from = readPinnedVersion(join(pinDir, 'maps'));
+    // The migration, then a crash before the agent reloaded its netfilter links.
+    loadDatapath({ pinDir, objectBytes: from === datapathVersion(normal) ? grown : normal }).close();
+    const stale = netfilterLinks(dir).map((l) => l.progId);
+    expect(stale.every((id) => id !== progId(programs.serviceEgress))).toBe(true);
+    // The next start adopts (nothing to migrate) and syncs without a reload.
+    const again = loadDatapath({ pinDir, objectBytes: from === datapathVersion(normal) ? grown : normal });
+    again.close();
+    expect(again.replaced).toBeNull();
+    syncNetfilterLinks({ dir, programs, vxlan: false, reload: false });
+    const links = netfilterLinks(dir);
+    expect(links).toHaveLength(4);
+    for (const l of links) expect(l.progId, l.name).toBe(progId(programs.serviceEgress));
+  });
 });
 
 /*
