@@ -264,4 +264,24 @@ describe('Kubernetes datastore', () => {
     expect(s.ready()).toBe(true);
     expect(s.servicesReady()).toBe(false);
   });
+
+  it('says which Services each change touched: a Service, its Endpoints, and both owners of a relabelled slice', async () => {
+    const { api: a, store: s } = await startWith((f) => {
+      f.put(SERVICES, { metadata: { namespace: 'x', name: 'web' }, spec: { clusterIP: '10.96.0.10', ports: [{ port: 80 }] } });
+    });
+    await until(() => s.servicesReady() && a.openWatches() === WATCHES);
+    expect(s.serviceChanges.take()).toEqual(['x/web']);
+    a.put(ENDPOINTS, { metadata: { namespace: 'x', name: 'web' }, subsets: [] });
+    a.put(SLICES, { metadata: { namespace: 'x', name: 'sl', labels: { 'kubernetes.io/service-name': 'web' } }, addressType: 'IPv4', endpoints: [], ports: [] });
+    await until(() => s.serviceObjects().endpointSlices.length === 1);
+    expect(s.serviceChanges.take()).toEqual(['x/web']);
+    expect(s.serviceChanges.inputsFor('x/web').inputs.endpointSlices!.map((o) => o.metadata.name)).toEqual(['sl']);
+    a.put(SLICES, { metadata: { namespace: 'x', name: 'sl', labels: { 'kubernetes.io/service-name': 'db' } }, addressType: 'IPv4', endpoints: [], ports: [] });
+    await until(() => s.serviceObjects().endpointSlices[0]!.metadata.labels!['kubernetes.io/service-name'] === 'db');
+    expect(s.serviceChanges.take().sort()).toEqual(['x/db', 'x/web']);
+    expect(s.serviceChanges.inputsFor('x/web').inputs.endpointSlices).toEqual([]);
+    a.delete(SLICES, 'x', 'sl');
+    await until(() => s.serviceObjects().endpointSlices.length === 0);
+    expect(s.serviceChanges.take()).toEqual(['x/db']);
+  });
 });

@@ -45,6 +45,8 @@ export interface ReflectorOptions {
   project: (obj: KubeObject) => KubeObject;
   /** Called after every change of the contents. */
   onChange: () => void;
+  /** Called for each object added, changed or deleted, as it is applied (before: the object it replaced, if any). */
+  onItemChange?: (key: string, before: KubeObject | undefined, after: KubeObject | undefined) => void;
   log: (msg: string) => void;
   watchTimeoutMinSec?: number;
   initialBackoffMs?: number;
@@ -121,15 +123,20 @@ export class Reflector {
     const key = keyOf(obj);
     const print = fingerprint(obj);
     const changed = this.fingerprints.get(key) !== print;
+    const before = this.items.get(key);
     this.items.set(key, obj);
     this.fingerprints.set(key, print);
+    if (changed) this.opts.onItemChange?.(key, before, obj);
     return changed;
   }
 
   private remove(raw: KubeObject): boolean {
     const key = keyOf(raw);
     this.fingerprints.delete(key);
-    return this.items.delete(key);
+    const before = this.items.get(key);
+    if (!this.items.delete(key)) return false;
+    this.opts.onItemChange?.(key, before, undefined);
+    return true;
   }
 
   private async run(): Promise<void> {

@@ -12,6 +12,7 @@ import type { KubeObject } from './local.ts';
 import { ApiStatusError, KubeClient, loadKubeConfig } from './kubernetes-client.ts';
 import { Reflector, type ReflectorStats } from './kubernetes-reflector.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { ServiceChangeIndex } from '../services/service-changes.ts';
 
 /** A direct GET of a pod the watch has not delivered yet gives up after this long. */
 const FETCH_POD_TIMEOUT_MS = 5_000;
@@ -117,6 +118,8 @@ export class KubernetesDatastore implements Datastore {
   private readonly endpointSlices: Reflector;
   private readonly listeners: (() => void)[] = [];
   private readonly serviceListeners: (() => void)[] = [];
+  /** Which Services each change touched, for the incremental service sync. */
+  readonly serviceChanges: ServiceChangeIndex;
   private serviceNotifyScheduled = false;
   private readonly log: (msg: string) => void;
   private dirty = true;
@@ -145,15 +148,18 @@ export class KubernetesDatastore implements Datastore {
       project: projectPolicy,
     });
     const serviceCommon = { ...common, onChange: () => this.servicesChanged() };
-    this.services = new Reflector(client, { ...serviceCommon, path: '/api/v1/services', kind: 'Service', apiVersion: 'v1', project: projectService });
-    this.endpoints = new Reflector(client, { ...serviceCommon, path: '/api/v1/endpoints', kind: 'Endpoints', apiVersion: 'v1', project: projectTopLevel(['subsets']) });
+    const serviceChanged = (key: string) => this.serviceChanges.serviceChanged(key);
+    this.services = new Reflector(client, { ...serviceCommon, onItemChange: serviceChanged, path: '/api/v1/services', kind: 'Service', apiVersion: 'v1', project: projectService });
+    this.endpoints = new Reflector(client, { ...serviceCommon, onItemChange: serviceChanged, path: '/api/v1/endpoints', kind: 'Endpoints', apiVersion: 'v1', project: projectTopLevel(['subsets']) });
     this.endpointSlices = new Reflector(client, {
       ...serviceCommon,
+      onItemChange: (key, before, after) => this.serviceChanges.sliceChanged(key, before, after),
       path: '/apis/discovery.k8s.io/v1beta1/endpointslices',
       kind: 'EndpointSlice',
       apiVersion: 'discovery.k8s.io/v1beta1',
       project: projectTopLevel(['addressType', 'endpoints', 'ports']),
     });
+    this.serviceChanges = new ServiceChangeIndex({ services: this.services.items, endpoints: this.endpoints.items, endpointSlices: this.endpointSlices.items });
   }
 
   /** A datastore for the cluster of a kubeconfig file, or the in-cluster service account when none is given. */

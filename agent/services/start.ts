@@ -9,8 +9,10 @@ import type { Datastore } from '../datastore/datastore.ts';
 import type { KubeObject } from '../datastore/local.ts';
 import { loadServiceLb, type LoadServiceLbOptions, type ServiceLb } from '../../datapath/service-lb-loader.ts';
 import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
-import { serviceTable, withNodePorts, type ServiceFrontend, type ServiceInputs } from './table.ts';
+import { serviceFrontends, serviceKeyOf, sliceOwner, type ServiceEndpointInputs, type ServiceInputs } from './table.ts';
 import { ServiceMapSync, type LbSyncStats } from './sync.ts';
+import { DesiredFrontends } from './desired.ts';
+import type { ServiceChangeIndex } from './service-changes.ts';
 import { destroyStaleUdpSockets } from './stale-sockets.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import type { ServicesResponse } from '../../contract/services.ts';
@@ -19,6 +21,8 @@ import type { ServicesResponse } from '../../contract/services.ts';
 interface ServiceWatchingDatastore {
   serviceObjects(): { services: KubeObject[]; endpoints: KubeObject[]; endpointSlices: KubeObject[] };
   onServicesChange(listener: () => void): void;
+  /** Which Services each change touched (absent: every sync rebuilds the whole table). */
+  serviceChanges?: ServiceChangeIndex;
 }
 
 function watchesServices(d: object): d is ServiceWatchingDatastore {
@@ -34,6 +38,23 @@ export function serviceInputsOf(datastore: Datastore): ServiceInputs {
   if (watchesServices(datastore)) return datastore.serviceObjects();
   const objects = datastore.objects();
   return { services: objects.services ?? [], pods: objects.pods };
+}
+
+/** Every Service's frontends, built from scratch (the full sync; the reference the incremental one is tested against). */
+export function desiredFrontendsOf(inputs: ServiceInputs, nodeAddresses: string[]): DesiredFrontends {
+  const desired = new DesiredFrontends();
+  const slices = new Map<string, KubeObject[]>();
+  for (const slice of inputs.endpointSlices ?? []) {
+    const owner = sliceOwner(slice);
+    if (owner) slices.set(owner, [...(slices.get(owner) ?? []), slice]);
+  }
+  const endpoints = new Map((inputs.endpoints ?? []).map((e) => [serviceKeyOf(e), e]));
+  for (const service of inputs.services) {
+    const key = serviceKeyOf(service);
+    const own: ServiceEndpointInputs = { endpointSlices: slices.get(key), endpoints: endpoints.get(key), pods: inputs.pods };
+    desired.setService(key, serviceFrontends(service, own), nodeAddresses);
+  }
+  return desired;
 }
 
 /** What startServices needs. */
@@ -55,10 +76,17 @@ export interface StartServicesOptions {
   destroyUdp?: (backends: { address: string; port: number }[], netnsPaths: string[]) => Promise<string[]>;
 }
 
+/** What one sync did: the map writes, and how many Services it rebuilt. */
+export type ServicesSyncStats = LbSyncStats & { servicesBuilt: number };
+
 /** The running Services part. */
 export interface Services {
-  /** Rebuilds the table from the datastore and writes what changed; never throws (failures go to report()). */
-  sync(): LbSyncStats | null;
+  /**
+   * Writes what changed since the last sync: only the Services the datastore
+   * says a change touched when it says so (KubernetesDatastore), else the
+   * whole table; never throws (failures go to report()).
+   */
+  sync(): ServicesSyncStats | null;
   /** Resolves once the stale UDP sockets of the syncs so far are destroyed. */
   settled(): Promise<void>;
   /** The body of GET /v1/services. */
@@ -76,7 +104,9 @@ export function startServices(options: StartServicesOptions): Services {
   let lb: ServiceLb | null = null;
   let sync: ServiceMapSync | null = null;
   let reason: string | undefined = options.enabled ? undefined : '--socket-lb off';
-  let table: ServiceFrontend[] = [];
+  let desired = new DesiredFrontends();
+  /** The node addresses the NodePort copies were made on, joined: a change rebuilds everything. */
+  let nodeAddressesSeen: string | null = null;
   let syncError: string | null = null;
   let destroying: Promise<void> = Promise.resolve();
   if (options.enabled && options.cgroupRoot === null) reason = 'no cgroup v2 hierarchy is mounted';
@@ -95,8 +125,27 @@ export function startServices(options: StartServicesOptions): Services {
     sync() {
       if (!sync) return null;
       try {
-        table = withNodePorts(serviceTable(serviceInputsOf(options.datastore)), options.nodeAddresses?.() ?? []);
-        const stats = sync.apply(table);
+        const started = performance.now();
+        const nodeAddresses = options.nodeAddresses?.() ?? [];
+        const index = watchesServices(options.datastore) ? options.datastore.serviceChanges : undefined;
+        let stats: ServicesSyncStats;
+        if (index && nodeAddressesSeen === nodeAddresses.join(',')) {
+          // Incremental: rebuild the Services a change touched, diff the frontends they claim(ed).
+          const keys = index.take();
+          const touched = new Set<string>();
+          for (const key of keys) {
+            const { service, inputs } = index.inputsFor(key);
+            for (const fk of desired.setService(key, service ? serviceFrontends(service, inputs) : [], nodeAddresses)) touched.add(fk);
+          }
+          stats = { ...sync.update(new Map([...touched].map((fk) => [fk, desired.frontend(fk)]))), servicesBuilt: keys.length };
+        } else {
+          // Full: every Service again (the first sync, a node address change, a datastore without a change index).
+          index?.take();
+          desired = desiredFrontendsOf(serviceInputsOf(options.datastore), nodeAddresses);
+          nodeAddressesSeen = nodeAddresses.join(',');
+          stats = { ...sync.apply(desired.table()), servicesBuilt: [...desired.services()].length };
+        }
+        stats.durationMs = performance.now() - started;
         syncError = stats.failed.length > 0 ? stats.failed.join('; ') : null;
         if (stats.written + stats.deleted > 0) options.log(`services: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
         if (syncError) options.log(`services sync incomplete (retried on the next change): ${syncError}`);
@@ -124,7 +173,7 @@ export function startServices(options: StartServicesOptions): Services {
         enabled: sync !== null,
         ...(reason ? { reason } : {}),
         syncError,
-        frontends: table.map((f) => ({
+        frontends: desired.table().map((f) => ({
           namespace: f.namespace,
           name: f.name,
           portName: f.portName,

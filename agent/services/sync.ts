@@ -55,6 +55,8 @@ export interface LbSyncStats {
   deleted: number;
   frontends: number;
   backends: number;
+  /** Frontends this sync compared with the maps (all of them on a full sync; the touched ones, and earlier failures, on an update). */
+  visited: number;
   /** Entries the kernel refused (e.g. a full map), with why; retried on the next sync. */
   failed: string[];
   durationMs: number;
@@ -62,8 +64,11 @@ export interface LbSyncStats {
   udpBackendsGone: { address: string; port: number }[];
 }
 
+type LbFrontend = { address: string; port: number; protocol: LbProtocol };
+
+/** What the maps hold for one frontend. */
 interface FrontendState {
-  frontend: { address: string; port: number; protocol: LbProtocol };
+  frontend: LbFrontend;
   /** Backend ids in slots 1..n (0: unknown, rewrite). */
   slots: number[];
   /** False when slot 0 may not hold slots.length (a failed write): rewrite it. */
@@ -72,17 +77,48 @@ interface FrontendState {
   affinitySec: number;
 }
 
+/** What the maps should hold for one frontend: its ready backends (as backend keys) and affinity. */
+interface Want {
+  frontend: LbFrontend;
+  backends: string[];
+  affinitySec: number;
+}
+
 const backendKey = (address: string, port: number, protocol: string | number) => `${address}|${port}|${protocol}`;
 const frontendKey = (f: { address: string; port: number; protocol: string }) => `${f.address}|${f.port}|${f.protocol}`;
 
-/** The load balancer's maps kept equal to a service table. */
+/** A table frontend as the socket hooks serve it (TCP and UDP only, ready backends in the slots there are), or null. */
+function wantOf(f: ServiceFrontend | undefined): Want | null {
+  if (!f || (f.protocol !== 'TCP' && f.protocol !== 'UDP')) return null;
+  const protocol = f.protocol;
+  const backends = f.backends
+    .filter((b) => b.ready && !b.terminating)
+    .slice(0, LB_MAX_SLOTS_PER_SERVICE)
+    .map((b) => backendKey(b.address, b.port, protocol));
+  const affinitySec = f.sessionAffinity === 'ClientIP' ? Math.max(1, f.affinityTimeoutSec) : 0;
+  return { frontend: { address: f.address, port: f.port, protocol }, backends, affinitySec };
+}
+
+/**
+ * The load balancer's maps kept equal to a service table: apply() takes the
+ * whole table (the first sync, the local datastore), update() only the
+ * frontends a change touched. Both end in the same maps: the desired state
+ * (wanted backends per frontend, how many frontends want each backend) is
+ * kept here, so an update never walks the other frontends.
+ */
 export class ServiceMapSync {
   private readonly maps: LbSyncMaps;
-  /** backend "address|port" → id. */
+  /** backend "address|port|protocol" → id, and back. */
   private readonly backendIds = new Map<string, number>();
-  /** The ids in backendIds, kept beside it so an allocation does not scan them all. */
-  private readonly usedIds = new Set<number>();
+  private readonly backendById = new Map<number, string>();
+  /** What the maps hold, per frontend key. */
   private readonly frontends = new Map<string, FrontendState>();
+  /** What they should hold, per frontend key. */
+  private readonly wants = new Map<string, Want>();
+  /** Backend key → the number of wanted frontends that list it: a backend leaves the maps at 0. */
+  private readonly refs = new Map<string, number>();
+  /** Frontends a sync could not write whole (a full map, no free id): compared again on every sync until they are. */
+  private readonly retry = new Set<string>();
   private nextIdHint = 1;
 
   constructor(maps: LbSyncMaps) {
@@ -96,8 +132,9 @@ export class ServiceMapSync {
       const value = this.maps.lb_backends.lookup(key);
       if (!value) continue;
       const b = decodeBackend(value);
-      this.backendIds.set(backendKey(b.address, b.port, b.protocol), key.readUInt32LE(0));
-      this.usedIds.add(key.readUInt32LE(0));
+      const id = key.readUInt32LE(0);
+      this.backendIds.set(backendKey(b.address, b.port, b.protocol), id);
+      this.backendById.set(id, backendKey(b.address, b.port, b.protocol));
     }
     const slots = new Map<string, Map<number, number>>();
     for (const key of this.maps.lb_services.keys()) {
@@ -123,17 +160,32 @@ export class ServiceMapSync {
     }
   }
 
-  /** Makes the maps hold the table; returns what was written. Map errors are collected, not thrown. */
+  /** Makes the maps hold exactly the table (frontends not in it leave); returns what was written. Map errors are collected, not thrown. */
   apply(table: ServiceFrontend[]): LbSyncStats {
+    const changes = new Map<string, ServiceFrontend | undefined>();
+    for (const f of table) changes.set(frontendKey(f), f);
+    for (const fk of this.frontends.keys()) if (!changes.has(fk)) changes.set(fk, undefined);
+    for (const fk of this.wants.keys()) if (!changes.has(fk)) changes.set(fk, undefined);
+    return this.sync(changes, true);
+  }
+
+  /**
+   * Makes the maps hold these frontends (undefined: the frontend leaves) and
+   * leaves every other one as it is; frontends an earlier sync could not
+   * write are retried too. Must follow one apply() of the whole table (which
+   * also drops what an earlier agent left and no frontend wants).
+   */
+  update(changes: Map<string, ServiceFrontend | undefined>): LbSyncStats {
+    return this.sync(changes, false);
+  }
+
+  private sync(changes: Map<string, ServiceFrontend | undefined>, full: boolean): LbSyncStats {
     const started = performance.now();
-    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, failed: [], durationMs: 0, udpBackendsGone: [] };
-    // id → backend, built only when a UDP frontend loses one (it costs a pass over every backend).
-    let addressMap: Map<number, string> | null = null;
-    const addressOf = () => (addressMap ??= new Map([...this.backendIds].map(([bk, id]) => [id, bk])));
+    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, visited: 0, failed: [], durationMs: 0, udpBackendsGone: [] };
     const udpGone = new Set<string>();
-    const write = (map: LbMap | LbSyncMaps['lb_backend_flows'], key: Buffer, value: Buffer, what: string): boolean => {
+    const write = (map: LbMap, key: Buffer, value: Buffer, what: string): boolean => {
       try {
-        map!.update(key, value);
+        map.update(key, value);
         stats.written++;
         return true;
       } catch (err: unknown) {
@@ -149,43 +201,62 @@ export class ServiceMapSync {
       }
     };
 
-    // The desired frontends and their ready backends (the socket hooks see TCP and UDP only).
-    const desired = new Map<string, { frontend: FrontendState['frontend']; affinitySec: number; backends: { address: string; port: number; protocol: LbProtocol }[] }>();
-    for (const f of table) {
-      if (f.protocol !== 'TCP' && f.protocol !== 'UDP') continue;
-      const protocol = f.protocol;
-      const backends = f.backends
-        .filter((b) => b.ready && !b.terminating)
-        .slice(0, LB_MAX_SLOTS_PER_SERVICE)
-        .map((b) => ({ address: b.address, port: b.port, protocol }));
-      const affinitySec = f.sessionAffinity === 'ClientIP' ? Math.max(1, f.affinityTimeoutSec) : 0;
-      desired.set(frontendKey(f), { frontend: { address: f.address, port: f.port, protocol: f.protocol }, affinitySec, backends });
+    // The new desired state, with the backends no frontend wants any more as candidates to leave.
+    const unwanted = new Set<string>();
+    for (const [fk, f] of changes) {
+      const want = wantOf(f);
+      for (const bk of this.wants.get(fk)?.backends ?? []) {
+        const n = (this.refs.get(bk) ?? 1) - 1;
+        if (n > 0) this.refs.set(bk, n);
+        else {
+          this.refs.delete(bk);
+          unwanted.add(bk);
+        }
+      }
+      if (want) {
+        for (const bk of want.backends) this.refs.set(bk, (this.refs.get(bk) ?? 0) + 1);
+        this.wants.set(fk, want);
+      } else this.wants.delete(fk);
     }
+    const keys = new Set([...changes.keys(), ...this.retry]);
+    this.retry.clear();
+    stats.visited = keys.size;
 
     // 1. Backends that are new get an id and an entry before any slot names them.
-    const wantedBackends = new Set<string>();
-    for (const { backends } of desired.values()) {
-      for (const b of backends) {
-        const bk = backendKey(b.address, b.port, b.protocol);
-        wantedBackends.add(bk);
+    for (const fk of keys) {
+      for (const bk of this.wants.get(fk)?.backends ?? []) {
         if (this.backendIds.has(bk)) continue;
+        const [address, port, protocol] = bk.split('|') as [string, string, LbProtocol];
         const id = this.freeId();
         if (id === 0) {
-          stats.failed.push(`backend ${b.address}:${b.port}: no free backend id (${LB_MAX_BACKENDS - 1} in use)`);
+          stats.failed.push(`backend ${address}:${port}: no free backend id (${LB_MAX_BACKENDS - 1} in use)`);
+          this.retry.add(fk);
           continue;
         }
-        if (!write(this.maps.lb_backends, encodeBackendId(id), encodeBackend(b), `backend ${b.address}:${b.port}`)) continue;
+        if (!write(this.maps.lb_backends, encodeBackendId(id), encodeBackend({ address, port: Number(port), protocol }), `backend ${address}:${port}`)) {
+          this.retry.add(fk);
+          continue;
+        }
         this.maps.lb_backend_flows?.update(encodeBackendId(id), Buffer.alloc(8));
         this.backendIds.set(bk, id);
-        this.usedIds.add(id);
+        this.backendById.set(id, bk);
       }
     }
 
-    // 2. Frontends: slots, then the count, then slots past the count.
+    // 2. Frontends: slots, then the count, then slots past the count; frontends no longer wanted leave.
     const leftAffinity = new Set<number>();
-    for (const [fk, want] of desired) {
-      const ids = want.backends.map((b) => this.backendIds.get(backendKey(b.address, b.port, b.protocol))).filter((id): id is number => id !== undefined);
+    for (const fk of keys) {
+      const want = this.wants.get(fk);
       const state = this.frontends.get(fk);
+      if (!want) {
+        if (!state) continue;
+        remove(this.maps.lb_services, encodeServiceKey(state.frontend, 0), `frontend ${fk}`);
+        if (state.frontend.protocol === 'UDP') for (const id of state.slots) if (this.backendById.has(id)) udpGone.add(this.backendById.get(id)!);
+        state.slots.forEach((_, i) => remove(this.maps.lb_services, encodeServiceKey(state.frontend, i + 1), `slot ${i + 1} of ${fk}`));
+        this.frontends.delete(fk);
+        continue;
+      }
+      const ids = want.backends.map((bk) => this.backendIds.get(bk)).filter((id): id is number => id !== undefined);
       const old = state?.slots ?? [];
       const next = arrangeSlots(old, ids);
       let ok = true;
@@ -196,29 +267,25 @@ export class ServiceMapSync {
         const head = encodeServiceHead(next.length, want.affinitySec > 0 ? want.affinitySec : undefined);
         ok = write(this.maps.lb_services, encodeServiceKey(want.frontend, 0), head, `frontend ${fk}`) && ok;
       }
+      const kept = new Set(next);
       for (const id of old) {
-        if (next.includes(id)) continue;
+        if (kept.has(id)) continue;
         if (want.affinitySec > 0) leftAffinity.add(id);
-        if (want.frontend.protocol === 'UDP' && addressOf().has(id)) udpGone.add(addressOf().get(id)!);
+        if (want.frontend.protocol === 'UDP' && this.backendById.has(id)) udpGone.add(this.backendById.get(id)!);
       }
       for (let i = next.length; i < old.length; i++) remove(this.maps.lb_services, encodeServiceKey(want.frontend, i + 1), `slot ${i + 1} of ${fk}`);
       // A failed write leaves the state unknown: forget it, so the next sync writes the frontend whole.
       this.frontends.set(fk, { frontend: want.frontend, slots: ok ? next : next.map(() => 0), headKnown: ok, affinitySec: want.affinitySec });
-    }
-    for (const [fk, state] of [...this.frontends]) {
-      if (desired.has(fk)) continue;
-      remove(this.maps.lb_services, encodeServiceKey(state.frontend, 0), `frontend ${fk}`);
-      if (state.frontend.protocol === 'UDP') for (const id of state.slots) if (addressOf().has(id)) udpGone.add(addressOf().get(id)!);
-      state.slots.forEach((_, i) => remove(this.maps.lb_services, encodeServiceKey(state.frontend, i + 1), `slot ${i + 1} of ${fk}`));
-      this.frontends.delete(fk);
+      if (!ok || ids.length < want.backends.length) this.retry.add(fk);
     }
 
-    // 3. Backends no slot names any more.
-    for (const [bk, id] of [...this.backendIds]) {
-      if (wantedBackends.has(bk)) continue;
+    // 3. Backends no frontend wants any more (on a full sync: every one, so what an earlier agent left goes too).
+    for (const bk of full ? [...this.backendIds.keys()] : unwanted) {
+      const id = this.backendIds.get(bk);
+      if (id === undefined || this.refs.has(bk)) continue;
       remove(this.maps.lb_backends, encodeBackendId(id), `backend ${bk}`);
       this.backendIds.delete(bk);
-      this.usedIds.delete(id);
+      this.backendById.delete(id);
       leftAffinity.add(id);
     }
     // 4. Affinity to backends that left (one pass over lb_affinity, only when some did).
@@ -244,7 +311,7 @@ export class ServiceMapSync {
   }
 
   private freeId(): number {
-    const used = this.usedIds;
+    const used = this.backendById;
     for (let n = 0; n < LB_MAX_BACKENDS - 1; n++) {
       const id = ((this.nextIdHint - 1 + n) % (LB_MAX_BACKENDS - 1)) + 1;
       if (!used.has(id)) {

@@ -170,37 +170,64 @@ export interface ServiceInputs {
   pods?: KubeObject[];
 }
 
+/** What one Service's endpoints come from (the first present wins, as in serviceTable). */
+export interface ServiceEndpointInputs {
+  /** Its EndpointSlices (labelled kubernetes.io/service-name); present and non-empty: they win. */
+  endpointSlices?: KubeObject[];
+  endpoints?: KubeObject;
+  /** Derive endpoints from these pods when it has neither (the local cluster). */
+  pods?: KubeObject[];
+}
+
 /** Every frontend of every ClusterIP and NodePort Service, with its backends; sorted by address, port, protocol. */
 export function serviceTable(inputs: ServiceInputs): ServiceFrontend[] {
   const slicesByService = new Map<string, KubeObject[]>();
   for (const slice of inputs.endpointSlices ?? []) {
-    const owner = slice.metadata.labels?.[SERVICE_NAME_LABEL];
+    const owner = sliceOwner(slice);
     if (!owner) continue;
-    const key = `${slice.metadata.namespace ?? 'default'}/${owner}`;
-    slicesByService.set(key, [...(slicesByService.get(key) ?? []), slice]);
+    slicesByService.set(owner, [...(slicesByService.get(owner) ?? []), slice]);
   }
   const endpointsByService = new Map((inputs.endpoints ?? []).map((e) => [keyOf(e), e]));
   const out: ServiceFrontend[] = [];
   for (const service of inputs.services) {
-    // One malformed object (a hand-written file in the local datastore) costs its own frontends, not the others'.
-    try {
-      out.push(...frontendsOf(service, slicesByService, endpointsByService, inputs.pods));
-    } catch {
-      continue;
-    }
+    const key = keyOf(service);
+    out.push(...serviceFrontends(service, { endpointSlices: slicesByService.get(key), endpoints: endpointsByService.get(key), pods: inputs.pods }));
   }
   return out.sort(compareFrontends);
 }
 
-function frontendsOf(service: KubeObject, slicesByService: Map<string, KubeObject[]>, endpointsByService: Map<string, KubeObject>, pods: KubeObject[] | undefined): ServiceFrontend[] {
+/** "namespace/name" of the Service an EndpointSlice belongs to, or undefined (no kubernetes.io/service-name label). */
+export function sliceOwner(slice: KubeObject): string | undefined {
+  const owner = slice.metadata.labels?.[SERVICE_NAME_LABEL];
+  return owner ? `${slice.metadata.namespace ?? 'default'}/${owner}` : undefined;
+}
+
+/** "namespace/name" of a Service (or of its Endpoints). */
+export function serviceKeyOf(o: KubeObject): string {
+  return keyOf(o);
+}
+
+/**
+ * One Service's frontends (unsorted), from its own endpoint inputs: what the
+ * incremental sync rebuilds when a datastore event touches that Service. A
+ * malformed object (a hand-written file in the local datastore) costs its own
+ * frontends, not the others'.
+ */
+export function serviceFrontends(service: KubeObject, inputs: ServiceEndpointInputs): ServiceFrontend[] {
+  try {
+    return frontendsOf(service, inputs);
+  } catch {
+    return [];
+  }
+}
+
+function frontendsOf(service: KubeObject, inputs: ServiceEndpointInputs): ServiceFrontend[] {
   const out: ServiceFrontend[] = [];
   const spec = (service.spec ?? {}) as ServiceSpec;
   const type: ServiceType | undefined = spec.type === undefined || spec.type === 'ClusterIP' ? 'ClusterIP' : spec.type === 'NodePort' ? 'NodePort' : undefined;
   if (!type) return []; // LoadBalancer and ExternalName are not served yet
-  const key = keyOf(service);
-  const slices = slicesByService.get(key);
-  const endpoints = endpointsByService.get(key);
-  const sets = slices ? slices.map(endpointSetOfSlice) : endpoints ? endpointSetsOfEndpoints(endpoints) : pods ? endpointSetsOfPods(service, pods) : [];
+  const { endpointSlices: slices, endpoints, pods } = inputs;
+  const sets = slices?.length ? slices.map(endpointSetOfSlice) : endpoints ? endpointSetsOfEndpoints(endpoints) : pods ? endpointSetsOfPods(service, pods) : [];
   const ports = (spec.ports ?? []).filter((sp) => isPort(sp.port) && ['TCP', 'UDP', 'SCTP'].includes(sp.protocol ?? 'TCP'));
   const affinity = spec.sessionAffinity === 'ClientIP' ? 'ClientIP' : 'None';
   const affinityTimeoutSec = spec.sessionAffinityConfig?.clientIP?.timeoutSeconds ?? DEFAULT_AFFINITY_TIMEOUT_SEC;
@@ -245,25 +272,35 @@ function frontendsOf(service: KubeObject, slicesByService: Map<string, KubeObjec
  * host): kube-proxy's NodePort for traffic that starts on this node.
  */
 export function withNodePorts(table: ServiceFrontend[], nodeAddresses: string[]): ServiceFrontend[] {
-  const out = [...table];
-  const seen = new Set(table.map((f) => `${f.address}|${f.port}|${f.protocol}`));
-  for (const f of table) {
+  const seen = new Set(table.map(frontendKeyOf));
+  return [...table, ...nodePortCopies(table, nodeAddresses, seen)].sort(compareFrontends);
+}
+
+/** "address|port|protocol": what the load balancer's maps key a frontend by. */
+export function frontendKeyOf(f: { address: string; port: number; protocol: string }): string {
+  return `${f.address}|${f.port}|${f.protocol}`;
+}
+
+/** Each NodePort frontend of these on every node address of its family, skipping (and adding to) seen. */
+export function nodePortCopies(frontends: ServiceFrontend[], nodeAddresses: string[], seen: Set<string> = new Set()): ServiceFrontend[] {
+  const out: ServiceFrontend[] = [];
+  for (const f of frontends) {
     if (f.type !== 'NodePort' || !f.nodePort) continue;
     const family = net.isIP(f.address);
     for (const address of nodeAddresses) {
-      const key = `${address}|${f.nodePort}|${f.protocol}`;
+      const key = frontendKeyOf({ address, port: f.nodePort, protocol: f.protocol });
       if (net.isIP(address) !== family || seen.has(key)) continue;
       seen.add(key);
       out.push({ ...f, address, port: f.nodePort });
     }
   }
-  return out.sort(compareFrontends);
+  return out;
 }
 
 function isPort(p: unknown): p is number {
   return typeof p === 'number' && Number.isInteger(p) && p >= 1 && p <= 65535;
 }
 
-function compareFrontends(a: ServiceFrontend, b: ServiceFrontend): number {
+export function compareFrontends(a: ServiceFrontend, b: ServiceFrontend): number {
   return a.address < b.address ? -1 : a.address > b.address ? 1 : a.port - b.port || (a.protocol < b.protocol ? -1 : a.protocol > b.protocol ? 1 : 0);
 }
