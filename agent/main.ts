@@ -14,6 +14,7 @@ import { syncNetfilterLinks } from '../datapath/netfilter.ts';
 import { encodeDatapathConfig, encodeU32 } from '../datapath/abi.ts';
 import { DEL_QUEUE_SUBDIR } from '../contract/del-queue.ts';
 import { Ipam } from '../ipam/allocator.ts';
+import { prepareIpamStore, restoreIpamAllocations } from './ipam-recovery.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { serveApi, type Route } from './api/server.ts';
 import { endpointRoutes } from './api/endpoint-routes.ts';
@@ -106,7 +107,9 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const datapath = started.add(startDatapath(f), (d) => d.close());
   const tcpHealth = startTcpHealth(f, started);
   const stateDisk = started.add(new StateDisk(f.stateDir, log), (d) => d.stop());
-  const ipam = started.add(new Ipam(`${f.stateDir}/ipam.db`, podCIDRs, { reserved: f.ipamReserved }), (i) => i.close());
+  // A damaged store is moved aside here, before it is opened; its allocations are rebuilt below.
+  const ipamStore = prepareIpamStore(`${f.stateDir}/ipam.db`, log);
+  const ipam = started.add(new Ipam(ipamStore.file, podCIDRs, { reserved: f.ipamReserved }), (i) => i.close());
   const numbering = started.add(new NumberingStore(`${f.stateDir}/numbering.db`, stateDisk), (n) => n.close());
   const datastore: Datastore = kube?.datastore ?? (f.datastoreDir ? new LocalDirDatastore(f.datastoreDir) : new NoDatastore());
   const policy = new PolicyState(datastore, datapath.maps, numbering, f.serviceCIDRs);
@@ -120,6 +123,8 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       }, { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
     (e) => e.close(),
   );
+  // Before the first sync rewrites the endpoint map from the records, and before any ADD.
+  await restoreIpamAllocations({ ipam, check: ipamStore, endpoints: endpoints.list(), endpointMap: datapath.maps.endpoints, datastore, nodeName: f.nodeName, socket: f.socket, log });
   stateDisk.addStore('ipam', () => ipam.reopen());
   stateDisk.addStore('endpoints', () => endpoints.reopen());
   stateDisk.addStore('numbering', () => numbering.reopen());

@@ -12,7 +12,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { bigIntToIp, ipToBigInt, parseAddressRange } from '../lib/cidr.ts';
 import { makePool, nextAllocatable, notAllocatable, offsetOf, poolCapacity, type NotAllocatableReason, type Pool } from './pool.ts';
 import { validatePodCIDRs } from './pod-cidrs.ts';
-import { closeQuietly, inTransaction, ipKey, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
+import { closeQuietly, inTransaction, ipKey, ipKeyOfText, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
 
 /**
  * Released addresses remembered for reuse order. A pool of up to this many
@@ -29,6 +29,33 @@ export class PoolExhaustedError extends Error {
     this.name = 'PoolExhaustedError';
     this.pool = pool;
   }
+}
+
+/**
+ * Thrown by allocate while the IPAM refuses to hand out addresses (a damaged
+ * store it could not rebuild safely); the API answers "try again later".
+ */
+export class IpamRefusedError extends Error {
+  constructor(reason: string) {
+    super(reason);
+    this.name = 'IpamRefusedError';
+  }
+}
+
+/** An address the node shows in use, put back into the store by restore(). */
+export interface RestoredAllocation {
+  ip: string;
+  containerID: string;
+  ifname: string;
+  namespace: string;
+  pod: string;
+  netns: string;
+}
+
+/** What restore() did: the addresses it put back, and those it could not (held by another attachment). */
+export interface RestoreResult {
+  placed: RestoredAllocation[];
+  conflicts: (RestoredAllocation & { heldBy: string })[];
 }
 
 /** An address handed to a pod, with what the pod needs to route. */
@@ -75,6 +102,8 @@ export class Ipam {
   private readonly synchronous: SynchronousMode | undefined;
   private db!: DatabaseSync;
   private stmts!: Record<string, StatementSync>;
+  /** Why allocations are refused (null: they are not). */
+  private refusalText: string | null = null;
 
   /** Opens the store and builds the pools; throws on a malformed CIDR or range, or two pools of one family. */
   constructor(dbFile: string, cidrs: string[], opts: IpamOptions = {}) {
@@ -96,6 +125,10 @@ export class Ipam {
     this.stmts = {
       findInRange: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? AND ip_key BETWEEN ? AND ? LIMIT 1'),
       isUsed: this.db.prepare('SELECT 1 FROM allocations WHERE ip_key = ?'),
+      holderOf: this.db.prepare('SELECT container_id, ifname FROM allocations WHERE ip_key = ?'),
+      insertIfFree: this.db.prepare(
+        'INSERT OR IGNORE INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+      ),
       isReleased: this.db.prepare('SELECT 1 FROM released WHERE ip_key = ?'),
       insert: this.db.prepare(
         'INSERT INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
@@ -116,8 +149,59 @@ export class Ipam {
     };
   }
 
+  /** Why allocations are refused now, or null. */
+  get refusal(): string | null {
+    return this.refusalText;
+  }
+
+  /** Refuses every allocation with this reason from now on (null: serve them again); releases keep working. */
+  refuse(reason: string | null): void {
+    this.refusalText = reason;
+  }
+
+  /**
+   * Puts back addresses the node shows in use (after the store was lost or
+   * damaged), each under its attachment, in one transaction. An address the
+   * store already holds for that attachment is left alone; one it holds for
+   * another is a conflict, reported and not changed. Each pool's frontier moves
+   * past the highest address put back, so fresh addresses come from above
+   * what the node was using. Addresses outside every pool are put back too,
+   * and then reported as stale like any other.
+   */
+  restore(entries: RestoredAllocation[]): RestoreResult {
+    return inTransaction(this.db, () => {
+      const result: RestoreResult = { placed: [], conflicts: [] };
+      for (const e of entries) {
+        const ipk = ipKeyOfText(e.ip);
+        const holder = this.stmts.holderOf!.get(ipk) as { container_id: string; ifname: string } | undefined;
+        if (holder) {
+          if (holder.container_id !== e.containerID || holder.ifname !== e.ifname) {
+            result.conflicts.push({ ...e, heldBy: `${holder.container_id}/${holder.ifname}` });
+          }
+          continue;
+        }
+        const value = ipToBigInt(e.ip);
+        const pool = this.pools.find((p) => p.cidr.family === (e.ip.includes(':') ? 6 : 4) && offsetOf(p, value) !== null);
+        const inserted = this.stmts.insertIfFree!.run(e.ip, ipk, pool?.cidr.text ?? '', e.containerID, e.ifname, e.namespace, e.pod, e.netns, Date.now());
+        if (Number(inserted.changes) === 0) {
+          result.conflicts.push({ ...e, heldBy: `${e.containerID}/${e.ifname} (it holds another address of this pod CIDR)` });
+          continue;
+        }
+        this.stmts.forgetReleased!.run(ipk);
+        result.placed.push(e);
+        if (pool) {
+          const offset = offsetOf(pool, value)!;
+          const row = this.stmts.cursor!.get(pool.cidr.text) as { last_offset: string } | undefined;
+          if (!row || BigInt(row.last_offset) < offset) this.stmts.setCursor!.run(pool.cidr.text, offset.toString());
+        }
+      }
+      return result;
+    });
+  }
+
   /** Returns the key's addresses, allocating in every pool where it holds none; all or nothing; throws PoolExhaustedError. */
   allocate(key: AllocationKey): Allocation[] {
+    if (this.refusalText !== null) throw new IpamRefusedError(this.refusalText);
     return inTransaction(this.db, () => this.pools.map((pool) => this.allocateIn(pool, key)));
   }
 

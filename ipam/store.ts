@@ -7,6 +7,7 @@ import { DatabaseSync } from 'node:sqlite';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ipToBigInt } from '../lib/cidr.ts';
+import { errorMessage } from '../lib/errors.ts';
 
 /** Who holds an address: the CNI attachment key plus the pod it belongs to. */
 export interface AllocationKey {
@@ -126,6 +127,37 @@ export function openIpamStore(file: string, synchronous: SynchronousMode = STORE
   return db;
 }
 
+/**
+ * SQLite result codes that say the disk or the moment failed, not the file:
+ * a store that cannot be opened for one of these is not damaged (the state
+ * disk's fault handling owns them) and must never be moved aside.
+ */
+const NOT_DAMAGE_CODES = new Set([3, 5, 6, 7, 8, 10, 13, 14]); // PERM, BUSY, LOCKED, NOMEM, READONLY, IOERR, FULL, CANTOPEN
+
+/**
+ * Why SQLite cannot read the store at `file` fully (the open failing, a
+ * schema it cannot parse, `PRAGMA integrity_check` not 'ok'), or null when it
+ * can, or when there is no file. Throws a disk fault (full, read-only, I/O)
+ * as it comes: that is no verdict on the file.
+ */
+export function storeDamage(file: string): string | null {
+  if (!fs.existsSync(file)) return null;
+  let db: DatabaseSync | undefined;
+  try {
+    // Read-only: the check must not checkpoint a WAL into a damaged file, nor delete it; both are evidence.
+    db = new DatabaseSync(file, { readOnly: true });
+    const rows = db.prepare('PRAGMA integrity_check').all().map((r) => String(r.integrity_check));
+    if (rows.length === 1 && rows[0] === 'ok') return null;
+    return `integrity_check: ${rows.slice(0, 3).join('; ').replace(/\s+/g, ' ')}${rows.length > 3 ? ` (and ${rows.length - 3} more)` : ''}`;
+  } catch (err: unknown) {
+    const code = (err as { errcode?: unknown }).errcode;
+    if (typeof code === 'number' && NOT_DAMAGE_CODES.has(code & 0xff)) throw err;
+    return errorMessage(err);
+  } finally {
+    if (db) closeQuietly(db);
+  }
+}
+
 /** Closes db, ignoring the error of a handle on a failed disk: the caller opens a new one, which is what counts. */
 export function closeQuietly(db: DatabaseSync): void {
   try {
@@ -157,7 +189,8 @@ export function ipKey(family: 4 | 6, value: bigint): string {
   return `${family}:${value.toString(16).padStart(32, '0')}`;
 }
 
-function ipKeyOfText(ip: string): string {
+/** ipKey of an address written as text. */
+export function ipKeyOfText(ip: string): string {
   return ipKey(ip.includes(':') ? 6 : 4, ipToBigInt(ip));
 }
 

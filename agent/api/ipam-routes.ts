@@ -4,7 +4,7 @@
  * POST /v1/ipam/reconcile (release what belongs to containers that are gone;
  * the CNI GC verb calls it).
  */
-import { PoolExhaustedError, type Ipam } from '../../ipam/allocator.ts';
+import { IpamRefusedError, PoolExhaustedError, type Ipam } from '../../ipam/allocator.ts';
 import { ApiFailure, type Route } from './server.ts';
 import type { AllocateRequest, AllocateResponse, IpamAllocation, IpamResponse, ReconcileResponse, ReleaseRequest } from '../../contract/api-types.ts';
 import type { EndpointManager } from '../endpoints.ts';
@@ -80,6 +80,7 @@ export function ipamRoutes(ctx: IpamRouteContext): Route[] {
           return { ips, datapath: ctx.attachment(), ...(mtu === undefined ? {} : { mtu }) };
         } catch (err: unknown) {
           if (err instanceof PoolExhaustedError) throw new ApiFailure(503, 'PoolExhausted', err.message);
+          if (err instanceof IpamRefusedError) throw new ApiFailure(503, 'TryAgain', err.message);
           throw err;
         }
       },

@@ -48,6 +48,7 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
   if (ctx.policy.syncError !== null) notReady.push(`the last sync of the datapath maps failed: ${ctx.policy.syncError}`);
   const diskFault = ctx.stateDisk?.fault ?? null;
   if (diskFault !== null) notReady.push(`${diskFault}: ADDs are refused with "try again"`);
+  if (ctx.ipam.refusal) notReady.push(`${ctx.ipam.refusal}: ADDs are refused with "try again"`);
   const status: StatusResponse = {
     node: ctx.node,
     ready: notReady.length === 0,
