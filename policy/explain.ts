@@ -19,6 +19,7 @@ import { Protocol } from '../lib/protocols.ts';
 import { Compilation, isolates, type CompiledState, type LocalEndpoint, type PolicyDirection } from './compile.ts';
 import { MemoryNumbering } from './identity.ts';
 import { policyAllows } from './lookup.ts';
+import { podsWithUnknownLabels, UNKNOWN_LABELS_REASON } from './unknown-labels.ts';
 import type { ClusterView, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PolicyPod } from './types.ts';
 
 /** A transport protocol as NetworkPolicy names it. */
@@ -214,7 +215,8 @@ interface Peer {
  * One direction of a pod's policy on a flow with peer: the verdict on the
  * pod's compiled entries, and the rules that allow it (or all that do not).
  */
-function judge(run: Compilation, pod: PolicyPod, direction: PolicyDirection, peer: Peer, protocol: number, port: number, flowText: string, local: boolean, warnings: string[]): DirectionVerdict {
+function judge(run: Compilation, pod: PolicyPod, direction: PolicyDirection, peer: Peer, protocol: number, port: number, flowText: string, local: boolean, warnings: string[], labelsUnknown = false): DirectionVerdict {
+  if (labelsUnknown) return { direction, pod: podRef(pod), judged: true, local, policies: [], isolated: true, allowed: false, allowedBy: [], notMatched: [], reason: UNKNOWN_LABELS_REASON };
   const selecting = run.selecting(pod);
   const isolating = selecting.filter((p) => isolates(p, direction));
   const base = { direction, pod: podRef(pod), judged: true, local, policies: isolating.map((p) => `${p.namespace}/${p.name}`) };
@@ -332,6 +334,7 @@ export function explainFlow(view: ClusterView, query: FlowQuery, options: Explai
   const local = options.local ?? [];
   const run = options.compilation ?? explainCompilation(view, local);
   const isLocal = (p: PolicyPod | undefined) => p !== undefined && local.some((ep) => ep.namespace === p.namespace && ep.pod === p.name);
+  const unknownLabels = podsWithUnknownLabels(view, local);
   const findPod = (ref: string): PolicyPod => {
     const r = splitRef(ref);
     if (!r) throw new ExplainQueryError(`'${ref}' is not namespace/pod`);
@@ -345,7 +348,7 @@ export function explainFlow(view: ClusterView, query: FlowQuery, options: Explai
 
   if (isAddress(query.from)) {
     const pod = run.podWithAddress(query.from);
-    if (!pod) return explainFromAddress(run, query, options, findPod, isLocal);
+    if (!pod) return explainFromAddress(run, query, options, findPod, isLocal, unknownLabels);
     query = { ...query, from: podRef(pod) };
   }
   const src = findPod(query.from);
@@ -385,9 +388,9 @@ export function explainFlow(view: ClusterView, query: FlowQuery, options: Explai
     egress =
       dstIdentity === Identity.SERVICE
         ? notJudged('egress', from.pod, isLocal(src), 'the destination is a Service address: the egress policy judges the backend the Service translation picks (explain a backend pod instead)')
-        : judge(run, src, 'egress', { ip: dstIp, identity: dstIdentity }, protocol, query.port, `${flowText} to ${to.pod ?? dstIp}`, isLocal(src), warnings);
+        : judge(run, src, 'egress', { ip: dstIp, identity: dstIdentity }, protocol, query.port, `${flowText} to ${to.pod ?? dstIp}`, isLocal(src), warnings, unknownLabels.has(podRef(src)));
     ingress = dst
-      ? judge(run, dst, 'ingress', { ip: srcIp, identity: run.identityOf(src) }, protocol, query.port, `${flowText} from ${from.pod}`, isLocal(dst), warnings)
+      ? judge(run, dst, 'ingress', { ip: srcIp, identity: run.identityOf(src) }, protocol, query.port, `${flowText} from ${from.pod}`, isLocal(dst), warnings, unknownLabels.has(podRef(dst)))
       : notJudged('ingress', null, false, `the destination is no pod (${to.kind}): no ingress policy applies`);
   }
   return { from, to, protocol: query.protocol, port: query.port, allowed: egress.allowed && ingress.allowed, egress, ingress, warnings };
@@ -404,6 +407,7 @@ function explainFromAddress(
   options: ExplainOptions,
   findPod: (ref: string) => PolicyPod,
   isLocal: (p: PolicyPod | undefined) => boolean,
+  unknownLabels: ReadonlySet<string>,
 ): FlowExplanation {
   const srcIp = query.from;
   try {
@@ -421,7 +425,7 @@ function explainFromAddress(
   const warnings: string[] = [];
   const flowText = `${query.protocol}/${query.port} from ${srcIp}`;
   const egress = notJudged('egress', null, false, `the source is no pod (${source.kind}): no egress policy applies`);
-  const ingress = judge(run, dst, 'ingress', { ip: srcIp, identity: source.identity }, Protocol[query.protocol], query.port, flowText, isLocal(dst), warnings);
+  const ingress = judge(run, dst, 'ingress', { ip: srcIp, identity: source.identity }, Protocol[query.protocol], query.port, flowText, isLocal(dst), warnings, unknownLabels.has(podRef(dst)) && source.kind !== 'host');
   return { from, to, protocol: query.protocol, port: query.port, allowed: ingress.allowed, egress, ingress, warnings };
 }
 

@@ -22,6 +22,15 @@ export function endpointsWithUnknownLabels(view: ClusterView, local: LocalEndpoi
   return unknown;
 }
 
+/** The same, as "namespace/pod" of each such endpoint (for explanations). */
+export function podsWithUnknownLabels(view: ClusterView, local: LocalEndpoint[]): Set<string> {
+  const ids = endpointsWithUnknownLabels(view, local);
+  return new Set(local.filter((ep) => ids.has(ep.endpointId)).map((ep) => `${ep.namespace}/${ep.pod}`));
+}
+
+/** Why such a pod's traffic is denied, in the words of sluice explain and the logs. */
+export const UNKNOWN_LABELS_REASON = "denied: the datastore has not delivered the pod's labels (or its namespace) yet, so it is isolated both ways until it has";
+
 /** The same isolated endpoint for the same compiled one: the sync then sees it unchanged from one run to the next. */
 const isolatedOf = new WeakMap<CompiledEndpoint, CompiledEndpoint>();
 

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { Identity } from '../lib/identity-numbers.ts';
 import { compile, type LocalEndpoint } from '../policy/compile.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
-import { endpointsWithUnknownLabels, isolateUnknownPods } from '../policy/unknown-labels.ts';
+import { explainFlow } from '../policy/explain.ts';
+import { endpointsWithUnknownLabels, isolateUnknownPods, UNKNOWN_LABELS_REASON } from '../policy/unknown-labels.ts';
 import type { ClusterView, NetworkPolicy } from '../policy/types.ts';
 
 const numbering = () => new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1);
@@ -69,5 +70,19 @@ describe('unknown labels fail closed', () => {
     const v = view(true);
     const c = compile(v, [unknownPod], numbering());
     expect(isolateUnknownPods(v, [unknownPod], c).endpoints[0]).toBe(isolateUnknownPods(v, [unknownPod], c).endpoints[0]);
+  });
+
+  it('is explained as such: denied both ways, whoever the peer, but for the node itself', () => {
+    const v = view(true);
+    const local = [known, unknownPod];
+    const inbound = explainFlow(v, { from: 'a/known', to: 'a/late', protocol: 'TCP', port: 80 }, { local });
+    expect(inbound.allowed).toBe(false);
+    expect(inbound.ingress).toMatchObject({ isolated: true, allowed: false, reason: UNKNOWN_LABELS_REASON });
+    const outbound = explainFlow(v, { from: 'a/late', to: 'a/known', protocol: 'TCP', port: 80 }, { local });
+    expect(outbound.egress).toMatchObject({ allowed: false, reason: UNKNOWN_LABELS_REASON });
+    const fromHost = explainFlow(v, { from: '192.0.2.10', to: 'a/late', protocol: 'TCP', port: 80 }, { local, addresses: { host: ['192.0.2.10'] } });
+    expect(fromHost.ingress.reason).not.toBe(UNKNOWN_LABELS_REASON);
+    // Where pods cannot lag (the local cluster), the same pod is judged by its (empty) labels as before.
+    expect(explainFlow(view(false), { from: 'a/known', to: 'a/late', protocol: 'TCP', port: 80 }, { local }).ingress.reason).not.toBe(UNKNOWN_LABELS_REASON);
   });
 });

@@ -85,6 +85,7 @@ current-context: fake
     const created = await cluster.local('pod', 'create', `${NS}/locked`, '--label', 'app=locked');
     expect(created.code, created.stderr).toBe(0);
     expect(api.requests.some((r) => r.path === `/api/v1/namespaces/${NS}/pods/locked`)).toBe(true);
+    expect(fs.readFileSync(path.join(cluster.dir, 'agent.log'), 'utf8')).toMatch(new RegExp(`of ${NS}/locked: its labels are not known yet`));
 
     const before = { locked: await received('locked'), friend: await received('friend'), other: await received('other') };
     // Five pings each way with both peers, and a TCP connection in (from the friend, whom the policy will allow) and out.

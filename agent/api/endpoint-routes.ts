@@ -5,7 +5,10 @@
 import { parseIp, parseMac } from '../../lib/ip-bytes.ts';
 import type { Ipam } from '../../ipam/allocator.ts';
 import type { AttachmentResponse, EndpointSpec } from '../../contract/api-types.ts';
+import { clusterView } from '../datastore/cluster-view.ts';
 import type { Datastore } from '../datastore/datastore.ts';
+import { log } from '../log.ts';
+import { endpointsWithUnknownLabels } from '../../policy/unknown-labels.ts';
 import { EndpointNotServedError, type EndpointManager } from '../endpoints.ts';
 import type { StateDisk } from '../state-disk.ts';
 import { requireObject, requireString } from './body.ts';
@@ -17,7 +20,7 @@ export interface EndpointRouteContext {
   endpoints: EndpointManager;
   ipam: Ipam;
   /** Asked for a pod it has not seen yet before its policy is synced (a remote datastore fetches it). */
-  datastore: Pick<Datastore, 'ensurePod'>;
+  datastore: Pick<Datastore, 'ensurePod' | 'objects'>;
   /** Where the CNI plugin pins its TCX links. */
   linksDir: string;
   /** The MTU pods must use (VXLAN overlay), undefined when the CNI's own is right. */
@@ -85,7 +88,12 @@ export function endpointRoutes(ctx: EndpointRouteContext): Route[] {
         ctx.stateDisk.requireWritable();
         await ctx.datastore.ensurePod?.(spec.namespace, spec.pod);
         try {
-          return ctx.endpoints.register(spec);
+          const endpoint = ctx.endpoints.register(spec);
+          const local = { endpointId: endpoint.id, namespace: spec.namespace, pod: spec.pod, ips: spec.ips };
+          if (endpointsWithUnknownLabels(clusterView(ctx.datastore.objects()), [local]).size > 0) {
+            log(`endpoint ${endpoint.id} of ${spec.namespace}/${spec.pod}: its labels are not known yet (the datastore has not delivered the pod or its namespace), isolated in both directions until they are`);
+          }
+          return endpoint;
         } catch (err: unknown) {
           if (err instanceof EndpointNotServedError) throw new ApiFailure(503, 'TryAgain', err.message);
           throw err;
