@@ -5,6 +5,8 @@
  * sluice_policy_errors a series, both gone once it is fixed. (The Event on
  * the object: policy-errors-kubernetes.test.ts, against a fake API server.)
  */
+import fs from 'node:fs';
+import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
 
@@ -54,6 +56,14 @@ describe('a NetworkPolicy that cannot be compiled, on a local cluster', () => {
   const cluster = new TestCluster();
   const reaches = async (from: string, to: string, port = 80) =>
     (await cluster.local('probe', from, to, '--protocol', 'tcp', '--port', String(port), '--timeout-ms', '1500')).code === 0;
+  /** `sluice local apply -f` of a manifest; what it tells the author (its stderr). */
+  const apply = async (yaml: string): Promise<string> => {
+    const file = path.join(cluster.dir, 'v-web.yaml');
+    fs.writeFileSync(file, yaml);
+    const r = await cluster.local('apply', '-f', file);
+    expect(r.code, r.stderr).toBe(0);
+    return r.stderr;
+  };
   const status = async (): Promise<Status> => JSON.parse(await must(SLUICE, ['status', '--socket', cluster.socket, '-o', 'json']));
   const policyErrorSeries = async (): Promise<string[]> => {
     const text = await (await fetch(`http://${(await status()).metrics.address}/metrics`)).text();
@@ -68,7 +78,9 @@ describe('a NetworkPolicy that cannot be compiled, on a local cluster', () => {
 
   it('its pod fails closed, the other policy keeps working, pods still start, and status and metrics name it until it is fixed', async () => {
     expect(await reaches('e/m', 'e/v')).toBe(true);
-    await cluster.apply(broken(70000));
+    expect(await apply(broken(70000))).toMatch(
+      /^networkpolicy e\/v-web created; NOT COMPILED: ingress\[0\]\.ports\[0\]\.port: 70000 is not a port \(1-65535\) \(this rule allows nothing\) \(the pods it selects fail closed\)$/m,
+    );
 
     // Fail closed where it selects; everything else as before.
     expect(await reaches('e/m', 'e/v')).toBe(false);
@@ -88,7 +100,7 @@ describe('a NetworkPolicy that cannot be compiled, on a local cluster', () => {
     expect(await policyErrorSeries()).toEqual(['sluice_policy_errors{namespace="e",name="v-web"} 1']);
 
     // Fixed: the policy as written, and nothing left to say.
-    await cluster.apply(broken(80));
+    expect(await apply(broken(80))).toMatch(/^networkpolicy e\/v-web configured$/m);
     expect(await reaches('e/m', 'e/v')).toBe(true);
     expect(await reaches('e/m', 'e/v', 81)).toBe(false);
     expect((await status()).policyErrors).toEqual([]);

@@ -16,6 +16,7 @@ import { datastoreOf, type ClusterConfig } from './cluster.ts';
 import { containerPorts, createPodFromManifest, deletePod } from './pods.ts';
 import { clusterNodes } from './nodes.ts';
 import { parseIpBlock } from '../../policy/address-rules.ts';
+import { checkPolicy } from '../../policy/policy-check.ts';
 import { errorMessage } from '../../lib/errors.ts';
 import { allocateService, checkServiceSpec, serviceCidrsOf } from './services.ts';
 
@@ -114,7 +115,10 @@ export async function applyManifests(config: ClusterConfig, objects: KubeObject[
     } else {
       await createPodFromManifest(config, { ...obj, metadata: { ...obj.metadata, namespace, labels } });
     }
-    lines.push(`${kind.toLowerCase()} ${ref} ${existing ? 'configured' : 'created'}`);
+    // Stored all the same (the agent fails it closed), but its author is told here, where they look.
+    const problems = kind === 'NetworkPolicy' ? checkPolicy(namespace, name, obj.spec).problems : [];
+    const notCompiled = problems.length > 0 ? `; NOT COMPILED: ${problems.join('; ')} (the pods it selects fail closed)` : '';
+    lines.push(`${kind.toLowerCase()} ${ref} ${existing ? 'configured' : 'created'}${notCompiled}`);
   }
   await syncAgent(config);
   return lines;
