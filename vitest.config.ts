@@ -32,6 +32,7 @@ const UNIT = [
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',
   'test/policy-incremental.test.ts',
+  'test/datapath-sync-incremental.test.ts',
   'test/policy-check.test.ts',
   'test/policy-errors-kubernetes.test.ts',
   'test/policy-unknown-labels.test.ts',

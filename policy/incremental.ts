@@ -295,6 +295,11 @@ export class IncrementalCompiler {
 
   // ---- Results ----
 
+  /** True when the datastore has the pod (a local endpoint alone does not count). */
+  hasPod(namespace: string, name: string): boolean {
+    return this.storePods.has(keyOf(namespace, name));
+  }
+
   /** The compiled state, equal to compile() of the same cluster; endpoints not touched since are the same objects. */
   state(): CompiledState {
     this.flush();

@@ -35,6 +35,15 @@ function podOf(obj: KubeObject): PolicyPod {
   };
 }
 
+/** Read once per object, like policies: the incremental compiler then finds an unchanged pod by identity (policy/incremental.ts). */
+const PODS = new WeakMap<KubeObject, PolicyPod>();
+
+function memoPodOf(obj: KubeObject): PolicyPod {
+  let pod = PODS.get(obj);
+  if (!pod) PODS.set(obj, (pod = podOf(obj)));
+  return pod;
+}
+
 /** A container port a named port can resolve to; any other (not from an API server) is left out, so names resolving to it allow nothing. */
 function isContainerPort(p: ContainerPort): boolean {
   return Number.isInteger(p?.containerPort) && p.containerPort >= 1 && p.containerPort <= 65535 && (p.protocol === undefined || ['TCP', 'UDP', 'SCTP'].includes(p.protocol));
@@ -68,7 +77,7 @@ export function policyErrors(objects: ClusterObjects): PolicyError[] {
 export function clusterView(objects: ClusterObjects): ClusterView {
   return {
     namespaces: new Map(objects.namespaces.map((ns) => [ns.metadata.name, ns.metadata.labels ?? {}])),
-    pods: objects.pods.map(podOf),
+    pods: objects.pods.map(memoPodOf),
     policies: objects.networkPolicies.map((obj) => checkedPolicyOf(obj).policy),
     ...(objects.isolateUnknownPods ? { isolateUnknownPods: true } : {}),
   };

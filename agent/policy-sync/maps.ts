@@ -1,7 +1,10 @@
 /**
  * Keeps the datapath's maps equal to what the endpoints, the cluster and its
- * policies call for: compiles the whole state (pure, policy/compile.ts),
- * diffs it against what the maps hold, and writes only the difference.
+ * policies call for: compiles the state (pure: policy/incremental.ts, which
+ * recomputes only what a change reaches, or the whole of policy/compile.ts
+ * with SLUICE_POLICY_COMPILER=full), and writes only the difference: the
+ * ipcache addresses the change touched, the endpoints whose compiled policy
+ * is a new object, the slots nothing points at any more.
  *
  * An endpoint's policy changes atomically. Its rules live in two slots (see
  * SLUICE_POLICY_ID in bpf/sluice.h); a changed rule set or isolation is
@@ -33,9 +36,10 @@ import {
   type EndpointInfo,
 } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
-import { compile, CompileCache, type CompiledEndpoint, type CompiledState, type PolicyDirection } from '../../policy/compile.ts';
+import { compile, CompileCache, type CompiledEndpoint, type CompiledState, type LocalEndpoint, type PolicyDirection } from '../../policy/compile.ts';
 import type { Numbering } from '../../policy/identity.ts';
-import { isolateUnknownPods } from '../../policy/unknown-labels.ts';
+import { IncrementalCompiler } from '../../policy/incremental.ts';
+import { isolatedEndpoint, isolateUnknownPods } from '../../policy/unknown-labels.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -73,11 +77,19 @@ type Contents = Map<string, string>; // key hex → value hex
 
 /** Every map this module owns. */
 const MAP_NAMES: MapName[] = ['ipcache', 'endpoints', 'devices', 'policy', 'cidr_policy'];
-/** Delete order: endpoints first (nothing points at them then), rules next, addresses last. */
-const DELETE_ORDER: MapName[] = ['devices', 'endpoints', 'policy', 'cidr_policy', 'ipcache'];
 /** The maps holding per-slot rules, and where their keys carry the policy id. */
 const RULE_MAPS = { policy: POLICY_KEY.members.policy_id!, cidr_policy: CIDR_POLICY_KEY.members.policy_id! } as const;
 type RuleMap = keyof typeof RULE_MAPS;
+
+/** Which compiler a sync uses: the incremental one, or the whole cluster every time (the reference, kept as a fallback). */
+export type PolicyCompilerKind = 'incremental' | 'full';
+
+/** The environment variable that picks the compiler (`full` falls back to compiling the whole cluster on every sync). */
+export const POLICY_COMPILER_ENV = 'SLUICE_POLICY_COMPILER';
+
+function compilerFromEnv(): PolicyCompilerKind {
+  return process.env[POLICY_COMPILER_ENV] === 'full' ? 'full' : 'incremental';
+}
 
 /** Policy's directions as the datapath numbers them: the one place they are translated. */
 const DIRECTION: Record<PolicyDirection, number> = { ingress: Direction.INGRESS, egress: Direction.EGRESS };
@@ -104,16 +116,27 @@ export class DatapathSync {
   private readonly installed = new Map<number, { rev: number; flags: number; compiled: CompiledEndpoint | null }>();
   private compiled: CompiledState | null = null;
   private readonly cache = new CompileCache();
+  /** The incremental compiler, or null when every sync compiles the whole cluster. */
+  private readonly incremental: IncrementalCompiler | null;
+  /** The ipcache's pod entries (key hex → value hex) as last compiled. */
+  private podIpcache: Contents = new Map();
+  /** The ipcache's other entries: node and host addresses over the pods', Service ranges under them; and the inputs they came from. */
+  private fixedIpcache: { over: Contents; under: Contents; inputs: string } = { over: new Map(), under: new Map(), inputs: '' };
+  /** False until a sync has compared every ipcache entry the map held (entries an earlier agent left). */
+  private ipcacheSwept = false;
+  /** ipcache keys the kernel refused to take or give up: compared again on the next sync. */
+  private ipcacheRetry = new Set<string>();
   /** Encoded rules of a compiled endpoint, per slot: the compiler hands back the same object while it is unchanged. */
   private readonly encoded = new WeakMap<CompiledEndpoint, Map<number, Record<RuleMap, Contents>>>();
 
   /** The cluster's Service (ClusterIP) ranges: the ipcache names them so from-pod leaves their egress check to the backend. */
   private readonly serviceCidrs: string[];
 
-  constructor(maps: SyncedMaps, numbering: Numbering, serviceCidrs: string[] = []) {
+  constructor(maps: SyncedMaps, numbering: Numbering, serviceCidrs: string[] = [], compiler: PolicyCompilerKind = compilerFromEnv()) {
     this.maps = maps;
     this.numbering = numbering;
     this.serviceCidrs = serviceCidrs;
+    this.incremental = compiler === 'incremental' ? new IncrementalCompiler(numbering) : null;
     // The maps may outlive agents: start from what they hold, so the first sync is a diff too.
     for (const name of MAP_NAMES) {
       const contents: Contents = new Map();
@@ -228,15 +251,14 @@ export class DatapathSync {
   apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
-    // A pod whose labels the datastore has not delivered yet is isolated both ways until it has.
-    const compiled = isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
-    const desired = { ipcache: this.desiredIpcache(compiled, hostAddresses, nodeAddresses) };
+    const compiled = this.compile(view, local);
     let written = 0;
     let deleted = 0;
     this.failures = [];
     this.failureCount = 0;
     // 1. Addresses and identities first: rules about to go live may name them.
-    for (const [key, value] of desired.ipcache) if (this.write('ipcache', key, value)) written++;
+    const ipcache = this.ipcacheChanges(compiled, hostAddresses, nodeAddresses);
+    for (const [key, value] of ipcache) if (value !== undefined && this.write('ipcache', key, value)) written++;
     // 2. Each endpoint whose rules or isolation changed gets them in full in its other slot.
     const live = new Set<number>();
     const byId = new Map(compiled.endpoints.map((c) => [c.endpointId, c]));
@@ -279,17 +301,18 @@ export class DatapathSync {
       }
     }
     // 4. Whatever nothing points at any more: gone endpoints, then old slots, then addresses.
-    const stillWanted = (name: MapName, key: string): boolean => {
-      if (name === 'endpoints' || name === 'devices') return wantInfo[name].has(key);
-      if (name === 'ipcache') return desired.ipcache.has(key);
-      return live.has(Buffer.from(key, 'hex').readUInt32LE(RULE_MAPS[name]));
-    };
-    for (const name of DELETE_ORDER) {
+    for (const name of ['devices', 'endpoints'] as const) {
       for (const key of [...this.current.get(name)!.keys()]) {
-        if (stillWanted(name, key)) continue;
+        if (wantInfo[name].has(key)) continue;
         if (this.remove(name, key)) deleted++;
       }
     }
+    const deadSlots = [...this.slots.keys()].filter((id) => !live.has(id));
+    for (const name of Object.keys(RULE_MAPS) as RuleMap[]) {
+      for (const id of deadSlots) for (const key of [...(this.slots.get(id)?.[name] ?? [])]) if (this.remove(name, key)) deleted++;
+    }
+    for (const [key, value] of ipcache) if (value === undefined && this.current.get('ipcache')!.has(key) && this.remove('ipcache', key)) deleted++;
+    for (const [key, value] of ipcache) if (this.current.get('ipcache')!.get(key) !== value) this.ipcacheRetry.add(key);
     const present = new Set(endpoints.map((e) => e.id));
     for (const id of this.installed.keys()) {
       if (present.has(id)) continue;
@@ -301,24 +324,75 @@ export class DatapathSync {
     return { written, deleted, durationMs: performance.now() - started, failed, unserved: [...unserved] };
   }
 
-  /** The ipcache as the state calls for it. */
-  private desiredIpcache(compiled: CompiledState, hostAddresses: string[], nodeAddresses: string[]): Contents {
-    const ipcache: Contents = new Map();
-    const put = (key: Buffer, value: Buffer) => ipcache.set(key.toString('hex'), value.toString('hex'));
+  /** The compiled state: a pod whose labels the datastore has not delivered yet is isolated both ways until it has. */
+  private compile(view: ClusterView, local: LocalEndpoint[]): CompiledState {
+    if (!this.incremental) return isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
+    this.incremental.applyView(view, local);
+    const state = this.incremental.state();
+    if (!view.isolateUnknownPods) return state;
+    const unknown = new Set(local.filter((ep) => !this.incremental!.hasPod(ep.namespace, ep.pod) || !view.namespaces.has(ep.namespace)).map((ep) => ep.endpointId));
+    if (unknown.size === 0) return state;
+    return { ...state, endpoints: state.endpoints.map((c) => (unknown.has(c.endpointId) ? isolatedEndpoint(c) : c)) };
+  }
+
+  /**
+   * The ipcache keys this sync may change, each with the value the state
+   * calls for (undefined: delete). With the incremental compiler, the
+   * addresses its events touched, plus every node, host and Service entry
+   * when those inputs changed; with the full one (and on the first sync),
+   * every entry.
+   */
+  private ipcacheChanges(compiled: CompiledState, hostAddresses: string[], nodeAddresses: string[]): Map<string, string | undefined> {
+    const candidates = this.ipcacheRetry;
+    this.ipcacheRetry = new Set();
+    if (this.incremental) {
+      for (const address of this.incremental.takeIpcacheChanges()) {
+        const key = encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: hostPrefixLength(address) }).toString('hex');
+        const entry = this.incremental.ipcacheEntry(address);
+        if (entry) this.podIpcache.set(key, encodeIpcacheValue(entry.identity).toString('hex'));
+        else this.podIpcache.delete(key);
+        candidates.add(key);
+      }
+    } else {
+      const pods: Contents = new Map();
+      for (const e of compiled.ipcache) pods.set(encodeIpcacheKey(e).toString('hex'), encodeIpcacheValue(e.identity).toString('hex'));
+      for (const key of this.podIpcache.keys()) candidates.add(key);
+      for (const key of pods.keys()) candidates.add(key);
+      this.podIpcache = pods;
+      this.ipcacheSwept = false;
+    }
+    const inputs = JSON.stringify([this.serviceCidrs, hostAddresses, nodeAddresses]);
+    if (inputs !== this.fixedIpcache.inputs) {
+      for (const key of this.fixedIpcache.over.keys()) candidates.add(key);
+      for (const key of this.fixedIpcache.under.keys()) candidates.add(key);
+      this.fixedIpcache = { ...this.fixedEntries(hostAddresses, nodeAddresses), inputs };
+      for (const key of this.fixedIpcache.over.keys()) candidates.add(key);
+      for (const key of this.fixedIpcache.under.keys()) candidates.add(key);
+    }
+    if (!this.ipcacheSwept) {
+      for (const key of this.current.get('ipcache')!.keys()) candidates.add(key);
+      for (const key of this.podIpcache.keys()) candidates.add(key);
+      this.ipcacheSwept = true;
+    }
+    const out = new Map<string, string | undefined>();
+    for (const key of candidates) out.set(key, this.fixedIpcache.over.get(key) ?? this.podIpcache.get(key) ?? this.fixedIpcache.under.get(key));
+    return out;
+  }
+
+  /** The ipcache entries that are not pods': every node's addresses and this node's own over the pods', the Service ranges under them. */
+  private fixedEntries(hostAddresses: string[], nodeAddresses: string[]): { over: Contents; under: Contents } {
+    const over: Contents = new Map();
+    const under: Contents = new Map();
+    const hostKey = (ip: string) => encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }).toString('hex');
     for (const cidr of this.serviceCidrs) {
       const [address, len] = cidr.split('/') as [string, string];
-      put(encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: Number(len) }), encodeIpcacheValue(Identity.SERVICE));
+      under.set(encodeIpcacheKey({ family: address.includes(':') ? 6 : 4, address, prefixLength: Number(len) }).toString('hex'), encodeIpcacheValue(Identity.SERVICE).toString('hex'));
     }
-    for (const e of compiled.ipcache) put(encodeIpcacheKey(e), encodeIpcacheValue(e.identity));
     // Every node's addresses are remote nodes; this node's own are overwritten with the host identity just below.
-    for (const ip of nodeAddresses) {
-      put(encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.REMOTE_NODE));
-    }
+    for (const ip of nodeAddresses) over.set(hostKey(ip), encodeIpcacheValue(Identity.REMOTE_NODE).toString('hex'));
     // This node's own addresses: traffic from them to local pods is always allowed.
-    for (const ip of hostAddresses) {
-      put(encodeIpcacheKey({ family: ip.includes(':') ? 6 : 4, address: ip, prefixLength: hostPrefixLength(ip) }), encodeIpcacheValue(Identity.HOST));
-    }
-    return ipcache;
+    for (const ip of hostAddresses) over.set(hostKey(ip), encodeIpcacheValue(Identity.HOST).toString('hex'));
+    return { over, under };
   }
 
   private endpointInfo(ep: Endpoint, c: CompiledEndpoint, flags: number, policyRev: number): EndpointInfo {
