@@ -19,6 +19,8 @@
  * Pure decisions (planMigration) are kept apart from the kernel copy
  * (copyEntries), so the rules are unit-tested without a kernel.
  */
+import { constants as osConstants } from 'node:os';
+import koffi from 'koffi';
 import { BPF_ANY, BPF_NOEXIST } from './bpf-map.ts';
 import { isBpfError, mapGetNextKey, mapLookupElem, mapUpdateElem, numPossibleCpus } from './libbpf.ts';
 import type { ValueLayout } from './map-btf.ts';
@@ -34,6 +36,13 @@ const BPF_MAP_TYPE_LRU_PERCPU_HASH = 10;
 const BPF_MAP_TYPE_LPM_TRIE = 11;
 const COPYABLE_TYPES = new Set([BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH, BPF_MAP_TYPE_LPM_TRIE]);
 const ARRAY_TYPES = new Set([BPF_MAP_TYPE_ARRAY, BPF_MAP_TYPE_PERCPU_ARRAY]);
+/** Map types whose entries the kernel reads and writes in batches (Linux 5.6). */
+const BATCH_TYPES = new Set([BPF_MAP_TYPE_HASH, BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_LRU_HASH, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
+const BATCH_ENTRIES = 4096;
+/** The hash map's batch token is a bucket index (u32); room for a key is also given, as other types take one. */
+const BATCH_TOKEN_BYTES = 8;
+/** Errnos of a kernel (or map) without batch operations: EINVAL, EOPNOTSUPP, ENOTSUPP. */
+const BATCH_UNSUPPORTED = new Set([osConstants.errno.EINVAL, osConstants.errno.EOPNOTSUPP, 524]);
 const PERCPU_TYPES = new Set([BPF_MAP_TYPE_PERCPU_HASH, BPF_MAP_TYPE_PERCPU_ARRAY, BPF_MAP_TYPE_LRU_PERCPU_HASH]);
 /** Per-CPU values sit in slots rounded up to 8 bytes. */
 const PERCPU_SLOT_ALIGN_BYTES = 8;
@@ -157,22 +166,121 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
     }
     return n;
   }
-  const keys = allKeys(map, oldFd, from.keySize, from.maxEntries);
-  if (mode === 'all' && keys.length > to.maxEntries) {
-    throw new MapMigrationError(map, `${keys.length} entries do not fit in the new map of ${to.maxEntries}`);
+  const chunks = readChunks(map, oldFd, from, oldValue.length);
+  const total = chunks.reduce((n, c) => n + c.count, 0);
+  if (mode === 'all' && total > to.maxEntries) {
+    throw new MapMigrationError(map, `${total} entries do not fit in the new map of ${to.maxEntries}`);
   }
-  let written = 0;
-  for (const key of keys) {
-    if (!mapLookupElem(oldFd, key, oldValue, `map ${map}`)) continue; // gone since it was listed
-    try {
-      mapUpdateElem(newFd, key, convert(), mode === 'all' ? BPF_ANY : BPF_NOEXIST, `map ${map} (new)`);
-      written++;
-    } catch (err: unknown) {
-      if (mode === 'missing' && isBpfError(err, 'EEXIST')) continue; // the new programs made it since
-      throw new MapMigrationError(map, `copying entry ${written + 1} of ${keys.length}: ${(err as Error).message}`);
+  const keySize = from.keySize;
+  const newValueBytes = newStride * slots;
+  /** A chunk's values in the new layout; the same buffer when only max_entries changed. */
+  const convertChunk = (c: Chunk): Buffer => {
+    if (oldStride === newStride && copyBytes === from.valueSize) return c.values;
+    const out = Buffer.alloc(c.count * newValueBytes);
+    for (let i = 0; i < c.count; i++) {
+      for (let cpu = 0; cpu < slots; cpu++) {
+        const at = i * oldValue.length + cpu * oldStride;
+        c.values.copy(out, i * newValueBytes + cpu * newStride, at, at + copyBytes);
+      }
     }
+    return out;
+  };
+  if (mode === 'all' && BATCH_TYPES.has(to.type)) {
+    for (const c of chunks) writeBatch(map, newFd, c.keys, convertChunk(c), c.count, total);
+    return total;
+  }
+  // Entry by entry: a trie (no batches), or a catch-up that writes only what the new map lacks.
+  const present = mode === 'missing' ? new Set(readChunks(map, newFd, to, newValueBytes).flatMap((c) => chunkKeys(c, keySize).map((k) => k.toString('hex')))) : new Set<string>();
+  let written = 0;
+  for (const c of chunks) {
+    const values = convertChunk(c);
+    chunkKeys(c, keySize).forEach((key, i) => {
+      if (present.has(key.toString('hex'))) return;
+      try {
+        mapUpdateElem(newFd, key, values.subarray(i * newValueBytes, (i + 1) * newValueBytes), mode === 'all' ? BPF_ANY : BPF_NOEXIST, `map ${map} (new)`);
+        written++;
+      } catch (err: unknown) {
+        if (mode === 'missing' && isBpfError(err, 'EEXIST')) return; // the new programs made it since
+        throw new MapMigrationError(map, `copying entry ${written + 1} of ${total}: ${(err as Error).message}`);
+      }
+    });
   }
   return written;
+}
+
+/** Entries read together: count keys and values, back to back. */
+interface Chunk {
+  keys: Buffer;
+  values: Buffer;
+  count: number;
+}
+
+function chunkKeys(c: Chunk, keySize: number): Buffer[] {
+  return Array.from({ length: c.count }, (_, i) => c.keys.subarray(i * keySize, (i + 1) * keySize));
+}
+
+/** Every entry of a hash map or trie, values of valueBytes (all CPUs' slots): in batches where the kernel can. */
+function readChunks(map: string, fd: number, layout: MapLayout, valueBytes: number): Chunk[] {
+  const batched = BATCH_TYPES.has(layout.type) ? readBatched(map, fd, layout.keySize, valueBytes) : null;
+  if (batched) return batched;
+  const keys = allKeys(map, fd, layout.keySize, layout.maxEntries);
+  const chunk: Chunk = { keys: Buffer.alloc(keys.length * layout.keySize), values: Buffer.alloc(keys.length * valueBytes), count: 0 };
+  const value = Buffer.alloc(valueBytes);
+  for (const key of keys) {
+    if (!mapLookupElem(fd, key, value, `map ${map}`)) continue; // gone since it was listed
+    key.copy(chunk.keys, chunk.count * layout.keySize);
+    value.copy(chunk.values, chunk.count * valueBytes);
+    chunk.count++;
+  }
+  return [chunk];
+}
+
+/**
+ * BPF_MAP_LOOKUP_BATCH over the whole map, BATCH_ENTRIES at a time (a
+ * syscall or three per entry cost an agent start about 25 µs per conntrack
+ * entry); null when the kernel refuses batches, for the caller to walk keys.
+ */
+function readBatched(map: string, fd: number, keySize: number, valueBytes: number): Chunk[] | null {
+  const b = batchLib();
+  const count = Buffer.alloc(4);
+  const out: Chunk[] = [];
+  let inBatch: Buffer | null = null;
+  for (;;) {
+    const chunk: Chunk = { keys: Buffer.alloc(keySize * BATCH_ENTRIES), values: Buffer.alloc(valueBytes * BATCH_ENTRIES), count: 0 };
+    const outBatch = Buffer.alloc(Math.max(keySize, BATCH_TOKEN_BYTES));
+    count.writeUInt32LE(BATCH_ENTRIES);
+    const ret = Number(b.lookupBatch(fd, inBatch, outBatch, chunk.keys, chunk.values, count, null));
+    chunk.count = count.readUInt32LE();
+    if (chunk.count > 0) out.push(chunk);
+    if (ret === -osConstants.errno.ENOENT) return out; // the end
+    if (ret < 0) {
+      if (out.length === 0 && BATCH_UNSUPPORTED.has(-ret)) return null;
+      throw new MapMigrationError(map, `read in batches: errno ${-ret}`);
+    }
+    inBatch = outBatch;
+  }
+}
+
+/** BPF_MAP_UPDATE_BATCH of count entries. */
+function writeBatch(map: string, fd: number, keys: Buffer, values: Buffer, count: number, total: number): void {
+  const n = Buffer.alloc(4);
+  n.writeUInt32LE(count);
+  const ret = Number(batchLib().updateBatch(fd, keys, values, n, null));
+  if (ret < 0) throw new MapMigrationError(map, `copying ${total} entries: errno ${-ret} after ${n.readUInt32LE()} of a batch of ${count}`);
+}
+
+type Fn = (...args: unknown[]) => unknown;
+let batchBindings: { lookupBatch: Fn; updateBatch: Fn } | undefined;
+
+/** libbpf's batch calls (bound here: only a migration uses them). */
+function batchLib(): { lookupBatch: Fn; updateBatch: Fn } {
+  if (batchBindings) return batchBindings;
+  const bpf = koffi.load('libbpf.so.1');
+  batchBindings = {
+    lookupBatch: bpf.func('int bpf_map_lookup_batch(int fd, void *in_batch, void *out_batch, void *keys, void *values, void *count, const void *opts)'),
+    updateBatch: bpf.func('int bpf_map_update_batch(int fd, const void *keys, const void *values, void *count, const void *opts)'),
+  };
+  return batchBindings;
 }
 
 /** Every key of the map (a snapshot taken before copying: a live map changes while it is walked). */

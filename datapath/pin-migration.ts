@@ -35,7 +35,7 @@ import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, u
 import { join } from 'node:path';
 import koffi from 'koffi';
 import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
-import { BPF_TCX_INGRESS, closeFd, closeObject, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
+import { BPF_TCX_INGRESS, closeFd, closeObject, isBpfError, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
 import { definedValueLayout, pinnedValueLayout } from './map-btf.ts';
 import { MAP_TREATMENT, copyEntries, isRefusal, planMigration, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
 import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
@@ -200,6 +200,7 @@ export function switchTcxLinks(linksDir: string, fromPodPath: string, toPodPath:
         if (info.progId !== (ingress ? ids.fromPod : ids.toPod)) linkUpdate(linkFd, ingress ? fromPod : toPod, `switch link ${path} to the new program`);
         links++;
       } catch (err: unknown) {
+        if (isBpfError(err, 'ENOENT')) continue; // unpinned meanwhile (a CNI DEL while the agent is away)
         failed.push(`${name}: ${errorMessage(err)}`);
       } finally {
         if (linkFd >= 0) closeFd(linkFd);
