@@ -18,6 +18,7 @@
  *
  * usage (root, after make): node bench/observability-overhead.ts [--rounds 4] [--seconds 2]
  */
+import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { DATAPATH_CONFIG, decodeCounterValue, COUNTER_NAMES } from '../datapath/abi.ts';
@@ -47,6 +48,15 @@ const PROGRAMS = ['from_pod', 'to_pod'] as const;
 type ProgStats = BpfProgStats<(typeof PROGRAMS)[number]>;
 let perPacket: Record<'l7On' | 'l7Off', ProgStats> | null = null;
 const sustained: { offeredConnPerS: number; records: number; recordsPerS: number; lost: number }[] = [];
+/** The agent's CPU time (user + system) per connection of the connection-rate runs, µs, per mode. */
+const agentCpu = { on: [] as number[], off: [] as number[] };
+const CLOCK_TICKS_PER_S = 100;
+
+/** user + system CPU seconds of a process so far (/proc/PID/stat). */
+function cpuSeconds(pid: number): number {
+  const fields = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS_PER_S;
+}
 
 /** Total of a datapath counter (per CPU values summed), from the pinned counters map. */
 function counterPackets(counters: BpfMap, name: string): number {
@@ -64,6 +74,7 @@ try {
   const serverNs = pods.get('server')!.metadata.annotations['sluice.dev/netns']!;
   const serverIp = pods.get('server')!.status.podIP;
   await startServers(tool, serverNs);
+  const agentPid = cluster.agentPid();
   const traceDir = path.join(cluster.bpfDir, 'trace');
   const config = BpfMap.openPinned(path.join(cluster.bpfDir, 'maps', 'config'), 'config', 4, DATAPATH_CONFIG.size);
   const counters = BpfMap.openPinned(path.join(cluster.bpfDir, 'maps', 'counters'), 'counters', 4, 16, true);
@@ -83,10 +94,16 @@ try {
     setTracing(mode === 'on');
     setL7(mode === 'on');
     const s = samples[mode];
+    const cpuBefore = cpuSeconds(agentPid);
+    let connections = 0;
     for (const k of [1, 8]) {
-      s[`conn/s x${k}` as Figure].push(connectionRate(tool, clientNs, serverIp, SECONDS, k).perSecond);
-      s[`HTTP conn/s x${k}` as Figure].push(connectionRate(tool, clientNs, serverIp, SECONDS, k, { http: true }).perSecond);
+      const plain = connectionRate(tool, clientNs, serverIp, SECONDS, k);
+      const http = connectionRate(tool, clientNs, serverIp, SECONDS, k, { http: true });
+      s[`conn/s x${k}` as Figure].push(plain.perSecond);
+      s[`HTTP conn/s x${k}` as Figure].push(http.perSecond);
+      connections += plain.connections + http.connections;
     }
+    agentCpu[mode].push(((cpuSeconds(agentPid) - cpuBefore) * 1e6) / connections);
     s['Gbit/s 1 stream'].push(throughputGbps(clientNs, serverIp, SECONDS, 1));
     console.error(`  observability ${mode.padEnd(3)} ${FIGURES.map((f) => `${fmt(s[f].at(-1)!, f.startsWith('Gbit') ? 2 : 0)} ${f}`).join(', ')}`);
   };
@@ -130,6 +147,7 @@ console.log(
     FIGURES.map((f) => [f, fmt(median(samples.on[f]), f.startsWith('Gbit') ? 2 : 0), fmt(median(samples.off[f]), f.startsWith('Gbit') ? 2 : 0), fmt(ratio(f), 3)]),
   ),
 );
+console.log(`the agent's CPU per connection (the connection-rate runs): ${fmt(median(agentCpu.on), 1)} µs on, ${fmt(median(agentCpu.off), 1)} µs off`);
 if (perPacket) {
   const p = perPacket;
   console.log('\nthe datapath programs per packet, HTTP connections then a stream (kernel BPF statistics)');
@@ -155,6 +173,7 @@ console.log(
     seconds: SECONDS,
     perPacket,
     sustained,
+    agentCpuUsPerConnection: { on: round(median(agentCpu.on), 1), off: round(median(agentCpu.off), 1) },
     medians: Object.fromEntries(FIGURES.map((f) => [f, { on: round(median(samples.on[f])), off: round(median(samples.off[f])), ratio: round(ratio(f), 3) }])),
   }),
 );

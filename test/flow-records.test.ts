@@ -7,7 +7,7 @@ import { describe, expect, it, vi } from 'vitest';
 import type { FlowRecord } from '../contract/flows.ts';
 import { Counter, Direction, EventType, Verdict, type DatapathEvent } from '../datapath/abi.ts';
 import { FlowFilterError, flowFilterOf, flowMatches } from '../agent/flows/filter.ts';
-import { flowRecordOf, tcpFlagNames, type FlowNaming } from '../agent/flows/record.ts';
+import { ensureSummary, flowRecordOf, tcpFlagNames, type FlowNaming } from '../agent/flows/record.ts';
 import { FlowStore } from '../agent/flows/store.ts';
 import { PolicyNamer } from '../agent/flows/policy-names.ts';
 import { Compilation } from '../policy/compile.ts';
@@ -68,7 +68,7 @@ describe('flowRecordOf', () => {
       policies: [{ namespace: 'web', name: 'allow-front', direction: 'ingress', rule: 0 }],
     });
     expect(r.dropReason).toBeUndefined();
-    expect(r.summary).toBe('web/client:40000 -> web/server:80 TCP [SYN] ALLOWED ingress (policy) by web/allow-front#0');
+    expect(ensureSummary(r).summary).toBe('web/client:40000 -> web/server:80 TCP [SYN] ALLOWED ingress (policy) by web/allow-front#0');
   });
 
   it('says "no policy" for a flow no policy judged, and gives a drop its counter', () => {
@@ -90,7 +90,7 @@ describe('flowRecordOf', () => {
       http: { version: 'HTTP/1.1', method: 'GET', path: '/x', status: 503 },
     });
     expect(l7).toMatchObject({ type: 'l7', isReply: true, direction: '', reason: 'http', tcpFlags: ['PSH', 'ACK'] });
-    expect(l7.summary).toBe('web/server:80 -> web/client:40000 TCP [PSH,ACK] HTTP 503 GET /x 1.3ms');
+    expect(ensureSummary(l7).summary).toBe('web/server:80 -> web/client:40000 TCP [PSH,ACK] HTTP 503 GET /x 1.3ms');
   });
 
   it('names every TCP flag bit', () => {

@@ -10,6 +10,7 @@ import type { FlowPolicyRef, FlowRecord } from '../../contract/flows.ts';
 import { explainCompilation, explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import { errorMessage } from '../../lib/errors.ts';
+import { summaryOf } from './record.ts';
 
 /** What the namer reads; the agent's policy state fits it. */
 export interface PolicyNamerSource {
@@ -60,7 +61,7 @@ export class PolicyNamer {
     try {
       refs = this.answer(r, from, to);
     } catch (err: unknown) {
-      this.log(`flow records: cannot name the policies of ${r.summary}: ${errorMessage(err)}`);
+      this.log(`flow records: cannot name the policies of ${summaryOf(r)}: ${errorMessage(err)}`);
       refs = undefined;
     }
     this.cache.set(key, refs);

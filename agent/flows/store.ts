@@ -1,11 +1,13 @@
 /**
  * The agent's flow records: a bounded ring of the latest (GET /v1/flows
- * ?last=N) and the followers that get each new one (?follow=1). A follower
+ * ?last=N) and the followers that get each new one (?follow=1). Records
+ * get their summary line here, as they leave (ensureSummary). A follower
  * that cannot keep up loses records, counted, rather than growing the
  * agent's memory; so does the datapath (its counter is read by the caller).
  */
 import type { FlowRecord } from '../../contract/flows.ts';
 import { flowMatches, type CompiledFlowFilter } from './filter.ts';
+import { ensureSummary } from './record.ts';
 
 /** Records the ring holds by default: about 10 MB of records. */
 export const DEFAULT_FLOW_CAPACITY = 8192;
@@ -38,7 +40,7 @@ export class FlowStore {
     this.next = (this.next + 1) % this.capacity;
     if (this.size < this.capacity) this.size++;
     this.added++;
-    for (const f of this.followers) if (flowMatches(r, f.filter) && !f.send(r)) this.followerLosses++;
+    for (const f of this.followers) if (flowMatches(r, f.filter) && !f.send(ensureSummary(r))) this.followerLosses++;
   }
 
   /** Records held now. */
@@ -51,7 +53,7 @@ export class FlowStore {
     const out: FlowRecord[] = [];
     for (let i = 1; i <= this.size && out.length < last; i++) {
       const r = this.ring[(this.next - i + this.capacity) % this.capacity]!;
-      if (flowMatches(r, filter)) out.push(r);
+      if (flowMatches(r, filter)) out.push(ensureSummary(r));
     }
     return out.reverse();
   }
