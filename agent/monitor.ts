@@ -65,14 +65,15 @@ export interface MonitorFilter {
 
 /** Names addresses and identities; supplied by the agent from its endpoints and datastore. */
 export interface Resolver {
-  podOfIp(ip: string): { namespace: string; pod: string } | undefined;
-  podOfEndpoint(endpointId: number): { namespace: string; pod: string } | undefined;
+  /** The pod with this address; `name`, when given, is its "namespace/pod". */
+  podOfIp(ip: string): { namespace: string; pod: string; name?: string } | undefined;
+  podOfEndpoint(endpointId: number): { namespace: string; pod: string; name?: string } | undefined;
   hostAddresses(): string[];
 }
 
 function peerOf(r: Resolver, ip: string, port: number, identity: number, endpoint: number): MonitorPeer {
   const pod = (endpoint && r.podOfEndpoint(endpoint)) || (ip ? r.podOfIp(ip) : undefined);
-  if (pod) return { ip, port, identity, name: `${pod.namespace}/${pod.pod}`, namespace: pod.namespace, pod: pod.pod };
+  if (pod) return { ip, port, identity, name: pod.name ?? `${pod.namespace}/${pod.pod}`, namespace: pod.namespace, pod: pod.pod };
   if (ip && r.hostAddresses().includes(ip)) return { ip, port, identity, name: 'host' };
   return { ip, port, identity, name: reservedIdentityName(identity) ?? (ip || 'unknown') };
 }

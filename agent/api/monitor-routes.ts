@@ -18,9 +18,10 @@ export interface MonitorContext {
  */
 export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: Pick<PolicyState, 'revision' | 'hostAddresses'>, datastore: Pick<Datastore, 'objects'>): FlowNaming {
   let revision = -1;
-  let byIp = new Map<string, { namespace: string; pod: string }>();
-  let byEndpoint = new Map<number, { namespace: string; pod: string }>();
-  let labels = new Map<string, Record<string, string>>();
+  // Each pod's answer is made once per revision, its "ns/name" included: events name the same pods over and over.
+  let byIp = new Map<string, { namespace: string; pod: string; name: string }>();
+  let byEndpoint = new Map<number, { namespace: string; pod: string; name: string }>();
+  let labels = new Map<string, Map<string, Record<string, string>>>();
   let devices = new Map<number, string>();
   const refresh = () => {
     if (revision === policy.revision) return;
@@ -31,12 +32,15 @@ export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: P
     devices = new Map();
     for (const p of datastore.objects().pods) {
       const status = (p.status ?? {}) as { podIPs?: { ip: string }[] };
-      const who = { namespace: p.metadata.namespace ?? 'default', pod: p.metadata.name };
+      const namespace = p.metadata.namespace ?? 'default';
+      const who = { namespace, pod: p.metadata.name, name: `${namespace}/${p.metadata.name}` };
       for (const { ip } of status.podIPs ?? []) byIp.set(ip, who);
-      labels.set(`${who.namespace}/${who.pod}`, p.metadata.labels ?? {});
+      let ofNamespace = labels.get(namespace);
+      if (!ofNamespace) labels.set(namespace, (ofNamespace = new Map()));
+      ofNamespace.set(who.pod, p.metadata.labels ?? {});
     }
     for (const e of endpoints.list()) {
-      const who = { namespace: e.namespace, pod: e.pod };
+      const who = { namespace: e.namespace, pod: e.pod, name: `${e.namespace}/${e.pod}` };
       byEndpoint.set(e.id, who);
       for (const ip of e.ips) byIp.set(ip, who);
       devices.set(e.hostIfindex, e.hostIfname);
@@ -46,7 +50,7 @@ export function makeResolver(endpoints: Pick<EndpointManager, 'list'>, policy: P
     podOfIp: (ip) => (refresh(), byIp.get(ip)),
     podOfEndpoint: (id) => (refresh(), byEndpoint.get(id)),
     hostAddresses: () => policy.hostAddresses(),
-    labelsOf: (namespace, pod) => (refresh(), labels.get(`${namespace}/${pod}`)),
+    labelsOf: (namespace, pod) => (refresh(), labels.get(namespace)?.get(pod)),
     interfaceName: (ifindex) => (refresh(), devices.get(ifindex)),
   };
 }

@@ -29,6 +29,19 @@ export function tcpFlagNames(flags: number): string[] {
 /** tcpFlagNames of every flags byte, made once: records share them (never change a record's tcpFlags). */
 const FLAG_NAMES_BY_BYTE: readonly string[][] = Array.from({ length: 256 }, (_, flags) => tcpFlagNames(flags));
 
+/** The interface of recent records, one object per device: records share them (never change a record's interface). */
+const interfaces = new Map<number, FlowRecord['interface']>();
+const INTERFACE_CACHE_ENTRIES = 4096;
+
+function interfaceOf(index: number, name: string | undefined): FlowRecord['interface'] {
+  const cached = interfaces.get(index);
+  if (cached && cached.name === name) return cached;
+  if (interfaces.size >= INTERFACE_CACHE_ENTRIES) interfaces.clear();
+  const made = name ? { index, name } : { index };
+  interfaces.set(index, made);
+  return made;
+}
+
 /** Protocols named in records whose ends have ports. */
 const NAMES_WITH_PORTS: ReadonlySet<string> = new Set(
   Object.entries(Protocol)
@@ -93,7 +106,7 @@ export function flowRecordOf(
   const type: FlowRecord['type'] = e.type === EventType.L7 ? 'l7' : e.type === EventType.DROP ? 'drop' : 'flow';
   const source = endpointOf(m.src, naming);
   const destination = endpointOf(m.dst, naming);
-  const name = naming.interfaceName(e.ifindex);
+  const iface = interfaceOf(e.ifindex, naming.interfaceName(e.ifindex));
   const record: FlowRecord = {
     time: m.time,
     type,
@@ -104,7 +117,7 @@ export function flowRecordOf(
     protocol: m.protocol,
     direction: type === 'l7' ? '' : m.direction,
     isReply: type === 'l7' ? l7?.kind === 'response' : e.isReply,
-    interface: name ? { index: e.ifindex, name } : { index: e.ifindex },
+    interface: iface,
     bytes: e.len,
     summary: '',
   };
