@@ -27,6 +27,7 @@ const UNIT = [
   'test/fuzz-grammar.test.ts', // runs /usr/bin/python3 (scapy) to build frames; sends nothing, no root
   'test/install-manifests.test.ts', // reads install/; statfs of /sys/fs/bpf, mounts nothing
   'test/ipam.test.ts',
+  'test/ipam-clock.test.ts', // reads /proc/uptime and the boot id
   'test/ipam-rebuild.test.ts', // lists this namespace's links and routes over rtnetlink (read-only, no root)
   'test/map-migration.test.ts',
   'test/multi-node-plan.test.ts',

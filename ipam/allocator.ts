@@ -12,6 +12,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { bigIntToIp, ipToBigInt, parseAddressRange } from '../lib/cidr.ts';
 import { makePool, nextAllocatable, notAllocatable, offsetOf, poolCapacity, type NotAllocatableReason, type Pool } from './pool.ts';
 import { validatePodCIDRs } from './pod-cidrs.ts';
+import { systemBootClock, type BootClock } from '../lib/boot-clock.ts';
 import { closeQuietly, inTransaction, ipKey, ipKeyOfText, openIpamStore, toRecord, type AllocationKey, type AllocationRecord, type SynchronousMode } from './store.ts';
 
 /**
@@ -93,11 +94,15 @@ export interface IpamOptions {
   /** Extra addresses never handed out: CIDRs, "first-last" ranges or single addresses. */
   reserved?: string[];
   synchronous?: SynchronousMode;
+  /** The clock allocation times are stamped with for grace periods (default: the machine's boot-time clock). */
+  clock?: BootClock;
 }
 
 /** The node's IPAM: pools plus the SQLite store behind them. */
 export class Ipam {
   readonly pools: Pool[];
+  /** The clock of allocation times: reconciliation measures grace periods on it. */
+  readonly clock: BootClock;
   private readonly dbFile: string;
   private readonly synchronous: SynchronousMode | undefined;
   private db!: DatabaseSync;
@@ -111,6 +116,7 @@ export class Ipam {
     this.pools = validatePodCIDRs(cidrs).map((c) => makePool(c, reserved));
     this.dbFile = dbFile;
     this.synchronous = opts.synchronous;
+    this.clock = opts.clock ?? systemBootClock;
     this.open();
   }
 
@@ -121,17 +127,17 @@ export class Ipam {
   }
 
   private open(): void {
-    this.db = openIpamStore(this.dbFile, this.synchronous);
+    this.db = openIpamStore(this.dbFile, this.synchronous, this.clock);
     this.stmts = {
       findInRange: this.db.prepare('SELECT ip FROM allocations WHERE container_id = ? AND ifname = ? AND ip_key BETWEEN ? AND ? LIMIT 1'),
       isUsed: this.db.prepare('SELECT 1 FROM allocations WHERE ip_key = ?'),
       holderOf: this.db.prepare('SELECT container_id, ifname FROM allocations WHERE ip_key = ?'),
       insertIfFree: this.db.prepare(
-        'INSERT OR IGNORE INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT OR IGNORE INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at, created_boot_id, created_boot_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       isReleased: this.db.prepare('SELECT 1 FROM released WHERE ip_key = ?'),
       insert: this.db.prepare(
-        'INSERT INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)',
+        'INSERT INTO allocations (ip, ip_key, pool, container_id, ifname, namespace, pod, netns, created_at, created_boot_id, created_boot_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
       ),
       cursor: this.db.prepare('SELECT last_offset FROM pool_cursor WHERE pool = ?'),
       setCursor: this.db.prepare(
@@ -182,7 +188,7 @@ export class Ipam {
         }
         const value = ipToBigInt(e.ip);
         const pool = this.pools.find((p) => p.cidr.family === (e.ip.includes(':') ? 6 : 4) && offsetOf(p, value) !== null);
-        const inserted = this.stmts.insertIfFree!.run(e.ip, ipk, pool?.cidr.text ?? '', e.containerID, e.ifname, e.namespace, e.pod, e.netns, Date.now());
+        const inserted = this.stmts.insertIfFree!.run(e.ip, ipk, pool?.cidr.text ?? '', e.containerID, e.ifname, e.namespace, e.pod, e.netns, Date.now(), ...this.bootStamp());
         if (Number(inserted.changes) === 0) {
           result.conflicts.push({ ...e, heldBy: `${e.containerID}/${e.ifname} (it holds another address of this pod CIDR)` });
           continue;
@@ -262,6 +268,12 @@ export class Ipam {
     this.db.close();
   }
 
+  /** The created_boot_id and created_boot_ms of a row made now. */
+  private bootStamp(): [string, number] {
+    const now = this.clock.now();
+    return [now.bootId, now.ms];
+  }
+
   private key(pool: Pool, offset: bigint): string {
     return ipKey(pool.cidr.family, pool.cidr.base + offset);
   }
@@ -276,7 +288,7 @@ export class Ipam {
     const ip = bigIntToIp(pool.cidr.base + offset, pool.cidr.family);
     const ipk = this.key(pool, offset);
     this.stmts.forgetReleased!.run(ipk);
-    this.stmts.insert!.run(ip, ipk, pool.cidr.text, key.containerID, key.ifname, key.namespace ?? '', key.pod ?? '', key.netns ?? '', Date.now());
+    this.stmts.insert!.run(ip, ipk, pool.cidr.text, key.containerID, key.ifname, key.namespace ?? '', key.pod ?? '', key.netns ?? '', Date.now(), ...this.bootStamp());
     return this.describe(pool, ip);
   }
 

@@ -22,6 +22,7 @@
  * was made again after an ADD whose rollback could not release its addresses).
  */
 import type { AllocationRecord } from './store.ts';
+import { elapsedMs, type BootTime } from '../lib/boot-clock.ts';
 
 /** What the decision needs to know about an endpoint. */
 export interface EndpointFacts {
@@ -43,10 +44,10 @@ export interface ReconcileInput {
   podExists?: ((namespace: string, name: string) => boolean) | undefined;
   /** The runtime's valid attachments (CNI GC); when given, everything else past the grace period goes. */
   validAttachments?: { containerID: string; ifname: string }[] | undefined;
-  /** Attachments younger than this are never released: an ADD may still be running. */
+  /** Attachments younger than this on the boot-time clock are never released: an ADD may still be running. */
   graceMs: number;
-  /** Milliseconds since the epoch. */
-  now: number;
+  /** Now on the boot-time clock (lib/boot-clock.ts), never the wall clock: a clock step must not age or rejuvenate anything. */
+  now: BootTime;
 }
 
 /** What the agent can tell of a netns path: there, gone, or out of its sight. */
@@ -125,7 +126,8 @@ export function decideReleases(input: ReconcileInput): ReconcileDecision {
   for (const [k, allocs] of byAttachment) {
     const first = allocs[0]!;
     const endpoint = endpoints.get(k);
-    const newest = Math.max(...allocs.map((a) => a.createdAt));
+    // Its youngest address counts; one made in an earlier boot is older than any grace period.
+    const age = Math.min(...allocs.map((a) => elapsedMs(a.createdBoot, input.now)));
     const decide = (release: boolean, reason: ReconcileReason): void => {
       const d: AttachmentDecision = {
         containerID: first.containerID,
@@ -138,7 +140,7 @@ export function decideReleases(input: ReconcileInput): ReconcileDecision {
       };
       (release ? out.release : out.keep).push(d);
     };
-    if (input.now - newest < input.graceMs) {
+    if (age < input.graceMs) {
       decide(false, 'within-grace');
       continue;
     }

@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { ipToBigInt } from '../lib/cidr.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { systemBootClock, type BootClock, type BootTime } from '../lib/boot-clock.ts';
 
 /** Who holds an address: the CNI attachment key plus the pod it belongs to. */
 export interface AllocationKey {
@@ -29,8 +30,10 @@ export interface AllocationRecord {
   namespace: string;
   pod: string;
   netns: string;
-  /** Milliseconds since the epoch. */
+  /** Milliseconds since the epoch: for people; grace periods read createdBoot. */
   createdAt: number;
+  /** When it was made on the boot-time clock (lib/boot-clock.ts): what grace periods are measured from. */
+  createdBoot: BootTime;
 }
 
 /** How hard a COMMIT waits for the disk; see STORE_SYNCHRONOUS. */
@@ -59,7 +62,7 @@ export const STORE_SYNCHRONOUS: SynchronousMode = 'NORMAL';
 const BUSY_TIMEOUT_MS = 5_000;
 
 /** Schema version written to PRAGMA user_version after migrations. */
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS allocations (
@@ -94,6 +97,18 @@ CREATE TABLE IF NOT EXISTS released (
 );
 `;
 
+/**
+ * Columns added by schema version 2: the allocation's time on the boot-time
+ * clock. Rows of older stores get the time of the migration, so their grace
+ * period starts again then: at most one grace period late, never early.
+ */
+function addBootTimeColumns(db: DatabaseSync, columns: Set<string>, clock: BootClock): void {
+  if (!columns.has('created_boot_id')) db.exec("ALTER TABLE allocations ADD COLUMN created_boot_id TEXT NOT NULL DEFAULT ''");
+  if (!columns.has('created_boot_ms')) db.exec('ALTER TABLE allocations ADD COLUMN created_boot_ms INTEGER NOT NULL DEFAULT 0');
+  const now = clock.now();
+  db.prepare("UPDATE allocations SET created_boot_id = ?, created_boot_ms = ? WHERE created_boot_id = ''").run(now.bootId, now.ms);
+}
+
 /** Opens (creating if needed) an SQLite file in WAL mode (FULL unless told otherwise); the directory is made root-only. */
 export function openStore(file: string, synchronous: SynchronousMode = 'FULL'): DatabaseSync {
   fs.mkdirSync(path.dirname(file), { recursive: true, mode: 0o700 });
@@ -103,7 +118,7 @@ export function openStore(file: string, synchronous: SynchronousMode = 'FULL'): 
 }
 
 /** Opens the IPAM store at `file`, creating or migrating its schema; throws naming the file when it is newer than this code. */
-export function openIpamStore(file: string, synchronous: SynchronousMode = STORE_SYNCHRONOUS): DatabaseSync {
+export function openIpamStore(file: string, synchronous: SynchronousMode = STORE_SYNCHRONOUS, clock: BootClock = systemBootClock): DatabaseSync {
   const db = openStore(file, synchronous);
   try {
     inTransaction(db, () => {
@@ -113,6 +128,7 @@ export function openIpamStore(file: string, synchronous: SynchronousMode = STORE
       const columns = new Set(db.prepare('PRAGMA table_info(allocations)').all().map((c) => String(c.name)));
       if (!columns.has('ip_key')) db.exec('ALTER TABLE allocations ADD COLUMN ip_key TEXT');
       if (!columns.has('netns')) db.exec("ALTER TABLE allocations ADD COLUMN netns TEXT NOT NULL DEFAULT ''");
+      addBootTimeColumns(db, columns, clock);
       const update = db.prepare('UPDATE allocations SET ip_key = ? WHERE ip = ?');
       for (const row of db.prepare('SELECT ip FROM allocations WHERE ip_key IS NULL').all()) {
         update.run(ipKeyOfText(String(row.ip)), String(row.ip));
@@ -205,5 +221,6 @@ export function toRecord(row: Record<string, unknown>): AllocationRecord {
     pod: String(row.pod),
     netns: String(row.netns ?? ''),
     createdAt: Number(row.created_at),
+    createdBoot: { bootId: String(row.created_boot_id ?? ''), ms: Number(row.created_boot_ms ?? 0) },
   };
 }

@@ -268,6 +268,8 @@ describe('Ipam', () => {
 describe('reconcile decision', () => {
   const NOW = 1_000_000;
   const GRACE = 1_000;
+  /** A time on the boot-time clock of this boot. */
+  const boot = (ms: number) => ({ bootId: 'boot-1', ms });
   const alloc = (containerID: string, over: Partial<AllocationRecord> = {}): AllocationRecord => ({
     ip: `10.0.0.${containerID.charCodeAt(0) % 200}`,
     pool: '10.0.0.0/24',
@@ -276,11 +278,12 @@ describe('reconcile decision', () => {
     namespace: 'x',
     pod: containerID,
     netns: '',
-    createdAt: NOW - 10 * GRACE,
+    createdAt: 0,
+    createdBoot: boot(NOW - 10 * GRACE),
     ...over,
   });
   const decide = (over: Partial<ReconcileInput>) => {
-    const d = decideReleases({ allocations: [], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: NOW, ...over });
+    const d = decideReleases({ allocations: [], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: boot(NOW), ...over });
     return {
       release: Object.fromEntries(d.release.map((r) => [r.containerID, r.reason])),
       keep: Object.fromEntries(d.keep.map((r) => [r.containerID, r.reason])),
@@ -288,7 +291,7 @@ describe('reconcile decision', () => {
   };
 
   it('never releases within the grace period, whatever else holds', () => {
-    expect(decide({ allocations: [alloc('a', { createdAt: NOW - GRACE + 1 })], validAttachments: [] })).toEqual({ release: {}, keep: { a: 'within-grace' } });
+    expect(decide({ allocations: [alloc('a', { createdBoot: boot(NOW - GRACE + 1) })], validAttachments: [] })).toEqual({ release: {}, keep: { a: 'within-grace' } });
   });
 
   it('with the runtime list (CNI GC), releases exactly the attachments not in it', () => {
@@ -406,14 +409,14 @@ describe('reconcile decision', () => {
 
   it('decides per attachment: both addresses of a dual-stack pod go together, the newest one sets the age', () => {
     const d = decideReleases({
-      allocations: [alloc('a'), alloc('a', { ip: 'fd00::2', createdAt: NOW - 1 })],
+      allocations: [alloc('a'), alloc('a', { ip: 'fd00::2', createdBoot: boot(NOW - 1) })],
       endpoints: [],
       netnsState: () => 'gone',
       graceMs: GRACE,
-      now: NOW,
+      now: boot(NOW),
     });
     expect(d.keep).toMatchObject([{ containerID: 'a', ips: ['10.0.0.97', 'fd00::2'], reason: 'within-grace' }]);
-    const later = decideReleases({ allocations: [alloc('a'), alloc('a', { ip: 'fd00::2' })], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: NOW });
+    const later = decideReleases({ allocations: [alloc('a'), alloc('a', { ip: 'fd00::2' })], endpoints: [], netnsState: () => 'gone', graceMs: GRACE, now: boot(NOW) });
     expect(later.release).toMatchObject([{ containerID: 'a', ips: ['10.0.0.97', 'fd00::2'], reason: 'no-endpoint' }]);
   });
 });

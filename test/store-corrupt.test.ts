@@ -17,6 +17,7 @@ import type { IpamResponse } from '../contract/api-types.ts';
 import { TestCluster, sh } from './support/local-cluster.ts';
 
 const PODS = 20;
+const GC_GRACE_MS = 2_000;
 
 /** A local cluster with PODS running pods, whose agent's store the test damages. */
 class DamagedStoreCluster extends TestCluster {
@@ -24,8 +25,10 @@ class DamagedStoreCluster extends TestCluster {
   readonly agentLog = path.join(this.dir, 'agent.log');
 
   async start(): Promise<void> {
-    // Reconciliation at full speed: a rebuilt allocation it would release goes within the test.
-    await this.up('--agent-arg=--ipam-gc-grace-ms=0', '--agent-arg=--ipam-gc-interval-ms=300');
+    // Reconciliation at full speed: a rebuilt allocation it would release goes within the test. (A grace of
+    // 0 would race ADDs themselves: the allocation of an ADD in flight has no netns, and its pod may not be
+    // in the agent's copy of the datastore yet.)
+    await this.up(`--agent-arg=--ipam-gc-grace-ms=${GC_GRACE_MS}`, '--agent-arg=--ipam-gc-interval-ms=300');
     for (let i = 0; i < PODS; i++) {
       const r = await this.local('pod', 'create', `s/p${i}`);
       expect(r.code, r.stdout + r.stderr).toBe(0);
@@ -88,7 +91,7 @@ async function damageAndRestart(damage: (store: string) => void): Promise<string
       for (const [pod, ip] of Object.entries(before.ip)) expect(held.get(ip), `${pod}'s address ${ip}`).toBe(pod);
     };
     await check();
-    await new Promise((r) => setTimeout(r, 1000));
+    await new Promise((r) => setTimeout(r, GC_GRACE_MS + 1_000));
     await check();
     expect((await cluster.status()).endpoints).toBe(PODS + 1);
 

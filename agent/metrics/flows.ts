@@ -169,7 +169,7 @@ interface Peer {
 export interface FlowMetricsOptions {
   /** Distinct peer label sets kept apart (default MAX_PEER_LABEL_SETS). */
   maxPeerLabelSets?: number;
-  /** The clock forgetIdle() judges by, in ms (default Date.now). */
+  /** The clock forgetIdle() judges by, in ms (default performance.now(): monotonic, so a step of the wall clock forgets nothing early). */
   nowMs?: () => number;
 }
 
@@ -192,7 +192,7 @@ export class FlowMetrics {
   constructor(registry: Registry, labels: readonly FlowMetricLabel[], options: FlowMetricsOptions = {}) {
     this.labels = FLOW_METRIC_LABELS.filter((l) => labels.includes(l));
     this.maxPeerLabelSets = options.maxPeerLabelSets ?? MAX_PEER_LABEL_SETS;
-    this.nowMs = options.nowMs ?? Date.now;
+    this.nowMs = options.nowMs ?? (() => performance.now());
     const peer = this.labels;
     const registers = [registry];
     const counter = (name: string, help: string, own: string[]) => new Counter({ name, help, labelNames: [...own, ...peer], registers });

@@ -83,7 +83,7 @@ export function reconcileIpam(deps: IpamReconcileDeps, opts: IpamReconcileOption
     podExists: deps.podExists,
     validAttachments: opts.validAttachments,
     graceMs: opts.graceMs,
-    now: Date.now(),
+    now: deps.ipam.clock.now(),
   });
   const report: IpamReconcileReport = { released: [], kept: decision.keep.length, failed: [] };
   for (const d of decision.release) {
