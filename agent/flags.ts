@@ -14,6 +14,7 @@ import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } fro
 import { DEFAULT_FLOW_METRIC_LABELS, FLOW_METRIC_LABELS, parseFlowMetricLabels, type FlowMetricLabel } from './metrics/flows.ts';
 import { DEFAULT_FLOW_CAPACITY } from './flows/store.ts';
 import { groupId, type ApiAccess } from './api/peer.ts';
+import { DEFAULT_LB_MAP_SIZES, type LbMapSizes } from '../datapath/service-lb-loader.ts';
 
 /** Kubernetes' default Service range (kube-apiserver --service-cluster-ip-range). */
 const DEFAULT_SERVICE_CIDR = '10.96.0.0/12';
@@ -65,6 +66,10 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
   --socket-lb on|off
                     ClusterIP Services translated in connect/sendmsg/recvmsg/getpeername hooks on the cgroup v2
                     root, for every socket of the node (default on; agent/services/)
+  --lb-services-max N, --lb-backends-max N, --lb-revnat-max N, --lb-affinity-max N
+                    sizes of the load balancer's maps: frontends plus backend slots (default ${DEFAULT_LB_MAP_SIZES.services}),
+                    backends (${DEFAULT_LB_MAP_SIZES.backends}), sockets x backends for reverse translation (${DEFAULT_LB_MAP_SIZES.revnat}),
+                    client affinities (${DEFAULT_LB_MAP_SIZES.affinity}); pinned maps of other sizes are resized at start
   --service-cidr CIDR
                     the cluster's Service (ClusterIP) range, repeatable (default ${DEFAULT_SERVICE_CIDR})
   --ct-timeout-tcp-sec S, --ct-timeout-other-sec S
@@ -130,6 +135,8 @@ export interface AgentFlags {
   serviceCIDRs: string[];
   /** Socket-level load balancing of Services (--socket-lb). */
   socketLb: boolean;
+  /** The load balancer's map sizes (--lb-*-max). */
+  lbMapSizes: LbMapSizes;
   /** The datapath's settings; 0 takes the datapath's default. */
   datapathConfig: DatapathConfig;
   ctSweepIntervalMs: number;
@@ -170,6 +177,10 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
       'ct-timeout-tcp-sec': { type: 'string' },
       'service-cidr': { type: 'string', multiple: true },
       'socket-lb': { type: 'string', default: 'on' },
+      'lb-services-max': { type: 'string' },
+      'lb-backends-max': { type: 'string' },
+      'lb-revnat-max': { type: 'string' },
+      'lb-affinity-max': { type: 'string' },
       'ct-timeout-other-sec': { type: 'string' },
       'ct-max-per-endpoint': { type: 'string' },
       'ct-sweep-interval-ms': { type: 'string' },
@@ -221,6 +232,13 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     securityRules: values['security-rules'] ?? [],
     serviceCIDRs: values['service-cidr'] ?? [DEFAULT_SERVICE_CIDR],
     socketLb: values['socket-lb'] === 'on',
+    lbMapSizes: {
+      services: mapSizeFlag('lb-services-max', values['lb-services-max'], DEFAULT_LB_MAP_SIZES.services),
+      // At least 2: backend ids run from 1 and index lb_backend_flows.
+      backends: mapSizeFlag('lb-backends-max', values['lb-backends-max'], DEFAULT_LB_MAP_SIZES.backends, 2),
+      revnat: mapSizeFlag('lb-revnat-max', values['lb-revnat-max'], DEFAULT_LB_MAP_SIZES.revnat),
+      affinity: mapSizeFlag('lb-affinity-max', values['lb-affinity-max'], DEFAULT_LB_MAP_SIZES.affinity),
+    },
     datapathConfig: {
       ctTimeoutTcpSec: nonNegativeFlag('ct-timeout-tcp-sec', values['ct-timeout-tcp-sec'], 0, 'seconds'),
       ctTimeoutOtherSec: nonNegativeFlag('ct-timeout-other-sec', values['ct-timeout-other-sec'], 0, 'seconds'),
@@ -235,6 +253,13 @@ export function parseAgentFlags(argv: string[]): AgentFlags | null {
     tcpHealth: values['tcp-health'] === 'on',
     cgroupRoot: values['cgroup-root'],
   };
+}
+
+/** A map size flag: a whole number of entries, at least min (the kernel takes up to 2^31). */
+function mapSizeFlag(name: string, text: string | undefined, fallback: number, min = 1): number {
+  const n = nonNegativeFlag(name, text, fallback, 'entries');
+  if (!Number.isInteger(n) || n < min || n > 2 ** 31) throw new Error(`--${name} '${text}' must be a whole number of entries from ${min} to ${2 ** 31}`);
+  return n;
 }
 
 /** --flow-records: at least one record. */

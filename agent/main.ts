@@ -202,6 +202,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       pinDir: `${f.pinDir}/service-lb`,
       objectBytes: serviceLbObjectBytes,
       cgroupRoot: f.cgroupRoot !== undefined ? cgroup2RootUnder(f.cgroupRoot) : cgroup2Root(),
+      sizes: f.lbMapSizes,
       datastore,
       log,
       nodeAddresses: () => policy.hostAddresses(),
@@ -235,7 +236,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const routes: Route[] = [
     statusRoute({
       node: f.nodeName, pinDir: f.pinDir, ipam, endpoints, datapath, policy, datastore, startedAtMs, stateDisk,
-      mapFill: () => mapFill.read(),
+      mapFill: async () => [...(await mapFill.read()), ...(await services.mapFill())],
       metrics: { address: f.metricsAddress && formatMetricsAddress(metricsServer?.bound ?? f.metricsAddress), listening: metricsServer !== null },
     }),
     ...ipamRoutes({ ipam, endpoints, ...reclaim, ipamGcGraceMs: f.ipamGcGraceMs, podMtu, stateDisk, attachment: () => ({ fromPod: datapath.progPaths.fromPod, toPod: datapath.progPaths.toPod, linksDir }) }),

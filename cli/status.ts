@@ -95,7 +95,8 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
 
 function mapLine(m: StatusMapFill): string {
   const entries = m.truncated ? `>=${m.entries}` : String(m.entries);
-  return `${m.name.padEnd(12)} ${`${entries}/${m.maxEntries}`.padStart(16)} (${percent(m.entries, m.maxEntries)}${m.truncated ? '+' : ''})`;
+  const full = m.refused ? `, FULL: ${m.refused} entries refused (see the agent log)` : '';
+  return `${m.name.padEnd(12)} ${`${entries}/${m.maxEntries}`.padStart(16)} (${percent(m.entries, m.maxEntries)}${m.truncated ? '+' : ''})${full}`;
 }
 
 function percent(part: number, whole: number): string {

@@ -130,6 +130,8 @@ export interface StatusMapFill {
   maxEntries: number;
   /** True when counting stopped at the agent's limit (conntrack may hold more). */
   truncated: boolean;
+  /** Entries the agent could not write because the map was full, since it started (the load balancer's maps). */
+  refused?: number;
 }
 
 /** Error body of every failed request. */

@@ -110,6 +110,7 @@ interface Bindings {
   mapKeySize: Fn;
   mapValueSize: Fn;
   mapMaxEntries: Fn;
+  mapSetMaxEntries: Fn;
   mapFlags: Fn;
   nextMap: Fn;
   mapName: Fn;
@@ -176,6 +177,7 @@ function lib(): Bindings {
     mapKeySize: bpf.func('bpf_map__key_size', 'uint32_t', [mapPtr]),
     mapValueSize: bpf.func('bpf_map__value_size', 'uint32_t', [mapPtr]),
     mapMaxEntries: bpf.func('bpf_map__max_entries', 'uint32_t', [mapPtr]),
+    mapSetMaxEntries: bpf.func('bpf_map__set_max_entries', 'int', [mapPtr, 'uint32_t']),
     mapFlags: bpf.func('bpf_map__map_flags', 'uint32_t', [mapPtr]),
     nextMap: bpf.func('bpf_object__next_map', mapPtr, [objectPtr, mapPtr]),
     mapName: bpf.func('bpf_map__name', 'const char *', [mapPtr]),
@@ -325,6 +327,11 @@ export function mapDefinitions(obj: BpfObjectHandle): MapDefinition[] {
 /** bpf_map_create with no options; returns the new map's fd. */
 export function mapCreate(type: number, name: string, keySize: number, valueSize: number, maxEntries: number): number {
   return check(lib().mapCreate(type, name, keySize, valueSize, maxEntries, null), `create map ${name}`);
+}
+
+/** Sets a map's max_entries in an opened object, before it is loaded; throws (e.g. EBUSY once loaded). */
+export function setMapMaxEntries(obj: BpfObjectHandle, name: string, maxEntries: number): void {
+  check(lib().mapSetMaxEntries(findMap(obj, name), maxEntries), `set max_entries of map ${name} to ${maxEntries}`);
 }
 
 /** The fd of a created map (owned by the object). */

@@ -15,9 +15,25 @@
 import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import sea from 'node:sea';
-import { LB_AFFINITY_KEY, LB_AFFINITY_VALUE, LB_BACKEND, LB_BACKEND_ID_SIZE, LB_FLOWS_VALUE_SIZE, LB_REVNAT_KEY, LB_REVNAT_VALUE, LB_SERVICE_KEY, LB_SERVICE_VALUE } from './service-lb-abi.ts';
+import {
+  LB_AFFINITY_KEY,
+  LB_AFFINITY_VALUE,
+  LB_BACKEND,
+  LB_BACKEND_ID_SIZE,
+  LB_FLOWS_VALUE_SIZE,
+  LB_MAX_AFFINITY,
+  LB_MAX_BACKENDS,
+  LB_MAX_REVNAT,
+  LB_MAX_SERVICE_SLOTS,
+  LB_REVNAT_KEY,
+  LB_REVNAT_VALUE,
+  LB_SERVICE_KEY,
+  LB_SERVICE_VALUE,
+} from './service-lb-abi.ts';
 import { BpfMap } from './bpf-map.ts';
-import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
+import { readMapInfo } from './bpf-info.ts';
+import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram, setMapMaxEntries } from './libbpf.ts';
+import { recoverResize, resizePinnedMaps, type ResizeTarget } from './service-lb-resize.ts';
 
 const OBJECT_NAME = 'sluice_lb';
 const MAPS_DIR = 'maps';
@@ -51,8 +67,29 @@ const MAP_SPECS = {
   lb_affinity: { keySize: LB_AFFINITY_KEY.size, valueSize: LB_AFFINITY_VALUE.size, perCpu: false },
 } satisfies Record<string, { keySize: number; valueSize: number; perCpu: boolean }>;
 
+const MAP_NAMES = Object.keys(MAP_SPECS) as (keyof typeof MAP_SPECS)[];
+
 /** The load balancer's maps, open in this process. */
 export type ServiceLbMaps = Record<keyof typeof MAP_SPECS, BpfMap>;
+export type ServiceLbMapName = keyof typeof MAP_SPECS;
+
+/** Entries of the load balancer's maps (the agent's --lb-*-max flags). */
+export interface LbMapSizes {
+  /** lb_services: frontends plus their backend slots. */
+  services: number;
+  /** lb_backends, and lb_backend_flows (indexed by backend id: ids run 1..backends-1). */
+  backends: number;
+  /** lb_revnat (LRU): sockets × backends remembered for reverse translation. */
+  revnat: number;
+  /** lb_affinity (LRU): (client, frontend) pairs of sessionAffinity: ClientIP. */
+  affinity: number;
+}
+
+/** The sizes bpf/service-lb.h defines. */
+export const DEFAULT_LB_MAP_SIZES: Readonly<LbMapSizes> = { services: LB_MAX_SERVICE_SLOTS, backends: LB_MAX_BACKENDS, revnat: LB_MAX_REVNAT, affinity: LB_MAX_AFFINITY };
+
+/** Which size each map takes. */
+const SIZE_OF: Record<ServiceLbMapName, keyof LbMapSizes> = { lb_services: 'services', lb_backends: 'backends', lb_backend_flows: 'backends', lb_revnat: 'revnat', lb_affinity: 'affinity' };
 
 /** A loaded (or adopted) socket load balancer. */
 export interface ServiceLb {
@@ -63,6 +100,12 @@ export interface ServiceLb {
   attached: string[];
   /** The links pinned (attached) now. */
   links: string[];
+  /** Each map's max_entries as the kernel has it now. */
+  sizes: Record<ServiceLbMapName, number>;
+  /** Pinned maps resized to the wanted sizes by this load ("lb_services 65536 → 1024"). */
+  resized: string[];
+  /** Why pinned maps of other sizes were kept (then sizes shows what they are), or null. */
+  resizeRefused: string | null;
   /** Closes this process's map fds; everything pinned stays in the kernel. */
   close(): void;
 }
@@ -75,6 +118,8 @@ export interface LoadServiceLbOptions {
   objectBytes: Buffer;
   /** The root of the cgroup v2 hierarchy (trace-loader's cgroup2Root()). */
   cgroupRoot: string;
+  /** Map sizes (default: bpf/service-lb.h's); pinned maps of other sizes are resized (service-lb-resize.ts). */
+  sizes?: LbMapSizes;
 }
 
 /** The bytes of the object: an asset of the single executable, else dist/ (or $SLUICE_SERVICE_LB_OBJECT). */
@@ -96,13 +141,32 @@ export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
   const linksDir = join(options.pinDir, LINKS_DIR);
   for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
 
-  const progPath = (name: ProgramName) => join(progsDir, name);
-  const pinned = [...PROGRAMS.map(progPath), ...Object.keys(MAP_SPECS).map((name) => join(mapsDir, name))];
+  const sizes = options.sizes ?? DEFAULT_LB_MAP_SIZES;
+  const resizeTarget: ResizeTarget = {
+    pinDir: options.pinDir,
+    maps: MAP_NAMES,
+    links: LINKS,
+    loadInto: (toMaps, toProgs) => loadAndPin(options.objectBytes, toMaps, (name) => join(toProgs, name), sizes),
+  };
+  // An interrupted resize is finished (or discarded) before the pins are looked at.
+  recoverResize(resizeTarget);
+  const progPath = (name: string) => join(progsDir, name);
+  const pinned = [...PROGRAMS.map(progPath), ...MAP_NAMES.map((name) => join(mapsDir, name))];
   const adopted = pinned.every((path) => existsSync(path));
+  const resized: string[] = [];
+  let resizeRefused: string | null = null;
   if (!adopted) {
-    loadAndPin(options.objectBytes, mapsDir, progPath);
+    // An incomplete set: maps of other sizes cannot be re-used by libbpf; they start afresh.
+    for (const [name, size] of pinnedSizes(mapsDir)) if (size !== sizes[SIZE_OF[name]]) unlinkSync(join(mapsDir, name));
+    loadAndPin(options.objectBytes, mapsDir, progPath, sizes);
     // Links of older programs are replaced by links of the new ones.
     for (const pin of readdirSync(linksDir)) unlinkSync(join(linksDir, pin));
+  } else {
+    const differ = [...pinnedSizes(mapsDir)].filter(([name, size]) => size !== sizes[SIZE_OF[name]]);
+    if (differ.length > 0) {
+      resizeRefused = resizePinnedMaps(resizeTarget);
+      if (resizeRefused === null) resized.push(...differ.map(([name, size]) => `${name} ${size} → ${sizes[SIZE_OF[name]]}`));
+    }
   }
   const attached: string[] = [];
   for (const link of LINKS) {
@@ -117,6 +181,9 @@ export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
     maps,
     attached,
     links: readdirSync(linksDir).sort(),
+    sizes: Object.fromEntries(MAP_NAMES.map((name) => [name, readMapInfo(maps[name].fd, `map ${name}`).maxEntries])) as Record<ServiceLbMapName, number>,
+    resized,
+    resizeRefused,
     close: () => {
       for (const map of Object.values(maps)) map.close();
     },
@@ -128,9 +195,25 @@ export function removeServiceLb(pinDir: string): void {
   rmSync(pinDir, { recursive: true, force: true });
 }
 
-function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
+/** max_entries of each map pinned under mapsDir. */
+function pinnedSizes(mapsDir: string): Map<ServiceLbMapName, number> {
+  const out = new Map<ServiceLbMapName, number>();
+  for (const name of MAP_NAMES) {
+    if (!existsSync(join(mapsDir, name))) continue;
+    const fd = objGet(join(mapsDir, name), `map ${name}`);
+    try {
+      out.set(name, readMapInfo(fd, `map ${name}`).maxEntries);
+    } finally {
+      closeFd(fd);
+    }
+  }
+  return out;
+}
+
+function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: string) => string, sizes: LbMapSizes): void {
   const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
   try {
+    for (const name of MAP_NAMES) setMapMaxEntries(obj, name, sizes[SIZE_OF[name]]);
     loadObject(obj, OBJECT_NAME);
     for (const name of PROGRAMS) {
       if (existsSync(progPath(name))) unlinkSync(progPath(name));

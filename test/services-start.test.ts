@@ -11,6 +11,7 @@ import type { KubeObject } from '../agent/datastore/local.ts';
 import { desiredFrontendsOf, serviceInputsOf, startServices } from '../agent/services/start.ts';
 import { ServiceChangeIndex } from '../agent/services/service-changes.ts';
 import { ServiceMapSync } from '../agent/services/sync.ts';
+import { renderStatus } from '../cli/status.ts';
 import { decodeBackend, decodeServiceKey, decodeServiceValue } from '../datapath/service-lb-abi.ts';
 import type { ServiceLb } from '../datapath/service-lb-loader.ts';
 
@@ -261,5 +262,19 @@ describe('incremental service sync', () => {
     }
     expect(syncs).toBeGreaterThan(100);
     expect(frontendsSeen).toBeGreaterThan(12);
+  });
+});
+
+describe('load balancer maps in sluice status', () => {
+  it('shows each map as entries/max, and a full one with the entries it refused', () => {
+    const doc = {
+      node: 'n', ready: true, podCIDRs: [], endpoints: 0, datapath: { pinDir: '/x', adopted: false }, pools: [], counters: {}, recentDrops: [],
+      maps: [{ name: 'lb_services', entries: 4, maxEntries: 4, truncated: false, refused: 2 }, { name: 'lb_revnat', entries: 3, maxEntries: 64, truncated: false }],
+    };
+    const lines = renderStatus(doc, Date.now()).filter((l) => l.includes('lb_'));
+    expect(lines).toEqual([
+      'maps:       lb_services               4/4 (100.0%), FULL: 2 entries refused (see the agent log)',
+      '            lb_revnat                3/64 (4.7%)',
+    ]);
   });
 });

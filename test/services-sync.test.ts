@@ -207,3 +207,21 @@ describe('slot arrangement', () => {
     expect(arrangeSlots([1, 2, 3], [])).toEqual([]);
   });
 });
+
+describe('a full backend map', () => {
+  it('counts a backend with no free id as refused by a full lb_backends, says what to raise, and serves it once one is free (retried without a change)', () => {
+    const m = maps();
+    const sync = new ServiceMapSync(m, { maxEntries: { lb_backends: 3 } });
+    const stats = sync.apply([frontend('10.96.0.10', 80, [['10.244.0.2', 80], ['10.244.0.3', 80], ['10.244.0.4', 80]])]);
+    expect(stats.full).toEqual({ lb_backends: 1 });
+    expect(stats.failed).toEqual(['backend 10.244.0.4:80: map lb_backends is full (3 entries): not served; raise --lb-backends-max']);
+    expect(picks(m)['10.96.0.10:80/TCP']).toHaveLength(2);
+    // One backend leaves: the refused one gets its id on the next sync (retried even though only the other frontend changed).
+    const next = sync.update(new Map([['10.96.0.11|80|TCP', frontend('10.96.0.11', 80, [])]]));
+    expect(next.full).toEqual({ lb_backends: 1 });
+    // An id freed by a sync is taken by the next (new backends are written before old ones leave).
+    expect(sync.apply([frontend('10.96.0.10', 80, [['10.244.0.3', 80], ['10.244.0.4', 80]])]).full).toEqual({ lb_backends: 1 });
+    expect(sync.update(new Map())).toMatchObject({ full: {}, failed: [] });
+    expect(picks(m)['10.96.0.10:80/TCP']).toEqual(['10.244.0.3:80', '10.244.0.4:80']);
+  });
+});

@@ -7,10 +7,11 @@
  */
 import type { Datastore } from '../datastore/datastore.ts';
 import type { KubeObject } from '../datastore/local.ts';
-import { loadServiceLb, type LoadServiceLbOptions, type ServiceLb } from '../../datapath/service-lb-loader.ts';
+import { loadServiceLb, type LbMapSizes, type LoadServiceLbOptions, type ServiceLb, type ServiceLbMapName } from '../../datapath/service-lb-loader.ts';
+import { countEntries, type MapFill } from '../metrics/map-fill.ts';
 import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
 import { serviceFrontends, serviceKeyOf, sliceOwner, type ServiceEndpointInputs, type ServiceInputs } from './table.ts';
-import { ServiceMapSync, type LbSyncStats } from './sync.ts';
+import { ServiceMapSync, type LbSizedMap, type LbSyncStats } from './sync.ts';
 import { DesiredFrontends } from './desired.ts';
 import type { ServiceChangeIndex } from './service-changes.ts';
 import { destroyStaleUdpSockets } from './stale-sockets.ts';
@@ -40,6 +41,9 @@ export function serviceInputsOf(datastore: Datastore): ServiceInputs {
   return { services: objects.services ?? [], pods: objects.pods };
 }
 
+/** The maps whose fill sluice status shows (lb_backend_flows is an array: always full). */
+const FILL_MAPS: ServiceLbMapName[] = ['lb_services', 'lb_backends', 'lb_revnat', 'lb_affinity'];
+
 /** Every Service's frontends, built from scratch (the full sync; the reference the incremental one is tested against). */
 export function desiredFrontendsOf(inputs: ServiceInputs, nodeAddresses: string[]): DesiredFrontends {
   const desired = new DesiredFrontends();
@@ -67,6 +71,8 @@ export interface StartServicesOptions {
   cgroupRoot: string | null;
   datastore: Datastore;
   log: (msg: string) => void;
+  /** The maps' sizes (--lb-*-max; default bpf/service-lb.h's). */
+  sizes?: LbMapSizes;
   /** This node's addresses (e.g. policy.hostAddresses()): NodePort Services are served on each. */
   nodeAddresses?: () => string[];
   /** The network namespaces of the node's pods (e.g. the endpoints' netns paths): where stale UDP sockets are destroyed. */
@@ -91,6 +97,8 @@ export interface Services {
   settled(): Promise<void>;
   /** The body of GET /v1/services. */
   report(): ServicesResponse;
+  /** The fill of the load balancer's maps, with the entries refused because one was full (for sluice status); [] when off. */
+  mapFill(): Promise<(MapFill & { refused?: number })[]>;
   /** Closes the map fds; the pinned programs keep serving Services while the agent is away. */
   close(): void;
 }
@@ -108,13 +116,17 @@ export function startServices(options: StartServicesOptions): Services {
   /** The node addresses the NodePort copies were made on, joined: a change rebuilds everything. */
   let nodeAddressesSeen: string | null = null;
   let syncError: string | null = null;
+  /** Entries refused because their map was full, since start. */
+  const refused: Partial<Record<LbSizedMap, number>> = {};
   let destroying: Promise<void> = Promise.resolve();
   if (options.enabled && options.cgroupRoot === null) reason = 'no cgroup v2 hierarchy is mounted';
   else if (options.enabled) {
     try {
-      lb = (options.load ?? loadServiceLb)({ pinDir: options.pinDir, objectBytes: options.objectBytes(), cgroupRoot: options.cgroupRoot! });
-      sync = new ServiceMapSync(lb.maps);
+      lb = (options.load ?? loadServiceLb)({ pinDir: options.pinDir, objectBytes: options.objectBytes(), cgroupRoot: options.cgroupRoot!, ...(options.sizes ? { sizes: options.sizes } : {}) });
+      sync = new ServiceMapSync(lb.maps, lb.sizes ? { maxEntries: { lb_services: lb.sizes.lb_services, lb_backends: lb.sizes.lb_backend_flows } } : {});
       options.log(`socket load balancer ${lb.adopted ? 'adopted' : 'loaded'} at ${options.cgroupRoot}${lb.attached.length ? ` (attached ${lb.attached.join(', ')})` : ''}`);
+      if (lb.resized?.length) options.log(`socket load balancer maps resized: ${lb.resized.join(', ')}`);
+      if (lb.resizeRefused) options.log(`socket load balancer maps kept at their pinned sizes (${Object.entries(lb.sizes).map(([m, n]) => `${m} ${n}`).join(', ')}): ${lb.resizeRefused}`);
     } catch (err: unknown) {
       reason = `load the socket load balancer: ${errorMessage(err)}`;
       options.log(reason);
@@ -146,6 +158,7 @@ export function startServices(options: StartServicesOptions): Services {
           stats = { ...sync.apply(desired.table()), servicesBuilt: [...desired.services()].length };
         }
         stats.durationMs = performance.now() - started;
+        for (const [map, n] of Object.entries(stats.full) as [LbSizedMap, number][]) refused[map] = (refused[map] ?? 0) + n;
         syncError = stats.failed.length > 0 ? stats.failed.join('; ') : null;
         if (stats.written + stats.deleted > 0) options.log(`services: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
         if (syncError) options.log(`services sync incomplete (retried on the next change): ${syncError}`);
@@ -193,6 +206,15 @@ export function startServices(options: StartServicesOptions): Services {
           })),
         })),
       };
+    },
+    async mapFill() {
+      if (!lb) return [];
+      const out: (MapFill & { refused?: number })[] = [];
+      for (const name of FILL_MAPS) {
+        const counted = await countEntries(lb.maps[name]);
+        out.push({ name, maxEntries: lb.sizes?.[name] ?? 0, ...counted, ...(name in refused ? { refused: refused[name as LbSizedMap] } : {}) });
+      }
+      return out;
     },
     close() {
       lb?.close();

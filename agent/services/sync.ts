@@ -13,6 +13,7 @@
  */
 import {
   LB_MAX_BACKENDS,
+  LB_MAX_SERVICE_SLOTS,
   LB_MAX_SLOTS_PER_SERVICE,
   decodeAffinityBackend,
   decodeBackend,
@@ -49,6 +50,18 @@ export interface LbSyncMaps {
   lb_affinity?: LbMap;
 }
 
+/** The maps a sync can fill up. */
+export type LbSizedMap = 'lb_services' | 'lb_backends';
+
+/** The flag that sizes each (agent/flags.ts). */
+const SIZE_FLAG: Record<LbSizedMap, string> = { lb_services: '--lb-services-max', lb_backends: '--lb-backends-max' };
+
+/** What the sync is told of the maps' sizes (default: bpf/service-lb.h's). */
+export interface LbSyncOptions {
+  /** max_entries of lb_services and lb_backends (backend ids run 1..lb_backends-1: they index lb_backend_flows). */
+  maxEntries?: Partial<Record<LbSizedMap, number>>;
+}
+
 /** What one sync did. */
 export interface LbSyncStats {
   written: number;
@@ -59,6 +72,8 @@ export interface LbSyncStats {
   visited: number;
   /** Entries the kernel refused (e.g. a full map), with why; retried on the next sync. */
   failed: string[];
+  /** Entries refused because their map was full (E2BIG, or no free backend id), per map. */
+  full: Partial<Record<LbSizedMap, number>>;
   durationMs: number;
   /** Backends that left a UDP frontend: connected UDP sockets pointing at them are stale (stale-sockets.ts). */
   udpBackendsGone: { address: string; port: number }[];
@@ -120,9 +135,11 @@ export class ServiceMapSync {
   /** Frontends a sync could not write whole (a full map, no free id): compared again on every sync until they are. */
   private readonly retry = new Set<string>();
   private nextIdHint = 1;
+  private readonly maxEntries: Record<LbSizedMap, number>;
 
-  constructor(maps: LbSyncMaps) {
+  constructor(maps: LbSyncMaps, options: LbSyncOptions = {}) {
     this.maps = maps;
+    this.maxEntries = { lb_services: LB_MAX_SERVICE_SLOTS, lb_backends: LB_MAX_BACKENDS, ...options.maxEntries };
     this.adopt();
   }
 
@@ -181,15 +198,21 @@ export class ServiceMapSync {
 
   private sync(changes: Map<string, ServiceFrontend | undefined>, full: boolean): LbSyncStats {
     const started = performance.now();
-    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, visited: 0, failed: [], durationMs: 0, udpBackendsGone: [] };
+    const stats: LbSyncStats = { written: 0, deleted: 0, frontends: 0, backends: 0, visited: 0, failed: [], full: {}, durationMs: 0, udpBackendsGone: [] };
     const udpGone = new Set<string>();
+    const refuseFull = (map: LbSizedMap, what: string) => {
+      stats.full[map] = (stats.full[map] ?? 0) + 1;
+      stats.failed.push(`${what}: map ${map} is full (${this.maxEntries[map]} entries): not served; raise ${SIZE_FLAG[map]}`);
+    };
     const write = (map: LbMap, key: Buffer, value: Buffer, what: string): boolean => {
       try {
         map.update(key, value);
         stats.written++;
         return true;
       } catch (err: unknown) {
-        stats.failed.push(`${what}: ${errorMessage(err)}`);
+        // A full hash map refuses a new key with E2BIG.
+        if ((err as { code?: unknown }).code === 'E2BIG') refuseFull(map === this.maps.lb_services ? 'lb_services' : 'lb_backends', what);
+        else stats.failed.push(`${what}: ${errorMessage(err)}`);
         return false;
       }
     };
@@ -229,7 +252,7 @@ export class ServiceMapSync {
         const [address, port, protocol] = bk.split('|') as [string, string, LbProtocol];
         const id = this.freeId();
         if (id === 0) {
-          stats.failed.push(`backend ${address}:${port}: no free backend id (${LB_MAX_BACKENDS - 1} in use)`);
+          refuseFull('lb_backends', `backend ${address}:${port}`);
           this.retry.add(fk);
           continue;
         }
@@ -312,8 +335,9 @@ export class ServiceMapSync {
 
   private freeId(): number {
     const used = this.backendById;
-    for (let n = 0; n < LB_MAX_BACKENDS - 1; n++) {
-      const id = ((this.nextIdHint - 1 + n) % (LB_MAX_BACKENDS - 1)) + 1;
+    const ids = this.maxEntries.lb_backends - 1;
+    for (let n = 0; n < ids; n++) {
+      const id = ((this.nextIdHint - 1 + n) % ids) + 1;
       if (!used.has(id)) {
         this.nextIdHint = id + 1;
         return id;
