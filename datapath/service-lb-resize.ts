@@ -27,6 +27,26 @@ import { readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
 import { closeFd, linkUpdate, objGet } from './libbpf.ts';
 import { copyEntries } from './map-migration.ts';
 
+/**
+ * A debug knob for the crash tests: with SLUICE_LB_RESIZE_CRASH_AFTER=<step>
+ * the resize stops right after that step as a crash would, leaving every pin
+ * as it is. Unset, it costs one environment lookup per step.
+ */
+export const RESIZE_CRASH_ENV = 'SLUICE_LB_RESIZE_CRASH_AFTER';
+export const RESIZE_STEPS = ['staged', 'ready', 'links', 'maps'] as const;
+
+/** Thrown by an injected crash; nothing is cleaned up behind it. */
+export class InjectedResizeCrash extends Error {
+  constructor(step: (typeof RESIZE_STEPS)[number]) {
+    super(`injected crash after resize step '${step}' (${RESIZE_CRASH_ENV} is set)`);
+    this.name = 'InjectedResizeCrash';
+  }
+}
+
+function crashPoint(step: (typeof RESIZE_STEPS)[number]): void {
+  if (process.env[RESIZE_CRASH_ENV] === step) throw new InjectedResizeCrash(step);
+}
+
 const STAGING_DIR = 'resize-staging';
 const READY_DIR = 'resize-ready';
 const RETIRED_DIR = 'resize-retired';
@@ -55,11 +75,14 @@ export function resizePinnedMaps(target: ResizeTarget): string | null {
     mkdirSync(join(staging, PROGS_DIR), { recursive: true });
     target.loadInto(join(staging, MAPS_DIR), join(staging, PROGS_DIR));
     for (const map of target.maps) copyMap(map, join(target.pinDir, MAPS_DIR), join(staging, MAPS_DIR), 'all');
+    crashPoint('staged');
   } catch (err: unknown) {
+    if (err instanceof InjectedResizeCrash) throw err;
     rmSync(staging, { recursive: true, force: true });
     return (err as Error).message;
   }
   renameSync(staging, join(target.pinDir, READY_DIR));
+  crashPoint('ready');
   finishResize(target);
   return null;
 }
@@ -87,6 +110,7 @@ function finishResize(target: ResizeTarget): void {
     if (existsSync(pin)) switchLink(pin, join(newer(PROGS_DIR), link.program));
   }
   if (existsSync(older(MAPS_DIR))) for (const map of target.maps) if (existsSync(join(older(MAPS_DIR), map))) copyMap(map, older(MAPS_DIR), newer(MAPS_DIR), 'missing');
+  crashPoint('links');
   for (const dir of [MAPS_DIR, PROGS_DIR]) {
     if (!existsSync(join(ready, dir))) continue;
     if (existsSync(join(pinDir, dir))) {
@@ -95,6 +119,7 @@ function finishResize(target: ResizeTarget): void {
       renameSync(join(pinDir, dir), join(retired, dir));
     }
     renameSync(join(ready, dir), join(pinDir, dir));
+    if (dir === MAPS_DIR) crashPoint('maps');
   }
   rmSync(ready, { recursive: true, force: true });
   rmSync(retired, { recursive: true, force: true });

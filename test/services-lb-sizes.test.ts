@@ -21,6 +21,7 @@ import { loadServiceLb, removeServiceLb, serviceLbObjectBytes, type LbMapSizes, 
 import { cgroup2Root } from '../datapath/trace-loader.ts';
 import { readLinkInfo } from '../datapath/bpf-info.ts';
 import { closeFd, objGet } from '../datapath/libbpf.ts';
+import { RESIZE_CRASH_ENV, RESIZE_STEPS } from '../datapath/service-lb-resize.ts';
 
 const ID = `h17sz${process.pid}`;
 const PIN_DIR = `/sys/fs/bpf/sluice-test-${ID}`;
@@ -153,5 +154,25 @@ describe('load balancer map sizes', () => {
     expect(shrunk.resized).toEqual([]);
     expect(await connectFrom(cgroup, '10.251.3.1')).toBe('backend via 10.251.3.1');
     expect(fs.readdirSync(PIN_DIR).sort()).toEqual(['links', 'maps', 'progs']);
+  });
+
+  it('finishes (or discards) a resize a crash interrupted at any step, on the next load; Services served at every point', async () => {
+    const base = load({ services: 1024, backends: 256, revnat: 128, affinity: 32 });
+    expect(new ServiceMapSync(base.maps, { maxEntries: { lb_services: 1024, lb_backends: 256 } }).apply([frontend(1, [port]), frontend(2, [port]), frontend(3, [port])]).failed).toEqual([]);
+    for (const [i, step] of RESIZE_STEPS.entries()) {
+      const sizes = { services: 2048 + 64 * i, backends: 256, revnat: 128, affinity: 32 };
+      process.env[RESIZE_CRASH_ENV] = step;
+      try {
+        expect(() => load(sizes), step).toThrow(`injected crash after resize step '${step}'`);
+      } finally {
+        delete process.env[RESIZE_CRASH_ENV];
+      }
+      expect(await connectFrom(cgroup, '10.251.2.1'), step).toBe('backend via 10.251.2.1');
+      const lb = load(sizes);
+      expect(lb.sizes.lb_services, step).toBe(sizes.services);
+      expect(lb.maps.lb_services.keys(), step).toHaveLength(6);
+      expect(fs.readdirSync(PIN_DIR).sort(), step).toEqual(['links', 'maps', 'progs']);
+      expect(await connectFrom(cgroup, '10.251.3.1'), step).toBe('backend via 10.251.3.1');
+    }
   });
 });
