@@ -35,11 +35,13 @@ import {
   type IpcacheEntry,
   type LocalEndpoint,
   type PeerIdentity,
+  type PolicyDirection,
+  type RuleResult,
   type RuleSource,
 } from './compile.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
 import { selectorMatches } from './selector.ts';
-import type { ClusterView, NetworkPolicy, NetworkPolicyPeer, PolicyPod } from './types.ts';
+import type { ClusterView, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyRule, PolicyPod } from './types.ts';
 
 /** namespace/name of a pod or a policy. */
 type ObjectKey = string;
@@ -85,6 +87,16 @@ interface PolicyRecord {
   selectors: CachedSelector[];
   /** An egress rule names ports: they resolve on remote pods. */
   namedEgress: boolean;
+}
+
+/** One rule's result, shared by every endpoint its policy selects (named ingress ports resolve per endpoint: in the key). */
+interface CachedRule {
+  result: RuleResult;
+  policyKey: ObjectKey;
+  /** The selectors of its peers: the result is stale once one of them takes other identities. */
+  selectors: Set<CachedSelector>;
+  /** Named egress ports resolve on remote pods: stale once any pod changes. */
+  podDependent: boolean;
 }
 
 interface EndpointRecord {
@@ -152,6 +164,7 @@ export class IncrementalCompiler {
   private podsChanged = false;
   private readonly source: RuleSource;
   private readonly policyTexts = new WeakMap<NetworkPolicy, string>();
+  private readonly rules = new Map<string, CachedRule>();
   /** Endpoints compiled by the last flushes (for tests and measurements). */
   recompiled = 0;
 
@@ -342,6 +355,9 @@ export class IncrementalCompiler {
   /** Recompiles the endpoints that what changed reaches. */
   private flush(): void {
     if (this.changedSelectors.size > 0 || this.podsChanged) {
+      for (const [key, rule] of this.rules) {
+        if ((this.podsChanged && rule.podDependent) || [...rule.selectors].some((s) => this.changedSelectors.has(s))) this.rules.delete(key);
+      }
       for (const [id, record] of this.endpoints) {
         if (this.dirty.has(id)) continue;
         if ((this.podsChanged && record.podDependent) || [...record.selectors].some((s) => this.changedSelectors.has(s))) this.dirty.add(id);
@@ -371,10 +387,30 @@ export class IncrementalCompiler {
       record.ep,
       self.identity.id,
       selecting,
-      (direction, policy, rule) => compileRule({ direction, policy, rule, self: self.pod, source: this.source }),
+      (direction, policy, rule) => this.ruleResult(direction, policy, rule, self.pod),
       this.numbering,
     );
     this.recompiled++;
+  }
+
+  /** One rule's result for the endpoint self, from the rule cache when nothing it reads changed. */
+  private ruleResult(direction: PolicyDirection, policy: NetworkPolicy, rule: NetworkPolicyRule, self: PolicyPod): RuleResult {
+    const policyKey = keyOf(policy.namespace, policy.name);
+    const named = (rule.ports ?? []).some(isNamed);
+    const index = ((direction === 'ingress' ? policy.ingress : policy.egress) ?? []).indexOf(rule);
+    const key = `${policyKey}|${direction}|${index}|${named && direction === 'ingress' ? JSON.stringify(self.ports) : ''}`;
+    let cached = this.rules.get(key);
+    if (!cached) {
+      const peers = (direction === 'ingress' ? rule.from : rule.to) ?? [];
+      const selectors = new Set<CachedSelector>();
+      for (const peer of peers) {
+        const s = peer.ipBlock ? undefined : this.selectorOfPeer.get(peer);
+        if (s) selectors.add(s);
+      }
+      cached = { result: compileRule({ direction, policy, rule, self, source: this.source }), policyKey, selectors, podDependent: named && direction === 'egress' };
+      this.rules.set(key, cached);
+    }
+    return cached.result;
   }
 
   /** Recomputes one pod as compiled (from the datastore's object and its local endpoint), its identity and addresses. */
@@ -470,6 +506,7 @@ export class IncrementalCompiler {
 
   private dropPolicy(key: ObjectKey, record: PolicyRecord): void {
     this.policies.delete(key);
+    for (const [ruleKey, rule] of this.rules) if (rule.policyKey === key) this.rules.delete(ruleKey);
     this.policiesByNamespace.get(record.policy.namespace)?.delete(key);
     for (const selector of record.selectors) {
       if (--selector.users === 0) this.selectors.delete(selector.key);
