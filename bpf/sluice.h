@@ -357,8 +357,13 @@ struct ct_sweep_result {
 struct frag_key {
 	__u8 saddr[16];
 	__u8 daddr[16];
+#ifndef SLUICE_TEST_FRAG_KEY_SWAP /* a build flag only for the test of a key reordered at the same size (test/datapath-migration.test.ts) */
 	__u32 id;
 	__u32 endpoint;  /* the endpoint charged */
+#else
+	__u32 endpoint;
+	__u32 id;
+#endif
 	__u8 protocol;
 	__u8 family;
 	__u8 direction;  /* SLUICE_DIR_EGRESS: seen by from_pod; SLUICE_DIR_INGRESS: by to_pod */

@@ -15,6 +15,7 @@ const LIBBPF_SONAME = 'libbpf.so.1';
 /** Room for struct bpf_map_info; btf_id and btf_value_type_id are at 64 and 72 on Linux 5.x/6.x. */
 const MAP_INFO_BYTES = 96;
 const MAP_INFO_BTF_ID = 64;
+const MAP_INFO_BTF_KEY_TYPE_ID = 68;
 const MAP_INFO_BTF_VALUE_TYPE_ID = 72;
 
 /** BTF_KIND_* of linux/btf.h that matter here. */
@@ -45,7 +46,7 @@ export interface ValueLayout {
 }
 
 type Fn = (...args: unknown[]) => unknown;
-let bound: { loadById: Fn; free: Fn; typeById: Fn; nameByOffset: Fn; resolveSize: Fn; objectBtf: Fn; findMap: Fn; valueTypeId: Fn } | undefined;
+let bound: { loadById: Fn; free: Fn; typeById: Fn; nameByOffset: Fn; resolveSize: Fn; objectBtf: Fn; findMap: Fn; keyTypeId: Fn; valueTypeId: Fn } | undefined;
 
 function lib(): NonNullable<typeof bound> {
   if (bound) return bound;
@@ -61,36 +62,60 @@ function lib(): NonNullable<typeof bound> {
     resolveSize: bpf.func('btf__resolve_size', 'int64_t', [btfPtr, 'uint32_t']),
     objectBtf: bpf.func('bpf_object__btf', btfPtr, [objectPtr]),
     findMap: bpf.func('bpf_object__find_map_by_name', mapPtr, [objectPtr, 'const char *']),
+    keyTypeId: bpf.func('bpf_map__btf_key_type_id', 'uint32_t', [mapPtr]),
     valueTypeId: bpf.func('bpf_map__btf_value_type_id', 'uint32_t', [mapPtr]),
   };
   return bound;
 }
 
-/** The value layout of the pinned map behind `fd`, or null when it was created without BTF. */
-export function pinnedValueLayout(fd: number, what: string): ValueLayout | null {
+/** The key and value layouts of a map, each null where there is no BTF for it. */
+export interface MapTypes {
+  key: ValueLayout | null;
+  value: ValueLayout | null;
+}
+
+/** The key and value layouts of the pinned map behind `fd` (null without BTF). */
+export function pinnedMapTypes(fd: number, what: string): MapTypes {
   const info = Buffer.alloc(MAP_INFO_BYTES);
   objGetInfo(fd, info, what);
   const btfId = info.readUInt32LE(MAP_INFO_BTF_ID);
-  const typeId = info.readUInt32LE(MAP_INFO_BTF_VALUE_TYPE_ID);
-  if (btfId === 0 || typeId === 0) return null;
+  if (btfId === 0) return { key: null, value: null };
   const b = lib();
   const btf = b.loadById(btfId);
-  if (!btf) return null;
+  if (!btf) return { key: null, value: null };
   try {
-    return valueLayout(btf, typeId);
+    const at = (typeId: number): ValueLayout | null => (typeId === 0 ? null : valueLayout(btf, typeId));
+    return { key: at(info.readUInt32LE(MAP_INFO_BTF_KEY_TYPE_ID)), value: at(info.readUInt32LE(MAP_INFO_BTF_VALUE_TYPE_ID)) };
   } finally {
     b.free(btf);
   }
 }
 
-/** The value layout the opened (not necessarily loaded) object gives its map `name`, or null without BTF. */
-export function definedValueLayout(obj: BpfObjectHandle, name: string): ValueLayout | null {
+/** The value layout of the pinned map behind `fd`, or null when it was created without BTF. */
+export function pinnedValueLayout(fd: number, what: string): ValueLayout | null {
+  return pinnedMapTypes(fd, what).value;
+}
+
+/** The key and value layouts the opened (not necessarily loaded) object gives its map `name` (null without BTF). */
+export function definedMapTypes(obj: BpfObjectHandle, name: string): MapTypes {
   const b = lib();
   const btf = b.objectBtf(obj);
   const map = b.findMap(obj, name);
-  if (!btf || !map) return null;
-  const typeId = Number(b.valueTypeId(map));
-  return typeId === 0 ? null : valueLayout(btf, typeId);
+  if (!btf || !map) return { key: null, value: null };
+  const at = (typeId: number): ValueLayout | null => (typeId === 0 ? null : valueLayout(btf, typeId));
+  return { key: at(Number(b.keyTypeId(map))), value: at(Number(b.valueTypeId(map))) };
+}
+
+/** The value layout the opened (not necessarily loaded) object gives its map `name`, or null without BTF. */
+export function definedValueLayout(obj: BpfObjectHandle, name: string): ValueLayout | null {
+  return definedMapTypes(obj, name).value;
+}
+
+/** True when both layouts are known and their fields differ (a name, an offset or a size). */
+export function fieldsDiffer(a: ValueLayout | null, b: ValueLayout | null): boolean {
+  if (!a || !b) return false;
+  if (!a.fields || !b.fields) return (a.fields === null) !== (b.fields === null);
+  return a.fields.length !== b.fields.length || a.fields.some((f, i) => f.name !== b.fields![i]!.name || f.bitOffset !== b.fields![i]!.bitOffset || f.bytes !== b.fields![i]!.bytes);
 }
 
 function valueLayout(btf: unknown, typeId: number): ValueLayout | null {

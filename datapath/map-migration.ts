@@ -12,9 +12,9 @@
  *     offsets and sizes). The shared fields are copied, fields added at the
  *     end start at zero, and fields dropped at the end (a downgrade) go.
  *     Bytes past the last shared field (padding) are zeroed, not copied.
- * Refused, with the map named: a changed type, key size or flags; a value
- * whose fields changed in the middle, or whose size changed with no BTF (or
- * not a struct) to show where.
+ * Refused, with the map named: a changed type, flags, or key (its size, or
+ * its fields in BTF); a value whose fields changed in the middle, or whose
+ * size changed with no BTF (or not a struct) to show where.
  *
  * Pure decisions (planMigration) are kept apart from the kernel copy
  * (copyEntries), so the rules are unit-tested without a kernel.
@@ -24,7 +24,7 @@ import koffi from 'koffi';
 import { BPF_ANY, BPF_NOEXIST } from './bpf-map.ts';
 import { isBpfError, mapGetNextKey, mapLookupElem, mapUpdateElem, numPossibleCpus } from './libbpf.ts';
 import type { ValueLayout } from './map-btf.ts';
-import { fieldsEnd } from './map-btf.ts';
+import { fieldsDiffer, fieldsEnd } from './map-btf.ts';
 
 /** enum bpf_map_type values met here. */
 const BPF_MAP_TYPE_HASH = 1;
@@ -78,6 +78,8 @@ export interface MapLayout {
   valueSize: number;
   maxEntries: number;
   mapFlags: number;
+  /** The fields of key and value from BTF (null or absent without). */
+  key?: ValueLayout | null;
   value: ValueLayout | null;
 }
 
@@ -97,12 +99,17 @@ export function planMigration(map: string, pinned: MapLayout, wanted: MapLayout)
   if (pinned.type !== wanted.type) return { map, reason: `map type changed (${pinned.type} pinned, ${wanted.type} wanted)` };
   if (MAP_TREATMENT[map]?.treatment === 'reset') return { map, action: 'reset' };
   if (pinned.keySize !== wanted.keySize) return { map, reason: `key layout changed (${pinned.keySize} bytes pinned, ${wanted.keySize} wanted): entries cannot be carried over` };
+  if (fieldsDiffer(pinned.key ?? null, wanted.key ?? null)) return { map, reason: `key layout changed (its fields differ: ${fieldNames(pinned.key ?? null)} pinned, ${fieldNames(wanted.key ?? null)} wanted): entries cannot be carried over` };
   if (pinned.mapFlags !== wanted.mapFlags) return { map, reason: `flags changed (${pinned.mapFlags} pinned, ${wanted.mapFlags} wanted)` };
   if (!COPYABLE_TYPES.has(pinned.type)) return { map, reason: `entries of a map of type ${pinned.type} cannot be copied` };
-  if (pinned.valueSize === wanted.valueSize) return { map, action: 'copy', copyBytes: pinned.valueSize };
+  if (pinned.valueSize === wanted.valueSize && !fieldsDiffer(pinned.value, wanted.value)) return { map, action: 'copy', copyBytes: pinned.valueSize };
   const shared = sharedPrefix(pinned.value, wanted.value);
   if (typeof shared === 'string') return { map, reason: `value layout changed (${pinned.valueSize} bytes pinned, ${wanted.valueSize} wanted): ${shared}` };
   return { map, action: 'copy', copyBytes: Math.min(shared, pinned.valueSize, wanted.valueSize) };
+}
+
+function fieldNames(l: ValueLayout | null): string {
+  return l?.fields ? l.fields.map((f) => f.name).join(', ') : (l?.typeName ?? 'unknown');
 }
 
 /** True when the plan is a refusal. */

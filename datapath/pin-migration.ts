@@ -36,7 +36,7 @@ import { join } from 'node:path';
 import koffi from 'koffi';
 import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
 import { BPF_TCX_INGRESS, closeFd, closeObject, isBpfError, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
-import { definedValueLayout, pinnedValueLayout } from './map-btf.ts';
+import { definedMapTypes, pinnedMapTypes } from './map-btf.ts';
 import { MAP_TREATMENT, copyEntries, isRefusal, planMigration, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
 import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -245,7 +245,7 @@ function pinnedLayout(path: string, name: string): MapLayout & { id: number } {
   const fd = objGet(path, `map ${name}`);
   try {
     const info = readMapInfo(fd, `map ${name}`);
-    return { ...info, value: pinnedValueLayout(fd, `map ${name}`) };
+    return { ...info, ...pinnedMapTypes(fd, `map ${name}`) };
   } finally {
     closeFd(fd);
   }
@@ -259,7 +259,7 @@ function definedLayouts(objectBytes: Buffer, mapsDir: string, objectName: string
     for (const def of mapDefinitions(obj)) {
       if (def.name.startsWith('.') || def.name.includes('.')) continue; // .rodata, .bss: internal, never pinned
       if (names.length > 0 && !names.includes(def.name)) continue;
-      out.set(def.name, { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.mapFlags, value: definedValueLayout(obj, def.name) });
+      out.set(def.name, { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.mapFlags, ...definedMapTypes(obj, def.name) });
     }
     return out;
   } finally {

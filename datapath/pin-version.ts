@@ -3,7 +3,8 @@
  * version of the object that pinned them (a hash of its bytes), recorded in
  * a small pinned array map of its own beside the object's maps (bpffs holds
  * no plain files), and each pinned map's layout, which the kernel keeps and
- * reports (type, key and value size, max entries, flags).
+ * reports (type, key and value size, max entries, flags, and the fields of
+ * key and value in its BTF: a reordered key of the same size is a change).
  *
  * An agent compares both with the object it carries before it touches the
  * pins: the same layouts may be adopted; a changed layout is migrated where
@@ -15,6 +16,7 @@ import { createHash } from 'node:crypto';
 import { existsSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import { readMapInfo, type MapInfo } from './bpf-info.ts';
+import { definedMapTypes, fieldsDiffer, pinnedMapTypes, type MapTypes } from './map-btf.ts';
 import { closeFd, closeObject, mapCreate, mapDefinitions, mapLookupElem, mapUpdateElem, objGet, objPin, openObjectFromMemory, type MapDefinition } from './libbpf.ts';
 
 /** The pinned map that records the version (not part of the object: the agent makes it). */
@@ -62,6 +64,8 @@ export interface LayoutChange {
   map: string;
   pinned: Pick<MapInfo, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'mapFlags'>;
   wanted: Pick<MapDefinition, 'type' | 'keySize' | 'valueSize' | 'maxEntries' | 'mapFlags'>;
+  /** Where the fields differ (BTF of the pinned map and of the object) though the sizes may not. */
+  fields: ('key' | 'value')[];
 }
 
 const FIELDS = [
@@ -75,6 +79,7 @@ const FIELDS = [
 /** What differs, in words: "value size 24 pinned, 28 in this agent's datapath". */
 export function describeChange(c: LayoutChange): string {
   const diffs = FIELDS.filter(([k]) => c.pinned[k] !== c.wanted[k]).map(([k, label]) => `${label} ${c.pinned[k]} pinned, ${c.wanted[k]} in this agent's datapath`);
+  for (const part of c.fields) diffs.push(`${part} fields differ`);
   return `map ${c.map}: ${diffs.join('; ')}`;
 }
 
@@ -82,9 +87,9 @@ export function describeChange(c: LayoutChange): string {
 export function layoutChanges(objectBytes: Buffer, mapsDir: string, objectName: string): LayoutChange[] {
   // Opened, never loaded: libbpf reads the definitions; nothing pinned is touched.
   const obj = openObjectFromMemory(objectBytes, { objectName, pinRootPath: mapsDir });
-  let defs: MapDefinition[];
+  let defs: (MapDefinition & { types: MapTypes })[];
   try {
-    defs = mapDefinitions(obj);
+    defs = mapDefinitions(obj).map((def) => ({ ...def, types: definedMapTypes(obj, def.name) }));
   } finally {
     closeObject(obj);
   }
@@ -95,11 +100,14 @@ export function layoutChanges(objectBytes: Buffer, mapsDir: string, objectName: 
     const fd = objGet(path, `map ${def.name}`);
     try {
       const info = readMapInfo(fd, `map ${def.name}`);
-      if (FIELDS.some(([k]) => info[k] !== def[k])) {
+      const types = pinnedMapTypes(fd, `map ${def.name}`);
+      const fields = (['key', 'value'] as const).filter((part) => fieldsDiffer(types[part], def.types[part]));
+      if (FIELDS.some(([k]) => info[k] !== def[k]) || fields.length > 0) {
         changes.push({
           map: def.name,
           pinned: { type: info.type, keySize: info.keySize, valueSize: info.valueSize, maxEntries: info.maxEntries, mapFlags: info.mapFlags },
           wanted: { type: def.type, keySize: def.keySize, valueSize: def.valueSize, maxEntries: def.maxEntries, mapFlags: def.mapFlags },
+          fields,
         });
       }
     } finally {

@@ -77,12 +77,14 @@ describe('datapath pins: migrating changed map layouts', () => {
   let grown: Buffer;
   let tiny: Buffer;
   let newKey: Buffer;
+  let swappedKey: Buffer;
 
   beforeAll(() => {
     normal = withMakefileBuild((p) => readFileSync(p));
     grown = withMakefileBuild((p) => readFileSync(p), undefined, GROWN_FLAGS);
     tiny = withMakefileBuild((p) => readFileSync(p), undefined, '-DSLUICE_MAX_ENDPOINTS=2');
     newKey = withMakefileBuild((p) => readFileSync(p), undefined, '-DSLUICE_TEST_FRAG_KEY_EXTRA=1');
+    swappedKey = withMakefileBuild((p) => readFileSync(p), undefined, '-DSLUICE_TEST_FRAG_KEY_SWAP=1');
     execFileSync('ip', ['link', 'add', `${veth}a`, 'type', 'veth', 'peer', 'name', `${veth}b`]);
   }, 240_000);
   afterAll(() => {
@@ -151,7 +153,7 @@ describe('datapath pins: migrating changed map layouts', () => {
     expectNoMigrationLeft();
   });
 
-  it('refuses a shrink the entries do not fit in, and a changed key, naming the map and changing nothing', () => {
+  it('refuses a shrink the entries do not fit in, and a changed key (its size, or its fields at the same size), naming the map and changing nothing', () => {
     writeEntries(pinDir);
     writeEntries(pinDir); // three endpoints now: more than 2
     const pinnedBefore = readdirSync(join(pinDir, 'maps')).sort();
@@ -167,6 +169,8 @@ describe('datapath pins: migrating changed map layouts', () => {
     expect(error).toBeInstanceOf(DatapathLayoutError);
     expect((error as Error).message).toMatch(/map fragments: key layout changed \(44 bytes pinned, 48 wanted\)/);
     expect((error as Error).message).toMatch(/Nothing was changed/);
+    // A key of the same size whose fields moved: only BTF shows it.
+    expect(() => loadDatapath({ pinDir, objectBytes: swappedKey })).toThrow(/map fragments: key layout changed \(its fields differ: saddr, daddr, id, endpoint, .* pinned, saddr, daddr, endpoint, id, .* wanted\)/);
     expect(readdirSync(join(pinDir, 'maps')).sort()).toEqual(pinnedBefore);
     expect(mapInfo(pinDir, 'endpoints').id).toBe(idBefore);
     expect(progId(join(pinDir, 'progs', 'from_pod'))).toBe(fromPod);

@@ -17,7 +17,7 @@ function fields(...names: string[]): ValueField[] {
 
 function layout(over: Partial<MapLayout> = {}): MapLayout {
   const f = fields('entries', 'fragments');
-  return { type: HASH, keySize: 4, valueSize: 16, maxEntries: 1024, mapFlags: 0, value: { typeName: 'ct_count', fields: f }, ...over };
+  return { type: HASH, keySize: 4, valueSize: 16, maxEntries: 1024, mapFlags: 0, key: { typeName: '__u32', fields: null }, value: { typeName: 'ct_count', fields: f }, ...over };
 }
 
 describe('planning the migration of a changed map', () => {
@@ -53,6 +53,17 @@ describe('planning the migration of a changed map', () => {
     expect(planMigration('policy', layout({ value: null }), layout({ valueSize: 24, value: null }))).toMatchObject({ reason: /no BTF shows where the fields are/ });
     const scalar = { typeName: '__u64', fields: null };
     expect(planMigration('policy', layout({ valueSize: 8, value: scalar }), layout({ valueSize: 4, value: { typeName: '__u32', fields: null } }))).toMatchObject({ reason: /not a struct/ });
+  });
+
+  it('refuses a key of the same size whose fields changed', () => {
+    const key = (...names: string[]) => ({ typeName: 'frag_key', fields: names.map((name, i) => ({ name, bitOffset: i * 32, bytes: 4 })) });
+    expect(planMigration('fragments', layout({ key: key('id', 'endpoint') }), layout({ key: key('endpoint', 'id') }))).toMatchObject({ reason: /key layout changed \(its fields differ: id, endpoint pinned, endpoint, id wanted\)/ });
+    expect(planMigration('fragments', layout({ key: key('id', 'endpoint') }), layout({ key: key('id', 'endpoint'), maxEntries: 9 }))).toMatchObject({ action: 'copy' });
+  });
+
+  it('treats a value of the same size whose fields changed like any other value change', () => {
+    const v = (...names: string[]) => ({ typeName: 'ct_count', fields: fields(...names) });
+    expect(planMigration('ct_counts', layout({ value: v('entries', 'fragments') }), layout({ value: v('fragments', 'entries') }))).toMatchObject({ reason: /field entries .* became fragments/ });
   });
 
   it('refuses a changed key, type or flags', () => {
