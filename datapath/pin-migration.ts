@@ -30,6 +30,15 @@
  *        removed.
  * While migration-ready/ exists the agent is not serving, so no CNI ADD
  * attaches the old programs meanwhile (it needs the agent's addresses first).
+ *
+ * What the catch-up (step 2) does not carry, between the first copy and the
+ * switch of the last link (about 0.3 s for 200,000 conntrack entries): an
+ * entry the old programs deleted then (a flow ended) stays in the new map
+ * until it expires or the sweep takes it; ct_counts keeps the counts of the
+ * first copy, so an endpoint's budget is off by the flows it opened or ended
+ * in that window until they end. A veth's two links switch one right after
+ * the other, not together: a reply in that gap is looked up in the old
+ * conntrack by to_pod while from_pod already writes the new one.
  */
 import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
