@@ -133,12 +133,12 @@ export async function restoreIpamAllocations(deps: IpamRecoveryDeps): Promise<Ip
   } else if (placed.length > 0) {
     log(`IPAM: the store lacked ${placed.length} address(es) of registered endpoints (a lost write?); put back: ${placed.map(what).join('; ')}`);
   }
-  if (unplaced.length > 0) log(`IPAM rebuild could not place ${unplaced.length} address(es)${check.movedTo ? ` (damaged store: ${check.movedTo})` : ''}: ${unplaced.map((u) => `${u.ip}: ${u.why}`).join('; ')}`);
+  if (unplaced.length > 0) log(`IPAM: could not put back ${unplaced.length} address(es) in use${check.movedTo ? ` (damaged store: ${check.movedTo})` : ''}: ${unplaced.map((u) => `${u.ip}: ${u.why}`).join('; ')}`);
   if (check.refusal !== null) ipam.refuse(check.refusal);
   else if (rebuild && unreadable.length > 0) {
     const refusal =
       `the IPAM store was ${check.movedTo ? `damaged (moved aside to ${check.movedTo})` : 'missing'} and the rebuild could not read ${unreadable.join('; ')}: ` +
-      'an address in use might be handed out again, so none is. Fix what could not be read and restart the agent; or, once no pod on this node uses an address from its pod CIDRs (drain it), delete the pods and restart the agent';
+      'an address in use might be handed out again, so none is. Fix what could not be read, or drain the node so that no pod uses an address of its pod CIDRs, then restart the agent';
     ipam.refuse(refusal);
     log(refusal);
   }
