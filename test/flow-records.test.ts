@@ -152,6 +152,21 @@ describe('FlowStore', () => {
     store.add(rec(1));
     expect(got).toHaveLength(4);
   });
+
+  it('gives back each record as it was, with its summary, also one too large for a slot and one with non-ASCII labels', () => {
+    const store = new FlowStore(3);
+    const big = rec(1);
+    big.source.labels = Object.fromEntries(Array.from({ length: 60 }, (_, i) => [`example.com/label-${i}`, 'v'.repeat(40)]));
+    const wide = rec(2);
+    wide.destination.labels = { team: 'équipe-日本' };
+    for (const r of [big, wide, rec(3)]) store.add(r);
+    const back = store.latest(flowFilterOf(new URLSearchParams()), 10);
+    expect(back).toEqual([big, wide, rec(3)].map((r) => ensureSummary(structuredClone(r))));
+    expect(back[0]!.summary).toMatch(/^web\/client:40000 -> web\/server:1 TCP/);
+    // Overwritten slots forget the large record.
+    store.add(rec(4));
+    expect(store.latest(flowFilterOf(new URLSearchParams()), 10).map((r) => r.destination.port)).toEqual([2, 3, 4]);
+  });
 });
 
 describe('parseSelectorText', () => {

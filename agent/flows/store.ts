@@ -9,8 +9,10 @@ import type { FlowRecord } from '../../contract/flows.ts';
 import { flowMatches, type CompiledFlowFilter } from './filter.ts';
 import { ensureSummary } from './record.ts';
 
-/** Records the ring holds by default: about 10 MB of records. */
+/** Records the ring holds by default: 16 MiB of slots. */
 export const DEFAULT_FLOW_CAPACITY = 8192;
+/** Bytes of one slot: a record's JSON. Rare larger records (many labels) stay objects. */
+const SLOT_BYTES = 2048;
 
 /** Sends one record to a follower; false when the follower's queue is full and the record was not sent. */
 export type FlowSend = (r: FlowRecord) => boolean;
@@ -18,7 +20,16 @@ export type FlowSend = (r: FlowRecord) => boolean;
 /** A bounded ring of records with followers. */
 export class FlowStore {
   readonly capacity: number;
-  private readonly ring: (FlowRecord | undefined)[];
+  /**
+   * The records as JSON, one slot each, in memory outside the JavaScript heap.
+   * Kept as objects, every record outlived two scavenges and was promoted, so
+   * the agent's old generation grew with the flow rate and each major
+   * collection marked the whole heap: that cost more than the records did.
+   */
+  private readonly slots: Buffer;
+  /** Bytes of each slot's JSON; 0 when the record is in `large`. */
+  private readonly lengths: Uint32Array;
+  private readonly large = new Map<number, FlowRecord>();
   /** Where the next record goes. */
   private next = 0;
   private size = 0;
@@ -31,12 +42,13 @@ export class FlowStore {
   constructor(capacity = DEFAULT_FLOW_CAPACITY) {
     if (!Number.isInteger(capacity) || capacity < 1) throw new Error(`flow capacity ${capacity} is not a positive integer`);
     this.capacity = capacity;
-    this.ring = new Array(capacity);
+    this.slots = Buffer.allocUnsafeSlow(capacity * SLOT_BYTES);
+    this.lengths = new Uint32Array(capacity);
   }
 
   /** Keeps a record (the oldest goes when full) and sends it to every follower it matches. */
   add(r: FlowRecord): void {
-    this.ring[this.next] = r;
+    this.keep(this.next, r);
     this.next = (this.next + 1) % this.capacity;
     if (this.size < this.capacity) this.size++;
     this.added++;
@@ -52,10 +64,29 @@ export class FlowStore {
   latest(filter: CompiledFlowFilter, last: number): FlowRecord[] {
     const out: FlowRecord[] = [];
     for (let i = 1; i <= this.size && out.length < last; i++) {
-      const r = this.ring[(this.next - i + this.capacity) % this.capacity]!;
+      const r = this.read((this.next - i + this.capacity) % this.capacity);
       if (flowMatches(r, filter)) out.push(ensureSummary(r));
     }
     return out.reverse();
+  }
+
+  private keep(slot: number, r: FlowRecord): void {
+    this.large.delete(slot);
+    const text = JSON.stringify(r);
+    const fits = text.length * 3 <= SLOT_BYTES || Buffer.byteLength(text, 'utf8') <= SLOT_BYTES;
+    if (fits) {
+      this.lengths[slot] = this.slots.write(text, slot * SLOT_BYTES, SLOT_BYTES, 'utf8');
+    } else {
+      this.lengths[slot] = 0;
+      this.large.set(slot, r);
+    }
+  }
+
+  private read(slot: number): FlowRecord {
+    const len = this.lengths[slot]!;
+    if (len === 0) return this.large.get(slot)!;
+    const at = slot * SLOT_BYTES;
+    return JSON.parse(this.slots.toString('utf8', at, at + len)) as FlowRecord;
   }
 
   /** Sends matching new records to send until the returned function is called. */
