@@ -158,6 +158,7 @@ export class IncrementalCompiler {
   private readonly claims = new Map<string, Map<ObjectKey, number>>();
   private ipcacheList: IpcacheEntry[] | null = null;
   private readonly touchedAddresses = new Set<string>();
+  private readonly identityChanges = new Set<number>();
   // What changed since the last flush.
   private readonly dirty = new Set<number>();
   private readonly changedSelectors = new Set<CachedSelector>();
@@ -335,6 +336,13 @@ export class IncrementalCompiler {
     return out;
   }
 
+  /** Identities made or dropped since the last call (then forgotten). */
+  takeIdentityChanges(): Set<number> {
+    const out = new Set(this.identityChanges);
+    this.identityChanges.clear();
+    return out;
+  }
+
   /** The ipcache entry of an address, or undefined when no pod has it. */
   ipcacheEntry(address: string): IpcacheEntry | undefined {
     const claims = this.claims.get(address);
@@ -457,6 +465,7 @@ export class IncrementalCompiler {
       identity = new IdentityEntry(this.numbering.identity(idKey), idKey, labels);
       this.identities.set(idKey, identity);
       this.identityLabels.set(identity.id, labels);
+      this.identityChanges.add(identity.id);
       for (const selector of this.selectors.values()) {
         if (!peerTakes(selector.peer, selector.namespace, labels)) continue;
         selector.matches.set(identity.id, identity);
@@ -472,6 +481,7 @@ export class IncrementalCompiler {
     if (identity.members.size > 0) return;
     this.identities.delete(identity.key);
     this.identityLabels.delete(identity.id);
+    this.identityChanges.add(identity.id);
     for (const selector of this.selectors.values()) if (selector.matches.delete(identity.id)) this.changedSelectors.add(selector);
   }
 

@@ -7,7 +7,7 @@
 import { describe, expect, it } from 'vitest';
 import type { Endpoint } from '../contract/api-types.ts';
 import { DatapathSync, type SyncedMaps } from '../agent/policy-sync/maps.ts';
-import { CIDR_POLICY_KEY, Identity, POLICY_KEY, decodeEndpointInfo, encodeIpcacheKey, encodeIpcacheValue, policyId } from '../datapath/abi.ts';
+import { CIDR_POLICY_KEY, Direction, Identity, POLICY_KEY, decodeEndpointInfo, encodeIpcacheKey, encodeIpcacheValue, encodePolicyKey, policyId } from '../datapath/abi.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import { Cluster, Gen, NAMESPACES, randomEvent } from './support/policy-events.ts';
 
@@ -95,6 +95,7 @@ describe('DatapathSync on the incremental compiler', () => {
         // And both are right, not merely alike: the ipcache holds exactly what the state names, the rule maps only live slots.
         expect(ipcacheOf(incMaps), where).toEqual(expectedIpcache(full, services, hosts, nodes));
         expect(deadSlotKeys(incMaps), where).toEqual([]);
+        expect(liveSlotMismatches(incMaps, full), where).toEqual([]);
       }
     }
     // Both write only differences: the same number of writes, not more.
@@ -129,4 +130,20 @@ function deadSlotKeys(maps: Record<string, FakeMap>): string[] {
     for (const key of maps[name]!.entries.keys()) if (!live.has(Buffer.from(key, 'hex').readUInt32LE(layout.members.policy_id!))) dead.push(`${name} ${key}`);
   }
   return dead;
+}
+
+/** Endpoints whose live slot does not hold exactly the allow entries the full compile gives them. */
+function liveSlotMismatches(maps: Record<string, FakeMap>, sync: DatapathSync): string[] {
+  const out: string[] = [];
+  const compiled = new Map(sync.state()!.endpoints.map((c) => [c.endpointId, c]));
+  for (const value of maps.devices!.entries.values()) {
+    const info = decodeEndpointInfo(Buffer.from(value, 'hex'));
+    const slot = policyId(info.endpointId, info.policyRev);
+    const want = [...(compiled.get(info.endpointId)?.entries ?? [])]
+      .map((e) => encodePolicyKey({ ...e, direction: e.direction === 'ingress' ? Direction.INGRESS : Direction.EGRESS, policyId: slot }).toString('hex'))
+      .sort();
+    const have = [...maps.policy!.entries.keys()].filter((k) => Buffer.from(k, 'hex').readUInt32LE(POLICY_KEY.members.policy_id!) === slot).sort();
+    if (want.join() !== have.join()) out.push(`endpoint ${info.endpointId}: want ${want.length} entries, have ${have.length}`);
+  }
+  return out;
 }

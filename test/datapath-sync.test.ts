@@ -105,13 +105,20 @@ describe('DatapathSync', () => {
     expect(sync.apply(view({ c: { app: 'c2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 3, deleted: 0 });
   });
 
-  it("relabelling a pod into a policy peer rewrites only that policy's endpoint, in its other slot", () => {
-    const { sync, endpoints, view } = setup();
+  it("relabelling a pod into a policy peer as a new identity adds its entry to only that policy's endpoint, in place", () => {
+    const { sync, endpoints, view, maps } = setup();
     sync.apply(view({}, [aFromB]), endpoints, []);
-    // c becomes {app: b, v: 2}: a new identity that a-from-b selects. a's rule set (now 2 entries) goes
-    // into its other slot, a's endpoint_info switches (2 maps), c's address and endpoint_info change (3);
-    // a's old slot (1 entry) goes.
-    expect(sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 7, deleted: 1 });
+    const revOfA = () => decodeEndpointInfo(maps.devices.lookup(Buffer.from([100, 0, 0, 0]))!).policyRev;
+    const rev = revOfA();
+    // c becomes {app: b, v: 2}: a new identity that a-from-b selects. No packet carried it before, so
+    // a's live slot takes its one entry (1), c's address and endpoint_info change (3); nothing is deleted
+    // and a keeps its slot and revision.
+    expect(sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromB]), endpoints, [])).toMatchObject({ written: 4, deleted: 0 });
+    expect(revOfA()).toBe(rev);
+    // A rule set that changes for identities that stay goes into the other slot, as always.
+    const aFromAAndB: NetworkPolicy = { ...aFromB, ingress: [{ from: [{ podSelector: { matchExpressions: [{ key: 'app', operator: 'In', values: ['a', 'b'] }] } }], ports: [{ port: 80 }] }] };
+    sync.apply(view({ c: { app: 'b', v: '2' } }, [aFromAAndB]), endpoints, []);
+    expect(revOfA()).toBe(rev + 1);
   });
 
   it('a replaced rule set is never seen mixed with the old one, at any step of the sync', () => {

@@ -36,7 +36,7 @@ import {
   type EndpointInfo,
 } from '../../datapath/abi.ts';
 import type { BpfMap } from '../../datapath/bpf-map.ts';
-import { compile, CompileCache, type CompiledEndpoint, type CompiledState, type LocalEndpoint, type PolicyDirection } from '../../policy/compile.ts';
+import { compile, CompileCache, type CompiledEndpoint, type CompiledEntry, type CompiledState, type LocalEndpoint, type PolicyDirection } from '../../policy/compile.ts';
 import type { Numbering } from '../../policy/identity.ts';
 import { IncrementalCompiler } from '../../policy/incremental.ts';
 import { isolatedEndpoint, isolateUnknownPods } from '../../policy/unknown-labels.ts';
@@ -96,6 +96,46 @@ const DIRECTION: Record<PolicyDirection, number> = { ingress: Direction.INGRESS,
 
 function hostPrefixLength(ip: string): number {
   return ip.includes(':') ? 128 : 32;
+}
+
+/** Allow entries that one compiled endpoint has and the other has not. */
+interface EntryDelta {
+  added: CompiledEntry[];
+  removed: CompiledEntry[];
+}
+
+function entryKey(e: CompiledEntry): string {
+  return `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`;
+}
+
+/**
+ * The entries that changed from before to after, when every one of them
+ * names an identity in changed and nothing else differs (isolation is
+ * compared by the caller); null otherwise.
+ */
+function identityDelta(before: CompiledEndpoint, after: CompiledEndpoint, changed: Set<number>): EntryDelta | null {
+  if (changed.size === 0 || before.cidrEntries.length !== after.cidrEntries.length) return null;
+  const cidrKey = (e: CompiledEndpoint['cidrEntries'][number]) => `${e.direction}/${e.address}/${e.prefixLength}/${e.selector}`;
+  const beforeCidr = new Set(before.cidrEntries.map(cidrKey));
+  if (!after.cidrEntries.every((e) => beforeCidr.has(cidrKey(e)))) return null;
+  const had = new Map(before.entries.map((e) => [entryKey(e), e]));
+  const added: CompiledEntry[] = [];
+  for (const e of after.entries) {
+    if (had.delete(entryKey(e))) continue;
+    if (!changed.has(e.peer)) return null;
+    added.push(e);
+  }
+  const removed = [...had.values()];
+  if (removed.some((e) => !changed.has(e.peer))) return null;
+  return { added, removed };
+}
+
+/** Keys in one map and not the other. */
+function changedKeys(before: Map<number, unknown> | undefined, after: Map<number, unknown>): Set<number> {
+  const out = new Set<number>();
+  for (const k of after.keys()) if (!before?.has(k)) out.add(k);
+  for (const k of before?.keys() ?? []) if (!after.has(k)) out.add(k);
+  return out;
 }
 
 /** Encodes a host ifindex as the devices map key (host byte order __u32). */
@@ -231,6 +271,28 @@ export class DatapathSync {
     return { written, deleted };
   }
 
+  /**
+   * Adds and removes one slot's entries of identities that are new or gone.
+   * Safe in the live slot: no packet carried a new identity under the old
+   * rules, none carries a gone one under the new, so every packet is judged
+   * by the old rules or the new, never by a mix; flows of pods whose
+   * identity changed are judged again through their identity.
+   */
+  private patchSlot(id: number, delta: EntryDelta): { written: number; deleted: number } {
+    let written = 0;
+    let deleted = 0;
+    const have = this.current.get('policy')!;
+    for (const e of delta.removed) {
+      const key = encodePolicyKey({ ...e, direction: DIRECTION[e.direction], policyId: id }).toString('hex');
+      if (have.has(key) && this.remove('policy', key)) deleted++;
+    }
+    const allow = encodePolicyValue().toString('hex');
+    for (const e of delta.added) {
+      if (this.write('policy', encodePolicyKey({ ...e, direction: DIRECTION[e.direction], policyId: id }).toString('hex'), allow)) written++;
+    }
+    return { written, deleted };
+  }
+
   /** Does the slot hold exactly these rules? */
   private slotHolds(id: number, rules: Record<RuleMap, Contents>): boolean {
     const s = this.slots.get(id);
@@ -251,7 +313,9 @@ export class DatapathSync {
   apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
+    const previous = this.compiled;
     const compiled = this.compile(view, local);
+    const identityChanges = this.incremental ? this.incremental.takeIdentityChanges() : changedKeys(previous?.identities, compiled.identities);
     let written = 0;
     let deleted = 0;
     this.failures = [];
@@ -268,11 +332,22 @@ export class DatapathSync {
       const flags = (c.ingressIsolated ? EndpointFlag.INGRESS_ISOLATED : 0) | (c.egressIsolated ? EndpointFlag.EGRESS_ISOLATED : 0);
       const was = this.installed.get(ep.id);
       let rev = was?.rev ?? 0;
-      const unchanged = was !== undefined && was.flags === flags && (was.compiled === c || this.slotHolds(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev))));
+      let unchanged = was !== undefined && was.flags === flags && was.compiled === c;
+      // Rules that differ only in identities that came or went since the last sync change in the live slot.
+      const delta = !unchanged && was?.compiled && was.flags === flags ? identityDelta(was.compiled, c, identityChanges) : null;
+      if (delta && delta.added.length === 0 && delta.removed.length === 0) unchanged = true;
+      else if (!delta && !unchanged && was !== undefined && was.flags === flags) unchanged = this.slotHolds(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev)));
+      const inPlace = !unchanged && delta !== null;
       // A new endpoint has no traffic yet: its first slot is filled in place.
-      if (was !== undefined && !unchanged) rev = (rev + 1) >>> 0;
+      if (was !== undefined && !unchanged && !inPlace) rev = (rev + 1) >>> 0;
       let complete = true;
-      if (!unchanged) {
+      if (inPlace) {
+        const before = this.failureCount;
+        const n = this.patchSlot(policyId(ep.id, rev), delta);
+        written += n.written;
+        deleted += n.deleted;
+        complete = this.failureCount === before;
+      } else if (!unchanged) {
         const before = this.failureCount;
         const n = this.fillSlot(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev)));
         written += n.written;
