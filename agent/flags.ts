@@ -12,7 +12,7 @@ import { DEFAULT_IPAM_GC_GRACE_MS, DEFAULT_IPAM_GC_INTERVAL_MS } from './reclaim
 import { ROUTING_MODES, type RoutingMode } from './routing/plan.ts';
 import { DEFAULT_METRICS_ADDRESS, parseMetricsAddress, type MetricsAddress } from './metrics/server.ts';
 import { DEFAULT_FLOW_METRIC_LABELS, FLOW_METRIC_LABELS, parseFlowMetricLabels, type FlowMetricLabel } from './metrics/flows.ts';
-import { DEFAULT_FLOW_CAPACITY } from './flows/store.ts';
+import { DEFAULT_FLOW_CAPACITY, MAX_FLOW_CAPACITY } from './flows/store.ts';
 import { groupId, type ApiAccess } from './api/peer.ts';
 import { DEFAULT_LB_MAP_SIZES, type LbMapSizes } from '../datapath/service-lb-loader.ts';
 
@@ -62,7 +62,8 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
                     rules (a file or a directory of *.yaml), repeatable, after the shipped defaults; reloaded
                     when they change; implies --security on
   --flow-records N
-                    flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}, about 1 KiB each)
+                    flow records the agent keeps for \`sluice observe --last\` (default ${DEFAULT_FLOW_CAPACITY}; 2 KiB each, in one
+                    buffer allocated at start; at most ${MAX_FLOW_CAPACITY})
   --socket-lb on|off
                     ClusterIP Services translated in connect/sendmsg/recvmsg/getpeername hooks on the cgroup v2
                     root, for every socket of the node (default on; agent/services/)
@@ -265,6 +266,6 @@ function mapSizeFlag(name: string, text: string | undefined, fallback: number, m
 /** --flow-records: at least one record. */
 function positiveFlowRecords(text: string | undefined): number {
   const n = nonNegativeFlag('flow-records', text, DEFAULT_FLOW_CAPACITY, 'records');
-  if (n < 1 || !Number.isInteger(n)) throw new Error(`--flow-records '${text}' must be a whole number of records, at least 1`);
+  if (n < 1 || !Number.isInteger(n) || n > MAX_FLOW_CAPACITY) throw new Error(`--flow-records '${text}' must be a whole number of records, from 1 to ${MAX_FLOW_CAPACITY}`);
   return n;
 }

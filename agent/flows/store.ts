@@ -11,6 +11,8 @@ import { ensureSummary } from './record.ts';
 
 /** Records the ring holds by default: 16 MiB of slots. */
 export const DEFAULT_FLOW_CAPACITY = 8192;
+/** The most records a ring may hold: 512 MiB of slots. */
+export const MAX_FLOW_CAPACITY = 262_144;
 /** Bytes of one slot: a record's JSON. Rare larger records (many labels) stay objects. */
 const SLOT_BYTES = 2048;
 
