@@ -117,6 +117,8 @@ async function allocate(a: Attempt): Promise<AllocateResponse> {
     ifname: env.ifname,
     namespace: a.pod.namespace ?? '',
     pod: a.pod.name ?? '',
+    // With the netns, IPAM reconciliation sees a running ADD's allocation as alive before its endpoint exists.
+    netns: env.netns,
   }).catch(toCniError('allocate an address'));
   // Unregisters the endpoint too, so it also undoes the last step; queued if the agent is gone by then.
   a.undo.push(() => releaseAttachment(conf, env.containerId, env.ifname, a.hostIfname));
