@@ -12,7 +12,11 @@
  * switches over with one update of its endpoint_info (which also moves its
  * policy_rev on, so the datapath judges its established flows again), and the
  * old slot is deleted last. No packet ever sees the union of two rule sets,
- * nor half of one.
+ * nor half of one. The one change made in the live slot: entries of
+ * identities that are new or gone since the last sync (a pod with a label set
+ * nobody had, the last pod of one leaving), since no packet carried a new
+ * identity under the old rules and none carries a gone one under the new;
+ * flows of a pod whose identity changed are judged again for that change.
  */
 import {
   COUNTER_NAMES,
