@@ -55,7 +55,12 @@ export interface Rtnl {
  * idle (it is referenced only while a request is pending). Throws NetnsError/NetlinkError on failure.
  */
 export function openRtnl(netns?: string | NetnsHandle): Rtnl {
-  const create = (): NetlinkSocket => createNetlink(NETLINK_ROUTE, { ref: false } as Parameters<typeof createNetlink>[1]);
+  return openNetlink(NETLINK_ROUTE, netns);
+}
+
+/** Like openRtnl, for another netlink protocol (NETLINK_SOCK_DIAG, ...): the same requests and errors. */
+export function openNetlink(protocol: number, netns?: string | NetnsHandle): Rtnl {
+  const create = (): NetlinkSocket => createNetlink(protocol, { ref: false } as Parameters<typeof createNetlink>[1]);
   const socket = netns === undefined ? create() : withNetns(netns, create);
   const where = netns === undefined ? '' : typeof netns === 'string' ? netns : netns.path;
   return new RtnlSocket(socket, where);
