@@ -1,11 +1,13 @@
 /**
- * The node's CNI network config for Sluice: written atomically (temp file +
- * rename, so the runtime never reads half a file) once the agent is ready,
+ * The node's CNI network config for Sluice: written atomically (see atomic-file.ts:
+ * the runtime never reads half a file) once the agent is ready,
  * removed when Sluice is uninstalled so the node goes NotReady instead of
  * half-working.
  */
 import fs from 'node:fs';
-import path from 'node:path';
+import { writeFileAtomic } from './atomic-file.ts';
+
+export { writeFileAtomic };
 
 /** The conflist used when no template is given: the sluice plugin alone. */
 export const DEFAULT_CONFLIST = { cniVersion: '1.0.0', name: 'sluice', plugins: [{ type: 'sluice' }] };
@@ -16,29 +18,6 @@ export function readConflistTemplate(file: string | undefined): Record<string, u
   const parsed = JSON.parse(fs.readFileSync(file, 'utf8')) as Record<string, unknown>;
   if (!Array.isArray(parsed.plugins) || typeof parsed.name !== 'string') throw new Error(`${file}: a CNI conflist needs "name" and "plugins"`);
   return parsed;
-}
-
-/** Writes a file atomically: a temp file beside it, fsync'ed, renamed over. True when the contents changed. */
-export function writeFileAtomic(file: string, contents: string | Uint8Array, mode = 0o644): boolean {
-  const data = typeof contents === 'string' ? Buffer.from(contents) : contents;
-  try {
-    const old = fs.readFileSync(file);
-    if (Buffer.compare(old, data) === 0) return false;
-  } catch {
-    // absent: write it
-  }
-  fs.mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${process.pid}.tmp`);
-  const fd = fs.openSync(tmp, 'w', mode);
-  try {
-    fs.writeSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.chmodSync(tmp, mode);
-  fs.renameSync(tmp, file);
-  return true;
 }
 
 /** Writes the conflist (atomically); true when it changed. */

@@ -14,7 +14,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { ensureBpffs } from '../datapath/bpffs.ts';
-import { readConflistTemplate, writeConflist, writeFileAtomic } from './cni-conf.ts';
+import { writeFileAtomic } from './atomic-file.ts';
+import { readConflistTemplate, writeConflist } from './cni-conf.ts';
 
 const USAGE = `usage: sluice install-cni [--source FILE] [--bin-dir DIR] [--name NAME] [--conf FILE [--conf-template FILE]]
 
