@@ -6,7 +6,7 @@
  * interface of another CNI, of another Sluice agent on the same machine, or
  * one an operator made by hand, even when its name starts with "lxc".
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../lib/sha256-hex.ts';
 import { IFALIAS_MAX_BYTES, listLinks, type Link } from '../datapath/link.ts';
 import type { Rtnl } from '../datapath/rtnl.ts';
 
@@ -23,7 +23,7 @@ export interface AliasedLink extends Pick<Link, 'index' | 'name' | 'kind'> {
 
 /** The mark that ties a host veth to the agent serving `socket` (one agent per socket on a machine). */
 export function agentMark(socket: string): string {
-  return `sluice agent=${createHash('sha256').update(socket).digest('hex').slice(0, AGENT_TAG_HEX_CHARS)}`;
+  return `sluice agent=${sha256Hex(socket).slice(0, AGENT_TAG_HEX_CHARS)}`;
 }
 
 /** The alias ADD gives a host veth: the agent mark, then the attachment (cut to IFALIASZ). */

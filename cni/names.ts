@@ -3,7 +3,7 @@
  * Deriving them means DEL, CHECK and a retried ADD find exactly what ADD made,
  * and nothing else: the plugin never touches a link or pin it did not name.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../lib/sha256-hex.ts';
 
 const HOST_VETH_PREFIX = 'lxc';
 /** 3 + 11 = 14 bytes, within IFNAMSIZ - 1 = 15. */
@@ -11,7 +11,7 @@ const HOST_VETH_HASH_CHARS = 11;
 
 /** The host-side veth name of an attachment, e.g. lxc3f2a9c01b7e. */
 export function hostVethName(containerID: string, ifname: string): string {
-  const hash = createHash('sha256').update(`${containerID}/${ifname}`).digest('hex');
+  const hash = sha256Hex(`${containerID}/${ifname}`);
   return HOST_VETH_PREFIX + hash.slice(0, HOST_VETH_HASH_CHARS);
 }
 

@@ -5,7 +5,7 @@
  * pinned links) when it is back. Kept light (node:fs, node:crypto): the CNI
  * plugin imports it.
  */
-import { createHash } from 'node:crypto';
+import { sha256Hex } from '../lib/sha256-hex.ts';
 import fs from 'node:fs';
 import path from 'node:path';
 import { errorMessage } from '../lib/errors.ts';
@@ -30,7 +30,7 @@ export interface QueuedDel {
 
 /** The file of an attachment's entry: a hash of the key, so no key can name a path outside the queue. */
 function entryFile(dir: string, containerID: string, ifname: string): string {
-  const hash = createHash('sha256').update(`${containerID}/${ifname}`).digest('hex').slice(0, 32);
+  const hash = sha256Hex(`${containerID}/${ifname}`).slice(0, 32);
   return path.join(dir, hash + ENTRY_SUFFIX);
 }
 

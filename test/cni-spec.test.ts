@@ -1,4 +1,7 @@
+import { createHash } from 'node:crypto';
 import { describe, expect, it } from 'vitest';
+import { hostVethName } from '../cni/names.ts';
+import { sha256Hex } from '../lib/sha256-hex.ts';
 import {
   MAX_CONTAINER_ID_LENGTH,
   checkVerbAllowed,
@@ -799,4 +802,16 @@ describe('parsePrevResult', () => {
       expect(e.message).toContain(`'${field}'`);
     });
   }
+});
+
+describe('names derived from the attachment key', () => {
+  // The plugin hashes without node:crypto (it costs ADD tens of ms to load); names must not change across upgrades.
+  const keys = ['0123456789abcdef/eth0', 'c/net1', '', 'ünïcödé/eth0', '🙂'.repeat(40), 'x'.repeat(1000)];
+  it('sha256Hex equals node:crypto SHA-256 for any UTF-8 text', () => {
+    for (const k of keys) expect(sha256Hex(k)).toBe(createHash('sha256').update(k).digest('hex'));
+  });
+  it('hostVethName is lxc + the first 11 hex characters of SHA-256(containerID/ifname)', () => {
+    expect(hostVethName('abc', 'eth0')).toBe(`lxc${createHash('sha256').update('abc/eth0').digest('hex').slice(0, 11)}`);
+    expect(hostVethName('abc', 'eth0')).toBe('lxc538f587a236');
+  });
 });
