@@ -34,6 +34,7 @@ const BENCHES: { name: string; file: string; short: string[]; full: string[] }[]
   { name: 'tcp-health-overhead', file: 'tcp-health-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
   { name: 'security-overhead', file: 'security-overhead.ts', short: ['--rounds', '4', '--execs', '1000'], full: ['--rounds', '8', '--execs', '3000'] },
   { name: 'observability-overhead', file: 'observability-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
+  { name: 'service-sync', file: 'service-sync.ts', short: ['--services', '1,1000,10000', '--changes', '20'], full: ['--services', '1,1000,10000', '--changes', '100'] },
 ];
 
 /** Other Sluice agents on the machine (tests, other engineers): a sign the figures are taken on a busy machine. */
