@@ -144,6 +144,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       policies: () => datastore.objects().networkPolicies.length,
       policyRevision: () => policy.revision,
       policyErrors: () => policy.policyErrors,
+      endpointsAwaitingLabels: () => policy.awaitingLabels.length,
       onPolicySync: (listener) => policy.onSync(listener),
       ipam,
       monitorReceived: () => monitor.received,

@@ -12,6 +12,8 @@ import type { MonitorEvent } from '../agent/monitor.ts';
 
 /** Drops shown on the human-readable screen. */
 const RECENT_DROPS_SHOWN = 5;
+/** Endpoints awaiting their labels named one per line; the rest are counted. */
+const AWAITING_SHOWN = 10;
 const LABEL_WIDTH = 12;
 
 type Counters = Record<string, { packets: number; bytes: number }>;
@@ -74,7 +76,13 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
     `revision ${s.policyRevision ?? '?'}, ${s.identities ?? '?'} pod identities`,
     ...(s.policyErrors ?? []).map((e) => `NOT COMPILED: NetworkPolicy ${e.namespace}/${e.name}: ${e.problems.join('; ')} (its pods fail closed)`),
   );
-  row('endpoints', String(s.endpoints));
+  const waiting = s.awaitingLabels ?? [];
+  row(
+    'endpoints',
+    `${s.endpoints}${waiting.length ? `, ${waiting.length} awaiting labels` : ''}`,
+    ...waiting.slice(0, AWAITING_SHOWN).map((e) => `AWAITING LABELS: ${e.namespace}/${e.pod} (endpoint ${e.endpointId}) is isolated both ways until the datastore delivers its pod and namespace`),
+    ...(waiting.length > AWAITING_SHOWN ? [`... and ${waiting.length - AWAITING_SHOWN} more (sluice status -o json)`] : []),
+  );
   row('pools', ...(s.pools.length ? s.pools.map((p) => `${p.cidr} ${p.used}/${p.size} used (${percent(p.used, p.size)})`) : ['(none)']));
   if (s.maps) row('maps', ...s.maps.map(mapLine));
   if (s.security) {

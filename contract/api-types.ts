@@ -81,6 +81,13 @@ export interface AttachmentResponse {
   mtu?: number;
 }
 
+/** A local endpoint whose pod or namespace the datastore has not delivered yet. */
+export interface AwaitingLabels {
+  endpointId: number;
+  namespace: string;
+  pod: string;
+}
+
 /** GET /v1/status (cheap: CNI STATUS calls it); GET /v1/status?maps=true adds `maps`, counted in the kernel. */
 export interface StatusResponse {
   node: string;
@@ -103,6 +110,8 @@ export interface StatusResponse {
   policyRevision?: number;
   /** NetworkPolicies Sluice cannot compile as written, with why: the pods they select stay isolated, their unreadable rules allow nothing. */
   policyErrors?: { namespace: string; name: string; problems: string[] }[];
+  /** Endpoints isolated both ways until the datastore delivers their pod and namespace (their labels): policy/unknown-labels.ts. */
+  awaitingLabels?: AwaitingLabels[];
   /** Metrics endpoint: address null when disabled; listening false when it could not be bound. */
   metrics?: { address: string | null; listening: boolean };
   /** Datapath map fill, only with ?maps=true. */

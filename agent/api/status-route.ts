@@ -77,6 +77,7 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
     identities: ctx.policy.sync.state()?.identities.size ?? 0,
     policyRevision: ctx.policy.revision,
     policyErrors: ctx.policy.policyErrors ?? [],
+    awaitingLabels: ctx.policy.awaitingLabels ?? [],
     metrics: ctx.metrics ?? { address: null, listening: false },
   };
   if (withMaps && ctx.mapFill) status.maps = await ctx.mapFill();

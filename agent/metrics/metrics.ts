@@ -46,6 +46,8 @@ export interface MetricsSources {
   policyRevision(): number;
   /** The NetworkPolicies that cannot be compiled as written; absent: none are reported. */
   policyErrors?(): { namespace: string; name: string }[];
+  /** Local endpoints isolated until their labels are known; absent: none are reported. */
+  endpointsAwaitingLabels?(): number;
   /** Subscribes to policy syncs (PolicyState.onSync): the metrics observe each one. */
   onPolicySync(listener: (stats: SyncStats, propagationMs: number | null) => void): void;
   ipam: Pick<Ipam, 'usage'>;
@@ -117,6 +119,9 @@ export class AgentMetrics {
 
     // State.
     this.gauge('endpoints', 'Local endpoints (pod interfaces) in the maps.', [], (emit) => emit({}, sources.endpoints().length));
+    this.gauge('endpoints_awaiting_labels', "Local endpoints isolated both ways because the datastore has not delivered their pod or namespace yet (a pod the API server is slow to deliver, a watch behind); sluice status names them.", [], (emit) =>
+      emit({}, sources.endpointsAwaitingLabels?.() ?? 0),
+    );
     this.gauge('identities', 'Security identities of pods (reserved ones not counted).', [], (emit) => emit({}, sources.identities()));
     this.gauge('policies', 'NetworkPolicies in the datastore.', [], (emit) => emit({}, sources.policies()));
     this.gauge('policy_revision', 'Policy syncs since the agent started.', [], (emit) => emit({}, sources.policyRevision()));

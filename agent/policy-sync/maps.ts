@@ -43,7 +43,7 @@ import type { BpfMap } from '../../datapath/bpf-map.ts';
 import { compile, CompileCache, type CompiledEndpoint, type CompiledEntry, type CompiledState, type LocalEndpoint, type PolicyDirection } from '../../policy/compile.ts';
 import type { Numbering } from '../../policy/identity.ts';
 import { IncrementalCompiler } from '../../policy/incremental.ts';
-import { isolatedEndpoint, isolateUnknownPods } from '../../policy/unknown-labels.ts';
+import { endpointsWithUnknownLabels, isolatedEndpoint, isolateUnknownPods } from '../../policy/unknown-labels.ts';
 import type { ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
 import { errorMessage } from '../../lib/errors.ts';
@@ -159,6 +159,8 @@ export class DatapathSync {
   /** Per endpoint id: its policy revision in the maps, and the compiled endpoint its live slot was last checked against. */
   private readonly installed = new Map<number, { rev: number; flags: number; compiled: CompiledEndpoint | null }>();
   private compiled: CompiledState | null = null;
+  /** The endpoints the last compile isolated because their labels are not known yet. */
+  private awaitingLabels: readonly number[] = [];
   private readonly cache = new CompileCache();
   /** The incremental compiler, or null when every sync compiles the whole cluster. */
   private readonly incremental: IncrementalCompiler | null;
@@ -308,6 +310,11 @@ export class DatapathSync {
     return true;
   }
 
+  /** The endpoints the last sync isolated both ways because the datastore has not delivered their pod or namespace yet. */
+  endpointsAwaitingLabels(): readonly number[] {
+    return this.awaitingLabels;
+  }
+
   /** The state the last sync compiled (null before the first). */
   state(): CompiledState | null {
     return this.compiled;
@@ -405,11 +412,16 @@ export class DatapathSync {
 
   /** The compiled state: a pod whose labels the datastore has not delivered yet is isolated both ways until it has. */
   private compile(view: ClusterView, local: LocalEndpoint[]): CompiledState {
-    if (!this.incremental) return isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
+    this.awaitingLabels = [];
+    if (!this.incremental) {
+      this.awaitingLabels = [...endpointsWithUnknownLabels(view, local)];
+      return isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
+    }
     this.incremental.applyView(view, local);
     const state = this.incremental.state();
     if (!view.isolateUnknownPods) return state;
     const unknown = new Set(local.filter((ep) => !this.incremental!.hasPod(ep.namespace, ep.pod) || !view.namespaces.has(ep.namespace)).map((ep) => ep.endpointId));
+    this.awaitingLabels = [...unknown];
     if (unknown.size === 0) return state;
     return { ...state, endpoints: state.endpoints.map((c) => (unknown.has(c.endpointId) ? isolatedEndpoint(c) : c)) };
   }

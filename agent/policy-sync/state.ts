@@ -6,7 +6,7 @@
  * change, and periodically as a safety net.
  */
 import type { DatapathMaps } from '../../datapath/loader.ts';
-import type { Endpoint } from '../../contract/api-types.ts';
+import type { AwaitingLabels, Endpoint } from '../../contract/api-types.ts';
 import { clusterView, nodeAddresses, policyErrors, type PolicyError } from '../datastore/cluster-view.ts';
 import type { Datastore } from '../datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './maps.ts';
@@ -40,6 +40,8 @@ export class PolicyState {
   syncError: string | null = null;
   /** The NetworkPolicies of the last sync that cannot be compiled as written (they fail closed: policy/policy-check.ts). */
   policyErrors: PolicyError[] = [];
+  /** The endpoints of the last sync isolated both ways until the datastore delivers their pod and namespace (policy/unknown-labels.ts). */
+  awaitingLabels: AwaitingLabels[] = [];
   /** Wall-clock ms when the last sync finished (0 before the first). */
   lastSyncAtMs = 0;
   revision = 0;
@@ -68,6 +70,8 @@ export class PolicyState {
       const objects = this.datastore.objects();
       this.policyErrors = policyErrors(objects);
       this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
+      const waiting = new Set(this.sync.endpointsAwaitingLabels());
+      this.awaitingLabels = waiting.size === 0 ? [] : endpoints.filter((e) => waiting.has(e.id)).map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod }));
     } catch (err) {
       this.syncError = errorMessage(err);
       throw err;
