@@ -2,7 +2,8 @@
  * The BPF filesystem, where maps, programs and links are pinned. Not mounted
  * at boot on our machines, so the agent (and tests) mount it on demand.
  */
-import { mkdirSync } from 'node:fs';
+import { lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { join } from 'node:path';
 import koffi from 'koffi';
 import { BpfError } from './libbpf.ts';
 
@@ -45,4 +46,21 @@ export function ensureBpffs(mountPoint = '/sys/fs/bpf'): void {
   if (fs().mount('bpf', mountPoint, 'bpf', 0, null) !== 0) {
     throw new BpfError(`mount bpffs at ${mountPoint}`, koffi.errno());
   }
+}
+
+/** rm -r for bpffs: unlink pins depth-first, then rmdir; absent → no-op. */
+export function removePinTree(path: string): void {
+  let stat;
+  try {
+    stat = lstatSync(path);
+  } catch (err: unknown) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stat.isDirectory()) {
+    unlinkSync(path);
+    return;
+  }
+  for (const entry of readdirSync(path)) removePinTree(join(path, entry));
+  rmdirSync(path);
 }

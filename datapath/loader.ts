@@ -12,7 +12,7 @@
  *   links/            TCX links, pinned there by the CNI
  *   netfilter/        the agent's netfilter links
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CIDR_POLICY_KEY,
@@ -44,6 +44,7 @@ import { BpfMap } from './bpf-map.ts';
 import { DatapathLayoutError, datapathVersion, layoutChanges, pinVersion, readPinnedVersion } from './pin-version.ts';
 import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
 import { migratePins, recoverPins, refusedMaps, switchTcxLinks } from './pin-migration.ts';
+import { removePinTree } from './bpffs.ts';
 import type { MigrationReport } from './pin-migration.ts';
 
 /** The object's name, which libbpf gives its internal maps. */
@@ -242,7 +243,7 @@ function programPaths(progsDir: string): Datapath['progPaths'] {
 
 /** Unpins everything under pinDir (detaching pinned TCX links) and removes its directories; absent → no-op. */
 export function removeDatapath(pinDir: string): void {
-  removeTree(pinDir);
+  removePinTree(pinDir);
 }
 
 function loadAndPin(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths']): void {
@@ -301,19 +302,3 @@ function readCounters(counters: BpfMap): Record<CounterName, CounterTotal> {
   return result;
 }
 
-/** rm -r for bpffs: unlink pins depth-first, then rmdir. */
-function removeTree(path: string): void {
-  let stat;
-  try {
-    stat = lstatSync(path);
-  } catch (err: unknown) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!stat.isDirectory()) {
-    unlinkSync(path);
-    return;
-  }
-  for (const entry of readdirSync(path)) removeTree(join(path, entry));
-  rmdirSync(path);
-}

@@ -40,7 +40,7 @@
  * the other, not together: a reply in that gap is looked up in the old
  * conntrack by to_pod while from_pod already writes the new one.
  */
-import { existsSync, lstatSync, mkdirSync, readdirSync, renameSync, rmdirSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
 import koffi from 'koffi';
 import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
@@ -48,6 +48,7 @@ import { BPF_TCX_INGRESS, closeFd, closeObject, isBpfError, linkUpdate, mapDefin
 import { definedMapTypes, pinnedMapTypes } from './map-btf.ts';
 import { MAP_TREATMENT, copyEntries, isRefusal, planMigration, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
 import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
+import { removePinTree } from './bpffs.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 const STAGING_DIR = 'migration-staging';
@@ -117,7 +118,7 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
   const mapsDir = join(pinDir, MAPS_DIR);
   const staging = join(pinDir, STAGING_DIR);
   const report: MigrationReport = { maps: [], links: 0, failed: [] };
-  removeTree(staging);
+  removePinTree(staging);
   try {
     mkdirSync(join(staging, MAPS_DIR), { recursive: true });
     mkdirSync(join(staging, PROGS_DIR), { recursive: true });
@@ -141,7 +142,7 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
     pinVersion(join(staging, PROGS_DIR), version);
     pinVersion(staging, version);
   } catch (err: unknown) {
-    if (!(err instanceof InjectedCrash)) removeTree(staging);
+    if (!(err instanceof InjectedCrash)) removePinTree(staging);
     throw err;
   }
   renameSync(staging, join(pinDir, READY_DIR));
@@ -157,9 +158,9 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
  * migration's links, or null when there was none to finish.
  */
 export function recoverPins(pinDir: string): { links: number; failed: string[] } | null {
-  removeTree(join(pinDir, STAGING_DIR));
+  removePinTree(join(pinDir, STAGING_DIR));
   const finished = existsSync(join(pinDir, READY_DIR)) ? finishMigration(pinDir) : null;
-  removeTree(join(pinDir, RETIRED_DIR));
+  removePinTree(join(pinDir, RETIRED_DIR));
   return finished;
 }
 
@@ -179,9 +180,9 @@ function finishMigration(pinDir: string): { links: number; failed: string[] } {
   crashPoint('exchange-maps');
   if (!inPlace(PROGS_DIR)) exchange(join(pinDir, PROGS_DIR), join(ready, PROGS_DIR));
   const retired = join(pinDir, RETIRED_DIR);
-  removeTree(retired);
+  removePinTree(retired);
   renameSync(ready, retired);
-  removeTree(retired);
+  removePinTree(retired);
   return switched;
 }
 
@@ -286,19 +287,3 @@ function exchange(a: string, b: string): void {
   }
 }
 
-/** rm -r for bpffs; absent → no-op. */
-function removeTree(path: string): void {
-  let stat;
-  try {
-    stat = lstatSync(path);
-  } catch (err: unknown) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
-    throw err;
-  }
-  if (!stat.isDirectory()) {
-    unlinkSync(path);
-    return;
-  }
-  for (const entry of readdirSync(path)) removeTree(join(path, entry));
-  rmdirSync(path);
-}
