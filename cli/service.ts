@@ -27,6 +27,10 @@ export async function serviceCommand(argv: string[]): Promise<number> {
       const frontend = `${f.address.includes(':') ? `[${f.address}]` : f.address}:${f.port}/${f.protocol}`;
       const service = `${f.namespace}/${f.name}${f.portName ? `:${f.portName}` : ''}`;
       const type = f.nodePort ? `${f.type}:${f.nodePort}` : f.type;
+      if (!f.served) {
+        rows.push([frontend, type, service, f.protocol === 'SCTP' ? '(not served: SCTP)' : '(NOT SERVED: its map entries were refused, see above)', '-', '-']);
+        continue;
+      }
       if (f.backends.length === 0) rows.push([frontend, type, service, '(none: refused)', '-', '-']);
       for (const b of f.backends) rows.push([frontend, type, service, `${b.address.includes(':') ? `[${b.address}]` : b.address}:${b.port}`, b.state, String(b.newFlows)]);
     }

@@ -121,6 +121,8 @@ describe('load balancer map sizes', () => {
     expect(fill.map((m) => [m.name, m.entries, m.maxEntries, m.refused])).toEqual([['lb_services', 4, 4, 4], ['lb_backends', 1, 3, undefined], ['lb_revnat', expect.any(Number), 64, undefined], ['lb_affinity', 0, 16, undefined]]);
     expect(services.report().syncError).toContain('frontend 10.251.3.1|80|TCP: map lb_services is full (4 entries): not served; raise --lb-services-max');
     expect(logs.some((l) => l.includes('map lb_services is full'))).toBe(true);
+    // GET /v1/services (sluice service list) says which frontends are not served.
+    expect(services.report().frontends.map((f) => [f.address, f.served])).toEqual([['10.251.1.1', true], ['10.251.2.1', true], ['10.251.3.1', false]]);
     services.close();
   });
 

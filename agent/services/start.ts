@@ -196,7 +196,7 @@ export function startServices(options: StartServicesOptions): Services {
           protocol: f.protocol,
           ...(f.nodePort ? { nodePort: f.nodePort } : {}),
           sessionAffinity: f.sessionAffinity,
-          served: sync !== null && f.protocol !== 'SCTP',
+          served: sync !== null && f.protocol !== 'SCTP' && sync.serves(f.address, f.port, f.protocol),
           backends: f.backends.map((b) => ({
             address: b.address,
             port: b.port,

@@ -328,6 +328,11 @@ export class ServiceMapSync {
     return stats;
   }
 
+  /** True when the maps hold the frontend's count (slot 0): the hooks translate it (or refuse it when it has no backend). */
+  serves(address: string, port: number, protocol: LbProtocol): boolean {
+    return this.frontends.get(frontendKey({ address, port, protocol }))?.headKnown === true;
+  }
+
   /** The id of a backend, or undefined when it has no slot. */
   backendId(address: string, port: number, protocol: LbProtocol): number | undefined {
     return this.backendIds.get(backendKey(address, port, protocol));
