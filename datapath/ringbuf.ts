@@ -7,10 +7,12 @@
  * does in C: no FFI call per record, no copy, and no system call when the
  * ring is empty. This matters because every new flow and every L7 message is
  * one record: the per-record FFI callback and the copy it needed were a third
- * of the agent's cost per flow record. x86-64 keeps loads in order (TSO), so
- * plain loads pair with the kernel's release stores as libbpf's acquire
- * loads do; on other architectures JavaScript has no acquire load on this
- * memory, and the reader uses libbpf's callback API instead.
+ * of the agent's cost per flow record. The positions and each record's header
+ * are read with Atomics.load, which the compiler does not move across other
+ * loads; x86-64 keeps loads in order (TSO), so these pair with the kernel's
+ * release stores as libbpf's acquire loads do. Other architectures need a
+ * hardware acquire that JavaScript cannot ask for on this memory: there the
+ * reader uses libbpf's callback API instead.
  *
  * The kernel's layout (kernel/bpf/ringbuf.c): page 0 holds consumer_pos
  * (written by us); from page 1, mapped read-only: producer_pos, then the
@@ -131,12 +133,14 @@ function mappedReader(mapFd: number, onRecord: (record: Buffer) => void): Reader
   const consumerPos = new BigUint64Array(consumerMap.bytes, 0, 1);
   const producerHalves = new Uint32Array(producerMap.bytes, 0, 2);
   const data = Buffer.from(producerMap.bytes, page, 2 * size);
+  // Headers are 8-byte aligned: read as words with Atomics.load.
+  const words = new Uint32Array(producerMap.bytes, page, (2 * size) / 4);
   // Positions only grow (a byte count): a double holds them exactly far beyond any uptime.
   const producerPos = (): number => {
     for (;;) {
-      const hi = producerHalves[1]!;
-      const lo = producerHalves[0]!;
-      if (producerHalves[1] === hi) return hi * 2 ** 32 + lo;
+      const hi = Atomics.load(producerHalves, 1);
+      const lo = Atomics.load(producerHalves, 0);
+      if (Atomics.load(producerHalves, 1) === hi) return hi * 2 ** 32 + lo;
     }
   };
   let cons = Number(consumerPos[0]!);
@@ -148,7 +152,7 @@ function mappedReader(mapFd: number, onRecord: (record: Buffer) => void): Reader
         for (let prod = producerPos(); cons < prod; prod = producerPos()) {
           while (cons < prod) {
             const at = cons % size;
-            const header = data.readUInt32LE(at);
+            const header = Atomics.load(words, at >>> 2);
             if (header & BUSY_BIT) return delivered;
             const len = header & ~(BUSY_BIT | DISCARD_BIT);
             const start = at + HEADER_BYTES;
