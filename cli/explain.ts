@@ -67,6 +67,10 @@ export function renderExplanation(x: ExplainResponse): string[] {
     const rows: string[] = [d.reason];
     for (const m of d.allowedBy.slice(1)) rows.push(`also allowed by ${m.policy} ${m.direction} rule ${m.rule} (peer: ${m.peer}; port: ${m.port})`);
     for (const m of d.notMatched) {
+      if (m.notCompiled !== undefined) {
+        rows.push(`${m.policy} ${m.direction} rule ${m.rule}: rule not compiled${m.notCompiled ? ` (${m.notCompiled})` : ''}, allows nothing`);
+        continue;
+      }
       const what = m.peerMatches && m.portMatches ? 'peer and port match, not together' : `peer ${m.peerMatches ? 'matches' : 'does not match'}, port ${m.portMatches ? 'matches' : 'does not match'}`;
       rows.push(`${m.policy} ${m.direction} rule ${m.rule}: ${what}`);
     }

@@ -6,6 +6,7 @@ import { agentRequest, agentStream } from '../contract/client.ts';
 import { parseArgs } from 'node:util';
 import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 import { statusCommand } from './status.ts';
+import { renderPolicy, type ReadablePolicy } from './policy.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 const USAGE = `usage: sluice <command>
@@ -74,18 +75,6 @@ async function identities(argv: string[]): Promise<number> {
   return 0;
 }
 
-interface ReadablePolicy {
-  endpoint: number;
-  ips: string[];
-  identity: number;
-  ingressIsolated: boolean;
-  egressIsolated: boolean;
-  policies: string[];
-  allow: { direction: string; peer: string; port: string }[];
-  allowAddresses: { direction: string; prefix: string; ports: string[] }[];
-  counters: Record<string, { packets: number }>;
-}
-
 async function policy(argv: string[]): Promise<number> {
   const ref = argv.find((a) => a.includes('/'));
   if (!ref) throw new Error('usage: sluice policy <namespace>/<pod> [--socket PATH] [-o json]');
@@ -95,22 +84,7 @@ async function policy(argv: string[]): Promise<number> {
     console.log(JSON.stringify(eps, null, 2));
     return 0;
   }
-  for (const ep of eps) {
-    console.log(`${ref} endpoint ${ep.endpoint} (${ep.ips.join(', ')}), identity ${ep.identity}`);
-    console.log(`  policies: ${ep.policies.join(', ') || '(none)'}`);
-    for (const dir of ['ingress', 'egress']) {
-      const isolated = dir === 'ingress' ? ep.ingressIsolated : ep.egressIsolated;
-      console.log(`  ${dir}: ${isolated ? 'isolated, allowed:' : 'not isolated (everything allowed)'}`);
-      if (!isolated) continue;
-      const rows = [
-        ...ep.allow.filter((a) => a.direction === dir).map((a) => `${a.peer} ${a.port}`),
-        ...ep.allowAddresses.filter((a) => a.direction === dir).map((a) => `${a.prefix} ${a.ports.join(' ') || '(excepted: nothing)'}`),
-      ];
-      for (const row of rows.length ? rows : ['(nothing)']) console.log(`    ${row}`);
-    }
-    const counters = Object.entries(ep.counters).map(([k, v]) => `${k}=${v.packets}`).join(' ');
-    if (counters) console.log(`  counters: ${counters}`);
-  }
+  for (const line of renderPolicy(ref, eps)) console.log(line);
   return 0;
 }
 

@@ -19,6 +19,7 @@ import { Protocol } from '../lib/protocols.ts';
 import { Compilation, isolates, type CompiledState, type LocalEndpoint, type PolicyDirection } from './compile.ts';
 import { MemoryNumbering } from './identity.ts';
 import { policyAllows } from './lookup.ts';
+import { isNotCompiledRule, isNotCompiledSelector } from './policy-check.ts';
 import { podsWithUnknownLabels, UNKNOWN_LABELS_REASON } from './unknown-labels.ts';
 import type { ClusterView, LabelSelector, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyPort, NetworkPolicyRule, PolicyPod } from './types.ts';
 
@@ -102,6 +103,8 @@ export interface RuleMiss {
   peerMatches: boolean;
   /** True when one of its ports takes the flow's protocol and port (from some peer). */
   portMatches: boolean;
+  /** Set when the rule could not be read and allows nothing: why (its problems), or '' when the caller has not said. */
+  notCompiled?: string;
 }
 
 /** The judgement of one direction: the source pod's egress, or the destination pod's ingress. */
@@ -175,6 +178,7 @@ export function selectorText(s: LabelSelector): string {
 
 /** A rule's peer as people read it. */
 export function peerText(peer: NetworkPolicyPeer, policyNamespace: string): string {
+  if (isNotCompiledSelector(peer.podSelector)) return 'rule not compiled';
   if (peer.ipBlock) return `ipBlock ${peer.ipBlock.cidr}${peer.ipBlock.except?.length ? ` except ${peer.ipBlock.except.join(',')}` : ''}`;
   const pods = peer.podSelector && selectorText(peer.podSelector) ? `pods {${selectorText(peer.podSelector)}}` : 'every pod';
   if (!peer.namespaceSelector) return `${pods} of namespace ${policyNamespace}`;
@@ -255,6 +259,7 @@ function judge(run: Compilation, pod: PolicyPod, direction: PolicyDirection, pee
           rule: index,
           peerMatches: allows(narrowed(direction, peers.length ? peers : undefined, undefined), policy),
           portMatches: allows(narrowed(direction, undefined, ports.length ? ports : undefined), policy),
+          ...(isNotCompiledRule(rule) ? { notCompiled: '' } : {}),
         });
       }
     });

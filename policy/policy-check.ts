@@ -38,6 +38,23 @@ function nothingRule(direction: 'ingress' | 'egress'): NetworkPolicyRule {
   return direction === 'ingress' ? { from: [{ podSelector: SELECTS_NOTHING }] } : { to: [{ podSelector: SELECTS_NOTHING }] };
 }
 
+/** True for the rule put in place of one that could not be read (it allows nothing). */
+export function isNotCompiledRule(rule: NetworkPolicyRule): boolean {
+  const peers = rule.from ?? rule.to ?? [];
+  return peers.length === 1 && isNotCompiledSelector(peers[0]!.podSelector);
+}
+
+/** True for the selector of that rule's one peer. */
+export function isNotCompiledSelector(s: LabelSelector | undefined): boolean {
+  return s?.matchExpressions?.some((r) => r.key === NOT_COMPILED_LABEL) ?? false;
+}
+
+/** The problems (from checkPolicy) of rule `index` of `direction`, without their consequence: why it was not compiled. */
+export function ruleProblems(problems: string[], direction: 'ingress' | 'egress', index: number): string[] {
+  const path = `${direction}[${index}]`;
+  return problems.filter((p) => p.startsWith(`${path}.`) || p.startsWith(`${path}:`)).map((p) => p.replace(/ \(this rule allows nothing\)$/, ''));
+}
+
 /** A spec field that cannot be read; path names it as the author wrote it (ingress[0].ports[1].port). */
 class Unreadable extends Error {}
 

@@ -5,7 +5,8 @@
  * metrics (issue 31). Its author gets a Warning Event on the object, once
  * per revision; `sluice status` has a line for it and sluice_policy_errors a
  * series, both gone once it is fixed; the pods it selects fail closed and
- * every other policy keeps working. The kernel side: policy-errors-local.test.ts.
+ * every other policy keeps working; sluice explain and sluice policy say which
+ * rule and policy were not compiled, and why. The kernel side: policy-errors-local.test.ts.
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { KubeConfig } from '@kubernetes/client-node';
@@ -21,6 +22,11 @@ import { AgentMetrics, type MetricsSources } from '../agent/metrics/metrics.ts';
 import type { NumberingStore } from '../agent/policy-sync/numbering-store.ts';
 import { PolicyState } from '../agent/policy-sync/state.ts';
 import { renderStatus } from '../cli/status.ts';
+import { renderExplanation } from '../cli/explain.ts';
+import { peerText } from '../policy/explain.ts';
+import { NOT_COMPILED_LABEL } from '../policy/policy-check.ts';
+import { renderPolicy, type ReadablePolicy } from '../cli/policy.ts';
+import { policyRoutes, type PolicyRoutesContext } from '../agent/api/policy-routes.ts';
 import { MemoryNumbering } from '../policy/identity.ts';
 import { Protocol } from '../lib/protocols.ts';
 import { FakeKubeApi } from './datastore-kubernetes-fake-api.ts';
@@ -245,6 +251,30 @@ describe('a NetworkPolicy that cannot be compiled, from the Kubernetes API', () 
     expect(a.kubeEvents.size).toBe(1);
     expect(events.stats).toMatchObject({ created: 1, failed: 1 });
     expect(logs.join('\n')).toMatch(/Event for NetworkPolicy x\/a-web not recorded \(tried again in 0\.05 s\)/);
+  });
+
+  it('sluice explain names the rule that was not compiled and why; sluice policy marks the policy', async () => {
+    const { policy } = await start();
+    policy.apply(ENDPOINTS);
+    const why = explain({ node: 'n1', endpoints: { list: () => ENDPOINTS }, policy, serviceCidrs: [] }, { from: 'x/b', to: 'x/a', port: 80, protocol: 'TCP' });
+    expect(why.ingress.notMatched).toEqual([expect.objectContaining({ policy: 'x/a-web', rule: 0, notCompiled: 'ingress[0].ports[0].port: 70000 is not a port (1-65535)' })]);
+    const lines = renderExplanation(why);
+    expect(lines).toContainEqual(expect.stringMatching(/ x\/a-web ingress rule 0: rule not compiled \(ingress\[0\]\.ports\[0\]\.port: 70000 is not a port \(1-65535\)\), allows nothing$/));
+    expect(lines.join('\n')).not.toMatch(/rule-not-compiled|peer does not match/);
+    expect(peerText({ podSelector: { matchExpressions: [{ key: NOT_COMPILED_LABEL, operator: 'In', values: [] }] } }, 'x')).toBe('rule not compiled');
+    // A rule that compiled is still judged by its peer and port.
+    const fine = explain({ node: 'n1', endpoints: { list: () => ENDPOINTS }, policy, serviceCidrs: [] }, { from: 'x/a', to: 'x/c', port: 80, protocol: 'TCP' });
+    expect(fine.ingress.notMatched).toEqual([expect.not.objectContaining({ notCompiled: expect.anything() })]);
+
+    const route = policyRoutes({ endpoints: { list: () => ENDPOINTS }, policy, datapath: { maps: { ep_counters: { lookupPerCpu: () => [] } } } } as unknown as PolicyRoutesContext).find((r) => r.pattern === '/v1/policy/:namespace/:pod')!;
+    const answer = (await route.handler({ params: ['x', 'a'], query: new URLSearchParams(), body: undefined })) as ReadablePolicy[];
+    expect(answer[0]!.notCompiled).toEqual([{ policy: 'x/a-web', problems: ['ingress[0].ports[0].port: 70000 is not a port (1-65535) (this rule allows nothing)'] }]);
+    const screen = renderPolicy('x/a', answer);
+    expect(screen).toContain('  policies: x/a-web (NOT COMPILED)');
+    expect(screen).toContain('    x/a-web NOT COMPILED as written: ingress[0].ports[0].port: 70000 is not a port (1-65535) (this rule allows nothing)');
+    const other = (await route.handler({ params: ['x', 'c'], query: new URLSearchParams(), body: undefined })) as ReadablePolicy[];
+    expect(other[0]!.notCompiled).toEqual([]);
+    expect(renderPolicy('x/c', other)).toContain('  policies: x/c-from-b');
   });
 
   it('a deleted object drops out of the status and the metric', async () => {

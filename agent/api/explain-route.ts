@@ -13,6 +13,7 @@
 import type { Endpoint } from '../../contract/api-types.ts';
 import { ExplainQueryError, KIND_IDENTITY, POLICY_PROTOCOLS, compiledVerdict, explainFlow, type DirectionVerdict, type FlowExplanation, type FlowQuery, type PolicyProtocol } from '../../policy/explain.ts';
 import { clusterView, nodeAddresses, policyErrors } from '../datastore/cluster-view.ts';
+import { ruleProblems } from '../../policy/policy-check.ts';
 import type { EndpointManager } from '../endpoints.ts';
 import type { CompiledState } from '../../policy/compile.ts';
 import type { Datastore } from '../datastore/datastore.ts';
@@ -126,6 +127,9 @@ export function explain(ctx: ExplainRouteContext, query: FlowQuery): ExplainResp
   // A policy that cannot be compiled is shown with rules that allow nothing: say why, or the verdict reads as a mystery.
   const errors = new Map(policyErrors(objects).map((e) => [`${e.namespace}/${e.name}`, e.problems]));
   for (const d of [egress, ingress]) {
+    for (const m of d.notMatched) {
+      if (m.notCompiled !== undefined) m.notCompiled = ruleProblems(errors.get(m.policy) ?? [], m.direction, m.rule).join('; ');
+    }
     for (const name of d.policies) {
       const problems = errors.get(name);
       if (problems) warnings.push(`${d.direction} of ${d.pod}: NetworkPolicy ${name} cannot be compiled as written (${problems.join('; ')}); what cannot be read allows nothing`);

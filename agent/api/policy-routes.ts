@@ -118,9 +118,12 @@ export function policyRoutes(ctx: PolicyRoutesContext): Route[] {
         const state = ctx.policy.sync.state();
         const eps = ctx.endpoints.list().filter((e) => e.namespace === namespace && e.pod === pod);
         if (!state || eps.length === 0) throw new ApiFailure(404, 'NotFound', `no endpoint of pod ${namespace}/${pod} on this node`);
+        const errors = new Map(ctx.policy.policyErrors.map((e) => [`${e.namespace}/${e.name}`, e.problems]));
         return eps.map((ep) => {
           const c = state.endpoints.find((x) => x.endpointId === ep.id)!;
-          return { endpoint: ep.id, ifname: ep.ifname, ips: ep.ips, ...readablePolicy(state, c), counters: endpointCounters(ctx.datapath.maps.ep_counters, ep.id) };
+          // The policies applied whose objects could not be compiled as written (their unreadable parts allow nothing).
+          const notCompiled = c.policies.filter((p) => errors.has(p)).map((p) => ({ policy: p, problems: errors.get(p)! }));
+          return { endpoint: ep.id, ifname: ep.ifname, ips: ep.ips, ...readablePolicy(state, c), notCompiled, counters: endpointCounters(ctx.datapath.maps.ep_counters, ep.id) };
         });
       },
     },
