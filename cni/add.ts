@@ -7,16 +7,20 @@
  * after it succeeds; a failure runs the undos in reverse, so a failed ADD
  * leaves nothing. A retried ADD (same container ID and ifname) gets the same
  * addresses and rebuilds the attachment, so it leaks nothing either.
+ *
+ * The allocation request goes out first: the agent allocates while this
+ * process loads what the kernel work needs (koffi, the netlink addon,
+ * libbpf), which would otherwise come first and add to every ADD. The kernel
+ * modules are therefore imported here, not at the top.
  */
 import { agentRequest, AgentError } from '../contract/client.ts';
 import type { AllocateResponse, Endpoint, EndpointSpec, PodAddress } from '../contract/api-types.ts';
-import { attachTcx, detachTcx } from '../datapath/tcx.ts';
-import { addAddress, addRoute, createVeth, deleteLink, linkByName, openRtnl, setLinkUp, type Link, type Rtnl } from '../datapath/netlink.ts';
-import { openNetns, type NetnsHandle } from '../datapath/netns.ts';
+import type { Link, Rtnl } from '../datapath/netlink.ts';
+import type { NetnsHandle } from '../datapath/netns.ts';
 import type { CniEnv } from './config.ts';
 import { podIdentity } from './config.ts';
 import { failPoint } from './fail-point.ts';
-import { hostVethAlias, setLinkAlias } from './host-veth.ts';
+import { requirePodNetns } from './pod-netns.ts';
 import { delQueueDir, releaseAttachment } from './release.ts';
 import { unqueueDel } from '../contract/del-queue.ts';
 import { parsePrevResult } from './result.ts';
@@ -42,6 +46,18 @@ function splitAddress(ip: PodAddress): PodIp {
   return { address, prefixLength: Number(prefix), gateway: ip.gateway, family: ip.family };
 }
 
+/** The modules of the kernel work, loaded while the agent allocates. */
+async function loadKernel() {
+  const [netlink, netns, tcx, hostVeth] = await Promise.all([
+    import('../datapath/netlink.ts'),
+    import('../datapath/netns.ts'),
+    import('../datapath/tcx.ts'),
+    import('./host-veth.ts'),
+  ]);
+  return { ...netlink, ...netns, ...tcx, ...hostVeth };
+}
+type Kernel = Awaited<ReturnType<typeof loadKernel>>;
+
 /** What one ADD works with: its names, its netlink sockets and its undo stack. */
 interface Attempt {
   env: CniEnv;
@@ -49,10 +65,15 @@ interface Attempt {
   socket: string;
   pod: ReturnType<typeof podIdentity>;
   hostIfname: string;
-  host: Rtnl;
-  netns: NetnsHandle;
   /** Run in reverse when a later step fails. */
   undo: Undo[];
+}
+
+/** An Attempt once the kernel modules are loaded and the host and pod namespaces are open. */
+interface KernelAttempt extends Attempt {
+  k: Kernel;
+  host: Rtnl;
+  netns: NetnsHandle;
 }
 
 /** Runs ADD; resolves with the result to print, rejects with a CniError after rolling back. */
@@ -65,44 +86,56 @@ export async function cmdAdd(env: CniEnv, conf: NetConf): Promise<CniResult> {
     socket: agentSocket(conf),
     pod: podIdentity(env, conf),
     hostIfname: hostVethName(env.containerId, env.ifname),
-    host: openRtnl(),
-    netns: openNetns(env.netns),
     undo: [],
   };
+  // Sent now, awaited after the kernel modules are loaded; its undo is pushed when it succeeds.
+  const allocation = allocate(a);
+  allocation.catch(() => undefined);
+  let host: Rtnl | undefined;
+  let netns: NetnsHandle | undefined;
   let podNl: Rtnl | undefined;
   try {
-    const alloc = await allocate(a);
+    // One turn of the event loop puts the request on the agent's socket before the synchronous loading below.
+    await new Promise((resolve) => setImmediate(resolve));
+    await requirePodNetns(env);
+    const k = await loadKernel();
+    host = k.openRtnl();
+    netns = k.openNetns(env.netns);
+    const ka: KernelAttempt = { ...a, k, host, netns };
+    const alloc = await allocation;
     const ips = alloc.ips.map(splitAddress);
     // The network config wins; else the agent's (a VXLAN overlay needs room for its headers).
     const mtu = conf.mtu ?? alloc.mtu ?? DEFAULT_MTU;
     const pins = linkPins(alloc.datapath.linksDir, a.hostIfname);
     // A retried ADD finds what an interrupted one left under the same names: start clean.
-    await deleteLink(a.host, a.hostIfname);
-    detachTcx(pins.ingress);
-    detachTcx(pins.egress);
+    await k.deleteLink(host, a.hostIfname);
+    k.detachTcx(pins.ingress);
+    k.detachTcx(pins.egress);
 
-    podNl = openRtnl(a.netns);
-    const { podLink, hostLink } = await createPodVeth(a, podNl, mtu);
-    await configurePodSide(a, podNl, podLink.index, ips);
+    podNl = k.openRtnl(netns);
+    const { podLink, hostLink } = await createPodVeth(ka, podNl, mtu);
+    await configurePodSide(ka, podNl, podLink.index, ips);
     failPoint('pod-config');
-    await routeToPod(a, hostLink.index, ips);
+    await routeToPod(ka, hostLink.index, ips);
     failPoint('host-config');
     await step(`attach datapath programs to ${a.hostIfname}`, () => {
-      attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.fromPod, direction: 'ingress', linkPinPath: pins.ingress });
-      a.undo.push(() => detachTcx(pins.ingress));
-      attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.toPod, direction: 'egress', linkPinPath: pins.egress });
-      a.undo.push(() => detachTcx(pins.egress));
+      k.attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.fromPod, direction: 'ingress', linkPinPath: pins.ingress });
+      a.undo.push(() => k.detachTcx(pins.ingress));
+      k.attachTcx({ ifindex: hostLink.index, progPinPath: alloc.datapath.toPod, direction: 'egress', linkPinPath: pins.egress });
+      a.undo.push(() => k.detachTcx(pins.egress));
     });
     failPoint('attach');
     await register(a, hostLink, podLink, ips);
     failPoint('register');
     return addResult(a, prev, alloc, ips, { host: hostLink, pod: podLink }, mtu);
   } catch (err: unknown) {
+    // An allocation still in flight is waited for, so that its release is among the undos.
+    await allocation.catch(() => undefined);
     throw await rollBack(a.undo, err);
   } finally {
     podNl?.close();
-    a.host.close();
-    a.netns.close();
+    host?.close();
+    netns?.close();
   }
 }
 
@@ -128,24 +161,25 @@ async function allocate(a: Attempt): Promise<AllocateResponse> {
 }
 
 /** The veth pair, its peer created straight in the pod netns, the host side marked as ours. */
-async function createPodVeth(a: Attempt, podNl: Rtnl, mtu: number): Promise<{ podLink: Link; hostLink: Link }> {
-  const { env, host, hostIfname } = a;
-  await createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: a.netns.fd, mtu, hostUp: true }).catch((err: unknown) => {
+async function createPodVeth(a: KernelAttempt, podNl: Rtnl, mtu: number): Promise<{ podLink: Link; hostLink: Link }> {
+  const { env, host, hostIfname, k } = a;
+  await k.createVeth(host, { hostName: hostIfname, peerName: env.ifname, peerNetnsFd: a.netns.fd, mtu, hostUp: true }).catch((err: unknown) => {
     throw new CniError(CNI_ERR.IO, `create veth ${hostIfname} with peer ${env.ifname} in ${env.netns}: ${errorMessage(err)}`);
   });
   // Deleting the veth also removes its peer, its routes and whatever TCX links a later step attached.
-  a.undo.push(() => deleteLink(host, hostIfname));
-  const podLink = await linkByName(podNl, env.ifname);
-  const hostLink = await linkByName(host, hostIfname);
+  a.undo.push(() => k.deleteLink(host, hostIfname));
+  const podLink = await k.linkByName(podNl, env.ifname);
+  const hostLink = await k.linkByName(host, hostIfname);
   if (!podLink || !hostLink) throw new CniError(CNI_ERR.IO, `veth ${hostIfname} vanished while it was being configured`);
-  await step(`mark host veth ${hostIfname}`, () => setLinkAlias(host, hostLink.index, hostVethAlias(a.socket, env.containerId, env.ifname)));
+  await step(`mark host veth ${hostIfname}`, () => k.setLinkAlias(host, hostLink.index, k.hostVethAlias(a.socket, env.containerId, env.ifname)));
   failPoint('veth');
   return { podLink, hostLink };
 }
 
 /** Pod side: each address as a /32 or /128, the link up, a link route to the gateway and a default route via it. */
-function configurePodSide(a: Attempt, nl: Rtnl, index: number, ips: PodIp[]): Promise<void> {
+function configurePodSide(a: KernelAttempt, nl: Rtnl, index: number, ips: PodIp[]): Promise<void> {
   const dev = a.env.ifname;
+  const { addAddress, addRoute, setLinkUp } = a.k;
   return step(`configure ${dev} in ${a.env.netns}`, async () => {
     for (const ip of ips) await addAddress(nl, { index, address: ip.address, prefixLength: fullPrefix(ip), dev });
     await setLinkUp(nl, index);
@@ -158,10 +192,10 @@ function configurePodSide(a: Attempt, nl: Rtnl, index: number, ips: PodIp[]): Pr
 }
 
 /** Host side: a /32 or /128 route to each pod address through the host veth. */
-function routeToPod(a: Attempt, index: number, ips: PodIp[]): Promise<void> {
+function routeToPod(a: KernelAttempt, index: number, ips: PodIp[]): Promise<void> {
   const dev = a.hostIfname;
   return step(`configure host veth ${dev}`, async () => {
-    for (const ip of ips) await addRoute(a.host, { dst: `${ip.address}/${fullPrefix(ip)}`, index, scope: 'link', dev });
+    for (const ip of ips) await a.k.addRoute(a.host, { dst: `${ip.address}/${fullPrefix(ip)}`, index, scope: 'link', dev });
   });
 }
 

@@ -27,24 +27,13 @@ interface Outcome {
   note?: string;
 }
 
-/** Throws code 4 unless CNI_NETNS is a network namespace other than the plugin's own (the host's). */
-async function requirePodNetns(env: CniEnv): Promise<void> {
-  const { isNetnsPath, isOwnNetns } = await import('../datapath/netns.ts');
-  if (!isNetnsPath(env.netns)) {
-    throw new CniError(CNI_ERR.INVALID_ENV, `CNI_NETNS '${env.netns}' is not a network namespace: the runtime must pass the pod sandbox's netns path`);
-  }
-  if (isOwnNetns(env.netns)) {
-    throw new CniError(CNI_ERR.INVALID_ENV, `CNI_NETNS '${env.netns}' is the host's own network namespace: pods with hostNetwork need no CNI; the runtime must pass the pod sandbox's netns path`);
-  }
-}
-
 /** The verbs that act on a parsed configuration; VERSION is answered before one is read. */
 type ConfVerb = Exclude<CniVerb, 'VERSION'>;
 
 async function run(command: ConfVerb, env: CniEnv, conf: NetConf): Promise<Outcome> {
   switch (command) {
     case 'ADD': {
-      await requirePodNetns(env);
+      // ADD checks CNI_NETNS itself, while the agent allocates the pod's addresses.
       const { cmdAdd } = await import('./add.ts');
       return { result: formatResult(await cmdAdd(env, conf), conf.cniVersion) };
     }
@@ -60,6 +49,7 @@ async function run(command: ConfVerb, env: CniEnv, conf: NetConf): Promise<Outco
       }
     }
     case 'CHECK': {
+      const { requirePodNetns } = await import('./pod-netns.ts');
       await requirePodNetns(env);
       const { cmdCheck } = await import('./check.ts');
       await cmdCheck(env, conf);
