@@ -6,9 +6,10 @@
  * the agent is down, the release is queued on disk for the agent to carry out
  * when it returns, and DEL still succeeds: kubelet would otherwise retry it
  * for as long as the agent is down. DEL fails only when a retry can help.
+ *
+ * The kernel modules (the netlink addon, koffi, libbpf) are imported while the
+ * agent releases, not before its request is sent.
  */
-import { detachTcx } from '../datapath/tcx.ts';
-import { deleteLink, openRtnl } from '../datapath/netlink.ts';
 import type { CniEnv } from './config.ts';
 import { CniError, CNI_ERR, type NetConf } from './spec.ts';
 import { hostVethName, linkPins } from './names.ts';
@@ -19,7 +20,12 @@ import { errorMessage } from '../lib/errors.ts';
 export async function cmdDel(env: CniEnv, conf: NetConf): Promise<string | undefined> {
   const hostIfname = hostVethName(env.containerId, env.ifname);
   // The agent goes first, so the maps never point at an ifindex the kernel may reuse.
-  const released = await releaseAttachment(conf, env.containerId, env.ifname, hostIfname);
+  const release = releaseAttachment(conf, env.containerId, env.ifname, hostIfname);
+  release.catch(() => undefined);
+  // One turn of the event loop puts the request on the agent's socket before the synchronous loading below.
+  await new Promise((resolve) => setImmediate(resolve));
+  const [{ deleteLink, openRtnl }, { detachTcx }] = await Promise.all([import('../datapath/netlink.ts'), import('../datapath/tcx.ts')]);
+  const released = await release;
   const rtnl = openRtnl();
   try {
     // Deleting the host end removes the pod end with it, and detaches both TCX
