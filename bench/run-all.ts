@@ -35,6 +35,7 @@ const BENCHES: { name: string; file: string; short: string[]; full: string[] }[]
   { name: 'security-overhead', file: 'security-overhead.ts', short: ['--rounds', '4', '--execs', '1000'], full: ['--rounds', '8', '--execs', '3000'] },
   { name: 'observability-overhead', file: 'observability-overhead.ts', short: ['--rounds', '4', '--seconds', '1'], full: ['--rounds', '8', '--seconds', '3'] },
   { name: 'service-sync', file: 'service-sync.ts', short: ['--services', '1,1000,10000', '--changes', '20'], full: ['--services', '1,1000,10000', '--changes', '100'] },
+  { name: 'services-vs-kube-proxy', file: 'services-vs-kube-proxy.ts', short: ['--services', '100,5000', '--rounds', '3', '--seconds', '1'], full: ['--services', '100,5000,10000', '--rounds', '5', '--seconds', '3'] },
 ];
 
 /** Other Sluice agents on the machine (tests, other engineers): a sign the figures are taken on a busy machine. */

@@ -4,13 +4,15 @@
  * one run, alternating:
  * - Sluice: a 2-node `sluice local` cluster, socket LB on (the default);
  * - kube-proxy: another 2-node cluster with the agent at `--socket-lb off`,
- *   and the rules kube-proxy's iptables mode writes for the same Services
+ *   and the rules kube-proxy's iptables mode writes for N Services
  *   (KUBE-SERVICES → KUBE-SVC-* → KUBE-SEP-* with DNAT, one KUBE-SERVICES
  *   match per Service port, masquerade marks, the filter chains) loaded with
  *   iptables-restore into node-1's network namespace, so ClusterIP packets
  *   take that node's netfilter NAT. Only that namespace's tables are written.
  * In both, the client and the server pod (net-tool's echo server) are on
- * node-1, and every Service selects the server pod.
+ * node-1, and every Service selects the server pod. The peer's agents hold
+ * as many Service objects, at other ClusterIPs (see DECOY_OFFSET), so that
+ * they never translate the ClusterIPs kube-proxy serves.
  *
  * Figures at each N: new connections per second to the last-created Service
  * (net-tool crr, 1 and 8 in flight; its KUBE-SERVICES match is the last of N,
@@ -64,6 +66,7 @@ const ROUNDS = Number(values.rounds ?? (values.full ? 5 : 3));
 const SECONDS = Number(values.seconds ?? (values.full ? 3 : 1));
 /** How many one-more-Service syncs at each N (medians). */
 const EXTRA = Number(values.extra);
+if (Math.max(...SIZES) + EXTRA >= 32_768) throw new Error('at most 32,767 Services (ClusterIPs: see DECOY_OFFSET)');
 const INFLIGHT = [1, 8] as const;
 const PIN = os.cpus().length >= 2;
 const pinned = (cpu: string, cmd: string[]) => (PIN ? ['taskset', '-c', cpu, ...cmd] : cmd);
@@ -132,14 +135,23 @@ function clusterIp(side: Side, i: number): string {
 
 const serviceName = (i: number) => `s${i}`;
 
-/** Stores Services from..to (inclusive) as `sluice local apply` stores them (allocateService, the ClusterIP given). */
-function writeServices(side: Side, from: number, to: number): void {
+/**
+ * The peer's agents hold as many Services as Sluice's (the same datastore
+ * load: files, parsing, syncs), at ClusterIPs this far above the ones
+ * kube-proxy's rules serve: an agent that knows a Service translates its
+ * packets itself (per packet in from-pod, also at --socket-lb off), and the
+ * peer's packets must reach the node's netfilter untranslated.
+ */
+const DECOY_OFFSET = 32_768;
+
+/** Stores Services from..to (inclusive) as `sluice local apply` stores them (allocateService, the ClusterIP given: that of Service i + ipOffset). */
+function writeServices(side: Side, from: number, to: number, ipOffset = 0): void {
   for (let i = from; i <= to; i++) {
     const obj: KubeObject = {
       apiVersion: 'v1',
       kind: 'Service',
       metadata: { namespace: NAMESPACE, name: serviceName(i) },
-      spec: { selector: SERVER_LABELS, clusterIP: clusterIp(side, i), ports: [{ port: PORT, targetPort: PORT, protocol: 'TCP' }] },
+      spec: { selector: SERVER_LABELS, clusterIP: clusterIp(side, i + ipOffset), ports: [{ port: PORT, targetPort: PORT, protocol: 'TCP' }] },
     };
     side.store.put(allocateService(obj, null, [], [side.serviceCidr]));
   }
@@ -308,6 +320,8 @@ interface SizeResult {
   connPerSecond: Record<Who, Record<number, number[]>>;
   failed: Record<Who, number>;
   programMs: Record<Who, number>;
+  /** Where Sluice's programming time went: objects written, every node agent's sync returned (both from the start). */
+  sluiceProgramSplitMs: { written: number; synced: number };
   /** Sluice: write + sync → answers; kube-proxy: partial restore. */
   oneMoreMs: Record<Who, number[]>;
   kubeProxyFullSyncMs: number[];
@@ -348,11 +362,13 @@ try {
     const answered = whenAnswers(sluice.clientNs, last);
     const t0 = performance.now();
     writeServices(sluice, 1, n);
+    const written = performance.now() - t0;
     await syncAgents(sluice);
+    const synced = performance.now() - t0;
     const sluiceProgramMs = (await answered) - t0;
 
-    // The peer's agents get the same objects (same datastore load), untimed; then kube-proxy's full sync.
-    writeServices(peer, 1, n);
+    // The peer's agents get as many objects (same datastore load, other ClusterIPs: see DECOY_OFFSET), untimed; then kube-proxy's full sync.
+    writeServices(peer, 1, n, DECOY_OFFSET);
     await syncAgents(peer);
     if (answers(peer.clientNs, lastPeer, 300)) throw new Error(`kube-proxy: ${lastPeer} answers before its rules exist (something else translates it)`);
     peerRules = Array.from({ length: n }, (_, i) => serviceRules(peer, i + 1));
@@ -373,6 +389,7 @@ try {
       connPerSecond: { sluice: { 1: [], 8: [] }, kubeProxy: { 1: [], 8: [] } },
       failed: { sluice: 0, kubeProxy: 0 },
       programMs: { sluice: sluiceProgramMs, kubeProxy: peerProgramMs },
+      sluiceProgramSplitMs: { written, synced },
       oneMoreMs: { sluice: [], kubeProxy: [] },
       kubeProxyFullSyncMs: [],
       kubeProxyRules: 0,
@@ -400,7 +417,7 @@ try {
       await syncAgents(sluice);
       result.oneMoreMs.sluice.push((await up) - t1);
 
-      writeServices(peer, i, i);
+      writeServices(peer, i, i, DECOY_OFFSET);
       await syncAgents(peer);
       const added = serviceRules(peer, i);
       peerRules.push(added);
@@ -410,7 +427,7 @@ try {
       result.kubeProxyFullSyncMs.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, peerRules)));
     }
     result.kubeProxyRules = natRules(peer.nodeNetns).length;
-    console.error(`  program ${n}: Sluice ${fmt(sluiceProgramMs, 0)} ms, iptables-restore ${fmt(peerProgramMs, 0)} ms (${result.kubeProxyRules} nat rules); one more: Sluice ${fmt(median(result.oneMoreMs.sluice), 0)} ms, partial restore ${fmt(median(result.oneMoreMs.kubeProxy), 0)} ms, full ${fmt(median(result.kubeProxyFullSyncMs), 0)} ms`);
+    console.error(`  program ${n}: Sluice ${fmt(sluiceProgramMs, 0)} ms (objects written at ${fmt(written, 0)}, agents synced at ${fmt(synced, 0)}), iptables-restore ${fmt(peerProgramMs, 0)} ms (${result.kubeProxyRules} nat rules); one more: Sluice ${fmt(median(result.oneMoreMs.sluice), 0)} ms, partial restore ${fmt(median(result.oneMoreMs.kubeProxy), 0)} ms, full ${fmt(median(result.kubeProxyFullSyncMs), 0)} ms`);
     results.push(result);
   }
 } finally {
@@ -439,7 +456,7 @@ for (const r of results) {
     connPerSecond1: { sluice: round(c('sluice', 1)), kubeProxy: round(c('kubeProxy', 1)), ratio: round(figures[0]![3], 3) },
     connPerSecond8: { sluice: round(c('sluice', 8)), kubeProxy: round(c('kubeProxy', 8)), ratio: round(figures[1]![3], 3) },
     usPerConnection1: { sluice: round(us('sluice')), kubeProxy: round(us('kubeProxy')) },
-    programMs: { sluice: round(r.programMs.sluice), kubeProxy: round(r.programMs.kubeProxy) },
+    programMs: { sluice: round(r.programMs.sluice), kubeProxy: round(r.programMs.kubeProxy), sluiceWritten: round(r.sluiceProgramSplitMs.written), sluiceSynced: round(r.sluiceProgramSplitMs.synced) },
     oneMoreMs: { sluice: round(median(r.oneMoreMs.sluice)), kubeProxyPartial: round(median(r.oneMoreMs.kubeProxy)), kubeProxyFull: round(median(r.kubeProxyFullSyncMs)) },
     failedConnections: r.failed,
     kubeProxyNatRules: r.kubeProxyRules,
