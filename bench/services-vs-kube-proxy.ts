@@ -279,25 +279,57 @@ function answers(netns: string, ip: string, timeoutMs = 1000): boolean {
   return spawnSync('ip', ['netns', 'exec', netns, 'timeout', String(timeoutMs / 1000), 'bash', '-c', `exec 3<>/dev/tcp/${ip}/${PORT}`], { stdio: 'ignore' }).status === 0;
 }
 
+/** Prober attempts: one every PACE_US, each given TIMEOUT_US to complete (net-tool watch). */
+const PROBE_PACE_US = 2000;
+const PROBE_TIMEOUT_US = 3000;
+let proberSlot = 0;
+
 /**
- * Starts trying ip:PORT from the netns every ~5 ms; resolves with
- * performance.now() at the first connection that completes. The event loop
- * must stay free for the time to be right (the caller awaits).
+ * A net-tool watch prober from the netns to ip:PORT, running until the
+ * returned promise settles, which it does with the CLOCK_MONOTONIC ns
+ * (process.hrtime.bigint()'s clock) of the first attempt that completed at or
+ * after the time `since()` returns once the prober runs: timed in the prober,
+ * not by when this process reads it. `ready` resolves once it has reported
+ * its first outcome (not answering).
  */
-function whenAnswers(netns: string, ip: string, timeoutMs = 120_000): Promise<number> {
-  const script = `until timeout 0.2 bash -c 'exec 3<>/dev/tcp/${ip}/${PORT}' 2>/dev/null; do sleep 0.005; done; echo up`;
-  const child = spawn('ip', ['netns', 'exec', netns, 'bash', '-c', script], { stdio: ['ignore', 'pipe', 'ignore'] });
-  const stop = onCleanup(`probe ${child.pid}`, () => killPid(child.pid));
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => (stop(), reject(new Error(`${ip}:${PORT} did not answer from ${netns} within ${timeoutMs} ms`))), timeoutMs);
-    child.stdout.on('data', () => {
-      const at = performance.now();
-      clearTimeout(timer);
-      stop();
-      resolve(at);
-    });
+function startProber(tool: string, netns: string, ip: string): { ready: Promise<void>; answered: (since: bigint, timeoutMs?: number) => Promise<bigint> } {
+  const first = String(2_000_000 + 100_000 * proberSlot++);
+  const child = spawn('ip', ['netns', 'exec', netns, ...pinned('0', [tool, 'watch', ip, String(PORT), '1', first, String(PROBE_TIMEOUT_US), String(PROBE_PACE_US)])], { stdio: ['ignore', 'pipe', 'ignore'] });
+  const stop = onCleanup(`prober ${child.pid}`, () => killPid(child.pid));
+  const events: { ns: bigint; allowed: boolean }[] = [];
+  let wake = () => {};
+  let buf = '';
+  child.stdout.on('data', (c: Buffer) => {
+    buf += c.toString();
+    for (let nl = buf.indexOf('\n'); nl >= 0; nl = buf.indexOf('\n')) {
+      const m = /"ns":(\d+),"allowed":(true|false)/.exec(buf.slice(0, nl));
+      buf = buf.slice(nl + 1);
+      if (m) events.push({ ns: BigInt(m[1]!), allowed: m[2] === 'true' });
+    }
+    wake();
   });
+  const waitFor = async <T>(find: () => T | undefined, timeoutMs: number, what: string): Promise<T> => {
+    const deadline = Date.now() + timeoutMs;
+    for (let found = find(); ; found = find()) {
+      if (found !== undefined) return found;
+      if (Date.now() > deadline) throw new Error(`prober ${ip}:${PORT} from ${netns}: ${what} within ${timeoutMs} ms`);
+      await new Promise<void>((resolve) => {
+        const t = setTimeout(resolve, 50);
+        wake = () => (clearTimeout(t), resolve());
+      });
+    }
+  };
+  const ready = waitFor(() => (events.length > 0 ? true : undefined), 10_000, 'no outcome').then((): void => {
+    if (events[0]!.allowed) throw new Error(`prober: ${ip}:${PORT} answers before it is programmed`);
+  });
+  return {
+    ready,
+    answered: (since, timeoutMs = 120_000) => waitFor(() => events.find((e) => e.allowed && e.ns >= since)?.ns, timeoutMs, 'no answer').finally(stop),
+  };
 }
+
+/** ms from `since` to `at` (both process.hrtime.bigint()). */
+const msBetween = (since: bigint, at: bigint) => Number(at - since) / 1e6;
 
 /** Connection-index cursor (one destination port: source port 1024 + i, new 5-tuples for 64,512 connections). */
 let nextConnection = 0;
@@ -359,13 +391,14 @@ try {
     if (answers(sluice.clientNs, last, 300)) throw new Error(`Sluice: ${last} answers before its Service exists`);
 
     // Sluice: the Service objects written, the agents synced, until the last one answers.
-    const answered = whenAnswers(sluice.clientNs, last);
-    const t0 = performance.now();
+    const prober = startProber(tool, sluice.clientNs, last);
+    await prober.ready;
+    const t0 = process.hrtime.bigint();
     writeServices(sluice, 1, n);
-    const written = performance.now() - t0;
+    const written = msBetween(t0, process.hrtime.bigint());
     await syncAgents(sluice);
-    const synced = performance.now() - t0;
-    const sluiceProgramMs = (await answered) - t0;
+    const synced = msBetween(t0, process.hrtime.bigint());
+    const sluiceProgramMs = msBetween(t0, await prober.answered(t0));
 
     // The peer's agents get as many objects (same datastore load, other ClusterIPs: see DECOY_OFFSET), untimed; then kube-proxy's full sync.
     writeServices(peer, 1, n, DECOY_OFFSET);
@@ -411,11 +444,12 @@ try {
     for (let j = 1; j <= EXTRA; j++) {
       const i = n + j;
       const ip = clusterIp(sluice, i);
-      const up = whenAnswers(sluice.clientNs, ip);
-      const t1 = performance.now();
+      const p = startProber(tool, sluice.clientNs, ip);
+      await p.ready;
+      const t1 = process.hrtime.bigint();
       writeServices(sluice, i, i);
       await syncAgents(sluice);
-      result.oneMoreMs.sluice.push((await up) - t1);
+      result.oneMoreMs.sluice.push(msBetween(t1, await p.answered(t1)));
 
       writeServices(peer, i, i, DECOY_OFFSET);
       await syncAgents(peer);
@@ -423,8 +457,8 @@ try {
       peerRules.push(added);
       result.oneMoreMs.kubeProxy.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, [added])));
       if (!answers(peer.clientNs, clusterIp(peer, i))) throw new Error(`kube-proxy: ${clusterIp(peer, i)} does not answer after the partial sync`);
-      // kube-proxy before 1.27 (and every full resync since): the whole ruleset again.
-      result.kubeProxyFullSyncMs.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, peerRules)));
+      // kube-proxy before 1.27 (and every full resync since): the whole ruleset again; once per N (minutes at 10,000 on a busy machine).
+      if (j === 1) result.kubeProxyFullSyncMs.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, peerRules)));
     }
     result.kubeProxyRules = natRules(peer.nodeNetns).length;
     console.error(`  program ${n}: Sluice ${fmt(sluiceProgramMs, 0)} ms (objects written at ${fmt(written, 0)}, agents synced at ${fmt(synced, 0)}), iptables-restore ${fmt(peerProgramMs, 0)} ms (${result.kubeProxyRules} nat rules); one more: Sluice ${fmt(median(result.oneMoreMs.sluice), 0)} ms, partial restore ${fmt(median(result.oneMoreMs.kubeProxy), 0)} ms, full ${fmt(median(result.kubeProxyFullSyncMs), 0)} ms`);
