@@ -85,7 +85,7 @@ fuzz-datapath: dist/sluice.bpf.o dist/sluice-cni dist/sluice
 
 # The chaos test (issue 32; test/chaos/agent-kill.chaos.ts): the agent SIGKILLed at seeded random moments
 # during a large policy sync and a burst of pod ADDs and DELs; minutes long, so not in `make test`.
-# The issue's run: make chaos CHAOS_KILLS=20 (CHAOS_SEED=N repeats one; the file lists every knob).
+# The issue's run: make chaos CHAOS_KILLS=20 CHAOS_CHURN=100 (CHAOS_SEED=N repeats one; the file lists every knob).
 .PHONY: chaos
 chaos: dist/sluice.bpf.o dist/sluice-cni dist/sluice
 	vitest run --config vitest.chaos.config.ts

@@ -13,10 +13,9 @@ import { DatabaseSync } from 'node:sqlite';
 import { clusterView, nodeAddresses } from '../../agent/datastore/cluster-view.ts';
 import { LocalDirDatastore } from '../../agent/datastore/datastore.ts';
 import { DatapathSync, type SyncedMaps, type SyncStats } from '../../agent/policy-sync/maps.ts';
-import { hostAddresses } from '../../agent/routing/host-addresses.ts';
 import { agentRequest } from '../../contract/client.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
-import { CIDR_POLICY_KEY, CIDR_POLICY_VALUE, DEVICE_KEY_SIZE, ENDPOINT_INFO, ENDPOINT_KEY, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE } from '../../datapath/abi.ts';
+import { CIDR_POLICY_KEY, CIDR_POLICY_VALUE, decodeIpcacheKey, DEVICE_KEY_SIZE, encodeIpcacheValue, Identity, ENDPOINT_INFO, ENDPOINT_KEY, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE } from '../../datapath/abi.ts';
 import { BpfMap } from '../../datapath/bpf-map.ts';
 import type { Numbering } from '../../policy/identity.ts';
 
@@ -83,6 +82,25 @@ function agentNumbering(stateDir: string): Numbering {
   return { identity: (key) => number('identity', key), selector: (key) => number('selector', key) };
 }
 
+/**
+ * The host's addresses as the agent last read them: its ipcache entries of
+ * the host identity. The agent re-reads them every 5 s, while the host-side
+ * veths of every pod on the machine (other clusters' too) come and go with
+ * link-local addresses; read here afresh, they would differ from the agent's
+ * view all the time. Pods, policies and every other entry are compiled
+ * independently of the maps.
+ */
+function hostAddressesIn(ipcache: MemoryMap): string[] {
+  const host = encodeIpcacheValue(Identity.HOST).toString('hex');
+  const out: string[] = [];
+  for (const [key, value] of ipcache.entries) {
+    if (value.toString('hex') !== host) continue;
+    const prefix = decodeIpcacheKey(Buffer.from(key, 'hex'));
+    if (prefix.prefixLength === (prefix.family === 6 ? 128 : 32)) out.push(prefix.address);
+  }
+  return out.sort();
+}
+
 /** A local cluster's paths, as TestCluster names them. */
 export interface AgentPaths {
   dir: string;
@@ -97,7 +115,11 @@ export interface MapsDiff {
   deleted: number;
   failed: string[];
   policyEntries: number;
+  /** The first few entries that differ: map, key, value in the kernel and value compiled (hex; absent: -). */
+  differences: string[];
 }
+
+const SHOWN_DIFFERENCES = 5;
 
 /** Compares the pinned maps with the compiled state of the agent's current inputs. */
 export async function diffMapsWithCompiledState(agent: AgentPaths, serviceCidrs: string[]): Promise<MapsDiff> {
@@ -107,7 +129,16 @@ export async function diffMapsWithCompiledState(agent: AgentPaths, serviceCidrs:
   const datastore = new LocalDirDatastore(path.join(agent.dir, 'datastore'));
   datastore.refresh();
   const objects = datastore.objects();
+  const pinned = Object.fromEntries(Object.entries(copies).map(([name, m]) => [name, new Map(m.entries)]));
   const sync = new DatapathSync(maps, agentNumbering(agent.stateDir), serviceCidrs, 'full');
-  const stats: SyncStats = sync.apply(clusterView(objects), endpoints, await hostAddresses(), nodeAddresses(objects));
-  return { written: stats.written, deleted: stats.deleted, failed: stats.failed, policyEntries: copies.policy.entries.size };
+  const stats: SyncStats = sync.apply(clusterView(objects), endpoints, hostAddressesIn(copies.ipcache), nodeAddresses(objects));
+  const differences: string[] = [];
+  for (const [name, compiled] of Object.entries(copies)) {
+    const kernel = pinned[name]!;
+    for (const key of new Set([...kernel.keys(), ...compiled.entries.keys()])) {
+      const [k, c] = [kernel.get(key)?.toString('hex') ?? '-', compiled.entries.get(key)?.toString('hex') ?? '-'];
+      if (k !== c && differences.length < SHOWN_DIFFERENCES) differences.push(`${name} ${key}: kernel ${k}, compiled ${c}`);
+    }
+  }
+  return { written: stats.written, deleted: stats.deleted, failed: stats.failed, policyEntries: pinned.policy!.size, differences };
 }
