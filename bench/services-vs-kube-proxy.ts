@@ -331,7 +331,12 @@ function startProber(tool: string, netns: string, ip: string): { ready: Promise<
 /** ms from `since` to `at` (both process.hrtime.bigint()). */
 const msBetween = (since: bigint, at: bigint) => Number(at - since) / 1e6;
 
-/** Connection-index cursor (one destination port: source port 1024 + i, new 5-tuples for 64,512 connections). */
+/**
+ * Connection-index cursor (one destination port: source port 1024 + i, new
+ * 5-tuples for 64,512 connections). A repeat after that still walks
+ * kube-proxy's chains (nf_conntrack replaces a reset entry on a new SYN), and
+ * the socket LB looks up every connect().
+ */
 let nextConnection = 0;
 
 /** net-tool crr to ip:PORT (one port); conn/s. */
