@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import type { KubeObject } from '../agent/datastore/local.ts';
 import { serviceTable, withNodePorts } from '../agent/services/table.ts';
-import { allocateService, checkServiceSpec, serviceCidrsOf } from '../cli/local/services.ts';
+import { allocateService, checkServiceSpec, holdService, serviceCidrsOf, takenBy } from '../cli/local/services.ts';
 import type { ClusterConfig } from '../cli/local/cluster.ts';
 
 function service(name: string, spec: Record<string, unknown>, namespace = 'x'): KubeObject {
@@ -152,6 +152,22 @@ describe('local Services', () => {
     const again = allocateService(obj({ type: 'NodePort', ports: [{ port: 80 }] }), np, [], ['10.96.0.0/12']);
     expect((again.spec!.ports as { nodePort: number }[])[0]!.nodePort).toBe(30000);
     expect(() => allocateService(obj({ type: 'NodePort', ports: [{ port: 80, nodePort: 30000 }] }, 'b'), null, [np], ['10.96.0.0/12'])).toThrow(/nodePort 30000 is already allocated/);
+  });
+
+  it('with one record of what is taken for a whole apply: N Services in O(N), each the lowest free address, a freed one reused', () => {
+    const cidrs = ['10.96.0.0/16'];
+    const taken = takenBy([service('z', { clusterIP: '10.96.0.3' })]);
+    const made = Array.from({ length: 3000 }, (_, i) => {
+      const s = allocateService(obj({ ports: [{ port: 80 }] }, `s${i}`), null, taken, cidrs);
+      holdService(taken, s, true);
+      return s.spec!.clusterIP as string;
+    });
+    expect(new Set(made).size).toBe(3000);
+    expect(made.slice(0, 4)).toEqual(['10.96.0.1', '10.96.0.2', '10.96.0.4', '10.96.0.5']);
+    expect(made.at(-1)).toBe('10.96.11.185');
+    // Deleting (or re-applying) one frees its address for the next.
+    holdService(taken, service('s1', { clusterIP: '10.96.0.2' }), false);
+    expect(allocateService(obj({ ports: [{ port: 80 }] }, 'new'), null, taken, cidrs).spec!.clusterIP).toBe('10.96.0.2');
   });
 
   it('rejects what the API server rejects', () => {

@@ -18,7 +18,7 @@ import { clusterNodes } from './nodes.ts';
 import { parseIpBlock } from '../../policy/address-rules.ts';
 import { checkPolicy } from '../../policy/policy-check.ts';
 import { errorMessage } from '../../lib/errors.ts';
-import { allocateService, checkServiceSpec, serviceCidrsOf } from './services.ts';
+import { allocateService, checkServiceSpec, holdService, serviceCidrsOf, takenBy, type ServiceTaken } from './services.ts';
 
 const KINDS = ['Namespace', 'Pod', 'NetworkPolicy', 'Service'] as const;
 type Kind = (typeof KINDS)[number];
@@ -88,6 +88,8 @@ function samePorts(a: KubeObject, b: KubeObject): boolean {
 export async function applyManifests(config: ClusterConfig, objects: KubeObject[]): Promise<string[]> {
   const store = datastoreOf(config);
   const lines: string[] = [];
+  // What the stored Services hold, read once for all the Services of this apply.
+  let servicesTaken: ServiceTaken | undefined;
   // Every object is checked before any is stored: a bad one leaves nothing behind.
   for (const obj of objects) check(obj);
   for (const obj of objects) {
@@ -105,8 +107,11 @@ export async function applyManifests(config: ClusterConfig, objects: KubeObject[
     } else if (kind === 'NetworkPolicy') {
       store.put({ apiVersion: 'networking.k8s.io/v1', kind, metadata: { ...(existing?.metadata ?? {}), name, namespace, labels }, spec: obj.spec ?? {} });
     } else if (kind === 'Service') {
-      const others = store.list('Service').filter((o) => !(o.metadata.namespace === namespace && o.metadata.name === name));
-      store.put(allocateService({ ...obj, metadata: { ...obj.metadata, name, namespace, labels } }, existing, others, serviceCidrsOf(config)));
+      servicesTaken ??= takenBy(store.list('Service'));
+      if (existing) holdService(servicesTaken, existing, false);
+      const stored = allocateService({ ...obj, metadata: { ...obj.metadata, name, namespace, labels } }, existing, servicesTaken, serviceCidrsOf(config));
+      store.put(stored);
+      holdService(servicesTaken, stored, true);
     } else if (existing) {
       if (!samePorts(existing, obj)) {
         throw new Error(`pod ${ref}: container ports cannot be changed on a running pod (delete it and create it again)`);

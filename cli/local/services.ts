@@ -93,19 +93,53 @@ export function checkServiceSpec(name: string, spec: unknown): void {
 }
 
 /**
+ * The ClusterIPs and NodePorts that Services hold, for allocateService. An
+ * apply keeps one for all the Services it stores (adding what each one
+ * takes: `hold`), so that storing N Services reads the stored ones once.
+ */
+export interface ServiceTaken {
+  clusterIPs: Set<string>;
+  nodePorts: Set<number>;
+  /** Per Service CIDR: where the next search for a free address starts (every one below was taken). */
+  searchFrom: Map<string, bigint>;
+}
+
+export function takenBy(services: KubeObject[]): ServiceTaken {
+  const taken: ServiceTaken = { clusterIPs: new Set(), nodePorts: new Set(), searchFrom: new Map() };
+  for (const s of services) holdService(taken, s, true);
+  return taken;
+}
+
+/** Adds (or, with hold false, removes) what a stored Service takes. */
+export function holdService(taken: ServiceTaken, service: KubeObject, hold: boolean): void {
+  const spec = (service.spec ?? {}) as ServiceSpec;
+  for (const ip of spec.clusterIPs ?? [spec.clusterIP ?? '']) {
+    if (!ip || ip === 'None') continue;
+    if (hold) taken.clusterIPs.add(ip);
+    else {
+      taken.clusterIPs.delete(ip);
+      // A freed address may be below where searches start.
+      taken.searchFrom.clear();
+    }
+  }
+  for (const p of spec.ports ?? []) if (typeof p.nodePort === 'number') (hold ? taken.nodePorts.add(p.nodePort) : taken.nodePorts.delete(p.nodePort));
+}
+
+/**
  * The Service as stored: the manifest's spec with defaults filled in (type,
  * protocol, targetPort, sessionAffinity), its ClusterIP (kept from the manifest,
  * or from the Service it replaces, else the lowest free address of the first
  * Service CIDR) and NodePorts. Throws when the ClusterIP is outside the
  * Service CIDRs or taken by another Service, or the CIDR is full.
  */
-export function allocateService(obj: KubeObject, existing: KubeObject | null, others: KubeObject[], serviceCidrs: string[]): KubeObject {
+export function allocateService(obj: KubeObject, existing: KubeObject | null, others: KubeObject[] | ServiceTaken, serviceCidrs: string[]): KubeObject {
   const spec = { ...((obj.spec ?? {}) as ServiceSpec) };
   const before = (existing?.spec ?? {}) as ServiceSpec;
   const name = `${obj.metadata.namespace}/${obj.metadata.name}`;
   const type = spec.type ?? 'ClusterIP';
   const cidrs = serviceCidrs.map(parseCidr);
-  const taken = new Set(others.flatMap((o) => ((o.spec ?? {}) as ServiceSpec).clusterIPs ?? [((o.spec ?? {}) as ServiceSpec).clusterIP ?? '']).filter(Boolean));
+  const held = Array.isArray(others) ? takenBy(others) : others;
+  const taken = held.clusterIPs;
   let clusterIP = spec.clusterIP;
   if (clusterIP !== 'None') {
     if (!clusterIP) clusterIP = before.clusterIP && before.clusterIP !== 'None' ? before.clusterIP : undefined;
@@ -115,16 +149,22 @@ export function allocateService(obj: KubeObject, existing: KubeObject | null, ot
       if (taken.has(clusterIP)) throw new Error(`Service ${name}: clusterIP ${clusterIP} is already allocated to another Service`);
     } else {
       const cidr = cidrs[0]!;
-      // Skip the network address (and, for IPv4, the broadcast address).
+      // Skip the network address (and, for IPv4, the broadcast address). The lowest free one, searched
+      // from where the last search of this apply stopped: no address below it was free then.
+      const first = cidr.base + 1n;
       const last = cidr.base + cidr.size - (cidr.family === 4 ? 2n : 1n);
-      for (let v = cidr.base + 1n; v <= last && !clusterIP; v++) {
+      const hint = held.searchFrom.get(cidr.text) ?? first;
+      for (let v = hint >= first && hint <= last ? hint : first; v <= last && !clusterIP; v++) {
         const ip = bigIntToIp(v, cidr.family);
-        if (!taken.has(ip)) clusterIP = ip;
+        if (!taken.has(ip)) {
+          clusterIP = ip;
+          held.searchFrom.set(cidr.text, v + 1n);
+        }
       }
       if (!clusterIP) throw new Error(`Service ${name}: the service CIDR ${cidr.text} is full`);
     }
   }
-  const takenNodePorts = new Set(others.flatMap((o) => (((o.spec ?? {}) as ServiceSpec).ports ?? []).map((p) => p.nodePort)).filter((p) => typeof p === 'number'));
+  const takenNodePorts = new Set(held.nodePorts);
   const ports = (spec.ports ?? []).map((p) => {
     const out: PortSpec = { ...p, protocol: p.protocol ?? 'TCP', targetPort: p.targetPort ?? p.port };
     if (type !== 'NodePort') return out;
