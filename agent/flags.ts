@@ -66,7 +66,8 @@ export const AGENT_USAGE = `usage: sluice agent [--state-dir DIR] [--socket PATH
                     buffer allocated at start; at most ${MAX_FLOW_CAPACITY})
   --socket-lb on|off
                     ClusterIP Services translated in connect/sendmsg/recvmsg/getpeername hooks on the cgroup v2
-                    root, for every socket of the node (default on; agent/services/)
+                    root, for every socket of the node (default on; agent/services/); off (or a socket outside the
+                    hierarchy): from-pod translates each packet to a Service and back (bpf/service-nat.h)
   --lb-services-max N, --lb-backends-max N, --lb-revnat-max N, --lb-affinity-max N
                     sizes of the load balancer's maps: frontends plus backend slots (default ${DEFAULT_LB_MAP_SIZES.services}),
                     backends (${DEFAULT_LB_MAP_SIZES.backends}), sockets x backends for reverse translation (${DEFAULT_LB_MAP_SIZES.revnat}),

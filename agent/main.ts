@@ -38,6 +38,7 @@ import { Counter as PromCounter, type Registry } from 'prom-client';
 import { Monitor } from './monitor.ts';
 import { SecurityRuntime } from './security/runtime.ts';
 import { startServices } from './services/start.ts';
+import { linkServiceNat } from '../datapath/service-nat.ts';
 import { serviceRoutes } from './api/service-routes.ts';
 import { serviceLbObjectBytes } from '../datapath/service-lb-loader.ts';
 import { SecuritySensor } from './security/sensor.ts';
@@ -208,6 +209,8 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       log,
       nodeAddresses: () => policy.hostAddresses(),
       podNetns: () => endpoints.list().map((e) => e.netns),
+      // The per-packet fallback in from-pod for what the socket hooks do not see.
+      linkDatapath: (maps) => linkServiceNat(`${f.pinDir}/maps`, maps),
     }),
     (s) => s.close(),
   );

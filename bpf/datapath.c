@@ -48,6 +48,7 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 #include "icmp.h"
 #include "masquerade.h"
 #include "netfilter.h"
+#include "service-nat.h"
 
 /*
  * Delivers to a pod on this node without a trip through the host stack.
@@ -245,6 +246,11 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		*peer = 0;
 	}
 
+	/* A Service frontend becomes a backend here, so conntrack and policy see the backend. */
+	err = service_dnat(skb, f);
+	if (err)
+		return err;
+
 	dkey.family = f->family;
 	__builtin_memcpy(dkey.addr, f->daddr, 16);
 	dst = bpf_map_lookup_elem(&endpoints, &dkey);
@@ -284,10 +290,16 @@ static __always_inline int forward_from_pod(struct __sk_buff *skb, const struct 
 		 */
 		err = enforce_new_flow(&p, f, ep, dst, ep->identity, dst_identity, ep, ct_flags,
 				       !(ct_flags & SLUICE_CT_SERVICE && ep->flags & SLUICE_EP_EGRESS_ISOLATED));
-		if (err)
+		if (err) {
+			service_nat_forget(f);
 			return err;
+		}
 	}
 
+	/* A reply from a backend on this node to a client whose packets were translated. */
+	err = service_revnat(skb, f);
+	if (err)
+		return -err;
 	if (dst) {
 		/* Re-derive the header pointer: the verifier forgets it across helper calls. */
 		eth = (void *)(long)skb->data;
@@ -399,7 +411,9 @@ static __always_inline int forward_to_pod(struct __sk_buff *skb, const struct en
 		return -SLUICE_CTR_DROP_REVOKED;
 	case CT_ESTABLISHED:
 		count(SLUICE_CTR_CT_ESTABLISHED, skb);
-		return TC_ACT_OK;
+		/* A reply from a backend reached through the stack, to a client whose packets from_pod translated. */
+		err = service_revnat(skb, f);
+		return err ? -err : TC_ACT_OK;
 	default:
 		break;
 	}

@@ -447,6 +447,35 @@ struct event_rate {
 	__u64 tokens;
 };
 
+/*
+ * Per-packet Service NAT (service-nat.h), for what the socket load balancer
+ * does not see: one lb_nat entry per direction of a translated flow. The
+ * original direction, (client, frontend), gives the backend; the reply
+ * direction, (backend, client) as the reply carries them, gives the frontend.
+ */
+enum sluice_nat_dir {
+	SLUICE_NAT_ORIGINAL = 1,
+	SLUICE_NAT_REPLY = 2,
+};
+
+struct lb_nat_key {
+	__u8 saddr[16];
+	__u8 daddr[16];
+	__be16 sport;
+	__be16 dport;
+	__u8 family;   /* SLUICE_FAMILY_IPV4 or SLUICE_FAMILY_IPV6 */
+	__u8 protocol;
+	__u8 dir;      /* enum sluice_nat_dir */
+	__u8 pad;
+};
+
+struct lb_nat_value {
+	__u8 addr[16]; /* original: the backend; reply: the frontend */
+	__be16 port;
+	__u16 pad;
+	__u32 backend_id; /* original: the backend's id in lb_backends, checked on every packet */
+};
+
 /* Per-endpoint counters: key of the per-CPU ep_counters hash. */
 struct ep_counter_key {
 	__u32 endpoint_id;
@@ -475,6 +504,9 @@ enum sluice_counter {
 	SLUICE_CTR_DROP_CT_FULL = 17,   /* dropped: a new flow over its endpoint's conntrack budget, or the table is full */
 	SLUICE_CTR_DROP_FRAG_FULL = 18, /* dropped: a first fragment over its endpoint's fragment budget, or the table is full */
 	SLUICE_CTR_DROP_REVOKED = 19,   /* dropped: a packet of a flow a policy change revoked (either end) */
+	SLUICE_CTR_SERVICE_DNAT = 20,   /* from-pod: packets to a Service frontend translated to a backend */
+	SLUICE_CTR_SERVICE_REVNAT = 21, /* replies from a backend given back their frontend's address */
+	SLUICE_CTR_SERVICE_REFUSED = 22,/* from-pod: to a frontend without backends, answered ICMP port unreachable */
 	SLUICE_CTR_MAX = 32,
 };
 

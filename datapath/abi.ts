@@ -182,6 +182,19 @@ export const FRAG_TIMEOUT_SEC = 30;
 /** struct ct_count: value of ct_counts (endpoint id -> conntrack and fragment entries charged to it). */
 export const CT_COUNT: StructLayout = { name: 'ct_count', size: 16, members: { entries: 0, fragments: 8 } };
 
+/** struct lb_nat_key: one direction of a flow from_pod translated to a Service backend (bpf/service-nat.h). */
+export const LB_NAT_KEY: StructLayout = {
+  name: 'lb_nat_key',
+  size: 40,
+  members: { saddr: 0, daddr: 16, sport: 32, dport: 34, family: 36, protocol: 37, dir: 38, pad: 39 },
+};
+
+/** struct lb_nat_value: the original direction's backend, or the reply direction's frontend. */
+export const LB_NAT_VALUE: StructLayout = { name: 'lb_nat_value', size: 24, members: { addr: 0, port: 16, pad: 18, backend_id: 20 } };
+
+/** enum sluice_nat_dir: lb_nat_key.dir. */
+export const NatDir = { ORIGINAL: 1, REPLY: 2 } as const;
+
 /** struct ct_sweep_result: the context ct_sweep writes back. */
 export const CT_SWEEP_RESULT: StructLayout = {
   name: 'ct_sweep_result',
@@ -422,6 +435,9 @@ export const Counter = {
   DROP_CT_FULL: 17,
   DROP_FRAG_FULL: 18,
   DROP_REVOKED: 19,
+  SERVICE_DNAT: 20,
+  SERVICE_REVNAT: 21,
+  SERVICE_REFUSED: 22,
   MAX: 32,
 } as const;
 

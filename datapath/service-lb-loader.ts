@@ -120,6 +120,8 @@ export interface LoadServiceLbOptions {
   cgroupRoot: string;
   /** Map sizes (default: bpf/service-lb.h's); pinned maps of other sizes are resized (service-lb-resize.ts). */
   sizes?: LbMapSizes;
+  /** False: the maps only, for the datapath's per-packet translation (--socket-lb off); links pinned before are removed (default true). */
+  attach?: boolean;
 }
 
 /** The bytes of the object: an asset of the single executable, else dist/ (or $SLUICE_SERVICE_LB_OBJECT). */
@@ -171,6 +173,11 @@ export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
   const attached: string[] = [];
   for (const link of LINKS) {
     const pin = join(linksDir, link.name);
+    // Unpinning the link detaches its program: the socket hooks are off.
+    if (options.attach === false) {
+      if (existsSync(pin)) unlinkSync(pin);
+      continue;
+    }
     if (existsSync(pin)) continue;
     attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
     attached.push(link.name);

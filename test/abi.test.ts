@@ -40,6 +40,9 @@ import {
   FRAG_TIMEOUT_SEC,
   FRAG_VALUE,
   IPCACHE_FIXED_BITS,
+  LB_NAT_KEY,
+  LB_NAT_VALUE,
+  NatDir,
   IPCACHE_KEY,
   IPCACHE_VALUE,
   Identity,
@@ -70,7 +73,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   const layouts = [
     ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
     CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT, L7_EVENT, DATAPATH_CONFIG,
-    CT_COUNT, CT_SWEEP_RESULT,
+    CT_COUNT, CT_SWEEP_RESULT, LB_NAT_KEY, LB_NAT_VALUE,
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {
@@ -99,6 +102,10 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
       SLUICE_CT_TIMEOUT_CLOSING_SEC: CT_TIMEOUT_CLOSING_SEC,
       SLUICE_CT_TIMEOUT_OTHER_SEC: CT_TIMEOUT_OTHER_SEC,
     });
+  });
+
+  it('enum sluice_nat_dir has the directions of abi.ts', () => {
+    expect(btf.enumValues('sluice_nat_dir')).toEqual({ SLUICE_NAT_ORIGINAL: NatDir.ORIGINAL, SLUICE_NAT_REPLY: NatDir.REPLY });
   });
 
   // #defines leave no trace in BTF: read them from the header itself.

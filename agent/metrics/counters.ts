@@ -16,8 +16,9 @@ import type { CounterName } from '../../datapath/abi.ts';
  * - related: an ICMP error about a known flow
  * - arp: ARP requests for the gateway answered
  * - events-lost: monitor events not emitted (rate limit or full ring buffer)
+ * - service-nat: packets the per-packet Service translation rewrote (to a backend, back to the frontend) or refused
  */
-export type CounterFamily = 'seen' | 'forward' | 'drop' | 'allowed' | 'established' | 'related' | 'arp' | 'events-lost';
+export type CounterFamily = 'seen' | 'forward' | 'drop' | 'allowed' | 'established' | 'related' | 'arp' | 'events-lost' | 'service-nat';
 
 /** A counter's family and labels; direction is absent when the counter does not tell. */
 export interface CounterMeaning {
@@ -51,4 +52,7 @@ export const COUNTER_MEANINGS: Record<CounterName, CounterMeaning> = {
   DROP_FRAG_FULL: { family: 'drop', labels: { reason: 'fragments_full' } },
   DROP_REVOKED: { family: 'drop', labels: { reason: 'revoked' } },
   EVENTS_LOST: { family: 'events-lost', labels: {} },
+  SERVICE_DNAT: { family: 'service-nat', labels: { direction: 'egress', path: 'backend' } },
+  SERVICE_REVNAT: { family: 'service-nat', labels: { direction: 'ingress', path: 'frontend' } },
+  SERVICE_REFUSED: { family: 'service-nat', labels: { direction: 'egress', path: 'refused' } },
 };

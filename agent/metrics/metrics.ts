@@ -93,6 +93,7 @@ export class AgentMetrics {
     this.counter('conntrack_related_packets_total', 'ICMP errors about known flows (e.g. fragmentation needed), passed without a policy check.', [], global('related', 'packets', []));
     this.counter('arp_replies_total', 'ARP requests for the gateway answered by from-pod.', [], global('arp', 'packets', []));
     this.counter('monitor_events_lost_total', 'Monitor events the datapath did not emit: rate limit or full ring buffer.', [], global('events-lost', 'packets', []));
+    this.counter('service_nat_packets_total', 'Packets from-pod translated to a Service backend (path=backend), given back their frontend (path=frontend), or refused for want of backends (path=refused).', ['path'], global('service-nat', 'packets', ['path']));
     this.counter('monitor_events_received_total', 'Monitor events the agent read from the ring buffer.', [], (emit) => emit({}, sources.monitorReceived()));
     this.counter(
       'policy_verdicts_total',

@@ -7,7 +7,7 @@
  */
 import type { Datastore } from '../datastore/datastore.ts';
 import type { KubeObject } from '../datastore/local.ts';
-import { loadServiceLb, type LbMapSizes, type LoadServiceLbOptions, type ServiceLb, type ServiceLbMapName } from '../../datapath/service-lb-loader.ts';
+import { loadServiceLb, type LbMapSizes, type LoadServiceLbOptions, type ServiceLb, type ServiceLbMapName, type ServiceLbMaps } from '../../datapath/service-lb-loader.ts';
 import { countEntries, type MapFill } from '../metrics/map-fill.ts';
 import { encodeBackendId, sumBackendFlows } from '../../datapath/service-lb-abi.ts';
 import { serviceFrontends, serviceKeyOf, sliceOwner, type ServiceEndpointInputs, type ServiceInputs } from './table.ts';
@@ -63,7 +63,7 @@ export function desiredFrontendsOf(inputs: ServiceInputs, nodeAddresses: string[
 
 /** What startServices needs. */
 export interface StartServicesOptions {
-  /** --socket-lb: false loads nothing and reports the load balancer off. */
+  /** --socket-lb: false attaches no socket hooks (and, without linkDatapath, loads nothing and reports the load balancer off). */
   enabled: boolean;
   /** <bpf-dir>/service-lb, the object's bytes, the cgroup v2 root (null: none mounted). */
   pinDir: string;
@@ -77,6 +77,13 @@ export interface StartServicesOptions {
   nodeAddresses?: () => string[];
   /** The network namespaces of the node's pods (e.g. the endpoints' netns paths): where stale UDP sockets are destroyed. */
   podNetns?: () => string[];
+  /**
+   * Hands the frontend and backend maps to the datapath's per-packet
+   * translation (datapath/service-nat.ts linkServiceNat). Given, the maps are
+   * loaded also with --socket-lb off (without the socket hooks), and from_pod
+   * translates every Service packet.
+   */
+  linkDatapath?: (maps: ServiceLbMaps) => void;
   /** For tests: the loader (default loadServiceLb), and what destroys stale UDP sockets (default destroyStaleUdpSockets). */
   load?: (options: LoadServiceLbOptions) => ServiceLb;
   destroyUdp?: (backends: { address: string; port: number }[], netnsPaths: string[]) => Promise<string[]>;
@@ -119,16 +126,22 @@ export function startServices(options: StartServicesOptions): Services {
   /** Entries refused because their map was full, since start. */
   const refused: Partial<Record<LbSizedMap, number>> = {};
   let destroying: Promise<void> = Promise.resolve();
+  // With --socket-lb off (or no cgroup v2 to attach to), the maps alone still serve the datapath's per-packet translation.
+  const attach = options.enabled && options.cgroupRoot !== null;
   if (options.enabled && options.cgroupRoot === null) reason = 'no cgroup v2 hierarchy is mounted';
-  else if (options.enabled) {
+  if (attach || options.linkDatapath) {
     try {
-      lb = (options.load ?? loadServiceLb)({ pinDir: options.pinDir, objectBytes: options.objectBytes(), cgroupRoot: options.cgroupRoot!, ...(options.sizes ? { sizes: options.sizes } : {}) });
+      lb = (options.load ?? loadServiceLb)({ pinDir: options.pinDir, objectBytes: options.objectBytes(), cgroupRoot: options.cgroupRoot ?? '', attach, ...(options.sizes ? { sizes: options.sizes } : {}) });
       sync = new ServiceMapSync(lb.maps, lb.sizes ? { maxEntries: { lb_services: lb.sizes.lb_services, lb_backends: lb.sizes.lb_backend_flows } } : {});
-      options.log(`socket load balancer ${lb.adopted ? 'adopted' : 'loaded'} at ${options.cgroupRoot}${lb.attached.length ? ` (attached ${lb.attached.join(', ')})` : ''}`);
+      options.linkDatapath?.(lb.maps);
+      if (!attach) reason = `${reason ?? '--socket-lb off'}: Services translated per packet in from-pod`;
+      options.log(attach ? `socket load balancer ${lb.adopted ? 'adopted' : 'loaded'} at ${options.cgroupRoot}${lb.attached.length ? ` (attached ${lb.attached.join(', ')})` : ''}` : `services: ${reason}`);
       if (lb.resized?.length) options.log(`socket load balancer maps resized: ${lb.resized.join(', ')}`);
       if (lb.resizeRefused) options.log(`socket load balancer maps kept at their pinned sizes (${Object.entries(lb.sizes).map(([m, n]) => `${m} ${n}`).join(', ')}): ${lb.resizeRefused}`);
     } catch (err: unknown) {
       reason = `load the socket load balancer: ${errorMessage(err)}`;
+      // Maps nothing reads serve nothing.
+      if (!attach) sync = null;
       options.log(reason);
     }
   }
