@@ -9,7 +9,7 @@ import { Counter, Direction, EventType, Verdict, type DatapathEvent } from '../d
 import { FlowFilterError, flowFilterOf, flowMatches } from '../agent/flows/filter.ts';
 import { ensureSummary, flowRecordOf, tcpFlagNames, type FlowNaming } from '../agent/flows/record.ts';
 import { FlowStore } from '../agent/flows/store.ts';
-import { PolicyNamer } from '../agent/flows/policy-names.ts';
+import { PolicyNamer, REFRESH_FACTOR } from '../agent/flows/policy-names.ts';
 import { Compilation } from '../policy/compile.ts';
 import type { ClusterView, PolicyPod } from '../policy/types.ts';
 import { parseSelectorText, SelectorSyntaxError, selectorMatches } from '../policy/selector.ts';
@@ -212,6 +212,36 @@ describe('PolicyNamer', () => {
       revision = 2; // a policy change: compiled again, once
       namer.policiesOf(flowRecordOf(event({ dport: 80 }), naming, BOOT_MS));
       expect(compiles).toHaveBeenCalledTimes(2);
+    } finally {
+      compiles.mockRestore();
+    }
+  });
+
+  it('under churn in a large cluster, compiles at most once per REFRESH_FACTOR times a compilation, naming from the last one meanwhile', () => {
+    const compiles = vi.spyOn(Compilation, 'of');
+    try {
+      let clock = 0;
+      let revision = 1;
+      // Each compilation "takes" 200 ms of the injected clock, as at 20,000 pods.
+      const namer = new PolicyNamer({ revision: () => revision, view: () => view, explainOptions: () => ((clock += 200), {}) }, () => {}, () => clock);
+      // A revision every 10 ms, a record every 1 ms, for 10 s.
+      for (let t = 0; t < 10_000; t++) {
+        clock += 1;
+        if (t % 10 === 0) revision++;
+        expect(namer.policiesOf(flowRecordOf(event({ dport: 80 }), naming, BOOT_MS))).toEqual([{ namespace: 'web', name: 'from-client', direction: 'ingress', rule: 0 }]);
+      }
+      // 10 s + 200 ms per compilation: one every 2 s at most.
+      expect(compiles.mock.calls.length).toBeLessThanOrEqual(Math.ceil((10_000 + 200 * compiles.mock.calls.length) / (REFRESH_FACTOR * 200)) + 1);
+      expect(compiles.mock.calls.length).toBeLessThan(10);
+      expect(compiles.mock.calls.length).toBeGreaterThan(2);
+      // A fast compilation is never held back: every revision is named from.
+      const fast = new PolicyNamer({ revision: () => revision, view: () => view, explainOptions: () => ((clock += 1), {}) }, () => {}, () => clock);
+      compiles.mockClear();
+      for (let i = 0; i < 50; i++) {
+        revision++;
+        fast.policiesOf(flowRecordOf(event({ dport: 80 }), naming, BOOT_MS));
+      }
+      expect(compiles).toHaveBeenCalledTimes(50);
     } finally {
       compiles.mockRestore();
     }

@@ -5,6 +5,15 @@
  * policy/explain.ts, the same reading of the rules `sluice explain` gives,
  * and cached per policy revision: records of one kind of flow cost one
  * explanation, not one each.
+ *
+ * A new revision means compiling the cluster again, which costs with the
+ * cluster (about 200 ms at 20,000 pods). Under churn (a revision every few
+ * tens of ms) that would be a compilation per record, so the namer takes a
+ * new revision only once REFRESH_FACTOR times the last compilation's
+ * duration has passed since it took the last one: at most 1/REFRESH_FACTOR of
+ * a core. A cluster compiled in under THROTTLE_FROM_MS (a few thousand pods)
+ * is always named from the current revision; a larger one, under churn, from
+ * one at most REFRESH_FACTOR compilations old.
  */
 import type { FlowPolicyRef, FlowRecord } from '../../contract/flows.ts';
 import { explainCompilation, explainFlow, POLICY_PROTOCOLS, type DirectionVerdict, type ExplainOptions, type PolicyProtocol } from '../../policy/explain.ts';
@@ -22,6 +31,10 @@ export interface PolicyNamerSource {
 
 /** Answers kept per revision; beyond it, the cache starts over. */
 const CACHE_LIMIT = 4096;
+/** A new revision is taken once this many times the last compilation's duration has passed. */
+export const REFRESH_FACTOR = 10;
+/** Compilations faster than this are never held back. */
+export const THROTTLE_FROM_MS = 20;
 
 function refOf(text: string): { namespace: string; name: string } {
   const at = text.indexOf('/');
@@ -36,18 +49,26 @@ export class PolicyNamer {
   private options: ExplainOptions | null = null;
   private readonly cache = new Map<string, FlowPolicyRef[] | undefined>();
   private readonly log: (msg: string) => void;
+  private readonly now: () => number;
+  /** When the current revision was taken, and how long its compilation took (ms). */
+  private takenAt = -Infinity;
+  private compileMs = 0;
 
-  constructor(source: PolicyNamerSource, log: (msg: string) => void = () => {}) {
+  constructor(source: PolicyNamerSource, log: (msg: string) => void = () => {}, now: () => number = () => performance.now()) {
     this.source = source;
     this.log = log;
+    this.now = now;
   }
 
   /** The policies of a verdict record; undefined when none judged it (or it is not a verdict on a transport flow). */
   policiesOf(r: FlowRecord): FlowPolicyRef[] | undefined {
     if (r.type !== 'flow' || r.direction === '' || !(POLICY_PROTOCOLS as readonly string[]).includes(r.protocol)) return undefined;
     const revision = this.source.revision();
-    if (revision !== this.revision) {
+    const hold = this.compileMs >= THROTTLE_FROM_MS ? REFRESH_FACTOR * this.compileMs : 0;
+    if (revision !== this.revision && this.now() - this.takenAt >= hold) {
       this.revision = revision;
+      this.takenAt = this.now();
+      this.compileMs = 0;
       this.view = null;
       this.options = null;
       this.cache.clear();
@@ -80,8 +101,10 @@ export class PolicyNamer {
    */
   private explainOptions(): ExplainOptions {
     if (!this.options) {
+      const started = this.now();
       const options = this.source.explainOptions();
       this.options = { ...options, compilation: explainCompilation(this.clusterView(), options.local) };
+      this.compileMs = this.now() - started;
     }
     return this.options;
   }
