@@ -54,7 +54,7 @@ struct {
 /* Translated flows, both directions (struct lb_nat_key). An LRU: an entry is only a translation, never a permission. */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SLUICE_MAX_CONNTRACK);
+	__uint(max_entries, SLUICE_MAX_LB_NAT);
 	__type(key, struct lb_nat_key);
 	__type(value, struct lb_nat_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);

@@ -25,6 +25,10 @@
 #define SLUICE_MAX_POLICY 1048576
 #endif
 #define SLUICE_MAX_CIDR_POLICY 262144
+/* Per-packet Service NAT entries (lb_nat, service-nat.h): two per translated flow. */
+#ifndef SLUICE_MAX_LB_NAT
+#define SLUICE_MAX_LB_NAT 262144
+#endif
 #ifndef SLUICE_MAX_CONNTRACK
 #define SLUICE_MAX_CONNTRACK 262144
 #endif
