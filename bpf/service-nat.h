@@ -6,8 +6,8 @@
  * gets a backend's address and port before conntrack and policy look at it,
  * so both work on the backend; replies from the backend get the frontend's
  * address back (from_pod for a backend on this node, to_pod for one reached
- * through the stack). A frontend without backends is answered with an ICMP
- * port unreachable, so the client is refused at once.
+ * through the stack). A frontend without backends is answered with a TCP
+ * RST (a SYN) or an ICMP port unreachable, so the client is refused at once.
  *
  * The frontends and backends are the load balancer's own maps (lb_services,
  * lb_backends), reached through one-slot map-in-map arrays the agent fills
@@ -207,11 +207,11 @@ static __noinline int nat_refuse6(struct __sk_buff *skb, __u32 l4_off)
 }
 
 /*
- * A TCP SYN over IPv6 is refused with a RST (with the ACK the SYN asks for)
- * instead: the SYN is sent, and so reaches here, while connect() holds its
- * socket's lock, and tcp_v6_err drops an ICMP error that meets a locked
- * socket (LockDroppedIcmps), so only the SYN's retransmit a second later
- * would be refused; a RST waits in the socket's backlog for the lock instead.
+ * A TCP SYN is refused with a RST (with the ACK the SYN asks for) instead:
+ * the SYN is sent, and so may reach here, while connect() holds its socket's
+ * lock, and tcp_v6_err drops an ICMP error that meets a locked socket
+ * (LockDroppedIcmps), so only the SYN's retransmit a second later would be
+ * refused (seen with IPv6); a RST waits in the socket's backlog for the lock.
  */
 static __noinline int nat_reset6(struct __sk_buff *skb, __u32 l4_off)
 {
@@ -251,19 +251,58 @@ static __noinline int nat_reset6(struct __sk_buff *skb, __u32 l4_off)
 	return 0;
 }
 
-/* The refusal (nat_refuse4/6, nat_reset6) sent back into the pod it came from. Returns the tc verdict, or a negative drop reason. */
+/* The same over IPv4, where tcp_v4_err drops an ICMP error that meets a locked socket alike. */
+static __noinline int nat_reset4(struct __sk_buff *skb, __u32 l4_off)
+{
+	struct {
+		struct iphdr ip;
+		__be16 sport, dport;
+		__be32 seq, ack_seq;
+		__u8 doff, flags;
+		__be16 window, check, urg;
+	} h = {};
+	__be32 pseudo[3];
+	__be32 seq;
+	__s64 sum;
+
+	if (l4_off != ETH_HLEN + sizeof(struct iphdr) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &h.ip.daddr, 4) < 0 ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, daddr), &h.ip.saddr, 4) < 0 ||
+	    bpf_skb_load_bytes(skb, l4_off, &h.dport, 2) < 0 || bpf_skb_load_bytes(skb, l4_off + 2, &h.sport, 2) < 0 ||
+	    bpf_skb_load_bytes(skb, l4_off + 4, &seq, 4) < 0)
+		return SLUICE_CTR_DROP_MALFORMED;
+	h.ip.version = 4;
+	h.ip.ihl = 5;
+	h.ip.tot_len = bpf_htons(sizeof(h));
+	h.ip.ttl = 64;
+	h.ip.protocol = IPPROTO_TCP;
+	h.ip.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.ip, sizeof(h.ip), 0));
+	h.ack_seq = bpf_htonl(bpf_ntohl(seq) + 1);
+	h.doff = 5 << 4;
+	h.flags = TCP_FLAG_RST | TCP_FLAG_ACK;
+	pseudo[0] = h.ip.saddr;
+	pseudo[1] = h.ip.daddr;
+	pseudo[2] = bpf_htonl(IPPROTO_TCP << 16 | TCP_HDR_MIN_BYTES);
+	sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), 0);
+	if (sum < 0)
+		return SLUICE_CTR_DROP_MALFORMED;
+	h.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.sport, TCP_HDR_MIN_BYTES, (__u32)sum));
+	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(h), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
+		return SLUICE_CTR_DROP_MALFORMED;
+	return 0;
+}
+
+/* The refusal (nat_refuse4/6, nat_reset4/6) sent back into the pod it came from. Returns the tc verdict, or a negative drop reason. */
 static __always_inline int nat_refuse(struct __sk_buff *skb, const struct flow *f)
 {
 	int err;
 	struct ethhdr *eth;
 	__u8 mac[ETH_ALEN];
 
-	if (f->family == SLUICE_FAMILY_IPV4)
-		err = nat_refuse4(skb, f->l4_off);
-	else if (f->protocol == IPPROTO_TCP && (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-		err = nat_reset6(skb, f->l4_off);
+	if (f->protocol == IPPROTO_TCP && (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
+		err = f->family == SLUICE_FAMILY_IPV4 ? nat_reset4(skb, f->l4_off) : nat_reset6(skb, f->l4_off);
 	else
-		err = nat_refuse6(skb, f->l4_off);
+		err = f->family == SLUICE_FAMILY_IPV4 ? nat_refuse4(skb, f->l4_off) : nat_refuse6(skb, f->l4_off);
 
 	if (err)
 		return -err;

@@ -510,7 +510,7 @@ enum sluice_counter {
 	SLUICE_CTR_DROP_REVOKED = 19,   /* dropped: a packet of a flow a policy change revoked (either end) */
 	SLUICE_CTR_SERVICE_DNAT = 20,   /* from-pod: packets to a Service frontend translated to a backend */
 	SLUICE_CTR_SERVICE_REVNAT = 21, /* replies from a backend given back their frontend's address */
-	SLUICE_CTR_SERVICE_REFUSED = 22,/* from-pod: to a frontend without backends, answered ICMP port unreachable */
+	SLUICE_CTR_SERVICE_REFUSED = 22,/* from-pod: to a frontend without backends, answered with a TCP RST or an ICMP port unreachable */
 	SLUICE_CTR_MAX = 32,
 };
 

@@ -73,6 +73,20 @@ except OSError as e:
 print(json.dumps({'result': res, 'ms': (time.monotonic() - t) * 1000}))
 `;
 
+/** In a pod: a connected UDP socket to addr:port sends once and waits for an answer; the errno name (or 'answered') and how long it took. */
+const UDP_ONCE = `
+import socket, sys, time, errno, json
+t = time.monotonic()
+s = socket.socket(socket.AF_INET6 if ':' in sys.argv[1] else socket.AF_INET, socket.SOCK_DGRAM); s.settimeout(float(sys.argv[3]))
+try:
+    s.connect((sys.argv[1], int(sys.argv[2]))); s.send(b'?'); s.recv(100); res = 'answered'
+except socket.timeout:
+    res = 'timeout'
+except OSError as e:
+    res = errno.errorcode.get(e.errno, str(e.errno))
+print(json.dumps({'result': res, 'ms': (time.monotonic() - t) * 1000}))
+`;
+
 describe('ClusterIP Services by per-packet DNAT in from-pod (--socket-lb=off)', () => {
   const cluster = new TestCluster();
   const serviceCidr = `10.151.${parseInt(cluster.id.slice(0, 2), 16)}.0/24`;
@@ -157,7 +171,7 @@ metadata: {namespace: sv, name: empty}
 spec:
   clusterIP: ${emptyIP}
   selector: {app: nothing}
-  ports: [{port: 80}]
+  ports: [{name: t, port: 80}, {name: u, port: 53, protocol: UDP}]
 ---
 apiVersion: v1
 kind: Service
@@ -165,7 +179,7 @@ metadata: {namespace: sv, name: empty6}
 spec:
   clusterIP: ${emptyIP6}
   selector: {app: nothing}
-  ports: [{port: 80}]
+  ports: [{name: t, port: 80}, {name: u, port: 53, protocol: UDP}]
 `);
     netns = (await cluster.podAddresses()).netns;
     await Promise.all(
@@ -228,12 +242,16 @@ spec:
   }, 30_000);
 
   for (const family of ['IPv4', 'IPv6'] as const) {
-    it(`${family}: a Service without endpoints is refused at once (ECONNREFUSED)`, async () => {
+    it(`${family}: a Service without endpoints is refused at once (ECONNREFUSED), TCP and UDP`, async () => {
       const refusedBefore = await cluster.counter('SERVICE_REFUSED');
       const out = await inPod('sv/client', CONNECT_ONCE, family === 'IPv4' ? emptyIP : emptyIP6, '80', '5');
       expect(out.result).toBe('ECONNREFUSED');
       expect(out.ms).toBeLessThan(1000);
       expect(await cluster.counter('SERVICE_REFUSED')).toBeGreaterThan(refusedBefore);
+      // UDP: an ICMP port unreachable, which a connected socket reports on its next receive.
+      const udp = await inPod('sv/client', UDP_ONCE, family === 'IPv4' ? emptyIP : emptyIP6, '53', '5');
+      expect(udp.result).toBe('ECONNREFUSED');
+      expect(udp.ms).toBeLessThan(1000);
     }, 30_000);
   }
 });
