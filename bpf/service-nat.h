@@ -15,7 +15,7 @@
  * (resized) while this one stays loaded. Empty slots: nothing is translated.
  *
  * Not handled (yet): fragmented datagrams (their later fragments carry no
- * ports), sessionAffinity, per-backend flow counts, hairpin (a pod reaching
+ * ports), per-backend flow counts, hairpin (a pod reaching
  * itself through its Service needs a source NAT), ICMP errors about a
  * translated flow. Included by datapath.c only.
  */
@@ -59,6 +59,15 @@ struct {
 	__type(value, struct lb_nat_value);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } lb_nat SEC(".maps");
+
+/* sessionAffinity: ClientIP, per client address and frontend (struct lb_nat_affinity_key). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_LB_MAX_AFFINITY);
+	__type(key, struct lb_nat_affinity_key);
+	__type(value, struct lb_affinity_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nat_affinity SEC(".maps");
 
 const volatile enum sluice_nat_dir sluice_nat_dir_btf_anchor = SLUICE_NAT_ORIGINAL;
 /* libbpf sizes the inner maps' keys and values from the BTF, which has only a forward declaration of a struct used through pointers alone. */
@@ -317,6 +326,17 @@ static __always_inline int nat_refuse(struct __sk_buff *skb, const struct flow *
 	return bpf_redirect_peer(skb->ifindex, 0);
 }
 
+/* The affinity key of f's client and frontend (f not yet translated). */
+static __always_inline void nat_affinity_key(struct lb_nat_affinity_key *k, const struct flow *f)
+{
+	__builtin_memset(k, 0, sizeof(*k));
+	__builtin_memcpy(k->client, f->saddr, 16);
+	__builtin_memcpy(k->frontend, f->daddr, 16);
+	k->port = f->dport;
+	k->protocol = f->protocol;
+	k->family = f->family;
+}
+
 /* service_dnat_call(): the frontend has no backends. */
 #define NAT_REFUSE 1
 
@@ -333,8 +353,11 @@ static __noinline int service_dnat_call(struct __sk_buff *skb, struct flow *f)
 	union {
 		struct lb_service_key svc;
 		struct lb_nat_key nat;
+		struct lb_nat_affinity_key aff;
 	} k;
 	struct lb_nat_value v = {};
+	struct lb_affinity_value *aff;
+	__u64 now = 0, timeout_ns = 0;
 	struct lb_service_value *svc, *slot;
 	struct lb_nat_value *nat;
 	struct lb_backend *be;
@@ -358,6 +381,8 @@ static __noinline int service_dnat_call(struct __sk_buff *skb, struct flow *f)
 	if (!svc)
 		return 0;
 	slots = svc->count;
+	if (svc->flags & SLUICE_LB_F_AFFINITY)
+		timeout_ns = (__u64)svc->affinity_timeout_sec * NSEC_PER_SEC;
 
 	__builtin_memset(&k, 0, sizeof(k));
 	__builtin_memcpy(k.nat.saddr, f->saddr, 16);
@@ -377,19 +402,38 @@ static __noinline int service_dnat_call(struct __sk_buff *skb, struct flow *f)
 	}
 	if (slots == 0)
 		return NAT_REFUSE;
-	__builtin_memset(&k, 0, sizeof(k));
-	__builtin_memcpy(k.svc.addr, f->daddr, 16);
-	k.svc.port = f->dport;
-	k.svc.protocol = f->protocol;
-	k.svc.family = f->family;
-	k.svc.slot = (bpf_get_prandom_u32() % (slots > SLUICE_LB_MAX_SLOTS_PER_SERVICE ? SLUICE_LB_MAX_SLOTS_PER_SERVICE : slots)) + 1;
-	slot = bpf_map_lookup_elem(services, &k.svc);
-	if (!slot)
-		return 0;
-	id = slot->backend_id;
-	be = bpf_map_lookup_elem(backends, &id);
+	be = NULL;
+	if (timeout_ns) {
+		/* The client's backend, if it opened a flow to this frontend within the timeout and the backend is still there. */
+		now = bpf_ktime_get_ns();
+		nat_affinity_key(&k.aff, f);
+		aff = bpf_map_lookup_elem(&lb_nat_affinity, &k.aff);
+		if (aff && now - aff->last_used_ns < timeout_ns) {
+			id = aff->backend_id;
+			be = bpf_map_lookup_elem(backends, &id);
+		}
+	}
+	if (!be) {
+		__builtin_memset(&k, 0, sizeof(k));
+		__builtin_memcpy(k.svc.addr, f->daddr, 16);
+		k.svc.port = f->dport;
+		k.svc.protocol = f->protocol;
+		k.svc.family = f->family;
+		k.svc.slot = (bpf_get_prandom_u32() % (slots > SLUICE_LB_MAX_SLOTS_PER_SERVICE ? SLUICE_LB_MAX_SLOTS_PER_SERVICE : slots)) + 1;
+		slot = bpf_map_lookup_elem(services, &k.svc);
+		if (!slot)
+			return 0;
+		id = slot->backend_id;
+		be = bpf_map_lookup_elem(backends, &id);
+	}
 	if (!be || be->family != f->family)
 		return 0;
+	if (now) {
+		struct lb_affinity_value aval = { .last_used_ns = now, .backend_id = id };
+
+		nat_affinity_key(&k.aff, f);
+		bpf_map_update_elem(&lb_nat_affinity, &k.aff, &aval, BPF_ANY);
+	}
 
 translate:
 	/* The reply's entry first: from the backend to the client, back to the frontend. */

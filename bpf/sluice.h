@@ -480,6 +480,19 @@ struct lb_nat_value {
 	__u32 backend_id; /* original: the backend's id in lb_backends, checked on every packet */
 };
 
+/*
+ * sessionAffinity: ClientIP of the per-packet path (lb_nat_affinity, an LRU
+ * whose value is service-lb.h's struct lb_affinity_value): a client address
+ * keeps its backend per frontend while it opens flows within the timeout.
+ */
+struct lb_nat_affinity_key {
+	__u8 client[16];
+	__u8 frontend[16];
+	__be16 port;
+	__u8 protocol;
+	__u8 family;
+};
+
 /* Per-endpoint counters: key of the per-CPU ep_counters hash. */
 struct ep_counter_key {
 	__u32 endpoint_id;

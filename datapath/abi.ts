@@ -192,6 +192,13 @@ export const LB_NAT_KEY: StructLayout = {
 /** struct lb_nat_value: the original direction's backend, or the reply direction's frontend. */
 export const LB_NAT_VALUE: StructLayout = { name: 'lb_nat_value', size: 24, members: { addr: 0, port: 16, pad: 18, backend_id: 20 } };
 
+/** struct lb_nat_affinity_key: sessionAffinity of the per-packet path, per client address and frontend (value: service-lb-abi.ts's LB_AFFINITY_VALUE). */
+export const LB_NAT_AFFINITY_KEY: StructLayout = {
+  name: 'lb_nat_affinity_key',
+  size: 36,
+  members: { client: 0, frontend: 16, port: 32, protocol: 34, family: 35 },
+};
+
 /** enum sluice_nat_dir: lb_nat_key.dir. */
 export const NatDir = { ORIGINAL: 1, REPLY: 2 } as const;
 

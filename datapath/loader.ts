@@ -59,7 +59,7 @@ const PROG_SERVICE_EGRESS = 'service_egress';
 const PROG_VXLAN_IN = 'vxlan_in';
 const NETFILTER_DIR = 'netfilter';
 /** Pinned maps read by other means: `events` by the monitor's ring buffer reader; the Service NAT's by the kernel only, the ref slots filled by datapath/service-nat.ts. */
-const UNOPENED_MAPS = ['events', 'event_rate', 'lb_nat', 'lb_services_ref', 'lb_backends_ref'];
+const UNOPENED_MAPS = ['events', 'event_rate', 'lb_nat', 'lb_nat_affinity', 'lb_services_ref', 'lb_backends_ref'];
 
 /** The datapath's maps, open in this process. */
 export interface DatapathMaps {

@@ -40,6 +40,7 @@ import {
   FRAG_TIMEOUT_SEC,
   FRAG_VALUE,
   IPCACHE_FIXED_BITS,
+  LB_NAT_AFFINITY_KEY,
   LB_NAT_KEY,
   LB_NAT_VALUE,
   NatDir,
@@ -73,7 +74,7 @@ describe('abi.ts mirrors bpf/sluice.h', () => {
   const layouts = [
     ENDPOINT_KEY, ENDPOINT_INFO, COUNTER_VALUE, IPCACHE_KEY, IPCACHE_VALUE, POLICY_KEY, POLICY_VALUE,
     CIDR_POLICY_KEY, CIDR_POLICY_VALUE, CT_KEY, CT_VALUE, FRAG_KEY, FRAG_VALUE, EP_COUNTER_KEY, EVENT, L7_EVENT, DATAPATH_CONFIG,
-    CT_COUNT, CT_SWEEP_RESULT, LB_NAT_KEY, LB_NAT_VALUE,
+    CT_COUNT, CT_SWEEP_RESULT, LB_NAT_KEY, LB_NAT_VALUE, LB_NAT_AFFINITY_KEY,
   ];
   for (const mirror of layouts) {
     it(`struct ${mirror.name} has the same size, members and offsets`, () => {

@@ -92,6 +92,7 @@ describe('ClusterIP Services by per-packet DNAT in from-pod (--socket-lb=off)', 
   const serviceCidr = `10.151.${parseInt(cluster.id.slice(0, 2), 16)}.0/24`;
   const vip = serviceCidr.replace('.0/24', '.10');
   const emptyIP = serviceCidr.replace('.0/24', '.200');
+  const stickyVip = serviceCidr.replace('.0/24', '.11');
   const serviceCidr6 = `fd00:152:${cluster.id.slice(0, 4)}::/112`;
   const vip6 = formatIp(parseIp(`fd00:152:${cluster.id.slice(0, 4)}::10`).bytes);
   const emptyIP6 = formatIp(parseIp(`fd00:152:${cluster.id.slice(0, 4)}::200`).bytes);
@@ -154,6 +155,15 @@ spec:
   ports:
     - {name: name-tcp, port: 80, targetPort: 9000, protocol: TCP}
     - {name: name-udp, port: 53, targetPort: 9000, protocol: UDP}
+---
+apiVersion: v1
+kind: Service
+metadata: {namespace: sv, name: sticky}
+spec:
+  clusterIP: ${stickyVip}
+  selector: {app: echo}
+  sessionAffinity: ClientIP
+  ports: [{name: name-tcp, port: 80, targetPort: 9000}, {name: name-udp, port: 53, targetPort: 9000, protocol: UDP}]
 ---
 apiVersion: v1
 kind: Service
@@ -223,6 +233,14 @@ spec:
       expect(await cluster.counter('SERVICE_REVNAT')).toBeGreaterThan(revnatBefore);
     }, 120_000);
   }
+
+  it('sessionAffinity: ClientIP keeps a client on one backend, TCP and UDP', async () => {
+    const out = await inPod('sv/client', CLIENT, stickyVip, '20');
+    expect(out.errors).toEqual([]);
+    expect(Object.values(out.tcp)).toEqual([20]);
+    expect(Object.values(out.udp)).toEqual([20]);
+    expect(out.peers).toEqual([`${stickyVip}:80`]);
+  }, 60_000);
 
   it('egress policy judges the backend, not the Service address', async () => {
     // Allowed to the backends' port 9000 only: through the ClusterIP's port 80 it reaches them.
