@@ -461,7 +461,7 @@ try {
       const added = serviceRules(peer, i);
       peerRules.push(added);
       result.oneMoreMs.kubeProxy.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, [added])));
-      if (!answers(peer.clientNs, clusterIp(peer, i))) throw new Error(`kube-proxy: ${clusterIp(peer, i)} does not answer after the partial sync`);
+      if (!answers(peer.clientNs, clusterIp(peer, i), 3000)) throw new Error(`kube-proxy: ${clusterIp(peer, i)} does not answer after the partial sync`);
       // kube-proxy before 1.27 (and every full resync since): the whole ruleset again; once per N (minutes at 10,000 on a busy machine).
       if (j === 1) result.kubeProxyFullSyncMs.push(iptablesRestore(peer.nodeNetns, restoreInput(peerRules, peerRules)));
     }
