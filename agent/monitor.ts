@@ -91,9 +91,14 @@ function eventTime(e: DatapathEvent, bootOffsetMs: number): string {
   return lastTime.text;
 }
 
+/** An event's verdict as people read it. */
+function verdictOf(e: DatapathEvent): MonitorEvent['verdict'] {
+  return e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
+}
+
 /** Names an event's ends and says its verdict, reason and direction. */
 export function eventBasics(e: DatapathEvent, r: Resolver, bootOffsetMs: number): EventBasics {
-  const verdict = e.type === EventType.DROP ? 'DROPPED' : e.verdict === Verdict.DENIED ? 'DENIED' : 'ALLOWED';
+  const verdict = verdictOf(e);
   return {
     time: eventTime(e, bootOffsetMs),
     type: e.type === EventType.DROP ? 'drop' : 'verdict',
@@ -194,8 +199,7 @@ export class Monitor {
     // The monitor shows verdicts and drops; L7 messages are the flow records'.
     if (event.type === EventType.L7) return;
     // Named only when someone looks: the recent drops, or a follower.
-    const isDrop = event.type === EventType.DROP || event.verdict === Verdict.DENIED;
-    if (!isDrop && this.subscribers.size === 0) return;
+    if (verdictOf(event) === 'ALLOWED' && this.subscribers.size === 0) return;
     const e = describeEvent(event, this.resolver, this.bootOffsetMs);
     if (e.verdict !== 'ALLOWED') {
       this.drops.push(e);
