@@ -154,7 +154,7 @@ describe('local Services', () => {
     expect(() => allocateService(obj({ type: 'NodePort', ports: [{ port: 80, nodePort: 30000 }] }, 'b'), null, [np], ['10.96.0.0/12'])).toThrow(/nodePort 30000 is already allocated/);
   });
 
-  it('with one record of what is taken for a whole apply: N Services in O(N), each the lowest free address, a freed one reused', () => {
+  it('with one record of what is taken for a whole apply: each Service the lowest free address, none twice, a freed one reused', () => {
     const cidrs = ['10.96.0.0/16'];
     const taken = takenBy([service('z', { clusterIP: '10.96.0.3' })]);
     const made = Array.from({ length: 3000 }, (_, i) => {
