@@ -135,7 +135,8 @@ start kube-controller-manager "$K8S_BIN/kube-controller-manager" --kubeconfig="$
   --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" --use-service-account-credentials=true
 start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig="$KUBECONFIG" --leader-elect=false --bind-address=127.0.0.1
 
-# --- Node: kubelet (containerd as runtime: the CNI dirs are containerd's) and kube-proxy.
+# --- Node: kubelet (containerd as runtime: the CNI dirs are containerd's); kube-proxy only with E2E_KUBE_PROXY=1
+# (Sluice serves Services in eBPF: the cluster runs without it, as issue 17 asks).
 cat > "$E2E_DIR/kubelet.yaml" <<EOT
 apiVersion: kubelet.config.k8s.io/v1beta1
 kind: KubeletConfiguration
@@ -159,9 +160,11 @@ for c in /sys/fs/cgroup/*/; do [ -L "${c%/}" ] || mkdir -p "$c/sluice-e2e"; done
 start kubelet "$K8S_BIN/kubelet" --config="$E2E_DIR/kubelet.yaml" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" --node-ip="$NODE_IP" \
   --container-runtime=remote --container-runtime-endpoint="unix://$CONTAINERD_SOCK" --image-service-endpoint="unix://$CONTAINERD_SOCK" \
   --runtime-request-timeout=5m
-start kube-proxy "$K8S_BIN/kube-proxy" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" --cluster-cidr="$CLUSTER_CIDR" \
-  --proxy-mode=iptables --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0 --conntrack-tcp-timeout-close-wait=0 \
-  --metrics-bind-address=127.0.0.1:10249 --healthz-bind-address=127.0.0.1:10256
+if [ "${E2E_KUBE_PROXY:-0}" = 1 ]; then
+  start kube-proxy "$K8S_BIN/kube-proxy" --kubeconfig="$KUBECONFIG" --hostname-override="$NODE_NAME" --cluster-cidr="$CLUSTER_CIDR" \
+    --proxy-mode=iptables --conntrack-max-per-core=0 --conntrack-tcp-timeout-established=0 --conntrack-tcp-timeout-close-wait=0 \
+    --metrics-bind-address=127.0.0.1:10249 --healthz-bind-address=127.0.0.1:10256
+fi
 
 for _ in $(seq 120); do "$KUBECTL" get node "$NODE_NAME" >/dev/null 2>&1 && break; sleep 0.5; done
 "$KUBECTL" get node "$NODE_NAME" -o wide

@@ -3,7 +3,9 @@
 # `kubectl apply -f install/` from dist/sluice-image.tar, then:
 #   1. the datastore through the API: pods and policies created, changed, deleted reach the datapath;
 #   2. the agent pod deleted while a TCP connection carries traffic: the connection survives;
-#   3. the upstream NetworkPolicy e2e specs (test/e2e/network/network_policy.go) with ginkgo.
+#   3. the upstream NetworkPolicy e2e specs (test/e2e/network/network_policy.go) and the [sig-network] Services
+#      specs a single node can run (test/e2e/network/service.go), with ginkgo.
+# The cluster runs without kube-proxy (Sluice serves Services); E2E_KUBE_PROXY=1 starts kube-proxy as before.
 # Prints a summary (specs, passed, wall time, pod startup). E2E_KEEP=1 leaves the cluster up.
 # E2E_FOCUS / E2E_SKIP / E2E_NODES tune the upstream run; E2E_ONLY=upstream skips steps 1 and 2.
 # E2E_IMAGE / E2E_INSTALL_DIR try another image or manifests (e.g. a datapath change) instead of
@@ -36,6 +38,11 @@ trap cleanup EXIT
 "$ROOT/e2e/cluster-up.sh"
 in_cluster ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$IMAGE" >/dev/null
 echo "--- node without a CNI:"; "$KUBECTL" get node "$NODE_NAME" --no-headers
+if [ "${E2E_KUBE_PROXY:-0}" != 1 ]; then
+  # No kube-proxy: the agent reaches the API server at its own address (install/README.md, "Without kube-proxy").
+  "$KUBECTL" apply -f "$INSTALL/00-namespace.yaml"
+  "$KUBECTL" -n sluice-system create configmap sluice-kube-apiserver --from-literal=host="$NODE_IP" --from-literal=port=6443
+fi
 "$KUBECTL" apply -f "$INSTALL/"
 "$KUBECTL" -n sluice-system rollout status ds/sluice --timeout=300s
 "$KUBECTL" wait --for=condition=Ready "node/$NODE_NAME" --timeout=300s

@@ -217,3 +217,23 @@ describe('sluice install-cni --bpffs-only (the privileged init step)', () => {
     }
   });
 });
+
+describe('the agent without kube-proxy (issue 17)', () => {
+  const agent = () => podSpec(daemonSetDocument()).containers.find((c) => c.name === 'agent')!;
+
+  it('takes the API server address from ConfigMap sluice-kube-apiserver when there is one', () => {
+    const env = Object.fromEntries((agent().env ?? []).map((e) => [e.name, e]));
+    for (const [name, key] of [['KUBERNETES_SERVICE_HOST', 'host'], ['KUBERNETES_SERVICE_PORT', 'port']] as const) {
+      expect(env[name]?.valueFrom?.configMapKeyRef).toMatchObject({ name: 'sluice-kube-apiserver', key });
+    }
+  });
+
+  // Optional: without the ConfigMap the kubelet's own KUBERNETES_SERVICE_* (the ClusterIP, via kube-proxy) stay, and
+  // a cluster that keeps kube-proxy installs unchanged. A required reference would keep the agent from starting there.
+  it('every ConfigMap or Secret the agent reads into its environment is optional', () => {
+    for (const e of agent().env ?? []) {
+      const ref = e.valueFrom?.configMapKeyRef ?? e.valueFrom?.secretKeyRef;
+      if (ref) expect(ref.optional, e.name).toBe(true);
+    }
+  });
+});
