@@ -17,7 +17,7 @@ export interface ServiceFrontendReport {
   namespace: string;
   name: string;
   portName: string;
-  type: 'ClusterIP' | 'NodePort';
+  type: 'ClusterIP' | 'NodePort' | 'LoadBalancer';
   address: string;
   port: number;
   protocol: 'TCP' | 'UDP' | 'SCTP';

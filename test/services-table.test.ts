@@ -62,12 +62,12 @@ describe('service table', () => {
     expect(table[0]).toMatchObject({ address: '10.96.0.11', port: 80, protocol: 'TCP', backends: [] });
   });
 
-  it('skips headless, unallocated, LoadBalancer and ExternalName Services; keeps NodePort with its node port and ClientIP affinity', () => {
+  it('skips headless, unallocated and ExternalName Services; keeps NodePort with its node port and ClientIP affinity', () => {
     const table = serviceTable({
       services: [
         service('headless', { clusterIP: 'None', ports: [{ port: 80 }] }),
         service('unallocated', { ports: [{ port: 80 }] }),
-        service('lb', { type: 'LoadBalancer', clusterIP: '10.96.0.12', ports: [{ port: 80 }] }),
+        service('name', { type: 'ExternalName', externalName: 'example.org', ports: [{ port: 80 }] }),
         service('np', { type: 'NodePort', clusterIP: '10.96.0.13', sessionAffinity: 'ClientIP', sessionAffinityConfig: { clientIP: { timeoutSeconds: 60 } }, ports: [{ port: 80, nodePort: 30080 }] }),
       ],
       pods: [],
@@ -75,6 +75,39 @@ describe('service table', () => {
     expect(table.map((f) => f.name)).toEqual(['np']);
     expect(table[0]).toMatchObject({ type: 'NodePort', nodePort: 30080, sessionAffinity: 'ClientIP', affinityTimeoutSec: 60 });
     expect(serviceTable({ services: [service('d', { clusterIP: '10.96.0.14', sessionAffinity: 'ClientIP', ports: [{ port: 1 }] })] })[0]!.affinityTimeoutSec).toBe(10_800);
+  });
+
+  it('serves a LoadBalancer as kube-proxy does: its ClusterIP and its node port, never its external or ingress addresses', () => {
+    const lb = service('lb', {
+      type: 'LoadBalancer',
+      clusterIP: '10.96.0.12',
+      externalIPs: ['192.0.2.1'],
+      selector: { app: 'web' },
+      ports: [{ port: 80, targetPort: 8080, nodePort: 30081 }],
+    });
+    lb.status = { loadBalancer: { ingress: [{ ip: '192.0.2.2' }] } };
+    const full = withNodePorts(serviceTable({ services: [lb], pods: [pod('a', { app: 'web' }, ['10.244.0.2'])] }), ['192.168.1.10']);
+    expect(full.map((f) => `${f.address}:${f.port} ${f.type} ${f.backends.map((b) => `${b.address}:${b.port}`).join()}`)).toEqual([
+      '10.96.0.12:80 LoadBalancer 10.244.0.2:8080',
+      '192.168.1.10:30081 LoadBalancer 10.244.0.2:8080',
+    ]);
+  });
+
+  it('leaves alone a Service labelled for another proxy (service-proxy-name) or headless, as kube-proxy does', () => {
+    const labelled = (name: string, labels: Record<string, string>) => {
+      const s = service(name, { clusterIP: '10.96.0.30', ports: [{ port: 80 }] });
+      s.metadata.labels = labels;
+      return s;
+    };
+    const table = serviceTable({
+      services: [
+        labelled('other-proxy', { 'service.kubernetes.io/service-proxy-name': 'foo-bar' }),
+        labelled('headless-label', { 'service.kubernetes.io/headless': '' }),
+        labelled('ours', { app: 'web' }),
+      ],
+      pods: [],
+    });
+    expect(table.map((f) => f.name)).toEqual(['ours']);
   });
 
   it('skips a malformed Service (a hand-written file) or port, and serves the others', () => {

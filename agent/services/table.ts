@@ -15,7 +15,7 @@ import type { LabelSelector } from '../../policy/types.ts';
 import { selectorMatches } from '../../policy/selector.ts';
 
 export type ServiceProtocol = 'TCP' | 'UDP' | 'SCTP';
-export type ServiceType = 'ClusterIP' | 'NodePort';
+export type ServiceType = 'ClusterIP' | 'NodePort' | 'LoadBalancer';
 
 /** Kubernetes' default sessionAffinityConfig.clientIP.timeoutSeconds (3 hours). */
 export const DEFAULT_AFFINITY_TIMEOUT_SEC = 10_800;
@@ -221,11 +221,26 @@ export function serviceFrontends(service: KubeObject, inputs: ServiceEndpointInp
   }
 }
 
+/** Labels with which a Service asks the cluster's default proxy to leave it alone, as kube-proxy does. */
+export const SERVICE_PROXY_NAME_LABEL = 'service.kubernetes.io/service-proxy-name';
+export const HEADLESS_LABEL = 'service.kubernetes.io/headless';
+
+/** False for a Service another proxy serves (any service-proxy-name) or one labelled headless. */
+function servedByUs(service: KubeObject): boolean {
+  const labels = service.metadata.labels ?? {};
+  return !(SERVICE_PROXY_NAME_LABEL in labels) && !(HEADLESS_LABEL in labels);
+}
+
 function frontendsOf(service: KubeObject, inputs: ServiceEndpointInputs): ServiceFrontend[] {
   const out: ServiceFrontend[] = [];
   const spec = (service.spec ?? {}) as ServiceSpec;
-  const type: ServiceType | undefined = spec.type === undefined || spec.type === 'ClusterIP' ? 'ClusterIP' : spec.type === 'NodePort' ? 'NodePort' : undefined;
-  if (!type) return []; // LoadBalancer and ExternalName are not served yet
+  if (!servedByUs(service)) return [];
+  // A LoadBalancer is also a NodePort and a ClusterIP (kube-proxy serves both; the balancer outside is not ours).
+  // ExternalName is a DNS name only. spec.externalIPs and status.loadBalancer.ingress are not served: anyone who may
+  // create a Service could claim any address with them and intercept traffic to it (CVE-2020-8554).
+  const type: ServiceType | undefined =
+    spec.type === undefined || spec.type === 'ClusterIP' ? 'ClusterIP' : spec.type === 'NodePort' || spec.type === 'LoadBalancer' ? spec.type : undefined;
+  if (!type) return [];
   const { endpointSlices: slices, endpoints, pods } = inputs;
   const sets = slices?.length ? slices.map(endpointSetOfSlice) : endpoints ? endpointSetsOfEndpoints(endpoints) : pods ? endpointSetsOfPods(service, pods) : [];
   const ports = (spec.ports ?? []).filter((sp) => isPort(sp.port) && ['TCP', 'UDP', 'SCTP'].includes(sp.protocol ?? 'TCP'));
@@ -256,7 +271,7 @@ function frontendsOf(service: KubeObject, inputs: ServiceEndpointInputs): Servic
         address,
         port: sp.port,
         protocol,
-        ...(type === 'NodePort' && sp.nodePort ? { nodePort: sp.nodePort } : {}),
+        ...(type !== 'ClusterIP' && sp.nodePort ? { nodePort: sp.nodePort } : {}),
         sessionAffinity: affinity,
         affinityTimeoutSec,
         backends: backends.sort(compareBackends),
@@ -285,7 +300,7 @@ export function frontendKeyOf(f: { address: string; port: number; protocol: stri
 export function nodePortCopies(frontends: ServiceFrontend[], nodeAddresses: string[], seen: Set<string> = new Set()): ServiceFrontend[] {
   const out: ServiceFrontend[] = [];
   for (const f of frontends) {
-    if (f.type !== 'NodePort' || !f.nodePort) continue;
+    if (f.type === 'ClusterIP' || !f.nodePort) continue;
     const family = net.isIP(f.address);
     for (const address of nodeAddresses) {
       const key = frontendKeyOf({ address, port: f.nodePort, protocol: f.protocol });
