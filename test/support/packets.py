@@ -66,6 +66,7 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
 """
 import socket
 import sys
+import threading
 import time
 
 
@@ -94,7 +95,7 @@ if __name__ == "__main__" and sys.argv[1:2] == ["connects"]:
     print(connects(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]))
     sys.exit(0)
 
-from scapy.all import (IP, UDP, TCP, ICMP, Ether, AsyncSniffer, IPOption_NOP, Raw, conf,
+from scapy.all import (IP, UDP, TCP, ICMP, Ether, AsyncSniffer, IPOption_NOP, Raw, Scapy_Exception, conf,
                        fragment, get_if_hwaddr, send, sendp)
 
 conf.verb = 0
@@ -119,15 +120,25 @@ def ip_to(dst, **fields):
     return IP(dst=dst, **fields)
 
 
+def answered(match, packets, timeout):
+    """Sends the packets once a sniffer listens; returns whether a packet that matches came back,
+    as soon as one does (a packet that gets no answer still costs the whole timeout)."""
+    listening = threading.Event()
+    sniffer = AsyncSniffer(iface=IFACE, lfilter=match, stop_filter=match, started_callback=listening.set)
+    sniffer.start()
+    listening.wait(5)
+    send(packets)
+    sniffer.join(timeout)
+    try:
+        got = sniffer.stop()
+    except Scapy_Exception:  # it stopped by itself: an answer came
+        got = sniffer.results
+    return len(got) > 0
+
+
 def echo_of(dst, port, packets, timeout=2.0):
     """Sends the packets and returns whether a UDP answer from dst:port came back."""
-    sniffer = AsyncSniffer(iface=IFACE, lfilter=lambda p: IP in p and p[IP].src == dst and UDP in p and p[UDP].sport == port)
-    sniffer.start()
-    time.sleep(0.3)
-    send(packets)
-    time.sleep(timeout)
-    got = sniffer.stop()
-    return len(got) > 0
+    return answered(lambda p: IP in p and p[IP].src == dst and UDP in p and p[UDP].sport == port, packets, timeout)
 
 
 def sniff_count(match, seconds):
@@ -171,12 +182,8 @@ def main():
         print(len(sniffer.stop()))
     elif case == "sctp":
         from scapy.layers.sctp import SCTP, SCTPChunkInit
-        sniffer = AsyncSniffer(iface=IFACE, lfilter=lambda p: IP in p and p[IP].src == dst)
-        sniffer.start()
-        time.sleep(0.3)
-        send(IP(dst=dst) / SCTP(sport=5000, dport=port) / SCTPChunkInit(init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1))
-        time.sleep(1.5)
-        print("answer" if len(sniffer.stop()) > 0 else "none")
+        init = IP(dst=dst) / SCTP(sport=5000, dport=port) / SCTPChunkInit(init_tag=1, a_rwnd=1500, n_out_streams=1, n_in_streams=1, init_tsn=1)
+        print("answer" if answered(lambda p: IP in p and p[IP].src == dst, init, 1.5) else "none")
     elif case == "v6-stream":
         from scapy.layers.inet6 import IPv6, IPv6ExtHdrRouting, ICMPv6ND_NA
         kind, seconds = sys.argv[3], float(sys.argv[4])
