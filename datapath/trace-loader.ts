@@ -11,42 +11,32 @@
  *                     hierarchy, which every socket of the node descends from.
  *                     Unpinning a link detaches its program.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { NETNS_KEY_SIZE, TCP_COUNTERS, TCP_RTT_HIST, TRACE_STAT_KEY_SIZE, TRACE_STAT_VALUE_SIZE } from './trace-abi.ts';
-import { BpfMap } from './bpf-map.ts';
-import { errorMessage } from '../lib/errors.ts';
-import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
+import type { BpfMap } from './bpf-map.ts';
+import { allPinned, closeMaps, loadAndPin, openPinnedMaps, pinDirs, pinnedLinks, syncLinks, type LinkSpec, type LinkTarget, type MapSpec } from './pinned-object.ts';
 
 const OBJECT_NAME = 'sluice_trace';
-const MAPS_DIR = 'maps';
-const PROGS_DIR = 'progs';
-const LINKS_DIR = 'links';
 
 /** enum bpf_attach_type values (uapi/linux/bpf.h). */
 const BPF_CGROUP_SOCK_OPS = 3;
-const BPF_TRACE_RAW_TP = 23;
 
 /** The programs, by the name libbpf and the pins know them. */
 const PROGRAMS = ['tcp_retransmit', 'tcp_state', 'tcp_rtt_sockops'] as const;
 type ProgramName = (typeof PROGRAMS)[number];
 
-/** The links: the program each runs and where it attaches. */
-const LINKS: { name: string; program: ProgramName; at: 'tracepoint' | 'cgroup' }[] = [
-  { name: 'tcp-retransmit', program: 'tcp_retransmit', at: 'tracepoint' },
-  { name: 'tcp-state', program: 'tcp_state', at: 'tracepoint' },
-  { name: 'tcp-rtt', program: 'tcp_rtt_sockops', at: 'cgroup' },
+/** The links: the program each runs and where it attaches (tp_btf programs: their raw tracepoint). */
+const LINKS: LinkSpec<LinkTarget, ProgramName>[] = [
+  { name: 'tcp-retransmit', program: 'tcp_retransmit', at: 'raw_tp' },
+  { name: 'tcp-state', program: 'tcp_state', at: 'raw_tp' },
+  { name: 'tcp-rtt', program: 'tcp_rtt_sockops', at: 'cgroup', attachType: BPF_CGROUP_SOCK_OPS },
 ];
 
-interface MapSpec {
-  keySize: number;
-  valueSize: number;
-}
-
 const MAP_SPECS = {
-  tcp_counters: { keySize: NETNS_KEY_SIZE, valueSize: TCP_COUNTERS.size },
-  tcp_rtt: { keySize: NETNS_KEY_SIZE, valueSize: TCP_RTT_HIST.size },
-  trace_stats: { keySize: TRACE_STAT_KEY_SIZE, valueSize: TRACE_STAT_VALUE_SIZE },
+  tcp_counters: { keySize: NETNS_KEY_SIZE, valueSize: TCP_COUNTERS.size, perCpu: true },
+  tcp_rtt: { keySize: NETNS_KEY_SIZE, valueSize: TCP_RTT_HIST.size, perCpu: true },
+  trace_stats: { keySize: TRACE_STAT_KEY_SIZE, valueSize: TRACE_STAT_VALUE_SIZE, perCpu: true },
 } satisfies Record<string, MapSpec>;
 
 /** The tracing object's maps, open in this process; every one is per CPU. */
@@ -89,29 +79,29 @@ export interface LoadTraceOptions {
  * a kernel or libbpf failure (e.g. a kernel without BTF).
  */
 export function loadTrace(options: LoadTraceOptions): Trace {
-  const mapsDir = join(options.pinDir, MAPS_DIR);
-  const progsDir = join(options.pinDir, PROGS_DIR);
-  const linksDir = join(options.pinDir, LINKS_DIR);
-  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+  const dirs = pinDirs(options.pinDir);
+  const adopted = allPinned(dirs, PROGRAMS, Object.keys(MAP_SPECS));
+  if (!adopted) loadAndPin({ objectBytes: options.objectBytes, objectName: OBJECT_NAME, mapsDir: dirs.mapsDir, programs: PROGRAMS, progPath: dirs.progPath });
 
-  const progPath = (name: ProgramName) => join(progsDir, name);
-  const pinned = [...PROGRAMS.map(progPath), ...Object.keys(MAP_SPECS).map((name) => join(mapsDir, name))];
-  const adopted = pinned.every((path) => existsSync(path));
-  if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPath);
-
-  const { attached, removed, missing } = syncLinks(linksDir, progPath, options, !adopted);
-  const maps = openMaps(mapsDir);
+  const { attached, removed, missing } = syncLinks({
+    dirs,
+    links: LINKS,
+    cgroupRoot: options.cgroupRoot,
+    attach: options.attach,
+    reload: !adopted,
+    // A cgroup root that is no cgroup v2 directory costs the RTT histogram, not the other counts.
+    optional: (link) => link.at === 'cgroup',
+  });
+  const maps = openPinnedMaps(dirs.mapsDir, MAP_SPECS);
   return {
     adopted,
     maps,
     attached,
     removed,
-    links: readdirSync(linksDir).sort(),
-    linksNow: () => (existsSync(linksDir) ? readdirSync(linksDir).sort() : []),
+    links: pinnedLinks(dirs.linksDir),
+    linksNow: () => pinnedLinks(dirs.linksDir),
     missing,
-    close: () => {
-      for (const map of Object.values(maps)) map.close();
-    },
+    close: () => closeMaps(maps),
   };
 }
 
@@ -141,95 +131,4 @@ export function cgroup2RootUnder(dir: string): string {
 
 function unescapeMountPath(path: string): string {
   return path.replace(/\\([0-7]{3})/g, (_, octal: string) => String.fromCharCode(parseInt(octal, 8)));
-}
-
-function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
-  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
-  try {
-    loadObject(obj, OBJECT_NAME);
-    for (const name of PROGRAMS) {
-      // A leftover pin (a half-finished earlier load) is replaced; syncLinks then replaces its links.
-      if (existsSync(progPath(name))) unlinkSync(progPath(name));
-      pinProgram(findProgram(obj, name), name, progPath(name));
-    }
-  } finally {
-    // Pins keep programs and maps alive; the object's own fds are not needed.
-    closeObject(obj);
-  }
-}
-
-/**
- * Makes the pinned links the wanted ones: all of them when attaching (those
- * of older programs replaced on reload), none when not. A link is
- * unpinned (detached) before its replacement is attached: for that moment
- * the program's events are not counted, never counted twice.
- */
-function syncLinks(linksDir: string, progPath: (name: ProgramName) => string, options: LoadTraceOptions, reload: boolean) {
-  const wanted = new Set(options.attach ? LINKS.map((l) => l.name) : []);
-  const removed: string[] = [];
-  for (const pin of readdirSync(linksDir)) {
-    if (wanted.has(pin) && !reload) continue;
-    unlinkSync(join(linksDir, pin));
-    removed.push(pin);
-  }
-  const attached: string[] = [];
-  const missing: { name: string; reason: string }[] = [];
-  if (!options.attach) return { attached, removed, missing };
-  for (const link of LINKS) {
-    const pin = join(linksDir, link.name);
-    if (existsSync(pin)) continue;
-    if (link.at === 'cgroup' && options.cgroupRoot === null) {
-      missing.push({ name: link.name, reason: 'no cgroup v2 hierarchy is mounted' });
-      continue;
-    }
-    try {
-      attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
-    } catch (err: unknown) {
-      // A cgroup root that is no cgroup v2 directory costs the RTT histogram, not the other counts.
-      if (link.at !== 'cgroup') throw err;
-      missing.push({ name: link.name, reason: errorMessage(err) });
-      continue;
-    }
-    attached.push(link.name);
-  }
-  return { attached, removed, missing };
-}
-
-function attachAndPin(progPinPath: string, link: (typeof LINKS)[number], cgroupRoot: string | null, pin: string): void {
-  const progFd = objGet(progPinPath, `program ${link.program}`);
-  try {
-    let linkFd: number;
-    if (link.at === 'cgroup') {
-      const cgroupFd = openSync(cgroupRoot!, 'r');
-      try {
-        linkFd = linkCreate(progFd, cgroupFd, BPF_CGROUP_SOCK_OPS, `attach ${link.program} to cgroup ${cgroupRoot}`);
-      } finally {
-        closeSync(cgroupFd);
-      }
-    } else {
-      linkFd = linkCreate(progFd, 0, BPF_TRACE_RAW_TP, `attach ${link.program} to its tracepoint`);
-    }
-    try {
-      objPin(linkFd, pin, `link ${link.name}`);
-    } finally {
-      closeFd(linkFd);
-    }
-  } finally {
-    closeFd(progFd);
-  }
-}
-
-function openMaps(mapsDir: string): TraceMaps {
-  const opened: BpfMap[] = [];
-  try {
-    const entries = Object.entries(MAP_SPECS).map(([name, spec]) => {
-      const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, true);
-      opened.push(map);
-      return [name, map] as const;
-    });
-    return Object.fromEntries(entries) as TraceMaps;
-  } catch (err: unknown) {
-    for (const map of opened) map.close();
-    throw err;
-  }
 }
