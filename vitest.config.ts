@@ -34,6 +34,7 @@ const UNIT = [
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',
   'test/policy-incremental.test.ts',
+  'test/policy-change-feed.test.ts', // a temporary directory of object files; no root
   'test/datapath-sync-incremental.test.ts',
   'test/policy-check.test.ts',
   'test/policy-errors-kubernetes.test.ts',

@@ -41,7 +41,7 @@ import {
 } from './compile.ts';
 import { identityKey, type IdentityLabels, type Numbering } from './identity.ts';
 import { selectorMatches } from './selector.ts';
-import type { ClusterView, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyRule, PolicyPod } from './types.ts';
+import type { ClusterChanges, ClusterView, NetworkPolicy, NetworkPolicyPeer, NetworkPolicyRule, PolicyPod } from './types.ts';
 
 /** namespace/name of a pod or a policy. */
 type ObjectKey = string;
@@ -277,12 +277,7 @@ export class IncrementalCompiler {
     for (const [name, labels] of view.namespaces) if (this.namespaces.get(name) !== labels) this.setNamespace(name, labels);
     if (this.namespaces.size > view.namespaces.size) for (const name of [...this.namespaces.keys()]) if (!view.namespaces.has(name)) this.setNamespace(name, undefined);
 
-    const liveIds = new Set<number>();
-    for (const ep of local) {
-      liveIds.add(ep.endpointId);
-      this.upsertEndpoint(ep);
-    }
-    if (this.endpoints.size > liveIds.size) for (const id of [...this.endpoints.keys()]) if (!liveIds.has(id)) this.deleteEndpoint(id);
+    this.syncEndpoints(local);
 
     let kept = 0;
     for (const pod of view.pods) {
@@ -307,7 +302,39 @@ export class IncrementalCompiler {
     }
   }
 
+  /**
+   * Applies the datastore's changes since the last view or changes, object
+   * by object, and brings the local endpoints to this list (they are this
+   * node's, few): the cost is what changed, not the cluster.
+   */
+  applyChanges(changes: ClusterChanges, local: LocalEndpoint[]): void {
+    for (const { name, labels } of changes.namespaces) this.setNamespace(name, labels);
+    this.syncEndpoints(local);
+    for (const { namespace, name, pod } of changes.pods) {
+      if (pod) this.upsertPod(pod);
+      else this.deletePod(namespace, name);
+    }
+    for (const { namespace, name, policy } of changes.policies) {
+      if (policy) this.upsertPolicy(policy);
+      else this.deletePolicy(namespace, name);
+    }
+  }
+
+  private syncEndpoints(local: LocalEndpoint[]): void {
+    const liveIds = new Set<number>();
+    for (const ep of local) {
+      liveIds.add(ep.endpointId);
+      this.upsertEndpoint(ep);
+    }
+    if (this.endpoints.size > liveIds.size) for (const id of [...this.endpoints.keys()]) if (!liveIds.has(id)) this.deleteEndpoint(id);
+  }
+
   // ---- Results ----
+
+  /** True when the datastore has the namespace. */
+  hasNamespace(name: string): boolean {
+    return this.namespaces.has(name);
+  }
 
   /** True when the datastore has the pod (a local endpoint alone does not count). */
   hasPod(namespace: string, name: string): boolean {

@@ -87,3 +87,15 @@ export interface ClusterView {
    */
   isolateUnknownPods?: boolean;
 }
+
+/**
+ * What changed in the cluster since a compiler last read it, object by
+ * object (the datastore's watch events, coalesced per object): undefined
+ * means gone. The incremental compiler takes these instead of a whole
+ * ClusterView, so one event costs what it changes, not a walk of the cluster.
+ */
+export interface ClusterChanges {
+  namespaces: { name: string; labels: Record<string, string> | undefined }[];
+  pods: { namespace: string; name: string; pod: PolicyPod | undefined }[];
+  policies: { namespace: string; name: string; policy: NetworkPolicy | undefined }[];
+}

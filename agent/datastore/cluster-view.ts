@@ -3,8 +3,9 @@
  * knows the API's field names; everything above works on policy/types.ts.
  */
 import type { KubeObject } from './local.ts';
+import type { ObjectChanges } from './change-feed.ts';
 import { checkPolicy, type CheckedPolicy } from '../../policy/policy-check.ts';
-import type { ClusterView, ContainerPort, PolicyPod } from '../../policy/types.ts';
+import type { ClusterChanges, ClusterView, ContainerPort, PolicyPod } from '../../policy/types.ts';
 
 /** The objects a datastore holds. */
 export interface ClusterObjects {
@@ -81,6 +82,21 @@ export function clusterView(objects: ClusterObjects): ClusterView {
     policies: objects.networkPolicies.map((obj) => checkedPolicyOf(obj).policy),
     ...(objects.isolateUnknownPods ? { isolateUnknownPods: true } : {}),
   };
+}
+
+/** Splits a namespace/name key (a namespaced object's, as the datastores key them). */
+function splitKey(key: string): { namespace: string; name: string } {
+  const slash = key.indexOf('/');
+  return slash < 0 ? { namespace: 'default', name: key } : { namespace: key.slice(0, slash), name: key.slice(slash + 1) };
+}
+
+/** A datastore's object changes as the policy compiler's events (the same reading of each object as clusterView()). */
+export function clusterChanges(changes: ObjectChanges): ClusterChanges {
+  const out: ClusterChanges = { namespaces: [], pods: [], policies: [] };
+  for (const [name, ns] of changes.namespaces) out.namespaces.push({ name, labels: ns ? (ns.metadata.labels ?? {}) : undefined });
+  for (const [key, obj] of changes.pods) out.pods.push({ ...splitKey(key), pod: obj ? memoPodOf(obj) : undefined });
+  for (const [key, obj] of changes.networkPolicies) out.policies.push({ ...splitKey(key), policy: obj ? checkedPolicyOf(obj).policy : undefined });
+  return out;
 }
 
 /** A cluster node as routing reads it: its pod CIDRs and its InternalIP addresses. */

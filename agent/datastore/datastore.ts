@@ -5,6 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import { ChangeFeeds, SortedList, type ChangeFeed, type FeedKind } from './change-feed.ts';
 import { EMPTY_OBJECTS, type ClusterObjects } from './cluster-view.ts';
 import YAML from 'yaml';
 import { LocalDatastore, type KubeObject } from './local.ts';
@@ -23,6 +24,12 @@ export interface Datastore {
   onChange?(listener: () => void): void;
   /** Makes sure the pod is known (fetches it when the store has not seen it yet); absent: nothing to fetch. */
   ensurePod?(namespace: string, name: string): Promise<void>;
+  /**
+   * A new feed of this store's pod, namespace and policy changes, object by
+   * object, as refresh() or a watch applies them (change-feed.ts); absent:
+   * a consumer reads the whole objects() on every change.
+   */
+  changes?(): ChangeFeed;
 }
 
 /** No datastore: no pods but the local endpoints, no policies. */
@@ -40,11 +47,18 @@ export class NoDatastore implements Datastore {
 
 /** The kinds the agent reads from the local directory, by their directory (LocalDatastore's layout). */
 const LOCAL_KINDS = { pods: 'pods', namespaces: 'namespaces', networkpolicies: 'networkPolicies', nodes: 'nodes', services: 'services' } as const;
+type LocalKind = (typeof LOCAL_KINDS)[keyof typeof LOCAL_KINDS];
+const FEED_KINDS: ReadonlySet<LocalKind> = new Set<FeedKind>(['pods', 'namespaces', 'networkPolicies']);
 
-/** One object file as last read: its stamp (size, mtime, inode) and what it held. */
+/** One object file as last read: its stamp (size, mtime, inode), its kind (by directory) and what it held. */
 interface CachedFile {
   stamp: string;
+  kind: LocalKind | undefined;
   object: KubeObject | null;
+}
+
+function objectKey(obj: KubeObject): string {
+  return obj.metadata.namespace ? `${obj.metadata.namespace}/${obj.metadata.name}` : obj.metadata.name;
 }
 
 /**
@@ -56,12 +70,49 @@ interface CachedFile {
 export class LocalDirDatastore implements Datastore {
   private readonly store: LocalDatastore;
   private readonly files = new Map<string, CachedFile>();
-  private current: ClusterObjects = EMPTY_OBJECTS;
+  private readonly feeds = new ChangeFeeds();
+  /** Each kind's objects in file order, built when read after the kind changed. */
+  private readonly lists: Record<LocalKind, SortedList>;
+  private readonly current: ClusterObjects;
   /** Files parsed by the last refresh (for tests and the log). */
   lastParsed = 0;
 
   constructor(dir: string) {
     this.store = new LocalDatastore(dir);
+    const files = this.files;
+    function* ofKind(kind: LocalKind): Iterable<[string, KubeObject | null]> {
+      for (const [file, cached] of files) if (cached.kind === kind) yield [file, cached.object];
+    }
+    this.lists = Object.fromEntries(Object.values(LOCAL_KINDS).map((kind) => [kind, new SortedList(() => ofKind(kind))])) as Record<LocalKind, SortedList>;
+    const lists = this.lists;
+    this.current = {
+      get pods() {
+        return lists.pods.get();
+      },
+      get namespaces() {
+        return lists.namespaces.get();
+      },
+      get networkPolicies() {
+        return lists.networkPolicies.get();
+      },
+      get nodes() {
+        return lists.nodes.get();
+      },
+      get services() {
+        return lists.services.get();
+      },
+    };
+  }
+
+  /** A file's object came, changed or went: its kind's list is stale, and the feeds hear of it. */
+  private fileChanged(before: CachedFile | undefined, after: CachedFile | undefined): void {
+    for (const c of [before, after]) if (c?.kind) this.lists[c.kind].invalidate();
+    const kind = (after ?? before)!.kind;
+    if (!kind || !FEED_KINDS.has(kind)) return;
+    const beforeKey = before?.object ? objectKey(before.object) : undefined;
+    const afterKey = after?.object ? objectKey(after.object) : undefined;
+    if (beforeKey !== undefined && beforeKey !== afterKey) this.feeds.record(kind as FeedKind, beforeKey, undefined);
+    if (afterKey !== undefined) this.feeds.record(kind as FeedKind, afterKey, after!.object!);
   }
 
   refresh(): boolean {
@@ -74,27 +125,27 @@ export class LocalDirDatastore implements Datastore {
       if (cached?.stamp === stamp) continue;
       changed = true;
       this.lastParsed++;
-      this.files.set(file, { stamp, object: readObject(file) });
+      const kind = LOCAL_KINDS[path.relative(this.store.dir, file).split(path.sep)[0] as keyof typeof LOCAL_KINDS] as LocalKind | undefined;
+      const next: CachedFile = { stamp, kind, object: readObject(file) };
+      this.files.set(file, next);
+      this.fileChanged(cached, next);
     }
-    for (const file of this.files.keys()) {
+    for (const [file, cached] of this.files) {
       if (!seen.has(file)) {
         this.files.delete(file);
+        this.fileChanged(cached, undefined);
         changed = true;
       }
     }
-    if (!changed) return false;
-    const lists: Record<(typeof LOCAL_KINDS)[keyof typeof LOCAL_KINDS], KubeObject[]> = { pods: [], namespaces: [], networkPolicies: [], nodes: [], services: [] };
-    for (const file of [...this.files.keys()].sort()) {
-      const object = this.files.get(file)!.object;
-      const kind = LOCAL_KINDS[path.relative(this.store.dir, file).split(path.sep)[0] as keyof typeof LOCAL_KINDS];
-      if (object && kind) lists[kind].push(object);
-    }
-    this.current = lists;
-    return true;
+    return changed;
   }
 
   objects(): ClusterObjects {
     return this.current;
+  }
+
+  changes(): ChangeFeed {
+    return this.feeds.subscribe();
   }
 
   describe(): string {

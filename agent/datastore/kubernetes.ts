@@ -6,6 +6,7 @@
  * A watch event calls the change listeners at once, so a new policy reaches
  * the maps in milliseconds rather than at the next poll.
  */
+import { ChangeFeeds, SortedList, type ChangeFeed, type FeedKind } from './change-feed.ts';
 import type { ClusterObjects } from './cluster-view.ts';
 import type { Datastore } from './datastore.ts';
 import type { KubeObject } from './local.ts';
@@ -97,9 +98,16 @@ export function podHoldsItsAddress(pod: KubeObject): boolean {
   return spec.hostNetwork !== true && phase.phase !== 'Succeeded' && phase.phase !== 'Failed';
 }
 
-function sorted(items: Iterable<KubeObject>): KubeObject[] {
-  const key = (o: KubeObject) => `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
-  return [...items].sort((a, b) => (key(a) < key(b) ? -1 : key(a) > key(b) ? 1 : 0));
+function sortKey(o: KubeObject): string {
+  return `${o.metadata.namespace ?? ''}/${o.metadata.name}`;
+}
+
+function* keyed(items: Map<string, KubeObject>, keep: (obj: KubeObject) => boolean = () => true): Iterable<[string, KubeObject | null]> {
+  for (const obj of items.values()) yield [sortKey(obj), keep(obj) ? obj : null];
+}
+
+function sorted(items: Map<string, KubeObject>): KubeObject[] {
+  return new SortedList(() => keyed(items)).get();
 }
 
 /** The cluster's objects from its API server, kept current by watches. */
@@ -124,12 +132,47 @@ export class KubernetesDatastore implements Datastore {
   private readonly log: (msg: string) => void;
   private dirty = true;
   private notifyScheduled = false;
+  /** Each change of a pod, namespace or policy as it is applied, for the incremental policy compiler. */
+  private readonly feeds = new ChangeFeeds();
+  /**
+   * The collections as sorted lists, each built only when read after its
+   * collection changed: a watch event costs no sort of the cluster, and a
+   * pod event none of the other lists.
+   */
+  private readonly lists: Record<'pods' | 'namespaces' | 'networkPolicies' | 'nodes', SortedList>;
   // A CNI ADD can come before the watch delivers its pod: such an endpoint is isolated until it does (ClusterView.isolateUnknownPods).
-  private current: ClusterObjects = { pods: [], namespaces: [], networkPolicies: [], nodes: [], isolateUnknownPods: true };
+  private readonly current: ClusterObjects;
 
   constructor(client: KubeClient, opts: KubernetesDatastoreOptions = {}) {
     this.client = client;
     this.log = opts.log ?? (() => {});
+    this.lists = {
+      pods: new SortedList(() => keyed(this.pods.items, podHoldsItsAddress)),
+      namespaces: new SortedList(() => keyed(this.namespaces.items)),
+      networkPolicies: new SortedList(() => keyed(this.policies.items)),
+      nodes: new SortedList(() => keyed(this.nodes.items)),
+    };
+    const lists = this.lists;
+    this.current = {
+      get pods() {
+        return lists.pods.get();
+      },
+      get namespaces() {
+        return lists.namespaces.get();
+      },
+      get networkPolicies() {
+        return lists.networkPolicies.get();
+      },
+      get nodes() {
+        return lists.nodes.get();
+      },
+      isolateUnknownPods: true,
+    };
+    /** A pod that does not hold its address is, to policy, gone (see podHoldsItsAddress). */
+    const fed = (kind: FeedKind) => (key: string, _before: KubeObject | undefined, after: KubeObject | undefined) => {
+      this.lists[kind].invalidate();
+      this.feeds.record(kind, key, after && (kind !== 'pods' || podHoldsItsAddress(after)) ? after : undefined);
+    };
     const common = {
       onChange: () => this.changed(),
       log: this.log,
@@ -137,11 +180,12 @@ export class KubernetesDatastore implements Datastore {
       initialBackoffMs: opts.initialBackoffMs,
       maxBackoffMs: opts.maxBackoffMs,
     };
-    this.pods = new Reflector(client, { ...common, path: '/api/v1/pods', kind: 'Pod', apiVersion: 'v1', project: projectPod });
-    this.namespaces = new Reflector(client, { ...common, path: '/api/v1/namespaces', kind: 'Namespace', apiVersion: 'v1', project: projectNamespace });
-    this.nodes = new Reflector(client, { ...common, path: '/api/v1/nodes', kind: 'Node', apiVersion: 'v1', project: projectNode });
+    this.pods = new Reflector(client, { ...common, onItemChange: fed('pods'), path: '/api/v1/pods', kind: 'Pod', apiVersion: 'v1', project: projectPod });
+    this.namespaces = new Reflector(client, { ...common, onItemChange: fed('namespaces'), path: '/api/v1/namespaces', kind: 'Namespace', apiVersion: 'v1', project: projectNamespace });
+    this.nodes = new Reflector(client, { ...common, onItemChange: () => this.lists.nodes.invalidate(), path: '/api/v1/nodes', kind: 'Node', apiVersion: 'v1', project: projectNode });
     this.policies = new Reflector(client, {
       ...common,
+      onItemChange: fed('networkPolicies'),
       path: '/apis/networking.k8s.io/v1/networkpolicies',
       kind: 'NetworkPolicy',
       apiVersion: 'networking.k8s.io/v1',
@@ -232,27 +276,25 @@ export class KubernetesDatastore implements Datastore {
   /** Services, Endpoints and EndpointSlices as last seen (sorted by namespace and name). */
   serviceObjects(): { services: KubeObject[]; endpoints: KubeObject[]; endpointSlices: KubeObject[] } {
     return {
-      services: sorted(this.services.items.values()),
-      endpoints: sorted(this.endpoints.items.values()),
-      endpointSlices: sorted(this.endpointSlices.items.values()),
+      services: sorted(this.services.items),
+      endpoints: sorted(this.endpoints.items),
+      endpointSlices: sorted(this.endpointSlices.items),
     };
   }
 
   refresh(): boolean {
     if (!this.dirty) return false;
     this.dirty = false;
-    this.current = {
-      pods: sorted(this.pods.items.values()).filter(podHoldsItsAddress),
-      namespaces: sorted(this.namespaces.items.values()),
-      networkPolicies: sorted(this.policies.items.values()),
-      nodes: sorted(this.nodes.items.values()),
-      isolateUnknownPods: true,
-    };
     return true;
   }
 
+  /** The objects as the watches have them now (each list sorted when first read after its collection changed). */
   objects(): ClusterObjects {
     return this.current;
+  }
+
+  changes(): ChangeFeed {
+    return this.feeds.subscribe();
   }
 
   describe(): string {

@@ -44,7 +44,7 @@ import { compile, CompileCache, type CompiledEndpoint, type CompiledEntry, type 
 import type { Numbering } from '../../policy/identity.ts';
 import { IncrementalCompiler } from '../../policy/incremental.ts';
 import { endpointsWithUnknownLabels, isolatedEndpoint, isolateUnknownPods } from '../../policy/unknown-labels.ts';
-import type { ClusterView } from '../../policy/types.ts';
+import type { ClusterChanges, ClusterView } from '../../policy/types.ts';
 import type { Endpoint } from '../../contract/api-types.ts';
 import { errorMessage } from '../../lib/errors.ts';
 
@@ -84,6 +84,9 @@ const MAP_NAMES: MapName[] = ['ipcache', 'endpoints', 'devices', 'policy', 'cidr
 /** The maps holding per-slot rules, and where their keys carry the policy id. */
 const RULE_MAPS = { policy: POLICY_KEY.members.policy_id!, cidr_policy: CIDR_POLICY_KEY.members.policy_id! } as const;
 type RuleMap = keyof typeof RULE_MAPS;
+
+/** What a sync compiles from: a whole view of the cluster, or the datastore's changes since the last sync (incremental compiler only). */
+type SyncInput = { view: ClusterView } | { changes: ClusterChanges; isolateUnknownPods: boolean };
 
 /** Which compiler a sync uses: the incremental one, or the whole cluster every time (the reference, kept as a fallback). */
 export type PolicyCompilerKind = 'incremental' | 'full';
@@ -320,12 +323,31 @@ export class DatapathSync {
     return this.compiled;
   }
 
-  /** Compiles the desired state and writes its difference from the maps. */
+  /** Compiles the desired state of a whole view of the cluster and writes its difference from the maps. */
   apply(view: ClusterView, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
+    return this.applyInput({ view }, endpoints, hostAddresses, nodeAddresses);
+  }
+
+  /** True when the sync can take the datastore's changes (applyChanges) rather than whole views: the incremental compiler. */
+  takesChanges(): boolean {
+    return this.incremental !== null;
+  }
+
+  /**
+   * Like apply(), from the datastore's changes since the view or changes
+   * this sync last took (isolateUnknownPods as in ClusterView): one event
+   * costs what it changes. Only when takesChanges().
+   */
+  applyChanges(changes: ClusterChanges, isolateUnknownPods: boolean, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[] = []): SyncStats {
+    if (!this.incremental) throw new Error('the full policy compiler reads whole views: use apply()');
+    return this.applyInput({ changes, isolateUnknownPods }, endpoints, hostAddresses, nodeAddresses);
+  }
+
+  private applyInput(input: SyncInput, endpoints: Endpoint[], hostAddresses: string[], nodeAddresses: string[]): SyncStats {
     const started = performance.now();
     const local = endpoints.map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod, ips: e.ips }));
     const previous = this.compiled;
-    const compiled = this.compile(view, local);
+    const compiled = this.compile(input, local);
     const identityChanges = this.incremental ? this.incremental.takeIdentityChanges() : changedKeys(previous?.identities, compiled.identities);
     let written = 0;
     let deleted = 0;
@@ -411,16 +433,19 @@ export class DatapathSync {
   }
 
   /** The compiled state: a pod whose labels the datastore has not delivered yet is isolated both ways until it has. */
-  private compile(view: ClusterView, local: LocalEndpoint[]): CompiledState {
+  private compile(input: SyncInput, local: LocalEndpoint[]): CompiledState {
     this.awaitingLabels = [];
     if (!this.incremental) {
+      if (!('view' in input)) throw new Error('the full policy compiler reads whole views');
+      const { view } = input;
       this.awaitingLabels = [...endpointsWithUnknownLabels(view, local)];
       return isolateUnknownPods(view, local, compile(view, local, this.numbering, this.cache));
     }
-    this.incremental.applyView(view, local);
+    if ('view' in input) this.incremental.applyView(input.view, local);
+    else this.incremental.applyChanges(input.changes, local);
     const state = this.incremental.state();
-    if (!view.isolateUnknownPods) return state;
-    const unknown = new Set(local.filter((ep) => !this.incremental!.hasPod(ep.namespace, ep.pod) || !view.namespaces.has(ep.namespace)).map((ep) => ep.endpointId));
+    if (!('view' in input ? input.view.isolateUnknownPods : input.isolateUnknownPods)) return state;
+    const unknown = new Set(local.filter((ep) => !this.incremental!.hasPod(ep.namespace, ep.pod) || !this.incremental!.hasNamespace(ep.namespace)).map((ep) => ep.endpointId));
     this.awaitingLabels = [...unknown];
     if (unknown.size === 0) return state;
     return { ...state, endpoints: state.endpoints.map((c) => (unknown.has(c.endpointId) ? isolatedEndpoint(c) : c)) };

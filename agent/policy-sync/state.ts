@@ -1,13 +1,16 @@
 /**
  * Wires the datastore, the endpoint store and the datapath sync together: a
  * sync re-reads the datastore (cheaply, only when files changed), compiles
- * and writes the diff. Runs on every endpoint change, on demand
+ * and writes the diff. With the incremental compiler the sync takes the
+ * datastore's changes object by object (its change feed) instead of a whole
+ * view, so one watch event costs what it changes. Runs on every endpoint change, on demand
  * (POST /v1/datastore/sync), when the datastore or the host's addresses
  * change, and periodically as a safety net.
  */
 import type { DatapathMaps } from '../../datapath/loader.ts';
 import type { AwaitingLabels, Endpoint } from '../../contract/api-types.ts';
-import { clusterView, nodeAddresses, policyErrors, type PolicyError } from '../datastore/cluster-view.ts';
+import type { ChangeFeed } from '../datastore/change-feed.ts';
+import { clusterChanges, clusterView, nodeAddresses, policyErrors, type ClusterObjects, type PolicyError } from '../datastore/cluster-view.ts';
 import type { Datastore } from '../datastore/datastore.ts';
 import { DatapathSync, type SyncStats } from './maps.ts';
 import { hostAddresses } from '../routing/host-addresses.ts';
@@ -46,10 +49,15 @@ export class PolicyState {
   lastSyncAtMs = 0;
   revision = 0;
   private readonly syncListeners = new Set<SyncListener>();
+  /** The datastore's changes for the incremental compiler; null: every sync reads the whole view. */
+  private readonly feed: ChangeFeed | null;
+  /** Read again only when the datastore hands over a new list (it keeps a list until its kind changes). */
+  private readonly derived = { policies: null as ClusterObjects['networkPolicies'] | null, errors: [] as PolicyError[], nodes: null as ClusterObjects['nodes'] | null, nodeAddresses: [] as string[] };
 
   constructor(datastore: Datastore, maps: DatapathMaps, numbering: NumberingStore, serviceCidrs: string[] = []) {
     this.datastore = datastore;
     this.sync = new DatapathSync(maps, numbering, serviceCidrs);
+    this.feed = this.sync.takesChanges() ? (datastore.changes?.() ?? null) : null;
   }
 
   /** Reads the host's addresses once; call before the first sync. */
@@ -68,8 +76,20 @@ export class PolicyState {
     try {
       changed = this.datastore.refresh() || noticedAtMs !== undefined;
       const objects = this.datastore.objects();
-      this.policyErrors = policyErrors(objects);
-      this.lastSync = this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, nodeAddresses(objects));
+      const d = this.derived;
+      if (d.policies !== objects.networkPolicies) Object.assign(d, { policies: objects.networkPolicies, errors: policyErrors(objects) });
+      if (d.nodes !== objects.nodes) Object.assign(d, { nodes: objects.nodes, nodeAddresses: nodeAddresses(objects) });
+      this.policyErrors = d.errors;
+      const changes = this.feed?.take() ?? null;
+      try {
+        this.lastSync = changes
+          ? this.sync.applyChanges(clusterChanges(changes), objects.isolateUnknownPods === true, endpoints, this.hostAddrs, d.nodeAddresses)
+          : this.sync.apply(clusterView(objects), endpoints, this.hostAddrs, d.nodeAddresses);
+      } catch (err) {
+        // The compiler may hold part of what it took: the next sync reads the whole view.
+        this.feed?.resync();
+        throw err;
+      }
       const waiting = new Set(this.sync.endpointsAwaitingLabels());
       this.awaitingLabels = waiting.size === 0 ? [] : endpoints.filter((e) => waiting.has(e.id)).map((e) => ({ endpointId: e.id, namespace: e.namespace, pod: e.pod }));
     } catch (err) {
