@@ -8,6 +8,7 @@
  * in as its replies. Both directions of isolation: v's ingress, and a's
  * egress. Real packets from scapy inside the pods' namespaces.
  */
+import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, TestCluster } from './support/local-cluster.ts';
@@ -15,7 +16,21 @@ import { TwoNodeCluster } from './support/two-node-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
-const SETTLE_MS = 1_500; // a datastore change is in the maps well within this
+// `local apply` and `local delete` return once every agent's maps hold the change (POST /v1/datastore/sync):
+// a test sends right after them. The TCP test still leaves SETTLE_MS around its cut, as its margin.
+const SETTLE_MS = 1_500;
+
+/** Ends background streams once what they were for is measured (by their PIDs), and waits until they are gone. */
+async function stop(children: ChildProcess[]): Promise<void> {
+  await Promise.all(
+    children.map((c) => {
+      if (c.exitCode !== null || c.signalCode !== null) return undefined;
+      const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
+      c.kill('SIGKILL');
+      return gone;
+    }),
+  );
+}
 const PORT = '7000';
 
 const denyAll = (pod: string, type: 'Ingress' | 'Egress') => `
@@ -48,10 +63,10 @@ describe('hostile pod: a revoked flow whose receiver keeps sending', () => {
    * then be its replies, rightly.)
    */
   const bothWays = async (seconds: number, aPort: number) => {
-    const fromA = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(aPort), String(seconds), 'udp']);
+    const fromA = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(aPort), String(seconds), 'udp']);
     await sleep(1_000);
-    const fromV = cluster.background('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, String(aPort), PORT, String(seconds - 1), 'udp']);
-    return Promise.all([fromA, fromV]);
+    const fromV = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, String(aPort), PORT, String(seconds - 1), 'udp']);
+    return [fromA, fromV];
   };
   /** a's datagrams that reach v within `seconds`. */
   const fromAatV = async (seconds: number) =>
@@ -82,21 +97,17 @@ metadata: {namespace: r, name: a, labels: {pod: a}}
   ] as const) {
     it(`${type.toLowerCase()}: once the allow is gone, nothing of a reaches v, however much v sends`, async () => {
       await cluster.apply(denyAll(isolated, type) + '---' + allow(isolated, type, peer));
-      await sleep(SETTLE_MS);
-      const done = bothWays(9, ++sport);
+      const streams = await bothWays(9, ++sport);
       expect(await fromAatV(2), 'the control: admitted, both ways').toBeGreaterThan(8);
       await cluster.delete(allow(isolated, type, peer));
-      await sleep(SETTLE_MS);
       expect(await fromAatV(3)).toBe(0);
-      await done;
+      await stop(streams);
       await cluster.delete(denyAll(isolated, type));
-      await sleep(SETTLE_MS);
     }, 60_000);
   }
 
   it('TCP: once the allow is gone, nothing of a reaches v, however much v pushes', async () => {
     await cluster.apply(denyAll('v', 'Ingress') + '---' + allow('v', 'Ingress', 'a'));
-    await sleep(SETTLE_MS);
     // v's server pushes a byte every 50 ms whatever a sends, and logs when a's bytes arrive.
     const server = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'tcp-push-server', '7100', '9']);
     let out = '';
@@ -114,7 +125,6 @@ metadata: {namespace: r, name: a, labels: {pod: a}}
     expect(got.filter(([t]) => t < cut - SETTLE_MS / 1000).length, 'the control: a\'s bytes arrived before').toBeGreaterThan(10);
     expect(got.filter(([t]) => t > cut).reduce((sum, [, n]) => sum + n, 0)).toBe(0);
     await cluster.delete(denyAll('v', 'Ingress'));
-    await sleep(SETTLE_MS);
   }, 60_000);
 
   it('a relabelled pod loses its open flows, though a pod of its old identity stays', async () => {
@@ -134,13 +144,11 @@ spec:
   policyTypes: [Ingress]
   ingress: [{from: [{podSelector: {matchLabels: {app: good}}}], ports: [{protocol: UDP, port: ${PORT}}]}]
 `);
-    await sleep(SETTLE_MS);
-    const done = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(++sport), '8', 'udp']);
+    const stream = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(++sport), '8', 'udp']);
     expect(await fromAatV(2), 'the control: admitted').toBeGreaterThan(10);
     await cluster.apply(pod('a', 'app: evil'));
-    await sleep(SETTLE_MS);
     expect(await fromAatV(3)).toBe(0);
-    await done;
+    await stop([stream]);
   }, 60_000);
 
   it('the datapath counted the revoked packets', async () => {
@@ -170,16 +178,14 @@ metadata: {name: r}
 
   it('once the allow is gone, nothing of a (on node-2) reaches v (on node-1), however much v sends', async () => {
     await cluster.apply(denyAll('v', 'Ingress') + '---' + allow('v', 'Ingress', 'a'));
-    await sleep(SETTLE_MS);
-    const fromA = cluster.background('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, '43900', '9', 'udp']);
+    const fromA = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, '43900', '9', 'udp']);
     await sleep(1_000);
-    const fromV = cluster.background('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, '43900', PORT, '8', 'udp']);
+    const fromV = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, '43900', PORT, '8', 'udp']);
     const count = async (seconds: number) =>
       Number((await must('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'count', ip['r/a']!, PORT, String(seconds), 'udp'])).trim());
     expect(await count(2), 'the control: admitted, both ways').toBeGreaterThan(8);
     await cluster.delete(allow('v', 'Ingress', 'a'));
-    await sleep(SETTLE_MS);
     expect(await count(3)).toBe(0);
-    await Promise.all([fromA, fromV]);
+    await stop([fromA, fromV]);
   }, 90_000);
 });
