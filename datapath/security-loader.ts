@@ -17,19 +17,17 @@
  *                     sendmsg6, sock-create (the root of the cgroup v2 hierarchy). Unpinning
  *                     a link detaches it.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import sea from 'node:sea';
 import koffi from 'koffi';
-import { BpfMap } from './bpf-map.ts';
-import { BpfError, closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram } from './libbpf.ts';
+import type { BpfMap } from './bpf-map.ts';
+import { BpfError, closeFd, linkCreate } from './libbpf.ts';
+import { allPinned, closeMaps, linksDirOf, loadAndPin, openPinnedMaps, pinDirs, pinnedLinks, syncLinks, unpinLinks, type LinkSpec, type LinkTarget, type MapSpec } from './pinned-object.ts';
 import { CONNECT_RULE, KILL_KEY, KILL_VALUE, SECURITY_CONFIG, SEC_BUDGET, SEC_BUDGET_KEY, SEC_STAT_VALUE_SIZE, SEC_U32_KEY_SIZE } from './security-abi.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 const OBJECT_NAME = 'sluice_security';
-const MAPS_DIR = 'maps';
-const PROGS_DIR = 'progs';
-const LINKS_DIR = 'links';
 /** The ring buffer's pin under maps/: opened by the sensor with its own reader. */
 export const SECURITY_EVENTS_MAP = 'security_events';
 
@@ -43,7 +41,6 @@ const BPF_CGROUP_INET4_CONNECT = 10;
 const BPF_CGROUP_INET6_CONNECT = 11;
 const BPF_CGROUP_UDP4_SENDMSG = 14;
 const BPF_CGROUP_UDP6_SENDMSG = 15;
-const BPF_TRACE_RAW_TP = 23;
 const BPF_PERF_EVENT = 41;
 
 /** Where tracefs is mounted (and mounted when absent), for the syscall tracepoints' ids. */
@@ -52,21 +49,20 @@ export const TRACEFS = '/sys/kernel/tracing';
 const PROGRAMS = ['sec_exec', 'sec_exit', 'sec_openat', 'sec_openat2', 'sec_setuid_enter', 'sec_setuid_exit', 'sec_connect4', 'sec_connect6', 'sec_sendmsg4', 'sec_sendmsg6', 'sec_sock_create'] as const;
 type ProgramName = (typeof PROGRAMS)[number];
 
-type LinkSpec =
-  | { name: string; program: ProgramName; at: 'raw_tp' }
-  | { name: string; program: ProgramName; at: 'tracepoint'; tracepoint: string }
-  | { name: string; program: ProgramName; at: 'cgroup'; attachType: number };
+/** A classic tracepoint, attached through a perf event (this loader's own kind of link). */
+type Tracepoint = { at: 'tracepoint'; tracepoint: string };
+type SecurityLink = LinkSpec<LinkTarget | Tracepoint, ProgramName>;
 
 const SETUID_SYSCALLS = ['setuid', 'setreuid', 'setresuid'];
 
 /** Every attachment, in the order they are made. */
-export const SECURITY_LINKS: readonly LinkSpec[] = [
+export const SECURITY_LINKS: readonly SecurityLink[] = [
   { name: 'exec', program: 'sec_exec', at: 'raw_tp' },
   { name: 'exit', program: 'sec_exit', at: 'raw_tp' },
   { name: 'openat', program: 'sec_openat', at: 'tracepoint', tracepoint: 'syscalls/sys_enter_openat' },
   { name: 'openat2', program: 'sec_openat2', at: 'tracepoint', tracepoint: 'syscalls/sys_enter_openat2' },
-  ...SETUID_SYSCALLS.map((s): LinkSpec => ({ name: `setuid-enter-${s}`, program: 'sec_setuid_enter', at: 'tracepoint', tracepoint: `syscalls/sys_enter_${s}` })),
-  ...SETUID_SYSCALLS.map((s): LinkSpec => ({ name: `setuid-exit-${s}`, program: 'sec_setuid_exit', at: 'tracepoint', tracepoint: `syscalls/sys_exit_${s}` })),
+  ...SETUID_SYSCALLS.map((s): SecurityLink => ({ name: `setuid-enter-${s}`, program: 'sec_setuid_enter', at: 'tracepoint', tracepoint: `syscalls/sys_enter_${s}` })),
+  ...SETUID_SYSCALLS.map((s): SecurityLink => ({ name: `setuid-exit-${s}`, program: 'sec_setuid_exit', at: 'tracepoint', tracepoint: `syscalls/sys_exit_${s}` })),
   { name: 'connect4', program: 'sec_connect4', at: 'cgroup', attachType: BPF_CGROUP_INET4_CONNECT },
   { name: 'connect6', program: 'sec_connect6', at: 'cgroup', attachType: BPF_CGROUP_INET6_CONNECT },
   { name: 'sendmsg4', program: 'sec_sendmsg4', at: 'cgroup', attachType: BPF_CGROUP_UDP4_SENDMSG },
@@ -80,7 +76,7 @@ const MAP_SPECS = {
   security_kill: { keySize: KILL_KEY.size, valueSize: KILL_VALUE.size, perCpu: false },
   security_connect: { keySize: SEC_U32_KEY_SIZE, valueSize: CONNECT_RULE.size, perCpu: false },
   security_budget: { keySize: SEC_BUDGET_KEY.size, valueSize: SEC_BUDGET.size, perCpu: false },
-} as const;
+} satisfies Record<string, MapSpec>;
 
 /** The security object's maps the agent reads and writes, open in this process. */
 export type SecurityMaps = Record<keyof typeof MAP_SPECS, BpfMap>;
@@ -131,133 +127,57 @@ export function securityObjectBytes(): Buffer {
  * sensor would be blind to opens or setuid calls): the caller reports it.
  */
 export function loadSecurity(options: LoadSecurityOptions): Security {
-  const mapsDir = join(options.pinDir, MAPS_DIR);
-  const progsDir = join(options.pinDir, PROGS_DIR);
-  const linksDir = join(options.pinDir, LINKS_DIR);
-  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+  const dirs = pinDirs(options.pinDir);
+  const adopted = allPinned(dirs, PROGRAMS, [...Object.keys(MAP_SPECS), SECURITY_EVENTS_MAP]);
+  if (!adopted) {
+    for (const name of RETIRED_MAPS) if (existsSync(join(dirs.mapsDir, name))) unlinkSync(join(dirs.mapsDir, name));
+    loadAndPin({ objectBytes: options.objectBytes, objectName: OBJECT_NAME, mapsDir: dirs.mapsDir, programs: PROGRAMS, progPath: dirs.progPath });
+  }
 
-  const progPath = (name: ProgramName) => join(progsDir, name);
-  const pinned = [...PROGRAMS.map(progPath), ...[...Object.keys(MAP_SPECS), SECURITY_EVENTS_MAP].map((name) => join(mapsDir, name))];
-  const adopted = pinned.every((path) => existsSync(path));
-  if (!adopted) loadAndPin(options.objectBytes, mapsDir, progPath);
-
-  const { attached, removed, missing } = syncLinks(linksDir, progPath, options, !adopted);
-  const maps = openMaps(mapsDir);
+  const tracefs = options.tracefs ?? TRACEFS;
+  const { attached, removed, missing } = syncLinks({
+    dirs,
+    links: SECURITY_LINKS,
+    cgroupRoot: options.cgroupRoot,
+    attach: options.attach,
+    reload: !adopted,
+    beforeAttach: (links) => {
+      if (links.some((l) => l.at === 'tracepoint')) ensureTracefs(tracefs);
+    },
+    // Without cgroup v2 connects are neither seen nor refused; the process and file events still are.
+    optional: (link) => link.at === 'cgroup',
+    attachOther: (progFd, link) => attachTracepoint(progFd, link as SecurityLink & Tracepoint, tracefs),
+  });
+  const maps = openPinnedMaps(dirs.mapsDir, MAP_SPECS);
   return {
     adopted,
     maps,
-    eventsPath: join(mapsDir, SECURITY_EVENTS_MAP),
+    eventsPath: join(dirs.mapsDir, SECURITY_EVENTS_MAP),
     attached,
     removed,
-    links: readdirSync(linksDir).sort(),
+    links: pinnedLinks(dirs.linksDir),
     missing,
-    close: () => {
-      for (const map of Object.values(maps)) map.close();
-    },
+    close: () => closeMaps(maps),
   };
 }
 
 /** Detaches every program (unpins the links) and, with everything, removes the pinned programs and maps too. */
 export function removeSecurity(pinDir: string, everything = false): void {
-  const linksDir = join(pinDir, LINKS_DIR);
-  if (existsSync(linksDir)) for (const pin of readdirSync(linksDir)) unlinkSync(join(linksDir, pin));
+  const linksDir = linksDirOf(pinDir);
+  if (existsSync(linksDir)) unpinLinks(linksDir);
   if (everything) rmSync(pinDir, { recursive: true, force: true });
 }
 
 /** Pinned maps an older object had and this one has not (the per-CPU budgets before the per-namespace ones). */
 const RETIRED_MAPS = ['security_rate'];
 
-function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: ProgramName) => string): void {
-  for (const name of RETIRED_MAPS) if (existsSync(join(mapsDir, name))) unlinkSync(join(mapsDir, name));
-  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
+function attachTracepoint(progFd: number, link: SecurityLink & Tracepoint, tracefs: string): number {
+  // The link holds the perf event; the event's own fd is not needed once the link exists.
+  const perfFd = perfEventOpenTracepoint(tracepointId(tracefs, link.tracepoint), link.tracepoint);
   try {
-    loadObject(obj, OBJECT_NAME);
-    for (const name of PROGRAMS) {
-      if (existsSync(progPath(name))) unlinkSync(progPath(name));
-      pinProgram(findProgram(obj, name), name, progPath(name));
-    }
+    return linkCreate(progFd, perfFd, BPF_PERF_EVENT, `attach ${link.program} to tracepoint ${link.tracepoint}`);
   } finally {
-    closeObject(obj);
-  }
-}
-
-function syncLinks(linksDir: string, progPath: (name: ProgramName) => string, options: LoadSecurityOptions, reload: boolean) {
-  const wanted = new Set(options.attach ? SECURITY_LINKS.map((l) => l.name) : []);
-  const removed: string[] = [];
-  for (const pin of readdirSync(linksDir)) {
-    if (wanted.has(pin) && !reload) continue;
-    unlinkSync(join(linksDir, pin));
-    removed.push(pin);
-  }
-  const attached: string[] = [];
-  const missing: { name: string; reason: string }[] = [];
-  if (!options.attach) return { attached, removed, missing };
-  const tracefs = options.tracefs ?? TRACEFS;
-  if (SECURITY_LINKS.some((l) => l.at === 'tracepoint' && !existsSync(join(linksDir, l.name)))) ensureTracefs(tracefs);
-  for (const link of SECURITY_LINKS) {
-    const pin = join(linksDir, link.name);
-    if (existsSync(pin)) continue;
-    if (link.at === 'cgroup' && options.cgroupRoot === null) {
-      missing.push({ name: link.name, reason: 'no cgroup v2 hierarchy is mounted' });
-      continue;
-    }
-    try {
-      attachAndPin(progPath(link.program), link, options.cgroupRoot, tracefs, pin);
-    } catch (err: unknown) {
-      // Without cgroup v2 connects are neither seen nor refused; the process and file events still are.
-      if (link.at !== 'cgroup') throw err;
-      missing.push({ name: link.name, reason: errorMessage(err) });
-      continue;
-    }
-    attached.push(link.name);
-  }
-  return { attached, removed, missing };
-}
-
-function attachAndPin(progPinPath: string, link: LinkSpec, cgroupRoot: string | null, tracefs: string, pin: string): void {
-  const progFd = objGet(progPinPath, `program ${link.program}`);
-  try {
-    let linkFd: number;
-    if (link.at === 'cgroup') {
-      const cgroupFd = openSync(cgroupRoot!, 'r');
-      try {
-        linkFd = linkCreate(progFd, cgroupFd, link.attachType, `attach ${link.program} to cgroup ${cgroupRoot}`);
-      } finally {
-        closeSync(cgroupFd);
-      }
-    } else if (link.at === 'tracepoint') {
-      // The link holds the perf event; the event's own fd is not needed once the link exists.
-      const perfFd = perfEventOpenTracepoint(tracepointId(tracefs, link.tracepoint), link.tracepoint);
-      try {
-        linkFd = linkCreate(progFd, perfFd, BPF_PERF_EVENT, `attach ${link.program} to tracepoint ${link.tracepoint}`);
-      } finally {
-        closeFd(perfFd);
-      }
-    } else {
-      linkFd = linkCreate(progFd, 0, BPF_TRACE_RAW_TP, `attach ${link.program} to its tracepoint`);
-    }
-    try {
-      objPin(linkFd, pin, `link ${link.name}`);
-    } finally {
-      closeFd(linkFd);
-    }
-  } finally {
-    closeFd(progFd);
-  }
-}
-
-function openMaps(mapsDir: string): SecurityMaps {
-  const opened: BpfMap[] = [];
-  try {
-    const entries = Object.entries(MAP_SPECS).map(([name, spec]) => {
-      const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
-      opened.push(map);
-      return [name, map] as const;
-    });
-    return Object.fromEntries(entries) as SecurityMaps;
-  } catch (err: unknown) {
-    for (const map of opened) map.close();
-    throw err;
+    closeFd(perfFd);
   }
 }
 
