@@ -51,25 +51,50 @@ const ARRAY_KEY_BYTES = 4;
 const WALK_STEPS_PER_ENTRY = 4;
 
 /**
+ * After every link switched, what the old programs did to a copied map
+ * since its copy is carried into the new one (pin-migration.ts, catch-up):
+ *   - 'none': the agent's maps. Only the agent writes them and it is not
+ *     running during a migration; its first sync writes them again.
+ *   - 'entries': the datapath's own state (a flow, a datagram in reassembly,
+ *     a translation). Per key, against the entry as first copied: created in
+ *     the old map since, copied; deleted there since (a RST, a reused tuple),
+ *     deleted in the new one too; changed there since, the change copied. An
+ *     entry the new programs changed or deleted since the switch is theirs and
+ *     is left as they made it.
+ *   - 'counts': values that are 64-bit counters: the new map's value gets
+ *     what the old programs added or took away since the copy (old - first
+ *     copy), on top of what the new programs counted meanwhile.
+ */
+export type CatchUp = 'none' | 'entries' | 'counts';
+
+/**
  * What a migration does with each map of the datapath (bpf/maps.h) whose
  * layout changed. A map whose layout did not change is kept as it is,
- * shared by the old and the new programs. A map not named here is copied.
+ * shared by the old and the new programs. A map not named here is copied,
+ * and caught up by entries.
  */
-export const MAP_TREATMENT: Readonly<Record<string, { treatment: 'copy' | 'reset'; why: string }>> = {
-  endpoints: { treatment: 'copy', why: "the agent's (registrations), copied so the new programs know every pod from their first packet; the agent's next sync writes it again" },
-  devices: { treatment: 'copy', why: "the agent's, as endpoints" },
-  ipcache: { treatment: 'copy', why: "the agent's (identities of addresses), copied for the first packets; rewritten by the next sync" },
-  policy: { treatment: 'copy', why: "the agent's; copied so a flow allowed stays allowed and an isolated pod stays isolated before the agent's first sync" },
-  cidr_policy: { treatment: 'copy', why: "the agent's, as policy" },
-  conntrack: { treatment: 'copy', why: 'runtime state nothing can rebuild: without it established flows would be checked again as new (and replies dropped)' },
-  ct_counts: { treatment: 'copy', why: 'must agree with conntrack and fragments, whose entries it counts against each endpoint budget' },
-  fragments: { treatment: 'copy', why: 'datagrams in reassembly: their later fragments need the ports of the first' },
-  counters: { treatment: 'copy', why: 'totals scraped by Prometheus, which reads a drop as a counter reset' },
-  ep_counters: { treatment: 'copy', why: 'as counters' },
-  config: { treatment: 'copy', why: "the agent's settings; written again by the agent at start" },
+export const MAP_TREATMENT: Readonly<Record<string, { treatment: 'copy' | 'reset'; catchUp?: CatchUp; why: string }>> = {
+  endpoints: { treatment: 'copy', catchUp: 'none', why: "the agent's (registrations), copied so the new programs know every pod from their first packet; the agent's next sync writes it again" },
+  devices: { treatment: 'copy', catchUp: 'none', why: "the agent's, as endpoints" },
+  ipcache: { treatment: 'copy', catchUp: 'none', why: "the agent's (identities of addresses), copied for the first packets; rewritten by the next sync" },
+  policy: { treatment: 'copy', catchUp: 'none', why: "the agent's; copied so a flow allowed stays allowed and an isolated pod stays isolated before the agent's first sync" },
+  cidr_policy: { treatment: 'copy', catchUp: 'none', why: "the agent's, as policy" },
+  conntrack: { treatment: 'copy', catchUp: 'entries', why: 'runtime state nothing can rebuild: without it established flows would be checked again as new (and replies dropped)' },
+  ct_counts: { treatment: 'copy', catchUp: 'counts', why: 'must agree with conntrack and fragments, whose entries it counts against each endpoint budget' },
+  fragments: { treatment: 'copy', catchUp: 'entries', why: 'datagrams in reassembly: their later fragments need the ports of the first' },
+  lb_nat: { treatment: 'copy', catchUp: 'entries', why: "the Service NAT's translation of each flow: a flow keeps its backend, and its replies are translated back" },
+  lb_nat_affinity: { treatment: 'copy', catchUp: 'entries', why: 'the backend of each client of a Service with ClientIP affinity, kept as lb_nat' },
+  counters: { treatment: 'copy', catchUp: 'counts', why: 'totals scraped by Prometheus, which reads a drop as a counter reset' },
+  ep_counters: { treatment: 'copy', catchUp: 'counts', why: 'as counters' },
+  config: { treatment: 'copy', catchUp: 'none', why: "the agent's settings; written again by the agent at start" },
   events: { treatment: 'reset', why: 'a ring buffer: it has no entries to copy; events not yet read are lost' },
   event_rate: { treatment: 'reset', why: 'token buckets of event rate limiting; they refill within a second' },
 };
+
+/** How a copied map is caught up (MAP_TREATMENT; 'entries' for a map not named there). */
+export function catchUpOf(map: string): CatchUp {
+  return MAP_TREATMENT[map]?.catchUp ?? 'entries';
+}
 
 /** A map's layout: what the kernel reports of a pinned map, or what an object defines, plus its value's fields. */
 export interface MapLayout {
@@ -145,10 +170,12 @@ export class MapMigrationError extends Error {
 /**
  * Copies the entries of the map behind oldFd (layout `from`) into the map
  * behind newFd (layout `to`), each value converted by `step`. 'missing'
- * copies only keys the new map lacks (a catch-up after programs switched);
- * 'all' also checks first that the entries fit. Returns the entries written.
+ * copies only keys the new map lacks (a catch-up after programs switched
+ * when the first copy is not known: map-catch-up.ts); 'all' also checks
+ * first that the entries fit, and puts in `keep` (when given) every entry
+ * it copied, as read from the old map. Returns the entries written.
  */
-export function copyEntries(map: string, oldFd: number, newFd: number, from: MapLayout, to: MapLayout, copyBytes: number, mode: 'all' | 'missing'): number {
+export function copyEntries(map: string, oldFd: number, newFd: number, from: MapLayout, to: MapLayout, copyBytes: number, mode: 'all' | 'missing', keep?: EntrySet): number {
   const isArray = ARRAY_TYPES.has(from.type);
   const slots = PERCPU_TYPES.has(from.type) ? numPossibleCpus() : 1;
   const oldStride = slots > 1 ? roundUp(from.valueSize) : from.valueSize;
@@ -170,6 +197,7 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
     for (let index = 0; index < n; index++) {
       if (!mapLookupElem(oldFd, u32(index), oldValue, `map ${map}`)) continue;
       mapUpdateElem(newFd, u32(index), convert(), BPF_ANY, `map ${map} (new)`);
+      keep?.set(u32(index).toString('hex'), Buffer.from(oldValue));
     }
     return n;
   }
@@ -180,6 +208,9 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
   }
   const keySize = from.keySize;
   const newValueBytes = newStride * slots;
+  if (keep) {
+    for (const c of chunks) chunkKeys(c, keySize).forEach((key, i) => keep.set(key.toString('hex'), c.values.subarray(i * oldValue.length, (i + 1) * oldValue.length)));
+  }
   /** A chunk's values in the new layout; the same buffer when only max_entries changed. */
   const convertChunk = (c: Chunk): Buffer => {
     if (oldStride === newStride && copyBytes === from.valueSize) return c.values;
@@ -213,6 +244,38 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
     });
   }
   return written;
+}
+
+/** A map's entries: each key (hex) and its value, all CPUs' slots back to back. */
+export type EntrySet = Map<string, Buffer>;
+
+/** Bytes of one value as the syscalls read and write it: every CPU's slot, each rounded up to 8, for a per-CPU map. */
+export function valueBytesOf(layout: Pick<MapLayout, 'type' | 'valueSize'>): { slots: number; stride: number; bytes: number } {
+  const slots = PERCPU_TYPES.has(layout.type) ? numPossibleCpus() : 1;
+  const stride = slots > 1 ? roundUp(layout.valueSize) : layout.valueSize;
+  return { slots, stride, bytes: stride * slots };
+}
+
+/** Every entry of the map now (an array: every index). */
+export function readEntrySet(map: string, fd: number, layout: MapLayout): EntrySet {
+  const { bytes } = valueBytesOf(layout);
+  const out: EntrySet = new Map();
+  if (ARRAY_TYPES.has(layout.type)) {
+    for (let index = 0; index < layout.maxEntries; index++) {
+      const value = Buffer.alloc(bytes);
+      if (mapLookupElem(fd, u32(index), value, `map ${map}`)) out.set(u32(index).toString('hex'), value);
+    }
+    return out;
+  }
+  for (const c of readChunks(map, fd, layout, bytes)) {
+    chunkKeys(c, layout.keySize).forEach((key, i) => out.set(key.toString('hex'), c.values.subarray(i * bytes, (i + 1) * bytes)));
+  }
+  return out;
+}
+
+/** True for the types whose every index exists (arrays). */
+export function isArrayType(type: number): boolean {
+  return ARRAY_TYPES.has(type);
 }
 
 /** Entries read together: count keys and values, back to back. */

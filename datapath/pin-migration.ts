@@ -20,8 +20,9 @@
  *                         whichever version, finishes it:
  *     1. every TCX link switched to its programs (BPF_LINK_UPDATE, each
  *        veth's two links one after the other);
- *     2. entries the old programs made in copied maps since their copy (new
- *        flows' conntrack, fragments) copied once more where missing;
+ *     2. what the old programs did to copied maps since their copy (flows
+ *        opened and ended, counts) carried into the new maps (the catch-up,
+ *        map-catch-up.ts: entries made, ended or changed, counts added);
  *     3. maps/ and migration-ready/maps exchanged (renameat2 RENAME_EXCHANGE,
  *        atomic), then progs/ and migration-ready/progs; each only if the
  *        directory in place does not carry the target version yet, so a
@@ -31,14 +32,15 @@
  * While migration-ready/ exists the agent is not serving, so no CNI ADD
  * attaches the old programs meanwhile (it needs the agent's addresses first).
  *
- * What the catch-up (step 2) does not carry, between the first copy and the
- * switch of the last link (about 0.3 s for 200,000 conntrack entries): an
- * entry the old programs deleted then (a flow ended) stays in the new map
- * until it expires or the sweep takes it; ct_counts keeps the counts of the
- * first copy, so an endpoint's budget is off by the flows it opened or ended
- * in that window until they end. A veth's two links switch one right after
- * the other, not together: a reply in that gap is looked up in the old
- * conntrack by to_pod while from_pod already writes the new one.
+ * The catch-up (step 2) compares with the entries as first copied, which
+ * this process keeps in memory; a migration finished by the next agent after
+ * a crash copies only the entries the new maps lack (map-catch-up.ts says
+ * what that leaves). A veth's two links switch one right after the other,
+ * not together: a reply in that gap is looked up in the old conntrack by
+ * to_pod while from_pod already writes the new one. The netfilter programs
+ * (service_egress) run the old programs on the old maps until the agent
+ * replaces their links after the migration: what they do meanwhile is not
+ * caught up.
  */
 import { existsSync, mkdirSync, readdirSync, renameSync } from 'node:fs';
 import { join } from 'node:path';
@@ -46,7 +48,8 @@ import koffi from 'koffi';
 import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
 import { BPF_TCX_INGRESS, closeFd, closeObject, isBpfError, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
 import { definedMapTypes, pinnedMapTypes } from './map-btf.ts';
-import { MAP_TREATMENT, copyEntries, isRefusal, planMigration, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
+import { MAP_TREATMENT, catchUpOf, copyEntries, isRefusal, planMigration, type EntrySet, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
+import { catchUpMap, type CatchUpResult } from './map-catch-up.ts';
 import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
 import { removePinTree } from './bpffs.ts';
 import { errorMessage } from '../lib/errors.ts';
@@ -83,6 +86,13 @@ function crashPoint(step: MigrationStepName): void {
   if (process.env[MIGRATION_CRASH_ENV] === step) throw new InjectedCrash(step);
 }
 
+/**
+ * For tests only: called synchronously after the first copy of the changed
+ * maps (the old programs still run: the window the catch-up covers; staged:
+ * the new maps directory) and after every link switched, before the catch-up.
+ */
+export const migrationTestHooks: { afterCopy?: (stagedMaps: string) => void; afterSwitch?: (newMaps: string) => void } = {};
+
 /** What a migration did. */
 export interface MigrationReport {
   /** The changed maps and what was done with each (entries copied, or reset). */
@@ -90,6 +100,8 @@ export interface MigrationReport {
   /** TCX links switched to the new programs, and those that could not be. */
   links: number;
   failed: string[];
+  /** What the catch-up carried into each copied map after the switch. */
+  caughtUp: CatchUpResult[];
 }
 
 /** Loads the object against pinned maps under mapsDir, pinning the programs it creates at progsDir (the loader's). */
@@ -117,7 +129,9 @@ export function refusedMaps(objectBytes: Buffer, mapsDir: string, objectName: st
 export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes: Buffer, objectName: string, version: string, loadInto: LoadInto): MigrationReport {
   const mapsDir = join(pinDir, MAPS_DIR);
   const staging = join(pinDir, STAGING_DIR);
-  const report: MigrationReport = { maps: [], links: 0, failed: [] };
+  const report: MigrationReport = { maps: [], links: 0, failed: [], caughtUp: [] };
+  /** The entries of each copied map as first copied, which the catch-up compares with. */
+  const bases = new Map<string, EntrySet>();
   removePinTree(staging);
   try {
     mkdirSync(join(staging, MAPS_DIR), { recursive: true });
@@ -135,8 +149,11 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
     }
     loadInto(join(staging, MAPS_DIR), join(staging, PROGS_DIR));
     for (const step of steps) {
-      report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, 'all') : 0 });
+      const base = step.action === 'copy' && catchUpOf(step.map) !== 'none' ? new Map<string, Buffer>() : undefined;
+      if (base) bases.set(step.map, base);
+      report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, base) : 0 });
     }
+    migrationTestHooks.afterCopy?.(join(staging, MAPS_DIR));
     crashPoint('staged');
     pinVersion(join(staging, MAPS_DIR), version);
     pinVersion(join(staging, PROGS_DIR), version);
@@ -147,8 +164,8 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
   }
   renameSync(staging, join(pinDir, READY_DIR));
   crashPoint('ready');
-  const finished = finishMigration(pinDir);
-  return { ...report, links: finished.links, failed: finished.failed };
+  const finished = finishMigration(pinDir, bases);
+  return { ...report, links: finished.links, failed: finished.failed, caughtUp: finished.caughtUp };
 }
 
 /**
@@ -159,13 +176,17 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
  */
 export function recoverPins(pinDir: string): { links: number; failed: string[] } | null {
   removePinTree(join(pinDir, STAGING_DIR));
-  const finished = existsSync(join(pinDir, READY_DIR)) ? finishMigration(pinDir) : null;
+  const finished = existsSync(join(pinDir, READY_DIR)) ? finishMigration(pinDir, new Map()) : null;
   removePinTree(join(pinDir, RETIRED_DIR));
-  return finished;
+  return finished && { links: finished.links, failed: finished.failed };
 }
 
-/** Steps 1 to 4 of the file comment, from the state the directories are in; safe to run again after a crash. */
-function finishMigration(pinDir: string): { links: number; failed: string[] } {
+/**
+ * Steps 1 to 4 of the file comment, from the state the directories are in;
+ * safe to run again after a crash. bases: the entries of the copied maps as
+ * first copied (empty when finishing after a crash).
+ */
+function finishMigration(pinDir: string, bases: Map<string, EntrySet>): { links: number; failed: string[]; caughtUp: CatchUpResult[] } {
   const ready = join(pinDir, READY_DIR);
   const target = readPinnedVersion(ready);
   if (target === null) throw new Error(`an interrupted migration under ${ready} names no target version: remove ${ready} if the pins in ${pinDir} are complete`);
@@ -174,7 +195,8 @@ function finishMigration(pinDir: string): { links: number; failed: string[] } {
   const older = (dir: string): string => join(inPlace(dir) ? ready : pinDir, dir);
 
   const switched = switchTcxLinks(join(pinDir, 'links'), join(newer(PROGS_DIR), PROG_FROM_POD), join(newer(PROGS_DIR), PROG_TO_POD));
-  catchUp(older(MAPS_DIR), newer(MAPS_DIR));
+  migrationTestHooks.afterSwitch?.(newer(MAPS_DIR));
+  const caughtUp = catchUp(older(MAPS_DIR), newer(MAPS_DIR), bases);
   crashPoint('links');
   if (!inPlace(MAPS_DIR)) exchange(join(pinDir, MAPS_DIR), join(ready, MAPS_DIR));
   crashPoint('exchange-maps');
@@ -183,7 +205,7 @@ function finishMigration(pinDir: string): { links: number; failed: string[] } {
   removePinTree(retired);
   renameSync(ready, retired);
   removePinTree(retired);
-  return switched;
+  return { ...switched, caughtUp };
 }
 
 /**
@@ -223,26 +245,35 @@ export function switchTcxLinks(linksDir: string, fromPodPath: string, toPodPath:
   return { links, failed };
 }
 
-/** Copies, where the new map lacks them, entries the old programs made after the first copy (maps that were copied only). */
-function catchUp(oldMapsDir: string, newMapsDir: string): void {
+/** Carries into each copied map what the old programs did to it since its first copy (map-catch-up.ts). */
+function catchUp(oldMapsDir: string, newMapsDir: string, bases: Map<string, EntrySet>): CatchUpResult[] {
+  const results: CatchUpResult[] = [];
   for (const name of readdirSync(newMapsDir)) {
     if (name === VERSION_MAP || MAP_TREATMENT[name]?.treatment === 'reset' || !existsSync(join(oldMapsDir, name))) continue;
     const oldLayout = pinnedLayout(join(oldMapsDir, name), name);
     const newLayout = pinnedLayout(join(newMapsDir, name), name);
     if (oldLayout.id === newLayout.id) continue; // shared, not copied
     const plan = planMigration(name, oldLayout, newLayout);
-    if (!isRefusal(plan) && plan.action === 'copy') copyMap(name, oldMapsDir, newMapsDir, plan.copyBytes, 'missing');
+    if (isRefusal(plan) || plan.action !== 'copy') continue;
+    results.push(withMaps(name, oldMapsDir, newMapsDir, (oldFd, newFd) => catchUpMap(name, oldFd, newFd, oldLayout, newLayout, plan.copyBytes, catchUpOf(name), bases.get(name))));
   }
+  return results;
 }
 
-function copyMap(name: string, fromDir: string, toDir: string, copyBytes: number, mode: 'all' | 'missing'): number {
+/** The first copy of a map; its entries as copied are put in `keep` when given. */
+function copyMap(name: string, fromDir: string, toDir: string, copyBytes: number, keep: EntrySet | undefined): number {
   const from = pinnedLayout(join(fromDir, name), name);
   const to = pinnedLayout(join(toDir, name), name);
+  return withMaps(name, fromDir, toDir, (oldFd, newFd) => copyEntries(name, oldFd, newFd, from, to, copyBytes, 'all', keep));
+}
+
+/** Runs use with the map `name` opened from both directories. */
+function withMaps<T>(name: string, fromDir: string, toDir: string, use: (oldFd: number, newFd: number) => T): T {
   const oldFd = objGet(join(fromDir, name), `map ${name}`);
   try {
     const newFd = objGet(join(toDir, name), `map ${name} (new)`);
     try {
-      return copyEntries(name, oldFd, newFd, from, to, copyBytes, mode);
+      return use(oldFd, newFd);
     } finally {
       closeFd(newFd);
     }

@@ -3,7 +3,8 @@
  * pure decisions, no kernel.
  */
 import { describe, expect, it } from 'vitest';
-import { MAP_TREATMENT, planMigration, type MapLayout } from '../datapath/map-migration.ts';
+import { MAP_TREATMENT, catchUpOf, planMigration, type EntrySet, type MapLayout } from '../datapath/map-migration.ts';
+import { addDeltas, countDeltas, entryActions } from '../datapath/map-catch-up.ts';
 import { fieldsEnd, type ValueField } from '../datapath/map-btf.ts';
 
 const HASH = 1;
@@ -80,13 +81,62 @@ describe('planning the migration of a changed map', () => {
   });
 
   it('names a treatment, and why, for every map of the datapath', () => {
-    const maps = ['endpoints', 'devices', 'counters', 'ipcache', 'policy', 'cidr_policy', 'conntrack', 'ct_counts', 'fragments', 'ep_counters', 'config', 'events', 'event_rate'];
+    const maps = ['endpoints', 'devices', 'counters', 'ipcache', 'policy', 'cidr_policy', 'conntrack', 'ct_counts', 'fragments', 'lb_nat', 'lb_nat_affinity', 'ep_counters', 'config', 'events', 'event_rate'];
     for (const m of maps) expect(MAP_TREATMENT[m]?.why, m).toBeTruthy();
     expect(Object.keys(MAP_TREATMENT).sort()).toEqual([...maps].sort());
+  });
+
+  it("catches up the datapath's own state by entry and its counters by count; the agent's maps not at all", () => {
+    const by = (kind: string) => Object.keys(MAP_TREATMENT).filter((m) => MAP_TREATMENT[m]!.treatment === 'copy' && catchUpOf(m) === kind).sort();
+    expect(by('entries')).toEqual(['conntrack', 'fragments', 'lb_nat', 'lb_nat_affinity']);
+    expect(by('counts')).toEqual(['counters', 'ct_counts', 'ep_counters']);
+    expect(by('none')).toEqual(['cidr_policy', 'config', 'devices', 'endpoints', 'ipcache', 'policy']);
+    expect(catchUpOf('a_map_added_later')).toBe('entries');
   });
 
   it('measures where the last field ends', () => {
     expect(fieldsEnd([{ name: 'a', bitOffset: 0, bytes: 8 }, { name: 'b', bitOffset: 64, bytes: 2 }])).toBe(10);
     expect(fieldsEnd([])).toBe(0);
+  });
+});
+
+describe('the catch-up after the switch: what the old programs did since the copy', () => {
+  const v = (...bytes: number[]) => Buffer.from(bytes);
+  const set = (entries: Record<string, Buffer>): EntrySet => new Map(Object.entries(entries));
+  /** A value grown by one zero byte at its end. */
+  const grow = (b: Buffer) => Buffer.concat([b, Buffer.alloc(1)]);
+
+  it('creates what the old programs opened, deletes what they ended, carries what they changed, in the new layout', () => {
+    const base = set({ ended: v(1), changed: v(1), kept: v(1) });
+    const old = set({ changed: v(2), kept: v(1), opened: v(2) });
+    const now = set({ ended: grow(v(1)), changed: grow(v(1)), kept: grow(v(1)) });
+    expect(entryActions(base, old, now, grow)).toEqual([
+      { key: 'changed', op: 'overwrite', value: grow(v(2)) },
+      { key: 'opened', op: 'create', value: grow(v(2)) },
+      { key: 'ended', op: 'delete' },
+    ]);
+  });
+
+  it("leaves what the new programs did since the switch: their change, their delete, their own entry for the same key", () => {
+    const base = set({ changedByBoth: v(1), endedByNew: v(1), endedByBoth: v(1), changedByNewEndedByOld: v(1) });
+    const old = set({ changedByBoth: v(2), endedByNew: v(2), openedByBoth: v(2) });
+    const now = set({ changedByBoth: grow(v(3)), openedByBoth: grow(v(3)), changedByNewEndedByOld: grow(v(3)) });
+    expect(entryActions(base, old, now, grow)).toEqual([]);
+  });
+
+  it('adds to the new counts what the old programs counted since the copy, modulo 2^64, per CPU slot (signed counts taken away too)', () => {
+    const u64s = (...n: bigint[]) => {
+      const b = Buffer.alloc(8 * n.length);
+      n.forEach((x, i) => b.writeBigUInt64LE(BigInt.asUintN(64, x), i * 8));
+      return b;
+    };
+    // Two CPU slots of two fields each.
+    const base = set({ a: u64s(10n, 2n, 0n, 0n), same: u64s(1n, 1n, 1n, 1n) });
+    const old = set({ a: u64s(13n, 1n, 5n, 0n), same: u64s(1n, 1n, 1n, 1n), fresh: u64s(1n, 0n, 0n, 0n) });
+    const deltas = countDeltas(base, old, 2, 16, 2);
+    expect([...deltas.keys()]).toEqual(['a', 'fresh']);
+    expect(deltas.get('a')).toEqual([3n, -1n, 5n, 0n]);
+    expect(addDeltas(u64s(11n, 2n, 7n, 9n), deltas.get('a')!, 2, 16, 2)).toEqual(u64s(14n, 1n, 12n, 9n));
+    expect(addDeltas(u64s(0n, 0n, 0n, 0n), [0n, -1n, 0n, 0n], 2, 16, 2)).toEqual(u64s(0n, -1n, 0n, 0n));
   });
 });
