@@ -27,10 +27,12 @@
 import {
   compileEndpoint,
   compileRule,
+  isolates,
   isNamed,
   peerTakes,
   selectorsOf,
   type CompiledEndpoint,
+  type CompiledEntry,
   type CompiledState,
   type IpcacheEntry,
   type LocalEndpoint,
@@ -103,9 +105,21 @@ interface EndpointRecord {
   ep: LocalEndpoint;
   podKey: ObjectKey;
   compiled: CompiledEndpoint | null;
-  /** The selectors of the policies selecting it when it was last compiled. */
+  /** The policies selecting it when it was last compiled. */
+  selecting: NetworkPolicy[];
+  /** The selectors of those policies. */
   selectors: Set<CachedSelector>;
   podDependent: boolean;
+}
+
+/** Entries one compiled endpoint has and another has not. */
+export interface EntryDelta {
+  added: CompiledEntry[];
+  removed: CompiledEntry[];
+}
+
+function entryKey(e: CompiledEntry): string {
+  return `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`;
 }
 
 /** A pod as compiled: the datastore's object (addresses of a local endpoint authoritative) and its identity. */
@@ -148,6 +162,11 @@ export class IncrementalCompiler {
   private readonly identities = new Map<string, IdentityEntry>();
   /** Identity number → its labels: the state's map, kept in place. */
   private readonly identityLabels = new Map<number, IdentityLabels>();
+  private readonly identityById = new Map<number, IdentityEntry>();
+  /** Identities made or dropped since the last flush: the entries naming them are all an endpoint patch recomputes. */
+  private readonly flushIdentities = new Set<number>();
+  /** A patched endpoint → the endpoint it was patched from and the entries that differ (see entryDeltaOf). */
+  private readonly patches = new WeakMap<CompiledEndpoint, { from: CompiledEndpoint; delta: EntryDelta }>();
   private readonly selectors = new Map<string, CachedSelector>();
   private readonly selectorOfPeer = new WeakMap<NetworkPolicyPeer, CachedSelector>();
   private readonly policies = new Map<ObjectKey, PolicyRecord>();
@@ -253,7 +272,7 @@ export class IncrementalCompiler {
       return;
     }
     if (before && before.podKey !== podKey) this.unlinkEndpoint(before);
-    this.endpoints.set(ep.endpointId, { ep, podKey, compiled: null, selectors: new Set(), podDependent: false });
+    this.endpoints.set(ep.endpointId, { ep, podKey, compiled: null, selecting: [], selectors: new Set(), podDependent: false });
     this.endpointOfPod.set(podKey, ep.endpointId);
     this.dirty.add(ep.endpointId);
     this.refreshPod(podKey);
@@ -356,6 +375,17 @@ export class IncrementalCompiler {
     };
   }
 
+  /**
+   * When c was made from the endpoint's previous compiled object by adding
+   * and removing only entries of identities made or dropped (an endpoint
+   * that a new or gone label set reached, and nothing else): that previous
+   * object and the entries that differ. The sync then writes those, without
+   * comparing the endpoints' whole entry lists.
+   */
+  entryDeltaOf(c: CompiledEndpoint): { from: CompiledEndpoint; delta: EntryDelta } | undefined {
+    return this.patches.get(c);
+  }
+
   /** Addresses whose ipcache entry may have changed since the last call (then forgotten). */
   takeIpcacheChanges(): string[] {
     const out = [...this.touchedAddresses];
@@ -387,15 +417,26 @@ export class IncrementalCompiler {
 
   // ---- Bookkeeping ----
 
-  /** Recompiles the endpoints that what changed reaches. */
+  /**
+   * Recompiles the endpoints that what changed reaches. An endpoint reached
+   * only because identities came or went (its selectors take other
+   * identities, nothing else of it changed) is patched: the entries naming
+   * those identities are recomputed, the rest kept, so a new label set costs
+   * each endpoint it reaches the rules that take it, not all its peers.
+   */
   private flush(): void {
+    const patch: EndpointRecord[] = [];
     if (this.changedSelectors.size > 0 || this.podsChanged) {
       for (const [key, rule] of this.rules) {
         if ((this.podsChanged && rule.podDependent) || [...rule.selectors].some((s) => this.changedSelectors.has(s))) this.rules.delete(key);
       }
       for (const [id, record] of this.endpoints) {
         if (this.dirty.has(id)) continue;
-        if ((this.podsChanged && record.podDependent) || [...record.selectors].some((s) => this.changedSelectors.has(s))) this.dirty.add(id);
+        if (this.podsChanged && record.podDependent) this.dirty.add(id);
+        else if ([...record.selectors].some((s) => this.changedSelectors.has(s))) {
+          if (record.compiled) patch.push(record);
+          else this.dirty.add(id);
+        }
       }
     }
     this.changedSelectors.clear();
@@ -405,11 +446,54 @@ export class IncrementalCompiler {
       if (record) this.compileOne(record);
     }
     this.dirty.clear();
+    for (const record of patch) this.patchOne(record);
+    this.flushIdentities.clear();
+  }
+
+  /** Recomputes the entries of one endpoint that name identities made or dropped since the last flush. */
+  private patchOne(record: EndpointRecord): void {
+    const before = record.compiled!;
+    const self = this.pods.get(record.podKey)!.pod;
+    const changed = this.flushIdentities;
+    const had = new Map<string, CompiledEntry>();
+    const kept: CompiledEntry[] = [];
+    for (const e of before.entries) {
+      if (changed.has(e.peer)) had.set(entryKey(e), e);
+      else kept.push(e);
+    }
+    const now = new Map<string, CompiledEntry>();
+    for (const id of changed) {
+      const identity = this.identityById.get(id);
+      if (!identity) continue; // dropped: its entries go
+      const only: RuleSource = {
+        peerIdentities: (peer, policyNamespace) => ((this.selectorOfPeer.get(peer)?.matches.has(id) ?? peerTakes(peer, policyNamespace, identity.labels)) ? [identity] : []),
+        allPods: () => [],
+      };
+      for (const policy of record.selecting) {
+        for (const direction of ['ingress', 'egress'] as const) {
+          if (!isolates(policy, direction)) continue;
+          for (const rule of (direction === 'ingress' ? policy.ingress : policy.egress) ?? []) {
+            // A rule without peers allows every identity (Identity.ANY): no entry names this one.
+            if (((direction === 'ingress' ? rule.from : rule.to) ?? []).length === 0) continue;
+            for (const e of compileRule({ direction, policy, rule, self, source: only }).entries) now.set(entryKey(e), e);
+          }
+        }
+      }
+    }
+    const added = [...now].filter(([k]) => !had.has(k)).map(([, e]) => e);
+    const removed = [...had].filter(([k]) => !now.has(k)).map(([, e]) => e);
+    if (added.length === 0 && removed.length === 0) return;
+    for (const e of now.values()) kept.push(e);
+    const after: CompiledEndpoint = { ...before, entries: kept };
+    this.patches.set(after, { from: before, delta: { added, removed } });
+    record.compiled = after;
+    this.recompiled++;
   }
 
   private compileOne(record: EndpointRecord): void {
     const self = this.pods.get(record.podKey)!;
     const selecting: NetworkPolicy[] = [];
+    record.selecting = selecting;
     record.selectors = new Set();
     record.podDependent = false;
     for (const policy of this.policiesByNamespace.get(self.pod.namespace)?.values() ?? []) {
@@ -492,6 +576,8 @@ export class IncrementalCompiler {
       identity = new IdentityEntry(this.numbering.identity(idKey), idKey, labels);
       this.identities.set(idKey, identity);
       this.identityLabels.set(identity.id, labels);
+      this.identityById.set(identity.id, identity);
+      this.flushIdentities.add(identity.id);
       this.identityChanges.add(identity.id);
       for (const selector of this.selectors.values()) {
         if (!peerTakes(selector.peer, selector.namespace, labels)) continue;
@@ -508,6 +594,8 @@ export class IncrementalCompiler {
     if (identity.members.size > 0) return;
     this.identities.delete(identity.key);
     this.identityLabels.delete(identity.id);
+    this.identityById.delete(identity.id);
+    this.flushIdentities.add(identity.id);
     this.identityChanges.add(identity.id);
     for (const selector of this.selectors.values()) if (selector.matches.delete(identity.id)) this.changedSelectors.add(selector);
   }

@@ -97,4 +97,33 @@ describe('incremental policy compiler', () => {
     inc.upsertPod({ namespace: 'a', name: 'db2', labels: { app: 'db' }, ips: ['10.0.0.4'], ports: [] });
     expect(inc.state().endpoints[0]).toBe(second);
   });
+
+  it('patches an endpoint that a new or gone label set reaches: only the entries naming it change, and it says which', () => {
+    const numbering = new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1);
+    const inc = new IncrementalCompiler(numbering);
+    inc.setNamespace('a', {});
+    inc.upsertPod({ namespace: 'a', name: 'web', labels: { app: 'web' }, ips: ['10.0.0.1'], ports: [{ name: 'http', containerPort: 8080 }] });
+    inc.upsertEndpoint({ endpointId: 1, namespace: 'a', pod: 'web', ips: ['10.0.0.1'] });
+    // Every pod of the namespace on two ports, plus a named port, and any peer on 53: entries for every identity, and some for none.
+    inc.upsertPolicy({ namespace: 'a', name: 'p', podSelector: { matchLabels: { app: 'web' } }, ingress: [{ from: [{ podSelector: {} }], ports: [{ port: 80 }, { port: 'http' }] }, { ports: [{ port: 53, protocol: 'UDP' }] }] });
+    for (let i = 0; i < 30; i++) inc.upsertPod({ namespace: 'a', name: `c${i}`, labels: { app: `c${i % 10}` }, ips: [`10.0.1.${i}`], ports: [] });
+    const before = inc.state().endpoints[0]!;
+    const recompiled = inc.recompiled;
+
+    inc.upsertPod({ namespace: 'a', name: 'new', labels: { app: 'new' }, ips: ['10.0.2.1'], ports: [] });
+    const after = inc.state().endpoints[0]!;
+    const id = inc.ipcacheEntry('10.0.2.1')!.identity;
+    const patch = inc.entryDeltaOf(after)!;
+    expect(patch.from).toBe(before);
+    expect(patch.delta.removed).toEqual([]);
+    expect(patch.delta.added.map((e) => `${e.peer} ${e.protocol} ${e.port}`).sort()).toEqual([`${id} 6 80`, `${id} 6 8080`]);
+    expect(after.entries.length).toBe(before.entries.length + 2);
+    expect(inc.recompiled).toBe(recompiled + 1);
+
+    // Its last pod gone: the identity's entries go, the rest stay.
+    inc.deletePod('a', 'new');
+    const gone = inc.state().endpoints[0]!;
+    expect(inc.entryDeltaOf(gone)!.delta.removed.map((e) => e.peer)).toEqual([id, id]);
+    expect(gone.entries.map((e) => `${e.peer} ${e.port}`).sort()).toEqual(before.entries.map((e) => `${e.peer} ${e.port}`).sort());
+  });
 });

@@ -367,7 +367,7 @@ export class DatapathSync {
       let rev = was?.rev ?? 0;
       let unchanged = was !== undefined && was.flags === flags && was.compiled === c;
       // Rules that differ only in identities that came or went since the last sync change in the live slot.
-      const delta = !unchanged && was?.compiled && was.flags === flags ? identityDelta(was.compiled, c, identityChanges) : null;
+      const delta = !unchanged && was?.compiled && was.flags === flags ? this.givenDelta(was.compiled, c) ?? identityDelta(was.compiled, c, identityChanges) : null;
       if (delta && delta.added.length === 0 && delta.removed.length === 0) unchanged = true;
       else if (!delta && !unchanged && was !== undefined && was.flags === flags) unchanged = this.slotHolds(policyId(ep.id, rev), this.rules(c, policyId(ep.id, rev)));
       const inPlace = !unchanged && delta !== null;
@@ -430,6 +430,12 @@ export class DatapathSync {
     this.compiled = compiled;
     const failed = this.failureCount > this.failures.length ? [...this.failures, `... and ${this.failureCount - this.failures.length} more`] : this.failures;
     return { written, deleted, durationMs: performance.now() - started, failed, unserved: [...unserved] };
+  }
+
+  /** The incremental compiler's own delta from before to after (entries of identities made or dropped), when after was patched from before. */
+  private givenDelta(before: CompiledEndpoint, after: CompiledEndpoint): EntryDelta | null {
+    const patch = this.incremental?.entryDeltaOf(after);
+    return patch && patch.from === before ? patch.delta : null;
   }
 
   /** The compiled state: a pod whose labels the datastore has not delivered yet is isolated both ways until it has. */
