@@ -12,7 +12,7 @@
  *                     root of the cgroup v2 hierarchy, which every socket of the node
  *                     descends from. Unpinning a link detaches its program.
  */
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readdirSync, rmSync, unlinkSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import sea from 'node:sea';
 import {
@@ -30,34 +30,33 @@ import {
   LB_SERVICE_KEY,
   LB_SERVICE_VALUE,
 } from './service-lb-abi.ts';
-import { BpfMap } from './bpf-map.ts';
+import type { BpfMap } from './bpf-map.ts';
 import { readMapInfo } from './bpf-info.ts';
-import { closeFd, closeObject, findProgram, linkCreate, loadObject, objGet, objPin, openObjectFromMemory, pinProgram, setMapMaxEntries } from './libbpf.ts';
+import { closeFd, objGet, setMapMaxEntries } from './libbpf.ts';
+import { allPinned, attachLinks, closeMaps, loadAndPin, openPinnedMaps, pinDirs, pinnedLinks, unpinLinks, type LinkSpec, type MapSpec } from './pinned-object.ts';
 import { recoverResize, resizePinnedMaps, type ResizeTarget } from './service-lb-resize.ts';
 
 const OBJECT_NAME = 'sluice_lb';
-const MAPS_DIR = 'maps';
-const PROGS_DIR = 'progs';
-const LINKS_DIR = 'links';
 
 /** Name of the object among the single executable's assets. */
 export const SERVICE_LB_OBJECT_ASSET = 'sluice-service-lb.bpf.o';
 /** Environment variable that overrides the object's path outside a single executable. */
 export const SERVICE_LB_OBJECT_ENV = 'SLUICE_SERVICE_LB_OBJECT';
 
-/** The links: the program each runs and its enum bpf_attach_type (uapi/linux/bpf.h). */
+/** The links: the program each runs and its enum bpf_attach_type (uapi/linux/bpf.h), each on the cgroup v2 root. */
 const LINKS = [
-  { name: 'connect4', program: 'lb_connect4', attachType: 10 }, // BPF_CGROUP_INET4_CONNECT
-  { name: 'connect6', program: 'lb_connect6', attachType: 11 }, // BPF_CGROUP_INET6_CONNECT
-  { name: 'sendmsg4', program: 'lb_sendmsg4', attachType: 14 }, // BPF_CGROUP_UDP4_SENDMSG
-  { name: 'sendmsg6', program: 'lb_sendmsg6', attachType: 15 }, // BPF_CGROUP_UDP6_SENDMSG
-  { name: 'recvmsg4', program: 'lb_recvmsg4', attachType: 19 }, // BPF_CGROUP_UDP4_RECVMSG
-  { name: 'recvmsg6', program: 'lb_recvmsg6', attachType: 20 }, // BPF_CGROUP_UDP6_RECVMSG
-  { name: 'getpeername4', program: 'lb_getpeername4', attachType: 29 }, // BPF_CGROUP_INET4_GETPEERNAME
-  { name: 'getpeername6', program: 'lb_getpeername6', attachType: 30 }, // BPF_CGROUP_INET6_GETPEERNAME
-] as const;
+  { name: 'connect4', program: 'lb_connect4', at: 'cgroup', attachType: 10 }, // BPF_CGROUP_INET4_CONNECT
+  { name: 'connect6', program: 'lb_connect6', at: 'cgroup', attachType: 11 }, // BPF_CGROUP_INET6_CONNECT
+  { name: 'sendmsg4', program: 'lb_sendmsg4', at: 'cgroup', attachType: 14 }, // BPF_CGROUP_UDP4_SENDMSG
+  { name: 'sendmsg6', program: 'lb_sendmsg6', at: 'cgroup', attachType: 15 }, // BPF_CGROUP_UDP6_SENDMSG
+  { name: 'recvmsg4', program: 'lb_recvmsg4', at: 'cgroup', attachType: 19 }, // BPF_CGROUP_UDP4_RECVMSG
+  { name: 'recvmsg6', program: 'lb_recvmsg6', at: 'cgroup', attachType: 20 }, // BPF_CGROUP_UDP6_RECVMSG
+  { name: 'getpeername4', program: 'lb_getpeername4', at: 'cgroup', attachType: 29 }, // BPF_CGROUP_INET4_GETPEERNAME
+  { name: 'getpeername6', program: 'lb_getpeername6', at: 'cgroup', attachType: 30 }, // BPF_CGROUP_INET6_GETPEERNAME
+] as const satisfies readonly LinkSpec[];
 type ProgramName = (typeof LINKS)[number]['program'];
 const PROGRAMS: ProgramName[] = LINKS.map((l) => l.program);
+const LINK_NAMES = new Set<string>(LINKS.map((l) => l.name));
 
 const MAP_SPECS = {
   lb_services: { keySize: LB_SERVICE_KEY.size, valueSize: LB_SERVICE_VALUE.size, perCpu: false },
@@ -65,7 +64,7 @@ const MAP_SPECS = {
   lb_revnat: { keySize: LB_REVNAT_KEY.size, valueSize: LB_REVNAT_VALUE.size, perCpu: false },
   lb_backend_flows: { keySize: LB_BACKEND_ID_SIZE, valueSize: LB_FLOWS_VALUE_SIZE, perCpu: true },
   lb_affinity: { keySize: LB_AFFINITY_KEY.size, valueSize: LB_AFFINITY_VALUE.size, perCpu: false },
-} satisfies Record<string, { keySize: number; valueSize: number; perCpu: boolean }>;
+} satisfies Record<string, MapSpec>;
 
 const MAP_NAMES = Object.keys(MAP_SPECS) as (keyof typeof MAP_SPECS)[];
 
@@ -138,31 +137,26 @@ export function serviceLbObjectBytes(): Buffer {
  * (a cgroup root that is no cgroup v2 directory): Services would half work.
  */
 export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
-  const mapsDir = join(options.pinDir, MAPS_DIR);
-  const progsDir = join(options.pinDir, PROGS_DIR);
-  const linksDir = join(options.pinDir, LINKS_DIR);
-  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
-
+  const dirs = pinDirs(options.pinDir);
   const sizes = options.sizes ?? DEFAULT_LB_MAP_SIZES;
   const resizeTarget: ResizeTarget = {
     pinDir: options.pinDir,
     maps: MAP_NAMES,
     links: LINKS,
-    loadInto: (toMaps, toProgs) => loadAndPin(options.objectBytes, toMaps, (name) => join(toProgs, name), sizes),
+    loadInto: (toMaps, toProgs) => loadAt(options.objectBytes, toMaps, (name) => join(toProgs, name), sizes),
   };
   // An interrupted resize is finished (or discarded) before the pins are looked at.
   recoverResize(resizeTarget);
-  const progPath = (name: string) => join(progsDir, name);
-  const pinned = [...PROGRAMS.map(progPath), ...MAP_NAMES.map((name) => join(mapsDir, name))];
-  const adopted = pinned.every((path) => existsSync(path));
+  const { mapsDir, linksDir } = dirs;
+  const adopted = allPinned(dirs, PROGRAMS, MAP_NAMES);
   const resized: string[] = [];
   let resizeRefused: string | null = null;
   if (!adopted) {
     // An incomplete set: maps of other sizes cannot be re-used by libbpf; they start afresh.
     for (const [name, size] of pinnedSizes(mapsDir)) if (size !== sizes[SIZE_OF[name]]) unlinkSync(join(mapsDir, name));
-    loadAndPin(options.objectBytes, mapsDir, progPath, sizes);
+    loadAt(options.objectBytes, mapsDir, dirs.progPath, sizes);
     // Links of older programs are replaced by links of the new ones.
-    for (const pin of readdirSync(linksDir)) unlinkSync(join(linksDir, pin));
+    unpinLinks(linksDir);
   } else {
     const differ = [...pinnedSizes(mapsDir)].filter(([name, size]) => size !== sizes[SIZE_OF[name]]);
     if (differ.length > 0) {
@@ -170,30 +164,20 @@ export function loadServiceLb(options: LoadServiceLbOptions): ServiceLb {
       if (resizeRefused === null) resized.push(...differ.map(([name, size]) => `${name} ${size} → ${sizes[SIZE_OF[name]]}`));
     }
   }
-  const attached: string[] = [];
-  for (const link of LINKS) {
-    const pin = join(linksDir, link.name);
-    // Unpinning the link detaches its program: the socket hooks are off.
-    if (options.attach === false) {
-      if (existsSync(pin)) unlinkSync(pin);
-      continue;
-    }
-    if (existsSync(pin)) continue;
-    attachAndPin(progPath(link.program), link, options.cgroupRoot, pin);
-    attached.push(link.name);
-  }
-  const maps = openMaps(mapsDir);
+  // Unpinning the links detaches their programs: without attach the socket hooks are off (pins
+  // under links/ that are none of LINKS are left as they are). A hook that cannot be attached throws.
+  if (options.attach === false) unpinLinks(linksDir, (pin) => LINK_NAMES.has(pin));
+  const attached = options.attach === false ? [] : attachLinks({ dirs, links: LINKS, cgroupRoot: options.cgroupRoot }).attached;
+  const maps = openPinnedMaps(mapsDir, MAP_SPECS);
   return {
     adopted,
     maps,
     attached,
-    links: readdirSync(linksDir).sort(),
+    links: pinnedLinks(linksDir),
     sizes: Object.fromEntries(MAP_NAMES.map((name) => [name, readMapInfo(maps[name].fd, `map ${name}`).maxEntries])) as Record<ServiceLbMapName, number>,
     resized,
     resizeRefused,
-    close: () => {
-      for (const map of Object.values(maps)) map.close();
-    },
+    close: () => closeMaps(maps),
   };
 }
 
@@ -217,51 +201,16 @@ function pinnedSizes(mapsDir: string): Map<ServiceLbMapName, number> {
   return out;
 }
 
-function loadAndPin(objectBytes: Buffer, mapsDir: string, progPath: (name: string) => string, sizes: LbMapSizes): void {
-  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
-  try {
-    for (const name of MAP_NAMES) setMapMaxEntries(obj, name, sizes[SIZE_OF[name]]);
-    loadObject(obj, OBJECT_NAME);
-    for (const name of PROGRAMS) {
-      if (existsSync(progPath(name))) unlinkSync(progPath(name));
-      pinProgram(findProgram(obj, name), name, progPath(name));
-    }
-  } finally {
-    closeObject(obj);
-  }
-}
-
-function attachAndPin(progPinPath: string, link: (typeof LINKS)[number], cgroupRoot: string, pin: string): void {
-  const progFd = objGet(progPinPath, `program ${link.program}`);
-  try {
-    const cgroupFd = openSync(cgroupRoot, 'r');
-    let linkFd: number;
-    try {
-      linkFd = linkCreate(progFd, cgroupFd, link.attachType, `attach ${link.program} to cgroup ${cgroupRoot}`);
-    } finally {
-      closeSync(cgroupFd);
-    }
-    try {
-      objPin(linkFd, pin, `link ${link.name}`);
-    } finally {
-      closeFd(linkFd);
-    }
-  } finally {
-    closeFd(progFd);
-  }
-}
-
-function openMaps(mapsDir: string): ServiceLbMaps {
-  const opened: BpfMap[] = [];
-  try {
-    const entries = Object.entries(MAP_SPECS).map(([name, spec]) => {
-      const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
-      opened.push(map);
-      return [name, map] as const;
-    });
-    return Object.fromEntries(entries) as ServiceLbMaps;
-  } catch (err: unknown) {
-    for (const map of opened) map.close();
-    throw err;
-  }
+/** Loads the object with its maps at the sizes given, pinned under mapsDir (those there re-used), its programs where progPath says. */
+function loadAt(objectBytes: Buffer, mapsDir: string, progPath: (name: string) => string, sizes: LbMapSizes): void {
+  loadAndPin({
+    objectBytes,
+    objectName: OBJECT_NAME,
+    mapsDir,
+    programs: PROGRAMS,
+    progPath,
+    beforeLoad: (obj) => {
+      for (const name of MAP_NAMES) setMapMaxEntries(obj, name, sizes[SIZE_OF[name]]);
+    },
+  });
 }
