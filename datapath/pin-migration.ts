@@ -87,6 +87,20 @@ function crashPoint(step: MigrationStepName): void {
 }
 
 /**
+ * A debug knob for the tests of the catch-up under real traffic: with
+ * SLUICE_MIGRATION_PAUSE_UNTIL=<path> the migration waits after the first
+ * copy of the maps, while the old programs keep forwarding, until that
+ * file exists. Unset, it costs one environment lookup.
+ */
+export const MIGRATION_PAUSE_ENV = 'SLUICE_MIGRATION_PAUSE_UNTIL';
+const PAUSE_POLL_MS = 20;
+
+function pauseAfterCopy(): void {
+  const until = process.env[MIGRATION_PAUSE_ENV];
+  while (until && !existsSync(until)) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, PAUSE_POLL_MS);
+}
+
+/**
  * For tests only: called synchronously after the first copy of the changed
  * maps (the old programs still run: the window the catch-up covers; staged:
  * the new maps directory) and after every link switched, before the catch-up.
@@ -154,6 +168,7 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
       report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, base) : 0 });
     }
     migrationTestHooks.afterCopy?.(join(staging, MAPS_DIR));
+    pauseAfterCopy();
     crashPoint('staged');
     pinVersion(join(staging, MAPS_DIR), version);
     pinVersion(join(staging, PROGS_DIR), version);
