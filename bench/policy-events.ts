@@ -15,12 +15,19 @@
  * turn: a pod added with a label set that exists, a pod relabelled to a new
  * one, a pod deleted, a policy changed, a namespace relabelled.
  *
- * Memory: --memory prints the heap and RSS after the cluster is in, per pod
- * (after a forced GC when node runs with --expose-gc).
+ * Memory: --memory prints the heap the agent keeps per cluster pod, after
+ * the datastore has listed the cluster (the reflectors' copies) and after the
+ * first sync (the compiler's and the sync's state as well), measured after a
+ * forced GC (run node with --expose-gc) with map stand-ins that keep nothing
+ * (the kernel's maps are not the agent's heap). --pods-per-identity sets how
+ * many pods share a label set (10 by default): two runs with different
+ * values give the cost of an identity. --heap-snapshot FILE writes a V8 heap
+ * snapshot after the first sync of the last size (to see what a pod costs).
  *
- * usage: node [--expose-gc] bench/policy-events.ts [--sizes 2500,10000,20000] [--policies 200] [--local 100] [--events 50] [--memory]
+ * usage: node [--expose-gc] bench/policy-events.ts [--sizes 2500,10000,20000] [--policies 200] [--local 100] [--events 50] [--memory] [--pods-per-identity 10]
  */
 import { parseArgs } from 'node:util';
+import v8 from 'node:v8';
 import { KubernetesDatastore } from '../agent/datastore/kubernetes.ts';
 import type { KubeClient, WatchHandler } from '../agent/datastore/kubernetes-client.ts';
 import type { KubeObject } from '../agent/datastore/local.ts';
@@ -40,6 +47,8 @@ const { values: args } = parseArgs({
     local: { type: 'string', default: '100' },
     events: { type: 'string', default: '50' },
     memory: { type: 'boolean', default: false },
+    'pods-per-identity': { type: 'string', default: '10' },
+    'heap-snapshot': { type: 'string' },
   },
 });
 const SIZES = args.sizes.split(',').map(Number);
@@ -47,6 +56,7 @@ const POLICIES = Number(args.policies);
 const NAMESPACES = Number(args.namespaces);
 const LOCAL = Number(args.local);
 const EVENTS = Number(args.events);
+const PODS_PER_IDENTITY = Number(args['pods-per-identity']);
 
 const PODS = '/api/v1/pods';
 const NAMESPACE_PATH = '/api/v1/namespaces';
@@ -69,6 +79,20 @@ class MemoryMap {
 }
 
 /** An API server in this process: lists what it is given, and hands the script each collection's watch handler. */
+/** A map that keeps nothing: memory figures leave out the kernel's maps. */
+class DiscardingMap {
+  update(): void {}
+  delete(): boolean {
+    return true;
+  }
+  lookup(): Buffer | null {
+    return null;
+  }
+  keys(): Buffer[] {
+    return [];
+  }
+}
+
 class InProcessApi {
   readonly collections = new Map<string, KubeObject[]>();
   readonly watchers = new Map<string, WatchHandler>();
@@ -135,8 +159,9 @@ interface Result {
   p50Ms: number;
   p95Ms: number;
   byKind: Record<string, number>;
+  listedHeapBytesPerPod?: number;
   heapBytesPerPod?: number;
-  rssBytesPerPod?: number;
+  identities?: number;
 }
 
 function gc(): void {
@@ -146,9 +171,8 @@ function gc(): void {
 async function run(n: number): Promise<Result> {
   gc();
   const baseHeap = process.memoryUsage().heapUsed;
-  const baseRss = process.memoryUsage().rss;
   const api = new InProcessApi();
-  const apps = Math.max(1, Math.floor(n / 10 / NAMESPACES));
+  const apps = Math.max(1, Math.floor(n / PODS_PER_IDENTITY / NAMESPACES));
   const pods: KubeObject[] = [];
   for (let i = 0; i < n; i++) pods.push(podObject(i, { app: `app-${Math.floor(i / NAMESPACES) % apps}`, tier: i % 3 ? 'be' : 'fe' }));
   api.collections.set(PODS, pods);
@@ -159,8 +183,10 @@ async function run(n: number): Promise<Result> {
   await datastore.whenReady();
   api.collections.clear(); // the API server's copy is not the agent's memory
   pods.length = 0;
+  gc();
+  const listedHeap = process.memoryUsage().heapUsed;
 
-  const maps = Object.fromEntries(['endpoints', 'devices', 'ipcache', 'policy', 'cidr_policy', 'ep_counters'].map((name) => [name, new MemoryMap()]));
+  const maps = Object.fromEntries(['endpoints', 'devices', 'ipcache', 'policy', 'cidr_policy', 'ep_counters'].map((name) => [name, args.memory ? new DiscardingMap() : new MemoryMap()]));
   const numbering = new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1);
   const policy = new PolicyState(datastore, maps as unknown as DatapathMaps, numbering as unknown as NumberingStore, ['10.96.0.0/16']);
   const endpoints: Endpoint[] = [];
@@ -186,11 +212,12 @@ async function run(n: number): Promise<Result> {
   policy.apply(endpoints);
   const firstSyncMs = performance.now() - started;
 
-  let memory: Pick<Result, 'heapBytesPerPod' | 'rssBytesPerPod'> = {};
+  let memory: Pick<Result, 'listedHeapBytesPerPod' | 'heapBytesPerPod' | 'identities'> = {};
   if (args.memory) {
     gc();
     const m = process.memoryUsage();
-    memory = { heapBytesPerPod: (m.heapUsed - baseHeap) / n, rssBytesPerPod: (m.rss - baseRss) / n };
+    if (args['heap-snapshot'] && n === SIZES.at(-1)) v8.writeHeapSnapshot(args['heap-snapshot']);
+    memory = { listedHeapBytesPerPod: (listedHeap - baseHeap) / n, heapBytesPerPod: (m.heapUsed - baseHeap) / n, identities: policy.sync.state()!.identities.size };
   }
 
   const kinds = ['add', 'relabel', 'delete', 'policy', 'namespace'] as const;
@@ -232,13 +259,13 @@ async function run(n: number): Promise<Result> {
 
 const results: Result[] = [];
 console.log(`watch event → maps, through the datastore and the policy state: ${POLICIES} policies, ${NAMESPACES} namespaces, ${LOCAL} local endpoints, ${EVENTS} events per size (maps in memory)`);
-console.log(`pods     first sync   event p50   event p95   add / relabel / delete / policy / namespace (p50)${args.memory ? '   heap/pod  rss/pod' : ''}`);
+console.log(`pods     first sync   event p50   event p95   add / relabel / delete / policy / namespace (p50)${args.memory ? '   identities  heap/pod listed  heap/pod synced' : ''}`);
 for (const n of SIZES) {
   const r = await run(n);
   results.push(r);
   const f = (x: number) => `${x.toFixed(2)} ms`;
   const k = r.byKind;
-  const mem = args.memory ? `   ${Math.round(r.heapBytesPerPod!)} B   ${Math.round(r.rssBytesPerPod!)} B` : '';
+  const mem = args.memory ? `   ${r.identities}  ${Math.round(r.listedHeapBytesPerPod!)} B  ${Math.round(r.heapBytesPerPod!)} B` : '';
   console.log(
     `${String(n).padEnd(8)} ${f(r.firstSyncMs).padStart(10)}   ${f(r.p50Ms).padStart(9)}   ${f(r.p95Ms).padStart(9)}   ${f(k.add!)} / ${f(k.relabel!)} / ${f(k.delete!)} / ${f(k.policy!)} / ${f(k.namespace!)}${mem}`,
   );

@@ -122,8 +122,17 @@ function entryKey(e: CompiledEntry): string {
   return `${e.direction}/${e.peer}/${e.protocol}/${e.port}/${e.portPrefixLength}`;
 }
 
+/**
+ * The pods claiming one address, with their identity, the last claim last.
+ * Nearly always one: kept inline, since a Map per address cost about 170
+ * bytes per pod of the cluster.
+ */
+type Claims = { podKey: ObjectKey; identity: number } | Map<ObjectKey, number>;
+
 /** A pod as compiled: the datastore's object (addresses of a local endpoint authoritative) and its identity. */
 interface PodRecord {
+  /** The datastore's object; undefined for a local endpoint whose pod the datastore does not have. */
+  stored: PolicyPod | undefined;
   pod: PolicyPod;
   identity: IdentityEntry;
 }
@@ -154,10 +163,10 @@ function selectorPeers(policy: NetworkPolicy): NetworkPolicyPeer[] {
 export class IncrementalCompiler {
   private readonly numbering: Numbering;
   private readonly namespaces = new Map<string, Record<string, string>>();
-  /** Pods as the datastore has them. */
-  private readonly storePods = new Map<ObjectKey, PolicyPod>();
-  /** Pods as compiled: the datastore's, and local endpoints that have no pod object yet. */
+  /** Pods as compiled (with the datastore's object): the datastore's, and local endpoints that have no pod object yet. */
   private readonly pods = new Map<ObjectKey, PodRecord>();
+  /** How many of those the datastore has. */
+  private storedPods = 0;
   private readonly podsByNamespace = new Map<string, Set<ObjectKey>>();
   private readonly identities = new Map<string, IdentityEntry>();
   /** Identity number → its labels: the state's map, kept in place. */
@@ -174,7 +183,7 @@ export class IncrementalCompiler {
   private readonly endpoints = new Map<number, EndpointRecord>();
   private readonly endpointOfPod = new Map<ObjectKey, number>();
   /** Address → the pods claiming it, with their identity; the last claim wins. */
-  private readonly claims = new Map<string, Map<ObjectKey, number>>();
+  private readonly claims = new Map<string, Claims>();
   private ipcacheList: IpcacheEntry[] | null = null;
   private readonly touchedAddresses = new Set<string>();
   private readonly identityChanges = new Set<number>();
@@ -218,17 +227,20 @@ export class IncrementalCompiler {
   /** A pod added or changed. */
   upsertPod(pod: PolicyPod): void {
     const key = keyOf(pod.namespace, pod.name);
-    const before = this.storePods.get(key);
-    this.storePods.set(key, pod);
-    if (before && samePod(before, pod)) return;
-    this.refreshPod(key);
+    const record = this.pods.get(key);
+    const before = record?.stored;
+    if (record && before && samePod(before, pod)) {
+      record.stored = pod;
+      return;
+    }
+    this.refreshPod(key, pod);
   }
 
   /** A pod deleted. */
   deletePod(namespace: string, name: string): void {
     const key = keyOf(namespace, name);
-    if (!this.storePods.delete(key)) return;
-    this.refreshPod(key);
+    if (this.pods.get(key)?.stored === undefined) return;
+    this.refreshPod(key, null);
   }
 
   /** A policy added or changed. */
@@ -300,13 +312,13 @@ export class IncrementalCompiler {
 
     let kept = 0;
     for (const pod of view.pods) {
-      const before = this.storePods.get(keyOf(pod.namespace, pod.name));
+      const before = this.pods.get(keyOf(pod.namespace, pod.name))?.stored;
       if (before) kept++;
       if (before !== pod) this.upsertPod(pod);
     }
-    if (kept < this.storePods.size - (view.pods.length - kept)) {
+    if (kept < this.storedPods - (view.pods.length - kept)) {
       const present = new Set(view.pods.map((p) => keyOf(p.namespace, p.name)));
-      for (const [key, pod] of [...this.storePods]) if (!present.has(key)) this.deletePod(pod.namespace, pod.name);
+      for (const [key, { stored }] of [...this.pods]) if (stored && !present.has(key)) this.deletePod(stored.namespace, stored.name);
     }
 
     let keptPolicies = 0;
@@ -357,7 +369,7 @@ export class IncrementalCompiler {
 
   /** True when the datastore has the pod (a local endpoint alone does not count). */
   hasPod(namespace: string, name: string): boolean {
-    return this.storePods.has(keyOf(namespace, name));
+    return this.pods.get(keyOf(namespace, name))?.stored !== undefined;
   }
 
   /** The compiled state, equal to compile() of the same cluster; endpoints not touched since are the same objects. */
@@ -403,9 +415,10 @@ export class IncrementalCompiler {
   /** The ipcache entry of an address, or undefined when no pod has it. */
   ipcacheEntry(address: string): IpcacheEntry | undefined {
     const claims = this.claims.get(address);
-    if (!claims || claims.size === 0) return undefined;
+    if (!claims) return undefined;
     let identity = 0;
-    for (const id of claims.values()) identity = id; // the last claim
+    if (claims instanceof Map) for (const id of claims.values()) identity = id; // the last claim
+    else identity = claims.identity;
     const v6 = address.includes(':');
     return { family: v6 ? 6 : 4, address, prefixLength: v6 ? 128 : 32, identity };
   }
@@ -533,8 +546,8 @@ export class IncrementalCompiler {
   }
 
   /** Recomputes one pod as compiled (from the datastore's object and its local endpoint), its identity and addresses. */
-  private refreshPod(key: ObjectKey): void {
-    const stored = this.storePods.get(key);
+  private refreshPod(key: ObjectKey, storedOrGone: PolicyPod | null = this.pods.get(key)?.stored ?? null): void {
+    const stored = storedOrGone ?? undefined;
     const endpointId = this.endpointOfPod.get(key);
     const ep = endpointId === undefined ? undefined : this.endpoints.get(endpointId)?.ep;
     let next: PolicyPod | undefined;
@@ -544,6 +557,8 @@ export class IncrementalCompiler {
     if (endpointId !== undefined) this.dirty.add(endpointId);
     this.podsChanged = true;
 
+    if (before?.stored) this.storedPods--;
+    if (stored) this.storedPods++;
     if (!next) {
       if (!before) return;
       this.pods.delete(key);
@@ -564,7 +579,7 @@ export class IncrementalCompiler {
     }
     if (before) for (const ip of before.pod.ips) if (!next.ips.includes(ip) || identity !== before.identity) this.unclaim(ip, key);
     for (const ip of next.ips) if (!before || !before.pod.ips.includes(ip) || identity !== before.identity) this.claim(ip, key, identity.id);
-    this.pods.set(key, { pod: next, identity });
+    this.pods.set(key, { stored, pod: next, identity });
     let inNamespace = this.podsByNamespace.get(next.namespace);
     if (!inNamespace) this.podsByNamespace.set(next.namespace, (inNamespace = new Set()));
     inNamespace.add(key);
@@ -601,18 +616,28 @@ export class IncrementalCompiler {
   }
 
   private claim(ip: string, podKey: ObjectKey, identity: number): void {
-    let claims = this.claims.get(ip);
-    if (!claims) this.claims.set(ip, (claims = new Map()));
-    claims.delete(podKey);
-    claims.set(podKey, identity);
+    const claims = this.claims.get(ip);
+    if (!claims || (!(claims instanceof Map) && claims.podKey === podKey)) this.claims.set(ip, { podKey, identity });
+    else {
+      const all = claims instanceof Map ? claims : new Map([[claims.podKey, claims.identity]]);
+      all.delete(podKey);
+      all.set(podKey, identity);
+      this.claims.set(ip, all);
+    }
     this.touchedAddresses.add(ip);
     this.ipcacheList = null;
   }
 
   private unclaim(ip: string, podKey: ObjectKey): void {
     const claims = this.claims.get(ip);
-    if (!claims?.delete(podKey)) return;
-    if (claims.size === 0) this.claims.delete(ip);
+    if (!claims) return;
+    if (claims instanceof Map) {
+      if (!claims.delete(podKey)) return;
+      if (claims.size === 1) for (const [k, id] of claims) this.claims.set(ip, { podKey: k, identity: id });
+    } else {
+      if (claims.podKey !== podKey) return;
+      this.claims.delete(ip);
+    }
     this.touchedAddresses.add(ip);
     this.ipcacheList = null;
   }

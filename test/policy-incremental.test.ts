@@ -98,6 +98,29 @@ describe('incremental policy compiler', () => {
     expect(inc.state().endpoints[0]).toBe(second);
   });
 
+  it('gives an address two pods claim to the pod that claimed it last, and back to the other when that one goes', () => {
+    const inc = new IncrementalCompiler(new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+    inc.setNamespace('a', {});
+    inc.upsertPod({ namespace: 'a', name: 'old', labels: { app: 'old' }, ips: ['10.0.0.9'], ports: [] });
+    const oldId = inc.ipcacheEntry('10.0.0.9')!.identity;
+    inc.upsertPod({ namespace: 'a', name: 'new', labels: { app: 'new' }, ips: ['10.0.0.9'], ports: [] });
+    const newId = inc.ipcacheEntry('10.0.0.9')!.identity;
+    expect(newId).not.toBe(oldId);
+    inc.upsertPod({ namespace: 'a', name: 'third', labels: { app: 'third' }, ips: ['10.0.0.9'], ports: [] });
+    const thirdId = inc.ipcacheEntry('10.0.0.9')!.identity;
+    inc.deletePod('a', 'third');
+    expect(inc.ipcacheEntry('10.0.0.9')!.identity).toBe(newId);
+    inc.upsertPod({ namespace: 'a', name: 'old', labels: { app: 'old' }, ips: ['10.0.0.9'], ports: [] }); // the same: no new claim
+    expect(inc.ipcacheEntry('10.0.0.9')!.identity).toBe(newId);
+    inc.deletePod('a', 'new');
+    expect(inc.ipcacheEntry('10.0.0.9')!.identity).toBe(oldId);
+    expect(inc.ipcache().map((e) => e.identity)).toEqual([oldId]);
+    inc.deletePod('a', 'old');
+    expect(inc.ipcacheEntry('10.0.0.9')).toBeUndefined();
+    expect(inc.ipcache()).toEqual([]);
+    expect(thirdId).not.toBe(newId);
+  });
+
   it('patches an endpoint that a new or gone label set reaches: only the entries naming it change, and it says which', () => {
     const numbering = new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1);
     const inc = new IncrementalCompiler(numbering);

@@ -81,7 +81,6 @@ export class Reflector {
   synced = false;
   private readonly client: KubeClient;
   private readonly opts: ReflectorOptions;
-  private readonly fingerprints = new Map<string, string>();
   private stopped = false;
   private abort: AbortController | null = null;
   private wake: (() => void) | null = null;
@@ -121,18 +120,16 @@ export class Reflector {
   private put(raw: KubeObject): boolean {
     const obj = this.opts.project({ ...raw, kind: raw.kind ?? this.opts.kind, apiVersion: raw.apiVersion ?? this.opts.apiVersion });
     const key = keyOf(obj);
-    const print = fingerprint(obj);
-    const changed = this.fingerprints.get(key) !== print;
     const before = this.items.get(key);
+    // Compared on arrival rather than kept per object: a kept fingerprint cost about 400 bytes per pod.
+    const changed = before === undefined || fingerprint(before) !== fingerprint(obj);
     this.items.set(key, obj);
-    this.fingerprints.set(key, print);
     if (changed) this.opts.onItemChange?.(key, before, obj);
     return changed;
   }
 
   private remove(raw: KubeObject): boolean {
     const key = keyOf(raw);
-    this.fingerprints.delete(key);
     const before = this.items.get(key);
     if (!this.items.delete(key)) return false;
     this.opts.onItemChange?.(key, before, undefined);

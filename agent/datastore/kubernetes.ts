@@ -28,13 +28,13 @@ export interface KubernetesDatastoreOptions {
 
 type Meta = KubeObject['metadata'] & { resourceVersion?: string; deletionTimestamp?: string };
 
-function meta(obj: KubeObject): Meta {
+function meta(obj: KubeObject, withVersion = true): Meta {
   const m = obj.metadata as Meta;
   const out: Meta = { name: m.name };
   if (m.namespace) out.namespace = m.namespace;
   if (m.uid) out.uid = m.uid;
   if (m.labels) out.labels = m.labels;
-  if (m.resourceVersion) out.resourceVersion = m.resourceVersion;
+  if (m.resourceVersion && withVersion) out.resourceVersion = m.resourceVersion;
   if (m.deletionTimestamp) out.deletionTimestamp = m.deletionTimestamp;
   return out;
 }
@@ -45,18 +45,22 @@ function pick(from: Record<string, unknown> | undefined, keys: string[]): Record
   return out;
 }
 
-/** The fields of a Pod the agent reads: labels, node, host networking, container ports, phase and addresses. */
+/**
+ * The fields of a Pod the agent reads: labels, node, host networking,
+ * container ports, phase and addresses. Kept for every pod of the cluster,
+ * so nothing more (not its resourceVersion: nothing reads a pod's).
+ */
 export function projectPod(obj: KubeObject): KubeObject {
   const spec = (obj.spec ?? {}) as { containers?: { name?: string; ports?: unknown[] }[] };
   return {
     apiVersion: obj.apiVersion,
     kind: obj.kind,
-    metadata: meta(obj),
+    metadata: meta(obj, false),
     spec: {
       ...pick(obj.spec, ['nodeName', 'hostNetwork']),
       containers: (spec.containers ?? []).map((c) => ({ name: c.name, ...(c.ports ? { ports: c.ports } : {}) })),
     },
-    status: pick(obj.status, ['phase', 'podIP', 'podIPs', 'hostIP']),
+    status: pick(obj.status, ['phase', 'podIP', 'podIPs']),
   };
 }
 
