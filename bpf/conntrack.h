@@ -81,6 +81,89 @@ static __always_inline void ct_delete(const struct ct_key *key, const struct ct_
 }
 
 /*
+ * Removes a Service translation (service-nat.h), given the key of its reply
+ * entry (backend -> client), which names the frontend; k is scratch
+ * afterwards. The original entry (client -> frontend) goes only while it
+ * still points at this backend: the client may have a newer flow through the
+ * same frontend to another backend.
+ */
+static __noinline int lb_nat_forget(struct lb_nat_key *k)
+{
+	struct lb_nat_value *nat = bpf_map_lookup_elem(&lb_nat, k);
+	struct lb_nat_value *orig;
+	__u64 backend[2], seen[2];
+	__be16 bport;
+
+	if (!nat)
+		return 0;
+	/* k becomes the original entry's key (client -> frontend), then the reply entry's again: the stack is tight. */
+	__builtin_memcpy(backend, k->saddr, 16);
+	bport = k->sport;
+	__builtin_memcpy(k->saddr, k->daddr, 16);
+	k->sport = k->dport;
+	__builtin_memcpy(k->daddr, nat->addr, 16);
+	k->dport = nat->port;
+	k->dir = SLUICE_NAT_ORIGINAL;
+	orig = bpf_map_lookup_elem(&lb_nat, k);
+	if (orig) {
+		__builtin_memcpy(seen, orig->addr, 16);
+		if (orig->port == bport && seen[0] == backend[0] && seen[1] == backend[1])
+			bpf_map_delete_elem(&lb_nat, k);
+	}
+	__builtin_memcpy(k->daddr, k->saddr, 16);
+	k->dport = k->sport;
+	__builtin_memcpy(k->saddr, backend, 16);
+	k->sport = bport;
+	k->dir = SLUICE_NAT_REPLY;
+	bpf_map_delete_elem(&lb_nat, k);
+	return 0;
+}
+
+/*
+ * Removes the Service translation of the flow that key names (reverse 0) or
+ * its reverse names (reverse 1), taken as the client sent it once
+ * translated: client -> backend. Called where a conntrack entry goes, or a
+ * new flow is refused, so that translations live no longer than flows and
+ * are bounded by the conntrack budgets. Only a flow's own ends can cause
+ * this: the client's address is the source of the original entry, the
+ * backend's the source of the reply entry.
+ */
+static __noinline int ct_nat_forget(const struct ct_key *key, int reverse)
+{
+	struct lb_nat_key k = {};
+
+	if (key->protocol != IPPROTO_TCP && key->protocol != IPPROTO_UDP)
+		return 0;
+	__builtin_memcpy(k.saddr, reverse ? key->saddr : key->daddr, 16);
+	__builtin_memcpy(k.daddr, reverse ? key->daddr : key->saddr, 16);
+	k.sport = reverse ? key->sport : key->dport;
+	k.dport = reverse ? key->dport : key->sport;
+	k.family = key->family;
+	k.protocol = key->protocol;
+	k.dir = SLUICE_NAT_REPLY;
+	return lb_nat_forget(&k);
+}
+
+/* ct_end(): which Service translations go with the entry: the flow its key names, the reverse flow, or both. */
+#define CT_NAT_KEY 1
+#define CT_NAT_REVERSE 2
+
+/*
+ * Removes a flow's entry (ct_delete) and the Service translations that went
+ * with it (ct_nat_forget). A call of its own: inlined, it would take stack
+ * the programs that call ct_lookup do not have.
+ */
+static __noinline int ct_end(const struct ct_key *key, const struct ct_value *entry, int nat)
+{
+	ct_delete(key, entry);
+	if (nat & CT_NAT_KEY)
+		ct_nat_forget(key, 0);
+	if (nat & CT_NAT_REVERSE)
+		ct_nat_forget(key, 1);
+	return 0;
+}
+
+/*
  * Finds the entry of the flow in either orientation (*reversed: found under
  * the reversed key, so this packet goes against the flow's opener). Returns 1
  * when it is still bound to these endpoints (src_ep, dst_ep: the local
@@ -247,13 +330,19 @@ static __always_inline enum ct_state ct_lookup(const struct flow *f, const struc
 	if (reversed && !(entry->flags & SLUICE_CT_REPLIED))
 		entry->flags |= SLUICE_CT_REPLIED;
 	*flags_out = entry->flags;
+	/* With a RST, the translation this packet's sender opened, if any; the one it answers is service_revnat's, once the packet is translated. */
 	if (f->tcp_flags & TCP_FLAG_RST)
-		ct_delete(&key, entry);
+		ct_end(&key, entry, reversed ? CT_NAT_REVERSE : CT_NAT_KEY);
 	else if (f->tcp_flags & TCP_FLAG_FIN)
 		entry->flags |= SLUICE_CT_CLOSING;
 	return CT_ESTABLISHED;
 forget:
-	ct_delete(&key, entry);
+	/*
+	 * With the translation this packet answers, if any: the flow is gone. Not
+	 * the one it opened: from_pod has just translated it, and the new flow it
+	 * starts keeps it (or service_nat_forget removes it, if refused).
+	 */
+	ct_end(&key, entry, reversed ? CT_NAT_KEY : CT_NAT_REVERSE);
 	return CT_NEW;
 }
 
@@ -394,7 +483,8 @@ static long ct_sweep_entry(void *map, struct ct_key *key, struct ct_value *entry
 		st->stale++;
 	else
 		return 0;
-	ct_delete(&k, entry);
+	/* A flow translated one way or the other (a backend's packet may have opened the entry). */
+	ct_end(&k, entry, CT_NAT_KEY | CT_NAT_REVERSE);
 	return 0;
 }
 

@@ -99,6 +99,25 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } fragments SEC(".maps");
 
+/*
+ * Per-packet Service NAT (service-nat.h): both directions of each translated
+ * flow (struct lb_nat_key), an entry only a translation, never a permission.
+ * They leave with the flow's conntrack entry (ct_nat_forget: a RST, the
+ * sweep, a packet that finds the flow expired) or with the new flow that
+ * conntrack or policy refused, so they are bounded by the conntrack budgets
+ * and the map (SLUICE_MAX_LB_NAT) never fills. An LRU all the same, so that
+ * an entry a race left behind does not stay forever; it evicts nothing
+ * while entries leave with their flows, so no pod's churn can push out
+ * another pod's live translation.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, SLUICE_MAX_LB_NAT);
+	__type(key, struct lb_nat_key);
+	__type(value, struct lb_nat_value);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} lb_nat SEC(".maps");
+
 /* Per-endpoint counters (allowed, dropped by reason). */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_HASH);

@@ -51,15 +51,6 @@ struct {
 	});
 } lb_backends_ref SEC(".maps");
 
-/* Translated flows, both directions (struct lb_nat_key). An LRU: an entry is only a translation, never a permission. */
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, SLUICE_MAX_LB_NAT);
-	__type(key, struct lb_nat_key);
-	__type(value, struct lb_nat_value);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} lb_nat SEC(".maps");
-
 /* sessionAffinity: ClientIP, per client address and frontend (struct lb_nat_affinity_key). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
@@ -447,6 +438,29 @@ translate:
 	k.nat.family = f->family;
 	k.nat.protocol = f->protocol;
 	k.nat.dir = SLUICE_NAT_REPLY;
+	nat = bpf_map_lookup_elem(&lb_nat, &k.nat);
+	if (nat && (nat->port != v.port || !addr_equal(nat->addr, v.addr, 16))) {
+		/*
+		 * The client's port has a flow to this backend through another
+		 * frontend already, whose original entry only this reply entry names:
+		 * left behind, it would never leave with its flow (ct_nat_forget).
+		 * The newer flow takes the port over (written here in place: no stack
+		 * for lb_nat_forget's frame below this one).
+		 */
+		__builtin_memcpy(k.nat.saddr, f->saddr, 16);
+		__builtin_memcpy(k.nat.daddr, nat->addr, 16);
+		k.nat.sport = f->sport;
+		k.nat.dport = nat->port;
+		k.nat.dir = SLUICE_NAT_ORIGINAL;
+		nat = bpf_map_lookup_elem(&lb_nat, &k.nat);
+		if (nat && nat->port == be->port && addr_equal(nat->addr, be->addr, 16))
+			bpf_map_delete_elem(&lb_nat, &k.nat);
+		__builtin_memcpy(k.nat.saddr, be->addr, 16);
+		__builtin_memcpy(k.nat.daddr, f->saddr, 16);
+		k.nat.sport = be->port;
+		k.nat.dport = f->sport;
+		k.nat.dir = SLUICE_NAT_REPLY;
+	}
 	if (bpf_map_update_elem(&lb_nat, &k.nat, &v, BPF_ANY))
 		return -SLUICE_CTR_DROP_CT_FULL;
 	/* The original direction's: from the client to the frontend, to this backend. */
@@ -501,6 +515,9 @@ static __noinline int service_revnat(struct __sk_buff *skb, struct flow *f)
 		return 0;
 	__builtin_memcpy(addr, nat->addr, 16);
 	port = nat->port;
+	/* A RST from the backend ends the flow (ct_lookup removed its entry): its translation goes too, this packet the last it translates. */
+	if (f->tcp_flags & TCP_FLAG_RST)
+		lb_nat_forget(&nkey);
 	err = nat_rewrite(skb, f, 1, addr, port);
 	if (err)
 		return err;
@@ -511,18 +528,16 @@ static __noinline int service_revnat(struct __sk_buff *skb, struct flow *f)
 /*
  * A new flow that conntrack or policy refused after its translation leaves
  * no translation behind: the NAT entries live only as long as flows that
- * were let in (and so are bounded by the conntrack budgets), and a pod
- * flooding a ClusterIP past its budget cannot evict other pods' entries.
+ * were let in (ct_nat_forget), and a pod flooding a ClusterIP past its
+ * budget holds no more of lb_nat than its budget's flows.
  */
 static __noinline int service_nat_forget(const struct flow *f)
 {
 	struct lb_nat_key k = {};
-	struct lb_nat_value *nat;
-	__u8 frontend[16];
-	__be16 port;
 
 	if (!nat_translatable(f))
 		return 0;
+	/* Its reply entry: from the backend to the client. */
 	__builtin_memcpy(k.saddr, f->daddr, 16);
 	__builtin_memcpy(k.daddr, f->saddr, 16);
 	k.sport = f->dport;
@@ -530,19 +545,7 @@ static __noinline int service_nat_forget(const struct flow *f)
 	k.family = f->family;
 	k.protocol = f->protocol;
 	k.dir = SLUICE_NAT_REPLY;
-	nat = bpf_map_lookup_elem(&lb_nat, &k);
-	if (!nat)
-		return 0;
-	__builtin_memcpy(frontend, nat->addr, 16);
-	port = nat->port;
-	bpf_map_delete_elem(&lb_nat, &k);
-	__builtin_memcpy(k.saddr, f->saddr, 16);
-	__builtin_memcpy(k.daddr, frontend, 16);
-	k.sport = f->sport;
-	k.dport = port;
-	k.dir = SLUICE_NAT_ORIGINAL;
-	bpf_map_delete_elem(&lb_nat, &k);
-	return 0;
+	return lb_nat_forget(&k);
 }
 
 #endif

@@ -25,12 +25,20 @@
 #define SLUICE_MAX_POLICY 1048576
 #endif
 #define SLUICE_MAX_CIDR_POLICY 262144
-/* Per-packet Service NAT entries (lb_nat, service-nat.h): two per translated flow. */
-#ifndef SLUICE_MAX_LB_NAT
-#define SLUICE_MAX_LB_NAT 262144
-#endif
 #ifndef SLUICE_MAX_CONNTRACK
 #define SLUICE_MAX_CONNTRACK 262144
+#endif
+/*
+ * Per-packet Service NAT entries (lb_nat, maps.h): two per translated flow,
+ * which leave with the flow's conntrack entry, so at most two for each of
+ * the 262,144 entries of the default conntrack table; the other 32,768 are
+ * room for the LRU's per-CPU free lists (up to 128 nodes each), so that it
+ * never has to evict. A number of its own, not SLUICE_MAX_CONNTRACK's
+ * double: the migration tests' builds of a grown conntrack table change that
+ * one map only.
+ */
+#ifndef SLUICE_MAX_LB_NAT
+#define SLUICE_MAX_LB_NAT 557056
 #endif
 /* Fragment table: 128 endpoints at their budget fill it, more than kubelet's default of 110 pods a node. */
 #ifndef SLUICE_MAX_FRAGMENTS
