@@ -17,7 +17,10 @@ import { must, TestCluster } from './support/local-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
-const SETTLE_MS = 1_500; // a datastore change is in the maps well within this
+// `local apply` and `local delete` return once the agent's maps hold the change (POST /v1/datastore/sync):
+// a test counts right after them.
+/** How long a stream may run: it is ended once counted, so this only needs to outlast a slow machine. */
+const STREAM_MAX_S = 30;
 
 const policy = (from: string) => `
 apiVersion: networking.k8s.io/v1
@@ -35,11 +38,17 @@ describe('hostile pod: policy changes and open flows', () => {
   let netns: Record<string, string> = {};
   let sport = 42000;
 
-  /** m streams to v for `seconds` from a fresh source port; returns the stream (resolves when it ends). */
-  const stream = (seconds: number) =>
-    cluster.background('ip', ['netns', 'exec', netns['p/m']!, PYTHON, PACKETS, 'stream', podIp['p/v']!, '7000', String(++sport), String(seconds), 'udp']);
+  /** m streams to v for `seconds` from a fresh source port; returns a function that ends it (by its PID) once counted. */
+  const stream = (seconds: number) => {
+    const child = cluster.spawn('ip', ['netns', 'exec', netns['p/m']!, PYTHON, PACKETS, 'stream', podIp['p/v']!, '7000', String(++sport), String(seconds), 'udp']);
+    return async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGKILL');
+      await gone;
+    };
+  };
   const countAtV = async (seconds: number) => Number((await must('ip', ['netns', 'exec', netns['p/v']!, PYTHON, PACKETS, 'count', podIp['p/m']!, '7000', String(seconds), 'udp'])).trim());
-  const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
   beforeAll(async () => {
     await cluster.up();
@@ -66,36 +75,30 @@ metadata: {namespace: p, name: k, labels: {pod: k}}
 
   it('replacing the rules that admitted a busy flow stops it', async () => {
     await cluster.apply(policy('m'));
-    await sleep(SETTLE_MS);
-    const done = stream(8);
+    const stop = stream(STREAM_MAX_S);
     expect(await countAtV(2)).toBeGreaterThan(10); // admitted, and established
     await cluster.apply(policy('k'));
-    await sleep(SETTLE_MS);
     expect(await countAtV(3)).toBe(0);
-    await done;
+    await stop();
   }, 60_000);
 
   it('a flow opened while the only policy was deleted stops when it is created again', async () => {
     await cluster.local('delete', '-f', await writePolicyFile('k'));
-    await sleep(SETTLE_MS);
-    const done = stream(8);
+    const stop = stream(STREAM_MAX_S);
     expect(await countAtV(2)).toBeGreaterThan(10); // no policy: anything goes, and the flow is established
     await cluster.apply(policy('k'));
-    await sleep(SETTLE_MS);
     expect(await countAtV(3)).toBe(0);
-    await done;
+    await stop();
   }, 60_000);
 
   it('a flow the new rules still allow keeps flowing', async () => {
     await cluster.apply(policy('m'));
-    await sleep(SETTLE_MS);
-    const done = stream(8);
+    const stop = stream(STREAM_MAX_S);
     expect(await countAtV(2)).toBeGreaterThan(10);
     // A different rule set (a second peer) that still admits m: the flow is judged again and stays.
     await cluster.apply(policy('m').replace('{podSelector: {matchLabels: {pod: m}}}', '{podSelector: {matchLabels: {pod: m}}}, {podSelector: {matchLabels: {pod: k}}}'));
-    await sleep(SETTLE_MS);
     expect(await countAtV(3)).toBeGreaterThan(15);
-    await done;
+    await stop();
   }, 60_000);
 
   /** The policy as a file in the cluster's directory, for `sluice local delete -f`. */

@@ -19,6 +19,8 @@ const PYTHON = '/usr/bin/python3';
 // `local apply` and `local delete` return once every agent's maps hold the change (POST /v1/datastore/sync):
 // a test sends right after them. The TCP test still leaves SETTLE_MS around its cut, as its margin.
 const SETTLE_MS = 1_500;
+/** How long a UDP stream may run: it is ended once counted, so this only needs to outlast a slow machine. */
+const STREAM_MAX_S = 30;
 
 /** Ends background streams once what they were for is measured (by their PIDs), and waits until they are gone. */
 async function stop(children: ChildProcess[]): Promise<void> {
@@ -97,7 +99,7 @@ metadata: {namespace: r, name: a, labels: {pod: a}}
   ] as const) {
     it(`${type.toLowerCase()}: once the allow is gone, nothing of a reaches v, however much v sends`, async () => {
       await cluster.apply(denyAll(isolated, type) + '---' + allow(isolated, type, peer));
-      const streams = await bothWays(9, ++sport);
+      const streams = await bothWays(STREAM_MAX_S, ++sport);
       expect(await fromAatV(2), 'the control: admitted, both ways').toBeGreaterThan(8);
       await cluster.delete(allow(isolated, type, peer));
       expect(await fromAatV(3)).toBe(0);
@@ -144,7 +146,7 @@ spec:
   policyTypes: [Ingress]
   ingress: [{from: [{podSelector: {matchLabels: {app: good}}}], ports: [{protocol: UDP, port: ${PORT}}]}]
 `);
-    const stream = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(++sport), '8', 'udp']);
+    const stream = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, String(++sport), String(STREAM_MAX_S), 'udp']);
     expect(await fromAatV(2), 'the control: admitted').toBeGreaterThan(10);
     await cluster.apply(pod('a', 'app: evil'));
     expect(await fromAatV(3)).toBe(0);
@@ -178,9 +180,9 @@ metadata: {name: r}
 
   it('once the allow is gone, nothing of a (on node-2) reaches v (on node-1), however much v sends', async () => {
     await cluster.apply(denyAll('v', 'Ingress') + '---' + allow('v', 'Ingress', 'a'));
-    const fromA = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, '43900', '9', 'udp']);
+    const fromA = cluster.spawn('ip', ['netns', 'exec', netns['r/a']!, PYTHON, PACKETS, 'stream', ip['r/v']!, PORT, '43900', String(STREAM_MAX_S), 'udp']);
     await sleep(1_000);
-    const fromV = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, '43900', PORT, '8', 'udp']);
+    const fromV = cluster.spawn('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'stream', ip['r/a']!, '43900', PORT, String(STREAM_MAX_S - 1), 'udp']);
     const count = async (seconds: number) =>
       Number((await must('ip', ['netns', 'exec', netns['r/v']!, PYTHON, PACKETS, 'count', ip['r/a']!, PORT, String(seconds), 'udp'])).trim());
     expect(await count(2), 'the control: admitted, both ways').toBeGreaterThan(8);
