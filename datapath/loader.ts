@@ -12,7 +12,6 @@
  *   links/            TCX links, pinned there by the CNI
  *   netfilter/        the agent's netfilter links
  */
-import { existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
 import {
   CIDR_POLICY_KEY,
@@ -40,9 +39,9 @@ import {
   type CounterName,
   type CounterTotal,
 } from './abi.ts';
-import { BpfMap } from './bpf-map.ts';
+import type { BpfMap } from './bpf-map.ts';
 import { DatapathLayoutError, datapathVersion, layoutChanges, pinVersion, readPinnedVersion } from './pin-version.ts';
-import { closeObject, findProgram, loadObject, openObjectFromMemory, pinProgram, type BpfObjectHandle } from './libbpf.ts';
+import { allPinned, closeMaps, loadAndPin as loadAndPinObject, openPinnedMaps, pinDirs, type MapSpec } from './pinned-object.ts';
 import { migratePins, recoverPins, refusedMaps, switchTcxLinks } from './pin-migration.ts';
 import { removePinTree } from './bpffs.ts';
 import type { MigrationReport } from './pin-migration.ts';
@@ -51,12 +50,12 @@ import type { MigrationReport } from './pin-migration.ts';
 export const OBJECT_NAME = 'sluice';
 const MAPS_DIR = 'maps';
 const PROGS_DIR = 'progs';
-const LINKS_DIR = 'links';
 const PROG_FROM_POD = 'from_pod';
 const PROG_TO_POD = 'to_pod';
 const PROG_CT_SWEEP = 'ct_sweep';
 const PROG_SERVICE_EGRESS = 'service_egress';
 const PROG_VXLAN_IN = 'vxlan_in';
+const PROGRAMS = [PROG_FROM_POD, PROG_TO_POD, PROG_CT_SWEEP, PROG_SERVICE_EGRESS, PROG_VXLAN_IN];
 const NETFILTER_DIR = 'netfilter';
 /** Pinned maps read by other means: `events` by the monitor's ring buffer reader; the Service NAT's by the kernel only, the ref slots filled by datapath/service-nat.ts. */
 const UNOPENED_MAPS = ['events', 'event_rate', 'lb_nat', 'lb_nat_affinity', 'lb_services_ref', 'lb_backends_ref'];
@@ -124,12 +123,6 @@ export interface LoadDatapathOptions {
   replace?: boolean;
 }
 
-interface MapSpec {
-  keySize: number;
-  valueSize: number;
-  perCpu: boolean;
-}
-
 const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
   endpoints: { keySize: ENDPOINT_KEY.size, valueSize: ENDPOINT_INFO.size, perCpu: false },
   devices: { keySize: DEVICE_KEY_SIZE, valueSize: ENDPOINT_INFO.size, perCpu: false },
@@ -151,17 +144,14 @@ const MAP_SPECS: Record<keyof DatapathMaps, MapSpec> = {
  */
 export function loadDatapath(options: LoadDatapathOptions): Datapath {
   const { pinDir } = options;
-  const mapsDir = join(pinDir, MAPS_DIR);
-  const progsDir = join(pinDir, PROGS_DIR);
-  const linksDir = join(pinDir, LINKS_DIR);
-  for (const dir of [mapsDir, progsDir, linksDir]) mkdirSync(dir, { recursive: true });
+  const dirs = pinDirs(pinDir);
+  const { mapsDir, progsDir, linksDir } = dirs;
 
   const progPaths = programPaths(progsDir);
-  // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
-  const mapPaths = [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS].map((name) => join(mapsDir, name));
   // What an interrupted migration left is finished (or discarded) before anything looks at the pins.
   const recovered = recoverPins(pinDir);
-  const adopted = [...Object.values(progPaths), ...mapPaths].every((path) => existsSync(path));
+  // Maps the agent does not open as BpfMap (ring buffer, rate state) must exist for adoption too.
+  const adopted = allPinned(dirs, PROGRAMS, [...Object.keys(MAP_SPECS), ...UNOPENED_MAPS]);
   const version = datapathVersion(options.objectBytes);
   let runningVersion = version;
   let replaced: Datapath['replaced'] = recovered ? { from: 'an interrupted migration', ...recovered, migrated: [] } : null;
@@ -178,17 +168,17 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     runningVersion = readPinnedVersion(mapsDir) ?? 'unknown';
     if (runningVersion !== version && options.replace !== false) {
       // Another object with the same map layouts: its programs take over the maps, and every link switches.
-      const switched = replacePrograms(options.objectBytes, mapsDir, progPaths, linksDir);
+      const switched = replacePrograms(options.objectBytes, mapsDir, progsDir, linksDir);
       replaced = { from: runningVersion, ...switched, migrated: [] };
       runningVersion = switched.failed.length === 0 ? version : 'mixed';
       if (switched.failed.length === 0) pinVersions(pinDir, version);
     }
   } else {
-    loadAndPin(options.objectBytes, mapsDir, progPaths);
+    loadAndPin(options.objectBytes, mapsDir, progsDir);
     pinVersions(pinDir, version);
   }
 
-  const maps = openMaps(mapsDir);
+  const maps = openPinnedMaps(mapsDir, MAP_SPECS);
   return {
     adopted,
     version,
@@ -200,9 +190,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     netfilterDir: join(pinDir, NETFILTER_DIR),
     eventsPath: join(mapsDir, 'events'),
     readCounters: () => readCounters(maps.counters),
-    close: () => {
-      for (const map of Object.values(maps)) map.close();
-    },
+    close: () => closeMaps(maps),
   };
 }
 
@@ -215,8 +203,9 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
  * apart; that is safe because the layouts are identical. The CNI plugin
  * attaches the new pins from then on.
  */
-function replacePrograms(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths'], linksDir: string): { links: number; failed: string[] } {
-  loadAndPin(objectBytes, mapsDir, progPaths);
+function replacePrograms(objectBytes: Buffer, mapsDir: string, progsDir: string, linksDir: string): { links: number; failed: string[] } {
+  loadAndPin(objectBytes, mapsDir, progsDir);
+  const progPaths = programPaths(progsDir);
   return switchTcxLinks(linksDir, progPaths.fromPod, progPaths.toPod);
 }
 
@@ -228,7 +217,7 @@ function pinVersions(pinDir: string, version: string): void {
 
 /** Loads the object against the maps pinned under mapsDir (creating and pinning those absent), its programs pinned under progsDir. */
 export function loadProgramsInto(objectBytes: Buffer, mapsDir: string, progsDir: string): void {
-  loadAndPin(objectBytes, mapsDir, programPaths(progsDir));
+  loadAndPin(objectBytes, mapsDir, progsDir);
 }
 
 function programPaths(progsDir: string): Datapath['progPaths'] {
@@ -246,45 +235,9 @@ export function removeDatapath(pinDir: string): void {
   removePinTree(pinDir);
 }
 
-function loadAndPin(objectBytes: Buffer, mapsDir: string, progPaths: Datapath['progPaths']): void {
-  const obj = openObjectFromMemory(objectBytes, { objectName: OBJECT_NAME, pinRootPath: mapsDir });
-  try {
-    loadObject(obj, OBJECT_NAME);
-    pinFresh(obj, PROG_FROM_POD, progPaths.fromPod);
-    pinFresh(obj, PROG_TO_POD, progPaths.toPod);
-    pinFresh(obj, PROG_CT_SWEEP, progPaths.ctSweep);
-    pinFresh(obj, PROG_SERVICE_EGRESS, progPaths.serviceEgress);
-    pinFresh(obj, PROG_VXLAN_IN, progPaths.vxlanIn);
-  } finally {
-    // Pins keep programs and maps alive; the object's own fds are not needed.
-    closeObject(obj);
-  }
-}
-
-/**
- * A leftover pin (half-finished earlier load) is replaced. Links already
- * attached keep the program they were created with; both share the maps.
- */
-function pinFresh(obj: BpfObjectHandle, name: string, path: string): void {
-  if (existsSync(path)) unlinkSync(path);
-  pinProgram(findProgram(obj, name), name, path);
-}
-
-function openMaps(mapsDir: string): DatapathMaps {
-  const opened: BpfMap[] = [];
-  const open = (name: keyof DatapathMaps): BpfMap => {
-    const spec = MAP_SPECS[name];
-    const map = BpfMap.openPinned(join(mapsDir, name), name, spec.keySize, spec.valueSize, spec.perCpu);
-    opened.push(map);
-    return map;
-  };
-  try {
-    const names = Object.keys(MAP_SPECS) as (keyof DatapathMaps)[];
-    return Object.fromEntries(names.map((name) => [name, open(name)])) as unknown as DatapathMaps;
-  } catch (err: unknown) {
-    for (const map of opened) map.close();
-    throw err;
-  }
+/** Loads the datapath object against the maps under mapsDir (pinned-object.ts), its programs pinned under progsDir. */
+function loadAndPin(objectBytes: Buffer, mapsDir: string, progsDir: string): void {
+  loadAndPinObject({ objectBytes, objectName: OBJECT_NAME, mapsDir, programs: PROGRAMS, progPath: (name) => join(progsDir, name) });
 }
 
 function readCounters(counters: BpfMap): Record<CounterName, CounterTotal> {
