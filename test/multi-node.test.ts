@@ -7,7 +7,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { LocalDatastore } from '../agent/datastore/local.ts';
 import { Identity } from '../datapath/abi.ts';
 import { must, sh } from './support/local-cluster.ts';
@@ -28,12 +28,19 @@ const POLICY = (name: string, spec: object) =>
   JSON.stringify({ apiVersion: 'networking.k8s.io/v1', kind: 'NetworkPolicy', metadata: { name, namespace: 'x' }, spec });
 
 describe.each(['native', 'vxlan'] as const)('two nodes, %s routing', (routing) => {
-  let cluster: TwoNodeCluster;
-  beforeEach(async () => {
-    cluster = new TwoNodeCluster();
+  // One cluster for the tests of a routing mode: none changes its nodes or agents, and each ends by
+  // deleting the namespace its pods and policies live in (two nodes up cost more than all five tests).
+  const cluster = new TwoNodeCluster();
+  beforeAll(async () => {
     await cluster.up(...TWO_NODES, '--routing', routing);
-  });
+  }, 120_000);
   afterEach(async () => {
+    const file = path.join(cluster.dir, 'namespace-x.yaml');
+    fs.writeFileSync(file, 'apiVersion: v1\nkind: Namespace\nmetadata: {name: x}\n');
+    await must(path.join(import.meta.dirname, '../dist/sluice'), ['local', '--dir', cluster.dir, 'delete', '-f', file, '--ignore-not-found']);
+    expect(await cluster.pods()).toEqual([]);
+  });
+  afterAll(async () => {
     await cluster.teardown();
     expect(cluster.netnsLeft()).toEqual([]);
   });
