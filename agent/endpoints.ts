@@ -5,7 +5,7 @@
  * maps before the change returns.
  */
 import type { DatabaseSync, StatementSync } from 'node:sqlite';
-import { closeQuietly, openStore } from '../ipam/store.ts';
+import { closeQuietly, inTransaction, openStore } from '../ipam/store.ts';
 import type { Endpoint, EndpointSpec } from '../contract/api-types.ts';
 import type { StateDisk } from './state-disk.ts';
 
@@ -28,6 +28,13 @@ export class EndpointNotServedError extends Error {
     super(`the datapath refused the endpoint of ${containerID}/${ifname} (a full endpoints or devices map?); try again later`);
     this.name = 'EndpointNotServedError';
   }
+}
+
+/** An endpoint record put back after its store was lost (agent/endpoints-recovery.ts), under the id the maps know it by. */
+export interface RestoredEndpoint {
+  id: number;
+  spec: EndpointSpec;
+  createdAt: number;
 }
 
 /** What an EndpointManager needs besides its store and its sync. */
@@ -61,6 +68,8 @@ export class EndpointManager {
 
   /** Closes and opens the store again: after its disk was remounted, the old handle still points at the dead one. */
   reopen(): void {
+    // An in-memory store (its damaged file could not be moved aside) is all there is: reopened, it would be empty.
+    if (this.dbFile === ':memory:') return;
     closeQuietly(this.db);
     this.open();
   }
@@ -129,6 +138,22 @@ export class EndpointManager {
     const rows = this.stmts.list!.all() as Record<string, unknown>[];
     const live = this.forgotten.size === 0 ? rows : rows.filter((row) => !this.forgotten.has(`${String(row.container_id)}/${String(row.ifname)}`));
     return live.map((row) => toEndpoint(row, this.identityOf));
+  }
+
+  /**
+   * Puts back records under their ids, in one transaction, without a sync
+   * (call before the first). Ids handed out from now on are above idFloor
+   * too: the maps may still name ids the records lack.
+   */
+  restore(records: RestoredEndpoint[], idFloor: number): void {
+    inTransaction(this.db, () => {
+      const insert = this.db.prepare('INSERT OR IGNORE INTO endpoints (id, container_id, ifname, spec, created_at) VALUES (?, ?, ?, ?, ?)');
+      for (const r of records) insert.run(r.id, r.spec.containerID, r.spec.ifname, JSON.stringify(r.spec), r.createdAt);
+      // AUTOINCREMENT hands out max(sqlite_sequence.seq, largest id) + 1.
+      const seq = this.db.prepare("SELECT seq FROM sqlite_sequence WHERE name = 'endpoints'").get() as { seq: number } | undefined;
+      if (seq === undefined) this.db.prepare("INSERT INTO sqlite_sequence (name, seq) VALUES ('endpoints', ?)").run(idFloor);
+      else if (seq.seq < idFloor) this.db.prepare("UPDATE sqlite_sequence SET seq = ? WHERE name = 'endpoints'").run(idFloor);
+    });
   }
 
   /** Syncs the datapath with the store after a (re)start; returns how many endpoints there are. */

@@ -8,11 +8,10 @@
  * everything, allocations are refused with a message that says what to do,
  * and the agent serves on: a restart would only meet the same damage.
  */
-import fs from 'node:fs';
 import type { Ipam } from '../ipam/allocator.ts';
 import { offsetOf } from '../ipam/pool.ts';
 import { planRebuild, type NodeFacts, type RebuildPlan } from '../ipam/rebuild.ts';
-import { storeDamage } from '../ipam/store.ts';
+import { prepareStore, type StoreCheck } from './store-check.ts';
 import { ipToBigInt } from '../lib/cidr.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { decodeEndpointInfo, decodeEndpointKey } from '../datapath/abi.ts';
@@ -23,43 +22,12 @@ import type { Endpoint } from '../contract/api-types.ts';
 import type { Datastore } from './datastore/datastore.ts';
 import { runningOn } from './reclaim/ipam-reconcile.ts';
 
-/** An in-memory store: what the IPAM opens when its file is damaged and cannot be moved aside. */
-const NO_FILE = ':memory:';
-const STORE_FILES_SUFFIXES = ['', '-wal', '-shm'];
-
-/** The store file as found at start. */
-export interface IpamStoreCheck {
-  /** The file the IPAM opens: the configured one, or an in-memory store when it could not be moved aside. */
-  file: string;
-  /** The configured file did not exist. */
-  missing: boolean;
-  /** Why SQLite could not read it fully, or null. */
-  damage: string | null;
-  /** Where the damaged file was moved, or null. */
-  movedTo: string | null;
-  /** Set when the IPAM must refuse allocations: why, and what to do. */
-  refusal: string | null;
-}
+/** The store file as found at start (agent/store-check.ts). */
+export type IpamStoreCheck = StoreCheck;
 
 /** Checks the store at `file` before it is opened; a damaged one is moved aside. */
 export function prepareIpamStore(file: string, log: (msg: string) => void, now = new Date()): IpamStoreCheck {
-  const check: IpamStoreCheck = { file, missing: !fs.existsSync(file), damage: null, movedTo: null, refusal: null };
-  if (check.missing) return check;
-  check.damage = storeDamage(file);
-  if (check.damage === null) return check;
-  const aside = `${file}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
-  try {
-    for (const suffix of STORE_FILES_SUFFIXES) if (fs.existsSync(file + suffix)) fs.renameSync(file + suffix, aside + suffix);
-    check.movedTo = aside;
-    log(`IPAM store ${file} is damaged (${check.damage}): moved aside to ${aside}; rebuilding the allocations from the node`);
-  } catch (err: unknown) {
-    check.file = NO_FILE;
-    check.refusal =
-      `the IPAM store ${file} is damaged (${check.damage}) and could not be moved aside (${errorMessage(err)}): ` +
-      `no address is handed out. Make ${fs.existsSync(file) ? 'its directory writable' : 'the state directory writable'}, or move ${file}* away by hand, then restart the agent`;
-    log(check.refusal);
-  }
-  return check;
+  return prepareStore(file, 'IPAM', { rebuilding: 'rebuilding the allocations from the node', refused: 'no address is handed out' }, log, now);
 }
 
 /** What restoring the allocations reads. */
@@ -154,8 +122,16 @@ export function vethLivenessPath(veth: string): string {
   return `/sys/class/net/${veth}`;
 }
 
-/** This agent's host veths, the attachment their alias names and the addresses routed to them; and every link's name by index. */
-async function hostVeths(socket: string): Promise<{ owned: NodeFacts['veths']; nameOf: (index: number) => string | null }> {
+/**
+ * This agent's host veths, the attachment their alias names and the addresses
+ * routed to them; every link's name by index; and every veth with its index
+ * and attachment (agent/endpoints-recovery.ts).
+ */
+export async function hostVeths(socket: string): Promise<{
+  owned: NodeFacts['veths'];
+  nameOf: (index: number) => string | null;
+  links: { index: number; name: string; attachment: { containerID: string; ifname: string } | null }[];
+}> {
   const rtnl = openRtnl();
   try {
     const links = await listLinksWithAlias(rtnl);
@@ -163,15 +139,21 @@ async function hostVeths(socket: string): Promise<{ owned: NodeFacts['veths']; n
     const mark = `${agentMark(socket)} `;
     const names = new Map(links.map((l) => [l.index, l.name]));
     const owned: NodeFacts['veths'] = [];
+    const veths: { index: number; name: string; attachment: { containerID: string; ifname: string } | null }[] = [];
     for (const link of links) {
-      if (link.kind !== 'veth' || !link.alias.startsWith(mark)) continue;
-      const attachment = link.alias.slice(mark.length);
+      if (link.kind !== 'veth') continue;
+      const attachment = link.alias.startsWith(mark) ? link.alias.slice(mark.length) : '';
       const slash = attachment.lastIndexOf('/');
-      if (slash <= 0) continue;
+      if (slash <= 0) {
+        veths.push({ index: link.index, name: link.name, attachment: null });
+        continue;
+      }
+      const ids = { containerID: attachment.slice(0, slash), ifname: attachment.slice(slash + 1) };
+      veths.push({ index: link.index, name: link.name, attachment: ids });
       const ips = routes.filter((r) => r.index === link.index && /\/(32|128)$/.test(r.dst)).map((r) => r.dst.split('/')[0]!);
-      owned.push({ name: link.name, containerID: attachment.slice(0, slash), ifname: attachment.slice(slash + 1), ips });
+      owned.push({ name: link.name, ...ids, ips });
     }
-    return { owned, nameOf: (index) => names.get(index) ?? null };
+    return { owned, nameOf: (index) => names.get(index) ?? null, links: veths };
   } finally {
     rtnl.close();
   }

@@ -59,6 +59,10 @@ import { startDelQueueDrain } from './reclaim/del-queue-drain.ts';
 import { reportStaleAllocations, runningOn, startIpamReconciler } from './reclaim/ipam-reconcile.ts';
 import { NodeRouting } from './routing/routing.ts';
 import { StateDisk } from './state-disk.ts';
+import { prepareStore, type StoreCheck, type StoreRecovery } from './store-check.ts';
+import { readKernelNumbers } from './kernel-numbers.ts';
+import { restoreEndpoints } from './endpoints-recovery.ts';
+import { registerStoreRecoveryMetrics } from './metrics/store-recovery.ts';
 import { TcpHealth } from './tcp-health.ts';
 
 
@@ -108,8 +112,9 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const datapath = started.add(startDatapath(f), (d) => d.close());
   const tcpHealth = startTcpHealth(f, started);
   const stateDisk = started.add(new StateDisk(f.stateDir, log), (d) => d.stop());
-  // A damaged store is moved aside here, before it is opened; its allocations are rebuilt below.
+  // A damaged store is moved aside here, before it is opened; what it held is rebuilt below from the node.
   const ipamStore = prepareIpamStore(`${f.stateDir}/ipam.db`, log);
+  const stores = prepareStateStores(f.stateDir);
   const ipam = started.add(new Ipam(ipamStore.file, podCIDRs, { reserved: f.ipamReserved }), (i) => i.close());
   const numbering = started.add(new NumberingStore(`${f.stateDir}/numbering.db`, stateDisk), (n) => n.close());
   const datastore: Datastore = kube?.datastore ?? (f.datastoreDir ? new LocalDirDatastore(f.datastoreDir) : new NoDatastore());
@@ -117,14 +122,15 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   // Runtime security follows the endpoints too; it starts once pods can be named (below).
   let security: SecurityRuntime | null = null;
   const endpoints = started.add(
-    new EndpointManager(`${f.stateDir}/endpoints.db`, (eps) => {
+    new EndpointManager(stores.endpoints.file, (eps) => {
         tcpHealth.track(eps);
         security?.track(eps);
         return policy.apply(eps);
       }, { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
     (e) => e.close(),
   );
-  // Before the first sync rewrites the endpoint map from the records, and before any ADD.
+  // Before the first sync rewrites the maps from the records, and before any ADD.
+  const recoveries = await rebuildStateStores({ stateDir: f.stateDir, stores, ipamStore, datapath, ipam, endpoints, datastore, socket: f.socket });
   await restoreIpamAllocations({ ipam, check: ipamStore, endpoints: endpoints.list(), endpointMap: datapath.maps.endpoints, datastore, nodeName: f.nodeName, socket: f.socket, log });
   stateDisk.addStore('ipam', () => ipam.reopen());
   stateDisk.addStore('endpoints', () => endpoints.reopen());
@@ -153,6 +159,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
     f.metricsAddress !== null,
   );
   registerTcpHealthMetrics(metrics.registry, () => tcpHealth.report());
+  registerStoreRecoveryMetrics(metrics.registry, recoveries);
   const flowStore = new FlowStore(f.flowRecords);
   const flowRecorder = new FlowRecorder({
     naming,
@@ -239,7 +246,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const podMtu = () => routing.podMtu();
   const routes: Route[] = [
     statusRoute({
-      node: f.nodeName, pinDir: f.pinDir, ipam, endpoints, datapath, policy, datastore, startedAtMs, stateDisk,
+      node: f.nodeName, pinDir: f.pinDir, ipam, endpoints, datapath, policy, datastore, startedAtMs, stateDisk, recoveries,
       mapFill: async () => [...(await mapFill.read()), ...(await services.mapFill())],
       metrics: { address: f.metricsAddress && formatMetricsAddress(metricsServer?.bound ?? f.metricsAddress), listening: metricsServer !== null },
     }),
@@ -370,4 +377,43 @@ function podLookups(f: AgentFlags, kube: KubernetesMode | null, datastore: Datas
     : undefined;
   const podsRunningHere = podExists ? () => runningOn(datastore.objects().pods, f.nodeName) : undefined;
   return { podExists, podsRunningHere };
+}
+
+/** The endpoint store as found at start (agent/store-check.ts): a damaged one is moved aside. */
+function prepareStateStores(stateDir: string): { endpoints: StoreCheck } {
+  const inMemory = 'it is kept in memory until then, and rebuilt from the pinned maps at every start';
+  return {
+    endpoints: prepareStore(`${stateDir}/endpoints.db`, 'endpoint', { rebuilding: 'rebuilding the endpoint records from the pinned endpoint map', refused: inMemory }, log),
+  };
+}
+
+/**
+ * Rebuilds a lost or damaged endpoint store from the pinned maps
+ * (agent/endpoints-recovery.ts). Returns every damaged store of this start,
+ * the IPAM's included, for `sluice status` and the metrics.
+ */
+async function rebuildStateStores(deps: {
+  stateDir: string;
+  stores: { endpoints: StoreCheck };
+  ipamStore: StoreCheck;
+  datapath: Datapath;
+  ipam: Ipam;
+  endpoints: EndpointManager;
+  datastore: Datastore;
+  socket: string;
+}): Promise<StoreRecovery[]> {
+  const { stores } = deps;
+  const lost = (c: StoreCheck): boolean => c.missing || c.damage !== null;
+  const at = new Date().toISOString();
+  const recovery = (store: string, c: StoreCheck, rebuilt: string): StoreRecovery => ({ store, file: `${deps.stateDir}/${store}.db`, damage: c.damage ?? '', movedTo: c.movedTo, rebuilt, at });
+  const out: StoreRecovery[] = [];
+  if (deps.ipamStore.damage !== null) out.push(recovery('ipam', deps.ipamStore, 'allocations from the endpoint records, veths, the endpoint map and the running pods'));
+  if (!lost(stores.endpoints)) return out;
+  // A walk of every map the numbers live in (conntrack too): only on this path.
+  const kernel = readKernelNumbers(deps.datapath.maps);
+  if (lost(stores.endpoints)) {
+    const plan = await restoreEndpoints({ endpoints: deps.endpoints, kernel, ipam: deps.ipam, datastore: deps.datastore, socket: deps.socket, movedTo: stores.endpoints.movedTo, log });
+    if (stores.endpoints.damage !== null) out.push(recovery('endpoints', stores.endpoints, `${plan.records.length} endpoint(s) from the pinned endpoint map${plan.unplaced.length ? `, ${plan.unplaced.length} not placed` : ''}`));
+  }
+  return out;
 }

@@ -83,6 +83,10 @@ export function renderStatus(s: StatusDocument, nowMs: number): string[] {
     ...waiting.slice(0, AWAITING_SHOWN).map((e) => `AWAITING LABELS: ${e.namespace}/${e.pod} (endpoint ${e.endpointId}) is isolated both ways until the datastore delivers its pod and namespace`),
     ...(waiting.length > AWAITING_SHOWN ? [`... and ${waiting.length - AWAITING_SHOWN} more (sluice status -o json)`] : []),
   );
+  // Not unready: the node serves on what was rebuilt; the operator may want the damaged file (and the disk) looked at.
+  for (const r of s.rebuiltStores ?? []) {
+    row('store', `REBUILT: ${r.file} was damaged (${r.damage}); ${r.rebuilt}`, r.movedTo ? `the damaged file is kept at ${r.movedTo}` : 'it could not be moved aside: kept in memory, rebuilt at every start until it can');
+  }
   row('pools', ...(s.pools.length ? s.pools.map((p) => `${p.cidr} ${p.used}/${p.size} used (${percent(p.used, p.size)})`) : ['(none)']));
   if (s.maps) row('maps', ...s.maps.map(mapLine));
   if (s.security) {

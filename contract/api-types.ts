@@ -112,6 +112,8 @@ export interface StatusResponse {
   policyErrors?: { namespace: string; name: string; problems: string[] }[];
   /** Endpoints isolated both ways until the datastore delivers their pod and namespace (their labels): policy/unknown-labels.ts. */
   awaitingLabels?: AwaitingLabels[];
+  /** State stores this start found damaged and rebuilt from the node (agent/store-check.ts); the damaged file is kept at movedTo. */
+  rebuiltStores?: { store: string; file: string; damage: string; movedTo: string | null; rebuilt: string; at: string }[];
   /** Metrics endpoint: address null when disabled; listening false when it could not be bound. */
   metrics?: { address: string | null; listening: boolean };
   /** Datapath map fill, only with ?maps=true. */

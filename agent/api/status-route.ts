@@ -13,6 +13,7 @@ import type { EndpointManager } from '../endpoints.ts';
 import type { MapFill } from '../metrics/map-fill.ts';
 import type { PolicyState } from '../policy-sync/state.ts';
 import type { Datastore } from '../datastore/datastore.ts';
+import type { StoreRecovery } from '../store-check.ts';
 
 /** The version this agent was built from (package.json). */
 export const AGENT_VERSION: string = pkg.version;
@@ -35,6 +36,8 @@ export interface StatusContext {
   metrics?: { address: string | null; listening: boolean };
   /** The state directory's health (agent/state-disk.ts). */
   stateDisk?: { readonly fault: string | null };
+  /** Stores this start found damaged and rebuilt (agent/store-check.ts). */
+  recoveries?: readonly StoreRecovery[];
 }
 
 /** The agent's status; maps only when asked (they cost a walk of every map). */
@@ -78,6 +81,7 @@ export async function agentStatus(ctx: StatusContext, withMaps: boolean): Promis
     policyRevision: ctx.policy.revision,
     policyErrors: ctx.policy.policyErrors ?? [],
     awaitingLabels: ctx.policy.awaitingLabels ?? [],
+    rebuiltStores: [...(ctx.recoveries ?? [])],
     metrics: ctx.metrics ?? { address: null, listening: false },
   };
   if (withMaps && ctx.mapFill) status.maps = await ctx.mapFill();
