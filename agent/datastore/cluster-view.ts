@@ -23,16 +23,21 @@ export interface ClusterObjects {
   isolateUnknownPods?: boolean;
 }
 
+/** Shared by every pod without container ports (most of the cluster's, to a node: it keeps one PolicyPod per pod). */
+const NO_PORTS: ContainerPort[] = [];
+
 function podOf(obj: KubeObject): PolicyPod {
   const spec = (obj.spec ?? {}) as { containers?: { ports?: ContainerPort[] }[] };
   const status = (obj.status ?? {}) as { podIPs?: { ip: string }[]; podIP?: string };
   const ips = status.podIPs?.map((p) => p.ip) ?? (status.podIP ? [status.podIP] : []);
+  // Arrays built by push keep room to grow (about 140 bytes for one port): copied to their size.
+  const ports = (spec.containers ?? []).flatMap((c) => c.ports ?? []).filter(isContainerPort);
   return {
     namespace: obj.metadata.namespace ?? 'default',
     name: obj.metadata.name,
     labels: obj.metadata.labels ?? {},
     ips,
-    ports: (spec.containers ?? []).flatMap((c) => c.ports ?? []).filter(isContainerPort),
+    ports: ports.length === 0 ? NO_PORTS : ports.slice(),
   };
 }
 

@@ -60,7 +60,8 @@ export function projectPod(obj: KubeObject): KubeObject {
       ...pick(obj.spec, ['nodeName', 'hostNetwork']),
       containers: (spec.containers ?? []).map((c) => ({ name: c.name, ...(c.ports ? { ports: c.ports } : {}) })),
     },
-    status: pick(obj.status, ['phase', 'podIP', 'podIPs']),
+    // podIP is podIPs[0] whenever podIPs is set, and every reader takes podIPs first.
+    status: pick(obj.status, (obj.status as { podIPs?: unknown } | undefined)?.podIPs ? ['phase', 'podIPs'] : ['phase', 'podIP']),
   };
 }
 
