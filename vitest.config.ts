@@ -30,6 +30,7 @@ const UNIT = [
   'test/ipam.test.ts',
   'test/ipam-clock.test.ts', // reads /proc/uptime and the boot id
   'test/ipam-rebuild.test.ts', // lists this namespace's links and routes over rtnetlink (read-only, no root)
+  'test/numbering-rebuild.test.ts',
   'test/map-migration.test.ts',
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',

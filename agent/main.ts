@@ -62,6 +62,7 @@ import { StateDisk } from './state-disk.ts';
 import { prepareStore, type StoreCheck, type StoreRecovery } from './store-check.ts';
 import { readKernelNumbers } from './kernel-numbers.ts';
 import { restoreEndpoints } from './endpoints-recovery.ts';
+import { restoreNumbering } from './numbering-recovery.ts';
 import { registerStoreRecoveryMetrics } from './metrics/store-recovery.ts';
 import { TcpHealth } from './tcp-health.ts';
 
@@ -116,7 +117,7 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   const ipamStore = prepareIpamStore(`${f.stateDir}/ipam.db`, log);
   const stores = prepareStateStores(f.stateDir);
   const ipam = started.add(new Ipam(ipamStore.file, podCIDRs, { reserved: f.ipamReserved }), (i) => i.close());
-  const numbering = started.add(new NumberingStore(`${f.stateDir}/numbering.db`, stateDisk), (n) => n.close());
+  const numbering = started.add(new NumberingStore(stores.numbering.file, stateDisk, { reservationFile: `${f.stateDir}/numbering.reserved` }), (n) => n.close());
   const datastore: Datastore = kube?.datastore ?? (f.datastoreDir ? new LocalDirDatastore(f.datastoreDir) : new NoDatastore());
   const policy = new PolicyState(datastore, datapath.maps, numbering, f.serviceCIDRs);
   // Runtime security follows the endpoints too; it starts once pods can be named (below).
@@ -129,8 +130,8 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
       }, { disk: stateDisk, identityOf: (id) => policy.identityOf(id) }),
     (e) => e.close(),
   );
-  // Before the first sync rewrites the maps from the records, and before any ADD.
-  const recoveries = await rebuildStateStores({ stateDir: f.stateDir, stores, ipamStore, datapath, ipam, endpoints, datastore, socket: f.socket });
+  // Before the first sync rewrites the maps from the records and the numbering, and before any ADD.
+  const recoveries = await rebuildStateStores({ stateDir: f.stateDir, stores, ipamStore, datapath, ipam, endpoints, numbering, datastore, socket: f.socket });
   await restoreIpamAllocations({ ipam, check: ipamStore, endpoints: endpoints.list(), endpointMap: datapath.maps.endpoints, datastore, nodeName: f.nodeName, socket: f.socket, log });
   stateDisk.addStore('ipam', () => ipam.reopen());
   stateDisk.addStore('endpoints', () => endpoints.reopen());
@@ -379,26 +380,29 @@ function podLookups(f: AgentFlags, kube: KubernetesMode | null, datastore: Datas
   return { podExists, podsRunningHere };
 }
 
-/** The endpoint store as found at start (agent/store-check.ts): a damaged one is moved aside. */
-function prepareStateStores(stateDir: string): { endpoints: StoreCheck } {
+/** The endpoint and numbering stores as found at start (agent/store-check.ts): a damaged one is moved aside. */
+function prepareStateStores(stateDir: string): { endpoints: StoreCheck; numbering: StoreCheck } {
   const inMemory = 'it is kept in memory until then, and rebuilt from the pinned maps at every start';
   return {
     endpoints: prepareStore(`${stateDir}/endpoints.db`, 'endpoint', { rebuilding: 'rebuilding the endpoint records from the pinned endpoint map', refused: inMemory }, log),
+    numbering: prepareStore(`${stateDir}/numbering.db`, 'identity numbering', { rebuilding: 'rebuilding the identity numbers from the pinned maps and the datastore', refused: inMemory }, log),
   };
 }
 
 /**
- * Rebuilds a lost or damaged endpoint store from the pinned maps
- * (agent/endpoints-recovery.ts). Returns every damaged store of this start,
- * the IPAM's included, for `sluice status` and the metrics.
+ * Rebuilds a lost or damaged endpoint or numbering store from the pinned maps
+ * (agent/endpoints-recovery.ts, agent/numbering-recovery.ts), endpoints first:
+ * the numbering reads their addresses. Returns every damaged store of this
+ * start, the IPAM's included, for `sluice status` and the metrics.
  */
 async function rebuildStateStores(deps: {
   stateDir: string;
-  stores: { endpoints: StoreCheck };
+  stores: { endpoints: StoreCheck; numbering: StoreCheck };
   ipamStore: StoreCheck;
   datapath: Datapath;
   ipam: Ipam;
   endpoints: EndpointManager;
+  numbering: NumberingStore;
   datastore: Datastore;
   socket: string;
 }): Promise<StoreRecovery[]> {
@@ -408,12 +412,16 @@ async function rebuildStateStores(deps: {
   const recovery = (store: string, c: StoreCheck, rebuilt: string): StoreRecovery => ({ store, file: `${deps.stateDir}/${store}.db`, damage: c.damage ?? '', movedTo: c.movedTo, rebuilt, at });
   const out: StoreRecovery[] = [];
   if (deps.ipamStore.damage !== null) out.push(recovery('ipam', deps.ipamStore, 'allocations from the endpoint records, veths, the endpoint map and the running pods'));
-  if (!lost(stores.endpoints)) return out;
+  if (!lost(stores.endpoints) && !lost(stores.numbering)) return out;
   // A walk of every map the numbers live in (conntrack too): only on this path.
   const kernel = readKernelNumbers(deps.datapath.maps);
   if (lost(stores.endpoints)) {
     const plan = await restoreEndpoints({ endpoints: deps.endpoints, kernel, ipam: deps.ipam, datastore: deps.datastore, socket: deps.socket, movedTo: stores.endpoints.movedTo, log });
     if (stores.endpoints.damage !== null) out.push(recovery('endpoints', stores.endpoints, `${plan.records.length} endpoint(s) from the pinned endpoint map${plan.unplaced.length ? `, ${plan.unplaced.length} not placed` : ''}`));
+  }
+  if (lost(stores.numbering)) {
+    const plan = restoreNumbering({ numbering: deps.numbering, kernel, datastore: deps.datastore, endpoints: deps.endpoints.list(), movedTo: stores.numbering.movedTo, log });
+    if (stores.numbering.damage !== null) out.push(recovery('numbering', stores.numbering, `${plan.adopted.size} identity number(s) from the maps${plan.retired.length ? `, ${plan.retired.length} retired` : ''}`));
   }
   return out;
 }

@@ -346,7 +346,7 @@ export function compile(view: ClusterView, local: LocalEndpoint[], numbering: Nu
  * authoritative (the datastore may lag behind), and a local endpoint with no
  * pod object still gets one, with no labels, so that it has an identity.
  */
-function podsOf(view: ClusterView, local: LocalEndpoint[]): PolicyPod[] {
+export function podsOf(view: ClusterView, local: LocalEndpoint[]): PolicyPod[] {
   const localByPod = new Map(local.map((ep) => [`${ep.namespace}/${ep.pod}`, ep]));
   const pods: PolicyPod[] = view.pods.map((p) => {
     const ep = localByPod.get(`${p.namespace}/${p.name}`);

@@ -1,9 +1,10 @@
 /**
- * A damaged endpoint store (endpoints.db) does not stop the agent, and costs the running pods
+ * A damaged endpoint store (endpoints.db) or identity numbering store
+ * (numbering.db) does not stop the agent, and costs the running pods
  * nothing. Pods run under a NetworkPolicy on a local cluster; the agent is
  * killed with SIGKILL and one store damaged as a torn write or a bad disk
  * leaves it (truncated to half, a page overwritten with random bytes, zero
- * length, garbage throughout). The restarted
+ * length, garbage throughout; numbering.db also simply lost). The restarted
  * agent moves the file aside (its log and `sluice status` name where),
  * rebuilds it from the pinned maps, and every pod keeps its endpoint id, its
  * identity number and its traffic, allowed and denied as before. A new
@@ -172,4 +173,24 @@ describe('a damaged endpoint or numbering store', () => {
       await checkKept('endpoints.db', how);
     }, 120_000);
   }
+
+  for (const [how, damage] of Object.entries(DAMAGES)) {
+    it(`numbering.db ${how}: moved aside and rebuilt; every label set keeps its number, a new one gets one never used`, async () => {
+      await damageAndRestart(cluster, 'numbering.db', damage);
+      await checkReported('numbering.db', 'identity numbering');
+      await checkKept('numbering.db', how);
+    }, 120_000);
+  }
+
+  it('numbering.db lost (removed): the numbers come back from the maps, none is handed to another label set', async () => {
+    await damageAndRestart(cluster, 'numbering.db', (file) => fs.rmSync(file));
+    await checkKept('numbering.db', 'removed');
+  }, 120_000);
+
+  it('both stores damaged at once: the same', async () => {
+    await cluster.killAgent();
+    for (const store of ['endpoints.db', 'numbering.db']) DAMAGES['garbage throughout']!(path.join(cluster.stateDir, store));
+    await cluster.up();
+    await checkKept('both stores', 'garbage throughout');
+  }, 120_000);
 });
