@@ -224,10 +224,11 @@ function attachAndPin<L extends LinkSpec<{ at: string }>>(options: AttachLinksOp
 }
 
 function makeLink<L extends LinkSpec<{ at: string }>>(options: AttachLinksOptions<L>, progFd: number, link: L): number {
+  // Read as one of LinkTarget's kinds only once `at` says it is; any other kind goes to attachOther.
   const target = link as LinkSpec<{ at: string }> as LinkSpec;
   if (target.at === 'raw_tp') return linkCreate(progFd, 0, BPF_TRACE_RAW_TP, `attach ${link.program} to its tracepoint`);
   if (target.at === 'cgroup') {
-    const cgroupRoot = options.cgroupRoot!;
+    const cgroupRoot = options.cgroupRoot!; // attachLinks reports a cgroup link missing without one
     const cgroupFd = openSync(cgroupRoot, 'r');
     try {
       return linkCreate(progFd, cgroupFd, target.attachType, `attach ${link.program} to cgroup ${cgroupRoot}`);
