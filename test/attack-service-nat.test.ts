@@ -85,12 +85,19 @@ for dport in ports:
 print(sent)
 `;
 
-/** In the attacker: one UDP datagram to vip:port from each of n new source ports (nothing answers: the backend's port is closed). */
+/**
+ * In the attacker: from each of n new source ports (FIRST up), one UDP
+ * datagram to vip at each of the given ports (nothing answers: the
+ * backend's port is closed).
+ */
 const UDP_FLOWS = `
 import socket, sys
-vip, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+vip, ports, n, first = sys.argv[1], [int(p) for p in sys.argv[2].split(',')], int(sys.argv[3]), int(sys.argv[4])
 for i in range(n):
-    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('', 30000 + i)); u.sendto(b'x', (vip, port)); u.close()
+    u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(('', first + i))
+    for port in ports:
+        u.sendto(b'x', (vip, port))
+    u.close()
 print(n)
 `;
 
@@ -142,6 +149,7 @@ spec:
     - {name: held, port: 80, targetPort: 9000}
 ${CLOSED_PORTS.map((p) => `    - {name: closed-${p}, port: ${p}, targetPort: ${9000 + p - 80}}`).join('\n')}
     - {name: udp, port: 53, targetPort: 9053, protocol: UDP}
+    - {name: udp-again, port: 54, targetPort: 9053, protocol: UDP}
 `);
     ({ ip, netns } = await cluster.podAddresses());
     await new Promise<void>((resolve, reject) => {
@@ -192,16 +200,28 @@ ${CLOSED_PORTS.map((p) => `    - {name: closed-${p}, port: ${p}, targetPort: ${9
     expect(natEntriesOf(ip['sn/churner']!)).toBeLessThanOrEqual(2 * CT_MAX_PER_ENDPOINT);
   }, 300_000);
 
-  it('a flow the sweep removes takes its translation with it', async () => {
-    const flows = 2000;
-    expect(Number(await must('ip', ['netns', 'exec', netns['sn/churner']!, PYTHON, '-c', UDP_FLOWS, vip, '53', String(flows)]))).toBe(flows);
-    // Unanswered UDP flows: their conntrack entries idle out after 2 s and the sweep removes them.
+  /** lb_nat entries of the churner once its unanswered flows have idled out (2 s) and the sweep has run, or after 30 s. */
+  const natEntriesLeft = async () => {
     const deadline = Date.now() + 30_000;
     let left = natEntriesOf(ip['sn/churner']!);
     while (left > 0 && Date.now() < deadline) {
       await new Promise((r) => setTimeout(r, 1000));
       left = natEntriesOf(ip['sn/churner']!);
     }
-    expect(left).toBe(0);
+    return left;
+  };
+
+  it('a flow the sweep removes takes its translation with it', async () => {
+    const flows = 2000;
+    expect(Number(await must('ip', ['netns', 'exec', netns['sn/churner']!, PYTHON, '-c', UDP_FLOWS, vip, '53', String(flows), '30000']))).toBe(flows);
+    expect(await natEntriesLeft()).toBe(0);
+  }, 60_000);
+
+  it('a source port sent through two frontends of one backend leaves no translation behind either', async () => {
+    // Both frontends translate to the same backend port: one flow, one reply entry, which can name only
+    // one frontend. The other frontend's original entry, left behind, would never leave with the flow.
+    const flows = 2000;
+    expect(Number(await must('ip', ['netns', 'exec', netns['sn/churner']!, PYTHON, '-c', UDP_FLOWS, vip, '53,54', String(flows), '33000']))).toBe(flows);
+    expect(await natEntriesLeft()).toBe(0);
   }, 60_000);
 });
