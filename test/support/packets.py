@@ -64,6 +64,7 @@ usage: packets.py <case> <args...>   (run with Debian's /usr/bin/python3, which 
                                    second, each holding UDP INNER_SRC:7100 -> INNER_DST:7000 in a frame
                                    to VTEP_MAC (the receiving node's VXLAN device)
 """
+import signal
 import socket
 import sys
 import threading
@@ -128,13 +129,20 @@ def ip_to(dst, **fields):
 
 def answered(match, packets, timeout):
     """Sends the packets once a sniffer listens; returns whether a packet that matches came back,
-    as soon as one does (a packet that gets no answer still costs the whole timeout)."""
+    as soon as one does. Without an answer it waits the whole timeout, unless SIGUSR1 comes first:
+    a caller sends it once it has the evidence that the packets were dropped (a drop counter), and
+    "listening" on stderr says the signal may be sent."""
+    given_up = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: given_up.set())
     listening = threading.Event()
     sniffer = AsyncSniffer(iface=IFACE, lfilter=match, stop_filter=match, started_callback=listening.set)
     sniffer.start()
     listening.wait(5)
+    print("listening", file=sys.stderr, flush=True)
     send(packets)
-    sniffer.join(timeout)
+    deadline = time.time() + timeout
+    while sniffer.thread.is_alive() and not given_up.is_set() and time.time() < deadline:
+        sniffer.join(0.02)
     try:
         got = sniffer.stop()
     except Scapy_Exception:  # it stopped by itself: an answer came
