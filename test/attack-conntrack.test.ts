@@ -15,6 +15,8 @@ import { must, SLUICE, TestCluster } from './support/local-cluster.ts';
 
 const PACKETS = path.join(import.meta.dirname, 'support/packets.py');
 const PYTHON = '/usr/bin/python3';
+/** How long a stream may run: it is ended once counted, so this only needs to outlast a slow machine. */
+const STREAM_MAX_S = 30;
 
 /** The address after the highest one in use: what this cluster's IPAM hands out next. */
 function nextAddress(ips: string[]): string {
@@ -34,13 +36,13 @@ describe('hostile pod: conntrack and fragments', () => {
   /** Streams from x/m toward the next address, creates the victim there, and counts what reaches it. */
   const preseed = async (victim: string, proto: 'udp' | 'icmp', sport: string) => {
     const target = nextAddress(Object.values(podIp));
-    const streamDone = cluster.background('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', target, '7000', sport, '9', proto]);
+    const stream = cluster.spawn('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', target, '7000', sport, String(STREAM_MAX_S), proto]);
     await new Promise((r) => setTimeout(r, 1500)); // the stream has written its entry by now
     await must(SLUICE, ['local', '--dir', cluster.dir, 'pod', 'create', `x/${victim}`, '--label', 'role=victim']);
     await refresh();
     expect(podIp[`x/${victim}`]).toBe(target); // the attack aimed right, so a 0 below means something
     const received = Number(await packets(`x/${victim}`, 'count', podIp['x/m']!, '7000', '3', proto));
-    await streamDone;
+    await cluster.stop(stream);
     return received;
   };
 
@@ -83,9 +85,9 @@ spec:
   policyTypes: [Ingress]
   ingress: [{from: [{podSelector: {matchLabels: {pod: m}}}]}]
 `);
-    const streamDone = cluster.background('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', podIp['x/v2']!, '7000', '41000', '5', 'udp']);
+    const stream = cluster.spawn('ip', ['netns', 'exec', netns['x/m']!, PYTHON, PACKETS, 'stream', podIp['x/v2']!, '7000', '41000', String(STREAM_MAX_S), 'udp']);
     const received = Number(await packets('x/v2', 'count', podIp['x/m']!, '7000', '3', 'udp'));
-    await streamDone;
+    await cluster.stop(stream);
     expect(received).toBeGreaterThan(10);
   }, 60_000);
 

@@ -92,7 +92,7 @@ spec: {podSelector: {matchLabels: {pod: v}}, policyTypes: [Ingress]}
     const half = String(FLOOD_FLOWS / 2);
     const flood = Promise.all(['0', '1'].map((cpu, i) => must('ip', ['netns', 'exec', netns['x/m']!, 'taskset', '-c', cpu, PYTHON, PACKETS, 'flood', podIp['x/b']!, half, String(20000 + i * 100)])));
     // b listens on 7000: no ICMP "port unreachable" goes back to v (that would refresh v's entry in an LRU).
-    const sinkDone = cluster.background('ip', ['netns', 'exec', netns['x/b']!, PYTHON, '-c', "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 7000)); time.sleep(15)"]);
+    const sink = cluster.spawn('ip', ['netns', 'exec', netns['x/b']!, PYTHON, '-c', "import socket, time; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(('', 7000)); time.sleep(60)"]);
     // While the flood runs, v sends one request, as a DNS client would, and its answer comes late.
     await new Promise((r) => setTimeout(r, 2500));
     await packets('x/v', 'stream', podIp['x/b']!, '7000', '41000', '0.1', 'udp');
@@ -111,7 +111,7 @@ spec: {podSelector: {matchLabels: {pod: v}}, policyTypes: [Ingress]}
 
     // v's request kept its entry through the flood (an LRU had evicted it): b's answers reach v.
     expect(await delivered('x/b', 'x/v', '41000', '7000')).toBeGreaterThan(10);
-    await sinkDone;
+    await cluster.stop(sink);
     // v can still open a new flow (its own budget is untouched) ...
     expect(await delivered('x/v', 'x/b', '7001', '41002')).toBeGreaterThan(10);
     // ... while the attacker, over its budget, cannot.

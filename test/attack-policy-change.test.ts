@@ -41,12 +41,7 @@ describe('hostile pod: policy changes and open flows', () => {
   /** m streams to v for `seconds` from a fresh source port; returns a function that ends it (by its PID) once counted. */
   const stream = (seconds: number) => {
     const child = cluster.spawn('ip', ['netns', 'exec', netns['p/m']!, PYTHON, PACKETS, 'stream', podIp['p/v']!, '7000', String(++sport), String(seconds), 'udp']);
-    return async () => {
-      if (child.exitCode !== null || child.signalCode !== null) return;
-      const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-      child.kill('SIGKILL');
-      await gone;
-    };
+    return () => cluster.stop(child);
   };
   const countAtV = async (seconds: number) => Number((await must('ip', ['netns', 'exec', netns['p/v']!, PYTHON, PACKETS, 'count', podIp['p/m']!, '7000', String(seconds), 'udp'])).trim());
 

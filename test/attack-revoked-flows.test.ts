@@ -8,7 +8,6 @@
  * in as its replies. Both directions of isolation: v's ingress, and a's
  * egress. Real packets from scapy inside the pods' namespaces.
  */
-import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { must, TestCluster } from './support/local-cluster.ts';
@@ -21,18 +20,6 @@ const PYTHON = '/usr/bin/python3';
 const SETTLE_MS = 1_500;
 /** How long a UDP stream may run: it is ended once counted, so this only needs to outlast a slow machine. */
 const STREAM_MAX_S = 30;
-
-/** Ends background streams once what they were for is measured (by their PIDs), and waits until they are gone. */
-async function stop(children: ChildProcess[]): Promise<void> {
-  await Promise.all(
-    children.map((c) => {
-      if (c.exitCode !== null || c.signalCode !== null) return undefined;
-      const gone = new Promise<void>((resolve) => c.once('exit', () => resolve()));
-      c.kill('SIGKILL');
-      return gone;
-    }),
-  );
-}
 const PORT = '7000';
 
 const denyAll = (pod: string, type: 'Ingress' | 'Egress') => `
@@ -103,7 +90,7 @@ metadata: {namespace: r, name: a, labels: {pod: a}}
       expect(await fromAatV(2), 'the control: admitted, both ways').toBeGreaterThan(8);
       await cluster.delete(allow(isolated, type, peer));
       expect(await fromAatV(3)).toBe(0);
-      await stop(streams);
+      await Promise.all(streams.map((c) => cluster.stop(c)));
       await cluster.delete(denyAll(isolated, type));
     }, 60_000);
   }
@@ -150,7 +137,7 @@ spec:
     expect(await fromAatV(2), 'the control: admitted').toBeGreaterThan(10);
     await cluster.apply(pod('a', 'app: evil'));
     expect(await fromAatV(3)).toBe(0);
-    await stop([stream]);
+    await cluster.stop(stream);
   }, 60_000);
 
   it('the datapath counted the revoked packets', async () => {
@@ -188,6 +175,6 @@ metadata: {name: r}
     expect(await count(2), 'the control: admitted, both ways').toBeGreaterThan(8);
     await cluster.delete(allow('v', 'Ingress', 'a'));
     expect(await count(3)).toBe(0);
-    await stop([fromA, fromV]);
+    await Promise.all([fromA, fromV].map((c) => cluster.stop(c)));
   }, 90_000);
 });

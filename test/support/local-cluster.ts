@@ -115,6 +115,14 @@ export class TestCluster {
     return child;
   }
 
+  /** Ends a process `spawn` started (by its PID) once what it was for is done, and resolves when it is gone. */
+  async stop(child: ChildProcess): Promise<void> {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    const gone = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+    child.kill('SIGKILL');
+    await gone;
+  }
+
   /** An echo server (`sluice local serve`) in a namespace, killed by teardown; resolves once it listens. */
   serve(netns: string, port: number, protocol: 'tcp' | 'udp'): Promise<void> {
     const child = this.spawn('ip', ['netns', 'exec', netns, SLUICE, 'local', 'serve', '--protocol', protocol, '--port', String(port)]);
