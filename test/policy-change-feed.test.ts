@@ -9,12 +9,15 @@
  *   the API server): one event is one change, a pod that no longer holds its
  *   address is gone, a repeated change of one object is taken once;
  * - the agent's policy state: after the first sync, a pod event's sync does
- *   not read the datastore's list of pods at all.
+ *   not read the datastore's list of pods at all; pod events are synced at
+ *   once after a quiet spell, in one batch when they come together, and
+ *   under churn at most every 20 ms; anything else waits 50 ms for what
+ *   comes right behind it (on fake timers: no figure of this machine).
  */
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { clusterChanges, clusterView } from '../agent/datastore/cluster-view.ts';
 import { LocalDirDatastore } from '../agent/datastore/datastore.ts';
 import { KubernetesDatastore } from '../agent/datastore/kubernetes.ts';
@@ -224,6 +227,54 @@ describe('datastore change feeds into the incremental compiler', () => {
     expect(stats.written).toBeGreaterThanOrEqual(1);
     expect(policy.sync.state()!.ipcache.some((e) => e.address === '10.0.1.200')).toBe(true);
     policy.stop();
+  });
+});
+
+describe('policy state scheduling', () => {
+  afterEach(() => vi.useRealTimers());
+
+  it('syncs pod events at once and together, at most every 20 ms under churn; a policy change after 50 ms', async () => {
+    const api = inProcessApi({ '/api/v1/namespaces': [{ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns' } }] });
+    const store = new KubernetesDatastore(api.client);
+    stores.push(store);
+    const policy = new PolicyState(store, memoryMaps(), new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1) as unknown as NumberingStore);
+    store.start();
+    await store.whenReady();
+    await new Promise((resolve) => setImmediate(resolve)); // the lists' own notice, on real time
+    vi.useFakeTimers({ toFake: ['setTimeout', 'clearTimeout', 'setImmediate', 'clearImmediate', 'setInterval', 'clearInterval', 'performance'] });
+    policy.apply([]); // the first sync reads the whole view
+    const batches: number[] = [];
+    policy.onSync((stats) => batches.push(stats.written));
+    policy.watch(() => {});
+    const addresses = () => new Set(policy.sync.state()!.ipcache.map((e) => e.address));
+    try {
+      vi.advanceTimersByTime(100); // a quiet spell
+      for (let i = 1; i <= 20; i++) api.event(PODS, 'ADDED', kubePod(`p${i}`, `10.0.2.${i}`));
+      // The datastore's notice and the sync it schedules with no delay (fake timers give a timer made while they run 1 ms).
+      vi.advanceTimersByTime(1);
+      expect(batches).toEqual([20]); // one sync, every pod's ipcache entry
+      expect(addresses().size).toBe(20);
+
+      // Right behind a sync: the next pod event waits for the gap, not for the coalescing wait.
+      api.event(PODS, 'ADDED', kubePod('q', '10.0.3.1'));
+      vi.advanceTimersByTime(19);
+      expect(batches).toHaveLength(1);
+      vi.advanceTimersByTime(1);
+      expect(batches).toHaveLength(2);
+      expect(addresses().has('10.0.3.1')).toBe(true);
+
+      // A policy (deleted and made again, say) waits 50 ms for what follows it, pods with it.
+      vi.advanceTimersByTime(100);
+      api.event('/apis/networking.k8s.io/v1/networkpolicies', 'ADDED', policyObject({ namespace: 'ns', name: 'deny', podSelector: {}, policyTypes: ['Ingress'] }));
+      api.event(PODS, 'ADDED', kubePod('r', '10.0.3.2'));
+      vi.advanceTimersByTime(49);
+      expect(batches).toHaveLength(2);
+      vi.advanceTimersByTime(1);
+      expect(batches).toHaveLength(3);
+      expect(addresses().has('10.0.3.2')).toBe(true);
+    } finally {
+      policy.stop();
+    }
   });
 });
 

@@ -53,6 +53,11 @@ export class ChangeFeed {
     this.pending = emptyChanges();
   }
 
+  /** True when what waits to be taken is pods and nothing else (a sync need not wait for a policy's delete and create to pair up). */
+  onlyPods(): boolean {
+    return !this.resyncNeeded && this.pending.pods.size > 0 && this.pending.namespaces.size === 0 && this.pending.networkPolicies.size === 0;
+  }
+
   /** Objects waiting to be taken. */
   size(): number {
     return this.pending.pods.size + this.pending.namespaces.size + this.pending.networkPolicies.size;

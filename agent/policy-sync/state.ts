@@ -24,6 +24,16 @@ const WATCH_INTERVAL_MS = 500;
  * lands in one sync, and the pod is never unisolated in between.
  */
 const COALESCE_MS = 50;
+/**
+ * Pod events need no such wait (nothing about them is deleted and created
+ * again): the first after a quiet spell is synced at once, and under churn
+ * the events that arrive during one sync (and this gap after it) are the
+ * next sync's batch. A pod event then waits at most this gap plus one sync,
+ * and the agent syncs at most every this many ms whatever the churn.
+ */
+const MIN_SYNC_GAP_MS = 20;
+/** Under churn, one log line per this many ms sums up the syncs since the last. */
+const SYNC_LOG_INTERVAL_MS = 1_000;
 const HOST_ADDRESS_INTERVAL_MS = 5_000;
 
 /** Told of every sync; propagationMs is set when the sync carried a datastore change (change noticed → maps written). */
@@ -38,6 +48,10 @@ export class PolicyState {
   private timers: NodeJS.Timeout[] = [];
   private stopped = false;
   private pending: NodeJS.Timeout | null = null;
+  /** The pending sync waits for pod events only (no COALESCE_MS). */
+  private pendingPodsOnly = false;
+  /** performance.now() when the last sync ended. */
+  private lastSyncEndedMs = -Infinity;
   lastSync: SyncStats | null = null;
   /** The error of the last sync when it failed (the maps may lag the datastore); null after one succeeds. */
   syncError: string | null = null;
@@ -100,7 +114,8 @@ export class PolicyState {
     this.syncError = this.lastSync.failed.length > 0 ? `map writes failed: ${this.lastSync.failed.join('; ')}` : null;
     this.lastSyncAtMs = Date.now();
     this.revision++;
-    const propagationMs = changed ? performance.now() - startedMs : null;
+    this.lastSyncEndedMs = performance.now();
+    const propagationMs = changed ? this.lastSyncEndedMs - startedMs : null;
     for (const listener of this.syncListeners) listener(this.lastSync, propagationMs);
     return this.lastSync;
   }
@@ -123,6 +138,7 @@ export class PolicyState {
 
   /** Starts watching the datastore and the host's addresses; log gets a line per change applied. */
   watch(log: (msg: string) => void): void {
+    const summary = { syncs: 0, written: 0, deleted: 0, ms: 0, loggedAtMs: -Infinity };
     const syncIfChanged = () => {
       if (this.stopped) return;
       try {
@@ -130,7 +146,12 @@ export class PolicyState {
         // A sync the kernel refused part of is tried again on every tick until it goes through.
         if (!this.datastore.refresh() && this.syncError === null) return;
         const stats = this.apply(this.endpoints(), noticedAtMs);
-        log(`datastore changed: ${stats.written} map entries written, ${stats.deleted} deleted in ${stats.durationMs.toFixed(1)} ms`);
+        Object.assign(summary, { syncs: summary.syncs + 1, written: summary.written + stats.written, deleted: summary.deleted + stats.deleted, ms: summary.ms + stats.durationMs });
+        if (this.lastSyncEndedMs - summary.loggedAtMs >= SYNC_LOG_INTERVAL_MS) {
+          const syncs = summary.syncs > 1 ? ` (${summary.syncs} syncs)` : '';
+          log(`datastore changed: ${summary.written} map entries written, ${summary.deleted} deleted in ${summary.ms.toFixed(1)} ms${syncs}`);
+          Object.assign(summary, { syncs: 0, written: 0, deleted: 0, ms: 0, loggedAtMs: this.lastSyncEndedMs });
+        }
         if (stats.failed.length > 0) log(`datastore sync incomplete (retrying): ${stats.failed.join('; ')}`);
       } catch (err: unknown) {
         // A timer must never take the agent down; the next tick retries, and status says not ready meanwhile.
@@ -139,13 +160,23 @@ export class PolicyState {
       }
     };
     // A datastore that pushes (Kubernetes watches) is applied shortly after the event; the poll stays as a safety net.
-    this.datastore.onChange?.(() => {
-      if (this.pending || this.stopped) return;
+    const schedule = (delayMs: number, podsOnly: boolean) => {
+      if (this.pending) clearTimeout(this.pending);
+      this.pendingPodsOnly = podsOnly;
       this.pending = setTimeout(() => {
         this.pending = null;
         syncIfChanged();
-      }, COALESCE_MS);
+      }, delayMs);
       this.pending.unref();
+    };
+    this.datastore.onChange?.(() => {
+      if (this.stopped) return;
+      if (this.feed?.onlyPods() !== true) {
+        // Anything but pods waits COALESCE_MS from the first such change (later ones do not push it further).
+        if (!this.pending || this.pendingPodsOnly) schedule(COALESCE_MS, false);
+        return;
+      }
+      if (!this.pending) schedule(Math.max(0, this.lastSyncEndedMs + MIN_SYNC_GAP_MS - performance.now()), true);
     });
     this.timers.push(
       setInterval(syncIfChanged, WATCH_INTERVAL_MS),
