@@ -138,172 +138,155 @@ static __always_inline __u16 csum_fold32(__s64 sum)
 	return ~csum & 0xffff;
 }
 
+/* A TCP header without options, as a refusal's RST carries it. */
+struct nat_rst_hdr {
+	__be16 sport, dport;
+	__be32 seq, ack_seq;
+	__u8 doff, flags;
+	__be16 window, check, urg;
+};
+
 /*
- * Turns the packet into an ICMP port unreachable (ICMPv6: destination
- * unreachable, port unreachable) from the frontend to the client, quoting
- * the IP header and the first 8 bytes after it: the client's connect() fails
- * with ECONNREFUSED at once. Only for packets without IPv4 options or IPv6
- * extension headers (the quote has a fixed size); others are dropped. The
- * caller swaps the MAC addresses and sends it back. Each family is its own
- * call: their buffers would not fit on from_pod's stack. Returns 0 or a drop reason.
+ * The RST (with the ACK a SYN asks for) that answers the SYN at l4_off, its
+ * ports swapped: everything but the checksum. Returns 0 or a drop reason.
  */
-static __noinline int nat_refuse4(struct __sk_buff *skb, __u32 l4_off)
+static __always_inline int nat_rst_fill(struct __sk_buff *skb, __u32 l4_off, struct nat_rst_hdr *t)
+{
+	__be32 seq;
+
+	if (bpf_skb_load_bytes(skb, l4_off, &t->dport, 2) < 0 || bpf_skb_load_bytes(skb, l4_off + 2, &t->sport, 2) < 0 ||
+	    bpf_skb_load_bytes(skb, l4_off + 4, &seq, 4) < 0)
+		return SLUICE_CTR_DROP_MALFORMED;
+	t->ack_seq = bpf_htonl(bpf_ntohl(seq) + 1);
+	t->doff = 5 << 4;
+	t->flags = TCP_FLAG_RST | TCP_FLAG_ACK;
+	return 0;
+}
+
+/*
+ * A refusal's last steps: its L4 checksum (over l4_len bytes at l4, seeded
+ * with sum, stored at *check), then the packet cut to the refusal's size and
+ * overwritten with it (hdr_len bytes at h). Returns 0 or a drop reason.
+ */
+static __always_inline int nat_refusal_finish(struct __sk_buff *skb, void *h, __u32 hdr_len, void *l4, __u32 l4_len, __s64 sum,
+					      __be16 *check)
+{
+	if (sum < 0)
+		return SLUICE_CTR_DROP_MALFORMED;
+	*check = csum_fold32(bpf_csum_diff(NULL, 0, l4, l4_len, (__u32)sum));
+	if (bpf_skb_change_tail(skb, ETH_HLEN + hdr_len, 0) || bpf_skb_store_bytes(skb, ETH_HLEN, h, hdr_len, 0))
+		return SLUICE_CTR_DROP_MALFORMED;
+	return 0;
+}
+
+/*
+ * Turns the packet into its refusal, from the frontend back to the client:
+ * a TCP SYN into a RST (reset set), anything else into an ICMP port
+ * unreachable (ICMPv6: destination unreachable, port unreachable) quoting the
+ * IP header and the first 8 bytes after it. Either way the client's connect()
+ * fails with ECONNREFUSED at once. A SYN gets a RST because it is sent, and
+ * so may reach here, while connect() holds its socket's lock, and
+ * tcp_v4_err / tcp_v6_err drop an ICMP error that meets a locked socket
+ * (LockDroppedIcmps), so only the SYN's retransmit a second later would be
+ * refused (seen with IPv6); a RST waits in the socket's backlog for the lock.
+ * Only for packets without IPv4 options or IPv6 extension headers (the reply
+ * has a fixed size); others are dropped. The caller swaps the MAC addresses
+ * and sends it back. One call per family: their buffers would not fit on
+ * from_pod's stack together. Returns 0 or a drop reason.
+ */
+static __noinline int nat_refusal4(struct __sk_buff *skb, __u32 l4_off, int reset)
 {
 	struct {
 		struct iphdr ip;
-		struct icmp_err_hdr icmp;
-		__u8 quote[sizeof(struct iphdr) + 8];
+		union {
+			struct nat_rst_hdr rst;
+			struct {
+				struct icmp_err_hdr hdr;
+				__u8 quote[sizeof(struct iphdr) + 8];
+			} icmp;
+		};
 	} h = {};
+	__u32 l4_len = reset ? sizeof(h.rst) : sizeof(h.icmp);
+	__be32 pseudo[3];
+	__s64 sum = 0;
 
-	if (l4_off != ETH_HLEN + sizeof(struct iphdr) || bpf_skb_load_bytes(skb, ETH_HLEN, h.quote, sizeof(h.quote)) < 0)
+	if (l4_off != ETH_HLEN + sizeof(struct iphdr) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &h.ip.daddr, 4) < 0 ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, daddr), &h.ip.saddr, 4) < 0)
 		return SLUICE_CTR_DROP_MALFORMED;
+	if (reset) {
+		if (nat_rst_fill(skb, l4_off, &h.rst))
+			return SLUICE_CTR_DROP_MALFORMED;
+		/* The TCP checksum covers a pseudo-header; ICMP's does not. */
+		pseudo[0] = h.ip.saddr;
+		pseudo[1] = h.ip.daddr;
+		pseudo[2] = bpf_htonl(IPPROTO_TCP << 16 | sizeof(h.rst));
+		sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), 0);
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h.icmp.quote, sizeof(h.icmp.quote)) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		h.icmp.hdr.type = ICMP_DEST_UNREACH;
+		h.icmp.hdr.code = ICMP_PORT_UNREACH;
+	}
 	h.ip.version = 4;
 	h.ip.ihl = 5;
-	h.ip.tot_len = bpf_htons(sizeof(h));
+	h.ip.tot_len = bpf_htons(sizeof(h.ip) + l4_len);
 	h.ip.ttl = 64;
-	h.ip.protocol = IPPROTO_ICMP;
-	__builtin_memcpy(&h.ip.saddr, h.quote + offsetof(struct iphdr, daddr), 4);
-	__builtin_memcpy(&h.ip.daddr, h.quote + offsetof(struct iphdr, saddr), 4);
+	h.ip.protocol = reset ? IPPROTO_TCP : IPPROTO_ICMP;
 	h.ip.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.ip, sizeof(h.ip), 0));
-	h.icmp.type = ICMP_DEST_UNREACH;
-	h.icmp.code = ICMP_PORT_UNREACH;
-	h.icmp.checksum = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.icmp, sizeof(h) - sizeof(h.ip), 0));
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(h), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
-		return SLUICE_CTR_DROP_MALFORMED;
-	return 0;
+	return nat_refusal_finish(skb, &h, sizeof(h.ip) + l4_len, &h.rst, l4_len, sum, reset ? &h.rst.check : &h.icmp.hdr.checksum);
 }
 
-static __noinline int nat_refuse6(struct __sk_buff *skb, __u32 l4_off)
+/* The same over IPv6, where ICMPv6's checksum covers the pseudo-header too. */
+static __noinline int nat_refusal6(struct __sk_buff *skb, __u32 l4_off, int reset)
 {
 	struct {
 		struct ipv6hdr ip;
-		struct icmp_err_hdr icmp;
-		__u8 quote[sizeof(struct ipv6hdr) + 8];
+		union {
+			struct nat_rst_hdr rst;
+			struct {
+				struct icmp_err_hdr hdr;
+				__u8 quote[sizeof(struct ipv6hdr) + 8];
+			} icmp;
+		};
 	} h = {};
+	__u32 l4_len = reset ? sizeof(h.rst) : sizeof(h.icmp);
 	/* The pseudo-header's upper-layer length and next header; its addresses are h.ip's. */
-	__be32 pseudo[2] = { bpf_htonl(sizeof(h) - sizeof(h.ip)), bpf_htonl(IPPROTO_ICMPV6) };
-	__s64 sum;
-
-	if (l4_off != ETH_HLEN + sizeof(struct ipv6hdr) || bpf_skb_load_bytes(skb, ETH_HLEN, h.quote, sizeof(h.quote)) < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	h.ip.version = 6;
-	h.ip.payload_len = bpf_htons(sizeof(h) - sizeof(h.ip));
-	h.ip.nexthdr = IPPROTO_ICMPV6;
-	h.ip.hop_limit = 64;
-	__builtin_memcpy(&h.ip.saddr, h.quote + offsetof(struct ipv6hdr, daddr), 16);
-	__builtin_memcpy(&h.ip.daddr, h.quote + offsetof(struct ipv6hdr, saddr), 16);
-	h.icmp.type = ICMPV6_DEST_UNREACH;
-	h.icmp.code = ICMPV6_PORT_UNREACH;
-	sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.ip.saddr, 32, 0);
-	if (sum < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), (__u32)sum);
-	if (sum < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	h.icmp.checksum = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.icmp, sizeof(h) - sizeof(h.ip), (__u32)sum));
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(h), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
-		return SLUICE_CTR_DROP_MALFORMED;
-	return 0;
-}
-
-/*
- * A TCP SYN is refused with a RST (with the ACK the SYN asks for) instead:
- * the SYN is sent, and so may reach here, while connect() holds its socket's
- * lock, and tcp_v6_err drops an ICMP error that meets a locked socket
- * (LockDroppedIcmps), so only the SYN's retransmit a second later would be
- * refused (seen with IPv6); a RST waits in the socket's backlog for the lock.
- */
-static __noinline int nat_reset6(struct __sk_buff *skb, __u32 l4_off)
-{
-	struct {
-		struct ipv6hdr ip;
-		__be16 sport, dport;
-		__be32 seq, ack_seq;
-		__u8 doff, flags;
-		__be16 window, check, urg;
-	} h = {};
-	__be32 pseudo[2] = { bpf_htonl(TCP_HDR_MIN_BYTES), bpf_htonl(IPPROTO_TCP) };
-	__be32 seq;
+	__be32 pseudo[2] = { bpf_htonl(l4_len), bpf_htonl(reset ? IPPROTO_TCP : IPPROTO_ICMPV6) };
 	__s64 sum;
 
 	if (l4_off != ETH_HLEN + sizeof(struct ipv6hdr) ||
 	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, saddr), &h.ip.daddr, 16) < 0 ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, daddr), &h.ip.saddr, 16) < 0 ||
-	    bpf_skb_load_bytes(skb, l4_off, &h.dport, 2) < 0 || bpf_skb_load_bytes(skb, l4_off + 2, &h.sport, 2) < 0 ||
-	    bpf_skb_load_bytes(skb, l4_off + 4, &seq, 4) < 0)
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct ipv6hdr, daddr), &h.ip.saddr, 16) < 0)
 		return SLUICE_CTR_DROP_MALFORMED;
+	if (reset) {
+		if (nat_rst_fill(skb, l4_off, &h.rst))
+			return SLUICE_CTR_DROP_MALFORMED;
+	} else {
+		if (bpf_skb_load_bytes(skb, ETH_HLEN, h.icmp.quote, sizeof(h.icmp.quote)) < 0)
+			return SLUICE_CTR_DROP_MALFORMED;
+		h.icmp.hdr.type = ICMPV6_DEST_UNREACH;
+		h.icmp.hdr.code = ICMPV6_PORT_UNREACH;
+	}
 	h.ip.version = 6;
-	h.ip.payload_len = bpf_htons(TCP_HDR_MIN_BYTES);
-	h.ip.nexthdr = IPPROTO_TCP;
+	h.ip.payload_len = bpf_htons(l4_len);
+	h.ip.nexthdr = reset ? IPPROTO_TCP : IPPROTO_ICMPV6;
 	h.ip.hop_limit = 64;
-	h.ack_seq = bpf_htonl(bpf_ntohl(seq) + 1);
-	h.doff = 5 << 4;
-	h.flags = TCP_FLAG_RST | TCP_FLAG_ACK;
 	sum = bpf_csum_diff(NULL, 0, (__be32 *)&h.ip.saddr, 32, 0);
-	if (sum < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), (__u32)sum);
-	if (sum < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	h.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.sport, TCP_HDR_MIN_BYTES, (__u32)sum));
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(h), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
-		return SLUICE_CTR_DROP_MALFORMED;
-	return 0;
+	if (sum >= 0)
+		sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), (__u32)sum);
+	return nat_refusal_finish(skb, &h, sizeof(h.ip) + l4_len, &h.rst, l4_len, sum, reset ? &h.rst.check : &h.icmp.hdr.checksum);
 }
 
-/* The same over IPv4, where tcp_v4_err drops an ICMP error that meets a locked socket alike. */
-static __noinline int nat_reset4(struct __sk_buff *skb, __u32 l4_off)
-{
-	struct {
-		struct iphdr ip;
-		__be16 sport, dport;
-		__be32 seq, ack_seq;
-		__u8 doff, flags;
-		__be16 window, check, urg;
-	} h = {};
-	__be32 pseudo[3];
-	__be32 seq;
-	__s64 sum;
-
-	if (l4_off != ETH_HLEN + sizeof(struct iphdr) ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &h.ip.daddr, 4) < 0 ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, daddr), &h.ip.saddr, 4) < 0 ||
-	    bpf_skb_load_bytes(skb, l4_off, &h.dport, 2) < 0 || bpf_skb_load_bytes(skb, l4_off + 2, &h.sport, 2) < 0 ||
-	    bpf_skb_load_bytes(skb, l4_off + 4, &seq, 4) < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	h.ip.version = 4;
-	h.ip.ihl = 5;
-	h.ip.tot_len = bpf_htons(sizeof(h));
-	h.ip.ttl = 64;
-	h.ip.protocol = IPPROTO_TCP;
-	h.ip.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.ip, sizeof(h.ip), 0));
-	h.ack_seq = bpf_htonl(bpf_ntohl(seq) + 1);
-	h.doff = 5 << 4;
-	h.flags = TCP_FLAG_RST | TCP_FLAG_ACK;
-	pseudo[0] = h.ip.saddr;
-	pseudo[1] = h.ip.daddr;
-	pseudo[2] = bpf_htonl(IPPROTO_TCP << 16 | TCP_HDR_MIN_BYTES);
-	sum = bpf_csum_diff(NULL, 0, pseudo, sizeof(pseudo), 0);
-	if (sum < 0)
-		return SLUICE_CTR_DROP_MALFORMED;
-	h.check = csum_fold32(bpf_csum_diff(NULL, 0, (__be32 *)&h.sport, TCP_HDR_MIN_BYTES, (__u32)sum));
-	if (bpf_skb_change_tail(skb, ETH_HLEN + sizeof(h), 0) || bpf_skb_store_bytes(skb, ETH_HLEN, &h, sizeof(h), 0))
-		return SLUICE_CTR_DROP_MALFORMED;
-	return 0;
-}
-
-/* The refusal (nat_refuse4/6, nat_reset4/6) sent back into the pod it came from. Returns the tc verdict, or a negative drop reason. */
+/* The refusal (nat_refusal4/6) sent back into the pod it came from. Returns the tc verdict, or a negative drop reason. */
 static __always_inline int nat_refuse(struct __sk_buff *skb, const struct flow *f)
 {
-	int err;
+	int reset = f->protocol == IPPROTO_TCP && (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN;
 	struct ethhdr *eth;
 	__u8 mac[ETH_ALEN];
+	int err;
 
-	if (f->protocol == IPPROTO_TCP && (f->tcp_flags & (TCP_FLAG_SYN | TCP_FLAG_ACK)) == TCP_FLAG_SYN)
-		err = f->family == SLUICE_FAMILY_IPV4 ? nat_reset4(skb, f->l4_off) : nat_reset6(skb, f->l4_off);
-	else
-		err = f->family == SLUICE_FAMILY_IPV4 ? nat_refuse4(skb, f->l4_off) : nat_refuse6(skb, f->l4_off);
-
+	err = f->family == SLUICE_FAMILY_IPV4 ? nat_refusal4(skb, f->l4_off, reset) : nat_refusal6(skb, f->l4_off, reset);
 	if (err)
 		return -err;
 	eth = (void *)(long)skb->data;
