@@ -190,7 +190,10 @@ export class IncrementalCompiler {
   // What changed since the last flush.
   private readonly dirty = new Set<number>();
   private readonly changedSelectors = new Set<CachedSelector>();
+  /** A pod changed that has (or had) a container port named as an egress rule names one: named egress results may differ. */
   private podsChanged = false;
+  /** The port names egress rules name (with how many policies name each): only pods with one of them bear on named egress results. */
+  private readonly namedEgressPorts = new Map<string, number>();
   private readonly source: RuleSource;
   private readonly policyTexts = new WeakMap<NetworkPolicy, string>();
   private readonly rules = new Map<string, CachedRule>();
@@ -256,6 +259,7 @@ export class IncrementalCompiler {
     }
     if (before) this.dropPolicy(key, before);
     const record: PolicyRecord = { policy, text, selectors: [], namedEgress: (policy.egress ?? []).some((r) => (r.ports ?? []).some(isNamed)) };
+    this.countNamedEgressPorts(policy, 1);
     for (const peer of selectorPeers(policy)) {
       const selector = this.acquireSelector(peer, policy.namespace);
       this.selectorOfPeer.set(peer, selector);
@@ -555,7 +559,8 @@ export class IncrementalCompiler {
     else if (ep) next = { namespace: ep.namespace, name: ep.pod, labels: {}, ips: ep.ips, ports: [] };
     const before = this.pods.get(key);
     if (endpointId !== undefined) this.dirty.add(endpointId);
-    this.podsChanged = true;
+    // Any other pod's change reaches named egress ports only through a port of that name: most pod events recompile nothing for them.
+    if (this.namedEgressPorts.size > 0 && (this.hasNamedEgressPort(before?.pod) || this.hasNamedEgressPort(next))) this.podsChanged = true;
 
     if (before?.stored) this.storedPods--;
     if (stored) this.storedPods++;
@@ -656,6 +661,7 @@ export class IncrementalCompiler {
 
   private dropPolicy(key: ObjectKey, record: PolicyRecord): void {
     this.policies.delete(key);
+    this.countNamedEgressPorts(record.policy, -1);
     for (const [ruleKey, rule] of this.rules) if (rule.policyKey === key) this.rules.delete(ruleKey);
     this.policiesByNamespace.get(record.policy.namespace)?.delete(key);
     for (const selector of record.selectors) {
@@ -672,6 +678,20 @@ export class IncrementalCompiler {
   private unlinkEndpoint(record: EndpointRecord): void {
     if (this.endpointOfPod.get(record.podKey) === record.ep.endpointId) this.endpointOfPod.delete(record.podKey);
     this.refreshPod(record.podKey);
+  }
+
+  private countNamedEgressPorts(policy: NetworkPolicy, by: 1 | -1): void {
+    const names = new Set<string>();
+    for (const rule of policy.egress ?? []) for (const port of rule.ports ?? []) if (isNamed(port)) names.add(port.port as string);
+    for (const name of names) {
+      const n = (this.namedEgressPorts.get(name) ?? 0) + by;
+      if (n > 0) this.namedEgressPorts.set(name, n);
+      else this.namedEgressPorts.delete(name);
+    }
+  }
+
+  private hasNamedEgressPort(pod: PolicyPod | undefined): boolean {
+    return pod !== undefined && pod.ports.some((p) => p.name !== undefined && this.namedEgressPorts.has(p.name));
   }
 
   private policyText(policy: NetworkPolicy): string {

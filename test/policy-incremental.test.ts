@@ -98,6 +98,25 @@ describe('incremental policy compiler', () => {
     expect(inc.state().endpoints[0]).toBe(second);
   });
 
+  it('recompiles an endpoint whose egress names a port only for pods that have a port of that name', () => {
+    const inc = new IncrementalCompiler(new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
+    inc.setNamespace('a', {});
+    inc.upsertPod({ namespace: 'a', name: 'web', labels: { app: 'web' }, ips: ['10.0.0.1'], ports: [] });
+    inc.upsertEndpoint({ endpointId: 1, namespace: 'a', pod: 'web', ips: ['10.0.0.1'] });
+    inc.upsertPolicy({ namespace: 'a', name: 'out', podSelector: { matchLabels: { app: 'web' } }, policyTypes: ['Egress'], egress: [{ to: [{ podSelector: {} }], ports: [{ port: 'http' }] }] });
+    inc.upsertPod({ namespace: 'a', name: 'api', labels: { app: 'api' }, ips: ['10.0.0.2'], ports: [{ name: 'http', containerPort: 8080 }] });
+    const first = inc.state().endpoints[0]!;
+    expect(first.cidrEntries.map((e) => e.address)).toEqual(['10.0.0.2']);
+    const recompiled = inc.recompiled;
+    // Pods of a label set that exists, without a port named http: nothing to recompile.
+    for (let i = 0; i < 5; i++) inc.upsertPod({ namespace: 'a', name: `w${i}`, labels: { app: 'web' }, ips: [`10.0.1.${i}`], ports: [{ name: 'metrics', containerPort: 9090 }] });
+    expect(inc.state().endpoints[0]).toBe(first);
+    expect(inc.recompiled).toBe(recompiled);
+    // One with it: its address is allowed.
+    inc.upsertPod({ namespace: 'a', name: 'api2', labels: { app: 'api' }, ips: ['10.0.0.3'], ports: [{ name: 'http', containerPort: 8080 }] });
+    expect(inc.state().endpoints[0]!.cidrEntries.map((e) => e.address).sort()).toEqual(['10.0.0.2', '10.0.0.3']);
+  });
+
   it('gives an address two pods claim to the pod that claimed it last, and back to the other when that one goes', () => {
     const inc = new IncrementalCompiler(new MemoryNumbering(Identity.FIRST_POD, Identity.FIRST_CIDR_SELECTOR + 1));
     inc.setNamespace('a', {});
