@@ -40,6 +40,27 @@ describe('hostile pod: ICMP', () => {
     await run(from, ...send);
     return Number(await counting);
   };
+  /**
+   * Like delivered, for messages the datapath must drop: the count stops once `counter` shows every
+   * message sent dropped (none of them can arrive then), not after its whole window. Were one let
+   * through, the counter would not get there and the count would run its 3 s and see it.
+   */
+  const dropped = async (counter: string, from: string, to: string, type: string, ip: Record<string, string>, ...send: string[]) => {
+    const sent = Number(send.at(-1));
+    const before = await cluster.counter(counter);
+    const counting = cluster.spawn('ip', ['netns', 'exec', netns[to]!, PYTHON, PACKETS, 'icmp-count', ip[from]!, type, '3']);
+    let out = '';
+    counting.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+    const exited = new Promise<void>((resolve) => counting.once('exit', () => resolve()));
+    await Promise.race([new Promise<void>((resolve) => counting.stderr!.on('data', (d: Buffer) => (d.toString().includes('listening') ? resolve() : undefined))), exited]);
+    await run(from, ...send);
+    let done = false;
+    void exited.then(() => (done = true));
+    while (!done && (await cluster.counter(counter)) - before < sent) await new Promise((r) => setTimeout(r, 50));
+    if (!done) counting.kill('SIGUSR1');
+    await exited;
+    return Number(out.trim());
+  };
   /** Like delivered, but sent by this node itself (the host's own network namespace), a router on every pod's path. */
   const deliveredFromNode = async (to: string, type: string, ...send: string[]) => {
     const counting = run(to, 'icmp-count', 'any', type, '3');
@@ -100,32 +121,32 @@ spec: {podSelector: {matchLabels: {role: isolated}}, policyTypes: [Ingress]}
 
   it('a third pod may not: its errors about another pod\'s open flow reach nobody', async () => {
     // Before, these arrived: the quoted flow exists, and nobody checked who reported on it.
-    expect(await delivered('e', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
-    expect(await delivered('e', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'e', 'v', FRAG_NEEDED, ip4, 'icmp-error', ip4.v!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'e', 'v', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.v!, ip6.v!, ip6.r!, '40601', '80', '5')).toBe(0);
   }, 60_000);
 
   it('an error about a flow that never was reaches nobody, isolated or not', async () => {
     // r has no policy at all: before errors were related to flows, these all arrived.
-    expect(await delivered('e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.e!, '41999', '9999', '5')).toBe(0);
-    expect(await delivered('e', 'r', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.r!, ip6.r!, ip6.e!, '41999', '9999', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.e!, '41999', '9999', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'e', 'r', PACKET_TOO_BIG, ip6, 'icmp-error', ip6.r!, ip6.r!, ip6.e!, '41999', '9999', '5')).toBe(0);
   }, 60_000);
 
   it("an error quoting v's flow but sent to its other end is dropped", async () => {
     // The quoted packet went from v to r, so only v may hear about it.
-    expect(await delivered('e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'e', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.v!, ip4.r!, '41100', '7000', '5')).toBe(0);
   }, 60_000);
 
   it("the flow's opener may not report on the replies it got: a pod reports only as its flow's responder", async () => {
     // v opened the flow to r: r's replies went to v, but v is no router and answered nothing. Before, these arrived at r.
-    expect(await delivered('v', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.v!, '7000', '41100', '5')).toBe(0);
+    expect(await dropped('DROP_ICMP_UNRELATED', 'v', 'r', FRAG_NEEDED, ip4, 'icmp-error', ip4.r!, ip4.r!, ip4.v!, '7000', '41100', '5')).toBe(0);
     // The same error from r, the flow's responder, about v's packet it received, still arrives (the first test).
   }, 60_000);
 
   it('an ICMP timestamp request let out opens no way back in for any ICMP', async () => {
     await run('v', 'icmp-other', ip4.r!, TIMESTAMP, '3');
     // Before, that request left a (0, 0) conntrack entry, and r's ICMP of every kind rode it into v.
-    expect(await delivered('r', 'v', TIMESTAMP, ip4, 'icmp-other', ip4.v!, TIMESTAMP, '5')).toBe(0);
-    expect(await delivered('r', 'v', '42', ip4, 'icmp-other', ip4.v!, '42', '5')).toBe(0);
+    expect(await dropped('DROP_POLICY_INGRESS', 'r', 'v', TIMESTAMP, ip4, 'icmp-other', ip4.v!, TIMESTAMP, '5')).toBe(0);
+    expect(await dropped('DROP_POLICY_INGRESS', 'r', 'v', '42', ip4, 'icmp-other', ip4.v!, '42', '5')).toBe(0);
   }, 60_000);
 
   it('the datapath counted the related errors and the unrelated drops', async () => {

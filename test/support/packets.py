@@ -156,9 +156,18 @@ def echo_of(dst, port, packets, timeout=2.0):
 
 
 def sniff_count(match, seconds):
-    sniffer = AsyncSniffer(iface=IFACE, lfilter=match)
+    """Counts the packets that match for `seconds` once the sniffer listens ("listening" on stderr),
+    or until SIGUSR1: a caller sends it once a drop counter shows every packet it sent dropped."""
+    given_up = threading.Event()
+    signal.signal(signal.SIGUSR1, lambda *_: given_up.set())
+    listening = threading.Event()
+    sniffer = AsyncSniffer(iface=IFACE, lfilter=match, started_callback=listening.set)
     sniffer.start()
-    time.sleep(seconds)
+    listening.wait(5)
+    print("listening", file=sys.stderr, flush=True)
+    deadline = time.time() + seconds
+    while not given_up.is_set() and time.time() < deadline:
+        given_up.wait(min(0.05, max(0.0, deadline - time.time())))
     return len(sniffer.stop())
 
 
