@@ -25,14 +25,15 @@
  * deleted in the window stays until it expires or the sweep takes it.
  */
 import { BPF_ANY, BPF_EXIST, BPF_NOEXIST } from './bpf-map.ts';
+import { keyString, type EntrySet } from './entry-set.ts';
 import { isBpfError, mapDeleteElem, mapLookupElem, mapUpdateElem } from './libbpf.ts';
-import { copyEntries, isArrayType, readEntrySet, valueBytesOf, type CatchUp, type EntrySet, type MapLayout } from './map-migration.ts';
+import { copyEntries, isArrayType, readEntryChunks, valueBytesOf, type CatchUp, type MapLayout } from './map-migration.ts';
 import { errorMessage } from '../lib/errors.ts';
 
 const COUNT_BYTES = 8;
 
-/** One change to the new map (key in hex). */
-export type CatchUpAction = { key: string; op: 'create' | 'overwrite'; value: Buffer } | { key: string; op: 'delete' };
+/** What the catch-up does to one key of the new map. */
+export type CatchUpOp = { op: 'create' | 'overwrite'; value: Buffer } | { op: 'delete' } | null;
 
 /** A value of the old layout in the new one (every CPU's slot). */
 export type Convert = (old: Buffer) => Buffer;
@@ -47,51 +48,33 @@ export interface CatchUpResult {
 }
 
 /**
- * The 'entries' catch-up, decided per key from the first copy (base), the
- * old map now and the new map now.
+ * The 'entries' catch-up of one key, from its value as first copied (base),
+ * in the old map now and in the new map now (undefined: absent).
  */
-export function entryActions(base: EntrySet, old: EntrySet, now: EntrySet, convert: Convert): CatchUpAction[] {
-  const actions: CatchUpAction[] = [];
-  for (const [key, o] of old) {
-    const b = base.get(key);
-    const n = now.get(key);
-    if (!b) {
-      // Made by the old programs since the copy; one the new programs made too is theirs.
-      if (!n) actions.push({ key, op: 'create', value: convert(o) });
-      continue;
-    }
-    // Gone from the new map: the new programs ended it. Unchanged in the old: nothing to carry.
-    if (!n || o.equals(b)) continue;
-    if (n.equals(convert(b))) actions.push({ key, op: 'overwrite', value: convert(o) });
+export function entryOp(base: Buffer | undefined, old: Buffer | undefined, now: Buffer | undefined, convert: Convert): CatchUpOp {
+  if (!base) {
+    // Made by the old programs since the copy; one the new programs made too is theirs.
+    return old && !now ? { op: 'create', value: convert(old) } : null;
   }
-  for (const [key, b] of base) {
-    if (old.has(key)) continue;
-    const n = now.get(key);
-    // Ended by the old programs since the copy, and untouched by the new ones.
-    if (n?.equals(convert(b))) actions.push({ key, op: 'delete' });
-  }
-  return actions;
+  // Left alone by the new programs since the switch (else what they did stands).
+  if (!now || !now.equals(convert(base))) return null;
+  if (!old) return { op: 'delete' }; // ended by the old programs since the copy
+  return old.equals(base) ? null : { op: 'overwrite', value: convert(old) };
 }
 
 /**
- * The 'counts' catch-up: per key of the old map, old - base of every 64-bit
- * field of the first `fields` of each slot (a key absent from base counts
- * from zero). Keys whose counts did not move are left out.
+ * The 'counts' catch-up of one key: old - base of each 64-bit field of the
+ * first `fields` of every slot (no base: from zero); null when none moved.
  */
-export function countDeltas(base: EntrySet, old: EntrySet, slots: number, stride: number, fields: number): Map<string, bigint[]> {
-  const deltas = new Map<string, bigint[]>();
-  for (const [key, o] of old) {
-    const b = base.get(key);
-    const d: bigint[] = [];
-    for (let slot = 0; slot < slots; slot++) {
-      for (let f = 0; f < fields; f++) {
-        const at = slot * stride + f * COUNT_BYTES;
-        d.push(o.readBigUInt64LE(at) - (b ? b.readBigUInt64LE(at) : 0n));
-      }
+export function countDelta(base: Buffer | undefined, old: Buffer, slots: number, stride: number, fields: number): bigint[] | null {
+  const d: bigint[] = [];
+  for (let slot = 0; slot < slots; slot++) {
+    for (let f = 0; f < fields; f++) {
+      const at = slot * stride + f * COUNT_BYTES;
+      d.push(old.readBigUInt64LE(at) - (base ? base.readBigUInt64LE(at) : 0n));
     }
-    if (d.some((x) => x !== 0n)) deltas.set(key, d);
   }
-  return deltas;
+  return d.some((x) => x !== 0n) ? d : null;
 }
 
 /** `value` (new layout) with the deltas added to its fields, modulo 2^64 (signed counts come out right). */
@@ -106,11 +89,40 @@ export function addDeltas(value: Buffer, deltas: bigint[], slots: number, stride
   return out;
 }
 
+/** A key whose entry the old programs made, ended or changed since the first copy. */
+interface Moved {
+  key: Buffer;
+  base: Buffer | undefined;
+  old: Buffer | undefined;
+}
+
+/** The keys of the old map (oldFd) that differ from the first copy (base), read in the kernel's blocks. */
+function movedSinceCopy(map: string, oldFd: number, from: MapLayout, base: EntrySet): Moved[] {
+  const moved: Moved[] = [];
+  const seen = new Set<number>();
+  const bytes = base.valueBytes;
+  for (const c of readEntryChunks(map, oldFd, from)) {
+    for (let i = 0; i < c.count; i++) {
+      const at = base.find(keyString(c, i, base.keySize));
+      if (at !== undefined) {
+        seen.add(at);
+        if (base.sameValue(at, c.values, i * bytes)) continue;
+      }
+      moved.push({ key: c.keys.subarray(i * base.keySize, (i + 1) * base.keySize), base: at === undefined ? undefined : base.value(at), old: c.values.subarray(i * bytes, (i + 1) * bytes) });
+    }
+  }
+  for (const [key, at] of base.entries()) {
+    if (!seen.has(at)) moved.push({ key: Buffer.from(key, 'latin1'), base: base.value(at), old: undefined });
+  }
+  return moved;
+}
+
 /**
  * Catches the new map (newFd, layout `to`) up with the old (oldFd, `from`)
  * by `kind`, against `base`, the entries as first copied (old layout);
  * without a base (a migration finished after a crash), 'entries' copies only
- * what the new map lacks and 'counts' does nothing.
+ * what the new map lacks and 'counts' does nothing. Reads the old map whole
+ * and the new one only at the keys that moved.
  */
 export function catchUpMap(map: string, oldFd: number, newFd: number, from: MapLayout, to: MapLayout, copyBytes: number, kind: CatchUp, base: EntrySet | undefined): CatchUpResult {
   const result: CatchUpResult = { map, written: 0, deleted: 0, failed: [] };
@@ -122,15 +134,19 @@ export function catchUpMap(map: string, oldFd: number, newFd: number, from: MapL
   const fromBytes = valueBytesOf(from);
   const toBytes = valueBytesOf(to);
   const array = isArrayType(to.type);
-  const old = readEntrySet(map, oldFd, from);
+  const moved = movedSinceCopy(map, oldFd, from, base);
+  const lookupNew = (key: Buffer): Buffer | undefined => {
+    const value = Buffer.alloc(toBytes.bytes);
+    return mapLookupElem(newFd, key, value, `map ${map} (new)`) ? value : undefined;
+  };
   if (kind === 'counts' && copyBytes % COUNT_BYTES === 0) {
     const fields = copyBytes / COUNT_BYTES;
-    for (const [hex, d] of countDeltas(base, old, fromBytes.slots, fromBytes.stride, fields)) {
-      const key = Buffer.from(hex, 'hex');
-      const current = Buffer.alloc(toBytes.bytes);
-      const present = mapLookupElem(newFd, key, current, `map ${map} (new)`);
-      const flags = array ? BPF_ANY : present ? BPF_EXIST : BPF_NOEXIST;
-      write(result, () => mapUpdateElem(newFd, key, addDeltas(current, d, toBytes.slots, toBytes.stride, fields), flags, `map ${map} (new)`), hex);
+    for (const m of moved) {
+      const d = m.old && countDelta(m.base, m.old, fromBytes.slots, fromBytes.stride, fields);
+      if (!d) continue;
+      const now = lookupNew(m.key);
+      const flags = array ? BPF_ANY : now ? BPF_EXIST : BPF_NOEXIST;
+      write(result, () => mapUpdateElem(newFd, m.key, addDeltas(now ?? Buffer.alloc(toBytes.bytes), d, toBytes.slots, toBytes.stride, fields), flags, `map ${map} (new)`), m.key);
     }
     return result;
   }
@@ -139,25 +155,26 @@ export function catchUpMap(map: string, oldFd: number, newFd: number, from: MapL
     for (let slot = 0; slot < fromBytes.slots; slot++) o.copy(value, slot * toBytes.stride, slot * fromBytes.stride, slot * fromBytes.stride + copyBytes);
     return value;
   };
-  for (const action of entryActions(base, old, readEntrySet(map, newFd, to), convert)) {
-    const key = Buffer.from(action.key, 'hex');
+  for (const m of moved) {
+    const action = entryOp(m.base, m.old, lookupNew(m.key), convert);
+    if (!action) continue;
     if (action.op === 'delete') {
-      if (mapDeleteElem(newFd, key, `map ${map} (new)`)) result.deleted++;
+      if (mapDeleteElem(newFd, m.key, `map ${map} (new)`)) result.deleted++;
       continue;
     }
     const flags = array ? BPF_ANY : action.op === 'create' ? BPF_NOEXIST : BPF_EXIST;
-    write(result, () => mapUpdateElem(newFd, key, action.value, flags, `map ${map} (new)`), action.key);
+    write(result, () => mapUpdateElem(newFd, m.key, action.value, flags, `map ${map} (new)`), m.key);
   }
   return result;
 }
 
 /** One write of the catch-up: a key the new programs made (EEXIST) or ended (ENOENT) meanwhile is theirs. */
-function write(result: CatchUpResult, update: () => void, key: string): void {
+function write(result: CatchUpResult, update: () => void, key: Buffer): void {
   try {
     update();
     result.written++;
   } catch (err: unknown) {
     if (isBpfError(err, 'EEXIST') || isBpfError(err, 'ENOENT')) return;
-    result.failed.push(`key ${key}: ${errorMessage(err)}`);
+    result.failed.push(`key ${key.toString('hex')}: ${errorMessage(err)}`);
   }
 }

@@ -25,6 +25,7 @@ import { BPF_ANY, BPF_NOEXIST } from './bpf-map.ts';
 import { isBpfError, mapGetNextKey, mapLookupElem, mapUpdateElem, numPossibleCpus } from './libbpf.ts';
 import type { ValueLayout } from './map-btf.ts';
 import { fieldsDiffer, fieldsEnd } from './map-btf.ts';
+import { EntrySet, type Chunk } from './entry-set.ts';
 
 /** enum bpf_map_type values met here. */
 const BPF_MAP_TYPE_HASH = 1;
@@ -194,11 +195,16 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
       }
     }
     const n = Math.min(from.maxEntries, to.maxEntries);
+    const kept: Chunk = { keys: Buffer.alloc(keep ? n * ARRAY_KEY_BYTES : 0), values: Buffer.alloc(keep ? n * oldValue.length : 0), count: 0 };
     for (let index = 0; index < n; index++) {
       if (!mapLookupElem(oldFd, u32(index), oldValue, `map ${map}`)) continue;
       mapUpdateElem(newFd, u32(index), convert(), BPF_ANY, `map ${map} (new)`);
-      keep?.set(u32(index).toString('hex'), Buffer.from(oldValue));
+      if (!keep) continue;
+      kept.keys.writeUInt32LE(index, kept.count * ARRAY_KEY_BYTES);
+      oldValue.copy(kept.values, kept.count * oldValue.length);
+      kept.count++;
     }
+    keep?.add(kept);
     return n;
   }
   const chunks = readChunks(map, oldFd, from, oldValue.length);
@@ -208,9 +214,7 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
   }
   const keySize = from.keySize;
   const newValueBytes = newStride * slots;
-  if (keep) {
-    for (const c of chunks) chunkKeys(c, keySize).forEach((key, i) => keep.set(key.toString('hex'), c.values.subarray(i * oldValue.length, (i + 1) * oldValue.length)));
-  }
+  if (keep) for (const c of chunks) keep.add(c);
   /** A chunk's values in the new layout; the same buffer when only max_entries changed. */
   const convertChunk = (c: Chunk): Buffer => {
     if (oldStride === newStride && copyBytes === from.valueSize) return c.values;
@@ -246,9 +250,6 @@ export function copyEntries(map: string, oldFd: number, newFd: number, from: Map
   return written;
 }
 
-/** A map's entries: each key (hex) and its value, all CPUs' slots back to back. */
-export type EntrySet = Map<string, Buffer>;
-
 /** Bytes of one value as the syscalls read and write it: every CPU's slot, each rounded up to 8, for a per-CPU map. */
 export function valueBytesOf(layout: Pick<MapLayout, 'type' | 'valueSize'>): { slots: number; stride: number; bytes: number } {
   const slots = PERCPU_TYPES.has(layout.type) ? numPossibleCpus() : 1;
@@ -256,33 +257,24 @@ export function valueBytesOf(layout: Pick<MapLayout, 'type' | 'valueSize'>): { s
   return { slots, stride, bytes: stride * slots };
 }
 
-/** Every entry of the map now (an array: every index). */
-export function readEntrySet(map: string, fd: number, layout: MapLayout): EntrySet {
+/** Every entry of the map now, in blocks (an array: every index, in one). */
+export function readEntryChunks(map: string, fd: number, layout: MapLayout): Chunk[] {
   const { bytes } = valueBytesOf(layout);
-  const out: EntrySet = new Map();
-  if (ARRAY_TYPES.has(layout.type)) {
-    for (let index = 0; index < layout.maxEntries; index++) {
-      const value = Buffer.alloc(bytes);
-      if (mapLookupElem(fd, u32(index), value, `map ${map}`)) out.set(u32(index).toString('hex'), value);
-    }
-    return out;
+  if (!ARRAY_TYPES.has(layout.type)) return readChunks(map, fd, layout, bytes);
+  const c: Chunk = { keys: Buffer.alloc(layout.maxEntries * ARRAY_KEY_BYTES), values: Buffer.alloc(layout.maxEntries * bytes), count: 0 };
+  const value = Buffer.alloc(bytes);
+  for (let index = 0; index < layout.maxEntries; index++) {
+    if (!mapLookupElem(fd, u32(index), value, `map ${map}`)) continue;
+    c.keys.writeUInt32LE(index, c.count * ARRAY_KEY_BYTES);
+    value.copy(c.values, c.count * bytes);
+    c.count++;
   }
-  for (const c of readChunks(map, fd, layout, bytes)) {
-    chunkKeys(c, layout.keySize).forEach((key, i) => out.set(key.toString('hex'), c.values.subarray(i * bytes, (i + 1) * bytes)));
-  }
-  return out;
+  return [c];
 }
 
 /** True for the types whose every index exists (arrays). */
 export function isArrayType(type: number): boolean {
   return ARRAY_TYPES.has(type);
-}
-
-/** Entries read together: count keys and values, back to back. */
-interface Chunk {
-  keys: Buffer;
-  values: Buffer;
-  count: number;
 }
 
 function chunkKeys(c: Chunk, keySize: number): Buffer[] {

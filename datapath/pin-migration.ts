@@ -48,7 +48,8 @@ import koffi from 'koffi';
 import { BPF_LINK_TYPE_TCX, readLinkInfo, readMapInfo, readProgramId } from './bpf-info.ts';
 import { BPF_TCX_INGRESS, closeFd, closeObject, isBpfError, linkUpdate, mapDefinitions, objGet, objPin, openObjectFromMemory } from './libbpf.ts';
 import { definedMapTypes, pinnedMapTypes } from './map-btf.ts';
-import { MAP_TREATMENT, catchUpOf, copyEntries, isRefusal, planMigration, type EntrySet, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
+import { MAP_TREATMENT, catchUpOf, copyEntries, isRefusal, planMigration, valueBytesOf, type MapLayout, type MigrationRefusal, type MigrationStep } from './map-migration.ts';
+import { EntrySet } from './entry-set.ts';
 import { catchUpMap, type CatchUpResult } from './map-catch-up.ts';
 import { VERSION_MAP, pinVersion, readPinnedVersion, type LayoutChange } from './pin-version.ts';
 import { removePinTree } from './bpffs.ts';
@@ -163,9 +164,8 @@ export function migratePins(pinDir: string, steps: MigrationStep[], objectBytes:
     }
     loadInto(join(staging, MAPS_DIR), join(staging, PROGS_DIR));
     for (const step of steps) {
-      const base = step.action === 'copy' && catchUpOf(step.map) !== 'none' ? new Map<string, Buffer>() : undefined;
-      if (base) bases.set(step.map, base);
-      report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, base) : 0 });
+      const keep = step.action === 'copy' && catchUpOf(step.map) !== 'none';
+      report.maps.push({ map: step.map, action: step.action, entries: step.action === 'copy' ? copyMap(step.map, mapsDir, join(staging, MAPS_DIR), step.copyBytes, keep ? bases : undefined) : 0 });
     }
     migrationTestHooks.afterCopy?.(join(staging, MAPS_DIR));
     pauseAfterCopy();
@@ -275,10 +275,12 @@ function catchUp(oldMapsDir: string, newMapsDir: string, bases: Map<string, Entr
   return results;
 }
 
-/** The first copy of a map; its entries as copied are put in `keep` when given. */
-function copyMap(name: string, fromDir: string, toDir: string, copyBytes: number, keep: EntrySet | undefined): number {
+/** The first copy of a map; its entries as copied are kept in `bases` when given. */
+function copyMap(name: string, fromDir: string, toDir: string, copyBytes: number, bases: Map<string, EntrySet> | undefined): number {
   const from = pinnedLayout(join(fromDir, name), name);
   const to = pinnedLayout(join(toDir, name), name);
+  const keep = bases && new EntrySet(from.keySize, valueBytesOf(from).bytes);
+  if (keep) bases.set(name, keep);
   return withMaps(name, fromDir, toDir, (oldFd, newFd) => copyEntries(name, oldFd, newFd, from, to, copyBytes, 'all', keep));
 }
 

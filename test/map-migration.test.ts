@@ -3,8 +3,9 @@
  * pure decisions, no kernel.
  */
 import { describe, expect, it } from 'vitest';
-import { MAP_TREATMENT, catchUpOf, planMigration, type EntrySet, type MapLayout } from '../datapath/map-migration.ts';
-import { addDeltas, countDeltas, entryActions } from '../datapath/map-catch-up.ts';
+import { MAP_TREATMENT, catchUpOf, planMigration, type MapLayout } from '../datapath/map-migration.ts';
+import { addDeltas, countDelta, entryOp } from '../datapath/map-catch-up.ts';
+import { EntrySet } from '../datapath/entry-set.ts';
 import { fieldsEnd, type ValueField } from '../datapath/map-btf.ts';
 
 const HASH = 1;
@@ -102,26 +103,22 @@ describe('planning the migration of a changed map', () => {
 
 describe('the catch-up after the switch: what the old programs did since the copy', () => {
   const v = (...bytes: number[]) => Buffer.from(bytes);
-  const set = (entries: Record<string, Buffer>): EntrySet => new Map(Object.entries(entries));
   /** A value grown by one zero byte at its end. */
   const grow = (b: Buffer) => Buffer.concat([b, Buffer.alloc(1)]);
 
   it('creates what the old programs opened, deletes what they ended, carries what they changed, in the new layout', () => {
-    const base = set({ ended: v(1), changed: v(1), kept: v(1) });
-    const old = set({ changed: v(2), kept: v(1), opened: v(2) });
-    const now = set({ ended: grow(v(1)), changed: grow(v(1)), kept: grow(v(1)) });
-    expect(entryActions(base, old, now, grow)).toEqual([
-      { key: 'changed', op: 'overwrite', value: grow(v(2)) },
-      { key: 'opened', op: 'create', value: grow(v(2)) },
-      { key: 'ended', op: 'delete' },
-    ]);
+    expect(entryOp(undefined, v(2), undefined, grow)).toEqual({ op: 'create', value: grow(v(2)) });
+    expect(entryOp(v(1), undefined, grow(v(1)), grow)).toEqual({ op: 'delete' });
+    expect(entryOp(v(1), v(2), grow(v(1)), grow)).toEqual({ op: 'overwrite', value: grow(v(2)) });
+    expect(entryOp(v(1), v(1), grow(v(1)), grow)).toBeNull();
   });
 
-  it("leaves what the new programs did since the switch: their change, their delete, their own entry for the same key", () => {
-    const base = set({ changedByBoth: v(1), endedByNew: v(1), endedByBoth: v(1), changedByNewEndedByOld: v(1) });
-    const old = set({ changedByBoth: v(2), endedByNew: v(2), openedByBoth: v(2) });
-    const now = set({ changedByBoth: grow(v(3)), openedByBoth: grow(v(3)), changedByNewEndedByOld: grow(v(3)) });
-    expect(entryActions(base, old, now, grow)).toEqual([]);
+  it('leaves what the new programs did since the switch: their change, their delete, their own entry for the same key', () => {
+    expect(entryOp(v(1), v(2), grow(v(3)), grow)).toBeNull(); // both changed it
+    expect(entryOp(v(1), v(2), undefined, grow)).toBeNull(); // the new programs ended it
+    expect(entryOp(v(1), undefined, undefined, grow)).toBeNull(); // both ended it
+    expect(entryOp(v(1), undefined, grow(v(3)), grow)).toBeNull(); // the old ended it, the new changed (or made it again)
+    expect(entryOp(undefined, v(2), grow(v(3)), grow)).toBeNull(); // both made it
   });
 
   it('adds to the new counts what the old programs counted since the copy, modulo 2^64, per CPU slot (signed counts taken away too)', () => {
@@ -131,12 +128,24 @@ describe('the catch-up after the switch: what the old programs did since the cop
       return b;
     };
     // Two CPU slots of two fields each.
-    const base = set({ a: u64s(10n, 2n, 0n, 0n), same: u64s(1n, 1n, 1n, 1n) });
-    const old = set({ a: u64s(13n, 1n, 5n, 0n), same: u64s(1n, 1n, 1n, 1n), fresh: u64s(1n, 0n, 0n, 0n) });
-    const deltas = countDeltas(base, old, 2, 16, 2);
-    expect([...deltas.keys()]).toEqual(['a', 'fresh']);
-    expect(deltas.get('a')).toEqual([3n, -1n, 5n, 0n]);
-    expect(addDeltas(u64s(11n, 2n, 7n, 9n), deltas.get('a')!, 2, 16, 2)).toEqual(u64s(14n, 1n, 12n, 9n));
+    const d = countDelta(u64s(10n, 2n, 0n, 0n), u64s(13n, 1n, 5n, 0n), 2, 16, 2);
+    expect(d).toEqual([3n, -1n, 5n, 0n]);
+    expect(countDelta(u64s(1n, 1n, 1n, 1n), u64s(1n, 1n, 1n, 1n), 2, 16, 2)).toBeNull();
+    expect(countDelta(undefined, u64s(1n, 0n, 0n, 0n), 2, 16, 2)).toEqual([1n, 0n, 0n, 0n]);
+    expect(addDeltas(u64s(11n, 2n, 7n, 9n), d!, 2, 16, 2)).toEqual(u64s(14n, 1n, 12n, 9n));
     expect(addDeltas(u64s(0n, 0n, 0n, 0n), [0n, -1n, 0n, 0n], 2, 16, 2)).toEqual(u64s(0n, -1n, 0n, 0n));
+  });
+
+  it('keeps the first copy in the blocks the kernel returned, found by key, a later block winning', () => {
+    const set = new EntrySet(2, 3);
+    set.add({ keys: Buffer.from([1, 0, 2, 0, 0, 0]), values: Buffer.from([1, 1, 1, 2, 2, 2, 9, 9, 9]), count: 2 });
+    set.add({ keys: Buffer.from([2, 0, 3, 0]), values: Buffer.from([4, 4, 4, 3, 3, 3]), count: 2 });
+    expect(set.size).toBe(3);
+    const at = (k: number[]) => set.find(Buffer.from(k).toString('latin1'))!;
+    expect(set.value(at([1, 0]))).toEqual(Buffer.from([1, 1, 1]));
+    expect(set.value(at([2, 0]))).toEqual(Buffer.from([4, 4, 4]));
+    expect(set.find(Buffer.from([0, 0]).toString('latin1'))).toBeUndefined();
+    expect(set.sameValue(at([3, 0]), Buffer.from([0, 3, 3, 3]), 1)).toBe(true);
+    expect(set.sameValue(at([3, 0]), Buffer.from([3, 3, 3, 4]), 1)).toBe(false);
   });
 });
