@@ -118,7 +118,8 @@ export class Reflector {
   }
 
   private put(raw: KubeObject): boolean {
-    const obj = this.opts.project({ ...raw, kind: raw.kind ?? this.opts.kind, apiVersion: raw.apiVersion ?? this.opts.apiVersion });
+    // The collection's own kind and apiVersion strings, not each watch event's copy: one pair for every object kept.
+    const obj = this.opts.project({ ...raw, kind: this.opts.kind, apiVersion: this.opts.apiVersion });
     const key = keyOf(obj);
     const before = this.items.get(key);
     // Compared on arrival rather than kept per object: a kept fingerprint cost about 400 bytes per pod.
