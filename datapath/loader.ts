@@ -173,6 +173,14 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
       runningVersion = switched.failed.length === 0 ? version : 'mixed';
       if (switched.failed.length === 0) pinVersions(pinDir, version);
     }
+  } else if (readPinnedVersion(mapsDir) !== null && options.replace !== false) {
+    // Pins of a whole datapath without some of this object's maps or programs (a version from
+    // before one was added, or after one was removed): loaded with them, and every link switched.
+    const from = readPinnedVersion(mapsDir) ?? 'unknown';
+    const switched = replacePrograms(options.objectBytes, mapsDir, progsDir, linksDir);
+    replaced = { from, ...switched, migrated: [] };
+    runningVersion = switched.failed.length === 0 ? version : 'mixed';
+    if (switched.failed.length === 0) pinVersions(pinDir, version);
   } else {
     loadAndPin(options.objectBytes, mapsDir, progsDir);
     pinVersions(pinDir, version);
