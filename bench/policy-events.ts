@@ -24,7 +24,7 @@
  * values give the cost of an identity. --heap-snapshot FILE writes a V8 heap
  * snapshot after the first sync of the last size (to see what a pod costs).
  *
- * usage: node [--expose-gc] bench/policy-events.ts [--sizes 2500,10000,20000] [--policies 200] [--local 100] [--events 50] [--memory] [--pods-per-identity 10]
+ * usage: node [--expose-gc] bench/policy-events.ts [--sizes 2500,10000,20000] [--policies 200] [--local 100] [--events 50] [--kinds add,relabel,delete,policy,namespace] [--memory] [--pods-per-identity 10]
  */
 import { parseArgs } from 'node:util';
 import v8 from 'node:v8';
@@ -49,6 +49,7 @@ const { values: args } = parseArgs({
     memory: { type: 'boolean', default: false },
     'pods-per-identity': { type: 'string', default: '10' },
     'heap-snapshot': { type: 'string' },
+    kinds: { type: 'string', default: 'add,relabel,delete,policy,namespace' },
   },
 });
 const SIZES = args.sizes.split(',').map(Number);
@@ -220,7 +221,7 @@ async function run(n: number): Promise<Result> {
     memory = { listedHeapBytesPerPod: (listedHeap - baseHeap) / n, heapBytesPerPod: (m.heapUsed - baseHeap) / n, identities: policy.sync.state()!.identities.size };
   }
 
-  const kinds = ['add', 'relabel', 'delete', 'policy', 'namespace'] as const;
+  const kinds = args.kinds.split(',') as ('add' | 'relabel' | 'delete' | 'policy' | 'namespace')[];
   const times: number[] = [];
   const byKind: Record<string, number[]> = Object.fromEntries(kinds.map((k) => [k, []]));
   let next = n;
@@ -267,7 +268,7 @@ for (const n of SIZES) {
   const k = r.byKind;
   const mem = args.memory ? `   ${r.identities}  ${Math.round(r.listedHeapBytesPerPod!)} B  ${Math.round(r.heapBytesPerPod!)} B` : '';
   console.log(
-    `${String(n).padEnd(8)} ${f(r.firstSyncMs).padStart(10)}   ${f(r.p50Ms).padStart(9)}   ${f(r.p95Ms).padStart(9)}   ${f(k.add!)} / ${f(k.relabel!)} / ${f(k.delete!)} / ${f(k.policy!)} / ${f(k.namespace!)}${mem}`,
+    `${String(n).padEnd(8)} ${f(r.firstSyncMs).padStart(10)}   ${f(r.p50Ms).padStart(9)}   ${f(r.p95Ms).padStart(9)}   ${[k.add, k.relabel, k.delete, k.policy, k.namespace].map((x) => (x === undefined ? "-" : f(x))).join(" / ")}${mem}`,
   );
 }
 console.log(JSON.stringify({ bench: 'policy-events', policies: POLICIES, local: LOCAL, results }));
