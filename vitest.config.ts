@@ -31,6 +31,8 @@ const UNIT = [
   'test/ipam-clock.test.ts', // reads /proc/uptime and the boot id
   'test/ipam-rebuild.test.ts', // lists this namespace's links and routes over rtnetlink (read-only, no root)
   'test/numbering-rebuild.test.ts',
+  'test/store-schema.test.ts',
+  'test/store-recovery-metrics.test.ts',
   'test/map-migration.test.ts',
   'test/multi-node-plan.test.ts',
   'test/policy.test.ts',

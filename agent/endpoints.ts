@@ -8,6 +8,7 @@ import type { DatabaseSync, StatementSync } from 'node:sqlite';
 import { closeQuietly, inTransaction, openStore } from '../ipam/store.ts';
 import type { Endpoint, EndpointSpec } from '../contract/api-types.ts';
 import type { StateDisk } from './state-disk.ts';
+import { markStoreSchema } from '../lib/store-schema.ts';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS endpoints (
@@ -18,6 +19,9 @@ CREATE TABLE IF NOT EXISTS endpoints (
   created_at INTEGER NOT NULL,
   UNIQUE (container_id, ifname)
 );`;
+
+/** The endpoint store's schema version (lib/store-schema.ts); an agent of version 1 can use it. */
+export const ENDPOINTS_SCHEMA_VERSION = 1;
 
 /** Brings the datapath in line with the endpoints (see agent/policy-sync/maps.ts); says which it could not serve. */
 export type SyncEndpoints = (endpoints: Endpoint[]) => { unserved: number[] } | void;
@@ -78,6 +82,7 @@ export class EndpointManager {
     this.db = openStore(this.dbFile);
     this.db.exec(SCHEMA);
     dropIdentityColumn(this.db);
+    markStoreSchema(this.db, { version: ENDPOINTS_SCHEMA_VERSION, oldestReader: 1 });
     this.stmts = {
       upsert: this.db.prepare(
         `INSERT INTO endpoints (container_id, ifname, spec, created_at) VALUES (?, ?, ?, ?)

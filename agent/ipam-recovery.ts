@@ -12,6 +12,7 @@ import type { Ipam } from '../ipam/allocator.ts';
 import { offsetOf } from '../ipam/pool.ts';
 import { planRebuild, type NodeFacts, type RebuildPlan } from '../ipam/rebuild.ts';
 import { prepareStore, type StoreCheck } from './store-check.ts';
+import { IPAM_SCHEMA_VERSION } from '../ipam/store.ts';
 import { ipToBigInt } from '../lib/cidr.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { decodeEndpointInfo, decodeEndpointKey } from '../datapath/abi.ts';
@@ -27,7 +28,7 @@ export type IpamStoreCheck = StoreCheck;
 
 /** Checks the store at `file` before it is opened; a damaged one is moved aside. */
 export function prepareIpamStore(file: string, log: (msg: string) => void, now = new Date()): IpamStoreCheck {
-  return prepareStore(file, 'IPAM', { rebuilding: 'rebuilding the allocations from the node', refused: 'no address is handed out' }, log, now);
+  return prepareStore(file, 'IPAM', { rebuilding: 'rebuilding the allocations from the node', refused: 'no address is handed out', schemaVersion: IPAM_SCHEMA_VERSION }, log, now);
 }
 
 /** What restoring the allocations reads. */

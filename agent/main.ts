@@ -27,7 +27,7 @@ import { AGENT_VERSION, countersRoute, statusRoute } from './api/status-route.ts
 import { LocalDirDatastore, NoDatastore, type Datastore } from './datastore/datastore.ts';
 import { clusterNodes } from './datastore/cluster-view.ts';
 import type { KubernetesMode } from './datastore/kubernetes-agent.ts';
-import { EndpointManager } from './endpoints.ts';
+import { ENDPOINTS_SCHEMA_VERSION, EndpointManager } from './endpoints.ts';
 import { AGENT_DEFAULTS, AGENT_USAGE, parseAgentFlags, type AgentFlags } from './flags.ts';
 import { log } from './log.ts';
 import { AgentMetrics } from './metrics/metrics.ts';
@@ -52,7 +52,7 @@ import { PolicyNamer } from './flows/policy-names.ts';
 import { FlowMetrics } from './metrics/flows.ts';
 import { flowRoutes } from './api/flow-routes.ts';
 import { clusterView, nodeAddresses } from './datastore/cluster-view.ts';
-import { NumberingStore } from './policy-sync/numbering-store.ts';
+import { NUMBERING_SCHEMA_VERSION, NumberingStore } from './policy-sync/numbering-store.ts';
 import { PolicyState } from './policy-sync/state.ts';
 import { ConntrackSweeper } from './reclaim/conntrack-sweep.ts';
 import { startDelQueueDrain } from './reclaim/del-queue-drain.ts';
@@ -133,6 +133,9 @@ async function startAgent(f: AgentFlags): Promise<() => Promise<void>> {
   // Before the first sync rewrites the maps from the records and the numbering, and before any ADD.
   const recoveries = await rebuildStateStores({ stateDir: f.stateDir, stores, ipamStore, datapath, ipam, endpoints, numbering, datastore, socket: f.socket });
   await restoreIpamAllocations({ ipam, check: ipamStore, endpoints: endpoints.list(), endpointMap: datapath.maps.endpoints, datastore, nodeName: f.nodeName, socket: f.socket, log });
+  // A newer agent's store stays as it wrote it: a pod added meanwhile would be missing from it when that agent is back.
+  const newer = [stores.endpoints, stores.numbering].filter((c) => c.newer).map((c) => c.refusal!);
+  if (newer.length > 0) ipam.refuse([ipam.refusal, ...newer].filter((r) => r !== null).join('; '));
   stateDisk.addStore('ipam', () => ipam.reopen());
   stateDisk.addStore('endpoints', () => endpoints.reopen());
   stateDisk.addStore('numbering', () => numbering.reopen());
@@ -384,8 +387,18 @@ function podLookups(f: AgentFlags, kube: KubernetesMode | null, datastore: Datas
 function prepareStateStores(stateDir: string): { endpoints: StoreCheck; numbering: StoreCheck } {
   const inMemory = 'it is kept in memory until then, and rebuilt from the pinned maps at every start';
   return {
-    endpoints: prepareStore(`${stateDir}/endpoints.db`, 'endpoint', { rebuilding: 'rebuilding the endpoint records from the pinned endpoint map', refused: inMemory }, log),
-    numbering: prepareStore(`${stateDir}/numbering.db`, 'identity numbering', { rebuilding: 'rebuilding the identity numbers from the pinned maps and the datastore', refused: inMemory }, log),
+    endpoints: prepareStore(
+      `${stateDir}/endpoints.db`,
+      'endpoint',
+      { rebuilding: 'rebuilding the endpoint records from the pinned endpoint map', refused: inMemory, schemaVersion: ENDPOINTS_SCHEMA_VERSION },
+      log,
+    ),
+    numbering: prepareStore(
+      `${stateDir}/numbering.db`,
+      'identity numbering',
+      { rebuilding: 'rebuilding the identity numbers from the pinned maps and the datastore', refused: inMemory, schemaVersion: NUMBERING_SCHEMA_VERSION },
+      log,
+    ),
   };
 }
 
@@ -407,7 +420,8 @@ async function rebuildStateStores(deps: {
   socket: string;
 }): Promise<StoreRecovery[]> {
   const { stores } = deps;
-  const lost = (c: StoreCheck): boolean => c.missing || c.damage !== null;
+  // Missing, damaged, or a newer agent's that this one leaves untouched: served from memory, rebuilt from the kernel.
+  const lost = (c: StoreCheck): boolean => c.missing || c.damage !== null || c.newer;
   const at = new Date().toISOString();
   const recovery = (store: string, c: StoreCheck, rebuilt: string): StoreRecovery => ({ store, file: `${deps.stateDir}/${store}.db`, damage: c.damage ?? '', movedTo: c.movedTo, rebuilt, at });
   const out: StoreRecovery[] = [];

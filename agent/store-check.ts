@@ -7,8 +7,10 @@
  * as it comes (ipam/store.ts storeDamage).
  */
 import fs from 'node:fs';
-import { storeDamage } from '../ipam/store.ts';
+import { DatabaseSync } from 'node:sqlite';
+import { closeQuietly, storeDamage } from '../ipam/store.ts';
 import { errorMessage } from '../lib/errors.ts';
+import { newerSchemaRefusal, readStoreSchema } from '../lib/store-schema.ts';
 
 /** An in-memory store: what is opened when a damaged file cannot be moved aside. */
 export const NO_FILE = ':memory:';
@@ -24,8 +26,10 @@ export interface StoreCheck {
   damage: string | null;
   /** Where the damaged file was moved, or null. */
   movedTo: string | null;
-  /** Set when a damaged file could not be moved aside: why, and what to do. */
+  /** Set when a damaged file could not be moved aside, or a newer agent's store cannot be used: why, and what to do. */
   refusal: string | null;
+  /** The file was written by a newer agent this one cannot use (lib/store-schema.ts): left untouched, refusal says what to do. */
+  newer: boolean;
 }
 
 /** A store found damaged at start, as `sluice status` and the metrics report it. */
@@ -42,6 +46,16 @@ export interface StoreRecovery {
   at: string;
 }
 
+/** The schema mark of a readable store, read without changing it. */
+function schemaOf(file: string): ReturnType<typeof readStoreSchema> {
+  const db = new DatabaseSync(file, { readOnly: true });
+  try {
+    return readStoreSchema(db);
+  } finally {
+    closeQuietly(db);
+  }
+}
+
 /** The damaged-file name for `file` found at `now`: `<file>.damaged-<ISO time>`. */
 export function damagedName(file: string, now: Date): string {
   return `${file}.damaged-${now.toISOString().replace(/[:.]/g, '-')}`;
@@ -52,14 +66,23 @@ export function damagedName(file: string, now: Date): string {
  * aside and logged as "<label> store <file> is damaged (<why>): moved aside
  * to <where>; <what.rebuilding>". When it cannot be moved, the check says to
  * open an in-memory store, and its refusal says what is refused meanwhile
- * (what.refused) and what to do.
+ * (what.refused) and what to do. A store of a newer schema than
+ * what.schemaVersion that this agent may not use is left untouched, and the
+ * check says so the same way (newer).
  */
-export function prepareStore(file: string, label: string, what: { rebuilding: string; refused: string }, log: (msg: string) => void, now = new Date()): StoreCheck {
-  const check: StoreCheck = { file, missing: !fs.existsSync(file), damage: null, movedTo: null, refusal: null };
+export function prepareStore(file: string, label: string, what: { rebuilding: string; refused: string; schemaVersion: number }, log: (msg: string) => void, now = new Date()): StoreCheck {
+  const check: StoreCheck = { file, missing: !fs.existsSync(file), damage: null, movedTo: null, refusal: null, newer: false };
   if (check.missing) return check;
   // SQLite opens an empty file as an empty store; the agent's never is one (WAL mode writes the header at once).
   check.damage = fs.statSync(file).size === 0 ? 'zero-length file' : storeDamage(file);
-  if (check.damage === null) return check;
+  if (check.damage === null) {
+    const refusal = newerSchemaRefusal(file, label, schemaOf(file), what.schemaVersion);
+    if (refusal !== null) {
+      Object.assign(check, { file: NO_FILE, refusal, newer: true });
+      log(refusal);
+    }
+    return check;
+  }
   const aside = damagedName(file, now);
   try {
     for (const suffix of STORE_FILE_SUFFIXES) if (fs.existsSync(file + suffix)) fs.renameSync(file + suffix, aside + suffix);

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { ipToBigInt } from '../lib/cidr.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { systemBootClock, type BootClock, type BootTime } from '../lib/boot-clock.ts';
+import { markStoreSchema, newerSchemaRefusal, readStoreSchema } from '../lib/store-schema.ts';
 
 /** Who holds an address: the CNI attachment key plus the pod it belongs to. */
 export interface AllocationKey {
@@ -61,8 +62,10 @@ export const STORE_SYNCHRONOUS: SynchronousMode = 'NORMAL';
 /** How long a writer waits for another connection's lock before failing. */
 const BUSY_TIMEOUT_MS = 5_000;
 
-/** Schema version written to PRAGMA user_version after migrations. */
-const SCHEMA_VERSION = 2;
+/** Schema version written to PRAGMA user_version after migrations (lib/store-schema.ts). */
+export const IPAM_SCHEMA_VERSION = 2;
+/** The oldest schema that can use a store of this version: version 2 added columns version 1 code does not fill. */
+const OLDEST_READER = 2;
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS allocations (
@@ -123,7 +126,9 @@ export function openIpamStore(file: string, synchronous: SynchronousMode = STORE
   try {
     inTransaction(db, () => {
       const version = Number((db.prepare('PRAGMA user_version').get() as { user_version: number }).user_version);
-      if (version > SCHEMA_VERSION) throw new Error(`IPAM store ${file} has schema version ${version}, newer than this agent's ${SCHEMA_VERSION}`);
+      const refusal = newerSchemaRefusal(file, 'IPAM', readStoreSchema(db), IPAM_SCHEMA_VERSION);
+      if (refusal !== null) throw new Error(refusal);
+      // A newer store this agent may use is used as it is: nothing below removes or changes what a newer agent added.
       db.exec(SCHEMA);
       const columns = new Set(db.prepare('PRAGMA table_info(allocations)').all().map((c) => String(c.name)));
       if (!columns.has('ip_key')) db.exec('ALTER TABLE allocations ADD COLUMN ip_key TEXT');
@@ -134,7 +139,7 @@ export function openIpamStore(file: string, synchronous: SynchronousMode = STORE
         update.run(ipKeyOfText(String(row.ip)), String(row.ip));
       }
       db.exec(SCHEMA_V1);
-      db.exec(`PRAGMA user_version = ${SCHEMA_VERSION}`);
+      if (version <= IPAM_SCHEMA_VERSION) markStoreSchema(db, { version: IPAM_SCHEMA_VERSION, oldestReader: OLDEST_READER });
     });
   } catch (err: unknown) {
     db.close();

@@ -169,16 +169,16 @@ describe('a damaged endpoint or numbering store', () => {
   for (const [how, damage] of Object.entries(DAMAGES)) {
     it(`endpoints.db ${how}: moved aside and rebuilt; every pod keeps its id, its identity and its traffic`, async () => {
       await damageAndRestart(cluster, 'endpoints.db', damage);
-      await checkReported('endpoints.db', 'endpoint');
       await checkKept('endpoints.db', how);
+      await checkReported('endpoints.db', 'endpoint');
     }, 120_000);
   }
 
   for (const [how, damage] of Object.entries(DAMAGES)) {
     it(`numbering.db ${how}: moved aside and rebuilt; every label set keeps its number, a new one gets one never used`, async () => {
       await damageAndRestart(cluster, 'numbering.db', damage);
-      await checkReported('numbering.db', 'identity numbering');
       await checkKept('numbering.db', how);
+      await checkReported('numbering.db', 'identity numbering');
     }, 120_000);
   }
 

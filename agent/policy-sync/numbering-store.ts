@@ -7,6 +7,7 @@ import { Identity } from '../../datapath/abi.ts';
 import { closeQuietly, inTransaction, openStore } from '../../ipam/store.ts';
 import type { Numbering } from '../../policy/identity.ts';
 import type { StateDisk } from '../state-disk.ts';
+import { markStoreSchema } from '../../lib/store-schema.ts';
 import { RESERVE_BLOCK, readReservation, writeReservation, type Reservation } from './numbering-reservation.ts';
 
 const SCHEMA = `
@@ -23,6 +24,9 @@ CREATE TABLE IF NOT EXISTS numbering (
  * number in use, so no number up to it is handed out again.
  */
 export const FLOOR_KEY = '#numbers-in-use-up-to';
+
+/** The numbering store's schema version (lib/store-schema.ts); an agent of version 1 can use it. */
+export const NUMBERING_SCHEMA_VERSION = 1;
 
 /** Numbering backed by SQLite; numbers are never reused. */
 export class NumberingStore implements Numbering {
@@ -84,6 +88,7 @@ export class NumberingStore implements Numbering {
   private open(): void {
     this.db = openStore(this.dbFile);
     this.db.exec(SCHEMA);
+    markStoreSchema(this.db, { version: NUMBERING_SCHEMA_VERSION, oldestReader: 1 });
     this.insert = this.db.prepare('INSERT INTO numbering (kind, key, number) VALUES (?, ?, ?)');
   }
 
