@@ -77,7 +77,6 @@ spec:
       cluster.serve(node1.netns, 9090, 'tcp'),
       cluster.serve(node2.netns, 9090, 'tcp'),
     ]);
-    await new Promise((r) => setTimeout(r, 1500)); // both agents have the policies
   }, 180_000);
   afterAll(() => cluster.teardown());
 
@@ -120,8 +119,8 @@ spec:
     const s = pods['x/s']!;
     const d = pods['x/d']!;
     const packets = (pod: { netns: string }, ...args: string[]) => must('ip', ['netns', 'exec', pod.netns, PYTHON, PACKETS, ...args]);
-    // d streams UDP from one source port to the Service, ten a second, for 7 s.
-    const streaming = packets(d, 'stream', '10.96.0.10', '53', '41000', '7', 'udp');
+    // d streams UDP from one source port to the Service, ten a second, until both counts are done.
+    const streaming = cluster.spawn('ip', ['netns', 'exec', d.netns, PYTHON, PACKETS, 'stream', '10.96.0.10', '53', '41000', '30', 'udp']);
     expect(Number(await packets(s, 'count', d.ips[0]!, '5353', '2', 'udp'))).toBeGreaterThan(5);
     await cluster.apply(`
 apiVersion: networking.k8s.io/v1
@@ -131,8 +130,8 @@ spec:
   podSelector: {matchLabels: {role: late}}
   policyTypes: [Egress]
 `);
-    await new Promise((r) => setTimeout(r, 1000));
+    // `local apply` returned once both agents' maps hold the policy.
     expect(Number(await packets(s, 'count', d.ips[0]!, '5353', '2', 'udp'))).toBe(0);
-    await streaming;
+    await cluster.stop(streaming);
   }, 30_000);
 });

@@ -38,8 +38,7 @@ spec:
   policyTypes: [Ingress]
   ingress: [{from: [{podSelector: {matchLabels: {role: good}}}]}]
 `);
-    pods = await cluster.podsByName();
-    await new Promise((r) => setTimeout(r, 1500)); // both agents have the policy
+    pods = await cluster.podsByName(); // `local apply` returned once both agents' maps hold the policy
   }, 180_000);
   afterAll(() => cluster.teardown());
 
