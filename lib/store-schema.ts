@@ -55,9 +55,12 @@ export function newerSchemaRefusal(file: string, label: string, schema: StoreSch
 /**
  * Marks a store this agent migrated as its own: version and oldest reader.
  * A store written by a newer agent (usable by this one) keeps its mark.
+ * Call inside the migration's transaction where there is one.
  */
 export function markStoreSchema(db: DatabaseSync, mark: { version: number; oldestReader: number }): void {
-  if (readStoreSchema(db).version > mark.version) return;
+  const found = readStoreSchema(db);
+  // Written only when it changes: an open must not need a writable disk (agent/state-disk.ts).
+  if (found.version > mark.version || (found.version === mark.version && found.oldestReader === mark.oldestReader)) return;
   db.exec(`CREATE TABLE IF NOT EXISTS ${COMPAT_TABLE} (oldest_reader INTEGER NOT NULL)`);
   db.exec(`DELETE FROM ${COMPAT_TABLE}`);
   db.prepare(`INSERT INTO ${COMPAT_TABLE} (oldest_reader) VALUES (?)`).run(mark.oldestReader);
