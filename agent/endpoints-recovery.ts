@@ -19,6 +19,9 @@ import type { RestoredEndpoint } from './endpoints.ts';
 import type { KernelNumbers, MappedEndpoint } from './kernel-numbers.ts';
 import { hostVeths, vethLivenessPath } from './ipam-recovery.ts';
 
+/** The cause of a rebuild of a store that did not exist. */
+export const MISSING = 'the store was missing';
+
 /** A host veth as the rebuild sees it: its index, name and, when this agent made it, the attachment its alias names. */
 export interface VethFact {
   index: number;
@@ -90,8 +93,8 @@ export interface EndpointRecoveryDeps {
   datastore: Pick<Datastore, 'objects' | 'refresh'>;
   /** The agent's socket: its host veths carry the mark made from it. */
   socket: string;
-  /** Where the damaged store went (for the log), or null when it was missing. */
-  movedTo: string | null;
+  /** Why the store is rebuilt, for the log ('the damaged store moved aside to ...'). */
+  cause: string;
   log: (msg: string) => void;
 }
 
@@ -115,8 +118,8 @@ export async function restoreEndpoints(deps: EndpointRecoveryDeps): Promise<Endp
   );
   deps.endpoints.restore(plan.records, deps.kernel.maxEndpointId);
   // A first start (no store, no endpoint in the maps) has nothing to say.
-  if (deps.movedTo === null && deps.kernel.endpoints.size === 0) return plan;
-  const from = deps.movedTo ? `the damaged store moved aside to ${deps.movedTo}` : 'the store was missing';
+  if (deps.cause === MISSING && deps.kernel.endpoints.size === 0) return plan;
+  const from = deps.cause;
   const line = (r: RestoredEndpoint): string => `${r.id} ${r.spec.namespace || '?'}/${r.spec.pod || '?'} ${r.spec.ips.join(',')} (${r.spec.hostIfname})`;
   deps.log(`endpoints rebuilt (${from}): ${plan.records.length} endpoint(s) put back from the pinned endpoint map: ${plan.records.map(line).join('; ') || 'none'}; new endpoint ids start above ${deps.kernel.maxEndpointId}`);
   if (plan.unplaced.length > 0) deps.log(`endpoints: could not put back ${plan.unplaced.length}: ${plan.unplaced.join('; ')}`);

@@ -61,7 +61,7 @@ import { NodeRouting } from './routing/routing.ts';
 import { StateDisk } from './state-disk.ts';
 import { prepareStore, type StoreCheck, type StoreRecovery } from './store-check.ts';
 import { readKernelNumbers } from './kernel-numbers.ts';
-import { restoreEndpoints } from './endpoints-recovery.ts';
+import { MISSING, restoreEndpoints } from './endpoints-recovery.ts';
 import { restoreNumbering } from './numbering-recovery.ts';
 import { registerStoreRecoveryMetrics } from './metrics/store-recovery.ts';
 import { TcpHealth } from './tcp-health.ts';
@@ -309,6 +309,8 @@ function startDatapath(f: AgentFlags): Datapath {
   if (r) {
     log(`datapath: programs of version ${r.from} replaced by ${datapath.version}; ${r.links} TCX links switched${r.failed.length ? `, ${r.failed.length} NOT: ${r.failed.join('; ')}` : ''}`);
     if (r.migrated.length > 0) log(`datapath: maps migrated to new layouts: ${r.migrated.map((m) => `${m.map} (${m.action === 'copy' ? `${m.entries} entries copied` : 'reset'})`).join(', ')}`);
+    const caught = (r.caughtUp ?? []).filter((c) => c.written + c.deleted + c.failed.length > 0);
+    if (caught.length > 0) log(`datapath: caught up with the old programs' changes since the copy: ${caught.map((c) => `${c.map} (${c.written} written, ${c.deleted} deleted${c.failed.length ? `, ${c.failed.length} NOT: ${c.failed.slice(0, 3).join('; ')}` : ''})`).join(', ')}`);
   }
   datapath.maps.config.update(encodeU32(0), encodeDatapathConfig(f.datapathConfig));
   return datapath;
@@ -423,6 +425,11 @@ async function rebuildStateStores(deps: {
   // Missing, damaged, or a newer agent's that this one leaves untouched: served from memory, rebuilt from the kernel.
   const lost = (c: StoreCheck): boolean => c.missing || c.damage !== null || c.newer;
   const at = new Date().toISOString();
+  const cause = (c: StoreCheck): string =>
+    c.movedTo !== null ? `the damaged store moved aside to ${c.movedTo}`
+    : c.newer ? 'the store, written by a newer agent, is left untouched; this one runs from memory'
+    : c.damage !== null ? 'the damaged store could not be moved aside; this agent runs from memory'
+    : MISSING;
   const recovery = (store: string, c: StoreCheck, rebuilt: string): StoreRecovery => ({ store, file: `${deps.stateDir}/${store}.db`, damage: c.damage ?? '', movedTo: c.movedTo, rebuilt, at });
   const out: StoreRecovery[] = [];
   if (deps.ipamStore.damage !== null) out.push(recovery('ipam', deps.ipamStore, 'allocations from the endpoint records, veths, the endpoint map and the running pods'));
@@ -430,11 +437,11 @@ async function rebuildStateStores(deps: {
   // A walk of every map the numbers live in (conntrack too): only on this path.
   const kernel = readKernelNumbers(deps.datapath.maps);
   if (lost(stores.endpoints)) {
-    const plan = await restoreEndpoints({ endpoints: deps.endpoints, kernel, ipam: deps.ipam, datastore: deps.datastore, socket: deps.socket, movedTo: stores.endpoints.movedTo, log });
+    const plan = await restoreEndpoints({ endpoints: deps.endpoints, kernel, ipam: deps.ipam, datastore: deps.datastore, socket: deps.socket, cause: cause(stores.endpoints), log });
     if (stores.endpoints.damage !== null) out.push(recovery('endpoints', stores.endpoints, `${plan.records.length} endpoint(s) from the pinned endpoint map${plan.unplaced.length ? `, ${plan.unplaced.length} not placed` : ''}`));
   }
   if (lost(stores.numbering)) {
-    const plan = restoreNumbering({ numbering: deps.numbering, kernel, datastore: deps.datastore, endpoints: deps.endpoints.list(), movedTo: stores.numbering.movedTo, log });
+    const plan = restoreNumbering({ numbering: deps.numbering, kernel, datastore: deps.datastore, endpoints: deps.endpoints.list(), cause: cause(stores.numbering), log });
     if (stores.numbering.damage !== null) out.push(recovery('numbering', stores.numbering, `${plan.adopted.size} identity number(s) from the maps${plan.retired.length ? `, ${plan.retired.length} retired` : ''}`));
   }
   return out;

@@ -13,6 +13,7 @@ import { errorMessage } from '../lib/errors.ts';
 import { clusterView } from './datastore/cluster-view.ts';
 import type { Datastore } from './datastore/datastore.ts';
 import type { KernelNumbers } from './kernel-numbers.ts';
+import { MISSING } from './endpoints-recovery.ts';
 import { keyedPods, planNumbering, type NumberingPlan } from './policy-sync/numbering-rebuild.ts';
 import type { NumberingStore } from './policy-sync/numbering-store.ts';
 
@@ -23,8 +24,8 @@ export interface NumberingRecoveryDeps {
   datastore: Pick<Datastore, 'objects' | 'refresh'>;
   /** The local endpoints (their addresses are the compiler's, over the datastore's). */
   endpoints: Endpoint[];
-  /** Where the damaged store went (for the log), or null when it was missing. */
-  movedTo: string | null;
+  /** Why the store is rebuilt, for the log ('the damaged store moved aside to ...'). */
+  cause: string;
   log: (msg: string) => void;
 }
 
@@ -42,8 +43,8 @@ export function restoreNumbering(deps: NumberingRecoveryDeps): NumberingPlan {
   }
   const floors = deps.numbering.restore(plan.adopted, { identity: deps.kernel.maxIdentity, selector: deps.kernel.maxSelector });
   // A first start (no store, no number in the maps) has nothing to say.
-  if (deps.movedTo === null && deps.kernel.identityOfAddress.size === 0 && deps.kernel.maxIdentity < Identity.FIRST_POD) return plan;
-  const from = deps.movedTo ? `the damaged store moved aside to ${deps.movedTo}` : 'the store was missing';
+  if (deps.cause === MISSING && deps.kernel.identityOfAddress.size === 0 && deps.kernel.maxIdentity < Identity.FIRST_POD) return plan;
+  const from = deps.cause;
   deps.log(
     `identity numbering rebuilt (${from}): ${plan.adopted.size} label set(s) got back the number their pods carry in the maps; ` +
       `new identities start above ${floors.identity}, new address selectors above ${floors.selector} (the highest the maps hold, or reserved before)`,
