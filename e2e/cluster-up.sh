@@ -134,6 +134,8 @@ start kube-controller-manager "$K8S_BIN/kube-controller-manager" --kubeconfig="$
   --allocate-node-cidrs=true --cluster-cidr="$CLUSTER_CIDR" --node-cidr-mask-size=24 --service-cluster-ip-range="$SERVICE_CIDR" \
   --service-account-private-key-file="$P/sa.key" --root-ca-file="$P/ca.crt" --use-service-account-credentials=true
 start kube-scheduler "$K8S_BIN/kube-scheduler" --kubeconfig="$KUBECONFIG" --leader-elect=false --bind-address=127.0.0.1
+# Cluster DNS (there is no DNS add-on image offline): Services by name, as the upstream Services specs resolve them.
+start cluster-dns "$ROOT/node_modules/.bin/node" "$ROOT/e2e/cluster-dns.ts" --listen "$NODE_IP"
 
 # --- Node: kubelet (containerd as runtime: the CNI dirs are containerd's); kube-proxy only with E2E_KUBE_PROXY=1
 # (Sluice serves Services in eBPF: the cluster runs without it, as issue 17 asks).
@@ -150,6 +152,7 @@ cgroupRoot: /sluice-e2e
 failSwapOn: false
 oomScoreAdj: 0
 clusterDomain: cluster.local
+clusterDNS: ["$NODE_IP"]
 resolvConf: /etc/resolv.conf
 evictionHard: {memory.available: "100Mi", nodefs.available: "1%", imagefs.available: "1%"}
 imageGCHighThresholdPercent: 100

@@ -41,8 +41,18 @@ function main(): void {
   const files = fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => /^junit.*\.xml$/.test(f)) : [];
   const ran = files.flatMap((f) => casesOf(fs.readFileSync(path.join(dir, f), 'utf8'))).filter((c) => !c.skipped);
   const failed = ran.filter((c) => c.failed);
-  console.log('=== Sluice e2e summary (Kubernetes 1.20 upstream NetworkPolicy specs) ===');
+  console.log('=== Sluice e2e summary (Kubernetes 1.20 upstream specs) ===');
   for (const c of ran) console.log(`${c.failed ? 'FAIL' : 'pass'}  ${c.seconds.toFixed(0).padStart(4)} s  ${c.name}`);
+  // Per spec group ("[sig-network] NetworkPolicy ...", "[sig-network] Services ..."): what each issue counts.
+  const groups = new Map<string, Case[]>();
+  for (const c of ran) {
+    const group = /^\[[^\]]+\] [^ ]+/.exec(c.name)?.[0] ?? 'other';
+    groups.set(group, [...(groups.get(group) ?? []), c]);
+  }
+  for (const [group, cases] of groups) {
+    const bad = cases.filter((c) => c.failed).length;
+    console.log(`${group}: ${cases.length} run, ${cases.length - bad} passed, ${bad} failed`);
+  }
   console.log(`specs run: ${ran.length}; passed: ${ran.length - failed.length}; failed: ${failed.length}`);
   console.log(`upstream run wall time: ${values['upstream-seconds']} s; make e2e wall time: ${values['total-seconds']} s`);
   const startupFile = path.join(dir, 'pod-startup.json');
