@@ -96,7 +96,7 @@ export interface Datapath {
    * an interrupted migration was finished. The netfilter links are the
    * agent's to replace (syncNetfilterLinks with reload).
    */
-  replaced: { from: string; links: number; failed: string[]; migrated: MigrationReport['maps'] } | null;
+  replaced: { from: string; links: number; failed: string[]; migrated: MigrationReport['maps']; /** after a migration: what the catch-up carried into each copied map */ caughtUp?: MigrationReport['caughtUp'] } | null;
   maps: DatapathMaps;
   /** Pinned programs, for attachTcx. */
   /** fromPod/toPod: attached by the CNI to each host veth; ctSweep: run by the agent; the netfilter programs. */
@@ -162,7 +162,7 @@ export function loadDatapath(options: LoadDatapathOptions): Datapath {
     if (refused.length > 0 || options.replace === false) throw new DatapathLayoutError(pinDir, changes, refused);
     const from = readPinnedVersion(mapsDir) ?? 'unknown';
     const migration = migratePins(pinDir, steps, options.objectBytes, OBJECT_NAME, version, (m, p) => loadProgramsInto(options.objectBytes, m, p));
-    replaced = { from, links: migration.links, failed: migration.failed, migrated: migration.maps };
+    replaced = { from, links: migration.links, failed: migration.failed, migrated: migration.maps, caughtUp: migration.caughtUp };
     runningVersion = migration.failed.length === 0 ? version : 'mixed';
   } else if (adopted) {
     runningVersion = readPinnedVersion(mapsDir) ?? 'unknown';

@@ -159,7 +159,9 @@ spec:
 
     writeFileSync(resume, '');
     await upgraded;
-    expect(readFileSync(path.join(cluster.dir, 'agent.log'), 'utf8')).toMatch(/maps migrated to new layouts: .*conntrack/);
+    const log = readFileSync(path.join(cluster.dir, 'agent.log'), 'utf8');
+    expect(log).toMatch(/maps migrated to new layouts: .*conntrack/);
+    expect(log).toMatch(/caught up with the old programs' changes since the copy: .*conntrack \([1-9]\d* written, [1-9]\d* deleted\)/);
     expect(withMap(path.join(pinDir, 'maps', 'conntrack'), (fd) => readMapInfo(fd, 'conntrack').maxEntries)).toBe(300_000);
     const newConntrack = conntrackPorts(path.join(pinDir, 'maps', 'conntrack'));
     expect(newConntrack, 'the reset flow is not back in the new conntrack').not.toContain(PORT_RESET);
