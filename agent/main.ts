@@ -311,8 +311,6 @@ function startDatapath(f: AgentFlags): Datapath {
     if (r.migrated.length > 0) log(`datapath: maps migrated to new layouts: ${r.migrated.map((m) => `${m.map} (${m.action === 'copy' ? `${m.entries} entries copied` : 'reset'})`).join(', ')}`);
     const caught = (r.caughtUp ?? []).filter((c) => c.written + c.deleted + c.failed.length > 0);
     if (caught.length > 0) log(`datapath: caught up with the old programs' changes since the copy: ${caught.map((c) => `${c.map} (${c.written} written, ${c.deleted} deleted${c.failed.length ? `, ${c.failed.length} NOT: ${c.failed.slice(0, 3).join('; ')}` : ''})`).join(', ')}`);
-    const caught = (r.caughtUp ?? []).filter((c) => c.written + c.deleted + c.failed.length > 0);
-    if (caught.length > 0) log(`datapath: caught up with the old programs' changes since the copy: ${caught.map((c) => `${c.map} (${c.written} written, ${c.deleted} deleted${c.failed.length ? `, ${c.failed.length} NOT: ${c.failed.slice(0, 3).join('; ')}` : ''})`).join(', ')}`);
   }
   datapath.maps.config.update(encodeU32(0), encodeDatapathConfig(f.datapathConfig));
   return datapath;
