@@ -12,6 +12,14 @@ import { closeQuietly, storeDamage } from '../ipam/store.ts';
 import { errorMessage } from '../lib/errors.ts';
 import { newerSchemaRefusal, readStoreSchema } from '../lib/store-schema.ts';
 
+/**
+ * SQLite's extended codes of a read that failed: a bad sector, or no file
+ * at all where the store should be (a directory). The file is at fault, not
+ * the moment (a full disk never fails a read), so it is moved aside and
+ * rebuilt like a damaged one rather than failing every start.
+ */
+const UNREADABLE_CODES = new Set([266, 522]); // SQLITE_IOERR_READ, SQLITE_IOERR_SHORT_READ
+
 /** An in-memory store: what is opened when a damaged file cannot be moved aside. */
 export const NO_FILE = ':memory:';
 const STORE_FILE_SUFFIXES = ['', '-wal', '-shm'];
@@ -46,6 +54,16 @@ export interface StoreRecovery {
   at: string;
 }
 
+/** storeDamage, with a store that cannot be read at all counted as damaged. */
+function unreadableOrDamage(file: string): string | null {
+  try {
+    return storeDamage(file);
+  } catch (err: unknown) {
+    if (UNREADABLE_CODES.has((err as { errcode?: unknown }).errcode as number)) return `unreadable: ${errorMessage(err)}`;
+    throw err;
+  }
+}
+
 /** The schema mark of a readable store, read without changing it. */
 function schemaOf(file: string): ReturnType<typeof readStoreSchema> {
   const db = new DatabaseSync(file, { readOnly: true });
@@ -74,7 +92,7 @@ export function prepareStore(file: string, label: string, what: { rebuilding: st
   const check: StoreCheck = { file, missing: !fs.existsSync(file), damage: null, movedTo: null, refusal: null, newer: false };
   if (check.missing) return check;
   // SQLite opens an empty file as an empty store; the agent's never is one (WAL mode writes the header at once).
-  check.damage = fs.statSync(file).size === 0 ? 'zero-length file' : storeDamage(file);
+  check.damage = fs.statSync(file).size === 0 ? 'zero-length file' : unreadableOrDamage(file);
   if (check.damage === null) {
     const refusal = newerSchemaRefusal(file, label, schemaOf(file), what.schemaVersion);
     if (refusal !== null) {

@@ -4,7 +4,7 @@
  * nothing. Pods run under a NetworkPolicy on a local cluster; the agent is
  * killed with SIGKILL and one store damaged as a torn write or a bad disk
  * leaves it (truncated to half, a page overwritten with random bytes, zero
- * length, garbage throughout; numbering.db also simply lost). The restarted
+ * length, garbage throughout, unreadable; numbering.db also simply lost). The restarted
  * agent moves the file aside (its log and `sluice status` name where),
  * rebuilds it from the pinned maps, and every pod keeps its endpoint id, its
  * identity number and its traffic, allowed and denied as before. A new
@@ -104,6 +104,11 @@ const DAMAGES: Record<string, (file: string) => void> = {
   },
   'zero length': (file) => fs.truncateSync(file, 0),
   'garbage throughout': (file) => fs.writeFileSync(file, randomBytes(Math.max(PAGE, fs.statSync(file).size))),
+  // What a read of a bad sector gives too (SQLITE_IOERR_READ), which a test cannot make.
+  'unreadable (a directory where the file was)': (file) => {
+    fs.rmSync(file);
+    fs.mkdirSync(file);
+  },
 };
 
 async function damageAndRestart(cluster: Cluster, store: string, damage: (file: string) => void): Promise<void> {
