@@ -469,6 +469,24 @@ static __always_inline void resolve_cwd(struct task_struct *task, char path[SLUI
 	*flags |= SLUICE_SEC_F_CWD_RESOLVED;
 }
 
+/*
+ * Is this exec in security_kill? By the executed file's name, then by the
+ * name it was run as: its comm, which exec has just set (kbasename of the
+ * path asked for), what proc.name says. A busybox applet's file is
+ * "busybox" while it runs as "nc": without the second lookup a kill rule for
+ * nc would never fire in an alpine pod.
+ */
+static __always_inline int kill_listed(struct kill_key *key, __u32 netns, struct task_struct *task, struct linux_binprm *bprm)
+{
+	if (bpf_probe_read_kernel_str(key->name, sizeof(key->name), BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name)) > 0 &&
+	    lookup_scoped(&security_kill, key, &key->netns, netns))
+		return 1;
+	__builtin_memset(key, 0, sizeof(*key));
+	if (BPF_CORE_READ_STR_INTO(&key->name, task, comm) <= 0)
+		return 0;
+	return lookup_scoped(&security_kill, key, &key->netns, netns) != NULL;
+}
+
 SEC("tp_btf/sched_process_exec")
 int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binprm *bprm)
 {
@@ -479,8 +497,7 @@ int BPF_PROG(sec_exec, struct task_struct *task, int old_pid, struct linux_binpr
 	int killed = 0;
 	long n;
 
-	if (bpf_probe_read_kernel_str(key.name, sizeof(key.name), BPF_CORE_READ(bprm, file, f_path.dentry, d_name.name)) > 0 &&
-	    lookup_scoped(&security_kill, &key, &key.netns, netns)) {
+	if (kill_listed(&key, netns, task, bprm)) {
 		bpf_send_signal(SIGKILL);
 		count_stat(SLUICE_SEC_STAT_KILLED);
 		killed = 1;

@@ -223,9 +223,11 @@ struct security_config {
  * instruction. netns 0: every pod's namespace, never the host's.
  *
  * The name is that of the file the kernel executed (bprm->file's dentry, at
- * most 63 bytes), not the path asked for. It catches the binary run through a
- * symlink (the link's target is what is executed), from any directory, by a
- * relative path, or with argv[0] set to anything. It does not catch a copy or
+ * most 63 bytes), or the name it was run as (its comm: the last part of the
+ * path asked for, at most 15 bytes, as proc.name says). The first catches the
+ * binary run through a symlink of another name (the link's target is what is
+ * executed), from any directory, by a relative path, or with argv[0] set to
+ * anything; the second a multi-call binary's applet (busybox run as nc). Neither catches a copy or
  * a hard link under another name, the binary run by an interpreter
  * (ld.so /usr/bin/nc, python -c), or a script: a #! script's key is its
  * interpreter's name (sh), since that is the file executed.

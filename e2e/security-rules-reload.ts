@@ -85,18 +85,27 @@ async function main(): Promise<void> {
     kubectl(['apply', '-f', '-'], JSON.stringify(rulesConfigMap(`${originalRules}\n${rule}`)));
     await waitFor('the ConfigMap rule reached the agent: date killed (137) in the pod', () => runDate(NS, 'victim') === 137, since);
     expect('date still runs in a pod of another namespace', runDate(OTHER_NS, 'bystander') === 0);
-    const events = await agentRequest<{ items: { rule?: string; output_fields?: Record<string, unknown> }[] }>(
+    const events = await agentRequest<{ items: { kind: string; alert?: { rule: string; output_fields: Record<string, unknown>; event?: { enforced?: string } } }[] }>(
       DEFAULT_SOCKET,
       'GET',
-      `/v1/security/events?rule=${encodeURIComponent(RULE)}&alerts=1`,
+      `/v1/security/events?rule=${encodeURIComponent(RULE)}&alerts=1&last=20`,
     );
-    expect('the alert names the pod', events.items.some((e) => e.output_fields?.['k8s.pod.name'] === 'victim' && e.output_fields?.['k8s.ns.name'] === NS));
+    const alert = events.items.find((i) => i.alert?.output_fields['k8s.pod.name'] === 'victim' && i.alert.output_fields['k8s.ns.name'] === NS)?.alert;
+    expect('the alert names the pod', alert !== undefined);
+    expect('the alert says the binary was killed', alert?.event?.enforced === 'killed');
+    if (failures > 0) {
+      // What the agent saw of the pod, to tell a rule that never arrived from one that did not match.
+      const status = await agentRequest<unknown>(DEFAULT_SOCKET, 'GET', '/v1/security');
+      const seen = await agentRequest<{ items: unknown[] }>(DEFAULT_SOCKET, 'GET', `/v1/security/events?pod=${NS}/victim&last=5`);
+      console.log(JSON.stringify({ status, events: seen.items }, null, 1).slice(0, 6000));
+    }
 
     since = performance.now();
     kubectl(['apply', '-f', '-'], JSON.stringify(rulesConfigMap(originalRules)));
     await waitFor('the ConfigMap restored reached the agent: date runs again', () => runDate(NS, 'victim') === 0, since);
   } finally {
-    kubectl(['apply', '-f', '-'], original);
+    // The rules as they were (by content: the stored object's resourceVersion is stale by now).
+    kubectl(['apply', '-f', '-'], JSON.stringify(rulesConfigMap(originalRules)));
     for (const ns of [NS, OTHER_NS]) spawnSync(KUBECTL, ['delete', 'namespace', ns, '--wait=false'], { stdio: 'ignore' });
   }
   console.log(failures === 0 ? 'security rules reload: all checks passed' : `security rules reload: ${failures} check(s) failed`);

@@ -264,6 +264,18 @@ describe('kill', () => {
     expect(await attempt(binary, NS.a, 'w-a-after')).toEqual({ status: 0, created: true });
   });
 
+  // proc.name is the name a process was run as; a multi-call binary (busybox in an alpine pod) runs as "nc" while
+  // its file is "busybox". Found on the e2e cluster: a kill rule for proc.name = date never fired in an agnhost pod.
+  it('kills by the name the binary was run as too (its comm): a multi-call binary run through a symlink named as the rule says', async () => {
+    sensor.setKill([{ pod: POD_A, binary: 'sens-other-name', rule: 1 }]);
+    const link = join(dir, 'sens-other-name');
+    expect(await attempt(link, NS.a, 'applet-a')).toEqual({ status: 137, created: false });
+    expect(await attempt(link, NS.b, 'applet-b')).toEqual({ status: 0, created: true });
+    expect(await attempt(link, undefined, 'applet-host')).toEqual({ status: 0, created: true });
+    // The file itself, run under its own name, is another name.
+    expect(await attempt(binary, NS.a, 'applet-file')).toEqual({ status: 0, created: true });
+  });
+
   it('a copy under another name is not caught (what the key does not catch, bpf/security.h)', async () => {
     sensor.setKill([{ pod: POD_A, binary: 'sensmark', rule: 1 }]);
     const copy = join(dir, 'sens-copy');
