@@ -8,14 +8,21 @@ OUT=$CACHE/images
 NODE=$ROOT/node_modules/.bin/node
 mkdir -p "$OUT"
 [ -x /bin/busybox ] || apt-get install -y -qq busybox-static >/dev/null
+[ -x /bin/nc.openbsd ] || apt-get install -y -qq netcat-openbsd >/dev/null
+command -v curl >/dev/null || apt-get install -y -qq curl >/dev/null
+# What agnhost's own image carries for the Services specs (it is alpine with netcat-openbsd and curl): they run
+# `nc -zv -t -w 2`, which busybox's nc cannot (no -z), and curl. A change here bumps AGNHOST_CONTENT to rebuild it.
+AGNHOST_CONTENT=2
 if [ ! -f "$OUT/pause.tar" ]; then
   clang -static -O2 -o "$OUT/pause" "$CACHE/src/k8s/build/pause/linux/pause.c" -DVERSION=3.2
   "$NODE" "$ROOT/tools/image.ts" --out "$OUT/pause.tar" --ref k8s.gcr.io/pause:3.2 --add "$OUT/pause:/pause" --entrypoint /pause
 fi
-if [ ! -f "$OUT/agnhost.tar" ]; then
+if [ ! -f "$OUT/agnhost.tar" ] || [ "$(cat "$OUT/agnhost.content" 2>/dev/null)" != "$AGNHOST_CONTENT" ]; then
   links=()
-  for l in sh seq sleep cat echo nc ls ps date hostname env true false test expr grep; do links+=(--symlink "/bin/$l=busybox"); done
+  for l in sh seq sleep cat echo ls ps date hostname env true false test expr grep wget nslookup timeout; do links+=(--symlink "/bin/$l=busybox"); done
   "$NODE" "$ROOT/tools/image.ts" --out "$OUT/agnhost.tar" --ref k8s.gcr.io/e2e-test-images/agnhost:2.21 \
-    --add "$CACHE/bin/agnhost:/agnhost" --add /bin/busybox:/bin/busybox "${links[@]}" --entrypoint /agnhost
+    --add "$CACHE/bin/agnhost:/agnhost" --add /bin/busybox:/bin/busybox "${links[@]}" \
+    --add /bin/nc.openbsd:/usr/bin/nc --add "$(command -v curl):/usr/bin/curl" --entrypoint /agnhost
+  echo "$AGNHOST_CONTENT" > "$OUT/agnhost.content"
 fi
 ls -la "$OUT"/*.tar
