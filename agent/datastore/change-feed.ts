@@ -8,6 +8,7 @@
  * is handed over once, as it is now: under churn, a take is a batch.
  */
 import type { KubeObject } from './local.ts';
+import type { ClusterObjects } from './cluster-view.ts';
 
 /** The kinds the policy compiler reads object by object. */
 export type FeedKind = 'pods' | 'namespaces' | 'networkPolicies';
@@ -103,3 +104,20 @@ export class SortedList {
     this.cached = null;
   }
 }
+
+/**
+ * The cluster's objects read through sorted lists: each kind's getter builds
+ * (or reuses) its list only when read, so a view handed out costs nothing
+ * until used. `extra` adds fixed fields (e.g. isolateUnknownPods).
+ */
+export function lazyClusterObjects<K extends 'pods' | 'namespaces' | 'networkPolicies' | 'nodes' | 'services'>(
+  lists: Record<K, SortedList>,
+  extra: { isolateUnknownPods?: boolean } = {},
+): ClusterObjects {
+  const view = { ...extra } as ClusterObjects;
+  for (const kind of Object.keys(lists) as K[]) {
+    Object.defineProperty(view, kind, { enumerable: true, get: () => lists[kind].get() });
+  }
+  return view;
+}
+

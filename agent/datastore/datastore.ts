@@ -5,7 +5,7 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ChangeFeeds, SortedList, type ChangeFeed, type FeedKind } from './change-feed.ts';
+import { ChangeFeeds, SortedList, lazyClusterObjects, type ChangeFeed, type FeedKind } from './change-feed.ts';
 import { EMPTY_OBJECTS, type ClusterObjects } from './cluster-view.ts';
 import YAML from 'yaml';
 import { LocalDatastore, type KubeObject } from './local.ts';
@@ -84,24 +84,7 @@ export class LocalDirDatastore implements Datastore {
       for (const [file, cached] of files) if (cached.kind === kind) yield [file, cached.object];
     }
     this.lists = Object.fromEntries(Object.values(LOCAL_KINDS).map((kind) => [kind, new SortedList(() => ofKind(kind))])) as Record<LocalKind, SortedList>;
-    const lists = this.lists;
-    this.current = {
-      get pods() {
-        return lists.pods.get();
-      },
-      get namespaces() {
-        return lists.namespaces.get();
-      },
-      get networkPolicies() {
-        return lists.networkPolicies.get();
-      },
-      get nodes() {
-        return lists.nodes.get();
-      },
-      get services() {
-        return lists.services.get();
-      },
-    };
+    this.current = lazyClusterObjects(this.lists);
   }
 
   /** A file's object came, changed or went: its kind's list is stale, and the feeds hear of it. */

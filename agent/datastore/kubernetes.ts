@@ -6,7 +6,7 @@
  * A watch event calls the change listeners at once, so a new policy reaches
  * the maps in milliseconds rather than at the next poll.
  */
-import { ChangeFeeds, SortedList, type ChangeFeed, type FeedKind } from './change-feed.ts';
+import { ChangeFeeds, SortedList, lazyClusterObjects, type ChangeFeed, type FeedKind } from './change-feed.ts';
 import type { ClusterObjects } from './cluster-view.ts';
 import type { Datastore } from './datastore.ts';
 import type { KubeObject } from './local.ts';
@@ -157,22 +157,7 @@ export class KubernetesDatastore implements Datastore {
       networkPolicies: new SortedList(() => keyed(this.policies.items)),
       nodes: new SortedList(() => keyed(this.nodes.items)),
     };
-    const lists = this.lists;
-    this.current = {
-      get pods() {
-        return lists.pods.get();
-      },
-      get namespaces() {
-        return lists.namespaces.get();
-      },
-      get networkPolicies() {
-        return lists.networkPolicies.get();
-      },
-      get nodes() {
-        return lists.nodes.get();
-      },
-      isolateUnknownPods: true,
-    };
+    this.current = lazyClusterObjects(this.lists, { isolateUnknownPods: true });
     /** A pod that does not hold its address is, to policy, gone (see podHoldsItsAddress). */
     const fed = (kind: FeedKind) => (key: string, _before: KubeObject | undefined, after: KubeObject | undefined) => {
       this.lists[kind].invalidate();
