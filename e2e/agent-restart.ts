@@ -4,6 +4,11 @@
  * pods' network namespaces), across an ingress policy, must carry on through
  * the restart with nothing lost; the DaemonSet brings the agent back and it
  * adopts the pinned maps. Runs inside the e2e cluster's namespaces.
+ *
+ * With --roll IMAGE (issue 33), the same connection through a rolling update
+ * of the DaemonSet to another image (a datapath built with other flags): the
+ * new agent must replace the programs and switch every TCX link, and the
+ * node must run the new datapath only (status: runningVersion = version).
  */
 import { execFileSync, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import readline from 'node:readline';
@@ -13,6 +18,8 @@ import { DEFAULT_SOCKET, type Endpoint } from '../contract/api-types.ts';
 const KUBECTL = process.env.KUBECTL ?? '/var/cache/sluice-k8s/bin/kubectl';
 const NS = 'sluice-restart-test';
 const PORT = 9000;
+const rollArg = process.argv.indexOf('--roll');
+const ROLL_IMAGE = rollArg >= 0 ? process.argv[rollArg + 1] : undefined;
 
 const SERVER_JS = `require('net').createServer((s) => s.pipe(s)).listen(${PORT}, () => console.log('listening'));`;
 const CLIENT_JS = (ip: string) => `
@@ -76,8 +83,15 @@ async function main(): Promise<void> {
 
   const oldPod = kubectl(['-n', 'sluice-system', 'get', 'pods', '-l', 'app.kubernetes.io/name=sluice', '-o', 'jsonpath={.items[0].metadata.name}']);
   const t0 = Date.now();
-  kubectl(['-n', 'sluice-system', 'delete', 'pod', oldPod, '--wait=false']);
-  console.log(`deleted agent pod ${oldPod} while ${lastStats.got} echoes had come back`);
+  const before = await agentRequest<{ datapath: { version?: string } }>(DEFAULT_SOCKET, 'GET', '/v1/status');
+  if (ROLL_IMAGE) {
+    const containers = ['mount-bpffs', 'install-cni', 'agent'].map((c) => `${c}=${ROLL_IMAGE}`);
+    kubectl(['-n', 'sluice-system', 'set', 'image', 'ds/sluice', ...containers]);
+    console.log(`rolling ds/sluice to ${ROLL_IMAGE} (datapath ${before.datapath.version?.slice(0, 12)}) while ${lastStats.got} echoes had come back`);
+  } else {
+    kubectl(['-n', 'sluice-system', 'delete', 'pod', oldPod, '--wait=false']);
+    console.log(`deleted agent pod ${oldPod} while ${lastStats.got} echoes had come back`);
+  }
   let newPod = '';
   for (let i = 0; i < 600 && !newPod; i++) {
     await new Promise((r) => setTimeout(r, 200));
@@ -89,7 +103,16 @@ async function main(): Promise<void> {
   await new Promise((r) => setTimeout(r, 3_000));
   cli.kill('SIGTERM');
   srv.kill('SIGTERM');
-  const adopted = kubectl(['-n', 'sluice-system', 'logs', newPod]).split('\n').find((l) => l.includes('datapath adopted')) ?? '';
+  const newLog = kubectl(['-n', 'sluice-system', 'logs', newPod]).split('\n');
+  let adopted = newLog.find((l) => l.includes('datapath adopted')) ?? '';
+  if (ROLL_IMAGE) {
+    // The new programs replaced the old on every link, none failed, and nothing runs the old version.
+    const replaced = newLog.find((l) => l.includes('datapath: programs of version')) ?? '';
+    const after = await agentRequest<{ datapath: { version?: string; runningVersion?: string } }>(DEFAULT_SOCKET, 'GET', '/v1/status');
+    const switched = replaced !== '' && !replaced.includes(' NOT: ') && after.datapath.version !== before.datapath.version && after.datapath.runningVersion === after.datapath.version;
+    console.log(`new agent: ${replaced || 'NO "programs of version ... replaced" in its log'}; running ${after.datapath.runningVersion?.slice(0, 12)}, carried ${after.datapath.version?.slice(0, 12)}`);
+    adopted = switched ? replaced : '';
+  }
   // A fresh connection after the restart works too (policy maps in place, new agent serving).
   const fresh = spawnSync('nsenter', [`--net=${client.netns}`, 'timeout', '2', 'bash', '-c', `exec 3<>/dev/tcp/${server.ips[0]}/${PORT}`]);
   const denied = spawnSync('nsenter', [`--net=${client.netns}`, 'timeout', '1', 'bash', '-c', `exec 3<>/dev/tcp/${server.ips[0]}/22`]);
@@ -97,11 +120,11 @@ async function main(): Promise<void> {
   // the port the policy does not allow times out.
   const freshOk = fresh.status !== 124;
   const ok = broken === null && newPod !== '' && adopted !== '' && lastStats.got > 100 && lastStats.got >= lastStats.sent - 2 && freshOk && denied.status === 124;
-  console.log(`agent back and ready after ${backMs} ms (${newPod}); ${adopted ? 'it adopted the pinned datapath' : 'NO "datapath adopted" in its log'}`);
+  console.log(`agent back and ready after ${backMs} ms (${newPod}); ${adopted ? (ROLL_IMAGE ? 'every link switched to the new datapath' : 'it adopted the pinned datapath') : ROLL_IMAGE ? 'links NOT all switched to the new datapath' : 'NO "datapath adopted" in its log'}`);
   console.log(`connection: ${broken ? `BROKEN (${broken})` : 'survived'}; ${lastStats.sent} sent, ${lastStats.got} echoed, longest gap ${lastStats.maxGap} ms`);
   console.log(`after the restart: a new connection to the allowed port ${freshOk ? 'is not blocked' : 'TIMED OUT'}; the port the policy denies ${denied.status === 124 ? 'times out (denied)' : 'was NOT denied'}`);
   kubectl(['delete', 'namespace', NS, '--wait=false']);
-  console.log(`agent restart: ${ok ? 'passed' : 'FAILED'}`);
+  console.log(`${ROLL_IMAGE ? 'rolling update' : 'agent restart'}: ${ok ? 'passed' : 'FAILED'}`);
   process.exit(ok ? 0 : 1);
 }
 

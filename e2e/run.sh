@@ -8,7 +8,8 @@
 #      specs a single node can run (test/e2e/network/service.go), with ginkgo.
 # The cluster runs without kube-proxy (Sluice serves Services); E2E_KUBE_PROXY=1 starts kube-proxy as before.
 # Prints a summary (specs, passed, wall time, pod startup). E2E_KEEP=1 leaves the cluster up.
-# E2E_FOCUS / E2E_SKIP / E2E_NODES tune the upstream run; E2E_ONLY=upstream skips steps 1 and 2.
+# E2E_FOCUS / E2E_SKIP / E2E_NODES tune the upstream run; E2E_ONLY=upstream skips steps 1 and 2, E2E_ONLY=roll runs
+# only the rolling update (an image built by e2e/next-image.sh, the same connection kept through it).
 # E2E_IMAGE / E2E_INSTALL_DIR try another image or manifests (e.g. a datapath change) instead of
 # dist/sluice-image.tar and install/; make e2e uses the defaults.
 set -euo pipefail
@@ -52,11 +53,22 @@ fi
 installed=$(date +%s)
 echo "--- Sluice installed, node Ready in $((installed - started)) s from the start"
 
+if [ "${E2E_ONLY:-}" = roll ] || [ -z "${E2E_ONLY:-}" ]; then
+  # A rolling update to an image with another datapath (same map layouts) while a connection carries traffic.
+  NEXT=$("$ROOT/e2e/next-image.sh")
+  in_cluster ctr --address "$CONTAINERD_SOCK" -n k8s.io images import "$ROOT/dist/sluice-image-next.tar" >/dev/null
+  ROLL_ARGS=(--roll "$NEXT")
+fi
+if [ "${E2E_ONLY:-}" = roll ]; then
+  in_cluster "$NODE" "$ROOT/e2e/agent-restart.ts" "${ROLL_ARGS[@]}" | tee "$REPORT/rolling-update.txt"
+  exit 0
+fi
 if [ "${E2E_ONLY:-}" != upstream ]; then
   # The API, the datastore and the datapath together; the agent's socket and maps are in the cluster's namespaces.
   in_cluster "$NODE" "$ROOT/e2e/datapath-via-api.ts" | tee "$REPORT/datapath-via-api.txt"
   in_cluster "$NODE" "$ROOT/e2e/agent-restart.ts" | tee "$REPORT/agent-restart.txt"
   in_cluster "$NODE" "$ROOT/e2e/security-rules-reload.ts" | tee "$REPORT/security-rules-reload.txt"
+  in_cluster "$NODE" "$ROOT/e2e/agent-restart.ts" "${ROLL_ARGS[@]}" | tee "$REPORT/rolling-update.txt"
 fi
 
 # Pod startup as the e2e run sees it: creation → first container running, for every pod the specs create.
