@@ -77,6 +77,9 @@ spec:
       cluster.serve(node1.netns, 9090, 'tcp'),
       cluster.serve(node2.netns, 9090, 'tcp'),
     ]);
+    // `local apply` returns once the policy maps hold the change, not the Services' maps, and the pods' IPv6
+    // addresses may still be tentative: without this wait the IPv6 control failed under load (1 of 4 reached).
+    await new Promise((r) => setTimeout(r, 1500));
   }, 180_000);
   afterAll(() => cluster.teardown());
 
